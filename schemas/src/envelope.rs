@@ -1,0 +1,420 @@
+//! The envelope every event travels in, and parsing of raw bytes into a validated [`Event`].
+//!
+//! Wire format (JSON, one object per event; NDJSON for batches):
+//!
+//! ```json
+//! {"event_id":"0b5f8a2e-7c1d-4e9a-9f3b-2d6c8e1a4b7f","type":"order_placed","schema_version":1,
+//!  "occurred_at":"2026-01-01T00:00:00.000Z","payload":{"order_id":"o-1", ...}}
+//! ```
+//!
+//! `event_id` is the idempotency key. The entity keys (order, user, sku, product) live in the
+//! typed payload; [`Event::partition_key`] names the one whose order matters (ADR 0002).
+//! See `specs/adr/0001-event-envelope-and-evolution.md`.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
+use crate::orders::{
+    OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, PaymentAuthorized, PaymentFailed,
+    ReturnRequested,
+};
+use crate::reviews::ReviewPosted;
+use crate::shopper::{CartItemAdded, CartItemRemoved, ProductViewed, SearchPerformed};
+use crate::stock::{StockAdjusted, StockReceived};
+use crate::validate::{FieldError, RejectReason, ValidationContext, ValidationError, Validator};
+
+/// Declares every event type once: its variant, payload struct, wire name, current schema
+/// version and partition-key field. Everything that must list all types is generated from here.
+macro_rules! event_types {
+    ($( $variant:ident = $name:literal, version $version:literal, key $key:ident; )*) => {
+        /// The type of an event (its `type` field on the wire).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventKind { $($variant,)* }
+
+        impl EventKind {
+            /// Every event type, in declaration order.
+            pub const ALL: &'static [EventKind] = &[$(EventKind::$variant,)*];
+
+            /// The name on the wire, e.g. `order_placed`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(EventKind::$variant => $name,)* }
+            }
+
+            pub fn from_name(name: &str) -> Option<Self> {
+                match name { $($name => Some(EventKind::$variant),)* _ => None }
+            }
+
+            /// The schema version producers should send and the newest this build reads.
+            pub fn current_version(self) -> u16 {
+                match self { $(EventKind::$variant => $version,)* }
+            }
+
+            /// The payload field whose value is the partition key (ADR 0002).
+            pub fn partition_key_field(self) -> &'static str {
+                match self { $(EventKind::$variant => stringify!($key),)* }
+            }
+
+            pub(crate) fn payload_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                match self { $(EventKind::$variant => generator.subschema_for::<$variant>(),)* }
+            }
+        }
+
+        /// The typed payload of an event.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Payload { $($variant($variant),)* }
+
+        impl Payload {
+            pub fn kind(&self) -> EventKind {
+                match self { $(Payload::$variant(_) => EventKind::$variant,)* }
+            }
+
+            /// The value of the entity key whose order matters for this type (ADR 0002).
+            pub fn partition_key(&self) -> &str {
+                match self { $(Payload::$variant(p) => &p.$key,)* }
+            }
+
+            fn validate(&self, v: &mut Validator) {
+                match self { $(Payload::$variant(p) => p.validate(v),)* }
+            }
+
+            fn from_json(kind: EventKind, json: &str) -> Result<Self, serde_path_to_error::Error<serde_json::Error>> {
+                let mut de = serde_json::Deserializer::from_str(json);
+                match kind {
+                    $(EventKind::$variant => serde_path_to_error::deserialize(&mut de).map(Payload::$variant),)*
+                }
+            }
+        }
+
+        impl Serialize for Payload {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $(Payload::$variant(p) => p.serialize(s),)* }
+            }
+        }
+
+        $(impl From<$variant> for Payload {
+            fn from(p: $variant) -> Self { Payload::$variant(p) }
+        })*
+    };
+}
+
+event_types! {
+    ProductUpserted = "product_upserted", version 1, key product_id;
+    PriceChanged = "price_changed", version 1, key product_id;
+    ProductDiscontinued = "product_discontinued", version 1, key product_id;
+    StockReceived = "stock_received", version 1, key sku;
+    StockAdjusted = "stock_adjusted", version 1, key sku;
+    ProductViewed = "product_viewed", version 1, key user_id;
+    SearchPerformed = "search_performed", version 1, key user_id;
+    CartItemAdded = "cart_item_added", version 1, key user_id;
+    CartItemRemoved = "cart_item_removed", version 1, key user_id;
+    OrderPlaced = "order_placed", version 1, key order_id;
+    OrderCancelled = "order_cancelled", version 1, key order_id;
+    PaymentAuthorized = "payment_authorized", version 1, key order_id;
+    PaymentFailed = "payment_failed", version 1, key order_id;
+    OrderShipped = "order_shipped", version 1, key order_id;
+    OrderDelivered = "order_delivered", version 1, key order_id;
+    ReturnRequested = "return_requested", version 1, key order_id;
+    ReviewPosted = "review_posted", version 1, key product_id;
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One validated event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event_id: Uuid,
+    pub schema_version: u16,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: Payload,
+}
+
+impl Event {
+    /// A new event of the payload's current schema version.
+    pub fn new(event_id: Uuid, occurred_at: DateTime<Utc>, payload: impl Into<Payload>) -> Self {
+        let payload = payload.into();
+        Self {
+            event_id,
+            schema_version: payload.kind().current_version(),
+            occurred_at,
+            payload,
+        }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        self.payload.kind()
+    }
+
+    /// The entity key that decides the partition (ADR 0002).
+    pub fn partition_key(&self) -> &str {
+        self.payload.partition_key()
+    }
+
+    /// Parses and fully validates one event (one NDJSON line, without its newline).
+    pub fn parse(bytes: &[u8], ctx: &ValidationContext) -> Result<Event, ValidationError> {
+        parse(bytes, Some(ctx))
+    }
+
+    /// Parses an event already accepted into the log: structure only, no clock or size rules.
+    pub fn decode(bytes: &[u8]) -> Result<Event, ValidationError> {
+        parse(bytes, None)
+    }
+
+    /// The wire form (one JSON object, no trailing newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(320);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends the wire form to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Serializing plain structs of strings and integers into a Vec cannot fail.
+        serde_json::to_writer(&mut *out, self).expect("events serialize infallibly");
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Event", 5)?;
+        st.serialize_field("event_id", self.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))?;
+        st.serialize_field("type", self.kind().as_str())?;
+        st.serialize_field("schema_version", &self.schema_version)?;
+        st.serialize_field(
+            "occurred_at",
+            &self.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        )?;
+        st.serialize_field("payload", &self.payload)?;
+        st.end()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    schema_version: u16,
+    #[serde(borrow)]
+    occurred_at: Cow<'a, str>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+fn parse(bytes: &[u8], ctx: Option<&ValidationContext>) -> Result<Event, ValidationError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let raw: RawEnvelope = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| ValidationError { errors: vec![serde_error("", e)] })?;
+    de.end().map_err(|e| {
+        ValidationError::single("$", RejectReason::MalformedJson, without_position(&e))
+    })?;
+
+    let mut errors = Vec::new();
+    let event_id = match Uuid::parse_str(&raw.event_id) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            errors.push(FieldError {
+                path: "event_id".into(),
+                message: format!(
+                    "expected a UUID like \"0b5f8a2e-7c1d-4e9a-9f3b-2d6c8e1a4b7f\", got {:?}",
+                    clip(&raw.event_id)
+                ),
+                reason: RejectReason::InvalidUuid,
+            });
+            None
+        }
+    };
+    let occurred_at = parse_timestamp(&raw.occurred_at, ctx, &mut errors);
+    let kind = EventKind::from_name(&raw.kind);
+    let Some(kind) = kind else {
+        errors.push(FieldError {
+            path: "type".into(),
+            message: format!(
+                "unknown event type {:?}; expected one of: {}",
+                clip(&raw.kind),
+                EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            reason: RejectReason::UnknownType,
+        });
+        return Err(ValidationError { errors });
+    };
+    let current = kind.current_version();
+    if raw.schema_version == 0 || raw.schema_version > current {
+        errors.push(FieldError {
+            path: "schema_version".into(),
+            message: format!(
+                "expected a schema_version from 1 to {current} for {kind}, got {}",
+                raw.schema_version
+            ),
+            reason: RejectReason::UnsupportedVersion,
+        });
+    }
+    let payload = match Payload::from_json(kind, raw.payload.get()) {
+        Ok(payload) => Some(payload),
+        Err(e) => {
+            errors.push(serde_error("payload", e));
+            None
+        }
+    };
+    if let (Some(payload), Some(ctx)) = (&payload, ctx) {
+        let mut v = Validator::new(&ctx.limits, "payload");
+        payload.validate(&mut v);
+        errors.extend(v.into_errors());
+    }
+    match (event_id, occurred_at, payload) {
+        (Some(event_id), Some(occurred_at), Some(payload)) if errors.is_empty() => Ok(Event {
+            event_id,
+            schema_version: raw.schema_version,
+            occurred_at,
+            payload,
+        }),
+        _ => Err(ValidationError { errors }),
+    }
+}
+
+fn parse_timestamp(
+    s: &str,
+    ctx: Option<&ValidationContext>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let mut fail = |reason, message| {
+        errors.push(FieldError {
+            path: "occurred_at".into(),
+            message,
+            reason,
+        })
+    };
+    let parsed = match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t,
+        Err(_) => {
+            fail(
+                RejectReason::InvalidTimestamp,
+                format!(
+                    "expected an RFC 3339 UTC timestamp like \"2026-01-01T12:00:00Z\", got {:?}",
+                    clip(s)
+                ),
+            );
+            return None;
+        }
+    };
+    if parsed.offset().local_minus_utc() != 0 {
+        fail(
+            RejectReason::InvalidTimestamp,
+            format!("expected a UTC timestamp (ending in Z or +00:00), got {:?}", clip(s)),
+        );
+        return None;
+    }
+    let t = parsed.with_timezone(&Utc);
+    if let Some(ctx) = ctx {
+        let latest = ctx.now + ctx.limits.max_future_skew;
+        if t > latest {
+            fail(
+                RejectReason::FutureTimestamp,
+                format!(
+                    "expected a time no later than {} (now plus {} s of allowed clock skew), got {}",
+                    latest.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    ctx.limits.max_future_skew.num_seconds(),
+                    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+                ),
+            );
+            return None;
+        }
+    }
+    Some(t)
+}
+
+/// Turns a serde error into a field error with a JSON path under `prefix`.
+fn serde_error(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let mut path = String::from(prefix);
+    for seg in e.path().iter() {
+        match seg {
+            serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            serde_path_to_error::Segment::Enum { variant } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(variant);
+            }
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return FieldError {
+            path: "$".into(),
+            message: format!("malformed JSON: {inner}"),
+            reason: RejectReason::MalformedJson,
+        };
+    }
+    let message = without_position(&inner);
+    let join = |path: &str, field: &str| {
+        if path.is_empty() {
+            field.to_owned()
+        } else if path.ends_with(&format!(".{field}")) || path == field {
+            path.to_owned()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    if let Some(field) = backticked(&message, "missing field `") {
+        return FieldError {
+            path: join(&path, field),
+            message: "missing required field".into(),
+            reason: RejectReason::MissingField,
+        };
+    }
+    if let Some(field) = backticked(&message, "unknown field `") {
+        let expected = message.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+        return FieldError {
+            path: join(&path, field),
+            message: format!("unknown field; expected {expected}"),
+            reason: RejectReason::UnknownField,
+        };
+    }
+    if path.is_empty() {
+        path.push('$');
+    }
+    FieldError {
+        path,
+        message,
+        reason: RejectReason::InvalidValue,
+    }
+}
+
+fn backticked<'m>(message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
+/// serde_json appends " at line L column C"; in a per-field message it is noise.
+fn without_position(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

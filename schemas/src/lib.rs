@@ -1,0 +1,26 @@
+//! Emporium's event vocabulary: the envelope every event travels in, the typed payloads of every
+//! event type, their validation (field-level errors with JSON paths), the JSON Schema producers
+//! validate against, and the Arrow schema each type lands as in the lakehouse.
+//!
+//! This crate owns the *shape* of events. It never performs I/O: parsing and validation are pure
+//! functions of the bytes and a [`ValidationContext`] (which carries "now"), so every other crate
+//! and every test can use them on a `Vec` of events.
+//!
+//! See `specs/adr/0001-event-envelope-and-evolution.md`.
+
+pub mod arrow;
+pub mod catalog;
+pub mod envelope;
+pub mod examples;
+pub mod json_schema;
+pub mod money;
+pub mod orders;
+pub mod pci;
+pub mod reviews;
+pub mod shopper;
+pub mod stock;
+pub mod validate;
+
+pub use envelope::{Event, EventKind, Payload};
+pub use money::Money;
+pub use validate::{FieldError, Limits, RejectReason, ValidationContext, ValidationError};

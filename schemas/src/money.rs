@@ -1,0 +1,53 @@
+//! Money: integer minor units with an ISO 4217 currency. Never a float.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::validate::Validator;
+
+/// An amount of money in the currency's minor unit (cents for USD, yen for JPY).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    /// Amount in minor units; negative amounts are rejected where a price is expected.
+    pub amount_minor: i64,
+    /// ISO 4217 code: three upper-case letters.
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
+    pub currency: String,
+}
+
+impl Money {
+    pub fn new(amount_minor: i64, currency: &str) -> Self {
+        Self {
+            amount_minor,
+            currency: currency.to_owned(),
+        }
+    }
+
+    pub(crate) fn validate_non_negative(&self, v: &mut Validator) {
+        v.field("amount_minor", |v| {
+            if self.amount_minor < 0 {
+                v.invalid(format!(
+                    "expected a non-negative amount in minor units, got {}",
+                    self.amount_minor
+                ));
+            }
+        });
+        v.field("currency", |v| {
+            let ok = self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
+            if !ok {
+                v.invalid(format!(
+                    "expected an ISO 4217 code of three upper-case letters, got {:?}",
+                    truncate(&self.currency)
+                ));
+            }
+        });
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(16) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -1,0 +1,112 @@
+//! The PCI guard: no event may carry a primary account number (a payment card number).
+//!
+//! A card number is a run of 13 to 19 digits, optionally grouped by single spaces or dashes, whose
+//! Luhn checksum is valid. Any string field that contains one is rejected: payment events carry an
+//! opaque token from the payment provider, never card data. Runs of other lengths, and runs that
+//! fail the Luhn check (order numbers, phone numbers), pass.
+
+/// True when `s` contains a 13–19 digit run (spaces/dashes allowed between digits) passing Luhn.
+pub fn contains_card_number(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    // Fast path: most strings have too few digits to hold a card number at all.
+    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < 13 {
+        return false;
+    }
+    let mut digits: Vec<u8> = Vec::with_capacity(24);
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // A run starts here: digits, with single separators between digits.
+        digits.clear();
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b.is_ascii_digit() {
+                digits.push(b - b'0');
+                i += 1;
+            } else if (b == b' ' || b == b'-')
+                && i + 1 < bytes.len()
+                && bytes[i + 1].is_ascii_digit()
+                && !digits.is_empty()
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The Luhn (mod 10) checksum over decimal digits, rightmost being the check digit.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let dd = d * 2;
+                if dd > 9 { dd - 9 } else { dd }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_test_card_numbers_are_caught_in_any_grouping() {
+        for s in [
+            "4111111111111111",
+            "my card is 4111 1111 1111 1111!",
+            "5500-0000-0000-0004",
+            "amex 378282246310005 exp 12/29",
+            "6011000990139424",
+            "4222222222222", // 13 digits
+        ] {
+            assert!(contains_card_number(s), "{s} should be caught");
+        }
+    }
+
+    #[test]
+    fn numbers_that_are_not_cards_pass() {
+        for s in [
+            "4111111111111112",            // Luhn fails
+            "order 123456789012",          // 12 digits
+            "41111111111111111111",        // 20 digits
+            "call 555 1234 or 555 9876",   // runs too short
+            "sku-000123-blue",
+            "4111  1111 1111 1111",        // a double space breaks the run
+        ] {
+            assert!(!contains_card_number(s), "{s} should pass");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn luhn_check_digit_always_validates(prefix in proptest::collection::vec(0u8..10, 12..18)) {
+            // Append the digit that makes the checksum valid; the result must be caught.
+            let mut digits = prefix.clone();
+            digits.push(0);
+            let check = (0..10u8).find(|c| { *digits.last_mut().expect("non-empty") = *c; luhn_valid(&digits) })
+                .expect("one check digit always exists");
+            digits.pop();
+            digits.push(check);
+            let s: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+            let text = format!("x {s} y");
+            proptest::prop_assert!(contains_card_number(&text), "{}", text);
+        }
+    }
+}

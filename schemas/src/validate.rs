@@ -1,0 +1,405 @@
+//! Validation: every rule an event must satisfy beyond its JSON shape, reported as field-level
+//! errors (a JSON path, what was expected, what was found) so a producer can fix the exact field.
+//!
+//! Rules (see `specs/adr/0001-event-envelope-and-evolution.md`): ids are non-empty and short,
+//! quantities are positive, prices are non-negative integer minor units with an ISO 4217
+//! currency, strings are bounded, timestamps are RFC 3339 UTC and not in the future beyond a skew,
+//! and no string may carry a payment card number ([`crate::pci`]).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::money::Money;
+use crate::pci;
+
+/// Why an event was rejected: the label used in metrics and the dead-letter log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    MalformedJson,
+    UnknownType,
+    UnsupportedVersion,
+    MissingField,
+    UnknownField,
+    InvalidUuid,
+    InvalidTimestamp,
+    FutureTimestamp,
+    InvalidValue,
+    Oversize,
+    CardNumber,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::MalformedJson => "malformed_json",
+            RejectReason::UnknownType => "unknown_type",
+            RejectReason::UnsupportedVersion => "unsupported_version",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::UnknownField => "unknown_field",
+            RejectReason::InvalidUuid => "invalid_uuid",
+            RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::InvalidValue => "invalid_value",
+            RejectReason::Oversize => "oversize",
+            RejectReason::CardNumber => "card_number",
+        }
+    }
+}
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON path of the field, e.g. `payload.lines[2].qty`; `$` for the whole document.
+    pub path: String,
+    /// What was expected and what was found.
+    pub message: String,
+    pub reason: RejectReason,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found in one event (never empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    pub errors: Vec<FieldError>,
+}
+
+impl ValidationError {
+    pub(crate) fn single(path: impl Into<String>, reason: RejectReason, message: String) -> Self {
+        Self {
+            errors: vec![FieldError {
+                path: path.into(),
+                message,
+                reason,
+            }],
+        }
+    }
+
+    /// The reason of the first error: the label this rejection is counted under.
+    pub fn reason(&self) -> RejectReason {
+        self.errors
+            .first()
+            .map(|e| e.reason)
+            .unwrap_or(RejectReason::InvalidValue)
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Size limits, in bytes of UTF-8 unless said otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// How far `occurred_at` may be ahead of the validator's clock (clock skew allowance).
+    pub max_future_skew: chrono::Duration,
+    pub max_id_bytes: usize,
+    pub max_short_text_bytes: usize,
+    pub max_long_text_bytes: usize,
+    /// Items in any list (order lines, skus, category path) and entries in attribute maps.
+    pub max_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_future_skew: chrono::Duration::minutes(5),
+            max_id_bytes: 128,
+            max_short_text_bytes: 1024,
+            max_long_text_bytes: 16 * 1024,
+            max_items: 500,
+        }
+    }
+}
+
+/// What validation needs from the outside world: the current time and the limits.
+#[derive(Debug, Clone)]
+pub struct ValidationContext {
+    pub now: DateTime<Utc>,
+    pub limits: Limits,
+}
+
+impl ValidationContext {
+    pub fn now() -> Self {
+        Self {
+            now: Utc::now(),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// How long a string may be.
+#[derive(Debug, Clone, Copy)]
+pub enum TextSize {
+    Short,
+    Long,
+}
+
+enum Segment {
+    Field(&'static str),
+    Index(usize),
+    Key(String),
+}
+
+/// Walks a payload, tracking the JSON path, collecting errors.
+pub struct Validator<'c> {
+    limits: &'c Limits,
+    path: Vec<Segment>,
+    errors: Vec<FieldError>,
+}
+
+impl<'c> Validator<'c> {
+    pub(crate) fn new(limits: &'c Limits, root: &'static str) -> Self {
+        Self {
+            limits,
+            path: vec![Segment::Field(root)],
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_errors(self) -> Vec<FieldError> {
+        self.errors
+    }
+
+    /// Runs `check` with `name` appended to the path.
+    pub fn field(&mut self, name: &'static str, check: impl FnOnce(&mut Self)) {
+        self.path.push(Segment::Field(name));
+        check(self);
+        self.path.pop();
+    }
+
+    fn index(&mut self, i: usize, check: impl FnOnce(&mut Self)) {
+        self.path.push(Segment::Index(i));
+        check(self);
+        self.path.pop();
+    }
+
+    fn key(&mut self, key: &str, check: impl FnOnce(&mut Self)) {
+        self.path.push(Segment::Key(key.to_owned()));
+        check(self);
+        self.path.pop();
+    }
+
+    fn path_string(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.path {
+            match seg {
+                Segment::Field(name) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(name);
+                }
+                Segment::Index(i) => out.push_str(&format!("[{i}]")),
+                Segment::Key(k) => out.push_str(&format!("[{k:?}]")),
+            }
+        }
+        out
+    }
+
+    pub fn error(&mut self, reason: RejectReason, message: String) {
+        let path = self.path_string();
+        self.errors.push(FieldError {
+            path,
+            message,
+            reason,
+        });
+    }
+
+    pub fn invalid(&mut self, message: String) {
+        self.error(RejectReason::InvalidValue, message);
+    }
+
+    fn check_string(&mut self, value: &str, max: usize) {
+        if value.len() > max {
+            self.error(
+                RejectReason::Oversize,
+                format!("expected at most {max} bytes, got {}", value.len()),
+            );
+        } else if pci::contains_card_number(value) {
+            self.error(
+                RejectReason::CardNumber,
+                "looks like a payment card number (a 13-19 digit run passing the Luhn check); \
+                 send a payment token, never card data"
+                    .to_owned(),
+            );
+        }
+    }
+
+    /// An identifier: non-empty, no control characters, at most `max_id_bytes`.
+    pub fn id(&mut self, name: &'static str, value: &str) {
+        let max = self.limits.max_id_bytes;
+        self.field(name, |v| {
+            if value.is_empty() {
+                v.invalid("expected a non-empty identifier".to_owned());
+            } else if value.chars().any(char::is_control) {
+                v.invalid("expected an identifier without control characters".to_owned());
+            } else {
+                v.check_string(value, max);
+            }
+        });
+    }
+
+    pub fn text(&mut self, name: &'static str, value: &str, size: TextSize) {
+        let max = self.max_text(size);
+        self.field(name, |v| v.check_string(value, max));
+    }
+
+    pub fn optional_text(&mut self, name: &'static str, value: Option<&str>, size: TextSize) {
+        if let Some(value) = value {
+            self.text(name, value, size);
+        }
+    }
+
+    fn max_text(&self, size: TextSize) -> usize {
+        match size {
+            TextSize::Short => self.limits.max_short_text_bytes,
+            TextSize::Long => self.limits.max_long_text_bytes,
+        }
+    }
+
+    pub fn positive(&mut self, name: &'static str, n: i64) {
+        self.field(name, |v| {
+            if n <= 0 {
+                v.invalid(format!("expected a positive integer, got {n}"));
+            }
+        });
+    }
+
+    pub fn non_negative(&mut self, name: &'static str, n: i64) {
+        self.field(name, |v| {
+            if n < 0 {
+                v.invalid(format!("expected a non-negative integer, got {n}"));
+            }
+        });
+    }
+
+    pub fn price(&mut self, name: &'static str, money: &Money) {
+        self.field(name, |v| money.validate_non_negative(v));
+    }
+
+    /// A non-empty list of at most `max_items`, each item checked by `each`.
+    pub fn list<T>(
+        &mut self,
+        name: &'static str,
+        items: &[T],
+        mut each: impl FnMut(&mut Self, &T),
+    ) {
+        let max = self.limits.max_items;
+        self.field(name, |v| {
+            if items.is_empty() {
+                v.invalid("expected at least one item".to_owned());
+            } else if items.len() > max {
+                v.error(
+                    RejectReason::Oversize,
+                    format!("expected at most {max} items, got {}", items.len()),
+                );
+            } else {
+                for (i, item) in items.iter().enumerate() {
+                    v.index(i, |v| each(v, item));
+                }
+            }
+        });
+    }
+
+    /// A list of identifiers (skus, category levels).
+    pub fn id_list(&mut self, name: &'static str, items: &[String]) {
+        let max = self.limits.max_id_bytes;
+        self.list(name, items, |v, s| {
+            if s.is_empty() {
+                v.invalid("expected a non-empty string".to_owned());
+            } else {
+                v.check_string(s, max);
+            }
+        });
+    }
+
+    /// A string-to-string map with bounded keys and values.
+    pub fn string_map<'m>(
+        &mut self,
+        name: &'static str,
+        entries: impl ExactSizeIterator<Item = (&'m String, &'m String)>,
+    ) {
+        let max_items = self.limits.max_items;
+        let max_key = self.limits.max_id_bytes;
+        let max_value = self.limits.max_short_text_bytes;
+        self.field(name, |v| {
+            if entries.len() > max_items {
+                v.error(
+                    RejectReason::Oversize,
+                    format!("expected at most {max_items} entries, got {}", entries.len()),
+                );
+                return;
+            }
+            for (key, value) in entries {
+                if key.len() > max_key {
+                    v.error(
+                        RejectReason::Oversize,
+                        format!("expected keys of at most {max_key} bytes, got {}", key.len()),
+                    );
+                    continue;
+                }
+                v.key(key, |v| v.check_string(value, max_value));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_json_paths() {
+        let limits = Limits::default();
+        let mut v = Validator::new(&limits, "payload");
+        let lines = [1_i64, 0];
+        v.list("lines", &lines, |v, qty| v.positive("qty", *qty));
+        let errors = v.into_errors();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].path, "payload.lines[1].qty");
+        assert_eq!(errors[0].message, "expected a positive integer, got 0");
+        assert_eq!(
+            errors[0].to_string(),
+            "payload.lines[1].qty: expected a positive integer, got 0"
+        );
+    }
+
+    #[test]
+    fn oversize_and_card_numbers_are_caught_in_maps() {
+        let limits = Limits::default();
+        let mut v = Validator::new(&limits, "payload");
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("note".to_owned(), "card 4111 1111 1111 1111 thanks".to_owned());
+        map.insert("color".to_owned(), "x".repeat(2000));
+        v.string_map("attributes", map.iter());
+        let errors = v.into_errors();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].path, "payload.attributes[\"color\"]");
+        assert_eq!(errors[0].reason, RejectReason::Oversize);
+        assert_eq!(errors[1].path, "payload.attributes[\"note\"]");
+        assert_eq!(errors[1].reason, RejectReason::CardNumber);
+    }
+}

@@ -1,0 +1,233 @@
+//! Golden tests of parsing and validation: every rule gives a field-level error naming the JSON
+//! path and what was expected.
+
+use chrono::Duration;
+use emporium_schemas::examples::{example, example_time};
+use emporium_schemas::{Event, EventKind, RejectReason, ValidationContext};
+use serde_json::{Value, json};
+
+fn ctx() -> ValidationContext {
+    ValidationContext::at(example_time() + Duration::hours(1))
+}
+
+fn example_value(kind: EventKind) -> Value {
+    serde_json::from_slice(&example(kind, 1).to_json()).expect("examples serialize to JSON")
+}
+
+/// Parses `value` and returns its errors as `(path, reason, message)`.
+fn errors_of(value: &Value) -> Vec<(String, RejectReason, String)> {
+    let bytes = serde_json::to_vec(value).expect("test values serialize");
+    match Event::parse(&bytes, &ctx()) {
+        Ok(event) => panic!("expected a rejection, got {event:?}"),
+        Err(e) => e
+            .errors
+            .into_iter()
+            .map(|e| (e.path, e.reason, e.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn every_example_round_trips_through_the_wire_format() {
+    for &kind in EventKind::ALL {
+        let event = example(kind, 7);
+        let parsed = Event::parse(&event.to_json(), &ctx())
+            .unwrap_or_else(|e| panic!("{kind} example rejected: {e}"));
+        assert_eq!(parsed, event);
+        assert_eq!(parsed.kind(), kind);
+        assert!(!parsed.partition_key().is_empty());
+    }
+}
+
+#[test]
+fn unknown_type_lists_the_known_types() {
+    let mut v = example_value(EventKind::OrderPlaced);
+    v["type"] = json!("order_teleported");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "type");
+    assert_eq!(errors[0].1, RejectReason::UnknownType);
+    assert!(errors[0].2.contains("order_placed"), "{}", errors[0].2);
+}
+
+#[test]
+fn missing_field_names_its_full_path() {
+    let mut v = example_value(EventKind::OrderPlaced);
+    v["payload"]["lines"][0]
+        .as_object_mut()
+        .expect("a line is an object")
+        .remove("qty");
+    let errors = errors_of(&v);
+    assert_eq!(
+        errors,
+        vec![(
+            "payload.lines[0].qty".to_owned(),
+            RejectReason::MissingField,
+            "missing required field".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn missing_envelope_field_is_reported() {
+    let mut v = example_value(EventKind::OrderPlaced);
+    v.as_object_mut().expect("object").remove("occurred_at");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "occurred_at");
+    assert_eq!(errors[0].1, RejectReason::MissingField);
+}
+
+#[test]
+fn extra_fields_are_rejected_in_envelope_and_payload() {
+    let mut v = example_value(EventKind::CartItemAdded);
+    v["payload"]["coupon"] = json!("SAVE10");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.coupon");
+    assert_eq!(errors[0].1, RejectReason::UnknownField);
+    assert!(errors[0].2.contains("`qty`"), "{}", errors[0].2);
+
+    let mut v = example_value(EventKind::CartItemAdded);
+    v["trace"] = json!(1);
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "trace");
+    assert_eq!(errors[0].1, RejectReason::UnknownField);
+}
+
+#[test]
+fn bad_uuid_is_rejected() {
+    let mut v = example_value(EventKind::ProductViewed);
+    v["event_id"] = json!("not-a-uuid");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "event_id");
+    assert_eq!(errors[0].1, RejectReason::InvalidUuid);
+    assert!(errors[0].2.contains("\"not-a-uuid\""));
+}
+
+#[test]
+fn non_positive_quantities_are_rejected() {
+    let mut v = example_value(EventKind::OrderPlaced);
+    v["payload"]["lines"][0]["qty"] = json!(0);
+    assert_eq!(
+        errors_of(&v),
+        vec![(
+            "payload.lines[0].qty".to_owned(),
+            RejectReason::InvalidValue,
+            "expected a positive integer, got 0".to_owned()
+        )]
+    );
+    let mut v = example_value(EventKind::StockReceived);
+    v["payload"]["quantity"] = json!(-5);
+    assert_eq!(errors_of(&v)[0].0, "payload.quantity");
+}
+
+#[test]
+fn wrong_json_type_names_the_field() {
+    let mut v = example_value(EventKind::CartItemAdded);
+    v["payload"]["qty"] = json!("two");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.qty");
+    assert_eq!(errors[0].1, RejectReason::InvalidValue);
+    assert!(errors[0].2.contains("expected i64"), "{}", errors[0].2);
+}
+
+#[test]
+fn negative_price_is_rejected() {
+    let mut v = example_value(EventKind::PriceChanged);
+    v["payload"]["price"]["amount_minor"] = json!(-1);
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.price.amount_minor");
+    assert!(errors[0].2.contains("non-negative"));
+
+    let mut v = example_value(EventKind::PriceChanged);
+    v["payload"]["price"]["currency"] = json!("usd");
+    assert_eq!(errors_of(&v)[0].0, "payload.price.currency");
+}
+
+#[test]
+fn timestamps_must_be_utc_and_not_in_the_future() {
+    let mut v = example_value(EventKind::ProductViewed);
+    v["occurred_at"] = json!("2026-01-01T13:00:00+02:00");
+    assert_eq!(errors_of(&v)[0].1, RejectReason::InvalidTimestamp);
+
+    v["occurred_at"] = json!("yesterday");
+    assert_eq!(errors_of(&v)[0].1, RejectReason::InvalidTimestamp);
+
+    // ctx() is one hour after the example time; 5 minutes of skew are allowed.
+    v["occurred_at"] = json!("2026-01-01T13:04:00Z");
+    assert!(Event::parse(&serde_json::to_vec(&v).expect("json"), &ctx()).is_ok());
+    v["occurred_at"] = json!("2026-01-01T13:06:00Z");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "occurred_at");
+    assert_eq!(errors[0].1, RejectReason::FutureTimestamp);
+}
+
+#[test]
+fn oversize_strings_are_rejected() {
+    let mut v = example_value(EventKind::ReviewPosted);
+    v["payload"]["text"] = json!("a".repeat(20_000));
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.text");
+    assert_eq!(errors[0].1, RejectReason::Oversize);
+
+    let mut v = example_value(EventKind::ProductViewed);
+    v["payload"]["user_id"] = json!("u".repeat(200));
+    assert_eq!(errors_of(&v)[0].1, RejectReason::Oversize);
+}
+
+#[test]
+fn card_numbers_are_rejected_anywhere() {
+    let mut v = example_value(EventKind::ReviewPosted);
+    v["payload"]["text"] = json!("paid with 4111-1111-1111-1111, fast delivery");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.text");
+    assert_eq!(errors[0].1, RejectReason::CardNumber);
+
+    let mut v = example_value(EventKind::PaymentAuthorized);
+    v["payload"]["payment_token"] = json!("5500000000000004");
+    assert_eq!(errors_of(&v)[0].1, RejectReason::CardNumber);
+}
+
+#[test]
+fn malformed_json_and_unsupported_versions() {
+    let errors = Event::parse(b"{\"event_id\": ", &ctx()).expect_err("truncated JSON");
+    assert_eq!(errors.errors[0].reason, RejectReason::MalformedJson);
+    assert_eq!(errors.errors[0].path, "$");
+
+    let mut v = example_value(EventKind::OrderDelivered);
+    v["schema_version"] = json!(9);
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "schema_version");
+    assert_eq!(errors[0].1, RejectReason::UnsupportedVersion);
+}
+
+#[test]
+fn several_errors_are_reported_together() {
+    let mut v = example_value(EventKind::OrderPlaced);
+    v["event_id"] = json!("x");
+    v["payload"]["lines"][0]["qty"] = json!(-1);
+    v["payload"]["lines"][0]["unit_price"]["amount_minor"] = json!(-5);
+    let paths: Vec<String> = errors_of(&v).into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "event_id",
+            "payload.lines[0].qty",
+            "payload.lines[0].unit_price.amount_minor"
+        ]
+    );
+}
+
+#[test]
+fn committed_json_schema_matches_the_types() {
+    let generated = emporium_schemas::json_schema::event_json_schema();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/event.schema.json");
+    let pretty = serde_json::to_string_pretty(&generated).expect("schema serializes") + "\n";
+    if std::env::var_os("EMPORIUM_BLESS").is_some() {
+        std::fs::write(path, &pretty).expect("write schema");
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == pretty,
+        "schemas/event.schema.json is stale: run `EMPORIUM_BLESS=1 cargo test -p emporium-schemas` \
+         or `emporium schema json > schemas/event.schema.json`"
+    );
+}
