@@ -1,0 +1,362 @@
+//! The Kafka backend: any Kafka-protocol broker through librdkafka (rdkafka). It must never report
+//! an append as done before every record is acknowledged by all in-sync replicas.
+//!
+//! Producer: idempotent (`enable.idempotence=true`, so librdkafka's own retries never duplicate or
+//! reorder), `acks=all`, lz4 compression, a short linger so concurrent appends share requests.
+//! Partitions are chosen here with [`partition_for`] (Kafka's murmur2), not by librdkafka, so both
+//! backends place a key identically. Consumers use consumer groups with manual commits.
+//! See `specs/adr/0002-topics-and-partition-keys.md`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::join_all;
+use parking_lot::RwLock;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ConsumedRecord, EventLog, LogConsumer, LogError, Position, Record, Result, partition_for,
+};
+
+/// Settings of the Kafka backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]` of the bootstrap brokers.
+    pub brokers: String,
+    /// Replicas of each topic created by Emporium (3 in production; 1 for a one-broker setup).
+    pub replication_factor: i32,
+    /// `compression.type` of the producer: none, gzip, snappy, lz4, zstd.
+    pub compression: String,
+    /// How long librdkafka keeps retrying a record before reporting failure.
+    pub delivery_timeout: Duration,
+    /// Extra librdkafka properties for every client, applied last (e.g. security settings).
+    pub properties: HashMap<String, String>,
+    /// Extra librdkafka properties for consumer-group members only (e.g. `session.timeout.ms`).
+    pub consumer_properties: HashMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            replication_factor: 1,
+            compression: "lz4".into(),
+            delivery_timeout: Duration::from_secs(30),
+            properties: HashMap::new(),
+            consumer_properties: HashMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            ..Self::default()
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// The event log on a Kafka cluster.
+pub struct KafkaLog {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Metadata and watermark queries.
+    meta: Arc<BaseConsumer>,
+    partitions: RwLock<HashMap<String, u32>>,
+}
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl KafkaLog {
+    pub fn connect(config: KafkaConfig) -> Result<Self> {
+        let mut producer_config = config.client();
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &config.compression)
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set(
+                "delivery.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            );
+        for (k, v) in &config.properties {
+            producer_config.set(k, v);
+        }
+        let producer: FutureProducer = producer_config.create()?;
+        let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+        let meta: BaseConsumer = config
+            .client()
+            .set("group.id", "emporium-metadata")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        Ok(Self {
+            config,
+            producer,
+            admin,
+            meta: Arc::new(meta),
+            partitions: RwLock::new(HashMap::new()),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Arc<BaseConsumer>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let meta = Arc::clone(&self.meta);
+        tokio::task::spawn_blocking(move || f(meta))
+            .await
+            .map_err(|e| LogError::Unavailable(format!("metadata task failed: {e}")))?
+    }
+
+    /// The partition count from cluster metadata (`None` when the topic does not exist yet).
+    async fn fetch_partition_count(&self, topic: &str) -> Result<Option<u32>> {
+        let name = topic.to_owned();
+        self.blocking(move |meta| {
+            let md = meta.fetch_metadata(Some(&name), METADATA_TIMEOUT)?;
+            Ok(md
+                .topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| t.partitions().len() as u32))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    fn describe(&self) -> String {
+        format!("Kafka at {}", self.config.brokers)
+    }
+
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
+        if partitions == 0 {
+            return Err(LogError::Config("a topic needs at least one partition".into()));
+        }
+        if let Some(n) = self.fetch_partition_count(topic).await? {
+            self.partitions.write().insert(topic.to_owned(), n);
+            return Ok(n);
+        }
+        let new = NewTopic::new(
+            topic,
+            partitions as i32,
+            TopicReplication::Fixed(self.config.replication_factor),
+        );
+        let results = self
+            .admin
+            .create_topics([&new], &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
+            .await?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(LogError::Kafka(KafkaError::AdminOp(code)))
+                        .map_err(|e| LogError::Unavailable(format!("creating topic {name}: {e}")));
+                }
+            }
+        }
+        // Metadata propagates asynchronously after creation.
+        let deadline = Instant::now() + METADATA_TIMEOUT;
+        loop {
+            if let Some(n) = self.fetch_partition_count(topic).await? {
+                self.partitions.write().insert(topic.to_owned(), n);
+                return Ok(n);
+            }
+            if Instant::now() > deadline {
+                return Err(LogError::Unavailable(format!(
+                    "topic {topic} was created but does not appear in metadata"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(&n) = self.partitions.read().get(topic) {
+            return Ok(n);
+        }
+        let n = self
+            .fetch_partition_count(topic)
+            .await?
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?;
+        self.partitions.write().insert(topic.to_owned(), n);
+        Ok(n)
+    }
+
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Position>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = self.partition_count(topic).await?;
+        let sends = records.iter().map(|r| {
+            let partition = partition_for(&r.key, n);
+            let record = FutureRecord::to(topic)
+                .key(r.key.as_ref())
+                .payload(r.value.as_ref())
+                .partition(partition as i32);
+            self.producer.send(record, self.config.delivery_timeout)
+        });
+        let deliveries = join_all(sends).await;
+        let mut positions = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            match d {
+                Ok(delivery) => positions.push(Position {
+                    partition: delivery.partition as u32,
+                    offset: delivery.offset as u64,
+                }),
+                Err((e, _)) => {
+                    return Err(LogError::Unavailable(format!(
+                        "Kafka did not acknowledge the append: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(positions)
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        let n = self.partition_count(topic).await?;
+        let name = topic.to_owned();
+        self.blocking(move |meta| {
+            (0..n)
+                .map(|p| {
+                    let (_, high) = meta.fetch_watermarks(&name, p as i32, METADATA_TIMEOUT)?;
+                    Ok(high.max(0) as u64)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<ConsumedRecord>> {
+        let n = self.partition_count(topic).await?;
+        if partition >= n {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        let config = self.config.client();
+        let name = topic.to_owned();
+        self.blocking(move |meta| {
+            let (low, high) = meta.fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)?;
+            let high = high.max(0) as u64;
+            let from = from.max(low.max(0) as u64);
+            let mut out = Vec::new();
+            if from >= high || max == 0 {
+                return Ok(out);
+            }
+            let reader: BaseConsumer = config
+                .clone()
+                .set("group.id", "emporium-reader")
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "false")
+                .create()?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&name, partition as i32, Offset::Offset(from as i64))?;
+            reader.assign(&tpl)?;
+            let wanted = (high - from).min(max as u64) as usize;
+            let deadline = Instant::now() + METADATA_TIMEOUT;
+            while out.len() < wanted && Instant::now() < deadline {
+                match reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => out.push(owned(&m)),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => {}
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>> {
+        let mut config = self.config.client();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &self.config.consumer_properties {
+            config.set(k, v);
+        }
+        let consumer: StreamConsumer = config.create()?;
+        consumer.subscribe(&[topic])?;
+        Ok(Box::new(KafkaConsumer {
+            consumer,
+            topic: topic.to_owned(),
+        }))
+    }
+}
+
+fn owned<M: Message>(m: &M) -> ConsumedRecord {
+    ConsumedRecord {
+        partition: m.partition() as u32,
+        offset: m.offset() as u64,
+        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+        key: Bytes::copy_from_slice(m.key().unwrap_or_default()),
+        value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+    }
+}
+
+struct KafkaConsumer {
+    consumer: StreamConsumer,
+    topic: String,
+}
+
+#[async_trait]
+impl LogConsumer for KafkaConsumer {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
+        let mut out = Vec::new();
+        match tokio::time::timeout(timeout, self.consumer.recv()).await {
+            Err(_) => return Ok(out),
+            Ok(m) => out.push(owned(&m?)),
+        }
+        while out.len() < max {
+            match self.consumer.recv().now_or_never() {
+                Some(m) => out.push(owned(&m?)),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self, next: &[Position]) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for p in next {
+            tpl.add_partition_offset(&self.topic, p.partition as i32, Offset::Offset(p.offset as i64))?;
+        }
+        self.consumer.commit(&tpl, CommitMode::Sync)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! The event log: the write side and source of truth of the platform. One small trait,
+//! [`EventLog`], with two interchangeable backends that pass the same conformance suite:
+//!
+//! - [`embedded::EmbeddedLog`]: segment files on local disk, group-committed with fdatasync, for
+//!   one machine with nothing installed (ADR 0003);
+//! - [`kafka::KafkaLog`]: any Kafka-protocol broker through librdkafka, idempotent producer with
+//!   `acks=all` (ADR 0002).
+//!
+//! Both place a record on the partition `murmur2(key) mod partitions` ([`partition_for`]), the
+//! Java client's default, so a key lands on the same partition number whichever backend holds it.
+//! Downstream crates read through this trait, never through a backend.
+
+pub mod embedded;
+pub mod kafka;
+mod partitioner;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use partitioner::{murmur2, partition_for};
+
+/// The topic every accepted event is appended to (ADR 0002).
+pub const EVENTS_TOPIC: &str = "emporium.events";
+/// The topic rejected input goes to, with the reason it was rejected.
+pub const DEAD_LETTER_TOPIC: &str = "emporium.dlq";
+
+/// One record to append: the partition key and the bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Bytes,
+    pub value: Bytes,
+}
+
+impl Record {
+    pub fn new(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// Where a record sits: its partition and its offset within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+/// A record read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub partition: u32,
+    pub offset: u64,
+    /// When the log appended it, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub key: Bytes,
+    pub value: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log cannot take or serve records right now; the caller may retry later.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    #[error("unknown topic {0:?}: create it first")]
+    UnknownTopic(String),
+    #[error("partition {partition} does not exist in topic {topic:?}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("record of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge { size: usize, max: usize },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt log file {path} at byte {position}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        detail: String,
+    },
+    #[error("data directory {0} is in use by another process (its LOCK file is held)")]
+    Locked(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("the event log has been closed")]
+    Closed,
+    #[error("Kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+impl LogError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        LogError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed (answered with 503 + Retry-After).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LogError::Unavailable(_) | LogError::Io { .. } | LogError::Kafka(_) | LogError::Closed
+        )
+    }
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// A partitioned, ordered, durable, append-only log of records.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// What and where this log is, for start-up messages (`embedded log at ./data/log`).
+    fn describe(&self) -> String;
+
+    /// Creates `topic` with `partitions` partitions if it does not exist; returns the partition
+    /// count it has (an existing topic keeps its count, as in Kafka).
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32>;
+
+    async fn partition_count(&self, topic: &str) -> Result<u32>;
+
+    /// Appends `records`, each to the partition of its key, and returns once every one of them is
+    /// durable (fsynced, or acknowledged by all in-sync replicas). Positions are in input order.
+    /// On error, none of them is acknowledged: the caller resends them all (ADR 0004).
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Position>>;
+
+    /// The next offset to be written in each partition (Kafka's high watermark).
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>>;
+
+    /// Reads up to `max` records of one partition from offset `from`, without waiting for more.
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<ConsumedRecord>>;
+
+    /// A member of consumer group `group` reading `topic` from the group's committed positions
+    /// (the earliest offset where the group has none).
+    async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>>;
+}
+
+/// One member of a consumer group. Positions advance only when committed.
+#[async_trait]
+pub trait LogConsumer: Send {
+    /// Waits up to `timeout` for records, returning at most `max` (empty when none came).
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>>;
+
+    /// Records, for each partition, the offset of the next record the group should read.
+    async fn commit(&mut self, next: &[Position]) -> Result<()>;
+}
+
+/// Reads a whole topic from the beginning up to its current end (for tests and tools).
+pub async fn read_all(log: &dyn EventLog, topic: &str) -> Result<Vec<ConsumedRecord>> {
+    let ends = log.end_offsets(topic).await?;
+    let mut out = Vec::new();
+    for (partition, &end) in ends.iter().enumerate() {
+        let partition = partition as u32;
+        let mut from = 0;
+        while from < end {
+            let batch = log.read(topic, partition, from, 10_000).await?;
+            let Some(last) = batch.last() else { break };
+            from = last.offset + 1;
+            out.extend(batch);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,211 @@
+//! One conformance suite for every [`EventLog`] backend: a backend that passes it is
+//! interchangeable. It runs against the embedded log and against a real Kafka-protocol broker:
+//! librdkafka's mock cluster (in-process, real protocol), and also an external broker when
+//! `EMPORIUM_TEST_KAFKA_BROKERS` is set (e.g. tansu; see README).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+use emporium_ingest::log::{EventLog, Position, Record, partition_for, read_all};
+use rdkafka::mocking::MockCluster;
+
+const PARTITIONS: u32 = 4;
+
+/// Short group sessions so a re-joining member is assigned partitions quickly.
+fn kafka_test_config(brokers: String) -> KafkaConfig {
+    let mut config = KafkaConfig::new(brokers);
+    for (k, v) in [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")] {
+        config.consumer_properties.insert(k.into(), v.into());
+    }
+    config
+}
+
+fn record(key: &str, n: usize) -> Record {
+    Record::new(key.to_owned().into_bytes(), format!("{key}#{n}").into_bytes())
+}
+
+async fn appends_are_ordered_per_key_and_readable(log: &dyn EventLog, topic: &str) {
+    assert_eq!(log.ensure_topic(topic, PARTITIONS).await.expect("create"), PARTITIONS);
+    // Creating again is harmless and keeps the count.
+    assert_eq!(log.ensure_topic(topic, 9).await.expect("re-create"), PARTITIONS);
+    assert_eq!(log.partition_count(topic).await.expect("count"), PARTITIONS);
+
+    let keys = ["o-1", "o-2", "u-7", "p-1-black", "p-9", "o-3"];
+    let mut sent = Vec::new();
+    for round in 0..5 {
+        let batch: Vec<Record> = keys.iter().map(|k| record(k, round)).collect();
+        let positions = log.append(topic, batch.clone()).await.expect("append");
+        assert_eq!(positions.len(), batch.len());
+        for (r, p) in batch.iter().zip(&positions) {
+            assert_eq!(p.partition, partition_for(&r.key, PARTITIONS), "murmur2 placement");
+        }
+        sent.extend(batch.into_iter().zip(positions));
+    }
+    assert!(log.append(topic, Vec::new()).await.expect("empty append").is_empty());
+
+    // Offsets per partition are dense from 0 and follow append order.
+    let mut per_partition: BTreeMap<u32, Vec<(u64, Record)>> = BTreeMap::new();
+    for (r, p) in &sent {
+        per_partition.entry(p.partition).or_default().push((p.offset, r.clone()));
+    }
+    let ends = log.end_offsets(topic).await.expect("ends");
+    assert_eq!(ends.len(), PARTITIONS as usize);
+    for (partition, records) in &per_partition {
+        let offsets: Vec<u64> = records.iter().map(|(o, _)| *o).collect();
+        let dense: Vec<u64> = (0..records.len() as u64).collect();
+        assert_eq!(offsets, dense, "partition {partition} offsets");
+        assert_eq!(ends[*partition as usize], records.len() as u64);
+        let read = log
+            .read(topic, *partition, 0, 1000)
+            .await
+            .expect("read partition");
+        let got: Vec<(u64, &[u8], &[u8])> = read
+            .iter()
+            .map(|c| (c.offset, c.key.as_ref(), c.value.as_ref()))
+            .collect();
+        let want: Vec<(u64, &[u8], &[u8])> = records
+            .iter()
+            .map(|(o, r)| (*o, r.key.as_ref(), r.value.as_ref()))
+            .collect();
+        assert_eq!(got, want, "partition {partition} contents");
+        assert!(read.iter().all(|c| c.partition == *partition && c.timestamp_ms > 0));
+        // Reading from the middle starts exactly there; max is honoured.
+        if records.len() > 2 {
+            let tail = log.read(topic, *partition, 2, 2).await.expect("read tail");
+            assert_eq!(tail.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![2, 3]);
+        }
+    }
+    let past_end = log.read(topic, 0, 10_000, 10).await.expect("read past end");
+    assert!(past_end.is_empty());
+    assert_eq!(read_all(log, topic).await.expect("read all").len(), sent.len());
+}
+
+async fn concurrent_appends_all_land_once(log: &dyn EventLog, topic: &str) {
+    log.ensure_topic(topic, PARTITIONS).await.expect("create");
+    let tasks = (0..8).map(|t| async move {
+        let mut positions = Vec::new();
+        for round in 0..10 {
+            let batch: Vec<Record> = (0..25).map(|i| record(&format!("k-{t}-{i}"), round)).collect();
+            positions.extend(log.append(topic, batch).await.expect("append"));
+        }
+        positions
+    });
+    let all: Vec<Position> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
+    assert_eq!(all.len(), 8 * 10 * 25);
+    let unique: HashSet<Position> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "no two records share a position");
+    let read = read_all(log, topic).await.expect("read all");
+    assert_eq!(read.len(), all.len());
+    let values: HashSet<Vec<u8>> = read.iter().map(|c| c.value.to_vec()).collect();
+    assert_eq!(values.len(), all.len(), "every record exactly once");
+}
+
+async fn poll_until(
+    consumer: &mut dyn emporium_ingest::log::LogConsumer,
+    want: usize,
+    limit: Duration,
+) -> Vec<emporium_ingest::log::ConsumedRecord> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < want && start.elapsed() < limit {
+        got.extend(consumer.poll(1000, Duration::from_millis(500)).await.expect("poll"));
+    }
+    got
+}
+
+fn next_positions(records: &[emporium_ingest::log::ConsumedRecord]) -> Vec<Position> {
+    let mut next: BTreeMap<u32, u64> = BTreeMap::new();
+    for r in records {
+        let e = next.entry(r.partition).or_default();
+        *e = (*e).max(r.offset + 1);
+    }
+    next.into_iter()
+        .map(|(partition, offset)| Position { partition, offset })
+        .collect()
+}
+
+async fn consumer_groups_resume_from_commits(log: &dyn EventLog, topic: &str) {
+    log.ensure_topic(topic, PARTITIONS).await.expect("create");
+    let first: Vec<Record> = (0..40).map(|i| record(&format!("k{i}"), i)).collect();
+    log.append(topic, first).await.expect("append");
+
+    let mut a = log.consumer("group-a", topic).await.expect("consumer");
+    let got = poll_until(a.as_mut(), 40, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 40, "a new group starts at the earliest offset");
+    // Commit only what was handed out for 30 of them: take a prefix per partition.
+    a.commit(&next_positions(&got)).await.expect("commit");
+    drop(a);
+
+    log.append(topic, (40..50).map(|i| record(&format!("k{i}"), i)).collect())
+        .await
+        .expect("append more");
+    let mut a2 = log.consumer("group-a", topic).await.expect("consumer again");
+    let got2 = poll_until(a2.as_mut(), 10, Duration::from_secs(30)).await;
+    let mut values: Vec<String> = got2
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.value).into_owned())
+        .collect();
+    values.sort();
+    let mut want: Vec<String> = (40..50).map(|i| format!("k{i}#{i}")).collect();
+    want.sort();
+    assert_eq!(values, want, "the group resumes after its committed positions");
+    a2.commit(&next_positions(&got2)).await.expect("commit");
+    let nothing = a2.poll(100, Duration::from_millis(500)).await.expect("poll");
+    assert!(nothing.is_empty(), "nothing new after the commit");
+    drop(a2);
+
+    let mut b = log.consumer("group-b", topic).await.expect("other group");
+    let all = poll_until(b.as_mut(), 50, Duration::from_secs(30)).await;
+    assert_eq!(all.len(), 50, "groups are independent");
+}
+
+async fn conformance(log: &dyn EventLog, prefix: &str) {
+    appends_are_ordered_per_key_and_readable(log, &format!("{prefix}.order")).await;
+    concurrent_appends_all_land_once(log, &format!("{prefix}.concurrent")).await;
+    consumer_groups_resume_from_commits(log, &format!("{prefix}.groups")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_log_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
+    conformance(&log, "t").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_log_with_tiny_segments_conforms() {
+    // Segments of 1 KiB force many rolls: reads must cross segment boundaries.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EmbeddedConfig {
+        segment_bytes: 1024,
+        ..EmbeddedConfig::in_dir(dir.path())
+    };
+    let log = EmbeddedLog::open(config).expect("open");
+    conformance(&log, "t").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_log_on_librdkafka_mock_cluster_conforms() {
+    let cluster = MockCluster::new(3).expect("mock cluster");
+    // librdkafka's mock cluster does not implement CreateTopics: create them the mock's way.
+    for suffix in ["order", "concurrent", "groups"] {
+        cluster
+            .create_topic(&format!("t.{suffix}"), PARTITIONS as i32, 3)
+            .expect("mock topic");
+    }
+    let log = KafkaLog::connect(kafka_test_config(cluster.bootstrap_servers())).expect("connect");
+    conformance(&log, "t").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_log_on_external_broker_conforms() {
+    let Ok(brokers) = std::env::var("EMPORIUM_TEST_KAFKA_BROKERS") else {
+        eprintln!("SKIPPED: set EMPORIUM_TEST_KAFKA_BROKERS=host:port to run the suite against a broker process");
+        return;
+    };
+    let log = KafkaLog::connect(kafka_test_config(brokers)).expect("connect");
+    let prefix = format!("conformance-{}", std::process::id());
+    conformance(&log, &prefix).await;
+}
