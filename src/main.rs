@@ -1,1 +1,50 @@
-fn main() {}
+//! `emporium`: the one binary that wires Emporium's parts together. It parses arguments, builds
+//! each component's configuration, starts them, and shuts them down; it holds no logic of its own.
+
+mod dlq;
+mod generate;
+mod run;
+mod schema;
+
+use clap::{Parser, Subcommand};
+
+/// Emporium: the data plane of a large shop, run as streams.
+///
+/// Every shopper action is an event appended to a durable log (embedded by default, or Kafka);
+/// incremental dataflows keep inventory and orders up to date; analysts query every event with
+/// SQL. Start with `emporium run --demo` and open http://127.0.0.1:8080/metrics.
+#[derive(Parser)]
+#[command(name = "emporium", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform on one machine: ingest API over the embedded log (or Kafka).
+    Run(run::RunArgs),
+    /// Generate deterministic shop traffic: NDJSON to stdout/a file, HTTP batches, or Kafka.
+    Generate(generate::GenerateArgs),
+    /// Show rejected events from the dead-letter log, with the reasons they were rejected.
+    Dlq(dlq::DlqArgs),
+    /// Print the event schemas: the JSON Schema producers validate against, or Arrow schemas.
+    Schema(schema::SchemaArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EMPORIUM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Generate(args) => generate::main(args),
+        Command::Dlq(args) => dlq::main(args),
+        Command::Schema(args) => schema::main(args),
+    }
+}

@@ -1,4 +1,11 @@
-//! Emporium's write path: the event log every other part reads ([`log`]), the HTTP ingest API
-//! that validates events and appends them durably, and the shop-traffic generator.
+//! Emporium's write path: the event log every other part reads ([`log`]), the intake that
+//! validates events and appends them durably ([`intake`]) behind the HTTP API ([`api`]), the
+//! dead-letter log ([`dead_letter`]), and the shop-traffic generator ([`generator`]).
 
+pub mod api;
+pub mod dead_letter;
+pub mod dedup;
+pub mod generator;
+pub mod intake;
 pub mod log;
+pub mod metrics;

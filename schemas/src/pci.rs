@@ -7,10 +7,36 @@
 
 /// True when `s` contains a 13–19 digit run (spaces/dashes allowed between digits) passing Luhn.
 pub fn contains_card_number(s: &str) -> bool {
+    !card_number_spans(s, true).is_empty()
+}
+
+/// `s` with the digits of every card number replaced by `*` except the last four, as PCI DSS
+/// allows to be shown. Used before a rejected line is kept in the dead-letter log.
+pub fn mask_card_numbers(s: &str) -> std::borrow::Cow<'_, str> {
+    let spans = card_number_spans(s, false);
+    if spans.is_empty() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut bytes = s.as_bytes().to_vec();
+    for (start, end) in spans {
+        let digit_positions: Vec<usize> =
+            (start..end).filter(|&i| bytes[i].is_ascii_digit()).collect();
+        let keep = digit_positions.len().saturating_sub(4);
+        for &i in &digit_positions[..keep] {
+            bytes[i] = b'*';
+        }
+    }
+    // Only ASCII digits were replaced by an ASCII character: still UTF-8.
+    std::borrow::Cow::Owned(String::from_utf8(bytes).expect("ASCII-for-ASCII replacement"))
+}
+
+/// Byte ranges of card-number runs in `s`; with `first_only`, stops at the first.
+fn card_number_spans(s: &str, first_only: bool) -> Vec<(usize, usize)> {
     let bytes = s.as_bytes();
+    let mut spans = Vec::new();
     // Fast path: most strings have too few digits to hold a card number at all.
     if bytes.iter().filter(|b| b.is_ascii_digit()).count() < 13 {
-        return false;
+        return spans;
     }
     let mut digits: Vec<u8> = Vec::with_capacity(24);
     let mut i = 0;
@@ -20,6 +46,7 @@ pub fn contains_card_number(s: &str) -> bool {
             continue;
         }
         // A run starts here: digits, with single separators between digits.
+        let start = i;
         digits.clear();
         while i < bytes.len() {
             let b = bytes[i];
@@ -37,10 +64,13 @@ pub fn contains_card_number(s: &str) -> bool {
             }
         }
         if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
-            return true;
+            spans.push((start, i));
+            if first_only {
+                break;
+            }
         }
     }
-    false
+    spans
 }
 
 /// The Luhn (mod 10) checksum over decimal digits, rightmost being the check digit.
@@ -92,6 +122,15 @@ mod tests {
         ] {
             assert!(!contains_card_number(s), "{s} should pass");
         }
+    }
+
+    #[test]
+    fn masking_keeps_only_the_last_four_digits() {
+        assert_eq!(
+            mask_card_numbers("paid 4111-1111-1111-1111 ok, order 123"),
+            "paid ****-****-****-1111 ok, order 123"
+        );
+        assert_eq!(mask_card_numbers("nothing here 12345"), "nothing here 12345");
     }
 
     proptest::proptest! {

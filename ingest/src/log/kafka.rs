@@ -223,20 +223,35 @@ impl EventLog for KafkaLog {
         });
         let deliveries = join_all(sends).await;
         let mut positions = Vec::with_capacity(deliveries.len());
+        let mut failure = None;
         for d in deliveries {
             match d {
-                Ok(delivery) => positions.push(Position {
+                Ok(delivery) => positions.push(Some(Position {
                     partition: delivery.partition as u32,
                     offset: delivery.offset as u64,
-                }),
+                })),
                 Err((e, _)) => {
-                    return Err(LogError::Unavailable(format!(
-                        "Kafka did not acknowledge the append: {e}"
-                    )));
+                    failure.get_or_insert(e);
+                    positions.push(None);
                 }
             }
         }
-        Ok(positions)
+        match failure {
+            None => Ok(positions.into_iter().flatten().collect()),
+            Some(e) => {
+                let appended: Vec<usize> = positions
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| p.map(|_| i))
+                    .collect();
+                let cause = format!("Kafka did not acknowledge the append: {e}");
+                Err(if appended.is_empty() {
+                    LogError::Unavailable(cause)
+                } else {
+                    LogError::PartiallyAppended { appended, cause }
+                })
+            }
+        }
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {

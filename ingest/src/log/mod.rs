@@ -7,7 +7,8 @@
 //!   `acks=all` (ADR 0002).
 //!
 //! Both place a record on the partition `murmur2(key) mod partitions` ([`partition_for`]), the
-//! Java client's default, so a key lands on the same partition number whichever backend holds it.
+//! Java client's default, so with the same partition count a key lands on the same partition
+//! number whichever backend holds it (and wherever a Java producer would put it).
 //! Downstream crates read through this trait, never through a backend.
 
 pub mod embedded;
@@ -66,6 +67,10 @@ pub enum LogError {
     /// The log cannot take or serve records right now; the caller may retry later.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
+    /// Some records reached the log and others did not (possible with Kafka, where a batch spans
+    /// partitions). `appended` lists the indices, in the input, of those that did.
+    #[error("only {} records of the batch were appended: {cause}", appended.len())]
+    PartiallyAppended { appended: Vec<usize>, cause: String },
     #[error("unknown topic {0:?}: create it first")]
     UnknownTopic(String),
     #[error("partition {partition} does not exist in topic {topic:?}")]
@@ -106,7 +111,11 @@ impl LogError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            LogError::Unavailable(_) | LogError::Io { .. } | LogError::Kafka(_) | LogError::Closed
+            LogError::Unavailable(_)
+                | LogError::PartiallyAppended { .. }
+                | LogError::Io { .. }
+                | LogError::Kafka(_)
+                | LogError::Closed
         )
     }
 }
@@ -127,7 +136,8 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Appends `records`, each to the partition of its key, and returns once every one of them is
     /// durable (fsynced, or acknowledged by all in-sync replicas). Positions are in input order.
-    /// On error, none of them is acknowledged: the caller resends them all (ADR 0004).
+    /// On error none of them is acknowledged, except those listed by
+    /// [`LogError::PartiallyAppended`]; the caller resends the rest (ADR 0004).
     async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Position>>;
 
     /// The next offset to be written in each partition (Kafka's high watermark).

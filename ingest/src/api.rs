@@ -1,0 +1,189 @@
+//! The HTTP surface of the write path: `POST /v1/events`, `GET /v1/dlq`, and the operational
+//! endpoints `/healthz`, `/readyz`, `/metrics`. Handlers only translate HTTP to [`Intake`] calls
+//! and errors to status codes with JSON bodies; they never block.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::dead_letter;
+use crate::intake::{BodyFormat, Intake, IntakeError};
+use crate::log::{EVENTS_TOPIC, LogError};
+use crate::metrics;
+
+/// The routes of the write path, ready to be merged into the platform's router.
+pub fn router(intake: Arc<Intake>) -> Router {
+    let max_body = intake.config().max_body_bytes;
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/dlq", get(get_dead_letters))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(get_metrics))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(intake)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    metrics::request(status.as_u16());
+    let body = json!({ "error": { "code": code, "message": message.into() } });
+    (status, Json(body)).into_response()
+}
+
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(BodyFormat::Single),
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => Ok(BodyFormat::Ndjson),
+        "" => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "missing_content_type",
+            "set Content-Type: application/json for one event or application/x-ndjson for a batch",
+        )),
+        other => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            format!("Content-Type {other:?} is not accepted: use application/json or application/x-ndjson"),
+        )),
+    }
+}
+
+async fn post_events(
+    State(intake): State<Arc<Intake>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let format = match body_format(&headers) {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the body exceeds {} bytes: split it into smaller batches",
+                    intake.config().max_body_bytes
+                ),
+            );
+        }
+        Err(rejection) => {
+            return error(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text());
+        }
+    };
+    match intake.submit(body, format, &format!("http {peer}")).await {
+        Ok(report) => {
+            let status = if report.accepted + report.duplicates == 0 && !report.rejected.is_empty() {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::OK
+            };
+            metrics::request(status.as_u16());
+            (status, Json(report)).into_response()
+        }
+        Err(IntakeError::EmptyBody) => {
+            error(StatusCode::BAD_REQUEST, "empty_body", IntakeError::EmptyBody.to_string())
+        }
+        Err(e @ IntakeError::TooManyLines { .. }) => {
+            error(StatusCode::PAYLOAD_TOO_LARGE, "too_many_lines", e.to_string())
+        }
+        Err(e @ IntakeError::Unavailable(_)) => {
+            tracing::warn!(error = %e, "append failed; answering 503");
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", e.to_string());
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(intake.config().retry_after_secs),
+            );
+            response
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DlqQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+async fn get_dead_letters(
+    State(intake): State<Arc<Intake>>,
+    query: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "expected ?from=<offset>&limit=<1..10000>",
+        );
+    };
+    let limit = q.limit.clamp(1, 10_000);
+    match dead_letter::read(intake.log().as_ref(), q.from, limit).await {
+        Ok(letters) => {
+            let next = letters.last().map(|l| l.offset + 1).unwrap_or(q.from);
+            Json(json!({ "dead_letters": letters, "next": next })).into_response()
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+fn unavailable(e: &LogError) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", e.to_string())
+}
+
+async fn readyz(State(intake): State<Arc<Intake>>) -> Response {
+    match intake.log().end_offsets(EVENTS_TOPIC).await {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => unavailable(&e),
+    }
+}
+
+async fn get_metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,107 @@
+//! The dead-letter log: every rejected input line is kept with why it was rejected, never dropped.
+//! Entries go to the [`DEAD_LETTER_TOPIC`] of the same event log, one partition, in arrival order.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, SecondsFormat, Utc};
+use emporium_schemas::{FieldError, RejectReason, pci};
+use serde::{Deserialize, Serialize};
+
+use crate::log::{self, DEAD_LETTER_TOPIC, EventLog, Record};
+
+/// Raw bytes kept per dead letter; the rest of an oversize line is cut (its size is in the errors).
+pub const MAX_RAW_BYTES: usize = 64 * 1024;
+
+/// One rejected line, as stored in the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub received_at: String,
+    /// Where it came from, e.g. `http 127.0.0.1:50122`.
+    pub source: String,
+    /// Index of the line in its request body (0-based).
+    pub line: usize,
+    pub reason: String,
+    pub errors: Vec<DeadLetterError>,
+    /// The raw bytes (card numbers masked, at most [`MAX_RAW_BYTES`]) when they are UTF-8 ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// ... base64 otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterError {
+    pub path: String,
+    pub message: String,
+}
+
+impl DeadLetter {
+    pub fn new(
+        received_at: DateTime<Utc>,
+        source: &str,
+        line: usize,
+        reason: RejectReason,
+        errors: &[FieldError],
+        raw: &[u8],
+    ) -> Self {
+        let raw = &raw[..raw.len().min(MAX_RAW_BYTES)];
+        // Card numbers are never stored, not even in the dead-letter log: mask them first.
+        let (raw, raw_base64) = match std::str::from_utf8(raw) {
+            Ok(s) => (Some(pci::mask_card_numbers(s).into_owned()), None),
+            Err(_) => (
+                None,
+                Some(BASE64.encode(pci::mask_card_numbers(&String::from_utf8_lossy(raw)).as_bytes())),
+            ),
+        };
+        Self {
+            received_at: received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            source: source.to_owned(),
+            line,
+            reason: reason.as_str().to_owned(),
+            errors: errors
+                .iter()
+                .map(|e| DeadLetterError {
+                    path: e.path.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+            raw,
+            raw_base64,
+        }
+    }
+
+    pub fn to_record(&self) -> Record {
+        // A struct of strings always serializes.
+        let value = serde_json::to_vec(self).expect("dead letters serialize");
+        Record::new(self.reason.clone().into_bytes(), value)
+    }
+}
+
+/// A dead letter with its position in the dead-letter topic.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredDeadLetter {
+    pub offset: u64,
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+/// Reads up to `limit` dead letters starting at `from`.
+pub async fn read(
+    log: &dyn EventLog,
+    from: u64,
+    limit: usize,
+) -> log::Result<Vec<StoredDeadLetter>> {
+    let records = log.read(DEAD_LETTER_TOPIC, 0, from, limit).await?;
+    Ok(records
+        .into_iter()
+        .filter_map(|r| {
+            serde_json::from_slice(&r.value)
+                .ok()
+                .map(|letter| StoredDeadLetter {
+                    offset: r.offset,
+                    letter,
+                })
+        })
+        .collect())
+}

@@ -1,0 +1,541 @@
+//! The simulation behind the generator: catalog, stock, sessions and order follow-ups.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use chrono::{DateTime, Duration, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Zipf};
+
+use emporium_schemas::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
+use emporium_schemas::orders::{
+    OrderCancelled, OrderDelivered, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized,
+    PaymentFailed, ReturnLine, ReturnRequested,
+};
+use emporium_schemas::reviews::ReviewPosted;
+use emporium_schemas::shopper::{CartItemAdded, CartItemRemoved, ProductViewed, SearchPerformed};
+use emporium_schemas::stock::{StockAdjusted, StockReceived};
+use emporium_schemas::{Event, Money, Payload};
+
+use super::catalog::{self as names, CATEGORIES};
+use super::corrupt::corrupt;
+use super::{Generated, GeneratorConfig, GeneratorError};
+
+const CURRENCY: &str = "USD";
+const RESTOCK_BELOW: i64 = 5;
+
+/// A deterministic iterator of generated lines.
+pub struct Generator {
+    config: GeneratorConfig,
+    rng: ChaCha8Rng,
+    zipf: Zipf<f64>,
+    /// Event time of the next event, in ms since the epoch, and the step between events.
+    clock_ms: f64,
+    step_ms: f64,
+    /// First sku index of each product (skus of product i are `sku_base[i]..sku_base[i+1]`).
+    sku_base: Vec<u32>,
+    prices: Vec<i64>,
+    discontinued: Vec<bool>,
+    /// The generator's own view of stock per (sku, warehouse): `sku * warehouses + w`.
+    stock: Vec<i64>,
+    restock_pending: Vec<bool>,
+    phase: Phase,
+    sessions: Vec<Session>,
+    next_session: u64,
+    next_order: u64,
+    timeline: BinaryHeap<Reverse<(u64, u64)>>,
+    followups: std::collections::HashMap<u64, FollowUp>,
+    followup_seq: u64,
+    /// Events decided but not yet emitted (a session step may produce several).
+    queue: VecDeque<Payload>,
+}
+
+enum Phase {
+    Catalog(usize),
+    Stock(usize),
+    Traffic,
+}
+
+struct Session {
+    user: usize,
+    id: String,
+    views_left: u32,
+    searched: bool,
+    cart: Vec<(usize, i64)>,
+}
+
+#[derive(Clone)]
+struct OrderInfo {
+    id: String,
+    user: usize,
+    lines: Vec<(usize, i64, i64)>,
+    token: String,
+}
+
+impl OrderInfo {
+    fn total(&self) -> i64 {
+        self.lines.iter().map(|(_, q, p)| q * p).sum()
+    }
+}
+
+enum FollowUp {
+    Pay(OrderInfo),
+    Cancel(OrderInfo),
+    Ship(OrderInfo),
+    Deliver(OrderInfo),
+    Return(OrderInfo),
+    Review(OrderInfo),
+    Restock { sku: usize, warehouse: usize },
+}
+
+impl Generator {
+    pub fn new(config: GeneratorConfig) -> Result<Self, GeneratorError> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let zipf = Zipf::new(config.products as f64, config.zipf_exponent).map_err(|_| {
+            GeneratorError::Config {
+                field: "zipf_exponent",
+                expected: "a positive number",
+                got: config.zipf_exponent.to_string(),
+            }
+        })?;
+        let mut sku_base = Vec::with_capacity(config.products + 1);
+        let mut total = 0u32;
+        for i in 0..config.products {
+            sku_base.push(total);
+            total += names::variant_count(i) as u32;
+        }
+        sku_base.push(total);
+        let prices = (0..config.products)
+            .map(|_| {
+                // Log-uniform from $1 to $2,000, in cents, ending in 99.
+                let dollars = 10f64.powf(rng.random_range(0.0..3.3));
+                (dollars as i64).max(1) * 100 - 1
+            })
+            .collect();
+        let w = config.warehouses;
+        let clock_ms = config.start.timestamp_millis() as f64;
+        let step_ms = 86_400_000.0 / config.events_per_day;
+        Ok(Self {
+            rng,
+            zipf,
+            clock_ms,
+            step_ms,
+            prices,
+            discontinued: vec![false; config.products],
+            stock: vec![0; total as usize * w],
+            restock_pending: vec![false; total as usize * w],
+            sku_base,
+            phase: Phase::Catalog(0),
+            sessions: Vec::new(),
+            next_session: 0,
+            next_order: 0,
+            timeline: BinaryHeap::new(),
+            followups: std::collections::HashMap::new(),
+            followup_seq: 0,
+            queue: VecDeque::new(),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &GeneratorConfig {
+        &self.config
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.clock_ms as i64).unwrap_or(self.config.start)
+    }
+
+    fn event(&mut self, payload: Payload) -> Event {
+        let id = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
+        let event = Event::new(id, self.now(), payload);
+        self.clock_ms += self.step_ms;
+        event
+    }
+
+    fn schedule(&mut self, after: Duration, followup: FollowUp) {
+        let due = (self.clock_ms as i64 + after.num_milliseconds()).max(0) as u64;
+        self.followup_seq += 1;
+        self.timeline.push(Reverse((due, self.followup_seq)));
+        self.followups.insert(self.followup_seq, followup);
+    }
+
+    fn skus_of(&self, product: usize) -> std::ops::Range<usize> {
+        self.sku_base[product] as usize..self.sku_base[product + 1] as usize
+    }
+
+    fn sku_name(&self, sku: usize) -> String {
+        let product = self.sku_base.partition_point(|&b| b as usize <= sku) - 1;
+        names::sku_id(product, sku - self.sku_base[product] as usize)
+    }
+
+    fn popular_product(&mut self) -> usize {
+        let rank = self.zipf.sample(&mut self.rng) as usize;
+        // Spread popularity over the id space so popular products are not all low ids.
+        (rank.saturating_sub(1).wrapping_mul(7_919)) % self.config.products
+    }
+
+    fn next_payload(&mut self) -> Payload {
+        loop {
+            if let Some(p) = self.queue.pop_front() {
+                return p;
+            }
+            match self.phase {
+                Phase::Catalog(i) if i < self.config.products => {
+                    self.phase = Phase::Catalog(i + 1);
+                    return self.product_upserted(i);
+                }
+                Phase::Catalog(_) => self.phase = Phase::Stock(0),
+                Phase::Stock(slot) if slot < self.stock.len() => {
+                    self.phase = Phase::Stock(slot + 1);
+                    let w = self.config.warehouses;
+                    let (sku, warehouse) = (slot / w, slot % w);
+                    // Not every warehouse carries every sku.
+                    if warehouse > 0 && self.rng.random_bool(0.4) {
+                        continue;
+                    }
+                    let qty = self.rng.random_range(20..=300);
+                    self.stock[slot] += qty;
+                    return Payload::StockReceived(StockReceived {
+                        sku: self.sku_name(sku),
+                        warehouse: names::warehouse_id(warehouse),
+                        quantity: qty,
+                        reason: "initial_stock".into(),
+                    });
+                }
+                Phase::Stock(_) => self.phase = Phase::Traffic,
+                Phase::Traffic => self.traffic_step(),
+            }
+        }
+    }
+
+    fn product_upserted(&mut self, i: usize) -> Payload {
+        let (top, subs) = CATEGORIES[i % CATEGORIES.len()];
+        let sub = subs[(i / CATEGORIES.len()) % subs.len()];
+        let adjective = names::ADJECTIVES[self.rng.random_range(0..names::ADJECTIVES.len())];
+        let brand = names::BRANDS[self.rng.random_range(0..names::BRANDS.len())];
+        let title = format!("{adjective} {} {}", sub.to_lowercase(), i);
+        let skus = self
+            .skus_of(i)
+            .enumerate()
+            .map(|(v, _)| names::sku_id(i, v))
+            .collect();
+        let mut attributes = std::collections::BTreeMap::new();
+        attributes.insert("material".to_owned(), ["cotton", "steel", "plastic", "wood"][i % 4].to_owned());
+        Payload::ProductUpserted(ProductUpserted {
+            product_id: names::product_id(i),
+            skus,
+            title,
+            description: format!("{brand} {adjective} {sub}: a generated product for demos and tests."),
+            brand: brand.to_owned(),
+            category_path: vec![top.to_owned(), sub.to_owned()],
+            attributes,
+            price: Money::new(self.prices[i], CURRENCY),
+        })
+    }
+
+    /// One step of the running shop: a due follow-up, catalog churn, or a session's next move.
+    fn traffic_step(&mut self) {
+        if let Some(&Reverse((due, seq))) = self.timeline.peek()
+            && due as f64 <= self.clock_ms
+        {
+            self.timeline.pop();
+            if let Some(f) = self.followups.remove(&seq) {
+                self.run_followup(f);
+            }
+            return;
+        }
+        let roll: f64 = self.rng.random();
+        if roll < 0.002 {
+            let p = self.popular_product();
+            let old = self.prices[p];
+            let new = (old as f64 * self.rng.random_range(0.8..1.2)) as i64 / 100 * 100 + 99;
+            self.prices[p] = new.max(99);
+            self.queue.push_back(Payload::PriceChanged(PriceChanged {
+                product_id: names::product_id(p),
+                price: Money::new(self.prices[p], CURRENCY),
+            }));
+            return;
+        }
+        if roll < 0.0022 {
+            let p = self.rng.random_range(0..self.config.products);
+            if !self.discontinued[p] {
+                self.discontinued[p] = true;
+                self.queue.push_back(Payload::ProductDiscontinued(ProductDiscontinued {
+                    product_id: names::product_id(p),
+                    reason: Some("end of line".into()),
+                }));
+                return;
+            }
+        }
+        if roll < 0.004 {
+            let p = self.popular_product();
+            let sku = self.skus_of(p).start;
+            let w = self.rng.random_range(0..self.config.warehouses);
+            let slot = sku * self.config.warehouses + w;
+            let delta = if self.stock[slot] > 0 { -self.rng.random_range(1..=2) } else { 1 };
+            self.stock[slot] += delta;
+            self.queue.push_back(Payload::StockAdjusted(StockAdjusted {
+                sku: self.sku_name(sku),
+                warehouse: names::warehouse_id(w),
+                delta,
+                reason: if delta < 0 { "damaged" } else { "cycle_count" }.into(),
+            }));
+            return;
+        }
+        if self.sessions.len() < self.config.concurrent_sessions {
+            let user = self.rng.random_range(0..self.config.users);
+            self.next_session += 1;
+            let views = self.rng.random_range(1..=6);
+            self.sessions.push(Session {
+                user,
+                id: format!("s-{:09}", self.next_session),
+                views_left: views,
+                searched: false,
+                cart: Vec::new(),
+            });
+        }
+        let i = self.rng.random_range(0..self.sessions.len());
+        self.session_step(i);
+    }
+
+    fn session_step(&mut self, i: usize) {
+        let user_id = names::user_id(self.sessions[i].user);
+        let session_id = self.sessions[i].id.clone();
+        if !self.sessions[i].searched {
+            self.sessions[i].searched = true;
+            if self.rng.random_bool(0.4) {
+                let query = names::QUERIES[self.rng.random_range(0..names::QUERIES.len())];
+                let result_count = self.rng.random_range(0..500);
+                self.queue.push_back(Payload::SearchPerformed(SearchPerformed {
+                    user_id,
+                    session_id,
+                    query: query.into(),
+                    result_count,
+                }));
+                return;
+            }
+        }
+        if self.sessions[i].views_left > 0 {
+            self.sessions[i].views_left -= 1;
+            let product = self.popular_product();
+            self.queue.push_back(Payload::ProductViewed(ProductViewed {
+                user_id: user_id.clone(),
+                session_id: session_id.clone(),
+                product_id: names::product_id(product),
+            }));
+            if !self.discontinued[product] && self.rng.random_bool(0.25) {
+                let skus = self.skus_of(product);
+                let sku = self.rng.random_range(skus);
+                let qty = if self.rng.random_bool(0.8) { 1 } else { self.rng.random_range(2..=3) };
+                self.queue.push_back(Payload::CartItemAdded(CartItemAdded {
+                    user_id: user_id.clone(),
+                    session_id: session_id.clone(),
+                    sku: self.sku_name(sku),
+                    qty,
+                }));
+                if self.rng.random_bool(0.1) {
+                    self.queue.push_back(Payload::CartItemRemoved(CartItemRemoved {
+                        user_id,
+                        session_id,
+                        sku: self.sku_name(sku),
+                        qty,
+                    }));
+                } else {
+                    self.sessions[i].cart.push((sku, qty));
+                }
+            }
+            return;
+        }
+        // The session ends: an order from the cart, or an abandoned cart.
+        let session = self.sessions.swap_remove(i);
+        if session.cart.is_empty() || !self.rng.random_bool(0.45) {
+            return;
+        }
+        self.place_order(session);
+    }
+
+    fn product_of_sku(&self, sku: usize) -> usize {
+        self.sku_base.partition_point(|&b| b as usize <= sku) - 1
+    }
+
+    fn place_order(&mut self, session: Session) {
+        self.next_order += 1;
+        let order = OrderInfo {
+            id: format!("o-{:010}", self.next_order),
+            user: session.user,
+            lines: session
+                .cart
+                .iter()
+                .map(|&(sku, qty)| (sku, qty, self.prices[self.product_of_sku(sku)]))
+                .collect(),
+            token: format!("tok_{:016x}", self.rng.random::<u64>()),
+        };
+        // The generator's own guess at the inventory decision: all lines from stock, or rejected.
+        let w = self.config.warehouses;
+        let mut picks = Vec::new();
+        for &(sku, qty, _) in &order.lines {
+            match (0..w).find(|&wh| self.stock[sku * w + wh] >= qty) {
+                Some(wh) => picks.push((sku * w + wh, qty)),
+                None => break,
+            }
+        }
+        let in_stock = picks.len() == order.lines.len();
+        self.queue.push_back(Payload::OrderPlaced(OrderPlaced {
+            order_id: order.id.clone(),
+            user_id: names::user_id(order.user),
+            lines: order
+                .lines
+                .iter()
+                .map(|&(sku, qty, price)| OrderLine {
+                    sku: self.sku_name(sku),
+                    qty,
+                    unit_price: Money::new(price, CURRENCY),
+                })
+                .collect(),
+            shipping_region: names::REGIONS[self.rng.random_range(0..names::REGIONS.len())].into(),
+            payment_token: order.token.clone(),
+        }));
+        if !in_stock {
+            // Expected to be rejected by inventory: nothing follows.
+            return;
+        }
+        for (slot, qty) in picks {
+            self.stock[slot] -= qty;
+            if self.stock[slot] < RESTOCK_BELOW && !self.restock_pending[slot] {
+                self.restock_pending[slot] = true;
+                let after = Duration::hours(self.rng.random_range(1..12));
+                self.schedule(
+                    after,
+                    FollowUp::Restock {
+                        sku: slot / w,
+                        warehouse: slot % w,
+                    },
+                );
+            }
+        }
+        let after = Duration::seconds(self.rng.random_range(2..30));
+        self.schedule(after, FollowUp::Pay(order));
+    }
+
+    fn run_followup(&mut self, f: FollowUp) {
+        let payload = match f {
+            FollowUp::Pay(order) => {
+                if self.rng.random_bool(self.config.payment_failure_rate) {
+                    Payload::PaymentFailed(PaymentFailed {
+                        order_id: order.id.clone(),
+                        amount: Money::new(order.total(), CURRENCY),
+                        payment_token: order.token.clone(),
+                        reason: "insufficient_funds".into(),
+                    })
+                } else {
+                    let p = Payload::PaymentAuthorized(PaymentAuthorized {
+                        order_id: order.id.clone(),
+                        amount: Money::new(order.total(), CURRENCY),
+                        payment_token: order.token.clone(),
+                    });
+                    if self.rng.random_bool(0.03) {
+                        let after = Duration::minutes(self.rng.random_range(1..60));
+                        self.schedule(after, FollowUp::Cancel(order));
+                    } else {
+                        let after = Duration::hours(self.rng.random_range(1..24));
+                        self.schedule(after, FollowUp::Ship(order));
+                    }
+                    p
+                }
+            }
+            FollowUp::Cancel(order) => Payload::OrderCancelled(OrderCancelled {
+                order_id: order.id,
+                reason: "changed_mind".into(),
+            }),
+            FollowUp::Ship(order) => {
+                let carrier = names::CARRIERS[self.rng.random_range(0..names::CARRIERS.len())];
+                let tracking = format!("{}{:012X}", carrier.to_uppercase(), self.rng.random::<u64>() >> 16);
+                let after = Duration::hours(self.rng.random_range(24..96));
+                let p = Payload::OrderShipped(OrderShipped {
+                    order_id: order.id.clone(),
+                    carrier: carrier.into(),
+                    tracking_number: tracking,
+                });
+                self.schedule(after, FollowUp::Deliver(order));
+                p
+            }
+            FollowUp::Deliver(order) => {
+                let p = Payload::OrderDelivered(OrderDelivered {
+                    order_id: order.id.clone(),
+                });
+                if self.rng.random_bool(0.03) {
+                    let after = Duration::days(self.rng.random_range(1..10));
+                    self.schedule(after, FollowUp::Return(order));
+                } else if self.rng.random_bool(0.15) {
+                    let after = Duration::days(self.rng.random_range(1..7));
+                    self.schedule(after, FollowUp::Review(order));
+                }
+                p
+            }
+            FollowUp::Return(order) => {
+                let (sku, qty, _) = order.lines[0];
+                Payload::ReturnRequested(ReturnRequested {
+                    order_id: order.id,
+                    lines: vec![ReturnLine {
+                        sku: self.sku_name(sku),
+                        qty,
+                    }],
+                    reason: "not_as_described".into(),
+                })
+            }
+            FollowUp::Review(order) => {
+                let (sku, _, _) = order.lines[0];
+                let product = self.product_of_sku(sku);
+                let rating = [1, 2, 3, 4, 4, 5, 5, 5][self.rng.random_range(0..8)];
+                Payload::ReviewPosted(ReviewPosted {
+                    review_id: format!("r-{}", order.id.trim_start_matches("o-")),
+                    product_id: names::product_id(product),
+                    user_id: names::user_id(order.user),
+                    rating,
+                    text: names::REVIEW_TEXTS[self.rng.random_range(0..names::REVIEW_TEXTS.len())]
+                        .into(),
+                })
+            }
+            FollowUp::Restock { sku, warehouse } => {
+                let slot = sku * self.config.warehouses + warehouse;
+                self.restock_pending[slot] = false;
+                let qty = self.rng.random_range(20..=200);
+                self.stock[slot] += qty;
+                Payload::StockReceived(StockReceived {
+                    sku: self.sku_name(sku),
+                    warehouse: names::warehouse_id(warehouse),
+                    quantity: qty,
+                    reason: "purchase_order".into(),
+                })
+            }
+        };
+        self.queue.push_back(payload);
+    }
+
+    /// The next line: a valid event, or (with `invalid_fraction`) a deliberately broken one.
+    pub fn next_generated(&mut self) -> Generated {
+        let payload = self.next_payload();
+        let event = self.event(payload);
+        if self.config.invalid_fraction > 0.0 && self.rng.random_bool(self.config.invalid_fraction) {
+            let (line, defect) = corrupt(&event.to_json(), &mut self.rng);
+            return Generated::Invalid { line, defect };
+        }
+        Generated::Valid(event)
+    }
+
+    /// The next valid event (ignores `invalid_fraction`).
+    pub fn next_event(&mut self) -> Event {
+        let payload = self.next_payload();
+        self.event(payload)
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Generated;
+
+    fn next(&mut self) -> Option<Generated> {
+        Some(self.next_generated())
+    }
+}

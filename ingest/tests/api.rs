@@ -1,0 +1,296 @@
+//! The ingest HTTP API, served for real on a loopback port: status codes, per-line answers,
+//! idempotency, the dead-letter log, metrics, and the 503 path when the log is down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use emporium_ingest::api;
+use emporium_ingest::generator::output::{self, Limits, Progress};
+use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_ingest::intake::{Intake, IntakeConfig};
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+use emporium_ingest::log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog, read_all};
+use emporium_schemas::EventKind;
+use emporium_schemas::examples::example;
+use rdkafka::mocking::MockCluster;
+use serde_json::{Value, json};
+
+struct Server {
+    base: String,
+    log: Arc<dyn EventLog>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start(log: Arc<dyn EventLog>, config: IntakeConfig, dir: Option<tempfile::TempDir>) -> Server {
+    let intake = Intake::start(Arc::clone(&log), config).await.expect("intake");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(listener, api::router(intake), async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        base,
+        log,
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+async fn embedded_server(config: IntakeConfig) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
+    start(Arc::new(log), config, Some(dir)).await
+}
+
+fn ndjson(kinds: &[EventKind], from: u64) -> String {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| String::from_utf8(example(k, from + i as u64).to_json()).expect("utf-8") + "\n")
+        .collect()
+}
+
+async fn post(base: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_appended_once_even_when_resent() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    let body = ndjson(EventKind::ALL, 0);
+    let (status, report) = post(&server.base, "application/x-ndjson", body.clone()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], EventKind::ALL.len());
+    assert_eq!(report["duplicates"], 0);
+
+    let (status, report) = post(&server.base, "application/x-ndjson", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["accepted"], 0);
+    assert_eq!(report["duplicates"], EventKind::ALL.len());
+
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
+    assert_eq!(events.len(), EventKind::ALL.len(), "each event is in the log exactly once");
+    // The producer's bytes are stored as sent, on the partition of the event's key.
+    let original = ndjson(&[EventKind::OrderPlaced], 9);
+    let (status, _) = post(&server.base, "application/json", original.clone()).await;
+    assert_eq!(status, 200);
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
+    let stored = events
+        .iter()
+        .find(|r| r.key.as_ref() == b"o-1" && r.value.as_ref() == original.trim_end().as_bytes());
+    assert!(stored.is_some(), "the event is stored byte for byte under its order_id key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_gets_a_field_level_422_and_is_dead_lettered() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    let mut bad: Value = serde_json::from_slice(&example(EventKind::OrderPlaced, 1).to_json()).expect("json");
+    bad["payload"]["lines"][0]["qty"] = json!(0);
+    bad["payload"]["payment_token"] = json!("4111 1111 1111 1111");
+    let (status, report) = post(&server.base, "application/json", bad.to_string()).await;
+    assert_eq!(status, 422, "{report}");
+    let errors = &report["rejected"][0]["errors"];
+    assert_eq!(report["rejected"][0]["index"], 0);
+    assert_eq!(errors[0]["path"], "payload.lines[0].qty");
+    assert_eq!(errors[0]["message"], "expected a positive integer, got 0");
+    assert_eq!(errors[1]["path"], "payload.payment_token");
+    assert_eq!(errors[1]["reason"], "card_number");
+
+    let dlq: Value = reqwest::get(format!("{}/v1/dlq", server.base))
+        .await
+        .expect("dlq")
+        .json()
+        .await
+        .expect("json");
+    let letter = &dlq["dead_letters"][0];
+    assert_eq!(letter["reason"], "invalid_value");
+    assert_eq!(letter["errors"][0]["path"], "payload.lines[0].qty");
+    let raw = letter["raw"].as_str().expect("raw kept");
+    assert!(raw.contains("\"qty\":0"), "the raw line is kept: {raw}");
+    assert!(raw.contains("****-****") || raw.contains("**** **** **** 1111"), "card masked: {raw}");
+    assert!(!raw.contains("4111 1111"), "no card number is stored: {raw}");
+    assert!(read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_batch_answers_per_line() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    let mut body = ndjson(&[EventKind::ProductViewed, EventKind::CartItemAdded], 0);
+    body.push_str("{not json\n\n");
+    body.push_str(&ndjson(&[EventKind::OrderPlaced], 5));
+    body.push_str("{\"event_id\":\"x\",\"type\":\"nope\",\"schema_version\":1,\"occurred_at\":\"2026-01-01T00:00:00Z\",\"payload\":{}}\n");
+    let (status, report) = post(&server.base, "application/x-ndjson", body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 3);
+    let rejected: Vec<(u64, String)> = report["rejected"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap_or(99), r["errors"][0]["reason"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![(2, "malformed_json".to_owned()), (5, "invalid_uuid".to_owned())]
+    );
+    let dead = read_all(server.log.as_ref(), DEAD_LETTER_TOPIC).await.expect("read");
+    assert_eq!(dead.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors() {
+    let server = embedded_server(IntakeConfig {
+        max_batch_lines: 3,
+        max_body_bytes: 64 * 1024,
+        max_event_bytes: 2048,
+        ..IntakeConfig::default()
+    })
+    .await;
+    let (status, body) = post(&server.base, "application/x-ndjson", "\n \n").await;
+    assert_eq!((status, body["error"]["code"].clone()), (400, json!("empty_body")));
+    let (status, body) = post(&server.base, "text/plain", "x").await;
+    assert_eq!((status, body["error"]["code"].clone()), (415, json!("unsupported_content_type")));
+    let four = ndjson(&[EventKind::ProductViewed; 4], 0);
+    let (status, body) = post(&server.base, "application/x-ndjson", four).await;
+    assert_eq!((status, body["error"]["code"].clone()), (413, json!("too_many_lines")));
+    let (status, body) = post(&server.base, "application/x-ndjson", "x".repeat(100 * 1024)).await;
+    assert_eq!((status, body["error"]["code"].clone()), (413, json!("body_too_large")));
+    // One oversize event is rejected on its own line, not the whole request.
+    let mut review: Value = serde_json::from_slice(&example(EventKind::ReviewPosted, 1).to_json()).expect("json");
+    review["payload"]["text"] = json!("y".repeat(4000));
+    let body = format!("{review}\n{}", ndjson(&[EventKind::ProductViewed], 3));
+    let (status, report) = post(&server.base, "application/x-ndjson", body).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accepted"], 1);
+    assert_eq!(report["rejected"][0]["errors"][0]["reason"], "oversize");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    post(&server.base, "application/x-ndjson", ndjson(&[EventKind::OrderPlaced, EventKind::OrderPlaced], 100)).await;
+    post(&server.base, "application/json", "{}").await;
+    for path in ["/healthz", "/readyz"] {
+        let r = reqwest::get(format!("{}{path}", server.base)).await.expect("get");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "emporium_ingest_events_accepted_total{type=\"order_placed\"}",
+        "emporium_ingest_events_rejected_total{reason=\"missing_field\"}",
+        "emporium_ingest_bytes_total",
+        "emporium_ingest_append_duration_seconds_bucket",
+        "emporium_ingest_events_duplicate_total",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_traffic_with_defects_is_accounted_for_line_by_line() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    let mut generator = Generator::new(GeneratorConfig {
+        invalid_fraction: 0.05,
+        products: 200,
+        ..GeneratorConfig::default()
+    })
+    .expect("generator");
+    let progress = Arc::new(Progress::default());
+    let limits = Limits {
+        events: Some(5_000),
+        ..Limits::default()
+    };
+    output::send_http(&mut generator, &format!("{}/v1/events", server.base), 500, 4, limits, Arc::clone(&progress))
+        .await
+        .expect("send");
+    use std::sync::atomic::Ordering::Relaxed;
+    let (generated, invalid) = (progress.generated.load(Relaxed), progress.invalid.load(Relaxed));
+    assert_eq!(generated, 5_000);
+    assert!(invalid > 150, "about 5% invalid, got {invalid}");
+    assert_eq!(progress.rejected.load(Relaxed), invalid, "every defect is caught, nothing valid is");
+    assert_eq!(progress.accepted.load(Relaxed), generated - invalid);
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
+    assert_eq!(events.len() as u64, generated - invalid);
+    let dead = read_all(server.log.as_ref(), DEAD_LETTER_TOPIC).await.expect("read");
+    assert_eq!(dead.len() as u64, invalid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(EVENTS_TOPIC, 4, 1).expect("topic");
+    cluster.create_topic(DEAD_LETTER_TOPIC, 1, 1).expect("topic");
+    let log = KafkaLog::connect(KafkaConfig {
+        delivery_timeout: Duration::from_secs(2),
+        ..KafkaConfig::new(cluster.bootstrap_servers())
+    })
+    .expect("connect");
+    let server = start(Arc::new(log), IntakeConfig::default(), None).await;
+
+    let first = ndjson(&[EventKind::ProductViewed, EventKind::OrderPlaced], 0);
+    let (status, report) = post(&server.base, "application/x-ndjson", first).await;
+    assert_eq!(status, 200, "{report}");
+
+    cluster.broker_down(1).expect("down");
+    let batch = ndjson(&[EventKind::CartItemAdded, EventKind::PaymentAuthorized, EventKind::ReviewPosted], 10);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/events", server.base))
+        .header("content-type", "application/x-ndjson")
+        .body(batch.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "log_unavailable");
+
+    cluster.broker_up(1).expect("up");
+    let mut accepted = 0;
+    for _ in 0..30 {
+        let (status, report) = post(&server.base, "application/x-ndjson", batch.clone()).await;
+        if status == 200 {
+            accepted = report["accepted"].as_u64().unwrap_or(0) + report["duplicates"].as_u64().unwrap_or(0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(accepted, 3, "the resend is acknowledged");
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
+    let mut ids: Vec<String> = events
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.value).expect("json")["event_id"].to_string())
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no event was appended twice");
+    assert_eq!(n, 5, "every acknowledged event is in the log");
+}

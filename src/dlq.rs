@@ -1,0 +1,104 @@
+//! `emporium dlq`: show rejected events and why they were rejected, from a running server, an
+//! embedded data directory (when no server holds it), or Kafka.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use emporium_ingest::dead_letter::{self, StoredDeadLetter};
+use emporium_ingest::log::EventLog;
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+
+#[derive(Args)]
+pub struct DlqArgs {
+    /// Base URL of a running `emporium run` (the default source).
+    #[arg(long, default_value = "http://127.0.0.1:8080", conflicts_with_all = ["data_dir", "kafka"])]
+    url: String,
+    /// Read the embedded log in this data directory directly (the server must be stopped).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Read the dead-letter topic from Kafka at these brokers.
+    #[arg(long, conflicts_with = "data_dir")]
+    kafka: Option<String>,
+    /// First dead-letter offset to show.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// How many to show at most.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print one JSON object per line instead of a readable listing.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(args: DlqArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let letters: Vec<serde_json::Value> = rt.block_on(async {
+        if let Some(dir) = &args.data_dir {
+            let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log")))
+                .with_context(|| format!("opening the log in {}", dir.display()))?;
+            from_log(Arc::new(log), args.from, args.limit).await
+        } else if let Some(brokers) = &args.kafka {
+            let log = KafkaLog::connect(KafkaConfig::new(brokers.clone()))?;
+            from_log(Arc::new(log), args.from, args.limit).await
+        } else {
+            let url = format!(
+                "{}/v1/dlq?from={}&limit={}",
+                args.url.trim_end_matches('/'),
+                args.from,
+                args.limit
+            );
+            let body: serde_json::Value = reqwest::get(&url)
+                .await
+                .with_context(|| format!("asking {url} (is `emporium run` up? or use --data-dir)"))?
+                .json()
+                .await
+                .context("reading the dead letters")?;
+            Ok(body["dead_letters"].as_array().cloned().unwrap_or_default())
+        }
+    })?;
+    for letter in &letters {
+        if args.json {
+            println!("{letter}");
+            continue;
+        }
+        println!(
+            "#{} {} {} line {}: {}",
+            letter["offset"],
+            letter["received_at"].as_str().unwrap_or(""),
+            letter["source"].as_str().unwrap_or(""),
+            letter["line"],
+            letter["reason"].as_str().unwrap_or("")
+        );
+        for e in letter["errors"].as_array().into_iter().flatten() {
+            println!(
+                "    {}: {}",
+                e["path"].as_str().unwrap_or(""),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+        let raw = letter["raw"].as_str().unwrap_or("(binary; see --json)");
+        let shown: String = raw.chars().take(160).collect();
+        println!("    raw: {shown}{}", if raw.len() > shown.len() { "…" } else { "" });
+    }
+    if !args.json {
+        eprintln!("{} dead letter(s) from offset {}", letters.len(), args.from);
+    }
+    Ok(())
+}
+
+async fn from_log(
+    log: Arc<dyn EventLog>,
+    from: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let letters: Vec<StoredDeadLetter> = dead_letter::read(log.as_ref(), from, limit)
+        .await
+        .context("reading the dead-letter topic (has ingest ever run on this log?)")?;
+    Ok(letters
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?)
+}

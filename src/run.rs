@@ -1,0 +1,197 @@
+//! `emporium run`: the platform in one process. Today: the ingest API over the embedded log (or
+//! Kafka), with an optional demo generator feeding it. Ctrl-C drains requests and stops cleanly;
+//! a restart continues where the log left off.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use emporium_ingest::api;
+use emporium_ingest::generator::output::{self, Limits, Progress};
+use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_ingest::intake::{Intake, IntakeConfig};
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+use emporium_ingest::log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
+use tokio::net::TcpListener;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "EMPORIUM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the embedded log and store keep their files.
+    #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "emporium-data")]
+    data_dir: PathBuf,
+    /// Use Kafka at these brokers (host:port,...) instead of the embedded log.
+    #[arg(long, env = "EMPORIUM_KAFKA")]
+    kafka: Option<String>,
+    /// Replication factor of topics Emporium creates in Kafka.
+    #[arg(long, default_value_t = 1, requires = "kafka")]
+    kafka_replication: i32,
+    /// Partitions of the events topic when it is created.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Feed the platform generated shop traffic, so there is something to see.
+    #[arg(long)]
+    demo: bool,
+    /// Events per second the demo generator sends.
+    #[arg(long, default_value_t = 200.0, requires = "demo")]
+    demo_rate: f64,
+    /// Seconds between status lines (0: none).
+    #[arg(long, default_value_t = 5)]
+    status_every: u64,
+}
+
+pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("emporium-http")
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let log: Arc<dyn EventLog> = match &args.kafka {
+        Some(brokers) => Arc::new(KafkaLog::connect(KafkaConfig {
+            replication_factor: args.kafka_replication,
+            ..KafkaConfig::new(brokers.clone())
+        })?),
+        None => {
+            let dir = args.data_dir.join("log");
+            Arc::new(
+                EmbeddedLog::open(EmbeddedConfig::in_dir(&dir))
+                    .with_context(|| format!("opening the embedded log in {}", dir.display()))?,
+            )
+        }
+    };
+    let intake = Intake::start(
+        Arc::clone(&log),
+        IntakeConfig {
+            event_partitions: args.partitions,
+            ..IntakeConfig::default()
+        },
+    )
+    .await
+    .with_context(|| format!("starting ingest on the {}", log.describe()))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {} (is another emporium running? use --listen)", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    let ends = log.end_offsets(EVENTS_TOPIC).await?;
+    println!("Emporium is running");
+    println!("  event log   {} ({} events so far)", log.describe(), ends.iter().sum::<u64>());
+    println!("  listening on {base}");
+    println!("  ingest      POST {base}/v1/events  (application/json or application/x-ndjson)");
+    println!("  dead letters GET {base}/v1/dlq     (or: emporium dlq --url {base})");
+    println!("  operations  GET {base}/healthz  {base}/readyz  {base}/metrics");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(api::serve(listener, api::router(Arc::clone(&intake)), {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }));
+
+    let progress = Arc::new(Progress::default());
+    let demo = args.demo.then(|| {
+        println!("  demo        generating ~{} events/s into {base}/v1/events", args.demo_rate);
+        let config = GeneratorConfig {
+            // A fresh seed per start: new event ids, so a restart adds traffic instead of repeats.
+            seed: chrono::Utc::now().timestamp_micros() as u64,
+            start: chrono::Utc::now(),
+            events_per_day: args.demo_rate * 86_400.0,
+            invalid_fraction: 0.002,
+            ..GeneratorConfig::default()
+        };
+        let url = format!("{base}/v1/events");
+        let progress = Arc::clone(&progress);
+        let rate = args.demo_rate;
+        tokio::spawn(async move {
+            let mut generator = match Generator::new(config) {
+                Ok(g) => g,
+                Err(e) => return tracing::error!(error = %e, "demo generator"),
+            };
+            let limits = Limits {
+                rate: Some(rate),
+                ..Limits::default()
+            };
+            if let Err(e) = output::send_http(&mut generator, &url, 500, 2, limits, progress).await {
+                tracing::error!(error = %e, "demo generator stopped");
+            }
+        })
+    });
+    println!("Press Ctrl-C to stop.");
+
+    let status = (args.status_every > 0).then(|| {
+        let log = Arc::clone(&log);
+        let every = Duration::from_secs(args.status_every);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut last = (start, None::<u64>);
+            loop {
+                tokio::time::sleep(every).await;
+                let events: u64 = log.end_offsets(EVENTS_TOPIC).await.map(|e| e.iter().sum()).unwrap_or(0);
+                let dead: u64 = log.end_offsets(DEAD_LETTER_TOPIC).await.map(|e| e.iter().sum()).unwrap_or(0);
+                let now = Instant::now();
+                let rate = last.1.map(|before| (events - before.min(events)) as f64 / (now - last.0).as_secs_f64());
+                last = (now, Some(events));
+                println!(
+                    "[{:>5.0}s] log: {events} events ({}) | dead letters: {dead}",
+                    start.elapsed().as_secs_f64(),
+                    rate.map(|r| format!("+{r:.0}/s")).unwrap_or_else(|| "…".into()),
+                );
+            }
+        })
+    });
+
+    shutdown_signal().await;
+    println!("Stopping: draining requests…");
+    if let Some(demo) = demo {
+        demo.abort();
+    }
+    if let Some(status) = status {
+        status.abort();
+    }
+    let _ = stop_tx.send(true);
+    server.await.context("HTTP server task")?.context("HTTP server")?;
+    let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
+    drop(intake);
+    println!(
+        "Stopped cleanly: {events} events in the log{}.",
+        if args.demo {
+            format!(" (demo sent {})", progress.generated.load(Ordering::Relaxed))
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
