@@ -1,1 +1,148 @@
-fn main() {}
+//! Event-log append and read throughput: the embedded log beside Kafka, in one run, as a ratio.
+//!
+//! Workload: records of ~300 B keyed by 10k distinct keys, appended in batches of 500 by 4
+//! concurrent appenders (the embedded log fdatasyncs every group commit; Kafka acks=all with an
+//! idempotent producer), then read back whole. Kafka here is librdkafka's mock cluster
+//! (in-process, memory only) unless `EMPORIUM_BENCH_KAFKA_BROKERS` names a broker process (e.g.
+//! tansu), which is then measured too.
+//!
+//! Run: `cargo bench --bench log_throughput` (add `-- --quick` for a smoke run).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+use emporium_ingest::log::{EventLog, Record};
+use rdkafka::mocking::MockCluster;
+use support::*;
+
+const BATCH: usize = 500;
+const APPENDERS: usize = 4;
+const PARTITIONS: u32 = 4;
+
+fn records(n: usize) -> Vec<Vec<Record>> {
+    let value = "x".repeat(280);
+    (0..n)
+        .map(|i| {
+            Record::new(
+                format!("o-{:06}", i % 10_000),
+                format!("{{\"n\":{i},\"v\":\"{value}\"}}"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .chunks(BATCH)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+async fn append_all(log: Arc<dyn EventLog>, topic: &str, batches: Arc<Vec<Vec<Record>>>) -> f64 {
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..APPENDERS)
+        .map(|_| {
+            let (log, batches, next, topic) = (
+                Arc::clone(&log),
+                Arc::clone(&batches),
+                Arc::clone(&next),
+                topic.to_owned(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(batch) = batches.get(i) else { break };
+                    log.append(&topic, batch.clone()).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("appender");
+    }
+    let n: usize = batches.iter().map(Vec::len).sum();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn read_all_rate(log: &dyn EventLog, topic: &str) -> f64 {
+    let start = Instant::now();
+    let n = emporium_ingest::log::read_all(log, topic)
+        .await
+        .expect("read")
+        .len();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn measure(
+    name: &str,
+    log: Arc<dyn EventLog>,
+    n: usize,
+    runs: usize,
+    results: &mut Vec<(String, f64, f64)>,
+) {
+    let batches = Arc::new(records(n));
+    let mut appends = Vec::new();
+    let mut reads = Vec::new();
+    for run in 0..runs {
+        let topic = format!("bench-{run}-{}", std::process::id());
+        log.ensure_topic(&topic, PARTITIONS).await.expect("topic");
+        appends.push(append_all(Arc::clone(&log), &topic, Arc::clone(&batches)).await);
+        reads.push(read_all_rate(log.as_ref(), &topic).await);
+    }
+    let (a, r) = (median(appends), median(reads));
+    row(&[name.into(), fmt_rate(a), fmt_rate(r)]);
+    results.push((name.into(), a, r));
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = if quick() { 50_000 } else { 500_000 };
+    let runs = if quick() { 1 } else { 3 };
+    header(
+        "event log: append and read throughput",
+        &format!(
+            "{n} records × ~300 B, batches of {BATCH}, {APPENDERS} appenders, {PARTITIONS} partitions; median of {runs} runs"
+        ),
+    );
+    row(&["backend".into(), "append".into(), "read".into()]);
+    let mut results = Vec::new();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
+    measure(
+        "embedded (fsync)",
+        Arc::new(embedded),
+        n,
+        runs,
+        &mut results,
+    )
+    .await;
+
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for run in 0..runs {
+        cluster
+            .create_topic(
+                &format!("bench-{run}-{}", std::process::id()),
+                PARTITIONS as i32,
+                1,
+            )
+            .expect("topic");
+    }
+    let kafka = KafkaLog::connect(KafkaConfig::new(cluster.bootstrap_servers())).expect("connect");
+    measure("kafka (mock)", Arc::new(kafka), n, runs, &mut results).await;
+
+    if let Ok(brokers) = std::env::var("EMPORIUM_BENCH_KAFKA_BROKERS") {
+        let kafka = KafkaLog::connect(KafkaConfig::new(brokers)).expect("connect");
+        measure("kafka (broker)", Arc::new(kafka), n, runs, &mut results).await;
+    }
+
+    let (_, ea, er) = results[0].clone();
+    for (name, a, r) in &results[1..] {
+        println!(
+            "embedded / {name}: append {:.2}×, read {:.2}×",
+            ea / a,
+            er / r
+        );
+    }
+}

@@ -81,7 +81,10 @@ pub fn main(args: DlqArgs) -> anyhow::Result<()> {
         }
         let raw = letter["raw"].as_str().unwrap_or("(binary; see --json)");
         let shown: String = raw.chars().take(160).collect();
-        println!("    raw: {shown}{}", if raw.len() > shown.len() { "…" } else { "" });
+        println!(
+            "    raw: {shown}{}",
+            if raw.len() > shown.len() { "…" } else { "" }
+        );
     }
     if !args.json {
         eprintln!("{} dead letter(s) from offset {}", letters.len(), args.from);

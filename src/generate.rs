@@ -62,13 +62,19 @@ pub struct GenerateArgs {
     /// Lines per HTTP request or Kafka append.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Partitions of the events topic if --kafka has to create it.
+    #[arg(long, default_value_t = 4, requires = "kafka")]
+    partitions: u32,
     /// HTTP requests in flight at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
     let n: f64 = num
         .parse()
         .map_err(|_| format!("expected a duration like 30s, 5m or 1h, got {s:?}"))?;
@@ -87,7 +93,9 @@ fn parse_start(s: &str) -> anyhow::Result<DateTime<Utc>> {
         return Ok(Utc::now());
     }
     Ok(DateTime::parse_from_rfc3339(s)
-        .with_context(|| format!("--start: expected RFC 3339 (2026-01-01T00:00:00Z) or `now`, got {s:?}"))?
+        .with_context(|| {
+            format!("--start: expected RFC 3339 (2026-01-01T00:00:00Z) or `now`, got {s:?}")
+        })?
         .with_timezone(&Utc))
 }
 
@@ -95,10 +103,12 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
     let rate = (args.rate > 0.0).then_some(args.rate);
     let start = parse_start(&args.start)?;
     let defaults = GeneratorConfig::default();
-    let events_per_day = args.events_per_day.unwrap_or(match (rate, args.start.as_str()) {
-        (Some(r), "now") => r * 86_400.0,
-        _ => defaults.events_per_day,
-    });
+    let events_per_day = args
+        .events_per_day
+        .unwrap_or(match (rate, args.start.as_str()) {
+            (Some(r), "now") => r * 86_400.0,
+            _ => defaults.events_per_day,
+        });
     let config = GeneratorConfig {
         seed: args.seed,
         products: args.products,
@@ -138,14 +148,21 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
         let reporter = spawn_reporter(Arc::clone(&progress));
         rt.block_on(async {
             let log = KafkaLog::connect(KafkaConfig::new(brokers.clone()))?;
-            log.ensure_topic(EVENTS_TOPIC, 8).await?;
-            output::send_to_log(&mut generator, &log, args.batch, limits, Arc::clone(&progress)).await?;
+            log.ensure_topic(EVENTS_TOPIC, args.partitions).await?;
+            output::send_to_log(
+                &mut generator,
+                &log,
+                args.batch,
+                limits,
+                Arc::clone(&progress),
+            )
+            .await?;
             anyhow::Ok(())
         })?;
         drop(reporter);
     } else if args.output.as_os_str() == "-" {
         let stdout = std::io::stdout();
-        let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+        let mut out = BufWriter::with_capacity(1 << 20, stdout);
         match output::write_ndjson(&mut generator, &mut out, limits, &progress) {
             Err(output::OutputError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
             other => other?,
@@ -160,7 +177,11 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let n = progress.generated.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
-    if args.output.as_os_str() != "-" || args.http.is_some() || args.kafka.is_some() || std::io::stderr().is_terminal() {
+    if args.output.as_os_str() != "-"
+        || args.http.is_some()
+        || args.kafka.is_some()
+        || std::io::stderr().is_terminal()
+    {
         eprintln!(
             "generated {n} events ({} invalid, {:.1} MB) in {secs:.2} s: {:.0} events/s{}",
             progress.invalid.load(Ordering::Relaxed),
@@ -197,7 +218,8 @@ fn spawn_reporter(progress: Arc<Progress>) -> Reporter {
         let start = Instant::now();
         while !flag.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
-            if start.elapsed().as_millis() % 2000 < 100 && start.elapsed() > Duration::from_secs(1) {
+            if start.elapsed().as_millis() % 2000 < 100 && start.elapsed() > Duration::from_secs(1)
+            {
                 let n = progress.generated.load(Ordering::Relaxed);
                 eprintln!(
                     "  … {n} events ({:.0}/s)",

@@ -8,6 +8,11 @@ mod schema;
 
 use clap::{Parser, Subcommand};
 
+// Event handling allocates many small, short-lived strings, often freed on another thread than
+// the one that made them; mimalloc handles that pattern far better than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Emporium: the data plane of a large shop, run as streams.
 ///
 /// Every shopper action is an event appended to a durable log (embedded by default, or Kafka);

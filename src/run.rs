@@ -78,14 +78,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("starting ingest on the {}", log.describe()))?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {} (is another emporium running? use --listen)", args.listen))?;
+    let listener = TcpListener::bind(args.listen).await.with_context(|| {
+        format!(
+            "binding {} (is another emporium running? use --listen)",
+            args.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
     let ends = log.end_offsets(EVENTS_TOPIC).await?;
     println!("Emporium is running");
-    println!("  event log   {} ({} events so far)", log.describe(), ends.iter().sum::<u64>());
+    println!(
+        "  event log   {} ({} events so far)",
+        log.describe(),
+        ends.iter().sum::<u64>()
+    );
     println!("  listening on {base}");
     println!("  ingest      POST {base}/v1/events  (application/json or application/x-ndjson)");
     println!("  dead letters GET {base}/v1/dlq     (or: emporium dlq --url {base})");
@@ -101,7 +108,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let progress = Arc::new(Progress::default());
     let demo = args.demo.then(|| {
-        println!("  demo        generating ~{} events/s into {base}/v1/events", args.demo_rate);
+        println!(
+            "  demo        generating ~{} events/s into {base}/v1/events",
+            args.demo_rate
+        );
         let config = GeneratorConfig {
             // A fresh seed per start: new event ids, so a restart adds traffic instead of repeats.
             seed: chrono::Utc::now().timestamp_micros() as u64,
@@ -122,7 +132,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 rate: Some(rate),
                 ..Limits::default()
             };
-            if let Err(e) = output::send_http(&mut generator, &url, 500, 2, limits, progress).await {
+            if let Err(e) = output::send_http(&mut generator, &url, 500, 2, limits, progress).await
+            {
                 tracing::error!(error = %e, "demo generator stopped");
             }
         })
@@ -137,15 +148,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             let mut last = (start, None::<u64>);
             loop {
                 tokio::time::sleep(every).await;
-                let events: u64 = log.end_offsets(EVENTS_TOPIC).await.map(|e| e.iter().sum()).unwrap_or(0);
-                let dead: u64 = log.end_offsets(DEAD_LETTER_TOPIC).await.map(|e| e.iter().sum()).unwrap_or(0);
+                let events: u64 = log
+                    .end_offsets(EVENTS_TOPIC)
+                    .await
+                    .map(|e| e.iter().sum())
+                    .unwrap_or(0);
+                let dead: u64 = log
+                    .end_offsets(DEAD_LETTER_TOPIC)
+                    .await
+                    .map(|e| e.iter().sum())
+                    .unwrap_or(0);
                 let now = Instant::now();
-                let rate = last.1.map(|before| (events - before.min(events)) as f64 / (now - last.0).as_secs_f64());
+                let rate = last.1.map(|before| {
+                    (events - before.min(events)) as f64 / (now - last.0).as_secs_f64()
+                });
                 last = (now, Some(events));
                 println!(
                     "[{:>5.0}s] log: {events} events ({}) | dead letters: {dead}",
                     start.elapsed().as_secs_f64(),
-                    rate.map(|r| format!("+{r:.0}/s")).unwrap_or_else(|| "…".into()),
+                    rate.map(|r| format!("+{r:.0}/s"))
+                        .unwrap_or_else(|| "…".into()),
                 );
             }
         })
@@ -160,13 +182,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         status.abort();
     }
     let _ = stop_tx.send(true);
-    server.await.context("HTTP server task")?.context("HTTP server")?;
+    server
+        .await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);
     println!(
         "Stopped cleanly: {events} events in the log{}.",
         if args.demo {
-            format!(" (demo sent {})", progress.generated.load(Ordering::Relaxed))
+            format!(
+                " (demo sent {})",
+                progress.generated.load(Ordering::Relaxed)
+            )
         } else {
             String::new()
         }
@@ -178,13 +206,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

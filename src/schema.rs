@@ -34,7 +34,11 @@ pub fn main(args: SchemaArgs) -> anyhow::Result<()> {
                     Some(k) => vec![k],
                     None => bail!(
                         "unknown event type {name:?}; expected one of: {}",
-                        EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                        EventKind::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 },
                 None => EventKind::ALL.to_vec(),
@@ -42,7 +46,11 @@ pub fn main(args: SchemaArgs) -> anyhow::Result<()> {
             for kind in kinds {
                 println!("{kind}:");
                 for field in emporium_schemas::arrow::arrow_schema(kind).fields() {
-                    let null = if field.is_nullable() { " (nullable)" } else { "" };
+                    let null = if field.is_nullable() {
+                        " (nullable)"
+                    } else {
+                        ""
+                    };
                     println!("  {}: {}{null}", field.name(), field.data_type());
                 }
             }

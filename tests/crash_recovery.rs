@@ -23,7 +23,14 @@ struct Running {
 
 fn start(data_dir: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(["run", "--listen", "127.0.0.1:0", "--status-every", "0", "--data-dir"])
+        .args([
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--status-every",
+            "0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -132,17 +139,27 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         p.await.expect("producer");
     }
     let acked_before = acked.lock().expect("acked").len();
-    assert!(acked_before >= 20 * 200, "enough traffic before the kill: {acked_before}");
+    assert!(
+        acked_before >= 20 * 200,
+        "enough traffic before the kill: {acked_before}"
+    );
     let sent = next.load(std::sync::atomic::Ordering::SeqCst);
     assert!(sent < all.len(), "the kill happened mid-stream");
 
     // Restart on the same data: resend what was in flight (idempotent), then new batches.
     let mut second = start(dir.path());
     let retry: Vec<usize> = unacked.lock().expect("unacked").clone();
-    for i in retry.iter().copied().chain(sent..(sent + 10).min(all.len())) {
+    for i in retry
+        .iter()
+        .copied()
+        .chain(sent..(sent + 10).min(all.len()))
+    {
         let (ids, body) = &all[i];
-        let report = post(&client, &second.base, body).await.expect("accepted after restart");
-        let landed = report["accepted"].as_u64().unwrap_or(0) + report["duplicates"].as_u64().unwrap_or(0);
+        let report = post(&client, &second.base, body)
+            .await
+            .expect("accepted after restart");
+        let landed =
+            report["accepted"].as_u64().unwrap_or(0) + report["duplicates"].as_u64().unwrap_or(0);
         assert_eq!(landed as usize, ids.len(), "{report}");
         acked.lock().expect("acked").extend(ids.iter().cloned());
     }
@@ -162,13 +179,19 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     let records = read_all(&log, EVENTS_TOPIC).await.expect("read log");
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in &records {
-        let v: serde_json::Value = serde_json::from_slice(&r.value).expect("stored events are JSON");
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.value).expect("stored events are JSON");
         let id = v["event_id"].as_str().expect("event_id").to_owned();
         *seen.entry(id).or_default() += 1;
     }
     let acked = acked.lock().expect("acked");
     let lost: Vec<&String> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
     let twice: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "{} events stored twice", twice.len());
     assert!(records.len() >= acked.len());

@@ -68,7 +68,9 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Response> {
         .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(BodyFormat::Single),
-        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => Ok(BodyFormat::Ndjson),
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => {
+            Ok(BodyFormat::Ndjson)
+        }
         "" => Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "missing_content_type",
@@ -77,7 +79,9 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Response> {
         other => Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_content_type",
-            format!("Content-Type {other:?} is not accepted: use application/json or application/x-ndjson"),
+            format!(
+                "Content-Type {other:?} is not accepted: use application/json or application/x-ndjson"
+            ),
         )),
     }
 }
@@ -105,12 +109,17 @@ async fn post_events(
             );
         }
         Err(rejection) => {
-            return error(StatusCode::BAD_REQUEST, "unreadable_body", rejection.body_text());
+            return error(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                rejection.body_text(),
+            );
         }
     };
     match intake.submit(body, format, &format!("http {peer}")).await {
         Ok(report) => {
-            let status = if report.accepted + report.duplicates == 0 && !report.rejected.is_empty() {
+            let status = if report.accepted + report.duplicates == 0 && !report.rejected.is_empty()
+            {
                 StatusCode::UNPROCESSABLE_ENTITY
             } else {
                 StatusCode::OK
@@ -118,15 +127,27 @@ async fn post_events(
             metrics::request(status.as_u16());
             (status, Json(report)).into_response()
         }
-        Err(IntakeError::EmptyBody) => {
-            error(StatusCode::BAD_REQUEST, "empty_body", IntakeError::EmptyBody.to_string())
-        }
-        Err(e @ IntakeError::TooManyLines { .. }) => {
-            error(StatusCode::PAYLOAD_TOO_LARGE, "too_many_lines", e.to_string())
+        Err(IntakeError::EmptyBody) => error(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            IntakeError::EmptyBody.to_string(),
+        ),
+        Err(e @ IntakeError::TooManyLines { .. }) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_lines",
+            e.to_string(),
+        ),
+        Err(e @ IntakeError::Refused(_)) => {
+            tracing::error!(error = %e, "append refused; answering 500");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "append_refused", e.to_string())
         }
         Err(e @ IntakeError::Unavailable(_)) => {
             tracing::warn!(error = %e, "append failed; answering 503");
-            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", e.to_string());
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                e.to_string(),
+            );
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(intake.config().retry_after_secs),
@@ -170,7 +191,11 @@ async fn get_dead_letters(
 }
 
 fn unavailable(e: &LogError) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", e.to_string())
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "log_unavailable",
+        e.to_string(),
+    )
 }
 
 async fn readyz(State(intake): State<Arc<Intake>>) -> Response {

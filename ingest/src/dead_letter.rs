@@ -45,14 +45,15 @@ impl DeadLetter {
         errors: &[FieldError],
         raw: &[u8],
     ) -> Self {
-        let raw = &raw[..raw.len().min(MAX_RAW_BYTES)];
-        // Card numbers are never stored, not even in the dead-letter log: mask them first.
+        // Card numbers are never stored, not even in the dead-letter log: mask them first, then
+        // cut to the size kept (cutting first could split a number and leave its digits).
         let (raw, raw_base64) = match std::str::from_utf8(raw) {
-            Ok(s) => (Some(pci::mask_card_numbers(s).into_owned()), None),
-            Err(_) => (
-                None,
-                Some(BASE64.encode(pci::mask_card_numbers(&String::from_utf8_lossy(raw)).as_bytes())),
-            ),
+            Ok(s) => (Some(clip(&pci::mask_card_numbers(s), MAX_RAW_BYTES).to_owned()), None),
+            Err(_) => {
+                let mut bytes = raw[..raw.len().min(MAX_RAW_BYTES)].to_vec();
+                pci::mask_card_digits_in_bytes(&mut bytes);
+                (None, Some(BASE64.encode(&bytes)))
+            }
         };
         Self {
             received_at: received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -104,4 +105,16 @@ pub async fn read(
                 })
         })
         .collect())
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

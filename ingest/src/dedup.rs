@@ -141,14 +141,20 @@ mod tests {
         let (claims, ticket) = d.claim(&[id(1), id(2), id(1)]);
         assert!(matches!(claims[0], Claim::New));
         assert!(matches!(claims[1], Claim::New));
-        assert!(matches!(claims[2], Claim::Duplicate), "repeat inside one batch");
+        assert!(
+            matches!(claims[2], Claim::Duplicate),
+            "repeat inside one batch"
+        );
         d.settle(ticket, true);
         let (claims, ticket) = d.claim(&[id(1), id(3)]);
         assert!(matches!(claims[0], Claim::Duplicate));
         assert!(matches!(claims[1], Claim::New));
         d.settle(ticket, false);
         let (claims, _ticket) = d.claim(&[id(3)]);
-        assert!(matches!(claims[0], Claim::New), "a failed append releases its ids");
+        assert!(
+            matches!(claims[0], Claim::New),
+            "a failed append releases its ids"
+        );
     }
 
     #[test]

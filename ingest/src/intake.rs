@@ -95,8 +95,13 @@ pub enum IntakeError {
     EmptyBody,
     #[error("the batch has {lines} lines; at most {max} are accepted per request")]
     TooManyLines { lines: usize, max: usize },
-    #[error("the event log could not acknowledge the batch; nothing of it was acknowledged, resend it whole: {0}")]
+    #[error(
+        "the event log could not acknowledge the batch; nothing of it was acknowledged, resend it whole: {0}"
+    )]
     Unavailable(LogError),
+    /// An append failure that a resend cannot fix (a bug or a misconfiguration, not an outage).
+    #[error("the event log refused the batch: {0}")]
+    Refused(LogError),
 }
 
 /// The shape of the body.
@@ -132,7 +137,8 @@ impl Intake {
     /// Creates the topics if needed and rebuilds the idempotency window from the log's tail.
     pub async fn start(log: Arc<dyn EventLog>, config: IntakeConfig) -> log::Result<Arc<Self>> {
         metrics::install();
-        log.ensure_topic(EVENTS_TOPIC, config.event_partitions).await?;
+        log.ensure_topic(EVENTS_TOPIC, config.event_partitions)
+            .await?;
         log.ensure_topic(DEAD_LETTER_TOPIC, 1).await?;
         let dedup = Dedup::new(config.dedup_window);
         let rebuilt = rebuild_window(log.as_ref(), &dedup, config.dedup_window).await?;
@@ -162,10 +168,11 @@ impl Intake {
         };
         let (max_lines, max_event) = (self.config.max_batch_lines, self.config.max_event_bytes);
         // Parsing is CPU work: keep it off the threads that answer HTTP.
-        let (valid, invalid) =
-            tokio::task::spawn_blocking(move || parse_body(&body, format, limits, max_lines, max_event))
-                .await
-                .map_err(|e| IntakeError::Unavailable(LogError::Unavailable(e.to_string())))??;
+        let (valid, invalid) = tokio::task::spawn_blocking(move || {
+            parse_body(&body, format, limits, max_lines, max_event)
+        })
+        .await
+        .map_err(|e| IntakeError::Unavailable(LogError::Unavailable(e.to_string())))??;
 
         let mut report = IntakeReport::default();
         let received_at = Utc::now();
@@ -173,8 +180,15 @@ impl Intake {
             .iter()
             .map(|l| {
                 metrics::event_rejected(l.error.reason());
-                DeadLetter::new(received_at, source, l.index, l.error.reason(), &l.error.errors, &l.raw)
-                    .to_record()
+                DeadLetter::new(
+                    received_at,
+                    source,
+                    l.index,
+                    l.error.reason(),
+                    &l.error.errors,
+                    &l.raw,
+                )
+                .to_record()
             })
             .collect();
         report.rejected = invalid
@@ -226,9 +240,11 @@ impl Intake {
         // the others are released so the resend appends them.
         let landed: Vec<Uuid> = match &events {
             Ok(_) => to_append.iter().map(|&i| ids[i]).collect(),
-            Err(LogError::PartiallyAppended { appended, .. }) => {
-                appended.iter().filter_map(|&j| to_append.get(j)).map(|&i| ids[i]).collect()
-            }
+            Err(LogError::PartiallyAppended { appended, .. }) => appended
+                .iter()
+                .filter_map(|&j| to_append.get(j))
+                .map(|&i| ids[i])
+                .collect(),
             Err(_) => Vec::new(),
         };
         let landed: std::collections::HashSet<Uuid> = landed.into_iter().collect();
@@ -236,6 +252,9 @@ impl Intake {
             self.dedup.settle_each(ticket, |id| landed.contains(&id));
         }
         if let Err(e) = events.and(dead) {
+            if !e.is_retryable() {
+                return Err(IntakeError::Refused(e));
+            }
             metrics::log_unavailable();
             return Err(IntakeError::Unavailable(e));
         }
@@ -345,7 +364,9 @@ async fn rebuild_window(log: &dyn EventLog, dedup: &Dedup, window: usize) -> log
     for (partition, &end) in ends.iter().enumerate() {
         let mut from = end.saturating_sub(per_partition);
         while from < end {
-            let batch = log.read(EVENTS_TOPIC, partition as u32, from, 50_000).await?;
+            let batch = log
+                .read(EVENTS_TOPIC, partition as u32, from, 50_000)
+                .await?;
             let Some(last) = batch.last() else { break };
             from = last.offset + 1;
             for record in batch {

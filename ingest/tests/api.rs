@@ -31,9 +31,17 @@ impl Drop for Server {
     }
 }
 
-async fn start(log: Arc<dyn EventLog>, config: IntakeConfig, dir: Option<tempfile::TempDir>) -> Server {
-    let intake = Intake::start(Arc::clone(&log), config).await.expect("intake");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+async fn start(
+    log: Arc<dyn EventLog>,
+    config: IntakeConfig,
+    dir: Option<tempfile::TempDir>,
+) -> Server {
+    let intake = Intake::start(Arc::clone(&log), config)
+        .await
+        .expect("intake");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(api::serve(listener, api::router(intake), async move {
@@ -57,7 +65,9 @@ fn ndjson(kinds: &[EventKind], from: u64) -> String {
     kinds
         .iter()
         .enumerate()
-        .map(|(i, &k)| String::from_utf8(example(k, from + i as u64).to_json()).expect("utf-8") + "\n")
+        .map(|(i, &k)| {
+            String::from_utf8(example(k, from + i as u64).to_json()).expect("utf-8") + "\n"
+        })
         .collect()
 }
 
@@ -71,7 +81,10 @@ async fn post(base: &str, content_type: &str, body: impl Into<reqwest::Body>) ->
         .expect("request");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,23 +101,35 @@ async fn a_batch_is_appended_once_even_when_resent() {
     assert_eq!(report["accepted"], 0);
     assert_eq!(report["duplicates"], EventKind::ALL.len());
 
-    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
-    assert_eq!(events.len(), EventKind::ALL.len(), "each event is in the log exactly once");
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC)
+        .await
+        .expect("read");
+    assert_eq!(
+        events.len(),
+        EventKind::ALL.len(),
+        "each event is in the log exactly once"
+    );
     // The producer's bytes are stored as sent, on the partition of the event's key.
     let original = ndjson(&[EventKind::OrderPlaced], 9);
     let (status, _) = post(&server.base, "application/json", original.clone()).await;
     assert_eq!(status, 200);
-    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC)
+        .await
+        .expect("read");
     let stored = events
         .iter()
         .find(|r| r.key.as_ref() == b"o-1" && r.value.as_ref() == original.trim_end().as_bytes());
-    assert!(stored.is_some(), "the event is stored byte for byte under its order_id key");
+    assert!(
+        stored.is_some(),
+        "the event is stored byte for byte under its order_id key"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_event_gets_a_field_level_422_and_is_dead_lettered() {
     let server = embedded_server(IntakeConfig::default()).await;
-    let mut bad: Value = serde_json::from_slice(&example(EventKind::OrderPlaced, 1).to_json()).expect("json");
+    let mut bad: Value =
+        serde_json::from_slice(&example(EventKind::OrderPlaced, 1).to_json()).expect("json");
     bad["payload"]["lines"][0]["qty"] = json!(0);
     bad["payload"]["payment_token"] = json!("4111 1111 1111 1111");
     let (status, report) = post(&server.base, "application/json", bad.to_string()).await;
@@ -127,9 +152,20 @@ async fn a_malformed_event_gets_a_field_level_422_and_is_dead_lettered() {
     assert_eq!(letter["errors"][0]["path"], "payload.lines[0].qty");
     let raw = letter["raw"].as_str().expect("raw kept");
     assert!(raw.contains("\"qty\":0"), "the raw line is kept: {raw}");
-    assert!(raw.contains("****-****") || raw.contains("**** **** **** 1111"), "card masked: {raw}");
-    assert!(!raw.contains("4111 1111"), "no card number is stored: {raw}");
-    assert!(read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read").is_empty());
+    assert!(
+        raw.contains("****-****") || raw.contains("**** **** **** 1111"),
+        "card masked: {raw}"
+    );
+    assert!(
+        !raw.contains("4111 1111"),
+        "no card number is stored: {raw}"
+    );
+    assert!(
+        read_all(server.log.as_ref(), EVENTS_TOPIC)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,13 +182,23 @@ async fn a_mixed_batch_answers_per_line() {
         .as_array()
         .expect("array")
         .iter()
-        .map(|r| (r["index"].as_u64().unwrap_or(99), r["errors"][0]["reason"].as_str().unwrap_or("").to_owned()))
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap_or(99),
+                r["errors"][0]["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         rejected,
-        vec![(2, "malformed_json".to_owned()), (5, "invalid_uuid".to_owned())]
+        vec![
+            (2, "malformed_json".to_owned()),
+            (5, "invalid_uuid".to_owned())
+        ]
     );
-    let dead = read_all(server.log.as_ref(), DEAD_LETTER_TOPIC).await.expect("read");
+    let dead = read_all(server.log.as_ref(), DEAD_LETTER_TOPIC)
+        .await
+        .expect("read");
     assert_eq!(dead.len(), 2);
 }
 
@@ -166,16 +212,29 @@ async fn bad_requests_get_json_errors() {
     })
     .await;
     let (status, body) = post(&server.base, "application/x-ndjson", "\n \n").await;
-    assert_eq!((status, body["error"]["code"].clone()), (400, json!("empty_body")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("empty_body"))
+    );
     let (status, body) = post(&server.base, "text/plain", "x").await;
-    assert_eq!((status, body["error"]["code"].clone()), (415, json!("unsupported_content_type")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (415, json!("unsupported_content_type"))
+    );
     let four = ndjson(&[EventKind::ProductViewed; 4], 0);
     let (status, body) = post(&server.base, "application/x-ndjson", four).await;
-    assert_eq!((status, body["error"]["code"].clone()), (413, json!("too_many_lines")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (413, json!("too_many_lines"))
+    );
     let (status, body) = post(&server.base, "application/x-ndjson", "x".repeat(100 * 1024)).await;
-    assert_eq!((status, body["error"]["code"].clone()), (413, json!("body_too_large")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (413, json!("body_too_large"))
+    );
     // One oversize event is rejected on its own line, not the whole request.
-    let mut review: Value = serde_json::from_slice(&example(EventKind::ReviewPosted, 1).to_json()).expect("json");
+    let mut review: Value =
+        serde_json::from_slice(&example(EventKind::ReviewPosted, 1).to_json()).expect("json");
     review["payload"]["text"] = json!("y".repeat(4000));
     let body = format!("{review}\n{}", ndjson(&[EventKind::ProductViewed], 3));
     let (status, report) = post(&server.base, "application/x-ndjson", body).await;
@@ -187,10 +246,17 @@ async fn bad_requests_get_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
     let server = embedded_server(IntakeConfig::default()).await;
-    post(&server.base, "application/x-ndjson", ndjson(&[EventKind::OrderPlaced, EventKind::OrderPlaced], 100)).await;
+    post(
+        &server.base,
+        "application/x-ndjson",
+        ndjson(&[EventKind::OrderPlaced, EventKind::OrderPlaced], 100),
+    )
+    .await;
     post(&server.base, "application/json", "{}").await;
     for path in ["/healthz", "/readyz"] {
-        let r = reqwest::get(format!("{}{path}", server.base)).await.expect("get");
+        let r = reqwest::get(format!("{}{path}", server.base))
+            .await
+            .expect("get");
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
     let text = reqwest::get(format!("{}/metrics", server.base))
@@ -224,18 +290,36 @@ async fn generated_traffic_with_defects_is_accounted_for_line_by_line() {
         events: Some(5_000),
         ..Limits::default()
     };
-    output::send_http(&mut generator, &format!("{}/v1/events", server.base), 500, 4, limits, Arc::clone(&progress))
-        .await
-        .expect("send");
+    output::send_http(
+        &mut generator,
+        &format!("{}/v1/events", server.base),
+        500,
+        4,
+        limits,
+        Arc::clone(&progress),
+    )
+    .await
+    .expect("send");
     use std::sync::atomic::Ordering::Relaxed;
-    let (generated, invalid) = (progress.generated.load(Relaxed), progress.invalid.load(Relaxed));
+    let (generated, invalid) = (
+        progress.generated.load(Relaxed),
+        progress.invalid.load(Relaxed),
+    );
     assert_eq!(generated, 5_000);
     assert!(invalid > 150, "about 5% invalid, got {invalid}");
-    assert_eq!(progress.rejected.load(Relaxed), invalid, "every defect is caught, nothing valid is");
+    assert_eq!(
+        progress.rejected.load(Relaxed),
+        invalid,
+        "every defect is caught, nothing valid is"
+    );
     assert_eq!(progress.accepted.load(Relaxed), generated - invalid);
-    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC)
+        .await
+        .expect("read");
     assert_eq!(events.len() as u64, generated - invalid);
-    let dead = read_all(server.log.as_ref(), DEAD_LETTER_TOPIC).await.expect("read");
+    let dead = read_all(server.log.as_ref(), DEAD_LETTER_TOPIC)
+        .await
+        .expect("read");
     assert_eq!(dead.len() as u64, invalid);
 }
 
@@ -243,7 +327,9 @@ async fn generated_traffic_with_defects_is_accounted_for_line_by_line() {
 async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(EVENTS_TOPIC, 4, 1).expect("topic");
-    cluster.create_topic(DEAD_LETTER_TOPIC, 1, 1).expect("topic");
+    cluster
+        .create_topic(DEAD_LETTER_TOPIC, 1, 1)
+        .expect("topic");
     let log = KafkaLog::connect(KafkaConfig {
         delivery_timeout: Duration::from_secs(2),
         ..KafkaConfig::new(cluster.bootstrap_servers())
@@ -256,7 +342,14 @@ async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
     assert_eq!(status, 200, "{report}");
 
     cluster.broker_down(1).expect("down");
-    let batch = ndjson(&[EventKind::CartItemAdded, EventKind::PaymentAuthorized, EventKind::ReviewPosted], 10);
+    let batch = ndjson(
+        &[
+            EventKind::CartItemAdded,
+            EventKind::PaymentAuthorized,
+            EventKind::ReviewPosted,
+        ],
+        10,
+    );
     let response = reqwest::Client::new()
         .post(format!("{}/v1/events", server.base))
         .header("content-type", "application/x-ndjson")
@@ -266,7 +359,10 @@ async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
         .expect("request");
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(
-        response.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
         Some("1")
     );
     let body: Value = response.json().await.expect("json");
@@ -277,13 +373,16 @@ async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
     for _ in 0..30 {
         let (status, report) = post(&server.base, "application/x-ndjson", batch.clone()).await;
         if status == 200 {
-            accepted = report["accepted"].as_u64().unwrap_or(0) + report["duplicates"].as_u64().unwrap_or(0);
+            accepted = report["accepted"].as_u64().unwrap_or(0)
+                + report["duplicates"].as_u64().unwrap_or(0);
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(accepted, 3, "the resend is acknowledged");
-    let events = read_all(server.log.as_ref(), EVENTS_TOPIC).await.expect("read");
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC)
+        .await
+        .expect("read");
     let mut ids: Vec<String> = events
         .iter()
         .map(|r| serde_json::from_slice::<Value>(&r.value).expect("json")["event_id"].to_string())

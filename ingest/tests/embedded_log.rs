@@ -34,9 +34,12 @@ async fn records_survive_reopen_and_offsets_continue() {
     {
         let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
         log.ensure_topic("t", 2).await.expect("topic");
-        log.append("t", (0..10).map(|i| Record::new("k", format!("v{i}"))).collect())
-            .await
-            .expect("append");
+        log.append(
+            "t",
+            (0..10).map(|i| Record::new("k", format!("v{i}"))).collect(),
+        )
+        .await
+        .expect("append");
     }
     let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("reopen");
     assert_eq!(log.partition_count("t").await.expect("count"), 2);
@@ -55,23 +58,36 @@ async fn a_torn_tail_is_truncated_on_open_and_earlier_records_kept() {
     {
         let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
         log.ensure_topic("t", 1).await.expect("topic");
-        log.append("t", (0..5).map(|i| Record::new("k", format!("v{i}"))).collect())
-            .await
-            .expect("append");
+        log.append(
+            "t",
+            (0..5).map(|i| Record::new("k", format!("v{i}"))).collect(),
+        )
+        .await
+        .expect("append");
     }
     let seg = segments(dir.path(), "t", 0).pop().expect("a segment");
     let good_len = fs::metadata(&seg).expect("meta").len();
     // A crash mid-write: half a frame (a plausible length, then too few bytes).
-    let mut f = OpenOptions::new().append(true).open(&seg).expect("open seg");
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .expect("open seg");
     f.write_all(&100u32.to_le_bytes()).expect("write");
     f.write_all(&[7u8; 30]).expect("write");
     drop(f);
 
     let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("reopen");
-    assert_eq!(fs::metadata(&seg).expect("meta").len(), good_len, "tail cut off");
+    assert_eq!(
+        fs::metadata(&seg).expect("meta").len(),
+        good_len,
+        "tail cut off"
+    );
     let all = read_all(&log, "t").await.expect("read");
     assert_eq!(values(&all), vec!["v0", "v1", "v2", "v3", "v4"]);
-    let p = log.append("t", vec![Record::new("k", "v5")]).await.expect("append");
+    let p = log
+        .append("t", vec![Record::new("k", "v5")])
+        .await
+        .expect("append");
     assert_eq!(p[0].offset, 5);
 }
 
@@ -81,9 +97,14 @@ async fn a_corrupted_last_frame_is_detected_by_its_checksum() {
     {
         let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
         log.ensure_topic("t", 1).await.expect("topic");
-        log.append("t", (0..3).map(|i| Record::new("k", format!("value-{i}"))).collect())
-            .await
-            .expect("append");
+        log.append(
+            "t",
+            (0..3)
+                .map(|i| Record::new("k", format!("value-{i}")))
+                .collect(),
+        )
+        .await
+        .expect("append");
     }
     let seg = segments(dir.path(), "t", 0).pop().expect("a segment");
     let mut bytes = fs::read(&seg).expect("read");
@@ -114,9 +135,19 @@ async fn segments_roll_and_retention_deletes_old_ones() {
         log.append("t", batch).await.expect("append");
     }
     let segs = segments(dir.path(), "t", 0);
-    let total: u64 = segs.iter().map(|s| fs::metadata(s).expect("meta").len()).sum();
-    assert!(segs.len() > 2, "expected several segments, got {}", segs.len());
-    assert!(total <= 8 * 1024 + 4096, "retention keeps about 8 KiB, kept {total}");
+    let total: u64 = segs
+        .iter()
+        .map(|s| fs::metadata(s).expect("meta").len())
+        .sum();
+    assert!(
+        segs.len() > 2,
+        "expected several segments, got {}",
+        segs.len()
+    );
+    assert!(
+        total <= 8 * 1024 + 4096,
+        "retention keeps about 8 KiB, kept {total}"
+    );
     // Reading from offset 0 starts at the oldest record still kept, and reads to the end.
     let from_start = log.read("t", 0, 0, 10_000).await.expect("read");
     let first = from_start.first().expect("records remain").offset;
@@ -150,22 +181,35 @@ async fn oversize_records_and_unknown_topics_are_refused() {
         .await
         .expect_err("too large");
     assert!(matches!(err, LogError::RecordTooLarge { .. }), "{err}");
-    let err = log.append("nope", vec![Record::new("k", "v")]).await.expect_err("unknown");
+    let err = log
+        .append("nope", vec![Record::new("k", "v")])
+        .await
+        .expect_err("unknown");
     assert!(matches!(err, LogError::UnknownTopic(_)), "{err}");
-    assert!(read_all(&log, "t").await.expect("read").is_empty(), "nothing was written");
+    assert!(
+        read_all(&log, "t").await.expect("read").is_empty(),
+        "nothing was written"
+    );
 }
 
 #[tokio::test]
 async fn consumers_wake_up_when_records_arrive() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = std::sync::Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"));
+    let log =
+        std::sync::Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"));
     log.ensure_topic("t", 2).await.expect("topic");
     let mut consumer = log.consumer("g", "t").await.expect("consumer");
     let writer = std::sync::Arc::clone(&log);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        writer.append("t", vec![Record::new("k", "late")]).await.expect("append");
+        writer
+            .append("t", vec![Record::new("k", "late")])
+            .await
+            .expect("append");
     });
-    let got = consumer.poll(10, Duration::from_secs(10)).await.expect("poll");
+    let got = consumer
+        .poll(10, Duration::from_secs(10))
+        .await
+        .expect("poll");
     assert_eq!(values(&got), vec!["late"]);
 }

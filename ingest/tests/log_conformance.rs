@@ -16,20 +16,32 @@ const PARTITIONS: u32 = 4;
 /// Short group sessions so a re-joining member is assigned partitions quickly.
 fn kafka_test_config(brokers: String) -> KafkaConfig {
     let mut config = KafkaConfig::new(brokers);
-    for (k, v) in [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")] {
+    for (k, v) in [
+        ("session.timeout.ms", "6000"),
+        ("heartbeat.interval.ms", "500"),
+    ] {
         config.consumer_properties.insert(k.into(), v.into());
     }
     config
 }
 
 fn record(key: &str, n: usize) -> Record {
-    Record::new(key.to_owned().into_bytes(), format!("{key}#{n}").into_bytes())
+    Record::new(
+        key.to_owned().into_bytes(),
+        format!("{key}#{n}").into_bytes(),
+    )
 }
 
 async fn appends_are_ordered_per_key_and_readable(log: &dyn EventLog, topic: &str) {
-    assert_eq!(log.ensure_topic(topic, PARTITIONS).await.expect("create"), PARTITIONS);
+    assert_eq!(
+        log.ensure_topic(topic, PARTITIONS).await.expect("create"),
+        PARTITIONS
+    );
     // Creating again is harmless and keeps the count.
-    assert_eq!(log.ensure_topic(topic, 9).await.expect("re-create"), PARTITIONS);
+    assert_eq!(
+        log.ensure_topic(topic, 9).await.expect("re-create"),
+        PARTITIONS
+    );
     assert_eq!(log.partition_count(topic).await.expect("count"), PARTITIONS);
 
     let keys = ["o-1", "o-2", "u-7", "p-1-black", "p-9", "o-3"];
@@ -39,16 +51,28 @@ async fn appends_are_ordered_per_key_and_readable(log: &dyn EventLog, topic: &st
         let positions = log.append(topic, batch.clone()).await.expect("append");
         assert_eq!(positions.len(), batch.len());
         for (r, p) in batch.iter().zip(&positions) {
-            assert_eq!(p.partition, partition_for(&r.key, PARTITIONS), "murmur2 placement");
+            assert_eq!(
+                p.partition,
+                partition_for(&r.key, PARTITIONS),
+                "murmur2 placement"
+            );
         }
         sent.extend(batch.into_iter().zip(positions));
     }
-    assert!(log.append(topic, Vec::new()).await.expect("empty append").is_empty());
+    assert!(
+        log.append(topic, Vec::new())
+            .await
+            .expect("empty append")
+            .is_empty()
+    );
 
     // Offsets per partition are dense from 0 and follow append order.
     let mut per_partition: BTreeMap<u32, Vec<(u64, Record)>> = BTreeMap::new();
     for (r, p) in &sent {
-        per_partition.entry(p.partition).or_default().push((p.offset, r.clone()));
+        per_partition
+            .entry(p.partition)
+            .or_default()
+            .push((p.offset, r.clone()));
     }
     let ends = log.end_offsets(topic).await.expect("ends");
     assert_eq!(ends.len(), PARTITIONS as usize);
@@ -70,16 +94,25 @@ async fn appends_are_ordered_per_key_and_readable(log: &dyn EventLog, topic: &st
             .map(|(o, r)| (*o, r.key.as_ref(), r.value.as_ref()))
             .collect();
         assert_eq!(got, want, "partition {partition} contents");
-        assert!(read.iter().all(|c| c.partition == *partition && c.timestamp_ms > 0));
+        assert!(
+            read.iter()
+                .all(|c| c.partition == *partition && c.timestamp_ms > 0)
+        );
         // Reading from the middle starts exactly there; max is honoured.
         if records.len() > 2 {
             let tail = log.read(topic, *partition, 2, 2).await.expect("read tail");
-            assert_eq!(tail.iter().map(|c| c.offset).collect::<Vec<_>>(), vec![2, 3]);
+            assert_eq!(
+                tail.iter().map(|c| c.offset).collect::<Vec<_>>(),
+                vec![2, 3]
+            );
         }
     }
     let past_end = log.read(topic, 0, 10_000, 10).await.expect("read past end");
     assert!(past_end.is_empty());
-    assert_eq!(read_all(log, topic).await.expect("read all").len(), sent.len());
+    assert_eq!(
+        read_all(log, topic).await.expect("read all").len(),
+        sent.len()
+    );
 }
 
 async fn concurrent_appends_all_land_once(log: &dyn EventLog, topic: &str) {
@@ -87,12 +120,18 @@ async fn concurrent_appends_all_land_once(log: &dyn EventLog, topic: &str) {
     let tasks = (0..8).map(|t| async move {
         let mut positions = Vec::new();
         for round in 0..10 {
-            let batch: Vec<Record> = (0..25).map(|i| record(&format!("k-{t}-{i}"), round)).collect();
+            let batch: Vec<Record> = (0..25)
+                .map(|i| record(&format!("k-{t}-{i}"), round))
+                .collect();
             positions.extend(log.append(topic, batch).await.expect("append"));
         }
         positions
     });
-    let all: Vec<Position> = futures::future::join_all(tasks).await.into_iter().flatten().collect();
+    let all: Vec<Position> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(all.len(), 8 * 10 * 25);
     let unique: HashSet<Position> = all.iter().copied().collect();
     assert_eq!(unique.len(), all.len(), "no two records share a position");
@@ -110,7 +149,12 @@ async fn poll_until(
     let start = Instant::now();
     let mut got = Vec::new();
     while got.len() < want && start.elapsed() < limit {
-        got.extend(consumer.poll(1000, Duration::from_millis(500)).await.expect("poll"));
+        got.extend(
+            consumer
+                .poll(1000, Duration::from_millis(500))
+                .await
+                .expect("poll"),
+        );
     }
     got
 }
@@ -138,10 +182,16 @@ async fn consumer_groups_resume_from_commits(log: &dyn EventLog, topic: &str) {
     a.commit(&next_positions(&got)).await.expect("commit");
     drop(a);
 
-    log.append(topic, (40..50).map(|i| record(&format!("k{i}"), i)).collect())
+    log.append(
+        topic,
+        (40..50).map(|i| record(&format!("k{i}"), i)).collect(),
+    )
+    .await
+    .expect("append more");
+    let mut a2 = log
+        .consumer("group-a", topic)
         .await
-        .expect("append more");
-    let mut a2 = log.consumer("group-a", topic).await.expect("consumer again");
+        .expect("consumer again");
     let got2 = poll_until(a2.as_mut(), 10, Duration::from_secs(30)).await;
     let mut values: Vec<String> = got2
         .iter()
@@ -150,9 +200,15 @@ async fn consumer_groups_resume_from_commits(log: &dyn EventLog, topic: &str) {
     values.sort();
     let mut want: Vec<String> = (40..50).map(|i| format!("k{i}#{i}")).collect();
     want.sort();
-    assert_eq!(values, want, "the group resumes after its committed positions");
+    assert_eq!(
+        values, want,
+        "the group resumes after its committed positions"
+    );
     a2.commit(&next_positions(&got2)).await.expect("commit");
-    let nothing = a2.poll(100, Duration::from_millis(500)).await.expect("poll");
+    let nothing = a2
+        .poll(100, Duration::from_millis(500))
+        .await
+        .expect("poll");
     assert!(nothing.is_empty(), "nothing new after the commit");
     drop(a2);
 
@@ -202,7 +258,9 @@ async fn kafka_log_on_librdkafka_mock_cluster_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_log_on_external_broker_conforms() {
     let Ok(brokers) = std::env::var("EMPORIUM_TEST_KAFKA_BROKERS") else {
-        eprintln!("SKIPPED: set EMPORIUM_TEST_KAFKA_BROKERS=host:port to run the suite against a broker process");
+        eprintln!(
+            "SKIPPED: set EMPORIUM_TEST_KAFKA_BROKERS=host:port to run the suite against a broker process"
+        );
         return;
     };
     let log = KafkaLog::connect(kafka_test_config(brokers)).expect("connect");

@@ -169,7 +169,10 @@ mod tests {
         let names: Vec<&str> = line_fields.iter().map(|f| f.name().as_str()).collect();
         assert!(names.contains(&"sku") && names.contains(&"qty") && names.contains(&"unit_price"));
         assert_eq!(
-            schema.field_with_name("occurred_at").map(|f| f.data_type().clone()).ok(),
+            schema
+                .field_with_name("occurred_at")
+                .map(|f| f.data_type().clone())
+                .ok(),
             Some(timestamp_type())
         );
     }
@@ -177,11 +180,23 @@ mod tests {
     #[test]
     fn optional_fields_are_nullable_and_maps_are_maps() {
         let discontinued = arrow_schema(EventKind::ProductDiscontinued);
-        assert!(discontinued.field_with_name("reason").map(|f| f.is_nullable()).unwrap_or(false));
-        assert!(!discontinued.field_with_name("product_id").map(|f| f.is_nullable()).unwrap_or(true));
+        assert!(
+            discontinued
+                .field_with_name("reason")
+                .map(|f| f.is_nullable())
+                .unwrap_or(false)
+        );
+        assert!(
+            !discontinued
+                .field_with_name("product_id")
+                .map(|f| f.is_nullable())
+                .unwrap_or(true)
+        );
         let upserted = arrow_schema(EventKind::ProductUpserted);
         assert!(matches!(
-            upserted.field_with_name("attributes").map(|f| f.data_type().clone()),
+            upserted
+                .field_with_name("attributes")
+                .map(|f| f.data_type().clone()),
             Ok(DataType::Map(_, _))
         ));
     }

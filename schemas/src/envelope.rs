@@ -186,12 +186,19 @@ impl Event {
 impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Event", 5)?;
-        st.serialize_field("event_id", self.event_id.hyphenated().encode_lower(&mut Uuid::encode_buffer()))?;
+        st.serialize_field(
+            "event_id",
+            self.event_id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer()),
+        )?;
         st.serialize_field("type", self.kind().as_str())?;
         st.serialize_field("schema_version", &self.schema_version)?;
         st.serialize_field(
             "occurred_at",
-            &self.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            &self
+                .occurred_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
         )?;
         st.serialize_field("payload", &self.payload)?;
         st.end()
@@ -214,8 +221,10 @@ struct RawEnvelope<'a> {
 
 fn parse(bytes: &[u8], ctx: Option<&ValidationContext>) -> Result<Event, ValidationError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let raw: RawEnvelope = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| ValidationError { errors: vec![serde_error("", e)] })?;
+    let raw: RawEnvelope =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| ValidationError {
+            errors: vec![serde_error("", e)],
+        })?;
     de.end().map_err(|e| {
         ValidationError::single("$", RejectReason::MalformedJson, without_position(&e))
     })?;
@@ -243,7 +252,11 @@ fn parse(bytes: &[u8], ctx: Option<&ValidationContext>) -> Result<Event, Validat
             message: format!(
                 "unknown event type {:?}; expected one of: {}",
                 clip(&raw.kind),
-                EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                EventKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             reason: RejectReason::UnknownType,
         });
@@ -311,7 +324,10 @@ fn parse_timestamp(
     if parsed.offset().local_minus_utc() != 0 {
         fail(
             RejectReason::InvalidTimestamp,
-            format!("expected a UTC timestamp (ending in Z or +00:00), got {:?}", clip(s)),
+            format!(
+                "expected a UTC timestamp (ending in Z or +00:00), got {:?}",
+                clip(s)
+            ),
         );
         return None;
     }
@@ -381,7 +397,10 @@ fn serde_error(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -
         };
     }
     if let Some(field) = backticked(&message, "unknown field `") {
-        let expected = message.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+        let expected = message
+            .split_once(", expected ")
+            .map(|(_, e)| e)
+            .unwrap_or("");
         return FieldError {
             path: join(&path, field),
             message: format!("unknown field; expected {expected}"),

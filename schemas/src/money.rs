@@ -34,7 +34,8 @@ impl Money {
             }
         });
         v.field("currency", |v| {
-            let ok = self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
+            let ok =
+                self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
             if !ok {
                 v.invalid(format!(
                     "expected an ISO 4217 code of three upper-case letters, got {:?}",

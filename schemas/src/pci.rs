@@ -19,8 +19,9 @@ pub fn mask_card_numbers(s: &str) -> std::borrow::Cow<'_, str> {
     }
     let mut bytes = s.as_bytes().to_vec();
     for (start, end) in spans {
-        let digit_positions: Vec<usize> =
-            (start..end).filter(|&i| bytes[i].is_ascii_digit()).collect();
+        let digit_positions: Vec<usize> = (start..end)
+            .filter(|&i| bytes[i].is_ascii_digit())
+            .collect();
         let keep = digit_positions.len().saturating_sub(4);
         for &i in &digit_positions[..keep] {
             bytes[i] = b'*';
@@ -28,6 +29,23 @@ pub fn mask_card_numbers(s: &str) -> std::borrow::Cow<'_, str> {
     }
     // Only ASCII digits were replaced by an ASCII character: still UTF-8.
     std::borrow::Cow::Owned(String::from_utf8(bytes).expect("ASCII-for-ASCII replacement"))
+}
+
+/// Masks card numbers in bytes that are not valid UTF-8, in place (same rules as
+/// [`mask_card_numbers`], applied to the ASCII digits, spaces and dashes of the bytes).
+pub fn mask_card_digits_in_bytes(bytes: &mut [u8]) {
+    // Map every non-ASCII byte to a letter so the scan sees the same digit runs.
+    let ascii: String = bytes
+        .iter()
+        .map(|&b| if b.is_ascii() { b as char } else { 'x' })
+        .collect();
+    for (start, end) in card_number_spans(&ascii, false) {
+        let positions: Vec<usize> = (start..end).filter(|&i| bytes[i].is_ascii_digit()).collect();
+        let keep = positions.len().saturating_sub(4);
+        for &i in &positions[..keep] {
+            bytes[i] = b'*';
+        }
+    }
 }
 
 /// Byte ranges of card-number runs in `s`; with `first_only`, stops at the first.
@@ -113,12 +131,12 @@ mod tests {
     #[test]
     fn numbers_that_are_not_cards_pass() {
         for s in [
-            "4111111111111112",            // Luhn fails
-            "order 123456789012",          // 12 digits
-            "41111111111111111111",        // 20 digits
-            "call 555 1234 or 555 9876",   // runs too short
+            "4111111111111112",          // Luhn fails
+            "order 123456789012",        // 12 digits
+            "41111111111111111111",      // 20 digits
+            "call 555 1234 or 555 9876", // runs too short
             "sku-000123-blue",
-            "4111  1111 1111 1111",        // a double space breaks the run
+            "4111  1111 1111 1111", // a double space breaks the run
         ] {
             assert!(!contains_card_number(s), "{s} should pass");
         }
@@ -130,7 +148,10 @@ mod tests {
             mask_card_numbers("paid 4111-1111-1111-1111 ok, order 123"),
             "paid ****-****-****-1111 ok, order 123"
         );
-        assert_eq!(mask_card_numbers("nothing here 12345"), "nothing here 12345");
+        assert_eq!(
+            mask_card_numbers("nothing here 12345"),
+            "nothing here 12345"
+        );
     }
 
     proptest::proptest! {

@@ -349,7 +349,10 @@ impl<'c> Validator<'c> {
             if entries.len() > max_items {
                 v.error(
                     RejectReason::Oversize,
-                    format!("expected at most {max_items} entries, got {}", entries.len()),
+                    format!(
+                        "expected at most {max_items} entries, got {}",
+                        entries.len()
+                    ),
                 );
                 return;
             }
@@ -357,7 +360,10 @@ impl<'c> Validator<'c> {
                 if key.len() > max_key {
                     v.error(
                         RejectReason::Oversize,
-                        format!("expected keys of at most {max_key} bytes, got {}", key.len()),
+                        format!(
+                            "expected keys of at most {max_key} bytes, got {}",
+                            key.len()
+                        ),
                     );
                     continue;
                 }
@@ -392,7 +398,10 @@ mod tests {
         let limits = Limits::default();
         let mut v = Validator::new(&limits, "payload");
         let mut map = std::collections::BTreeMap::new();
-        map.insert("note".to_owned(), "card 4111 1111 1111 1111 thanks".to_owned());
+        map.insert(
+            "note".to_owned(),
+            "card 4111 1111 1111 1111 thanks".to_owned(),
+        );
         map.insert("color".to_owned(), "x".repeat(2000));
         v.string_map("attributes", map.iter());
         let errors = v.into_errors();

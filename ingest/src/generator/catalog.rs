@@ -2,35 +2,106 @@
 //! user or warehouse id can be recomputed without storing it.
 
 pub const CATEGORIES: &[(&str, &[&str])] = &[
-    ("Electronics", &["Audio", "Phones", "Laptops", "Cameras", "Wearables"]),
-    ("Home", &["Kitchen", "Furniture", "Lighting", "Bedding", "Storage"]),
-    ("Fashion", &["Shoes", "Jackets", "Shirts", "Bags", "Watches"]),
-    ("Sports", &["Running", "Cycling", "Camping", "Fitness", "Swimming"]),
-    ("Books", &["Fiction", "Science", "History", "Children", "Cooking"]),
-    ("Toys", &["Puzzles", "Building", "Dolls", "Outdoor", "Games"]),
-    ("Beauty", &["Skincare", "Haircare", "Fragrance", "Makeup", "Bath"]),
-    ("Garden", &["Tools", "Plants", "Watering", "Grills", "Decor"]),
+    (
+        "Electronics",
+        &["Audio", "Phones", "Laptops", "Cameras", "Wearables"],
+    ),
+    (
+        "Home",
+        &["Kitchen", "Furniture", "Lighting", "Bedding", "Storage"],
+    ),
+    (
+        "Fashion",
+        &["Shoes", "Jackets", "Shirts", "Bags", "Watches"],
+    ),
+    (
+        "Sports",
+        &["Running", "Cycling", "Camping", "Fitness", "Swimming"],
+    ),
+    (
+        "Books",
+        &["Fiction", "Science", "History", "Children", "Cooking"],
+    ),
+    (
+        "Toys",
+        &["Puzzles", "Building", "Dolls", "Outdoor", "Games"],
+    ),
+    (
+        "Beauty",
+        &["Skincare", "Haircare", "Fragrance", "Makeup", "Bath"],
+    ),
+    (
+        "Garden",
+        &["Tools", "Plants", "Watering", "Grills", "Decor"],
+    ),
 ];
 
 pub const BRANDS: &[&str] = &[
-    "Acme", "Northwind", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Tyrell", "Cyberdyne",
-    "Soylent", "Hooli", "Vandelay", "Wonka", "Gringotts", "Oscorp", "Aperture",
+    "Acme",
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Tyrell",
+    "Cyberdyne",
+    "Soylent",
+    "Hooli",
+    "Vandelay",
+    "Wonka",
+    "Gringotts",
+    "Oscorp",
+    "Aperture",
 ];
 
 pub const ADJECTIVES: &[&str] = &[
-    "Wireless", "Compact", "Deluxe", "Classic", "Smart", "Ultra", "Eco", "Pro", "Portable",
-    "Vintage", "Rugged", "Silent", "Premium", "Essential", "Modular", "Lightweight",
+    "Wireless",
+    "Compact",
+    "Deluxe",
+    "Classic",
+    "Smart",
+    "Ultra",
+    "Eco",
+    "Pro",
+    "Portable",
+    "Vintage",
+    "Rugged",
+    "Silent",
+    "Premium",
+    "Essential",
+    "Modular",
+    "Lightweight",
 ];
 
 pub const VARIANTS: &[&str] = &["black", "white", "red", "blue", "green", "s", "m", "l"];
 
-pub const REGIONS: &[&str] = &["us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-northeast"];
+pub const REGIONS: &[&str] = &[
+    "us-east",
+    "us-west",
+    "eu-west",
+    "eu-central",
+    "ap-south",
+    "ap-northeast",
+];
 
 pub const CARRIERS: &[&str] = &["ups", "dhl", "fedex", "usps", "postnl"];
 
 pub const QUERIES: &[&str] = &[
-    "headphones", "running shoes", "coffee grinder", "tent", "lamp", "jacket", "yoga mat",
-    "novel", "lego", "moisturizer", "garden hose", "smart watch", "backpack", "desk chair",
+    "headphones",
+    "running shoes",
+    "coffee grinder",
+    "tent",
+    "lamp",
+    "jacket",
+    "yoga mat",
+    "novel",
+    "lego",
+    "moisturizer",
+    "garden hose",
+    "smart watch",
+    "backpack",
+    "desk chair",
 ];
 
 pub const REVIEW_TEXTS: &[&str] = &[

@@ -45,9 +45,7 @@ pub fn corrupt(line: &[u8], rng: &mut impl Rng) -> (Vec<u8>, &'static str) {
         "invalid_value" => {
             v["payload"]["qty"] = json!(0);
             if v["type"] != "cart_item_added" && v["type"] != "cart_item_removed" {
-                v["payload"]
-                    .as_object_mut()
-                    .map(|p| p.remove("qty"));
+                v["payload"].as_object_mut().map(|p| p.remove("qty"));
                 v["schema_version"] = json!(0);
             }
         }

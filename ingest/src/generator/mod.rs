@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod corrupt;
 pub mod output;
+mod popularity;
 mod shop;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -91,7 +92,11 @@ impl GeneratorConfig {
             return fail("warehouses", "at least 1", self.warehouses.to_string());
         }
         if !(0.0..=1.0).contains(&self.invalid_fraction) {
-            return fail("invalid_fraction", "a share from 0.0 to 1.0", self.invalid_fraction.to_string());
+            return fail(
+                "invalid_fraction",
+                "a share from 0.0 to 1.0",
+                self.invalid_fraction.to_string(),
+            );
         }
         if !(0.0..=1.0).contains(&self.payment_failure_rate) {
             return fail(
@@ -101,13 +106,25 @@ impl GeneratorConfig {
             );
         }
         if self.events_per_day.is_nan() || self.events_per_day <= 0.0 {
-            return fail("events_per_day", "a positive number", self.events_per_day.to_string());
+            return fail(
+                "events_per_day",
+                "a positive number",
+                self.events_per_day.to_string(),
+            );
         }
         if self.concurrent_sessions == 0 {
-            return fail("concurrent_sessions", "at least 1", self.concurrent_sessions.to_string());
+            return fail(
+                "concurrent_sessions",
+                "at least 1",
+                self.concurrent_sessions.to_string(),
+            );
         }
         if self.zipf_exponent.is_nan() || self.zipf_exponent <= 0.0 {
-            return fail("zipf_exponent", "a positive number", self.zipf_exponent.to_string());
+            return fail(
+                "zipf_exponent",
+                "a positive number",
+                self.zipf_exponent.to_string(),
+            );
         }
         Ok(())
     }
@@ -118,7 +135,10 @@ impl GeneratorConfig {
 pub enum Generated {
     Valid(Event),
     /// A deliberately invalid line (no newline), and what was broken.
-    Invalid { line: Vec<u8>, defect: &'static str },
+    Invalid {
+        line: Vec<u8>,
+        defect: &'static str,
+    },
 }
 
 impl Generated {

@@ -65,7 +65,10 @@ impl Pacer {
 
     fn done(&self, sent: u64) -> bool {
         self.limits.events.is_some_and(|n| sent >= n)
-            || self.limits.duration.is_some_and(|d| self.start.elapsed() >= d)
+            || self
+                .limits
+                .duration
+                .is_some_and(|d| self.start.elapsed() >= d)
     }
 
     /// How many lines may go next without exceeding the event limit.
@@ -80,17 +83,25 @@ impl Pacer {
     fn delay(&self, sent: u64) -> Option<Duration> {
         let rate = self.limits.rate?;
         let due = Duration::from_secs_f64(sent as f64 / rate);
-        due.checked_sub(self.start.elapsed()).filter(|d| !d.is_zero())
+        due.checked_sub(self.start.elapsed())
+            .filter(|d| !d.is_zero())
     }
 }
 
-fn next_batch(generator: &mut Generator, n: u64, progress: &Progress, out: &mut Vec<u8>) -> Vec<Generated> {
+fn next_batch(
+    generator: &mut Generator,
+    n: u64,
+    progress: &Progress,
+    out: &mut Vec<u8>,
+) -> Vec<Generated> {
     let mut batch = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let g = generator.next_generated();
         let before = out.len();
         g.write_line(out);
-        progress.bytes.fetch_add((out.len() - before) as u64, Ordering::Relaxed);
+        progress
+            .bytes
+            .fetch_add((out.len() - before) as u64, Ordering::Relaxed);
         if matches!(g, Generated::Invalid { .. }) {
             progress.invalid.fetch_add(1, Ordering::Relaxed);
         }
@@ -100,38 +111,58 @@ fn next_batch(generator: &mut Generator, n: u64, progress: &Progress, out: &mut 
     batch
 }
 
-/// Writes NDJSON lines to `writer` (blocking; run it on its own thread).
+/// Writes NDJSON lines to `writer` (blocking). Generation and serialization run on two threads:
+/// this one simulates the shop, a second turns events into bytes and writes them, in order.
 pub fn write_ndjson(
     generator: &mut Generator,
-    writer: &mut impl Write,
+    writer: &mut (impl Write + Send),
     limits: Limits,
     progress: &Progress,
 ) -> Result<(), OutputError> {
     let pacer = Pacer::new(limits);
-    let chunk = if limits.rate.is_some() { 10 } else { 1024 };
-    let mut sent = 0u64;
-    let mut buf = Vec::with_capacity(1 << 20);
-    while !pacer.done(sent) {
-        if let Some(d) = pacer.delay(sent) {
-            writer.flush()?;
-            std::thread::sleep(d);
-        }
-        let n = pacer.allowance(sent, chunk);
-        buf.clear();
-        for _ in 0..n {
-            let g = generator.next_generated();
-            if matches!(g, Generated::Invalid { .. }) {
-                progress.invalid.fetch_add(1, Ordering::Relaxed);
+    let paced = limits.rate.is_some();
+    let chunk = if paced { 10 } else { 2048 };
+    let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<Generated>>(8);
+    std::thread::scope(|scope| {
+        let serializer = scope.spawn(move || -> Result<(), OutputError> {
+            let mut buf = Vec::with_capacity(1 << 20);
+            for chunk in received {
+                buf.clear();
+                for g in &chunk {
+                    g.write_line(&mut buf);
+                }
+                writer.write_all(&buf)?;
+                if paced {
+                    writer.flush()?;
+                }
+                progress.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
-            g.write_line(&mut buf);
+            writer.flush()?;
+            Ok(())
+        });
+        let mut sent = 0u64;
+        while !pacer.done(sent) {
+            if let Some(d) = pacer.delay(sent) {
+                std::thread::sleep(d);
+            }
+            let n = pacer.allowance(sent, chunk);
+            let batch: Vec<Generated> = (0..n).map(|_| generator.next_generated()).collect();
+            let invalid = batch
+                .iter()
+                .filter(|g| matches!(g, Generated::Invalid { .. }))
+                .count();
+            progress.invalid.fetch_add(invalid as u64, Ordering::Relaxed);
+            if chunks.send(batch).is_err() {
+                break; // the writer failed; its error is returned below
+            }
+            sent += n;
+            progress.generated.fetch_add(n, Ordering::Relaxed);
         }
-        writer.write_all(&buf)?;
-        sent += n;
-        progress.generated.fetch_add(n, Ordering::Relaxed);
-        progress.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-    }
-    writer.flush()?;
-    Ok(())
+        drop(chunks);
+        serializer
+            .join()
+            .unwrap_or_else(|_| Err(OutputError::Usage("the writer thread panicked".into())))
+    })
 }
 
 /// Sends NDJSON batches to an ingest endpoint (`.../v1/events`), `concurrency` requests at once,
@@ -173,7 +204,12 @@ pub async fn send_http(
             let mut body = Vec::with_capacity(n as usize * 320);
             next_batch(generator, n, &progress, &mut body);
             sent += n;
-            in_flight.push(post_batch(client.clone(), url.to_owned(), Bytes::from(body), Arc::clone(&progress)));
+            in_flight.push(post_batch(
+                client.clone(),
+                url.to_owned(),
+                Bytes::from(body),
+                Arc::clone(&progress),
+            ));
         }
         match in_flight.next().await {
             Some(result) => result?,
@@ -223,11 +259,17 @@ async fn post_batch(
         if status.as_u16() != 200 && status.as_u16() != 422 {
             return Err(fail(format!("{status}: {text}")));
         }
-        let report: IntakeReport =
-            serde_json::from_str(&text).map_err(|e| fail(format!("unexpected answer ({e}): {text}")))?;
-        progress.accepted.fetch_add(report.accepted as u64, Ordering::Relaxed);
-        progress.duplicates.fetch_add(report.duplicates as u64, Ordering::Relaxed);
-        progress.rejected.fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
+        let report: IntakeReport = serde_json::from_str(&text)
+            .map_err(|e| fail(format!("unexpected answer ({e}): {text}")))?;
+        progress
+            .accepted
+            .fetch_add(report.accepted as u64, Ordering::Relaxed);
+        progress
+            .duplicates
+            .fetch_add(report.duplicates as u64, Ordering::Relaxed);
+        progress
+            .rejected
+            .fetch_add(report.rejected.len() as u64, Ordering::Relaxed);
         return Ok(());
     }
     Err(fail("still unavailable after 20 attempts".into()))
@@ -263,8 +305,13 @@ pub async fn send_to_log(
         for _ in 0..n {
             let event = generator.next_event();
             let value = event.to_json();
-            progress.bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
-            records.push(Record::new(event.partition_key().as_bytes().to_vec(), value));
+            progress
+                .bytes
+                .fetch_add(value.len() as u64, Ordering::Relaxed);
+            records.push(Record::new(
+                event.partition_key().as_bytes().to_vec(),
+                value,
+            ));
         }
         log.append(EVENTS_TOPIC, records).await?;
         sent += n;

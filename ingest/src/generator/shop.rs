@@ -6,7 +6,6 @@ use std::collections::{BinaryHeap, VecDeque};
 use chrono::{DateTime, Duration, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Zipf};
 
 use emporium_schemas::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
 use emporium_schemas::orders::{
@@ -20,6 +19,7 @@ use emporium_schemas::{Event, Money, Payload};
 
 use super::catalog::{self as names, CATEGORIES};
 use super::corrupt::corrupt;
+use super::popularity::ZipfTable;
 use super::{Generated, GeneratorConfig, GeneratorError};
 
 const CURRENCY: &str = "USD";
@@ -29,7 +29,7 @@ const RESTOCK_BELOW: i64 = 5;
 pub struct Generator {
     config: GeneratorConfig,
     rng: ChaCha8Rng,
-    zipf: Zipf<f64>,
+    zipf: ZipfTable,
     /// Event time of the next event, in ms since the epoch, and the step between events.
     clock_ms: f64,
     step_ms: f64,
@@ -93,13 +93,7 @@ impl Generator {
     pub fn new(config: GeneratorConfig) -> Result<Self, GeneratorError> {
         config.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let zipf = Zipf::new(config.products as f64, config.zipf_exponent).map_err(|_| {
-            GeneratorError::Config {
-                field: "zipf_exponent",
-                expected: "a positive number",
-                got: config.zipf_exponent.to_string(),
-            }
-        })?;
+        let zipf = ZipfTable::new(config.products, config.zipf_exponent);
         let mut sku_base = Vec::with_capacity(config.products + 1);
         let mut total = 0u32;
         for i in 0..config.products {
@@ -171,9 +165,9 @@ impl Generator {
     }
 
     fn popular_product(&mut self) -> usize {
-        let rank = self.zipf.sample(&mut self.rng) as usize;
+        let rank = self.zipf.sample(&mut self.rng);
         // Spread popularity over the id space so popular products are not all low ids.
-        (rank.saturating_sub(1).wrapping_mul(7_919)) % self.config.products
+        rank.wrapping_mul(7_919) % self.config.products
     }
 
     fn next_payload(&mut self) -> Payload {
@@ -222,12 +216,17 @@ impl Generator {
             .map(|(v, _)| names::sku_id(i, v))
             .collect();
         let mut attributes = std::collections::BTreeMap::new();
-        attributes.insert("material".to_owned(), ["cotton", "steel", "plastic", "wood"][i % 4].to_owned());
+        attributes.insert(
+            "material".to_owned(),
+            ["cotton", "steel", "plastic", "wood"][i % 4].to_owned(),
+        );
         Payload::ProductUpserted(ProductUpserted {
             product_id: names::product_id(i),
             skus,
             title,
-            description: format!("{brand} {adjective} {sub}: a generated product for demos and tests."),
+            description: format!(
+                "{brand} {adjective} {sub}: a generated product for demos and tests."
+            ),
             brand: brand.to_owned(),
             category_path: vec![top.to_owned(), sub.to_owned()],
             attributes,
@@ -262,10 +261,11 @@ impl Generator {
             let p = self.rng.random_range(0..self.config.products);
             if !self.discontinued[p] {
                 self.discontinued[p] = true;
-                self.queue.push_back(Payload::ProductDiscontinued(ProductDiscontinued {
-                    product_id: names::product_id(p),
-                    reason: Some("end of line".into()),
-                }));
+                self.queue
+                    .push_back(Payload::ProductDiscontinued(ProductDiscontinued {
+                        product_id: names::product_id(p),
+                        reason: Some("end of line".into()),
+                    }));
                 return;
             }
         }
@@ -274,7 +274,11 @@ impl Generator {
             let sku = self.skus_of(p).start;
             let w = self.rng.random_range(0..self.config.warehouses);
             let slot = sku * self.config.warehouses + w;
-            let delta = if self.stock[slot] > 0 { -self.rng.random_range(1..=2) } else { 1 };
+            let delta = if self.stock[slot] > 0 {
+                -self.rng.random_range(1..=2)
+            } else {
+                1
+            };
             self.stock[slot] += delta;
             self.queue.push_back(Payload::StockAdjusted(StockAdjusted {
                 sku: self.sku_name(sku),
@@ -308,12 +312,13 @@ impl Generator {
             if self.rng.random_bool(0.4) {
                 let query = names::QUERIES[self.rng.random_range(0..names::QUERIES.len())];
                 let result_count = self.rng.random_range(0..500);
-                self.queue.push_back(Payload::SearchPerformed(SearchPerformed {
-                    user_id,
-                    session_id,
-                    query: query.into(),
-                    result_count,
-                }));
+                self.queue
+                    .push_back(Payload::SearchPerformed(SearchPerformed {
+                        user_id,
+                        session_id,
+                        query: query.into(),
+                        result_count,
+                    }));
                 return;
             }
         }
@@ -328,7 +333,11 @@ impl Generator {
             if !self.discontinued[product] && self.rng.random_bool(0.25) {
                 let skus = self.skus_of(product);
                 let sku = self.rng.random_range(skus);
-                let qty = if self.rng.random_bool(0.8) { 1 } else { self.rng.random_range(2..=3) };
+                let qty = if self.rng.random_bool(0.8) {
+                    1
+                } else {
+                    self.rng.random_range(2..=3)
+                };
                 self.queue.push_back(Payload::CartItemAdded(CartItemAdded {
                     user_id: user_id.clone(),
                     session_id: session_id.clone(),
@@ -336,12 +345,13 @@ impl Generator {
                     qty,
                 }));
                 if self.rng.random_bool(0.1) {
-                    self.queue.push_back(Payload::CartItemRemoved(CartItemRemoved {
-                        user_id,
-                        session_id,
-                        sku: self.sku_name(sku),
-                        qty,
-                    }));
+                    self.queue
+                        .push_back(Payload::CartItemRemoved(CartItemRemoved {
+                            user_id,
+                            session_id,
+                            sku: self.sku_name(sku),
+                            qty,
+                        }));
                 } else {
                     self.sessions[i].cart.push((sku, qty));
                 }
@@ -360,6 +370,16 @@ impl Generator {
         self.sku_base.partition_point(|&b| b as usize <= sku) - 1
     }
 
+    /// An opaque provider token; letters only, so it can never look like a card number.
+    fn payment_token(&mut self) -> String {
+        let mut token = String::with_capacity(20);
+        token.push_str("tok_");
+        for _ in 0..16 {
+            token.push(char::from(b'a' + self.rng.random_range(0..26u8)));
+        }
+        token
+    }
+
     fn place_order(&mut self, session: Session) {
         self.next_order += 1;
         let order = OrderInfo {
@@ -370,7 +390,7 @@ impl Generator {
                 .iter()
                 .map(|&(sku, qty)| (sku, qty, self.prices[self.product_of_sku(sku)]))
                 .collect(),
-            token: format!("tok_{:016x}", self.rng.random::<u64>()),
+            token: self.payment_token(),
         };
         // The generator's own guess at the inventory decision: all lines from stock, or rejected.
         let w = self.config.warehouses;
@@ -451,7 +471,11 @@ impl Generator {
             }),
             FollowUp::Ship(order) => {
                 let carrier = names::CARRIERS[self.rng.random_range(0..names::CARRIERS.len())];
-                let tracking = format!("{}{:012X}", carrier.to_uppercase(), self.rng.random::<u64>() >> 16);
+                let tracking = format!(
+                    "{}{:012X}",
+                    carrier.to_uppercase(),
+                    self.rng.random::<u64>() >> 16
+                );
                 let after = Duration::hours(self.rng.random_range(24..96));
                 let p = Payload::OrderShipped(OrderShipped {
                     order_id: order.id.clone(),
@@ -518,7 +542,8 @@ impl Generator {
     pub fn next_generated(&mut self) -> Generated {
         let payload = self.next_payload();
         let event = self.event(payload);
-        if self.config.invalid_fraction > 0.0 && self.rng.random_bool(self.config.invalid_fraction) {
+        if self.config.invalid_fraction > 0.0 && self.rng.random_bool(self.config.invalid_fraction)
+        {
             let (line, defect) = corrupt(&event.to_json(), &mut self.rng);
             return Generated::Invalid { line, defect };
         }

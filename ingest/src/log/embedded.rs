@@ -229,7 +229,9 @@ impl EventLog for EmbeddedLog {
             return Ok(existing.partitions.len() as u32);
         }
         if partitions == 0 {
-            return Err(LogError::Config("a topic needs at least one partition".into()));
+            return Err(LogError::Config(
+                "a topic needs at least one partition".into(),
+            ));
         }
         if topic.is_empty() || topic.contains(['/', '\\']) || topic.starts_with('.') {
             return Err(LogError::Config(format!(
@@ -279,13 +281,14 @@ impl EventLog for EmbeddedLog {
         max: usize,
     ) -> Result<Vec<ConsumedRecord>> {
         let topic = self.topic(topic_name)?;
-        let p = topic
-            .partitions
-            .get(partition as usize)
-            .ok_or_else(|| LogError::UnknownPartition {
-                topic: topic_name.to_owned(),
-                partition,
-            })?;
+        let p =
+            topic
+                .partitions
+                .get(partition as usize)
+                .ok_or_else(|| LogError::UnknownPartition {
+                    topic: topic_name.to_owned(),
+                    partition,
+                })?;
         read_partition(p, partition, from, max)
     }
 
@@ -708,14 +711,20 @@ fn read_frame(reader: &mut impl Read, max_body: usize) -> std::io::Result<FrameR
     while got < HEADER_BYTES {
         match reader.read(&mut header[got..])? {
             0 if got == 0 => return Ok(FrameRead::End),
-            0 => return Ok(FrameRead::Torn(format!("header cut short after {got} bytes"))),
+            0 => {
+                return Ok(FrameRead::Torn(format!(
+                    "header cut short after {got} bytes"
+                )));
+            }
             n => got += n,
         }
     }
     let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if !(FIXED_BODY_BYTES..=max_body).contains(&body_len) {
-        return Ok(FrameRead::Torn(format!("implausible frame length {body_len}")));
+        return Ok(FrameRead::Torn(format!(
+            "implausible frame length {body_len}"
+        )));
     }
     let mut body = vec![0u8; body_len];
     let mut got = 0;
@@ -736,7 +745,9 @@ fn read_frame(reader: &mut impl Read, max_body: usize) -> std::io::Result<FrameR
     let timestamp_ms = i64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
     let key_len = u32::from_le_bytes(body[16..20].try_into().expect("4 bytes")) as usize;
     if FIXED_BODY_BYTES + key_len > body_len {
-        return Ok(FrameRead::Torn(format!("key length {key_len} beyond frame")));
+        return Ok(FrameRead::Torn(format!(
+            "key length {key_len} beyond frame"
+        )));
     }
     let body = Bytes::from(body);
     let key = body.slice(FIXED_BODY_BYTES..FIXED_BODY_BYTES + key_len);
@@ -819,7 +830,8 @@ fn recover_partition(dir: &Path, config: &EmbeddedConfig) -> Result<(Partition, 
         let mut entries = vec![(base, 0)];
         let mut indexed = 0u64;
         loop {
-            let read = read_frame(&mut reader, max_body(config)).map_err(|e| LogError::io(&path, e))?;
+            let read =
+                read_frame(&mut reader, max_body(config)).map_err(|e| LogError::io(&path, e))?;
             let problem = match read {
                 FrameRead::End => break,
                 FrameRead::Frame(frame, size) if frame.offset == expected => {
@@ -911,7 +923,10 @@ fn read_partition(
     let mut next = from;
     for (i, seg) in segments.iter().enumerate() {
         let position = if i == 0 {
-            let at = seg.entries.partition_point(|(o, _)| *o <= next).saturating_sub(1);
+            let at = seg
+                .entries
+                .partition_point(|(o, _)| *o <= next)
+                .saturating_sub(1);
             seg.entries.get(at).map(|e| e.1).unwrap_or(0)
         } else {
             0

@@ -156,7 +156,9 @@ impl EventLog for KafkaLog {
 
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
         if partitions == 0 {
-            return Err(LogError::Config("a topic needs at least one partition".into()));
+            return Err(LogError::Config(
+                "a topic needs at least one partition".into(),
+            ));
         }
         if let Some(n) = self.fetch_partition_count(topic).await? {
             self.partitions.write().insert(topic.to_owned(), n);
@@ -169,7 +171,10 @@ impl EventLog for KafkaLog {
         );
         let results = self
             .admin
-            .create_topics([&new], &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)))
+            .create_topics(
+                [&new],
+                &AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)),
+            )
             .await?;
         for r in results {
             match r {
@@ -369,7 +374,11 @@ impl LogConsumer for KafkaConsumer {
     async fn commit(&mut self, next: &[Position]) -> Result<()> {
         let mut tpl = TopicPartitionList::new();
         for p in next {
-            tpl.add_partition_offset(&self.topic, p.partition as i32, Offset::Offset(p.offset as i64))?;
+            tpl.add_partition_offset(
+                &self.topic,
+                p.partition as i32,
+                Offset::Offset(p.offset as i64),
+            )?;
         }
         self.consumer.commit(&tpl, CommitMode::Sync)?;
         Ok(())

@@ -58,7 +58,12 @@ mod tests {
             (b"", 0x106e_08d9),
         ];
         for (key, expected) in cases {
-            assert_eq!(murmur2(key), expected, "key {:?}", String::from_utf8_lossy(key));
+            assert_eq!(
+                murmur2(key),
+                expected,
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 

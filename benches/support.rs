@@ -1,0 +1,67 @@
+//! Shared by the benchmark harnesses: repeated runs, medians, and a plain-text table.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+/// Runs `f` `runs` times and returns each run's duration.
+pub fn time_runs(runs: usize, mut f: impl FnMut() -> u64) -> Vec<(Duration, u64)> {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let n = f();
+            (start.elapsed(), n)
+        })
+        .collect()
+}
+
+/// Median of per-run rates (items per second).
+pub fn median_rate(runs: &[(Duration, u64)]) -> f64 {
+    let mut rates: Vec<f64> = runs
+        .iter()
+        .map(|(d, n)| *n as f64 / d.as_secs_f64())
+        .collect();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    rates[rates.len() / 2]
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2}M/s", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1}k/s", r / 1e3)
+    } else {
+        format!("{r:.0}/s")
+    }
+}
+
+pub fn header(title: &str, workload: &str) {
+    println!();
+    println!("== {title}");
+    println!("   workload: {workload}");
+    println!(
+        "   machine: {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+}
+
+pub fn row(cells: &[String]) {
+    let line: Vec<String> = cells.iter().map(|c| format!("{c:>18}")).collect();
+    println!("{}", line.join(" |"));
+}
+
+/// `--quick` (or EMPORIUM_BENCH_QUICK=1) shrinks the workload for a smoke run.
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--quick") || std::env::var_os("EMPORIUM_BENCH_QUICK").is_some()
+}
+
+// Same allocator as the `emporium` binary, so the numbers are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,0 +1,160 @@
+//! The traffic generator: deterministic, valid by construction (or invalid exactly where asked),
+//! and shaped like a shop: a catalog first, a funnel, orders that move through their life.
+
+use std::collections::{HashMap, HashSet};
+
+use emporium_ingest::generator::{Generated, Generator, GeneratorConfig};
+use emporium_schemas::{Event, EventKind, Payload, ValidationContext};
+
+fn config(seed: u64) -> GeneratorConfig {
+    GeneratorConfig {
+        seed,
+        products: 300,
+        users: 2_000,
+        events_per_day: 15_000.0,
+        ..GeneratorConfig::default()
+    }
+}
+
+fn bytes(seed: u64, n: usize, invalid: f64) -> Vec<u8> {
+    let mut g = Generator::new(GeneratorConfig {
+        invalid_fraction: invalid,
+        ..config(seed)
+    })
+    .expect("generator");
+    let mut out = Vec::new();
+    for _ in 0..n {
+        g.next_generated().write_line(&mut out);
+    }
+    out
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    assert_eq!(bytes(7, 5_000, 0.01), bytes(7, 5_000, 0.01));
+    assert_ne!(bytes(7, 5_000, 0.01), bytes(8, 5_000, 0.01));
+}
+
+#[test]
+fn every_generated_event_is_valid_and_ids_are_unique() {
+    let ctx = ValidationContext::now();
+    let mut ids = HashSet::new();
+    let mut kinds = HashMap::new();
+    let mut last_time = None;
+    let mut g = Generator::new(config(3)).expect("generator");
+    for _ in 0..60_000 {
+        let Generated::Valid(event) = g.next_generated() else {
+            panic!("invalid_fraction is 0")
+        };
+        let parsed = Event::parse(&event.to_json(), &ctx)
+            .unwrap_or_else(|e| panic!("generated event rejected: {e}"));
+        assert_eq!(parsed, event);
+        assert!(ids.insert(event.event_id), "event ids are unique");
+        if let Some(t) = last_time {
+            assert!(event.occurred_at >= t, "event time never goes back");
+        }
+        last_time = Some(event.occurred_at);
+        *kinds.entry(event.kind()).or_insert(0usize) += 1;
+    }
+    // The whole shop shows up within three simulated days.
+    for kind in [
+        EventKind::ProductUpserted,
+        EventKind::StockReceived,
+        EventKind::ProductViewed,
+        EventKind::SearchPerformed,
+        EventKind::CartItemAdded,
+        EventKind::CartItemRemoved,
+        EventKind::OrderPlaced,
+        EventKind::PaymentAuthorized,
+        EventKind::PaymentFailed,
+        EventKind::OrderShipped,
+        EventKind::OrderDelivered,
+        EventKind::PriceChanged,
+        EventKind::StockAdjusted,
+    ] {
+        assert!(kinds.get(&kind).copied().unwrap_or(0) > 0, "no {kind} generated: {kinds:?}");
+    }
+    assert!(kinds[&EventKind::ProductViewed] > kinds[&EventKind::CartItemAdded]);
+    assert!(kinds[&EventKind::CartItemAdded] > kinds[&EventKind::OrderPlaced]);
+}
+
+#[test]
+fn the_catalog_comes_first_and_orders_follow_their_lifecycle() {
+    let mut g = Generator::new(config(5)).expect("generator");
+    let events: Vec<Event> = (0..60_000).map(|_| g.next_event()).collect();
+    let first_traffic = events
+        .iter()
+        .position(|e| !matches!(e.kind(), EventKind::ProductUpserted | EventKind::StockReceived))
+        .expect("traffic starts");
+    let catalog = events[..first_traffic]
+        .iter()
+        .filter(|e| e.kind() == EventKind::ProductUpserted)
+        .count();
+    assert_eq!(catalog, 300, "every product is upserted before traffic starts");
+
+    let mut stage: HashMap<String, &str> = HashMap::new();
+    for e in &events {
+        let (order, next) = match &e.payload {
+            Payload::OrderPlaced(p) => (&p.order_id, "placed"),
+            Payload::PaymentAuthorized(p) => (&p.order_id, "paid"),
+            Payload::PaymentFailed(p) => (&p.order_id, "failed"),
+            Payload::OrderShipped(p) => (&p.order_id, "shipped"),
+            Payload::OrderDelivered(p) => (&p.order_id, "delivered"),
+            Payload::OrderCancelled(p) => (&p.order_id, "cancelled"),
+            _ => continue,
+        };
+        let before = stage.get(order).copied();
+        let allowed = match next {
+            "placed" => before.is_none(),
+            "paid" | "failed" => before == Some("placed"),
+            "shipped" | "cancelled" => before == Some("paid"),
+            "delivered" => before == Some("shipped"),
+            _ => false,
+        };
+        assert!(allowed, "order {order}: {before:?} -> {next}");
+        stage.insert(order.clone(), next);
+    }
+    let placed = stage.len();
+    let rejected_by_stock = stage.values().filter(|s| **s == "placed").count();
+    assert!(placed > 100, "orders were placed: {placed}");
+    assert!(rejected_by_stock > 0, "some orders ask for more than is in stock");
+}
+
+#[test]
+fn invalid_lines_are_rejected_with_the_defect_they_carry() {
+    let ctx = ValidationContext::now();
+    let mut g = Generator::new(GeneratorConfig {
+        invalid_fraction: 0.2,
+        ..config(9)
+    })
+    .expect("generator");
+    let mut defects = HashSet::new();
+    for _ in 0..5_000 {
+        match g.next_generated() {
+            Generated::Valid(e) => assert!(Event::parse(&e.to_json(), &ctx).is_ok()),
+            Generated::Invalid { line, defect } => {
+                let err = Event::parse(&line, &ctx).expect_err("a defect is rejected");
+                assert!(
+                    err.errors.iter().any(|e| e.reason.as_str() == defect)
+                        || defect == "invalid_value",
+                    "defect {defect} gave {err}"
+                );
+                defects.insert(defect);
+            }
+        }
+    }
+    assert_eq!(defects.len(), emporium_ingest::generator::corrupt::DEFECTS.len());
+}
+
+#[test]
+fn settings_are_checked() {
+    let bad = GeneratorConfig {
+        invalid_fraction: 1.5,
+        ..GeneratorConfig::default()
+    };
+    let err = Generator::new(bad).err().expect("rejected");
+    assert_eq!(
+        err.to_string(),
+        "invalid_fraction: a share from 0.0 to 1.0, got 1.5"
+    );
+}
