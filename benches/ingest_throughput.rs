@@ -47,7 +47,7 @@ fn bodies(seed: u64, events: usize) -> (Vec<Bytes>, usize) {
     (bodies, bytes)
 }
 
-async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> f64 {
+async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> (f64, Vec<f64>) {
     let intake = Intake::start(Arc::clone(&log), IntakeConfig::default())
         .await
         .expect("intake");
@@ -72,9 +72,11 @@ async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> f64 {
             );
             tokio::spawn(async move {
                 let mut accepted = 0u64;
+                let mut latencies = Vec::new();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(body) = bodies.get(i) else { break };
+                    let sent = Instant::now();
                     let r = client
                         .post(&url)
                         .header("content-type", "application/x-ndjson")
@@ -85,14 +87,18 @@ async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> f64 {
                     assert_eq!(r.status().as_u16(), 200);
                     let report: serde_json::Value = r.json().await.expect("report");
                     accepted += report["accepted"].as_u64().unwrap_or(0);
+                    latencies.push(sent.elapsed().as_secs_f64() * 1e3);
                 }
-                accepted
+                (accepted, latencies)
             })
         })
         .collect();
     let mut accepted = 0;
+    let mut latencies = Vec::new();
     for t in tasks {
-        accepted += t.await.expect("client");
+        let (n, l) = t.await.expect("client");
+        accepted += n;
+        latencies.extend(l);
     }
     let rate = accepted as f64 / start.elapsed().as_secs_f64();
     assert_eq!(
@@ -102,7 +108,14 @@ async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> f64 {
     );
     let _ = stop.send(());
     let _ = server.await;
-    rate
+    (rate, latencies)
+}
+
+/// The p-th percentile (0–100) of request latencies in ms.
+fn percentile(latencies: &mut [f64], p: f64) -> f64 {
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let i = ((latencies.len() as f64 - 1.0) * p / 100.0).round() as usize;
+    latencies.get(i).copied().unwrap_or(0.0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -118,23 +131,22 @@ async fn main() {
             bytes as f64 / events as f64
         ),
     );
-    row(&["log".into(), "events/s".into(), "runs".into()]);
-
-    let mut embedded_rates = Vec::new();
-    for _ in 0..runs {
+    row(&[
+        "log".into(),
+        "events/s".into(),
+        "p50 / p99 request".into(),
+        "runs".into(),
+    ]);
+    let embedded = measure("embedded", runs, &bodies, |_| {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
-        embedded_rates.push(run_once(Arc::new(log), Arc::clone(&bodies)).await);
-    }
-    let runs_text = |v: &[f64]| v.iter().map(|r| fmt_rate(*r)).collect::<Vec<_>>().join(" ");
-    row(&[
-        "embedded".into(),
-        fmt_rate(median(embedded_rates.clone())),
-        runs_text(&embedded_rates),
-    ]);
-
-    let mut kafka_rates = Vec::new();
-    for _ in 0..runs {
+        (
+            Arc::new(log) as Arc<dyn EventLog>,
+            Box::new(dir) as Box<dyn std::any::Any>,
+        )
+    })
+    .await;
+    let kafka = measure("kafka (mock)", runs, &bodies, |_| {
         let cluster = MockCluster::new(1).expect("mock cluster");
         cluster.create_topic(EVENTS_TOPIC, 4, 1).expect("topic");
         cluster
@@ -142,19 +154,51 @@ async fn main() {
             .expect("topic");
         let log =
             KafkaLog::connect(KafkaConfig::new(cluster.bootstrap_servers())).expect("connect");
-        kafka_rates.push(run_once(Arc::new(log), Arc::clone(&bodies)).await);
-    }
-    row(&[
-        "kafka (mock)".into(),
-        fmt_rate(median(kafka_rates.clone())),
-        runs_text(&kafka_rates),
-    ]);
-
-    let e = median(embedded_rates);
+        (
+            Arc::new(log) as Arc<dyn EventLog>,
+            Box::new(cluster) as Box<dyn std::any::Any>,
+        )
+    })
+    .await;
     println!(
         "embedded: {} (target ≥ 200k/s: ratio {:.2}×); embedded / kafka-mock: {:.2}×",
-        fmt_rate(e),
-        e / 200_000.0,
-        e / median(kafka_rates)
+        fmt_rate(embedded),
+        embedded / 200_000.0,
+        embedded / kafka
     );
+}
+
+/// Runs `runs` times on a fresh log from `make` (which also returns what must outlive the run)
+/// and prints one row; returns the median rate.
+async fn measure(
+    name: &str,
+    runs: usize,
+    bodies: &Arc<Vec<Bytes>>,
+    make: impl Fn(usize) -> (Arc<dyn EventLog>, Box<dyn std::any::Any>),
+) -> f64 {
+    let mut rates = Vec::new();
+    let mut latencies = Vec::new();
+    for run in 0..runs {
+        let (log, keep) = make(run);
+        let (rate, l) = run_once(log, Arc::clone(bodies)).await;
+        drop(keep);
+        rates.push(rate);
+        latencies.extend(l);
+    }
+    let m = median(rates.clone());
+    row(&[
+        name.into(),
+        fmt_rate(m),
+        format!(
+            "{:.1} / {:.1} ms",
+            percentile(&mut latencies, 50.0),
+            percentile(&mut latencies, 99.0)
+        ),
+        rates
+            .iter()
+            .map(|r| fmt_rate(*r))
+            .collect::<Vec<_>>()
+            .join(" "),
+    ]);
+    m
 }

@@ -7,9 +7,15 @@ fn main() {
         let line = line.unwrap();
         if let Err(e) = emporium_schemas::Event::parse(line.as_bytes(), &ctx) {
             let k = e.to_string();
-            if !bad.contains_key(&k) { println!("{k}\n   {}", &line[..line.len().min(300)]); }
+            if !bad.contains_key(&k) {
+                println!("{k}\n   {}", &line[..line.len().min(300)]);
+            }
             *bad.entry(k).or_default() += 1;
         }
     }
-    println!("{} distinct errors, {} total", bad.len(), bad.values().sum::<usize>());
+    println!(
+        "{} distinct errors, {} total",
+        bad.len(),
+        bad.values().sum::<usize>()
+    );
 }

@@ -55,7 +55,8 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, Json(body)).into_response()
 }
 
-fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Response> {
+/// The body format named by the Content-Type header, or the 415 answer.
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, (&'static str, String)> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -71,13 +72,12 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, Response> {
         "application/x-ndjson" | "application/jsonl" | "application/ndjson" => {
             Ok(BodyFormat::Ndjson)
         }
-        "" => Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "" => Err((
             "missing_content_type",
-            "set Content-Type: application/json for one event or application/x-ndjson for a batch",
+            "set Content-Type: application/json for one event or application/x-ndjson for a batch"
+                .to_owned(),
         )),
-        other => Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        other => Err((
             "unsupported_content_type",
             format!(
                 "Content-Type {other:?} is not accepted: use application/json or application/x-ndjson"
@@ -94,7 +94,7 @@ async fn post_events(
 ) -> Response {
     let format = match body_format(&headers) {
         Ok(f) => f,
-        Err(response) => return response,
+        Err((code, message)) => return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message),
     };
     let body = match body {
         Ok(body) => body,
@@ -139,7 +139,11 @@ async fn post_events(
         ),
         Err(e @ IntakeError::Refused(_)) => {
             tracing::error!(error = %e, "append refused; answering 500");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "append_refused", e.to_string())
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "append_refused",
+                e.to_string(),
+            )
         }
         Err(e @ IntakeError::Unavailable(_)) => {
             tracing::warn!(error = %e, "append failed; answering 503");

@@ -48,7 +48,10 @@ impl DeadLetter {
         // Card numbers are never stored, not even in the dead-letter log: mask them first, then
         // cut to the size kept (cutting first could split a number and leave its digits).
         let (raw, raw_base64) = match std::str::from_utf8(raw) {
-            Ok(s) => (Some(clip(&pci::mask_card_numbers(s), MAX_RAW_BYTES).to_owned()), None),
+            Ok(s) => (
+                Some(clip(&pci::mask_card_numbers(s), MAX_RAW_BYTES).to_owned()),
+                None,
+            ),
             Err(_) => {
                 let mut bytes = raw[..raw.len().min(MAX_RAW_BYTES)].to_vec();
                 pci::mask_card_digits_in_bytes(&mut bytes);

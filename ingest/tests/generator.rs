@@ -72,7 +72,10 @@ fn every_generated_event_is_valid_and_ids_are_unique() {
         EventKind::PriceChanged,
         EventKind::StockAdjusted,
     ] {
-        assert!(kinds.get(&kind).copied().unwrap_or(0) > 0, "no {kind} generated: {kinds:?}");
+        assert!(
+            kinds.get(&kind).copied().unwrap_or(0) > 0,
+            "no {kind} generated: {kinds:?}"
+        );
     }
     assert!(kinds[&EventKind::ProductViewed] > kinds[&EventKind::CartItemAdded]);
     assert!(kinds[&EventKind::CartItemAdded] > kinds[&EventKind::OrderPlaced]);
@@ -84,13 +87,21 @@ fn the_catalog_comes_first_and_orders_follow_their_lifecycle() {
     let events: Vec<Event> = (0..60_000).map(|_| g.next_event()).collect();
     let first_traffic = events
         .iter()
-        .position(|e| !matches!(e.kind(), EventKind::ProductUpserted | EventKind::StockReceived))
+        .position(|e| {
+            !matches!(
+                e.kind(),
+                EventKind::ProductUpserted | EventKind::StockReceived
+            )
+        })
         .expect("traffic starts");
     let catalog = events[..first_traffic]
         .iter()
         .filter(|e| e.kind() == EventKind::ProductUpserted)
         .count();
-    assert_eq!(catalog, 300, "every product is upserted before traffic starts");
+    assert_eq!(
+        catalog, 300,
+        "every product is upserted before traffic starts"
+    );
 
     let mut stage: HashMap<String, &str> = HashMap::new();
     for e in &events {
@@ -117,7 +128,10 @@ fn the_catalog_comes_first_and_orders_follow_their_lifecycle() {
     let placed = stage.len();
     let rejected_by_stock = stage.values().filter(|s| **s == "placed").count();
     assert!(placed > 100, "orders were placed: {placed}");
-    assert!(rejected_by_stock > 0, "some orders ask for more than is in stock");
+    assert!(
+        rejected_by_stock > 0,
+        "some orders ask for more than is in stock"
+    );
 }
 
 #[test]
@@ -143,7 +157,10 @@ fn invalid_lines_are_rejected_with_the_defect_they_carry() {
             }
         }
     }
-    assert_eq!(defects.len(), emporium_ingest::generator::corrupt::DEFECTS.len());
+    assert_eq!(
+        defects.len(),
+        emporium_ingest::generator::corrupt::DEFECTS.len()
+    );
 }
 
 #[test]

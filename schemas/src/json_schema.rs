@@ -54,7 +54,7 @@ pub fn event_json_schema() -> Value {
 }
 
 /// The JSON Schema of one event type's payload, with definitions resolved against `root`.
-pub(crate) fn payload_schema_of<'a>(root: &'a Value, kind: EventKind) -> Option<&'a Value> {
+pub(crate) fn payload_schema_of(root: &Value, kind: EventKind) -> Option<&Value> {
     root.get("oneOf")?
         .as_array()?
         .iter()

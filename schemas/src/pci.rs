@@ -40,7 +40,9 @@ pub fn mask_card_digits_in_bytes(bytes: &mut [u8]) {
         .map(|&b| if b.is_ascii() { b as char } else { 'x' })
         .collect();
     for (start, end) in card_number_spans(&ascii, false) {
-        let positions: Vec<usize> = (start..end).filter(|&i| bytes[i].is_ascii_digit()).collect();
+        let positions: Vec<usize> = (start..end)
+            .filter(|&i| bytes[i].is_ascii_digit())
+            .collect();
         let keep = positions.len().saturating_sub(4);
         for &i in &positions[..keep] {
             bytes[i] = b'*';
@@ -107,7 +109,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

@@ -135,7 +135,9 @@ pub fn write_ndjson(
                 if paced {
                     writer.flush()?;
                 }
-                progress.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                progress
+                    .bytes
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
             }
             writer.flush()?;
             Ok(())
@@ -151,7 +153,9 @@ pub fn write_ndjson(
                 .iter()
                 .filter(|g| matches!(g, Generated::Invalid { .. }))
                 .count();
-            progress.invalid.fetch_add(invalid as u64, Ordering::Relaxed);
+            progress
+                .invalid
+                .fetch_add(invalid as u64, Ordering::Relaxed);
             if chunks.send(batch).is_err() {
                 break; // the writer failed; its error is returned below
             }

@@ -18,7 +18,8 @@ impl ZipfTable {
         let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
         let mut probability = vec![1.0f32; n];
         let mut alias: Vec<u32> = (0..n as u32).collect();
-        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| scaled[i] < 1.0);
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&i| scaled[i] < 1.0);
         while let (Some(s_i), Some(&l_i)) = (small.pop(), large.last()) {
             probability[s_i] = scaled[s_i] as f32;
             alias[s_i] = l_i as u32;

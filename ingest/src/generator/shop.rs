@@ -49,6 +49,14 @@ pub struct Generator {
     followup_seq: u64,
     /// Events decided but not yet emitted (a session step may produce several).
     queue: VecDeque<Payload>,
+    ids: Ids,
+}
+
+/// Every product, sku and user id, formatted once.
+struct Ids {
+    products: Vec<String>,
+    skus: Vec<String>,
+    users: Vec<String>,
 }
 
 enum Phase {
@@ -108,6 +116,13 @@ impl Generator {
                 (dollars as i64).max(1) * 100 - 1
             })
             .collect();
+        let ids = Ids {
+            products: (0..config.products).map(names::product_id).collect(),
+            skus: (0..config.products)
+                .flat_map(|p| (0..names::variant_count(p)).map(move |v| names::sku_id(p, v)))
+                .collect(),
+            users: (0..config.users).map(names::user_id).collect(),
+        };
         let w = config.warehouses;
         let clock_ms = config.start.timestamp_millis() as f64;
         let step_ms = 86_400_000.0 / config.events_per_day;
@@ -129,6 +144,7 @@ impl Generator {
             followups: std::collections::HashMap::new(),
             followup_seq: 0,
             queue: VecDeque::new(),
+            ids,
             config,
         })
     }
@@ -159,9 +175,17 @@ impl Generator {
         self.sku_base[product] as usize..self.sku_base[product + 1] as usize
     }
 
+    // Ids are formatted once and cloned: formatting them per event was a hot spot.
     fn sku_name(&self, sku: usize) -> String {
-        let product = self.sku_base.partition_point(|&b| b as usize <= sku) - 1;
-        names::sku_id(product, sku - self.sku_base[product] as usize)
+        self.ids.skus[sku].clone()
+    }
+
+    fn product_id(&self, product: usize) -> String {
+        self.ids.products[product].clone()
+    }
+
+    fn user_id(&self, user: usize) -> String {
+        self.ids.users[user].clone()
     }
 
     fn popular_product(&mut self) -> usize {
@@ -210,18 +234,14 @@ impl Generator {
         let adjective = names::ADJECTIVES[self.rng.random_range(0..names::ADJECTIVES.len())];
         let brand = names::BRANDS[self.rng.random_range(0..names::BRANDS.len())];
         let title = format!("{adjective} {} {}", sub.to_lowercase(), i);
-        let skus = self
-            .skus_of(i)
-            .enumerate()
-            .map(|(v, _)| names::sku_id(i, v))
-            .collect();
+        let skus = self.skus_of(i).map(|sku| self.sku_name(sku)).collect();
         let mut attributes = std::collections::BTreeMap::new();
         attributes.insert(
             "material".to_owned(),
             ["cotton", "steel", "plastic", "wood"][i % 4].to_owned(),
         );
         Payload::ProductUpserted(ProductUpserted {
-            product_id: names::product_id(i),
+            product_id: self.product_id(i),
             skus,
             title,
             description: format!(
@@ -252,7 +272,7 @@ impl Generator {
             let new = (old as f64 * self.rng.random_range(0.8..1.2)) as i64 / 100 * 100 + 99;
             self.prices[p] = new.max(99);
             self.queue.push_back(Payload::PriceChanged(PriceChanged {
-                product_id: names::product_id(p),
+                product_id: self.product_id(p),
                 price: Money::new(self.prices[p], CURRENCY),
             }));
             return;
@@ -263,7 +283,7 @@ impl Generator {
                 self.discontinued[p] = true;
                 self.queue
                     .push_back(Payload::ProductDiscontinued(ProductDiscontinued {
-                        product_id: names::product_id(p),
+                        product_id: self.product_id(p),
                         reason: Some("end of line".into()),
                     }));
                 return;
@@ -305,7 +325,7 @@ impl Generator {
     }
 
     fn session_step(&mut self, i: usize) {
-        let user_id = names::user_id(self.sessions[i].user);
+        let user_id = self.user_id(self.sessions[i].user);
         let session_id = self.sessions[i].id.clone();
         if !self.sessions[i].searched {
             self.sessions[i].searched = true;
@@ -328,7 +348,7 @@ impl Generator {
             self.queue.push_back(Payload::ProductViewed(ProductViewed {
                 user_id: user_id.clone(),
                 session_id: session_id.clone(),
-                product_id: names::product_id(product),
+                product_id: self.product_id(product),
             }));
             if !self.discontinued[product] && self.rng.random_bool(0.25) {
                 let skus = self.skus_of(product);
@@ -404,7 +424,7 @@ impl Generator {
         let in_stock = picks.len() == order.lines.len();
         self.queue.push_back(Payload::OrderPlaced(OrderPlaced {
             order_id: order.id.clone(),
-            user_id: names::user_id(order.user),
+            user_id: self.user_id(order.user),
             lines: order
                 .lines
                 .iter()
@@ -515,8 +535,8 @@ impl Generator {
                 let rating = [1, 2, 3, 4, 4, 5, 5, 5][self.rng.random_range(0..8)];
                 Payload::ReviewPosted(ReviewPosted {
                     review_id: format!("r-{}", order.id.trim_start_matches("o-")),
-                    product_id: names::product_id(product),
-                    user_id: names::user_id(order.user),
+                    product_id: self.product_id(product),
+                    user_id: self.user_id(order.user),
                     rating,
                     text: names::REVIEW_TEXTS[self.rng.random_range(0..names::REVIEW_TEXTS.len())]
                         .into(),

@@ -941,28 +941,25 @@ fn read_partition(
         reader
             .seek(SeekFrom::Start(position))
             .map_err(|e| LogError::io(&seg.path, e))?;
-        loop {
-            match read_frame(&mut reader, usize::MAX).map_err(|e| LogError::io(&seg.path, e))? {
-                FrameRead::Frame(frame, _) => {
-                    if frame.offset >= end {
-                        return Ok(out);
-                    }
-                    if frame.offset >= next {
-                        next = frame.offset + 1;
-                        out.push(ConsumedRecord {
-                            partition: id,
-                            offset: frame.offset,
-                            timestamp_ms: frame.timestamp_ms,
-                            key: frame.key,
-                            value: frame.value,
-                        });
-                        if out.len() >= max {
-                            return Ok(out);
-                        }
-                    }
+        // Stops at the end of this segment, or at frames beyond the durable end being written now.
+        while let FrameRead::Frame(frame, _) =
+            read_frame(&mut reader, usize::MAX).map_err(|e| LogError::io(&seg.path, e))?
+        {
+            if frame.offset >= end {
+                return Ok(out);
+            }
+            if frame.offset >= next {
+                next = frame.offset + 1;
+                out.push(ConsumedRecord {
+                    partition: id,
+                    offset: frame.offset,
+                    timestamp_ms: frame.timestamp_ms,
+                    key: frame.key,
+                    value: frame.value,
+                });
+                if out.len() >= max {
+                    return Ok(out);
                 }
-                // The end of this segment, or frames beyond the durable end being written now.
-                FrameRead::End | FrameRead::Torn(_) => break,
             }
         }
     }
