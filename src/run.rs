@@ -86,12 +86,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
-    let ends = log.end_offsets(EVENTS_TOPIC).await?;
+    let events_at_start: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     println!("Emporium is running");
     println!(
-        "  event log   {} ({} events so far)",
-        log.describe(),
-        ends.iter().sum::<u64>()
+        "  event log   {} ({events_at_start} events so far)",
+        log.describe()
     );
     println!("  listening on {base}");
     println!("  ingest      POST {base}/v1/events  (application/json or application/x-ndjson)");
@@ -118,6 +117,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             start: chrono::Utc::now(),
             events_per_day: args.demo_rate * 86_400.0,
             invalid_fraction: 0.002,
+            // A small catalog, so the shop's traffic starts within seconds.
+            products: 200,
+            users: 5_000,
             ..GeneratorConfig::default()
         };
         let url = format!("{base}/v1/events");
@@ -145,7 +147,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let every = Duration::from_secs(args.status_every);
         tokio::spawn(async move {
             let start = Instant::now();
-            let mut last = (start, None::<u64>);
+            let mut last = (start, events_at_start);
             loop {
                 tokio::time::sleep(every).await;
                 let events: u64 = log
@@ -159,15 +161,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .map(|e| e.iter().sum())
                     .unwrap_or(0);
                 let now = Instant::now();
-                let rate = last.1.map(|before| {
-                    (events - before.min(events)) as f64 / (now - last.0).as_secs_f64()
-                });
-                last = (now, Some(events));
+                let rate = events.saturating_sub(last.1) as f64 / (now - last.0).as_secs_f64();
+                last = (now, events);
                 println!(
                     "[{:>5.0}s] log: {events} events ({}) | dead letters: {dead}",
                     start.elapsed().as_secs_f64(),
-                    rate.map(|r| format!("+{r:.0}/s"))
-                        .unwrap_or_else(|| "…".into()),
+                    format!("+{rate:.0}/s"),
                 );
             }
         })
