@@ -158,6 +158,16 @@ mod tests {
     }
 
     #[test]
+    fn a_partly_appended_batch_keeps_only_what_landed() {
+        let d = Dedup::new(100);
+        let (_, ticket) = d.claim(&[id(1), id(2), id(3)]);
+        d.settle_each(ticket, |u| u != id(2));
+        let (claims, _) = d.claim(&[id(1), id(2), id(3)]);
+        let new: Vec<bool> = claims.iter().map(|c| matches!(c, Claim::New)).collect();
+        assert_eq!(new, vec![false, true, false], "only the id that did not land is resent");
+    }
+
+    #[test]
     fn in_flight_ids_make_others_wait() {
         let d = Dedup::new(100);
         let (_, ticket) = d.claim(&[id(1)]);
