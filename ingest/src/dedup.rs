@@ -164,7 +164,11 @@ mod tests {
         d.settle_each(ticket, |u| u != id(2));
         let (claims, _) = d.claim(&[id(1), id(2), id(3)]);
         let new: Vec<bool> = claims.iter().map(|c| matches!(c, Claim::New)).collect();
-        assert_eq!(new, vec![false, true, false], "only the id that did not land is resent");
+        assert_eq!(
+            new,
+            vec![false, true, false],
+            "only the id that did not land is resent"
+        );
     }
 
     #[test]
