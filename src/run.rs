@@ -164,9 +164,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let rate = events.saturating_sub(last.1) as f64 / (now - last.0).as_secs_f64();
                 last = (now, events);
                 println!(
-                    "[{:>5.0}s] log: {events} events ({}) | dead letters: {dead}",
+                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead}",
                     start.elapsed().as_secs_f64(),
-                    format!("+{rate:.0}/s"),
                 );
             }
         })

@@ -18,15 +18,7 @@ pub fn mask_card_numbers(s: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut bytes = s.as_bytes().to_vec();
-    for (start, end) in spans {
-        let digit_positions: Vec<usize> = (start..end)
-            .filter(|&i| bytes[i].is_ascii_digit())
-            .collect();
-        let keep = digit_positions.len().saturating_sub(4);
-        for &i in &digit_positions[..keep] {
-            bytes[i] = b'*';
-        }
-    }
+    mask_spans(&mut bytes, &spans);
     // Only ASCII digits were replaced by an ASCII character: still UTF-8.
     std::borrow::Cow::Owned(String::from_utf8(bytes).expect("ASCII-for-ASCII replacement"))
 }
@@ -34,17 +26,23 @@ pub fn mask_card_numbers(s: &str) -> std::borrow::Cow<'_, str> {
 /// Masks card numbers in bytes that are not valid UTF-8, in place (same rules as
 /// [`mask_card_numbers`], applied to the ASCII digits, spaces and dashes of the bytes).
 pub fn mask_card_digits_in_bytes(bytes: &mut [u8]) {
-    // Map every non-ASCII byte to a letter so the scan sees the same digit runs.
+    // Map every non-ASCII byte to one ASCII letter: positions stay aligned, runs stay the same.
     let ascii: String = bytes
         .iter()
         .map(|&b| if b.is_ascii() { b as char } else { 'x' })
         .collect();
-    for (start, end) in card_number_spans(&ascii, false) {
-        let positions: Vec<usize> = (start..end)
+    let spans = card_number_spans(&ascii, false);
+    mask_spans(bytes, &spans);
+}
+
+/// Replaces every digit of each span but the last four with `*`.
+fn mask_spans(bytes: &mut [u8], spans: &[(usize, usize)]) {
+    for &(start, end) in spans {
+        let digits: Vec<usize> = (start..end)
             .filter(|&i| bytes[i].is_ascii_digit())
             .collect();
-        let keep = positions.len().saturating_sub(4);
-        for &i in &positions[..keep] {
+        let keep = digits.len().saturating_sub(4);
+        for &i in &digits[..keep] {
             bytes[i] = b'*';
         }
     }

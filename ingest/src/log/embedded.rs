@@ -196,10 +196,18 @@ impl EmbeddedLog {
         }
     }
 
-    fn send(&self, command: Command) -> Result<()> {
-        let guard = self.commands.lock();
-        let tx = guard.as_ref().ok_or(LogError::Closed)?;
-        tx.send(command).map_err(|_| LogError::Closed)
+    /// Sends a command to the writer thread and waits for its answer.
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let guard = self.commands.lock();
+            let tx = guard.as_ref().ok_or(LogError::Closed)?;
+            tx.send(command(reply)).map_err(|_| LogError::Closed)?;
+        }
+        answer.await.map_err(|_| LogError::Closed)?
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
@@ -233,18 +241,13 @@ impl EventLog for EmbeddedLog {
                 "a topic needs at least one partition".into(),
             ));
         }
-        if topic.is_empty() || topic.contains(['/', '\\']) || topic.starts_with('.') {
-            return Err(LogError::Config(format!(
-                "topic name {topic:?} must be non-empty, not start with '.', and hold no slashes"
-            )));
-        }
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::EnsureTopic {
+        check_name("topic", topic)?;
+        self.request(|reply| Command::EnsureTopic {
             topic: topic.to_owned(),
             partitions,
             reply,
-        })?;
-        rx.await.map_err(|_| LogError::Closed)?
+        })
+        .await
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
@@ -255,13 +258,12 @@ impl EventLog for EmbeddedLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Append {
+        self.request(|reply| Command::Append {
             topic: topic.to_owned(),
             records,
             reply,
-        })?;
-        rx.await.map_err(|_| LogError::Closed)?
+        })
+        .await
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
@@ -294,11 +296,7 @@ impl EventLog for EmbeddedLog {
 
     async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>> {
         let t = self.topic(topic)?;
-        if group.is_empty() || group.contains(['/', '\\']) || group.starts_with('.') {
-            return Err(LogError::Config(format!(
-                "consumer group {group:?} must be non-empty, not start with '.', and hold no slashes"
-            )));
-        }
+        check_name("consumer group", group)?;
         let path = t.dir.join("_groups").join(format!("{group}.json"));
         let mut next = if path.is_file() {
             read_json::<GroupPositions>(&path)?.next
@@ -648,6 +646,16 @@ fn apply_retention(partition: &Partition, config: &EmbeddedConfig) {
             tracing::warn!(path = %seg.path.display(), error = %e, "could not delete expired segment");
         }
     }
+}
+
+/// Topic and group names become directory and file names: keep them to one plain path segment.
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(LogError::Config(format!(
+            "{what} {name:?} must be non-empty, not start with '.', and hold no slashes"
+        )));
+    }
+    Ok(())
 }
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
