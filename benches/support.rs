@@ -44,6 +44,9 @@ pub fn header(title: &str, workload: &str) {
     println!();
     println!("== {title}");
     println!("   workload: {workload}");
+    if quick() {
+        println!("   (--quick: a smoke run that the harness works, not a measurement)");
+    }
     println!(
         "   machine: {} cores",
         std::thread::available_parallelism()

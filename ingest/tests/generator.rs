@@ -175,3 +175,42 @@ fn settings_are_checked() {
         "invalid_fraction: a share from 0.0 to 1.0, got 1.5"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn straight_to_kafka_every_event_lands_on_its_keys_partition() {
+    use emporium_ingest::generator::output::{Limits, Progress, send_to_log};
+    use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+    use emporium_ingest::log::{EVENTS_TOPIC, EventLog, partition_for, read_all};
+    use std::sync::Arc;
+
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(EVENTS_TOPIC, 4, 1).expect("topic");
+    let log = KafkaLog::connect(KafkaConfig::new(cluster.bootstrap_servers())).expect("connect");
+    let mut g = Generator::new(config(11)).expect("generator");
+    let limits = Limits {
+        events: Some(3_000),
+        ..Limits::default()
+    };
+    let progress = Arc::new(Progress::default());
+    send_to_log(&mut g, &log, 500, limits, Arc::clone(&progress))
+        .await
+        .expect("send");
+    let records = read_all(&log, EVENTS_TOPIC).await.expect("read");
+    assert_eq!(records.len(), 3_000);
+    for r in &records {
+        let event = Event::decode(&r.value).expect("a stored event decodes");
+        assert_eq!(r.key.as_ref(), event.partition_key().as_bytes());
+        assert_eq!(r.partition, partition_for(&r.key, 4));
+    }
+
+    // Straight to the log skips validation, so deliberately invalid lines are refused up front.
+    let mut invalid = Generator::new(GeneratorConfig {
+        invalid_fraction: 0.1,
+        ..config(12)
+    })
+    .expect("generator");
+    let err = send_to_log(&mut invalid, &log, 500, limits, progress)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("--invalid-fraction"), "{err}");
+}

@@ -384,7 +384,6 @@ struct Writer {
 struct ActiveSegment {
     file: File,
     path: PathBuf,
-    base: u64,
     len: u64,
     next_offset: u64,
     last_indexed: u64,
@@ -600,7 +599,6 @@ fn roll(seg: &mut ActiveSegment, partition: &Partition, config: &EmbeddedConfig)
     }
     seg.file = file;
     seg.path = path.clone();
-    seg.base = base;
     seg.len = 0;
     seg.last_indexed = 0;
     seg.durable_last_indexed = 0;
@@ -892,7 +890,6 @@ fn recover_partition(dir: &Path, config: &EmbeddedConfig) -> Result<(Partition, 
     let active = ActiveSegment {
         file,
         path: last.path.clone(),
-        base: last.base,
         len: last_len,
         next_offset: expected,
         last_indexed,
