@@ -180,7 +180,7 @@ fn settings_are_checked() {
 async fn straight_to_kafka_every_event_lands_on_its_keys_partition() {
     use emporium_ingest::generator::output::{Limits, Progress, send_to_log};
     use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-    use emporium_ingest::log::{EVENTS_TOPIC, EventLog, partition_for, read_all};
+    use emporium_ingest::log::{EVENTS_TOPIC, partition_for, read_all};
     use std::sync::Arc;
 
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
