@@ -317,6 +317,20 @@ fn parse_body(
             continue;
         }
         match Event::parse(&raw, &ctx) {
+            Ok(event) if event.kind().is_system() => invalid.push(InvalidLine {
+                index,
+                error: ValidationError {
+                    errors: vec![FieldError {
+                        path: "type".into(),
+                        message: format!(
+                            "expected a producer event type; {} is written only by Emporium's dataflows",
+                            event.kind()
+                        ),
+                        reason: RejectReason::SystemType,
+                    }],
+                },
+                raw,
+            }),
             Ok(event) => valid.push(ValidLine {
                 id: event.event_id,
                 kind: event.kind(),

@@ -90,23 +90,28 @@ async fn post(base: &str, content_type: &str, body: impl Into<reqwest::Body>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_appended_once_even_when_resent() {
     let server = embedded_server(IntakeConfig::default()).await;
-    let body = ndjson(EventKind::ALL, 0);
+    let producer_kinds: Vec<EventKind> = EventKind::ALL
+        .iter()
+        .copied()
+        .filter(|k| !k.is_system())
+        .collect();
+    let body = ndjson(&producer_kinds, 0);
     let (status, report) = post(&server.base, "application/x-ndjson", body.clone()).await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(report["accepted"], EventKind::ALL.len());
+    assert_eq!(report["accepted"], producer_kinds.len());
     assert_eq!(report["duplicates"], 0);
 
     let (status, report) = post(&server.base, "application/x-ndjson", body).await;
     assert_eq!(status, 200);
     assert_eq!(report["accepted"], 0);
-    assert_eq!(report["duplicates"], EventKind::ALL.len());
+    assert_eq!(report["duplicates"], producer_kinds.len());
 
     let events = read_all(server.log.as_ref(), EVENTS_TOPIC)
         .await
         .expect("read");
     assert_eq!(
         events.len(),
-        EventKind::ALL.len(),
+        producer_kinds.len(),
         "each event is in the log exactly once"
     );
     // The producer's bytes are stored as sent, on the partition of the event's key.
@@ -200,6 +205,22 @@ async fn a_mixed_batch_answers_per_line() {
         .await
         .expect("read");
     assert_eq!(dead.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_events_are_refused_from_producers() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    let body = ndjson(&[EventKind::InventoryReserved, EventKind::OrderRejected], 0);
+    let (status, report) = post(&server.base, "application/x-ndjson", body).await;
+    assert_eq!(status, 422, "{report}");
+    assert_eq!(report["rejected"][0]["errors"][0]["path"], "type");
+    assert_eq!(report["rejected"][0]["errors"][0]["reason"], "system_type");
+    assert!(
+        read_all(server.log.as_ref(), EVENTS_TOPIC)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
+use crate::decisions::{InventoryReserved, OrderRejected, ReservationReleased};
 use crate::orders::{
     OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, PaymentAuthorized, PaymentFailed,
     ReturnRequested,
@@ -121,6 +122,21 @@ event_types! {
     OrderDelivered = "order_delivered", version 1, key order_id;
     ReturnRequested = "return_requested", version 1, key order_id;
     ReviewPosted = "review_posted", version 1, key product_id;
+    InventoryReserved = "inventory_reserved", version 1, key order_id;
+    OrderRejected = "order_rejected", version 1, key order_id;
+    ReservationReleased = "reservation_released", version 1, key order_id;
+}
+
+impl EventKind {
+    /// Types only the platform writes (decisions); ingest refuses them from producers.
+    pub fn is_system(self) -> bool {
+        matches!(
+            self,
+            EventKind::InventoryReserved
+                | EventKind::OrderRejected
+                | EventKind::ReservationReleased
+        )
+    }
 }
 
 impl std::fmt::Display for EventKind {

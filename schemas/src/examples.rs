@@ -4,6 +4,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
 use crate::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
+use crate::decisions::{
+    InventoryReserved, OrderRejected, ReservationReleased, ReservedLine, ShortLine,
+};
 use crate::envelope::{Event, EventKind, Payload};
 use crate::money::Money;
 use crate::orders::{
@@ -145,6 +148,34 @@ pub fn example(kind: EventKind, n: u64) -> Event {
             text: "Great sound.".into(),
         }
         .into(),
+        EventKind::InventoryReserved => InventoryReserved {
+            order_id: "o-1".into(),
+            lines: vec![reserved_line()],
+        }
+        .into(),
+        EventKind::OrderRejected => OrderRejected {
+            order_id: "o-1".into(),
+            short_lines: vec![ShortLine {
+                sku: "p-1-black".into(),
+                wanted: 2,
+                available: 1,
+            }],
+        }
+        .into(),
+        EventKind::ReservationReleased => ReservationReleased {
+            order_id: "o-1".into(),
+            reason: "payment_failed".into(),
+            lines: vec![reserved_line()],
+        }
+        .into(),
     };
     Event::new(id, example_time(), payload)
+}
+
+fn reserved_line() -> ReservedLine {
+    ReservedLine {
+        sku: "p-1-black".into(),
+        warehouse: "wh-1".into(),
+        qty: 2,
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod arrow;
 pub mod catalog;
+pub mod decisions;
 pub mod envelope;
 pub mod examples;
 pub mod json_schema;

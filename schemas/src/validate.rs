@@ -29,6 +29,8 @@ pub enum RejectReason {
     InvalidValue,
     Oversize,
     CardNumber,
+    /// A decision type that only the platform writes.
+    SystemType,
 }
 
 impl RejectReason {
@@ -45,6 +47,7 @@ impl RejectReason {
             RejectReason::InvalidValue => "invalid_value",
             RejectReason::Oversize => "oversize",
             RejectReason::CardNumber => "card_number",
+            RejectReason::SystemType => "system_type",
         }
     }
 }

@@ -1,0 +1,359 @@
+//! The inventory decider: stock per (sku, warehouse), and for every order an all-or-nothing
+//! reservation decision that is final — compensated only by a later release, never revoked.
+//!
+//! Input: events in decision-time order ([`crate::event_time`]). Output: decision events
+//! (`inventory_reserved`, `order_rejected`, `reservation_released`) and anomalies.
+//! Invariant: a reservation is only made from available units, so for every (sku, warehouse)
+//! `reserved + shipped ≤ received + adjustments` holds after every decision; only a negative stock
+//! adjustment (units found damaged or lost) can break it, and that is reported as an anomaly.
+//!
+//! The rule, precisely enough to re-implement (see `specs/adr/0005-inventory-decisions.md`):
+//! 1. Before an event at time `t`, every unpaid reservation whose deadline (decision time +
+//!    reservation TTL) is before `t` is released with reason `expired`, in (deadline, order_id)
+//!    order.
+//! 2. `order_placed`: lines are taken in order; each line goes to the warehouse with the most
+//!    units available for its sku (after the order's earlier lines), among those with at least the
+//!    line's quantity; ties go to the smallest warehouse id. If every line finds one, all are
+//!    reserved; otherwise nothing is and the order is rejected with its short lines.
+//! 3. `payment_authorized` stops the expiry clock; `payment_failed` and `order_cancelled` release;
+//!    `order_shipped` turns the reservation into shipped units.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use emporium_schemas::decisions::{
+    InventoryReserved, OrderRejected, ReservationReleased, ReservedLine, ShortLine,
+};
+use emporium_schemas::orders::OrderLine;
+use emporium_schemas::{Event, Payload};
+
+/// Settings of the decider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConfig {
+    /// How long, in event time, a reservation waits for its payment before it is released.
+    pub reservation_ttl: Duration,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            reservation_ttl: Duration::minutes(15),
+        }
+    }
+}
+
+/// Units of one sku in one warehouse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stock {
+    /// Physically there: received + adjustments − shipped.
+    pub on_hand: i64,
+    /// Promised to orders, not shipped yet.
+    pub reserved: i64,
+    pub shipped: i64,
+}
+
+impl Stock {
+    pub fn available(&self) -> i64 {
+        self.on_hand - self.reserved
+    }
+}
+
+/// What the decider produced, at the decision time it produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A decision event to append to the log.
+    Decision { at: DateTime<Utc>, payload: Payload },
+    /// An event that made no sense in its order's or stock's history.
+    Anomaly {
+        at: DateTime<Utc>,
+        key: String,
+        kind: &'static str,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OrderState {
+    Reserved {
+        lines: Vec<ReservedLine>,
+        paid: bool,
+        deadline: DateTime<Utc>,
+    },
+    Rejected,
+    Released,
+    Shipped,
+}
+
+/// The decider's state. Deterministic: the same events in the same order give the same outputs.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    config: InventoryConfig,
+    stock: BTreeMap<(String, String), Stock>,
+    orders: HashMap<String, OrderState>,
+    expiries: BTreeSet<(DateTime<Utc>, String)>,
+}
+
+impl Inventory {
+    pub fn new(config: InventoryConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    pub fn stock(&self, sku: &str, warehouse: &str) -> Stock {
+        self.stock
+            .get(&(sku.to_owned(), warehouse.to_owned()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every (sku, warehouse) with its stock, in key order.
+    pub fn all_stock(&self) -> impl Iterator<Item = (&(String, String), &Stock)> {
+        self.stock.iter()
+    }
+
+    /// Orders holding a reservation now.
+    pub fn open_reservations(&self) -> usize {
+        self.orders
+            .values()
+            .filter(|s| matches!(s, OrderState::Reserved { .. }))
+            .count()
+    }
+
+    /// Releases every unpaid reservation whose deadline is before `t`.
+    pub fn advance_to(&mut self, t: DateTime<Utc>, out: &mut Vec<Output>) {
+        while let Some((deadline, order_id)) = self.expiries.first().cloned() {
+            if deadline >= t {
+                break;
+            }
+            self.expiries.pop_first();
+            self.release(&order_id, "expired", deadline, out);
+        }
+    }
+
+    /// Applies one event at decision time `at` (events must come in decision-time order).
+    pub fn apply(&mut self, at: DateTime<Utc>, event: &Event, out: &mut Vec<Output>) {
+        self.advance_to(at, out);
+        match &event.payload {
+            Payload::StockReceived(e) => {
+                self.entry(&e.sku, &e.warehouse).on_hand += e.quantity;
+            }
+            Payload::StockAdjusted(e) => {
+                let stock = self.entry(&e.sku, &e.warehouse);
+                stock.on_hand += e.delta;
+                if stock.on_hand < stock.reserved {
+                    let detail = format!(
+                        "adjustment of {} leaves {} on hand for {} reserved",
+                        e.delta, stock.on_hand, stock.reserved
+                    );
+                    out.push(Output::Anomaly {
+                        at,
+                        key: format!("{}@{}", e.sku, e.warehouse),
+                        kind: "stock_below_reserved",
+                        detail,
+                    });
+                }
+            }
+            Payload::OrderPlaced(e) => self.decide(at, &e.order_id, &e.lines, out),
+            Payload::PaymentAuthorized(e) => match self.orders.get_mut(&e.order_id) {
+                Some(OrderState::Reserved { paid, deadline, .. }) if !*paid => {
+                    *paid = true;
+                    let key = (*deadline, e.order_id.clone());
+                    self.expiries.remove(&key);
+                }
+                other => {
+                    let state = describe(other.map(|s| &*s));
+                    anomaly(out, at, &e.order_id, "payment_without_reservation", state);
+                }
+            },
+            Payload::PaymentFailed(e) => self.release(&e.order_id, "payment_failed", at, out),
+            Payload::OrderCancelled(e) => self.release(&e.order_id, "cancelled", at, out),
+            Payload::OrderShipped(e) => self.ship(at, &e.order_id, out),
+            _ => {}
+        }
+    }
+
+    fn entry(&mut self, sku: &str, warehouse: &str) -> &mut Stock {
+        self.stock
+            .entry((sku.to_owned(), warehouse.to_owned()))
+            .or_default()
+    }
+
+    fn decide(
+        &mut self,
+        at: DateTime<Utc>,
+        order_id: &str,
+        lines: &[OrderLine],
+        out: &mut Vec<Output>,
+    ) {
+        if self.orders.contains_key(order_id) {
+            anomaly(
+                out,
+                at,
+                order_id,
+                "order_placed_twice",
+                "already decided".into(),
+            );
+            return;
+        }
+        let mut taken: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut reserved = Vec::with_capacity(lines.len());
+        let mut short = Vec::new();
+        for line in lines {
+            let candidates = self
+                .stock
+                .range((line.sku.clone(), String::new())..)
+                .take_while(|((sku, _), _)| *sku == line.sku)
+                .map(|(key, stock)| {
+                    let already = taken.get(key).copied().unwrap_or(0);
+                    (stock.available() - already, &key.1)
+                });
+            // Most available first; on a tie the smallest warehouse id (iteration is in id order,
+            // and only a strictly larger count replaces the best so far).
+            let mut best: Option<(i64, &String)> = None;
+            for (available, warehouse) in candidates {
+                if best.is_none_or(|(b, _)| available > b) {
+                    best = Some((available, warehouse));
+                }
+            }
+            match best {
+                Some((available, warehouse)) if available >= line.qty => {
+                    *taken
+                        .entry((line.sku.clone(), warehouse.clone()))
+                        .or_default() += line.qty;
+                    reserved.push(ReservedLine {
+                        sku: line.sku.clone(),
+                        warehouse: warehouse.clone(),
+                        qty: line.qty,
+                    });
+                }
+                best => short.push(ShortLine {
+                    sku: line.sku.clone(),
+                    wanted: line.qty,
+                    available: best.map_or(0, |(a, _)| a.max(0)),
+                }),
+            }
+        }
+        if !short.is_empty() {
+            self.orders
+                .insert(order_id.to_owned(), OrderState::Rejected);
+            out.push(Output::Decision {
+                at,
+                payload: Payload::OrderRejected(OrderRejected {
+                    order_id: order_id.to_owned(),
+                    short_lines: short,
+                }),
+            });
+            return;
+        }
+        for line in &reserved {
+            self.entry(&line.sku, &line.warehouse).reserved += line.qty;
+        }
+        let deadline = at + self.config.reservation_ttl;
+        self.expiries.insert((deadline, order_id.to_owned()));
+        self.orders.insert(
+            order_id.to_owned(),
+            OrderState::Reserved {
+                lines: reserved.clone(),
+                paid: false,
+                deadline,
+            },
+        );
+        out.push(Output::Decision {
+            at,
+            payload: Payload::InventoryReserved(InventoryReserved {
+                order_id: order_id.to_owned(),
+                lines: reserved,
+            }),
+        });
+    }
+
+    fn release(&mut self, order_id: &str, reason: &str, at: DateTime<Utc>, out: &mut Vec<Output>) {
+        let Some(OrderState::Reserved {
+            lines, deadline, ..
+        }) = self.orders.get(order_id).cloned()
+        else {
+            let state = describe(self.orders.get(order_id));
+            anomaly(
+                out,
+                at,
+                order_id,
+                "release_without_reservation",
+                format!("{reason}: {state}"),
+            );
+            return;
+        };
+        for line in &lines {
+            self.entry(&line.sku, &line.warehouse).reserved -= line.qty;
+        }
+        self.expiries.remove(&(deadline, order_id.to_owned()));
+        self.orders
+            .insert(order_id.to_owned(), OrderState::Released);
+        out.push(Output::Decision {
+            at,
+            payload: Payload::ReservationReleased(ReservationReleased {
+                order_id: order_id.to_owned(),
+                reason: reason.to_owned(),
+                lines,
+            }),
+        });
+    }
+
+    fn ship(&mut self, at: DateTime<Utc>, order_id: &str, out: &mut Vec<Output>) {
+        let Some(OrderState::Reserved {
+            lines,
+            paid,
+            deadline,
+        }) = self.orders.get(order_id).cloned()
+        else {
+            let state = describe(self.orders.get(order_id));
+            anomaly(out, at, order_id, "shipped_without_reservation", state);
+            return;
+        };
+        if !paid {
+            // The units left the building all the same: move the stock, report the anomaly.
+            anomaly(
+                out,
+                at,
+                order_id,
+                "shipped_before_payment",
+                "reserved, unpaid".into(),
+            );
+            self.expiries.remove(&(deadline, order_id.to_owned()));
+        }
+        for line in &lines {
+            let stock = self.entry(&line.sku, &line.warehouse);
+            stock.reserved -= line.qty;
+            stock.on_hand -= line.qty;
+            stock.shipped += line.qty;
+        }
+        self.orders.insert(order_id.to_owned(), OrderState::Shipped);
+    }
+}
+
+fn describe(state: Option<&OrderState>) -> String {
+    match state {
+        None => "unknown order".into(),
+        Some(OrderState::Reserved { paid: true, .. }) => "reserved and paid".into(),
+        Some(OrderState::Reserved { .. }) => "reserved".into(),
+        Some(OrderState::Rejected) => "rejected".into(),
+        Some(OrderState::Released) => "released".into(),
+        Some(OrderState::Shipped) => "shipped".into(),
+    }
+}
+
+fn anomaly(
+    out: &mut Vec<Output>,
+    at: DateTime<Utc>,
+    key: &str,
+    kind: &'static str,
+    detail: String,
+) {
+    out.push(Output::Anomaly {
+        at,
+        key: key.to_owned(),
+        kind,
+        detail,
+    });
+}

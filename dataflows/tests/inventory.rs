@@ -1,0 +1,415 @@
+//! The inventory decider against its rule (unit cases) and against its batch reference on random
+//! histories: out-of-order events, duplicates, any number of partitions, any interleaving.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use emporium_dataflows::decider::{Decider, decide_all};
+use emporium_dataflows::inventory::{Inventory, InventoryConfig, Output};
+use emporium_schemas::decisions::{ReservedLine, ShortLine};
+use emporium_schemas::orders::{
+    OrderCancelled, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized, PaymentFailed,
+};
+use emporium_schemas::stock::{StockAdjusted, StockReceived};
+use emporium_schemas::{Event, Money, Payload};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_767_225_600 + s, 0)
+        .single()
+        .expect("valid time")
+}
+
+fn ev(id: u128, at: i64, payload: impl Into<Payload>) -> Event {
+    Event::new(Uuid::from_u128(id), t(at), payload)
+}
+
+fn received(sku: &str, wh: &str, qty: i64) -> Payload {
+    StockReceived {
+        sku: sku.into(),
+        warehouse: wh.into(),
+        quantity: qty,
+        reason: "po".into(),
+    }
+    .into()
+}
+
+fn placed(order: &str, lines: &[(&str, i64)]) -> Payload {
+    OrderPlaced {
+        order_id: order.into(),
+        user_id: "u-1".into(),
+        lines: lines
+            .iter()
+            .map(|(sku, qty)| OrderLine {
+                sku: (*sku).into(),
+                qty: *qty,
+                unit_price: Money::new(100, "USD"),
+            })
+            .collect(),
+        shipping_region: "eu-west".into(),
+        payment_token: "tok_abc".into(),
+    }
+    .into()
+}
+
+fn paid(order: &str) -> Payload {
+    PaymentAuthorized {
+        order_id: order.into(),
+        amount: Money::new(100, "USD"),
+        payment_token: "tok_abc".into(),
+    }
+    .into()
+}
+
+fn shipped(order: &str) -> Payload {
+    OrderShipped {
+        order_id: order.into(),
+        carrier: "ups".into(),
+        tracking_number: "1Z".into(),
+    }
+    .into()
+}
+
+fn run(events: &[Event]) -> (Vec<Output>, Inventory) {
+    decide_all(
+        &[events.to_vec()],
+        Duration::seconds(0),
+        InventoryConfig::default(),
+    )
+}
+
+fn decisions(out: &[Output]) -> Vec<Payload> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Decision { payload, .. } => Some(payload.clone()),
+            Output::Anomaly { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_line_goes_to_the_warehouse_with_most_available_ties_to_the_smallest_id() {
+    let (out, inv) = run(&[
+        ev(1, 0, received("a", "wh-2", 5)),
+        ev(2, 0, received("a", "wh-1", 5)),
+        ev(3, 0, received("a", "wh-3", 3)),
+        ev(4, 1, placed("o-1", &[("a", 2), ("a", 4)])),
+    ]);
+    let Some(Payload::InventoryReserved(r)) = decisions(&out).pop() else {
+        panic!("reserved: {out:?}")
+    };
+    assert_eq!(
+        r.lines,
+        vec![
+            ReservedLine {
+                sku: "a".into(),
+                warehouse: "wh-1".into(),
+                qty: 2
+            },
+            // After the first line wh-1 has 3 left, wh-2 has 5: the second line goes to wh-2.
+            ReservedLine {
+                sku: "a".into(),
+                warehouse: "wh-2".into(),
+                qty: 4
+            },
+        ]
+    );
+    assert_eq!(inv.stock("a", "wh-1").reserved, 2);
+    assert_eq!(inv.stock("a", "wh-2").available(), 1);
+}
+
+#[test]
+fn an_order_is_all_or_nothing_and_rejections_name_the_short_lines() {
+    let (out, inv) = run(&[
+        ev(1, 0, received("a", "wh-1", 5)),
+        ev(2, 0, received("b", "wh-1", 1)),
+        ev(3, 0, received("b", "wh-2", 1)),
+        ev(4, 1, placed("o-1", &[("a", 2), ("b", 2), ("c", 1)])),
+    ]);
+    let Some(Payload::OrderRejected(r)) = decisions(&out).pop() else {
+        panic!("rejected: {out:?}")
+    };
+    assert_eq!(
+        r.short_lines,
+        vec![
+            ShortLine {
+                sku: "b".into(),
+                wanted: 2,
+                available: 1
+            },
+            ShortLine {
+                sku: "c".into(),
+                wanted: 1,
+                available: 0
+            },
+        ],
+        "lines are never split across warehouses"
+    );
+    assert_eq!(
+        inv.stock("a", "wh-1").reserved,
+        0,
+        "nothing reserved for a rejected order"
+    );
+}
+
+#[test]
+fn unpaid_reservations_expire_paid_ones_ship() {
+    let ttl = InventoryConfig::default().reservation_ttl.num_seconds();
+    let (out, inv) = run(&[
+        ev(1, 0, received("a", "wh-1", 10)),
+        ev(2, 10, placed("o-1", &[("a", 3)])),
+        ev(3, 11, placed("o-2", &[("a", 4)])),
+        ev(4, 20, paid("o-2")),
+        ev(5, 10 + ttl + 1, shipped("o-2")),
+        ev(6, 10 + ttl + 2, paid("o-1")),
+    ]);
+    let kinds: Vec<String> = decisions(&out)
+        .iter()
+        .map(|p| p.kind().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "inventory_reserved",
+            "inventory_reserved",
+            "reservation_released"
+        ]
+    );
+    let released = out.iter().find_map(|o| match o {
+        Output::Decision {
+            at,
+            payload: Payload::ReservationReleased(r),
+        } => Some((*at, r.reason.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        released,
+        Some((t(10 + ttl), "expired".to_owned())),
+        "released at its deadline"
+    );
+    let late_payment = out.iter().any(|o| {
+        matches!(
+            o,
+            Output::Anomaly {
+                kind: "payment_without_reservation",
+                ..
+            }
+        )
+    });
+    assert!(
+        late_payment,
+        "a payment after expiry is an anomaly: {out:?}"
+    );
+    let s = inv.stock("a", "wh-1");
+    assert_eq!((s.on_hand, s.reserved, s.shipped), (6, 0, 4));
+}
+
+#[test]
+fn nonsense_becomes_anomalies_not_crashes() {
+    let (out, _) = run(&[
+        ev(1, 0, shipped("o-9")),
+        ev(
+            2,
+            1,
+            PaymentFailed {
+                order_id: "o-9".into(),
+                amount: Money::new(1, "USD"),
+                payment_token: "t".into(),
+                reason: "x".into(),
+            },
+        ),
+        ev(3, 2, placed("o-1", &[("a", 1)])),
+        ev(4, 3, placed("o-1", &[("a", 1)])),
+        ev(
+            5,
+            4,
+            OrderCancelled {
+                order_id: "o-1".into(),
+                reason: "x".into(),
+            },
+        ),
+    ]);
+    let kinds: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Anomaly { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "shipped_without_reservation",
+            "release_without_reservation",
+            "order_placed_twice",
+            "release_without_reservation"
+        ]
+    );
+}
+
+// ---- random histories ------------------------------------------------------------------------
+
+const SKUS: [&str; 3] = ["a", "b", "c"];
+const WAREHOUSES: [&str; 3] = ["wh-1", "wh-2", "wh-3"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    Receive(usize, usize, i64),
+    Adjust(usize, usize, i64),
+    Place(usize, Vec<(usize, i64)>),
+    Pay(usize),
+    Fail(usize),
+    Cancel(usize),
+    Ship(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..3usize, 0..3usize, 1..8i64).prop_map(|(s, w, q)| Step::Receive(s, w, q)),
+        1 => (0..3usize, 0..3usize, prop_oneof![-3..0i64, 1..3i64]).prop_map(|(s, w, d)| Step::Adjust(s, w, d)),
+        4 => (0..12usize, prop::collection::vec((0..3usize, 1..4i64), 1..3)).prop_map(|(o, l)| Step::Place(o, l)),
+        2 => (0..12usize).prop_map(Step::Pay),
+        1 => (0..12usize).prop_map(Step::Fail),
+        1 => (0..12usize).prop_map(Step::Cancel),
+        2 => (0..12usize).prop_map(Step::Ship),
+    ]
+}
+
+/// A history: events with jittered (so sometimes out-of-order) times and a few duplicates,
+/// spread over `partitions` partitions by their key, each partition in append order.
+fn history(steps: &[(Step, i64, bool)], partitions: usize) -> Vec<Vec<Event>> {
+    let mut out = vec![Vec::new(); partitions];
+    for (i, (step, jitter, duplicate)) in steps.iter().enumerate() {
+        let order = |o: &usize| format!("o-{o}");
+        let payload: Payload = match step {
+            Step::Receive(s, w, q) => received(SKUS[*s], WAREHOUSES[*w], *q),
+            Step::Adjust(s, w, d) => StockAdjusted {
+                sku: SKUS[*s].into(),
+                warehouse: WAREHOUSES[*w].into(),
+                delta: *d,
+                reason: "count".into(),
+            }
+            .into(),
+            Step::Place(o, lines) => {
+                let lines: Vec<(&str, i64)> = lines.iter().map(|(s, q)| (SKUS[*s], *q)).collect();
+                placed(&order(o), &lines)
+            }
+            Step::Pay(o) => paid(&order(o)),
+            Step::Fail(o) => PaymentFailed {
+                order_id: order(o),
+                amount: Money::new(1, "USD"),
+                payment_token: "t".into(),
+                reason: "x".into(),
+            }
+            .into(),
+            Step::Cancel(o) => OrderCancelled {
+                order_id: order(o),
+                reason: "x".into(),
+            }
+            .into(),
+            Step::Ship(o) => shipped(&order(o)),
+        };
+        // Ten seconds between steps, jittered by up to ±40 s: later steps can carry earlier times.
+        let event = ev(i as u128 + 1, i as i64 * 10 + jitter, payload);
+        let p = emporium_partition(event.partition_key(), partitions);
+        out[p].push(event.clone());
+        if *duplicate {
+            out[p].push(event);
+        }
+    }
+    out
+}
+
+fn emporium_partition(key: &str, partitions: usize) -> usize {
+    // The same placement the log uses (Kafka's murmur2), reimplemented here would be a copy;
+    // any deterministic function of the key keeps per-key order, which is all the rule needs.
+    key.bytes()
+        .fold(7usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+        % partitions
+}
+
+fn check_invariants(outputs: &[Output], inventory: &Inventory) -> Result<(), TestCaseError> {
+    let flagged: Vec<&String> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Anomaly {
+                kind: "stock_below_reserved",
+                key,
+                ..
+            } => Some(key),
+            _ => None,
+        })
+        .collect();
+    for ((sku, wh), s) in inventory.all_stock() {
+        prop_assert!(s.reserved >= 0 && s.shipped >= 0, "{sku}@{wh}: {s:?}");
+        let key = format!("{sku}@{wh}");
+        prop_assert!(
+            s.reserved <= s.on_hand || flagged.contains(&&key),
+            "oversold {key}: {s:?} without a stock adjustment to blame"
+        );
+    }
+    // Each order: one reserve-or-reject decision; a release only after a reservation, once.
+    let mut state = std::collections::HashMap::new();
+    for o in outputs {
+        if let Output::Decision { payload, .. } = o {
+            let (order, kind) = match payload {
+                Payload::InventoryReserved(r) => (&r.order_id, "reserved"),
+                Payload::OrderRejected(r) => (&r.order_id, "rejected"),
+                Payload::ReservationReleased(r) => (&r.order_id, "released"),
+                other => panic!("not a decision: {other:?}"),
+            };
+            let before = state.insert(order.clone(), kind);
+            let ok = match kind {
+                "released" => before == Some("reserved"),
+                _ => before.is_none(),
+            };
+            prop_assert!(ok, "order {order}: {before:?} then {kind}");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn streaming_matches_the_batch_fold_for_any_interleaving(
+        steps in prop::collection::vec((step(), -40..40i64, prop::bool::weighted(0.05)), 1..80),
+        partitions in 1..5usize,
+        interleaving in prop::collection::vec(0..5usize, 200),
+        lateness in prop_oneof![Just(0i64), Just(15), Just(60)],
+    ) {
+        let parts = history(&steps, partitions);
+        let lateness = Duration::seconds(lateness);
+        let (reference, ref_inventory) = decide_all(&parts, lateness, InventoryConfig::default());
+        check_invariants(&reference, &ref_inventory)?;
+
+        let mut decider = Decider::new(partitions, lateness, InventoryConfig::default());
+        let mut cursors = vec![0usize; partitions];
+        let mut out = Vec::new();
+        let mut choices = interleaving.iter().cycle();
+        while cursors.iter().zip(&parts).any(|(c, p)| *c < p.len()) {
+            let pick = choices.next().copied().unwrap_or(0) % partitions;
+            // The chosen partition, or the next one that still has events.
+            let p = (0..partitions).map(|i| (pick + i) % partitions).find(|&p| cursors[p] < parts[p].len()).expect("some left");
+            decider.push(p, parts[p][cursors[p]].clone());
+            cursors[p] += 1;
+            decider.decide(&mut out);
+        }
+        decider.finish(&mut out);
+        prop_assert_eq!(&out, &reference);
+        check_invariants(&out, decider.inventory())?;
+    }
+
+    #[test]
+    fn without_late_events_the_partition_count_does_not_matter(
+        steps in prop::collection::vec((step(), -40..40i64, Just(false)), 1..80),
+        partitions in 2..5usize,
+    ) {
+        // Lateness above the largest jitter: no event is ever late, so decision times are the
+        // events' own times whatever the partitioning.
+        let lateness = Duration::seconds(200);
+        let (one, _) = decide_all(&history(&steps, 1), lateness, InventoryConfig::default());
+        let (many, _) = decide_all(&history(&steps, partitions), lateness, InventoryConfig::default());
+        prop_assert_eq!(one, many);
+    }
+}

@@ -1,0 +1,89 @@
+//! Decision events: what Emporium's inventory dataflow decided about an order, appended to the
+//! same log as everything else (issue 3). Keyed by `order_id`, so an order's decisions stay in its
+//! lifecycle. Only the platform writes them: ingest refuses them from producers.
+//! See `specs/adr/0005-inventory-decisions.md`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{TextSize, Validator};
+
+/// Units of one order line reserved in one warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservedLine {
+    pub sku: String,
+    pub warehouse: String,
+    #[schemars(range(min = 1))]
+    pub qty: i64,
+}
+
+/// Every line of the order is reserved (all or nothing), each from one warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryReserved {
+    pub order_id: String,
+    pub lines: Vec<ReservedLine>,
+}
+
+/// An order line that no single warehouse could fill when the order was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShortLine {
+    pub sku: String,
+    #[schemars(range(min = 1))]
+    pub wanted: i64,
+    /// The most any one warehouse had available for this line.
+    pub available: i64,
+}
+
+/// The order could not be reserved; nothing was.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRejected {
+    pub order_id: String,
+    pub short_lines: Vec<ShortLine>,
+}
+
+/// A reservation was given back: `payment_failed`, `cancelled` or `expired`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationReleased {
+    pub order_id: String,
+    pub reason: String,
+    pub lines: Vec<ReservedLine>,
+}
+
+fn validate_lines(v: &mut Validator, lines: &[ReservedLine]) {
+    v.list("lines", lines, |v, line| {
+        v.id("sku", &line.sku);
+        v.id("warehouse", &line.warehouse);
+        v.positive("qty", line.qty);
+    });
+}
+
+impl InventoryReserved {
+    pub(crate) fn validate(&self, v: &mut Validator) {
+        v.id("order_id", &self.order_id);
+        validate_lines(v, &self.lines);
+    }
+}
+
+impl OrderRejected {
+    pub(crate) fn validate(&self, v: &mut Validator) {
+        v.id("order_id", &self.order_id);
+        v.list("short_lines", &self.short_lines, |v, line| {
+            v.id("sku", &line.sku);
+            v.positive("wanted", line.wanted);
+            v.non_negative("available", line.available);
+        });
+    }
+}
+
+impl ReservationReleased {
+    pub(crate) fn validate(&self, v: &mut Validator) {
+        v.id("order_id", &self.order_id);
+        v.text("reason", &self.reason, TextSize::Short);
+        validate_lines(v, &self.lines);
+    }
+}
