@@ -116,7 +116,7 @@ async fn post_events(
             );
         }
     };
-    match intake.submit(body, format, &format!("http {peer}")).await {
+    match intake.submit(body, format, format!("http {peer}")).await {
         Ok(report) => {
             let status = if report.accepted + report.duplicates == 0 && !report.rejected.is_empty()
             {

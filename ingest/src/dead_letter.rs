@@ -63,11 +63,12 @@ impl DeadLetter {
             source: source.to_owned(),
             line,
             reason: reason.as_str().to_owned(),
+            // Messages and paths can echo input (`invalid type: string "…"`): mask them too.
             errors: errors
                 .iter()
                 .map(|e| DeadLetterError {
-                    path: e.path.clone(),
-                    message: e.message.clone(),
+                    path: pci::mask_card_numbers(&e.path).into_owned(),
+                    message: pci::mask_card_numbers(&e.message).into_owned(),
                 })
                 .collect(),
             raw,

@@ -64,9 +64,14 @@ impl Dedup {
                 let id = id.as_u128();
                 if inner.durable.contains(&id) {
                     Claim::Duplicate
-                } else if let Some(other) = inner.in_flight.get(&id) {
-                    if claimed.contains(&id) {
-                        Claim::Duplicate
+                } else if let Some(other) = inner
+                    .in_flight
+                    .get(&id)
+                    // A claim whose owner vanished without settling (its sender is gone) is free.
+                    .filter(|other| other.has_changed().is_ok())
+                {
+                    if other.same_channel(&rx) {
+                        Claim::Duplicate // repeated inside this batch
                     } else {
                         Claim::InFlight(other.clone())
                     }
@@ -168,6 +173,18 @@ mod tests {
             new,
             vec![false, true, false],
             "only the id that did not land is resent"
+        );
+    }
+
+    #[test]
+    fn a_claim_whose_owner_vanished_is_free_again() {
+        let d = Dedup::new(100);
+        let (_, ticket) = d.claim(&[id(1)]);
+        drop(ticket); // the owner went away without settling (a cancelled request)
+        let (claims, _) = d.claim(&[id(1)]);
+        assert!(
+            matches!(claims[0], Claim::New),
+            "no one waits on a claim nobody will settle"
         );
     }
 

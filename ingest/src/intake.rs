@@ -5,6 +5,7 @@
 //! and on failure acknowledges nothing, so a resend of the whole batch is always safe.
 //! See `specs/adr/0004-ingest-durability-and-idempotency.md`.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -155,7 +156,22 @@ impl Intake {
     }
 
     /// Validates, deduplicates and appends the events in `body`; see the module docs.
+    ///
+    /// The work runs in its own task: a client that disconnects mid-request cannot cancel it
+    /// between the append and the settling of its idempotency claims.
     pub async fn submit(
+        self: &Arc<Self>,
+        body: Bytes,
+        format: BodyFormat,
+        source: String,
+    ) -> Result<IntakeReport, IntakeError> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.submit_in_task(body, format, &source).await })
+            .await
+            .map_err(|e| IntakeError::Refused(LogError::Unavailable(format!("ingest task: {e}"))))?
+    }
+
+    async fn submit_in_task(
         &self,
         body: Bytes,
         format: BodyFormat,
@@ -167,12 +183,13 @@ impl Intake {
             ..Limits::default()
         };
         let (max_lines, max_event) = (self.config.max_batch_lines, self.config.max_event_bytes);
-        // Parsing is CPU work: keep it off the threads that answer HTTP.
+        // Parsing is CPU work: keep it off the threads that answer HTTP. A panic in it is a bug,
+        // not an outage: 500, so the client does not resend the same batch forever.
         let (valid, invalid) = tokio::task::spawn_blocking(move || {
             parse_body(&body, format, limits, max_lines, max_event)
         })
         .await
-        .map_err(|e| IntakeError::Unavailable(LogError::Unavailable(e.to_string())))??;
+        .map_err(|e| IntakeError::Refused(LogError::Unavailable(format!("parsing: {e}"))))??;
 
         let mut report = IntakeReport::default();
         let received_at = Utc::now();
@@ -198,77 +215,80 @@ impl Intake {
                 errors: l.error.errors.iter().map(RejectedField::from).collect(),
             })
             .collect();
+        // Dead letters first: if they cannot be kept, nothing of the request is acknowledged.
+        self.log
+            .append(DEAD_LETTER_TOPIC, letters)
+            .await
+            .map_err(append_error)?;
 
-        // Claim ids; wait out ids another request is appending right now.
-        let ids: Vec<Uuid> = valid.iter().map(|v| v.id).collect();
-        let mut tickets = Vec::new();
-        let mut to_append = Vec::new();
+        // Rounds: claim the ids, append and settle the new ones, and only then — holding no
+        // claims, so two requests can never wait on each other — wait for ids another request
+        // is appending, and claim those again.
+        let started = Instant::now();
+        let mut appended: Vec<usize> = Vec::new();
         let mut pending: Vec<usize> = (0..valid.len()).collect();
         while !pending.is_empty() {
-            let batch_ids: Vec<Uuid> = pending.iter().map(|&i| ids[i]).collect();
-            let (claims, ticket) = self.dedup.claim(&batch_ids);
-            tickets.push(ticket);
-            let mut waiting = Vec::new();
+            let ids: Vec<Uuid> = pending.iter().map(|&i| valid[i].id).collect();
+            let (claims, ticket) = self.dedup.claim(&ids);
+            let mut new = Vec::new();
+            let mut waits = Vec::new();
             for (&i, claim) in pending.iter().zip(claims) {
                 match claim {
-                    Claim::New => to_append.push(i),
+                    Claim::New => new.push(i),
                     Claim::Duplicate => report.duplicates += 1,
-                    Claim::InFlight(mut rx) => {
-                        // Either outcome ends the wait; a dropped sender does too.
-                        let _ = rx.wait_for(|done| *done).await;
-                        waiting.push(i);
-                    }
+                    Claim::InFlight(rx) => waits.push((i, rx)),
                 }
             }
-            pending = waiting;
-        }
-        to_append.sort_unstable();
-        let records: Vec<Record> = to_append
-            .iter()
-            .map(|&i| Record {
-                key: valid[i].key.clone(),
-                value: valid[i].raw.clone(),
-            })
-            .collect();
-
-        let started = Instant::now();
-        let (events, dead) = tokio::join!(
-            self.log.append(EVENTS_TOPIC, records),
-            self.log.append(DEAD_LETTER_TOPIC, letters)
-        );
-        // Ids whose records reached the log stay claimed (a resend sees them as duplicates);
-        // the others are released so the resend appends them.
-        let landed: Vec<Uuid> = match &events {
-            Ok(_) => to_append.iter().map(|&i| ids[i]).collect(),
-            Err(LogError::PartiallyAppended { appended, .. }) => appended
+            let records: Vec<Record> = new
                 .iter()
-                .filter_map(|&j| to_append.get(j))
-                .map(|&i| ids[i])
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        let landed: std::collections::HashSet<Uuid> = landed.into_iter().collect();
-        for ticket in tickets {
+                .map(|&i| Record {
+                    key: valid[i].key.clone(),
+                    value: valid[i].raw.clone(),
+                })
+                .collect();
+            let result = self.log.append(EVENTS_TOPIC, records).await;
+            // Ids whose records reached the log stay claimed (a resend sees them as
+            // duplicates); the others are released so the resend appends them.
+            let landed: HashSet<Uuid> = match &result {
+                Ok(_) => new.iter().map(|&i| valid[i].id).collect(),
+                Err(LogError::PartiallyAppended { appended, .. }) => appended
+                    .iter()
+                    .filter_map(|&j| new.get(j))
+                    .map(|&i| valid[i].id)
+                    .collect(),
+                Err(_) => HashSet::new(),
+            };
             self.dedup.settle_each(ticket, |id| landed.contains(&id));
-        }
-        if let Err(e) = events.and(dead) {
-            if !e.is_retryable() {
-                return Err(IntakeError::Refused(e));
+            result.map_err(append_error)?;
+            appended.extend(new);
+            pending = Vec::with_capacity(waits.len());
+            for (i, mut rx) in waits {
+                // Either outcome of the other append ends the wait; so does its owner vanishing.
+                let _ = rx.wait_for(|done| *done).await;
+                pending.push(i);
             }
-            metrics::log_unavailable();
-            return Err(IntakeError::Unavailable(e));
         }
         metrics::append_latency(started.elapsed());
-        let mut by_kind = std::collections::BTreeMap::new();
-        for &i in &to_append {
+        let mut by_kind = BTreeMap::new();
+        for &i in &appended {
             *by_kind.entry(valid[i].kind).or_insert(0u64) += 1;
         }
         for (kind, n) in by_kind {
             metrics::events_accepted(kind, n);
         }
         metrics::events_duplicate(report.duplicates as u64);
-        report.accepted = to_append.len();
+        report.accepted = appended.len();
         Ok(report)
+    }
+}
+
+/// An append failure as the client sees it: retryable outages are 503s, the rest 500s.
+fn append_error(e: LogError) -> IntakeError {
+    if e.is_retryable() {
+        metrics::log_unavailable();
+        IntakeError::Unavailable(e)
+    } else {
+        IntakeError::Refused(e)
     }
 }
 

@@ -213,3 +213,29 @@ async fn consumers_wake_up_when_records_arrive() {
         .expect("poll");
     assert_eq!(values(&got), vec!["late"]);
 }
+
+#[tokio::test]
+async fn lowering_the_record_limit_keeps_records_already_in_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
+        log.ensure_topic("t", 1).await.expect("topic");
+        let big = "x".repeat(5_000);
+        log.append(
+            "t",
+            vec![Record::new("k", big.clone()), Record::new("k", "small")],
+        )
+        .await
+        .expect("append");
+    }
+    let config = EmbeddedConfig {
+        max_record_bytes: 100,
+        ..EmbeddedConfig::in_dir(dir.path())
+    };
+    let log = EmbeddedLog::open(config).expect("reopen with a lower limit");
+    assert_eq!(
+        read_all(&log, "t").await.expect("read").len(),
+        2,
+        "nothing was cut"
+    );
+}

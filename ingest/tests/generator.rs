@@ -214,3 +214,29 @@ async fn straight_to_kafka_every_event_lands_on_its_keys_partition() {
         .expect_err("refused");
     assert!(err.to_string().contains("--invalid-fraction"), "{err}");
 }
+
+#[test]
+fn tiny_shops_work_and_popularity_reaches_every_product() {
+    // 7919 products: a popularity spread by 7919 would send every view to one product.
+    for products in [1, 2, 7_919] {
+        let mut g = Generator::new(GeneratorConfig {
+            products,
+            users: 1,
+            warehouses: 1,
+            ..GeneratorConfig::default()
+        })
+        .expect("generator");
+        let mut viewed = HashSet::new();
+        for _ in 0..40_000 {
+            if let Payload::ProductViewed(v) = g.next_event().payload {
+                viewed.insert(v.product_id);
+            }
+        }
+        let expected = products.min(20);
+        assert!(
+            viewed.len() >= expected,
+            "{products} products: only {} viewed",
+            viewed.len()
+        );
+    }
+}

@@ -20,8 +20,12 @@ pub struct ProductUpserted {
     pub brand: String,
     /// From the root down, e.g. `["Electronics", "Audio", "Headphones"]`.
     pub category_path: Vec<String>,
-    /// Free-form attributes (colour, size, material...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Free-form attributes (colour, size, material...); each key at most once.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub attributes: BTreeMap<String, String>,
     pub price: Money,
 }
@@ -68,4 +72,35 @@ impl ProductDiscontinued {
         v.id("product_id", &self.product_id);
         v.optional_text("reason", self.reason.as_deref(), TextSize::Short);
     }
+}
+
+/// A JSON object into a map, refusing a repeated key: with the last one silently winning, a value
+/// could hide from validation while the producer's raw bytes, still holding it, are stored.
+fn unique_keys<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of strings with distinct keys")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if out.contains_key(&key) {
+                    let key = crate::pci::mask_card_numbers(&key).into_owned();
+                    return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Visitor)
 }

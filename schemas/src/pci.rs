@@ -56,39 +56,62 @@ fn card_number_spans(s: &str, first_only: bool) -> Vec<(usize, usize)> {
     if bytes.iter().filter(|b| b.is_ascii_digit()).count() < 13 {
         return spans;
     }
-    let mut digits: Vec<u8> = Vec::with_capacity(24);
+    // Groups of digits of the current run: (first byte, byte after the last).
+    let mut groups: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         if !bytes[i].is_ascii_digit() {
             i += 1;
             continue;
         }
-        // A run starts here: digits, with single separators between digits.
-        let start = i;
-        digits.clear();
+        // A run starts here: groups of digits joined by single separators.
+        groups.clear();
+        let mut group_start = i;
         while i < bytes.len() {
             let b = bytes[i];
             if b.is_ascii_digit() {
-                digits.push(b - b'0');
                 i += 1;
             } else if (b == b' ' || b == b'-')
                 && i + 1 < bytes.len()
                 && bytes[i + 1].is_ascii_digit()
-                && !digits.is_empty()
             {
+                groups.push((group_start, i));
                 i += 1;
+                group_start = i;
             } else {
                 break;
             }
         }
-        if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
-            spans.push((start, i));
+        groups.push((group_start, i));
+        if let Some(span) = card_in_run(bytes, &groups) {
+            spans.push(span);
             if first_only {
                 break;
             }
         }
     }
     spans
+}
+
+/// A card number in one run: the whole run, or — when neighbouring numbers joined it (an expiry
+/// date, a CVV, a quantity) — any sequence of whole groups of 13–19 digits that passes Luhn.
+fn card_in_run(bytes: &[u8], groups: &[(usize, usize)]) -> Option<(usize, usize)> {
+    let digits_of = |from: usize, to: usize| -> Vec<u8> {
+        groups[from..=to]
+            .iter()
+            .flat_map(|&(a, b)| bytes[a..b].iter().map(|d| d - b'0'))
+            .collect()
+    };
+    let n = groups.len();
+    for from in 0..n {
+        for to in (from..n).rev() {
+            let digits = digits_of(from, to);
+            if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+                return Some((groups[from].0, groups[to].1));
+            }
+        }
+    }
+    None
 }
 
 /// The Luhn (mod 10) checksum over decimal digits, rightmost being the check digit.
@@ -122,7 +145,10 @@ mod tests {
             "5500-0000-0000-0004",
             "amex 378282246310005 exp 12/29",
             "6011000990139424",
-            "4222222222222", // 13 digits
+            "4222222222222",             // 13 digits
+            "4111 1111 1111 1111 12/29", // an expiry date joins the run
+            "qty 2 4111 1111 1111 1111", // a quantity joins the run
+            "4111 1111 1111 1111 123",   // a CVV joins the run
         ] {
             assert!(contains_card_number(s), "{s} should be caught");
         }

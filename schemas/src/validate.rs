@@ -200,7 +200,9 @@ impl<'c> Validator<'c> {
     }
 
     fn key(&mut self, key: &str, check: impl FnOnce(&mut Self)) {
-        self.path.push(Segment::Key(key.to_owned()));
+        // Paths are echoed in answers and dead letters: never with a card number in them.
+        self.path
+            .push(Segment::Key(pci::mask_card_numbers(key).into_owned()));
         check(self);
         self.path.pop();
     }
@@ -370,7 +372,16 @@ impl<'c> Validator<'c> {
                     );
                     continue;
                 }
-                v.key(key, |v| v.check_string(value, max_value));
+                v.key(key, |v| {
+                    if pci::contains_card_number(key) {
+                        v.error(
+                            RejectReason::CardNumber,
+                            "the key looks like a payment card number".to_owned(),
+                        );
+                    } else {
+                        v.check_string(value, max_value);
+                    }
+                });
             }
         });
     }

@@ -231,3 +231,29 @@ fn committed_json_schema_matches_the_types() {
          or `emporium schema json > schemas/event.schema.json`"
     );
 }
+
+#[test]
+fn attribute_maps_refuse_repeated_keys_and_card_number_keys() {
+    let v = example_value(EventKind::ProductUpserted);
+    // A repeated key could hide a value from validation: the whole map is refused.
+    let text = serde_json::to_string(&v).expect("json").replace(
+        "\"attributes\":{\"color\":\"black\"}",
+        "\"attributes\":{\"note\":\"4111 1111 1111 1111\",\"note\":\"x\"}",
+    );
+    let errors = Event::parse(text.as_bytes(), &ctx()).expect_err("repeated key");
+    assert_eq!(errors.errors[0].path, "payload.attributes");
+    assert!(
+        errors.errors[0].message.contains("duplicate key"),
+        "{errors}"
+    );
+
+    let mut v = example_value(EventKind::ProductUpserted);
+    v["payload"]["attributes"] = json!({"4111111111111111": "x"});
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].1, RejectReason::CardNumber);
+    assert!(
+        !errors[0].0.contains("4111111111111111"),
+        "path masked: {}",
+        errors[0].0
+    );
+}

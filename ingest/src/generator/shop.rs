@@ -30,6 +30,8 @@ pub struct Generator {
     config: GeneratorConfig,
     rng: ChaCha8Rng,
     zipf: ZipfTable,
+    /// Multiplier mapping popularity rank to product index (coprime with `products`).
+    spread: usize,
     /// Event time of the next event, in ms since the epoch, and the step between events.
     clock_ms: f64,
     step_ms: f64,
@@ -102,6 +104,9 @@ impl Generator {
         config.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let zipf = ZipfTable::new(config.products, config.zipf_exponent);
+        let spread = (7_919..)
+            .find(|m| gcd(*m, config.products) == 1)
+            .expect("some multiplier is coprime with any product count");
         let mut sku_base = Vec::with_capacity(config.products + 1);
         let mut total = 0u32;
         for i in 0..config.products {
@@ -129,6 +134,7 @@ impl Generator {
         Ok(Self {
             rng,
             zipf,
+            spread,
             clock_ms,
             step_ms,
             prices,
@@ -190,8 +196,9 @@ impl Generator {
 
     fn popular_product(&mut self) -> usize {
         let rank = self.zipf.sample(&mut self.rng);
-        // Spread popularity over the id space so popular products are not all low ids.
-        rank.wrapping_mul(7_919) % self.config.products
+        // Spread popularity over the id space so popular products are not all low ids; the
+        // multiplier is coprime with the product count, so this is a permutation of ranks.
+        rank.wrapping_mul(self.spread) % self.config.products
     }
 
     fn next_payload(&mut self) -> Payload {
@@ -414,9 +421,18 @@ impl Generator {
         };
         // The generator's own guess at the inventory decision: all lines from stock, or rejected.
         let w = self.config.warehouses;
-        let mut picks = Vec::new();
+        let mut picks: Vec<(usize, i64)> = Vec::new();
         for &(sku, qty, _) in &order.lines {
-            match (0..w).find(|&wh| self.stock[sku * w + wh] >= qty) {
+            // Units an earlier line of this order already took count as gone.
+            let left = |slot: usize, picks: &[(usize, i64)]| {
+                self.stock[slot]
+                    - picks
+                        .iter()
+                        .filter(|(s, _)| *s == slot)
+                        .map(|(_, q)| q)
+                        .sum::<i64>()
+            };
+            match (0..w).find(|&wh| left(sku * w + wh, &picks) >= qty) {
                 Some(wh) => picks.push((sku * w + wh, qty)),
                 None => break,
             }
@@ -583,4 +599,8 @@ impl Iterator for Generator {
     fn next(&mut self) -> Option<Generated> {
         Some(self.next_generated())
     }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

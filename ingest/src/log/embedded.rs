@@ -79,7 +79,26 @@ pub struct EmbeddedLog {
 struct Shared {
     config: EmbeddedConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Set when the files may no longer match what the writer believes (a failed rollback, a
+    /// dead writer): every later call fails until the log is reopened and recovery runs.
+    failure: Mutex<Option<String>>,
     _lock: File,
+}
+
+impl Shared {
+    fn check(&self) -> Result<()> {
+        match self.failure.lock().as_ref() {
+            Some(why) => Err(LogError::Unavailable(format!(
+                "the embedded log stopped after a storage failure and must be reopened: {why}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&self, why: String) {
+        tracing::error!(reason = %why, "embedded log stopped");
+        self.failure.lock().get_or_insert(why);
+    }
 }
 
 struct Topic {
@@ -135,6 +154,9 @@ impl EmbeddedLog {
     /// Opens (creating if needed) the log in `config.dir`, recovering every partition's tail.
     pub fn open(config: EmbeddedConfig) -> Result<Self> {
         fs::create_dir_all(&config.dir).map_err(|e| LogError::io(&config.dir, e))?;
+        if let Some(parent) = config.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
         let lock_path = config.dir.join("LOCK");
         let lock = OpenOptions::new()
             .create(true)
@@ -158,13 +180,21 @@ impl EmbeddedLog {
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta: TopicMeta = read_json(&meta_path)?;
-            let (topic, writers) = recover_topic(&entry.path(), meta.partitions, &config)?;
+            if meta.partitions == 0 {
+                return Err(LogError::Corrupt {
+                    path: meta_path,
+                    position: 0,
+                    detail: "a topic with 0 partitions".into(),
+                });
+            }
+            let (topic, writers) = recover_topic(&entry.path(), meta.partitions)?;
             topics.insert(name.clone(), Arc::new(topic));
             active.insert(name, writers);
         }
         let shared = Arc::new(Shared {
             config,
             topics: RwLock::new(topics),
+            failure: Mutex::new(None),
             _lock: lock,
         });
         let (tx, rx) = mpsc::channel();
@@ -267,6 +297,7 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        self.shared.check()?;
         let topic = self.topic(topic)?;
         Ok(topic
             .partitions
@@ -402,6 +433,16 @@ struct Staged {
 
 impl Writer {
     fn run(mut self, commands: mpsc::Receiver<Command>) {
+        /// Marks the log failed if the writer thread unwinds, so readiness reports it.
+        struct PanicGuard(Arc<Shared>);
+        impl Drop for PanicGuard {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.fail("the writer thread panicked".into());
+                }
+            }
+        }
+        let _guard = PanicGuard(Arc::clone(&self.shared));
         while let Ok(first) = commands.recv() {
             let mut group = Vec::new();
             self.dispatch(first, &mut group);
@@ -443,7 +484,9 @@ impl Writer {
         }
         let dir = self.shared.config.dir.join(name);
         fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
-        let (topic, writers) = recover_topic(&dir, partitions, &self.shared.config)?;
+        // The topic's directory entry must be durable before anything in it is acknowledged.
+        sync_dir(&self.shared.config.dir)?;
+        let (topic, writers) = recover_topic(&dir, partitions)?;
         // The metadata file is written last: a topic directory without it is ignored on open.
         write_json_durably(&dir.join("topic.json"), &TopicMeta { partitions })?;
         self.shared
@@ -456,6 +499,7 @@ impl Writer {
 
     /// Encodes `records` into their partitions' staging buffers and assigns their offsets.
     fn stage(&mut self, topic: &str, records: Vec<Record>) -> Result<Vec<Position>> {
+        self.shared.check()?;
         let max = self.shared.config.max_record_bytes;
         if let Some(r) = records.iter().find(|r| r.key.len() + r.value.len() > max) {
             return Err(LogError::RecordTooLarge {
@@ -528,9 +572,21 @@ impl Writer {
             // All or nothing: cut every touched partition back to its last durable length.
             for (name, i) in &touched {
                 if let Some(seg) = self.active.get_mut(name).and_then(|s| s.get_mut(*i)) {
-                    let _ = seg.file.set_len(seg.len);
-                    let _ = seg.file.sync_data();
-                    let _ = seg.file.seek(SeekFrom::Start(seg.len));
+                    let restored = seg
+                        .file
+                        .set_len(seg.len)
+                        .and_then(|()| seg.file.sync_data())
+                        .and_then(|()| seg.file.metadata())
+                        .map(|m| m.len() == seg.len);
+                    if !matches!(restored, Ok(true)) {
+                        // The file may hold frames that were never acknowledged: stop, so the
+                        // next open's recovery decides what is in the log.
+                        self.shared.fail(format!(
+                            "could not cut {} back to {} bytes after a failed write: {restored:?}",
+                            seg.path.display(),
+                            seg.len
+                        ));
+                    }
                     seg.staged.clear();
                     seg.staged_count = 0;
                     seg.staged_index.clear();
@@ -639,11 +695,16 @@ fn apply_retention(partition: &Partition, config: &EmbeddedConfig) {
         total -= sizes[remove];
         remove += 1;
     }
-    for seg in segments.drain(..remove) {
+    // Oldest first, stopping at the first failure: the segments kept stay contiguous.
+    let mut deleted = 0;
+    for seg in segments.iter().take(remove) {
         if let Err(e) = fs::remove_file(&seg.path) {
             tracing::warn!(path = %seg.path.display(), error = %e, "could not delete expired segment");
+            break;
         }
+        deleted += 1;
     }
+    segments.drain(..deleted);
 }
 
 /// Topic and group names become directory and file names: keep them to one plain path segment.
@@ -769,22 +830,24 @@ fn read_frame(reader: &mut impl Read, max_body: usize) -> std::io::Result<FrameR
     ))
 }
 
-fn max_body(config: &EmbeddedConfig) -> usize {
-    FIXED_BODY_BYTES + config.max_record_bytes
+/// The largest body a frame at `position` of a file of `file_len` bytes can have: a length
+/// field beyond it is a torn or garbled write (and is never allocated). A setting such as
+/// `max_record_bytes` must not decide this, or lowering it would cut acknowledged records.
+fn max_body_at(file_len: u64, position: u64) -> usize {
+    file_len
+        .saturating_sub(position)
+        .saturating_sub(HEADER_BYTES as u64)
+        .min(u32::MAX as u64) as usize
 }
 
 /// Opens every partition of a topic, creating missing ones, and recovers their tails.
-fn recover_topic(
-    dir: &Path,
-    partitions: u32,
-    config: &EmbeddedConfig,
-) -> Result<(Topic, Vec<ActiveSegment>)> {
+fn recover_topic(dir: &Path, partitions: u32) -> Result<(Topic, Vec<ActiveSegment>)> {
     let mut parts = Vec::with_capacity(partitions as usize);
     let mut writers = Vec::with_capacity(partitions as usize);
     for p in 0..partitions {
         let pdir = dir.join(format!("{p:04}"));
         fs::create_dir_all(&pdir).map_err(|e| LogError::io(&pdir, e))?;
-        let (partition, active) = recover_partition(&pdir, config)?;
+        let (partition, active) = recover_partition(&pdir)?;
         parts.push(partition);
         writers.push(active);
     }
@@ -801,7 +864,7 @@ fn recover_topic(
     ))
 }
 
-fn recover_partition(dir: &Path, config: &EmbeddedConfig) -> Result<(Partition, ActiveSegment)> {
+fn recover_partition(dir: &Path) -> Result<(Partition, ActiveSegment)> {
     let mut bases: Vec<u64> = fs::read_dir(dir)
         .map_err(|e| LogError::io(dir, e))?
         .filter_map(|e| e.ok())
@@ -831,13 +894,14 @@ fn recover_partition(dir: &Path, config: &EmbeddedConfig) -> Result<(Partition, 
             });
         }
         let file = File::open(&path).map_err(|e| LogError::io(&path, e))?;
+        let file_len = file.metadata().map_err(|e| LogError::io(&path, e))?.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut position = 0u64;
         let mut entries = vec![(base, 0)];
         let mut indexed = 0u64;
         loop {
-            let read =
-                read_frame(&mut reader, max_body(config)).map_err(|e| LogError::io(&path, e))?;
+            let read = read_frame(&mut reader, max_body_at(file_len, position))
+                .map_err(|e| LogError::io(&path, e))?;
             let problem = match read {
                 FrameRead::End => break,
                 FrameRead::Frame(frame, size) if frame.offset == expected => {
@@ -942,14 +1006,21 @@ fn read_partition(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(LogError::io(&seg.path, e)),
         };
+        let file_len = file
+            .metadata()
+            .map_err(|e| LogError::io(&seg.path, e))?
+            .len();
         let mut reader = BufReader::with_capacity(256 * 1024, file);
         reader
             .seek(SeekFrom::Start(position))
             .map_err(|e| LogError::io(&seg.path, e))?;
+        let mut position = position;
         // Stops at the end of this segment, or at frames beyond the durable end being written now.
-        while let FrameRead::Frame(frame, _) =
-            read_frame(&mut reader, usize::MAX).map_err(|e| LogError::io(&seg.path, e))?
+        while let FrameRead::Frame(frame, size) =
+            read_frame(&mut reader, max_body_at(file_len, position))
+                .map_err(|e| LogError::io(&seg.path, e))?
         {
+            position += size;
             if frame.offset >= end {
                 return Ok(out);
             }

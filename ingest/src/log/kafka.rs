@@ -301,6 +301,7 @@ impl EventLog for KafkaLog {
                 .clone()
                 .set("group.id", "emporium-reader")
                 .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
                 .set("enable.partition.eof", "false")
                 .create()?;
             let mut tpl = TopicPartitionList::new();
@@ -314,6 +315,13 @@ impl EventLog for KafkaLog {
                     Some(Err(e)) => return Err(e.into()),
                     None => {}
                 }
+            }
+            // Callers take a short read for the end of the partition: never return one early.
+            if out.len() < wanted {
+                return Err(LogError::Unavailable(format!(
+                    "read {} of {wanted} records of {name}/{partition} from offset {from} before the deadline",
+                    out.len()
+                )));
             }
             Ok(out)
         })
@@ -333,7 +341,7 @@ impl EventLog for KafkaLog {
         let consumer: StreamConsumer = config.create()?;
         consumer.subscribe(&[topic])?;
         Ok(Box::new(KafkaConsumer {
-            consumer,
+            consumer: Arc::new(consumer),
             topic: topic.to_owned(),
         }))
     }
@@ -350,7 +358,7 @@ fn owned<M: Message>(m: &M) -> ConsumedRecord {
 }
 
 struct KafkaConsumer {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     topic: String,
 }
 
@@ -358,6 +366,9 @@ struct KafkaConsumer {
 impl LogConsumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumedRecord>> {
         let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
         match tokio::time::timeout(timeout, self.consumer.recv()).await {
             Err(_) => return Ok(out),
             Ok(m) => out.push(owned(&m?)),
@@ -380,7 +391,11 @@ impl LogConsumer for KafkaConsumer {
                 Offset::Offset(p.offset as i64),
             )?;
         }
-        self.consumer.commit(&tpl, CommitMode::Sync)?;
+        // A synchronous commit waits for the broker: not on a runtime thread.
+        let consumer = Arc::clone(&self.consumer);
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| LogError::Unavailable(format!("commit task failed: {e}")))??;
         Ok(())
     }
 }
