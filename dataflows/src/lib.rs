@@ -14,3 +14,4 @@
 pub mod decider;
 pub mod event_time;
 pub mod inventory;
+pub mod pipeline;

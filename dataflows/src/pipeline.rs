@@ -1,0 +1,287 @@
+//! The edge of the inventory dataflow: it reads every partition of the events topic through the
+//! [`EventLog`] trait, runs the decider as a timely dataflow on several worker threads, and appends
+//! the decisions to the log. All I/O of `dataflows/` lives here; the computation it runs is the
+//! pure [`Decider`].
+//!
+//! Workers split the partitions (partition `p` is read by worker `p mod workers`) and exchange
+//! every record to worker 0, where one [`Decider`] applies them at the event-time watermark:
+//! decisions are therefore the same for any number of workers (ADR 0005). Decision events get
+//! deterministic ids (UUIDv5 of kind and order id), and ids already in the log are never appended
+//! again, so a restart that replays the log from the start converges to the same log as an
+//! uninterrupted run: nothing decided twice, nothing lost.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use chrono::Duration;
+use emporium_ingest::log::{EVENTS_TOPIC, EventLog, LogError, Record};
+use emporium_schemas::{Event, EventKind, Payload};
+use serde::Deserialize;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Input, Inspect, Operator, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+use uuid::Uuid;
+
+use crate::decider::Decider;
+use crate::inventory::{InventoryConfig, Output};
+
+/// The namespace of decision event ids (UUIDv5 of `"<type>:<order_id>"`).
+pub const DECISION_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_0b7e_2d4a_4e61_9c83_7a2b_e6d4_1f09);
+
+/// Settings of the decision pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Timely worker threads; partitions are split between them.
+    pub workers: usize,
+    /// How far behind its partition's newest event an event may arrive and still count at its
+    /// own time (ADR 0005).
+    pub allowed_lateness: Duration,
+    pub inventory: InventoryConfig,
+    /// Records read from one partition per round.
+    pub read_batch: usize,
+    /// Pause when a round read nothing.
+    pub idle_sleep: std::time::Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            allowed_lateness: Duration::milliseconds(500),
+            inventory: InventoryConfig::default(),
+            read_batch: 5_000,
+            idle_sleep: std::time::Duration::from_millis(20),
+        }
+    }
+}
+
+/// Counters the pipeline updates while it runs.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub records_read: AtomicU64,
+    pub decisions_appended: AtomicU64,
+    /// Decisions already in the log (a replay after a restart).
+    pub decisions_already_logged: AtomicU64,
+    pub anomalies: AtomicU64,
+    /// Records that are not events (cannot happen through ingest; counted, never fatal).
+    pub undecodable: AtomicU64,
+    /// The decider's watermark, in ms since the epoch (`i64::MIN` until every partition spoke).
+    pub watermark_ms: AtomicI64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    #[error("timely: {0}")]
+    Timely(String),
+}
+
+/// The decision event for a decider output, with its deterministic id.
+pub fn decision_event(at: chrono::DateTime<chrono::Utc>, payload: Payload) -> Event {
+    let order_id = match &payload {
+        Payload::InventoryReserved(d) => d.order_id.as_str(),
+        Payload::OrderRejected(d) => d.order_id.as_str(),
+        Payload::ReservationReleased(d) => d.order_id.as_str(),
+        other => other.partition_key(),
+    };
+    let name = format!("{}:{order_id}", payload.kind());
+    Event::new(
+        Uuid::new_v5(&DECISION_NAMESPACE, name.as_bytes()),
+        at,
+        payload,
+    )
+}
+
+/// Runs until `stop` is set. Blocking: give it its own thread.
+pub fn run(
+    log: Arc<dyn EventLog>,
+    runtime: tokio::runtime::Handle,
+    config: PipelineConfig,
+    stats: Arc<PipelineStats>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), PipelineError> {
+    let partitions = runtime.block_on(log.partition_count(EVENTS_TOPIC))?;
+    stats.watermark_ms.store(i64::MIN, Ordering::Relaxed);
+    let logged = Arc::new(runtime.block_on(decisions_in_log(log.as_ref()))?);
+    tracing::info!(
+        partitions,
+        workers = config.workers,
+        decisions_in_log = logged.len(),
+        "inventory pipeline starting"
+    );
+    let workers = config.workers.max(1);
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        worker_main(
+            worker, partitions, &log, &runtime, &config, &stats, &stop, &logged,
+        )
+    })
+    .map_err(PipelineError::Timely)?;
+    for result in guards.join() {
+        result.map_err(PipelineError::Timely)??;
+    }
+    Ok(())
+}
+
+type Raw = (u32, u64, Vec<u8>);
+
+#[allow(clippy::too_many_arguments)]
+fn worker_main(
+    worker: &mut timely::worker::Worker,
+    partitions: u32,
+    log: &Arc<dyn EventLog>,
+    runtime: &tokio::runtime::Handle,
+    config: &PipelineConfig,
+    stats: &Arc<PipelineStats>,
+    stop: &Arc<AtomicBool>,
+    logged: &Arc<HashSet<Uuid>>,
+) -> Result<(), PipelineError> {
+    let index = worker.index();
+    let peers = worker.peers();
+    let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Raw>>> = InputHandle::new();
+    let probe = ProbeHandle::new();
+    let decided: Rc<RefCell<Vec<Output>>> = Rc::new(RefCell::new(Vec::new()));
+    {
+        let (decided, stats) = (Rc::clone(&decided), Arc::clone(stats));
+        let (lateness, inventory) = (config.allowed_lateness, config.inventory.clone());
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .unary::<CapacityContainerBuilder<Vec<Output>>, _, _, _>(
+                    // Every record to worker 0: one decider sees the whole log.
+                    Exchange::new(|_: &Raw| 0u64),
+                    "InventoryDecider",
+                    move |_capability, _info| {
+                        let mut decider = Decider::new(partitions as usize, lateness, inventory);
+                        let mut outputs = Vec::new();
+                        move |input, output| {
+                            input.for_each(|time, data| {
+                                for (partition, _offset, bytes) in data.drain(..) {
+                                    match Event::decode(&bytes) {
+                                        // Decisions are outputs, not inputs of the decider.
+                                        Ok(event) if event.kind().is_system() => {}
+                                        Ok(event) => decider.push(partition as usize, event),
+                                        Err(_) => {
+                                            stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                }
+                                decider.decide(&mut outputs);
+                                if let Some(w) = decider.watermark() {
+                                    stats
+                                        .watermark_ms
+                                        .store(w.timestamp_millis(), Ordering::Relaxed);
+                                }
+                                output.session(&time).give_iterator(outputs.drain(..));
+                            });
+                        }
+                    },
+                )
+                .inspect(move |o: &Output| decided.borrow_mut().push(o.clone()))
+                .probe_with(&probe);
+        });
+    }
+
+    let mine: Vec<u32> = (0..partitions)
+        .filter(|p| *p as usize % peers == index)
+        .collect();
+    let mut next = vec![0u64; mine.len()];
+    let mut round = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut read = 0;
+        for (i, &p) in mine.iter().enumerate() {
+            let records =
+                runtime.block_on(log.read(EVENTS_TOPIC, p, next[i], config.read_batch))?;
+            read += records.len();
+            for r in records {
+                next[i] = r.offset + 1;
+                input.send((p, r.offset, r.value.to_vec()));
+            }
+        }
+        stats.records_read.fetch_add(read as u64, Ordering::Relaxed);
+        round += 1;
+        input.advance_to(round);
+        while probe.less_than(input.time()) {
+            worker.step();
+        }
+        let outputs: Vec<Output> = decided.borrow_mut().drain(..).collect();
+        append_decisions(log, runtime, outputs, stats, logged)?;
+        if read == 0 {
+            std::thread::sleep(config.idle_sleep);
+        }
+    }
+    Ok(())
+}
+
+fn append_decisions(
+    log: &Arc<dyn EventLog>,
+    runtime: &tokio::runtime::Handle,
+    outputs: Vec<Output>,
+    stats: &PipelineStats,
+    logged: &HashSet<Uuid>,
+) -> Result<(), PipelineError> {
+    let mut records = Vec::new();
+    for output in outputs {
+        match output {
+            Output::Decision { at, payload } => {
+                let event = decision_event(at, payload);
+                if logged.contains(&event.event_id) {
+                    stats
+                        .decisions_already_logged
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                records.push(Record::new(
+                    event.partition_key().as_bytes().to_vec(),
+                    event.to_json(),
+                ));
+            }
+            Output::Anomaly {
+                at,
+                key,
+                kind,
+                detail,
+            } => {
+                stats.anomalies.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%at, key, kind, detail, "anomaly");
+            }
+        }
+    }
+    let n = records.len() as u64;
+    if n > 0 {
+        runtime.block_on(log.append(EVENTS_TOPIC, records))?;
+        stats.decisions_appended.fetch_add(n, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Ids of the decision events already in the log (read once at start).
+async fn decisions_in_log(log: &dyn EventLog) -> Result<HashSet<Uuid>, LogError> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        event_id: Uuid,
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    let mut ids = HashSet::new();
+    for (p, &end) in log.end_offsets(EVENTS_TOPIC).await?.iter().enumerate() {
+        let mut from = 0;
+        while from < end {
+            let batch = log.read(EVENTS_TOPIC, p as u32, from, 50_000).await?;
+            let Some(last) = batch.last() else { break };
+            from = last.offset + 1;
+            for r in batch {
+                if let Ok(head) = serde_json::from_slice::<Head>(&r.value)
+                    && EventKind::from_name(&head.kind).is_some_and(EventKind::is_system)
+                {
+                    ids.insert(head.event_id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
