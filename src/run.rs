@@ -1,15 +1,16 @@
 //! `emporium run`: the platform in one process. Today: the ingest API over the embedded log (or
-//! Kafka), with an optional demo generator feeding it. Ctrl-C drains requests and stops cleanly;
+//! Kafka), the inventory dataflow deciding orders, and an optional demo generator feeding it. Ctrl-C drains requests and stops cleanly;
 //! a restart continues where the log left off.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use emporium_dataflows::pipeline::{self, PipelineConfig, PipelineStats};
 use emporium_ingest::api;
 use emporium_ingest::generator::output::{self, Limits, Progress};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
@@ -42,6 +43,9 @@ pub struct RunArgs {
     /// Events per second the demo generator sends.
     #[arg(long, default_value_t = 200.0, requires = "demo")]
     demo_rate: f64,
+    /// Timely worker threads of the inventory dataflow (they split the log's partitions).
+    #[arg(long, env = "EMPORIUM_WORKERS", default_value_t = 2)]
+    workers: usize,
     /// Seconds between status lines (0: none).
     #[arg(long, default_value_t = 5)]
     status_every: u64,
@@ -140,10 +144,35 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
     });
+    // The inventory dataflow: decides every order at the event-time watermark and appends the
+    // decisions to the log (ADR 0005). Its own threads: timely workers block on the log.
+    let pipeline_stats = Arc::new(PipelineStats::default());
+    let pipeline_stop = Arc::new(AtomicBool::new(false));
+    let pipeline = {
+        let config = PipelineConfig {
+            workers: args.workers,
+            ..PipelineConfig::default()
+        };
+        let (log, stats, stop) = (
+            Arc::clone(&log),
+            Arc::clone(&pipeline_stats),
+            Arc::clone(&pipeline_stop),
+        );
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("emporium-dataflow".into())
+            .spawn(move || pipeline::run(log, runtime, config, stats, stop))
+            .context("starting the dataflow thread")?
+    };
+    println!(
+        "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events",
+        args.workers
+    );
     println!("Press Ctrl-C to stop.");
 
     let status = (args.status_every > 0).then(|| {
         let log = Arc::clone(&log);
+        let stats = Arc::clone(&pipeline_stats);
         let every = Duration::from_secs(args.status_every);
         tokio::spawn(async move {
             let start = Instant::now();
@@ -163,9 +192,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 let now = Instant::now();
                 let rate = events.saturating_sub(last.1) as f64 / (now - last.0).as_secs_f64();
                 last = (now, events);
+                let watermark = stats.watermark_ms.load(Ordering::Relaxed);
+                let lag = if watermark == i64::MIN {
+                    "waiting for every partition".to_owned()
+                } else {
+                    let ms = chrono::Utc::now().timestamp_millis() - watermark;
+                    format!("watermark {:.1} s behind", ms as f64 / 1000.0)
+                };
                 println!(
-                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead}",
+                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead} | decisions: {} ({lag}), anomalies: {}",
                     start.elapsed().as_secs_f64(),
+                    stats.decisions_appended.load(Ordering::Relaxed),
+                    stats.anomalies.load(Ordering::Relaxed),
                 );
             }
         })
@@ -184,6 +222,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("HTTP server task")?
         .context("HTTP server")?;
+    pipeline_stop.store(true, Ordering::Relaxed);
+    let pipeline_result = tokio::task::spawn_blocking(move || pipeline.join())
+        .await
+        .context("joining the dataflow thread")?;
+    match pipeline_result {
+        Ok(result) => result.context("inventory dataflow")?,
+        Err(_) => anyhow::bail!("the inventory dataflow panicked"),
+    }
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);
     println!(
