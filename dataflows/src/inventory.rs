@@ -91,6 +91,8 @@ pub struct Inventory {
     stock: BTreeMap<(String, String), Stock>,
     orders: HashMap<String, OrderState>,
     expiries: BTreeSet<(DateTime<Utc>, String)>,
+    /// Orders in `Reserved`, kept as a count so reading it costs nothing.
+    open: usize,
 }
 
 impl Inventory {
@@ -115,10 +117,7 @@ impl Inventory {
 
     /// Orders holding a reservation now.
     pub fn open_reservations(&self) -> usize {
-        self.orders
-            .values()
-            .filter(|s| matches!(s, OrderState::Reserved { .. }))
-            .count()
+        self.open
     }
 
     /// Releases every unpaid reservation whose deadline is before `t`.
@@ -252,6 +251,7 @@ impl Inventory {
         }
         let deadline = at + self.config.reservation_ttl;
         self.expiries.insert((deadline, order_id.to_owned()));
+        self.open += 1;
         self.orders.insert(
             order_id.to_owned(),
             OrderState::Reserved {
@@ -329,6 +329,7 @@ impl Inventory {
             stock.shipped += line.qty;
         }
         self.orders.insert(order_id.to_owned(), OrderState::Shipped);
+        self.open -= 1;
     }
 }
 

@@ -14,4 +14,5 @@
 pub mod decider;
 pub mod event_time;
 pub mod inventory;
+mod metrics;
 pub mod pipeline;

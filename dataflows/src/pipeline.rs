@@ -11,7 +11,7 @@
 //! uninterrupted run: nothing decided twice, nothing lost.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::decider::Decider;
 use crate::inventory::{InventoryConfig, Output};
+use crate::metrics;
 
 /// The namespace of decision event ids (UUIDv5 of `"<type>:<order_id>"`).
 pub const DECISION_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_0b7e_2d4a_4e61_9c83_7a2b_e6d4_1f09);
@@ -127,7 +128,10 @@ pub fn run(
     Ok(())
 }
 
-type Raw = (u32, u64, Vec<u8>);
+/// A record on its way to the decider: partition, append time (ms), bytes.
+type Raw = (u32, i64, Vec<u8>);
+/// A decider output, with the append time of the `order_placed` it decides (for latency).
+type Decided = (Output, Option<i64>);
 
 #[allow(clippy::too_many_arguments)]
 fn worker_main(
@@ -144,27 +148,34 @@ fn worker_main(
     let peers = worker.peers();
     let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Raw>>> = InputHandle::new();
     let probe = ProbeHandle::new();
-    let decided: Rc<RefCell<Vec<Output>>> = Rc::new(RefCell::new(Vec::new()));
+    let decided: Rc<RefCell<Vec<Decided>>> = Rc::new(RefCell::new(Vec::new()));
     {
         let (decided, stats) = (Rc::clone(&decided), Arc::clone(stats));
         let (lateness, inventory) = (config.allowed_lateness, config.inventory.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)
-                .unary::<CapacityContainerBuilder<Vec<Output>>, _, _, _>(
+                .unary::<CapacityContainerBuilder<Vec<Decided>>, _, _, _>(
                     // Every record to worker 0: one decider sees the whole log.
                     Exchange::new(|_: &Raw| 0u64),
                     "InventoryDecider",
                     move |_capability, _info| {
                         let mut decider = Decider::new(partitions as usize, lateness, inventory);
                         let mut outputs = Vec::new();
+                        // Append time of each undecided order_placed, for decision latency.
+                        let mut placed_at: HashMap<String, i64> = HashMap::new();
                         move |input, output| {
                             input.for_each(|time, data| {
-                                for (partition, _offset, bytes) in data.drain(..) {
+                                for (partition, appended_ms, bytes) in data.drain(..) {
                                     match Event::decode(&bytes) {
                                         // Decisions are outputs, not inputs of the decider.
                                         Ok(event) if event.kind().is_system() => {}
-                                        Ok(event) => decider.push(partition as usize, event),
+                                        Ok(event) => {
+                                            if let Payload::OrderPlaced(o) = &event.payload {
+                                                placed_at.insert(o.order_id.clone(), appended_ms);
+                                            }
+                                            decider.push(partition as usize, event)
+                                        }
                                         Err(_) => {
                                             stats.undecodable.fetch_add(1, Ordering::Relaxed);
                                         }
@@ -175,17 +186,36 @@ fn worker_main(
                                     stats
                                         .watermark_ms
                                         .store(w.timestamp_millis(), Ordering::Relaxed);
+                                    let lag = chrono::Utc::now() - w;
+                                    metrics::watermark_lag(lag.to_std().unwrap_or_default());
                                 }
-                                output.session(&time).give_iterator(outputs.drain(..));
+                                metrics::open_reservations(decider.inventory().open_reservations());
+                                let decided = outputs.drain(..).map(|o| {
+                                    let order = match &o {
+                                        Output::Decision {
+                                            payload: Payload::InventoryReserved(d),
+                                            ..
+                                        } => Some(&d.order_id),
+                                        Output::Decision {
+                                            payload: Payload::OrderRejected(d),
+                                            ..
+                                        } => Some(&d.order_id),
+                                        _ => None,
+                                    };
+                                    let placed = order.and_then(|id| placed_at.remove(id));
+                                    (o, placed)
+                                });
+                                output.session(&time).give_iterator(decided);
                             });
                         }
                     },
                 )
-                .inspect(move |o: &Output| decided.borrow_mut().push(o.clone()))
+                .inspect(move |o: &Decided| decided.borrow_mut().push(o.clone()))
                 .probe_with(&probe);
         });
     }
 
+    let started_ms = chrono::Utc::now().timestamp_millis();
     let mine: Vec<u32> = (0..partitions)
         .filter(|p| *p as usize % peers == index)
         .collect();
@@ -199,17 +229,18 @@ fn worker_main(
             read += records.len();
             for r in records {
                 next[i] = r.offset + 1;
-                input.send((p, r.offset, r.value.to_vec()));
+                input.send((p, r.timestamp_ms, r.value.to_vec()));
             }
         }
         stats.records_read.fetch_add(read as u64, Ordering::Relaxed);
+        metrics::records_read(read as u64);
         round += 1;
         input.advance_to(round);
         while probe.less_than(input.time()) {
             worker.step();
         }
-        let outputs: Vec<Output> = decided.borrow_mut().drain(..).collect();
-        append_decisions(log, runtime, outputs, stats, logged)?;
+        let outputs: Vec<Decided> = decided.borrow_mut().drain(..).collect();
+        append_decisions(log, runtime, outputs, stats, logged, started_ms)?;
         if read == 0 {
             std::thread::sleep(config.idle_sleep);
         }
@@ -220,14 +251,21 @@ fn worker_main(
 fn append_decisions(
     log: &Arc<dyn EventLog>,
     runtime: &tokio::runtime::Handle,
-    outputs: Vec<Output>,
+    outputs: Vec<Decided>,
     stats: &PipelineStats,
     logged: &HashSet<Uuid>,
+    started_ms: i64,
 ) -> Result<(), PipelineError> {
     let mut records = Vec::new();
-    for output in outputs {
+    let mut placed = Vec::new();
+    for (output, placed_ms) in outputs {
         match output {
             Output::Decision { at, payload } => {
+                metrics::decision(match &payload {
+                    Payload::InventoryReserved(_) => "reserved",
+                    Payload::OrderRejected(_) => "rejected",
+                    _ => "released",
+                });
                 let event = decision_event(at, payload);
                 if logged.contains(&event.event_id) {
                     stats
@@ -235,6 +273,7 @@ fn append_decisions(
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                placed.extend(placed_ms);
                 records.push(Record::new(
                     event.partition_key().as_bytes().to_vec(),
                     event.to_json(),
@@ -247,6 +286,7 @@ fn append_decisions(
                 detail,
             } => {
                 stats.anomalies.fetch_add(1, Ordering::Relaxed);
+                metrics::anomaly(kind);
                 tracing::debug!(%at, key, kind, detail, "anomaly");
             }
         }
@@ -255,6 +295,12 @@ fn append_decisions(
     if n > 0 {
         runtime.block_on(log.append(EVENTS_TOPIC, records))?;
         stats.decisions_appended.fetch_add(n, Ordering::Relaxed);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        // Orders appended before this run started are a replay, not decision latency.
+        for ms in placed.into_iter().filter(|ms| *ms >= started_ms) {
+            let latency = std::time::Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
+            metrics::decision_latency(latency);
+        }
     }
     Ok(())
 }

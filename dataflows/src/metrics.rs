@@ -1,0 +1,32 @@
+//! Every metric the dataflows emit, from one place (`emporium_dataflow_<what>_<unit>`). Only the
+//! pipeline edge calls these; the computations stay free of side effects.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+pub(crate) fn records_read(n: u64) {
+    counter!("emporium_dataflow_records_read_total").increment(n);
+}
+
+pub(crate) fn decision(outcome: &'static str) {
+    counter!("emporium_dataflow_decisions_total", "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn anomaly(kind: &'static str) {
+    counter!("emporium_dataflow_anomalies_total", "kind" => kind).increment(1);
+}
+
+pub(crate) fn open_reservations(n: usize) {
+    gauge!("emporium_dataflow_open_reservations").set(n as f64);
+}
+
+/// How far the event-time watermark trails the wall clock.
+pub(crate) fn watermark_lag(lag: Duration) {
+    gauge!("emporium_dataflow_watermark_lag_seconds").set(lag.as_secs_f64());
+}
+
+/// From an `order_placed` appended to the log to its decision appended (durable) to the log.
+pub(crate) fn decision_latency(latency: Duration) {
+    histogram!("emporium_dataflow_decision_latency_seconds").record(latency.as_secs_f64());
+}
