@@ -5,6 +5,7 @@
 //! - [`event_time`]: the decision time of each event, a pure function of its partition's contents;
 //! - [`inventory`]: the inventory decider — stock per (sku, warehouse), all-or-nothing reservations,
 //!   releases and shipments, in decision-time order;
+//! - [`orders`]: every order's status, lines and transition times, with anomalies;
 //! - [`decider`]: the streaming driver that buffers events from every partition and applies them
 //!   once the watermark has passed them, so decisions do not depend on how partitions interleave.
 //!
@@ -15,4 +16,5 @@ pub mod decider;
 pub mod event_time;
 pub mod inventory;
 mod metrics;
+pub mod orders;
 pub mod pipeline;

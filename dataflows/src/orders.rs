@@ -1,0 +1,165 @@
+//! Order state: every order's status, lines and the time of every transition, maintained from the
+//! log (shopper and payment events, fulfilment events, and the inventory decisions).
+//!
+//! Input: one order's events in log order. All of an order's events — decisions included — are
+//! keyed by `order_id` (ADR 0002), so they share a partition and its order; the fold therefore
+//! runs per partition, and any interleaving of partitions gives the same states.
+//! Output: the order views and anomalies. Invariant: a status only moves along the machine below;
+//! an event that makes no sense for the order's status is an anomaly (recorded, never a crash,
+//! never silently dropped) and changes nothing — except a shipment, which records the physical
+//! fact.
+//!
+//! placed → reserved | rejected → paid | payment_failed → shipped → delivered → returned, plus
+//! cancelled (before shipping) and expired (a reservation released for want of payment).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use emporium_schemas::orders::OrderLine;
+use emporium_schemas::{Event, Payload};
+use serde::Serialize;
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Placed,
+    Reserved,
+    Rejected,
+    Paid,
+    PaymentFailed,
+    Cancelled,
+    Expired,
+    Shipped,
+    Delivered,
+    Returned,
+}
+
+/// One order as a reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderView {
+    pub order_id: String,
+    pub user_id: String,
+    pub lines: Vec<OrderLine>,
+    pub status: OrderStatus,
+    /// Every transition with the event time it happened at, oldest first.
+    pub history: Vec<(OrderStatus, DateTime<Utc>)>,
+}
+
+/// An event that made no sense for its order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderAnomaly {
+    pub order_id: String,
+    pub at: DateTime<Utc>,
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// Every order's view, folded from the log.
+#[derive(Debug, Clone, Default)]
+pub struct Orders {
+    orders: HashMap<String, OrderView>,
+}
+
+impl Orders {
+    pub fn get(&self, order_id: &str) -> Option<&OrderView> {
+        self.orders.get(order_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &OrderView> {
+        self.orders.values()
+    }
+
+    /// Applies the next event of an order (in its partition's log order).
+    pub fn apply(&mut self, event: &Event, anomalies: &mut Vec<OrderAnomaly>) {
+        use OrderStatus::*;
+        let at = event.occurred_at;
+        let (order_id, next, allowed): (&str, OrderStatus, &[OrderStatus]) = match &event.payload {
+            Payload::OrderPlaced(e) => {
+                if self.orders.contains_key(&e.order_id) {
+                    anomalies.push(anomaly(
+                        &e.order_id,
+                        at,
+                        "order_placed_twice",
+                        "already placed",
+                    ));
+                } else {
+                    self.orders.insert(
+                        e.order_id.clone(),
+                        OrderView {
+                            order_id: e.order_id.clone(),
+                            user_id: e.user_id.clone(),
+                            lines: e.lines.clone(),
+                            status: Placed,
+                            history: vec![(Placed, at)],
+                        },
+                    );
+                }
+                return;
+            }
+            Payload::InventoryReserved(e) => (&e.order_id, Reserved, &[Placed]),
+            Payload::OrderRejected(e) => (&e.order_id, Rejected, &[Placed]),
+            Payload::PaymentAuthorized(e) => (&e.order_id, Paid, &[Reserved]),
+            Payload::PaymentFailed(e) => (&e.order_id, PaymentFailed, &[Reserved, Placed]),
+            Payload::OrderCancelled(e) => (&e.order_id, Cancelled, &[Placed, Reserved, Paid]),
+            Payload::ReservationReleased(e) => {
+                // Releases after a failed payment or a cancellation only confirm the status;
+                // an expiry is a transition of its own.
+                if e.reason != "expired" {
+                    return;
+                }
+                (&e.order_id, Expired, &[Reserved])
+            }
+            Payload::OrderShipped(e) => (&e.order_id, Shipped, &[Paid]),
+            Payload::OrderDelivered(e) => (&e.order_id, Delivered, &[Shipped]),
+            Payload::ReturnRequested(e) => (&e.order_id, Returned, &[Delivered]),
+            _ => return,
+        };
+        let Some(order) = self.orders.get_mut(order_id) else {
+            anomalies.push(anomaly(
+                order_id,
+                at,
+                "unknown_order",
+                &format!("{} for an order never placed", event.kind()),
+            ));
+            return;
+        };
+        if allowed.contains(&order.status) {
+            order.status = next;
+            order.history.push((next, at));
+            return;
+        }
+        let kind = match (next, order.status) {
+            (Paid, Paid) => "duplicate_payment",
+            (Shipped, Reserved | Placed) => "shipped_before_payment",
+            (Shipped, Shipped | Delivered | Returned) => "shipped_twice",
+            (Cancelled, Shipped | Delivered | Returned) => "cancelled_after_shipping",
+            (Paid, Expired | Cancelled | Rejected | PaymentFailed) => "payment_after_close",
+            _ => "out_of_order",
+        };
+        let detail = format!("{} while {:?}", event.kind(), order.status);
+        anomalies.push(anomaly(order_id, at, kind, &detail));
+        if next == Shipped && kind == "shipped_before_payment" {
+            // The parcel left all the same: the view records the physical fact.
+            order.status = Shipped;
+            order.history.push((Shipped, at));
+        }
+    }
+}
+
+fn anomaly(order_id: &str, at: DateTime<Utc>, kind: &'static str, detail: &str) -> OrderAnomaly {
+    OrderAnomaly {
+        order_id: order_id.to_owned(),
+        at,
+        kind,
+        detail: detail.to_owned(),
+    }
+}
