@@ -198,7 +198,7 @@ fn shop_log(partitions: usize) -> Vec<Vec<Event>> {
     .expect("generator");
     let events: Vec<Event> = (0..30_000).map(|_| g.next_event()).collect();
     let (decisions, _) = decide_all(
-        &[events.clone()],
+        std::slice::from_ref(&events),
         Duration::zero(),
         InventoryConfig::default(),
     );
