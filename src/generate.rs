@@ -40,6 +40,10 @@ pub struct GenerateArgs {
     /// Share of lines made invalid on purpose (for testing validation and the dead-letter log).
     #[arg(long, default_value_t = 0.0)]
     invalid_fraction: f64,
+    /// Multiplies restock, shipping, delivery, return and review delays (1 = a real shop's hours
+    /// and days; 0.01 = a hundred times faster).
+    #[arg(long, default_value_t = 1.0)]
+    fulfilment_scale: f64,
     /// Share of payments that fail.
     #[arg(long, default_value_t = 0.05)]
     payment_failure_rate: f64,
@@ -116,6 +120,7 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
         warehouses: args.warehouses,
         invalid_fraction: args.invalid_fraction,
         payment_failure_rate: args.payment_failure_rate,
+        fulfilment_scale: args.fulfilment_scale,
         start,
         events_per_day,
         ..defaults

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use emporium_dataflows::orders::OrderStatus;
 use emporium_dataflows::pipeline::{self, PipelineConfig, PipelineStats};
 use emporium_ingest::api;
 use emporium_ingest::generator::output::{self, Limits, Progress};
@@ -121,9 +122,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             start: chrono::Utc::now(),
             events_per_day: args.demo_rate * 86_400.0,
             invalid_fraction: 0.002,
-            // A small catalog, so the shop's traffic starts within seconds.
+            // A small catalog, so the shop's traffic starts within seconds, and fulfilment
+            // 600× faster than a real shop, so orders ship within seconds to minutes.
             products: 200,
             users: 5_000,
+            fulfilment_scale: 1.0 / 600.0,
             ..GeneratorConfig::default()
         };
         let url = format!("{base}/v1/events");
@@ -204,6 +207,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     start.elapsed().as_secs_f64(),
                     stats.decisions_appended.load(Ordering::Relaxed),
                     stats.anomalies.load(Ordering::Relaxed),
+                );
+                let orders: Vec<String> = OrderStatus::ALL
+                    .iter()
+                    .map(|s| (s, stats.orders_by_status[*s as usize].load(Ordering::Relaxed)))
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(s, n)| format!("{n} {}", s.as_str()))
+                    .collect();
+                println!(
+                    "         orders: {} | stock on hand: {} units",
+                    if orders.is_empty() { "none yet".to_owned() } else { orders.join(", ") },
+                    stats.units_on_hand.load(Ordering::Relaxed)
                 );
             }
         })

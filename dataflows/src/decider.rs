@@ -12,6 +12,7 @@ use emporium_schemas::Event;
 
 use crate::event_time::PartitionClock;
 use crate::inventory::{Inventory, InventoryConfig, Output};
+use crate::orders::{OrderAnomaly, Orders};
 
 struct Pending {
     at: DateTime<Utc>,
@@ -51,6 +52,8 @@ pub struct Decider {
     pending: BinaryHeap<Reverse<Pending>>,
     applied: HashSet<u128>,
     inventory: Inventory,
+    orders: Orders,
+    order_anomalies: Vec<OrderAnomaly>,
 }
 
 impl Decider {
@@ -60,6 +63,8 @@ impl Decider {
             pending: BinaryHeap::new(),
             applied: HashSet::new(),
             inventory: Inventory::new(config),
+            orders: Orders::default(),
+            order_anomalies: Vec::new(),
         }
     }
 
@@ -107,9 +112,38 @@ impl Decider {
             };
             // A duplicate (same event id) is applied once: at its earliest decision time.
             if self.applied.insert(next.event.event_id.as_u128()) {
+                // Expiries due before this event, then the event, then what it decided: the
+                // order states see every transition in decision-time order.
+                let first = out.len();
+                self.inventory.advance_to(next.at, out);
+                self.orders_see(&out[first..]);
+                self.orders.apply(&next.event, &mut self.order_anomalies);
+                let first = out.len();
                 self.inventory.apply(next.at, &next.event, out);
+                self.orders_see(&out[first..]);
             }
         }
+    }
+}
+
+impl Decider {
+    fn orders_see(&mut self, outputs: &[Output]) {
+        for output in outputs {
+            if let Output::Decision { at, payload } = output {
+                let decision = Event::new(uuid::Uuid::nil(), *at, payload.clone());
+                self.orders.apply(&decision, &mut self.order_anomalies);
+            }
+        }
+    }
+
+    /// Every order's state, in decision-time order up to the watermark.
+    pub fn orders(&self) -> &Orders {
+        &self.orders
+    }
+
+    /// Order anomalies found since the last call.
+    pub fn take_order_anomalies(&mut self) -> Vec<OrderAnomaly> {
+        std::mem::take(&mut self.order_anomalies)
     }
 }
 

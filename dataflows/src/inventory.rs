@@ -93,6 +93,8 @@ pub struct Inventory {
     expiries: BTreeSet<(DateTime<Utc>, String)>,
     /// Orders in `Reserved`, kept as a count so reading it costs nothing.
     open: usize,
+    /// Units physically in every warehouse together, kept as a count.
+    on_hand: i64,
 }
 
 impl Inventory {
@@ -120,6 +122,11 @@ impl Inventory {
         self.open
     }
 
+    /// Units on hand over every sku and warehouse.
+    pub fn units_on_hand(&self) -> i64 {
+        self.on_hand
+    }
+
     /// Releases every unpaid reservation whose deadline is before `t`.
     pub fn advance_to(&mut self, t: DateTime<Utc>, out: &mut Vec<Output>) {
         while let Some((deadline, order_id)) = self.expiries.first().cloned() {
@@ -137,8 +144,10 @@ impl Inventory {
         match &event.payload {
             Payload::StockReceived(e) => {
                 self.entry(&e.sku, &e.warehouse).on_hand += e.quantity;
+                self.on_hand += e.quantity;
             }
             Payload::StockAdjusted(e) => {
+                self.on_hand += e.delta;
                 let stock = self.entry(&e.sku, &e.warehouse);
                 stock.on_hand += e.delta;
                 if stock.on_hand < stock.reserved {
@@ -327,6 +336,7 @@ impl Inventory {
             stock.reserved -= line.qty;
             stock.on_hand -= line.qty;
             stock.shipped += line.qty;
+            self.on_hand -= line.qty;
         }
         self.orders.insert(order_id.to_owned(), OrderState::Shipped);
         self.open -= 1;

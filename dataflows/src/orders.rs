@@ -23,7 +23,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
-    Placed,
+    Placed = 0,
     Reserved,
     Rejected,
     Paid,
@@ -33,6 +33,36 @@ pub enum OrderStatus {
     Shipped,
     Delivered,
     Returned,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 10] = [
+        OrderStatus::Placed,
+        OrderStatus::Reserved,
+        OrderStatus::Rejected,
+        OrderStatus::Paid,
+        OrderStatus::PaymentFailed,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Returned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "placed",
+            OrderStatus::Reserved => "reserved",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Paid => "paid",
+            OrderStatus::PaymentFailed => "payment_failed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Returned => "returned",
+        }
+    }
 }
 
 /// One order as a reader sees it.
@@ -59,11 +89,18 @@ pub struct OrderAnomaly {
 #[derive(Debug, Clone, Default)]
 pub struct Orders {
     orders: HashMap<String, OrderView>,
+    /// Orders per status, indexed by `OrderStatus as usize`.
+    counts: [usize; 10],
 }
 
 impl Orders {
     pub fn get(&self, order_id: &str) -> Option<&OrderView> {
         self.orders.get(order_id)
+    }
+
+    /// How many orders are in `status` now.
+    pub fn count(&self, status: OrderStatus) -> usize {
+        self.counts[status as usize]
     }
 
     pub fn len(&self) -> usize {
@@ -102,6 +139,7 @@ impl Orders {
                             history: vec![(Placed, at)],
                         },
                     );
+                    self.counts[Placed as usize] += 1;
                 }
                 return;
             }
@@ -133,6 +171,8 @@ impl Orders {
             return;
         };
         if allowed.contains(&order.status) {
+            self.counts[order.status as usize] -= 1;
+            self.counts[next as usize] += 1;
             order.status = next;
             order.history.push((next, at));
             return;
@@ -149,6 +189,8 @@ impl Orders {
         anomalies.push(anomaly(order_id, at, kind, &detail));
         if next == Shipped && kind == "shipped_before_payment" {
             // The parcel left all the same: the view records the physical fact.
+            self.counts[order.status as usize] -= 1;
+            self.counts[Shipped as usize] += 1;
             order.status = Shipped;
             order.history.push((Shipped, at));
         }

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::decider::Decider;
 use crate::inventory::{InventoryConfig, Output};
 use crate::metrics;
+use crate::orders::OrderStatus;
 
 /// The namespace of decision event ids (UUIDv5 of `"<type>:<order_id>"`).
 pub const DECISION_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_0b7e_2d4a_4e61_9c83_7a2b_e6d4_1f09);
@@ -72,6 +73,10 @@ pub struct PipelineStats {
     pub undecodable: AtomicU64,
     /// The decider's watermark, in ms since the epoch (`i64::MIN` until every partition spoke).
     pub watermark_ms: AtomicI64,
+    /// Orders per status now, indexed by `OrderStatus as usize` (see [`OrderStatus::ALL`]).
+    pub orders_by_status: [AtomicU64; 10],
+    /// Units on hand in every warehouse together, as decided so far.
+    pub units_on_hand: AtomicI64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +166,7 @@ fn worker_main(
                     "InventoryDecider",
                     move |_capability, _info| {
                         let mut decider = Decider::new(partitions as usize, lateness, inventory);
+
                         let mut outputs = Vec::new();
                         // Append time of each undecided order_placed, for decision latency.
                         let mut placed_at: HashMap<String, i64> = HashMap::new();
@@ -190,6 +196,18 @@ fn worker_main(
                                     metrics::watermark_lag(lag.to_std().unwrap_or_default());
                                 }
                                 metrics::open_reservations(decider.inventory().open_reservations());
+                                stats
+                                    .units_on_hand
+                                    .store(decider.inventory().units_on_hand(), Ordering::Relaxed);
+                                for status in OrderStatus::ALL {
+                                    let n = decider.orders().count(status) as u64;
+                                    stats.orders_by_status[status as usize]
+                                        .store(n, Ordering::Relaxed);
+                                }
+                                for a in decider.take_order_anomalies() {
+                                    stats.anomalies.fetch_add(1, Ordering::Relaxed);
+                                    metrics::anomaly(a.kind);
+                                }
                                 let decided = outputs.drain(..).map(|o| {
                                     let order = match &o {
                                         Output::Decision {

@@ -41,6 +41,9 @@ pub struct GeneratorConfig {
     pub concurrent_sessions: usize,
     /// Zipf exponent of product popularity.
     pub zipf_exponent: f64,
+    /// Multiplies the delays of restocks, cancellations, shipping, delivery, returns and reviews
+    /// (hours to days in a real shop); below 1 a demo shows whole order lives within minutes.
+    pub fulfilment_scale: f64,
 }
 
 impl Default for GeneratorConfig {
@@ -59,6 +62,7 @@ impl Default for GeneratorConfig {
             events_per_day: 1_000_000.0,
             concurrent_sessions: 64,
             zipf_exponent: 1.07,
+            fulfilment_scale: 1.0,
         }
     }
 }
@@ -117,6 +121,13 @@ impl GeneratorConfig {
                 "concurrent_sessions",
                 "at least 1",
                 self.concurrent_sessions.to_string(),
+            );
+        }
+        if !(self.fulfilment_scale > 0.0 && self.fulfilment_scale <= 1_000.0) {
+            return fail(
+                "fulfilment_scale",
+                "a positive factor of at most 1000",
+                self.fulfilment_scale.to_string(),
             );
         }
         if self.zipf_exponent.is_nan() || self.zipf_exponent <= 0.0 {

@@ -170,6 +170,13 @@ impl Generator {
         event
     }
 
+    /// A fulfilment delay scaled by `fulfilment_scale` (1.0: as in a real shop).
+    fn fulfilment(&self, delay: Duration) -> Duration {
+        Duration::milliseconds(
+            (delay.num_milliseconds() as f64 * self.config.fulfilment_scale) as i64,
+        )
+    }
+
     fn schedule(&mut self, after: Duration, followup: FollowUp) {
         let due = (self.clock_ms as i64 + after.num_milliseconds()).max(0) as u64;
         self.followup_seq += 1;
@@ -461,7 +468,8 @@ impl Generator {
             self.stock[slot] -= qty;
             if self.stock[slot] < RESTOCK_BELOW && !self.restock_pending[slot] {
                 self.restock_pending[slot] = true;
-                let after = Duration::hours(self.rng.random_range(1..12));
+                let delay = Duration::hours(self.rng.random_range(1..12));
+                let after = self.fulfilment(delay);
                 self.schedule(
                     after,
                     FollowUp::Restock {
@@ -492,10 +500,12 @@ impl Generator {
                         payment_token: order.token.clone(),
                     });
                     if self.rng.random_bool(0.03) {
-                        let after = Duration::minutes(self.rng.random_range(1..60));
+                        let delay = Duration::minutes(self.rng.random_range(1..60));
+                        let after = self.fulfilment(delay);
                         self.schedule(after, FollowUp::Cancel(order));
                     } else {
-                        let after = Duration::hours(self.rng.random_range(1..24));
+                        let delay = Duration::hours(self.rng.random_range(1..24));
+                        let after = self.fulfilment(delay);
                         self.schedule(after, FollowUp::Ship(order));
                     }
                     p
@@ -512,7 +522,8 @@ impl Generator {
                     carrier.to_uppercase(),
                     self.rng.random::<u64>() >> 16
                 );
-                let after = Duration::hours(self.rng.random_range(24..96));
+                let delay = Duration::hours(self.rng.random_range(24..96));
+                let after = self.fulfilment(delay);
                 let p = Payload::OrderShipped(OrderShipped {
                     order_id: order.id.clone(),
                     carrier: carrier.into(),
@@ -526,10 +537,12 @@ impl Generator {
                     order_id: order.id.clone(),
                 });
                 if self.rng.random_bool(0.03) {
-                    let after = Duration::days(self.rng.random_range(1..10));
+                    let delay = Duration::days(self.rng.random_range(1..10));
+                    let after = self.fulfilment(delay);
                     self.schedule(after, FollowUp::Return(order));
                 } else if self.rng.random_bool(0.15) {
-                    let after = Duration::days(self.rng.random_range(1..7));
+                    let delay = Duration::days(self.rng.random_range(1..7));
+                    let after = self.fulfilment(delay);
                     self.schedule(after, FollowUp::Review(order));
                 }
                 p
