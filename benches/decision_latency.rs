@@ -10,10 +10,10 @@ mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use emporium_dataflows::pipeline::{PipelineConfig, PipelineStats, run};
+use emporium_dataflows::pipeline::{PipelineConfig, RunningPipeline};
 use emporium_ingest::api;
 use emporium_ingest::generator::output::{Limits, Progress, send_http};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
@@ -38,21 +38,14 @@ async fn measure(rate: f64, seconds: u64) -> Measured {
     let intake = Intake::start(Arc::clone(&log), IntakeConfig::default())
         .await
         .expect("intake");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/v1/events", listener.local_addr().expect("addr"));
-    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, api::router(intake), async move {
-        let _ = stopped.await;
-    }));
-    let stats = Arc::new(PipelineStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = {
-        let (log, stats, stop) = (Arc::clone(&log), Arc::clone(&stats), Arc::clone(&stop));
-        let rt = tokio::runtime::Handle::current();
-        std::thread::spawn(move || run(log, rt, pipeline_config(), stats, stop))
-    };
+    let server = api::LocalServer::start(intake).await.expect("server");
+    let url = format!("{}/v1/events", server.base);
+    let pipeline = RunningPipeline::start(
+        Arc::clone(&log),
+        tokio::runtime::Handle::current(),
+        pipeline_config(),
+    )
+    .expect("pipeline");
     let mut generator = Generator::new(GeneratorConfig {
         products: 20_000,
         users: 1_000_000,
@@ -72,13 +65,11 @@ async fn measure(rate: f64, seconds: u64) -> Measured {
         .expect("send");
     // Let the watermark pass the last orders, then stop everything.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    tokio::task::spawn_blocking(move || pipeline.join())
+    tokio::task::spawn_blocking(move || pipeline.stop())
         .await
         .expect("join")
-        .expect("pipeline thread")
         .expect("pipeline");
-    let _ = stop_http.send(());
+    server.shutdown().await.expect("server stops");
 
     let records = read_all(log.as_ref(), EVENTS_TOPIC).await.expect("read");
     let mut placed: HashMap<String, i64> = HashMap::new();

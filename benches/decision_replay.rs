@@ -10,10 +10,10 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::pipeline::{PipelineConfig, PipelineStats, run};
+use emporium_dataflows::pipeline::{PipelineConfig, RunningPipeline};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record};
@@ -74,28 +74,19 @@ fn main() {
             .expect("ends")
             .iter()
             .sum();
-        let stats = Arc::new(PipelineStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
         let config = PipelineConfig {
             workers,
             ..PipelineConfig::default()
         };
         let start = Instant::now();
-        let handle = {
-            let (log, stats, stop, rt) = (
-                Arc::clone(&log),
-                Arc::clone(&stats),
-                Arc::clone(&stop),
-                rt.handle().clone(),
-            );
-            std::thread::spawn(move || run(log, rt, config, stats, stop))
-        };
+        let pipeline =
+            RunningPipeline::start(Arc::clone(&log), rt.handle().clone(), config).expect("start");
+        let stats = Arc::clone(&pipeline.stats);
         while stats.records_read.load(Ordering::Relaxed) < total {
             std::thread::sleep(Duration::from_millis(5));
         }
         let elapsed = start.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        handle.join().expect("thread").expect("pipeline");
+        pipeline.stop().expect("pipeline");
         row(&[
             format!("{workers}"),
             fmt_rate(total as f64 / elapsed.as_secs_f64()),

@@ -51,14 +51,8 @@ async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> (f64, Vec<
     let intake = Intake::start(Arc::clone(&log), IntakeConfig::default())
         .await
         .expect("intake");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/v1/events", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, api::router(intake), async move {
-        let _ = stopped.await;
-    }));
+    let server = api::LocalServer::start(intake).await.expect("server");
+    let url = format!("{}/v1/events", server.base);
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
@@ -106,8 +100,7 @@ async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> (f64, Vec<
         bodies.len() * BATCH,
         "every event accepted"
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    server.shutdown().await.expect("server stops");
     (rate, latencies)
 }
 

@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use emporium_dataflows::orders::OrderStatus;
-use emporium_dataflows::pipeline::{self, PipelineConfig, PipelineStats};
+use emporium_dataflows::pipeline::{PipelineConfig, RunningPipeline};
 use emporium_ingest::api;
 use emporium_ingest::generator::output::{self, Limits, Progress};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
@@ -149,24 +149,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     // The inventory dataflow: decides every order at the event-time watermark and appends the
     // decisions to the log (ADR 0005). Its own threads: timely workers block on the log.
-    let pipeline_stats = Arc::new(PipelineStats::default());
-    let pipeline_stop = Arc::new(AtomicBool::new(false));
-    let pipeline = {
-        let config = PipelineConfig {
+    let pipeline = RunningPipeline::start(
+        Arc::clone(&log),
+        tokio::runtime::Handle::current(),
+        PipelineConfig {
             workers: args.workers,
             ..PipelineConfig::default()
-        };
-        let (log, stats, stop) = (
-            Arc::clone(&log),
-            Arc::clone(&pipeline_stats),
-            Arc::clone(&pipeline_stop),
-        );
-        let runtime = tokio::runtime::Handle::current();
-        std::thread::Builder::new()
-            .name("emporium-dataflow".into())
-            .spawn(move || pipeline::run(log, runtime, config, stats, stop))
-            .context("starting the dataflow thread")?
-    };
+        },
+    )
+    .context("starting the dataflow thread")?;
+    let pipeline_stats = Arc::clone(&pipeline.stats);
     println!(
         "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events",
         args.workers
@@ -236,14 +228,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("HTTP server task")?
         .context("HTTP server")?;
-    pipeline_stop.store(true, Ordering::Relaxed);
-    let pipeline_result = tokio::task::spawn_blocking(move || pipeline.join())
+    tokio::task::spawn_blocking(move || pipeline.stop())
         .await
-        .context("joining the dataflow thread")?;
-    match pipeline_result {
-        Ok(result) => result.context("inventory dataflow")?,
-        Err(_) => anyhow::bail!("the inventory dataflow panicked"),
-    }
+        .context("joining the dataflow thread")?
+        .context("inventory dataflow")?;
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);
     println!(

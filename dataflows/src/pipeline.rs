@@ -103,7 +103,53 @@ pub fn decision_event(at: chrono::DateTime<chrono::Utc>, payload: Payload) -> Ev
     )
 }
 
-/// Runs until `stop` is set. Blocking: give it its own thread.
+/// The pipeline running on its own thread. Dropping it asks it to stop (without waiting).
+pub struct RunningPipeline {
+    pub stats: Arc<PipelineStats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), PipelineError>>>,
+}
+
+impl RunningPipeline {
+    /// Starts [`run`] on a thread named `emporium-dataflow`.
+    pub fn start(
+        log: Arc<dyn EventLog>,
+        runtime: tokio::runtime::Handle,
+        config: PipelineConfig,
+    ) -> std::io::Result<Self> {
+        let stats = Arc::new(PipelineStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("emporium-dataflow".into())
+                .spawn(move || run(log, runtime, config, stats, stop))?
+        };
+        Ok(Self {
+            stats,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after the current round and waits for the workers (blocking).
+    pub fn stop(mut self) -> Result<(), PipelineError> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(PipelineError::Timely("the pipeline thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningPipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs until `stop` is set. Blocking: give it its own thread (or use [`RunningPipeline`]).
 pub fn run(
     log: Arc<dyn EventLog>,
     runtime: tokio::runtime::Handle,

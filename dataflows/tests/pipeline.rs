@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::decide_all;
 use emporium_dataflows::inventory::Output;
-use emporium_dataflows::pipeline::{PipelineConfig, PipelineStats, decision_event, run};
+use emporium_dataflows::pipeline::{
+    PipelineConfig, PipelineStats, RunningPipeline, decision_event,
+};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
@@ -62,29 +64,20 @@ fn run_until_caught_up(
         .expect("ends")
         .iter()
         .sum();
-    let stats = Arc::new(PipelineStats::default());
-    let stop = Arc::new(AtomicBool::new(false));
     let config = PipelineConfig {
         workers,
         ..PipelineConfig::default()
     };
-    let handle = {
-        let (log, stats, stop, rt) = (
-            Arc::clone(log),
-            Arc::clone(&stats),
-            Arc::clone(&stop),
-            rt.handle().clone(),
-        );
-        std::thread::spawn(move || run(log, rt, config, stats, stop))
-    };
+    let pipeline =
+        RunningPipeline::start(Arc::clone(log), rt.handle().clone(), config).expect("start");
+    let stats = Arc::clone(&pipeline.stats);
     let deadline = Instant::now() + Duration::from_secs(120);
     while stats.records_read.load(Ordering::Relaxed) < total && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Its own decisions are read back too; give it a few idle rounds to append and re-read.
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    handle.join().expect("pipeline thread").expect("pipeline");
+    pipeline.stop().expect("pipeline");
     stats
 }
 

@@ -19,16 +19,8 @@ use serde_json::{Value, json};
 struct Server {
     base: String,
     log: Arc<dyn EventLog>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _server: api::LocalServer,
     _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 async fn start(
@@ -39,18 +31,11 @@ async fn start(
     let intake = Intake::start(Arc::clone(&log), config)
         .await
         .expect("intake");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, api::router(intake), async move {
-        let _ = stopped.await;
-    }));
+    let server = api::LocalServer::start(intake).await.expect("server");
     Server {
-        base,
+        base: server.base.clone(),
         log,
-        stop: Some(stop),
+        _server: server,
         _dir: dir,
     }
 }
