@@ -280,20 +280,21 @@ fn worker_main(
     }
 
     let started_ms = chrono::Utc::now().timestamp_millis();
-    let mine: Vec<u32> = (0..partitions)
-        .filter(|p| *p as usize % peers == index)
-        .collect();
-    let mut next = vec![0u64; mine.len()];
+    let mut readers = Vec::new();
+    for p in (0..partitions).filter(|p| *p as usize % peers == index) {
+        readers.push((
+            p,
+            runtime.block_on(log.partition_reader(EVENTS_TOPIC, p, 0))?,
+        ));
+    }
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let mut read = 0;
-        for (i, &p) in mine.iter().enumerate() {
-            let records =
-                runtime.block_on(log.read(EVENTS_TOPIC, p, next[i], config.read_batch))?;
+        for (p, reader) in &mut readers {
+            let records = runtime.block_on(reader.next_batch(config.read_batch))?;
             read += records.len();
             for r in records {
-                next[i] = r.offset + 1;
-                input.send((p, r.timestamp_ms, r.value.to_vec()));
+                input.send((*p, r.timestamp_ms, r.value.to_vec()));
             }
         }
         stats.records_read.fetch_add(read as u64, Ordering::Relaxed);

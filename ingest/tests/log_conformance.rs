@@ -217,10 +217,55 @@ async fn consumer_groups_resume_from_commits(log: &dyn EventLog, topic: &str) {
     assert_eq!(all.len(), 50, "groups are independent");
 }
 
+async fn partition_readers_follow_one_partition(log: &dyn EventLog, topic: &str) {
+    log.ensure_topic(topic, PARTITIONS).await.expect("create");
+    let key = "o-42";
+    let p = partition_for(key.as_bytes(), PARTITIONS);
+    log.append(topic, (0..30).map(|i| record(key, i)).collect())
+        .await
+        .expect("append");
+    // Read it all from offset 10, in order, through small batches.
+    let mut reader = log.partition_reader(topic, p, 10).await.expect("reader");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 20 && Instant::now() < deadline {
+        let batch = reader.next_batch(7).await.expect("batch");
+        assert!(batch.len() <= 7);
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        got.extend(batch);
+    }
+    let offsets: Vec<u64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (10..30).collect::<Vec<u64>>());
+    assert!(
+        got.iter()
+            .all(|r| r.partition == p && r.key.as_ref() == key.as_bytes())
+    );
+    // At the end it returns nothing, then what is appended later.
+    assert!(reader.next_batch(10).await.expect("batch").is_empty());
+    log.append(topic, vec![record(key, 30)])
+        .await
+        .expect("append");
+    let mut later = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while later.is_empty() && Instant::now() < deadline {
+        later = reader.next_batch(10).await.expect("batch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(later.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![30]);
+    assert!(
+        log.partition_reader(topic, PARTITIONS + 1, 0)
+            .await
+            .is_err()
+    );
+}
+
 async fn conformance(log: &dyn EventLog, prefix: &str) {
     appends_are_ordered_per_key_and_readable(log, &format!("{prefix}.order")).await;
     concurrent_appends_all_land_once(log, &format!("{prefix}.concurrent")).await;
     consumer_groups_resume_from_commits(log, &format!("{prefix}.groups")).await;
+    partition_readers_follow_one_partition(log, &format!("{prefix}.cursor")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +291,7 @@ async fn embedded_log_with_tiny_segments_conforms() {
 async fn kafka_log_on_librdkafka_mock_cluster_conforms() {
     let cluster = MockCluster::new(3).expect("mock cluster");
     // librdkafka's mock cluster does not implement CreateTopics: create them the mock's way.
-    for suffix in ["order", "concurrent", "groups"] {
+    for suffix in ["order", "concurrent", "groups", "cursor"] {
         cluster
             .create_topic(&format!("t.{suffix}"), PARTITIONS as i32, 3)
             .expect("mock topic");

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use super::{
-    ConsumedRecord, EventLog, LogConsumer, LogError, Position, Record, Result, partition_for,
+    ConsumedRecord, EventLog, LogConsumer, LogError, PartitionReader, Position, Record, Result,
+    partition_for,
 };
 
 const HEADER_BYTES: usize = 8; // length + crc
@@ -325,6 +326,26 @@ impl EventLog for EmbeddedLog {
         read_partition(p, partition, from, max)
     }
 
+    async fn partition_reader(
+        &self,
+        topic_name: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Box<dyn PartitionReader>> {
+        let topic = self.topic(topic_name)?;
+        if partition as usize >= topic.partitions.len() {
+            return Err(LogError::UnknownPartition {
+                topic: topic_name.to_owned(),
+                partition,
+            });
+        }
+        Ok(Box::new(EmbeddedReader {
+            topic,
+            partition,
+            next: from,
+        }))
+    }
+
     async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>> {
         let t = self.topic(topic)?;
         check_name("consumer group", group)?;
@@ -341,6 +362,29 @@ impl EventLog for EmbeddedLog {
             next,
             turn: 0,
         }))
+    }
+}
+
+/// A cursor over one partition of the embedded log.
+struct EmbeddedReader {
+    topic: Arc<Topic>,
+    partition: u32,
+    next: u64,
+}
+
+#[async_trait]
+impl PartitionReader for EmbeddedReader {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<ConsumedRecord>> {
+        let batch = read_partition(
+            &self.topic.partitions[self.partition as usize],
+            self.partition,
+            self.next,
+            max,
+        )?;
+        if let Some(last) = batch.last() {
+            self.next = last.offset + 1;
+        }
+        Ok(batch)
     }
 }
 

@@ -27,7 +27,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConsumedRecord, EventLog, LogConsumer, LogError, Position, Record, Result, partition_for,
+    ConsumedRecord, EventLog, LogConsumer, LogError, PartitionReader, Position, Record, Result,
+    partition_for,
 };
 
 /// Settings of the Kafka backend.
@@ -328,6 +329,34 @@ impl EventLog for KafkaLog {
         .await
     }
 
+    async fn partition_reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Box<dyn PartitionReader>> {
+        let n = self.partition_count(topic).await?;
+        if partition >= n {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
+        }
+        // One long-lived consumer assigned to the partition: no group, no commits.
+        let consumer: BaseConsumer = self
+            .config
+            .client()
+            .set("group.id", "emporium-partition-reader")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))?;
+        consumer.assign(&tpl)?;
+        Ok(Box::new(KafkaPartitionReader { consumer }))
+    }
+
     async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>> {
         let mut config = self.config.client();
         config
@@ -354,6 +383,26 @@ fn owned<M: Message>(m: &M) -> ConsumedRecord {
         timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
         key: Bytes::copy_from_slice(m.key().unwrap_or_default()),
         value: Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+    }
+}
+
+struct KafkaPartitionReader {
+    consumer: BaseConsumer,
+}
+
+#[async_trait]
+impl PartitionReader for KafkaPartitionReader {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<ConsumedRecord>> {
+        let mut out = Vec::new();
+        // Only what librdkafka has already fetched: a zero timeout never blocks the caller.
+        while out.len() < max {
+            match self.consumer.poll(Duration::ZERO) {
+                Some(Ok(m)) => out.push(owned(&m)),
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }
 

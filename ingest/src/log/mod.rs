@@ -155,6 +155,23 @@ pub trait EventLog: Send + Sync + 'static {
     /// A member of consumer group `group` reading `topic` from the group's committed positions
     /// (the earliest offset where the group has none).
     async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>>;
+
+    /// A cursor over one partition from offset `from`, for readers that keep their own positions
+    /// (the dataflows: positions are part of their state, not of a consumer group).
+    async fn partition_reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Box<dyn PartitionReader>>;
+}
+
+/// A cursor over one partition.
+#[async_trait]
+pub trait PartitionReader: Send {
+    /// Up to `max` records from the cursor, without waiting for more (empty at the end of the
+    /// partition); the cursor moves past what it returns.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<ConsumedRecord>>;
 }
 
 /// One member of a consumer group. Positions advance only when committed.
