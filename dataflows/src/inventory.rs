@@ -299,6 +299,7 @@ impl Inventory {
         self.expiries.remove(&(deadline, order_id.to_owned()));
         self.orders
             .insert(order_id.to_owned(), OrderState::Released);
+        self.open -= 1;
         out.push(Output::Decision {
             at,
             payload: Payload::ReservationReleased(ReservationReleased {

@@ -146,7 +146,7 @@ impl Orders {
             Payload::InventoryReserved(e) => (&e.order_id, Reserved, &[Placed]),
             Payload::OrderRejected(e) => (&e.order_id, Rejected, &[Placed]),
             Payload::PaymentAuthorized(e) => (&e.order_id, Paid, &[Reserved]),
-            Payload::PaymentFailed(e) => (&e.order_id, PaymentFailed, &[Reserved, Placed]),
+            Payload::PaymentFailed(e) => (&e.order_id, PaymentFailed, &[Reserved, Placed, Paid]),
             Payload::OrderCancelled(e) => (&e.order_id, Cancelled, &[Placed, Reserved, Paid]),
             Payload::ReservationReleased(e) => {
                 // Releases after a failed payment or a cancellation only confirm the status;

@@ -224,7 +224,10 @@ fn worker_main(
                                         Ok(event) if event.kind().is_system() => {}
                                         Ok(event) => {
                                             if let Payload::OrderPlaced(o) = &event.payload {
-                                                placed_at.insert(o.order_id.clone(), appended_ms);
+                                                // The first copy's append time: a duplicate must not move it.
+                                                placed_at
+                                                    .entry(o.order_id.clone())
+                                                    .or_insert(appended_ms);
                                             }
                                             decider.push(partition as usize, event)
                                         }
@@ -301,8 +304,10 @@ fn worker_main(
         metrics::records_read(read as u64);
         round += 1;
         input.advance_to(round);
-        while probe.less_than(input.time()) {
-            worker.step();
+        // Park rather than spin while other workers block on the log; give up when stopping
+        // (a failed or panicked peer would otherwise hold the probe back forever).
+        while probe.less_than(input.time()) && !stop.load(Ordering::Relaxed) {
+            worker.step_or_park(Some(std::time::Duration::from_millis(10)));
         }
         let outputs: Vec<Decided> = decided.borrow_mut().drain(..).collect();
         append_decisions(log, runtime, outputs, stats, logged, started_ms)?;
@@ -326,11 +331,11 @@ fn append_decisions(
     for (output, placed_ms) in outputs {
         match output {
             Output::Decision { at, payload } => {
-                metrics::decision(match &payload {
+                let outcome = match &payload {
                     Payload::InventoryReserved(_) => "reserved",
                     Payload::OrderRejected(_) => "rejected",
                     _ => "released",
-                });
+                };
                 let event = decision_event(at, payload);
                 if logged.contains(&event.event_id) {
                     stats
@@ -338,6 +343,7 @@ fn append_decisions(
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                metrics::decision(outcome);
                 placed.extend(placed_ms);
                 records.push(Record::new(
                     event.partition_key().as_bytes().to_vec(),

@@ -201,6 +201,12 @@ fn unpaid_reservations_expire_paid_ones_ship() {
     );
     let s = inv.stock("a", "wh-1");
     assert_eq!((s.on_hand, s.reserved, s.shipped), (6, 0, 4));
+    assert_eq!(
+        inv.open_reservations(),
+        0,
+        "one expired, one shipped: none open"
+    );
+    assert_eq!(inv.units_on_hand(), 6);
 }
 
 #[test]

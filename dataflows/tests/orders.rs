@@ -244,7 +244,7 @@ fn generated_histories_follow_the_machine_in_any_interleaving() {
             Reserved | Rejected | PaymentFailed | Cancelled | Shipped
         ),
         Reserved => matches!(to, Paid | PaymentFailed | Cancelled | Expired | Shipped),
-        Paid => matches!(to, Shipped | Cancelled),
+        Paid => matches!(to, Shipped | Cancelled | PaymentFailed),
         Shipped => to == Delivered,
         Delivered => to == Returned,
         _ => false,
