@@ -21,6 +21,9 @@ use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
 use emporium_ingest::log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
 use tokio::net::TcpListener;
 
+/// How long Ctrl-C waits for in-flight requests and the dataflow before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 #[derive(Args)]
 pub struct RunArgs {
     /// Address the HTTP API listens on (port 0 picks a free port).
@@ -224,14 +227,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         status.abort();
     }
     let _ = stop_tx.send(true);
-    server
-        .await
-        .context("HTTP server task")?
-        .context("HTTP server")?;
-    tokio::task::spawn_blocking(move || pipeline.stop())
-        .await
-        .context("joining the dataflow thread")?
-        .context("inventory dataflow")?;
+    // Bounded drains: a stuck client or worker must not keep Ctrl-C from working.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
+        Err(_) => anyhow::bail!(
+            "requests still running after {} s; stopping without waiting for them (nothing unacknowledged was promised)",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
+    match tokio::time::timeout(
+        SHUTDOWN_GRACE,
+        tokio::task::spawn_blocking(move || pipeline.stop()),
+    )
+    .await
+    {
+        Ok(joined) => joined
+            .context("joining the dataflow thread")?
+            .context("inventory dataflow")?,
+        Err(_) => anyhow::bail!(
+            "the inventory dataflow did not stop within {} s (its decisions are replayed on restart)",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);
     println!(
