@@ -89,13 +89,8 @@ pub enum PipelineError {
 
 /// The decision event for a decider output, with its deterministic id.
 pub fn decision_event(at: chrono::DateTime<chrono::Utc>, payload: Payload) -> Event {
-    let order_id = match &payload {
-        Payload::InventoryReserved(d) => d.order_id.as_str(),
-        Payload::OrderRejected(d) => d.order_id.as_str(),
-        Payload::ReservationReleased(d) => d.order_id.as_str(),
-        other => other.partition_key(),
-    };
-    let name = format!("{}:{order_id}", payload.kind());
+    // Decision types are keyed by order_id (schemas' type table), so the key is the order.
+    let name = format!("{}:{}", payload.kind(), payload.partition_key());
     Event::new(
         Uuid::new_v5(&DECISION_NAMESPACE, name.as_bytes()),
         at,
@@ -258,18 +253,19 @@ fn worker_main(
                                     metrics::anomaly(a.kind);
                                 }
                                 let decided = outputs.drain(..).map(|o| {
-                                    let order = match &o {
-                                        Output::Decision {
-                                            payload: Payload::InventoryReserved(d),
-                                            ..
-                                        } => Some(&d.order_id),
-                                        Output::Decision {
-                                            payload: Payload::OrderRejected(d),
-                                            ..
-                                        } => Some(&d.order_id),
+                                    // Reserve or reject ends an order's wait for a decision.
+                                    let placed = match &o {
+                                        Output::Decision { payload, .. }
+                                            if matches!(
+                                                payload,
+                                                Payload::InventoryReserved(_)
+                                                    | Payload::OrderRejected(_)
+                                            ) =>
+                                        {
+                                            placed_at.remove(payload.partition_key())
+                                        }
                                         _ => None,
                                     };
-                                    let placed = order.and_then(|id| placed_at.remove(id));
                                     (o, placed)
                                 });
                                 output.session(&time).give_iterator(decided);

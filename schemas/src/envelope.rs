@@ -448,8 +448,5 @@ fn without_position(e: &serde_json::Error) -> String {
 }
 
 fn clip(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+    crate::validate::clip_chars(s, 64)
 }

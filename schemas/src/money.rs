@@ -39,16 +39,9 @@ impl Money {
             if !ok {
                 v.invalid(format!(
                     "expected an ISO 4217 code of three upper-case letters, got {:?}",
-                    truncate(&self.currency)
+                    crate::validate::clip_chars(&self.currency, 16)
                 ));
             }
         });
-    }
-}
-
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(16) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }

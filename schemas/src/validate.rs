@@ -153,6 +153,14 @@ impl ValidationContext {
     }
 }
 
+/// The first `n` characters of `s`: input echoed in an error message stays short.
+pub(crate) fn clip_chars(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// How long a string may be.
 #[derive(Debug, Clone, Copy)]
 pub enum TextSize {

@@ -181,8 +181,10 @@ impl EventLog for KafkaLog {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(LogError::Kafka(KafkaError::AdminOp(code)))
-                        .map_err(|e| LogError::Unavailable(format!("creating topic {name}: {e}")));
+                    return Err(LogError::Unavailable(format!(
+                        "creating topic {name}: {}",
+                        KafkaError::AdminOp(code)
+                    )));
                 }
             }
         }
