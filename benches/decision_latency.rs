@@ -42,6 +42,7 @@ async fn measure(rate: f64, seconds: u64) -> Measured {
     let url = format!("{}/v1/events", server.base);
     let pipeline = RunningPipeline::start(
         Arc::clone(&log),
+        None,
         tokio::runtime::Handle::current(),
         pipeline_config(),
     )

@@ -79,8 +79,8 @@ fn main() {
             ..PipelineConfig::default()
         };
         let start = Instant::now();
-        let pipeline =
-            RunningPipeline::start(Arc::clone(&log), rt.handle().clone(), config).expect("start");
+        let pipeline = RunningPipeline::start(Arc::clone(&log), None, rt.handle().clone(), config)
+            .expect("start");
         let stats = Arc::clone(&pipeline.stats);
         while stats.records_read.load(Ordering::Relaxed) < total {
             std::thread::sleep(Duration::from_millis(5));

@@ -3,8 +3,12 @@
 
 mod dlq;
 mod generate;
+mod keys;
 mod run;
 mod schema;
+mod serve;
+mod store;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -27,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the platform on one machine: ingest API over the embedded log (or Kafka).
+    /// Run the platform on one machine: ingest, dataflows, store and read API (embedded or Kafka/ScyllaDB).
     Run(run::RunArgs),
     /// Generate deterministic shop traffic: NDJSON to stdout/a file, HTTP batches, or Kafka.
     Generate(generate::GenerateArgs),
@@ -35,6 +39,10 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Print the event schemas: the JSON Schema producers validate against, or Arrow schemas.
     Schema(schema::SchemaArgs),
+    /// Serve the read API alone from the store (ScyllaDB in the distributed deployment).
+    Serve(serve::ServeArgs),
+    /// Mint a shopper's bearer token for the read API (or print the operator key).
+    Token(token::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => generate::main(args),
         Command::Dlq(args) => dlq::main(args),
         Command::Schema(args) => schema::main(args),
+        Command::Serve(args) => serve::main(args),
+        Command::Token(args) => token::main(args),
     }
 }

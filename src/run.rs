@@ -1,6 +1,7 @@
-//! `emporium run`: the platform in one process. Today: the ingest API over the embedded log (or
-//! Kafka), the inventory dataflow deciding orders, and an optional demo generator feeding it. Ctrl-C drains requests and stops cleanly;
-//! a restart continues where the log left off.
+//! `emporium run`: the platform in one process: the ingest API over the embedded log (or Kafka),
+//! the inventory dataflow deciding orders and writing the store (embedded, or ScyllaDB), the read
+//! API over that store, and an optional demo generator feeding it all. Ctrl-C drains requests and
+//! stops cleanly; a restart continues where the log left off.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub struct RunArgs {
     /// Seconds between status lines (0: none).
     #[arg(long, default_value_t = 5)]
     status_every: u64,
+    #[command(flatten)]
+    store: crate::store::StoreArgs,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
@@ -86,6 +89,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("starting ingest on the {}", log.describe()))?;
+    let store = args.store.open(&args.data_dir).await?;
+    let (auth, keys) = crate::keys::load_or_create(&args.data_dir)?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
         format!(
             "binding {} (is another emporium running? use --listen)",
@@ -103,10 +108,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("  listening on {base}");
     println!("  ingest      POST {base}/v1/events  (application/json or application/x-ndjson)");
     println!("  dead letters GET {base}/v1/dlq     (or: emporium dlq --url {base})");
+    println!("  store       {}", store.describe());
+    println!(
+        "  read API    GET {base}/v1/products/{{id}}  /v1/inventory/{{sku}}  /v1/orders/{{id}}  /v1/users/{{id}}/orders"
+    );
+    println!(
+        "              bearer tokens: `emporium token --user ID` (keys in {keys}); spec at {base}/openapi.json"
+    );
     println!("  operations  GET {base}/healthz  {base}/readyz  {base}/metrics");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(api::serve(listener, api::router(Arc::clone(&intake)), {
+    let router = api::router(Arc::clone(&intake))
+        .merge(emporium_serving::api::router(Arc::clone(&store), auth));
+    let server = tokio::spawn(api::serve(listener, router, {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
@@ -154,6 +168,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // decisions to the log (ADR 0005). Its own threads: timely workers block on the log.
     let pipeline = RunningPipeline::start(
         Arc::clone(&log),
+        Some(Arc::clone(&store)),
         tokio::runtime::Handle::current(),
         PipelineConfig {
             workers: args.workers,
@@ -163,7 +178,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .context("starting the dataflow thread")?;
     let pipeline_stats = Arc::clone(&pipeline.stats);
     println!(
-        "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events",
+        "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events; documents to the store",
         args.workers
     );
     println!("Press Ctrl-C to stop.");
@@ -210,9 +225,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .map(|(s, n)| format!("{n} {}", s.as_str()))
                     .collect();
                 println!(
-                    "         orders: {} | stock on hand: {} units",
+                    "         orders: {} | stock on hand: {} units | store: {} documents written",
                     if orders.is_empty() { "none yet".to_owned() } else { orders.join(", ") },
-                    stats.units_on_hand.load(Ordering::Relaxed)
+                    stats.units_on_hand.load(Ordering::Relaxed),
+                    stats.documents_written.load(Ordering::Relaxed),
                 );
             }
         })

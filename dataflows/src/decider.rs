@@ -5,18 +5,24 @@
 //! batch fold over the whole log, whatever the interleaving. See `specs/adr/0005-inventory-decisions.md`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::Event;
 
+use emporium_serving::views::Upsert;
+
+use crate::catalog::Catalog;
 use crate::event_time::PartitionClock;
 use crate::inventory::{Inventory, InventoryConfig, Output};
-use crate::orders::{OrderAnomaly, Orders};
+use crate::orders::{Anomaly, Orders};
+use crate::views;
 
 struct Pending {
     at: DateTime<Utc>,
     event: Event,
+    /// When the event was appended to the log (ms since the epoch), for freshness.
+    appended_ms: i64,
 }
 
 impl PartialEq for Pending {
@@ -47,13 +53,31 @@ impl Pending {
 }
 
 /// Buffers events per partition and decides at the watermark.
+///
+/// It also keeps the catalog and, when asked to ([`Decider::tracking_changes`]), which documents
+/// of the store each applied event changed, with the `seq` of the change: the rank of the event in
+/// the order events are applied, which is the same in every run over the same log.
 pub struct Decider {
     clocks: Vec<PartitionClock>,
     pending: BinaryHeap<Reverse<Pending>>,
     applied: HashSet<u128>,
     inventory: Inventory,
     orders: Orders,
-    order_anomalies: Vec<OrderAnomaly>,
+    catalog: Catalog,
+    anomalies: Vec<Anomaly>,
+    /// Events applied so far: the `seq` of the last one.
+    seq: u64,
+    track_changes: bool,
+    changed: Changed,
+    applied_appended_ms: Vec<i64>,
+}
+
+/// Documents changed since the last [`Decider::take_changes`], with the `seq` of their last change.
+#[derive(Default)]
+struct Changed {
+    orders: HashMap<String, u64>,
+    skus: HashMap<String, u64>,
+    products: HashMap<String, u64>,
 }
 
 impl Decider {
@@ -64,20 +88,55 @@ impl Decider {
             applied: HashSet::new(),
             inventory: Inventory::new(config),
             orders: Orders::default(),
-            order_anomalies: Vec::new(),
+            catalog: Catalog::default(),
+            anomalies: Vec::new(),
+            seq: 0,
+            track_changes: false,
+            changed: Changed::default(),
+            applied_appended_ms: Vec::new(),
         }
+    }
+
+    /// Keeps the changed documents for [`Decider::take_changes`] and the append times of applied
+    /// events for [`Decider::take_applied_append_times`].
+    pub fn tracking_changes(mut self) -> Self {
+        self.track_changes = true;
+        self
     }
 
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
     }
 
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The `seq` of the last applied event (0: none yet).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Takes the next event of `partition` (events of one partition must come in log order).
     pub fn push(&mut self, partition: usize, event: Event) {
+        self.push_appended(partition, event, 0);
+    }
+
+    /// [`Decider::push`], with the time the event was appended to the log (ms since the epoch).
+    pub fn push_appended(&mut self, partition: usize, event: Event, appended_ms: i64) {
         let n = self.clocks.len();
         let clock = &mut self.clocks[partition % n];
         let at = clock.stamp(event.occurred_at);
-        self.pending.push(Reverse(Pending { at, event }));
+        self.pending.push(Reverse(Pending {
+            at,
+            event,
+            appended_ms,
+        }));
+    }
+
+    /// Events pushed and not applied yet (above the watermark).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Events with a decision time before this are complete: no partition can still send one.
@@ -112,15 +171,25 @@ impl Decider {
             };
             // A duplicate (same event id) is applied once: at its earliest decision time.
             if self.applied.insert(next.event.event_id.as_u128()) {
+                self.seq += 1;
                 // Expiries due before this event, then the event, then what it decided: the
                 // order states see every transition in decision-time order.
                 let first = out.len();
                 self.inventory.advance_to(next.at, out);
                 self.orders_see(&out[first..]);
-                self.orders.apply(&next.event, &mut self.order_anomalies);
+                self.orders.apply(&next.event, &mut self.anomalies);
                 let first = out.len();
                 self.inventory.apply(next.at, &next.event, out);
                 self.orders_see(&out[first..]);
+                if let Some(kind) = self.catalog.apply(&next.event) {
+                    self.anomalies.push(Anomaly {
+                        key: next.event.partition_key().to_owned(),
+                        at: next.at,
+                        kind,
+                        detail: format!("{} for a product never listed", next.event.kind()),
+                    });
+                }
+                self.mark_changes(next.appended_ms);
             }
         }
     }
@@ -131,9 +200,65 @@ impl Decider {
         for output in outputs {
             if let Output::Decision { at, payload } = output {
                 let decision = Event::new(uuid::Uuid::nil(), *at, payload.clone());
-                self.orders.apply(&decision, &mut self.order_anomalies);
+                self.orders.apply(&decision, &mut self.anomalies);
             }
         }
+    }
+
+    fn mark_changes(&mut self, appended_ms: i64) {
+        let (orders, skus, products) = (
+            self.orders.take_touched(),
+            self.inventory.take_touched(),
+            self.catalog.take_touched(),
+        );
+        if !self.track_changes {
+            return;
+        }
+        self.applied_appended_ms.push(appended_ms);
+        let seq = self.seq;
+        let changed = &mut self.changed;
+        changed.orders.extend(orders.into_iter().map(|k| (k, seq)));
+        changed.skus.extend(skus.into_iter().map(|k| (k, seq)));
+        changed
+            .products
+            .extend(products.into_iter().map(|k| (k, seq)));
+    }
+
+    /// The documents changed since the last call, as full values with the `seq` of their last
+    /// change (needs [`Decider::tracking_changes`]). A product changes with its catalog entry and
+    /// with the stock of any of its skus.
+    pub fn take_changes(&mut self) -> Vec<Upsert> {
+        let changed = std::mem::take(&mut self.changed);
+        let mut products = changed.products;
+        let mut out = Vec::with_capacity(changed.orders.len() + changed.skus.len());
+        for (sku, seq) in changed.skus {
+            if let Some(owner) = self.catalog.owner(&sku) {
+                let at = products.entry(owner.to_owned()).or_insert(seq);
+                *at = (*at).max(seq);
+            }
+            let view = views::inventory(&self.inventory, &sku);
+            out.push(Upsert::Inventory { seq, view });
+        }
+        for (product_id, seq) in products {
+            if let Some(view) = views::product(&self.catalog, &self.inventory, &product_id) {
+                out.push(Upsert::Product { seq, view });
+            }
+        }
+        for (order_id, seq) in changed.orders {
+            if let Some(view) = self.orders.get(&order_id) {
+                out.push(Upsert::Order {
+                    seq,
+                    view: view.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Append times of the events applied since the last call (needs
+    /// [`Decider::tracking_changes`]).
+    pub fn take_applied_append_times(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.applied_appended_ms)
     }
 
     /// Every order's state, in decision-time order up to the watermark.
@@ -141,9 +266,9 @@ impl Decider {
         &self.orders
     }
 
-    /// Order anomalies found since the last call.
-    pub fn take_order_anomalies(&mut self) -> Vec<OrderAnomaly> {
-        std::mem::take(&mut self.order_anomalies)
+    /// Order and catalog anomalies found since the last call.
+    pub fn take_anomalies(&mut self) -> Vec<Anomaly> {
+        std::mem::take(&mut self.anomalies)
     }
 }
 

@@ -95,6 +95,8 @@ pub struct Inventory {
     open: usize,
     /// Units physically in every warehouse together, kept as a count.
     on_hand: i64,
+    /// Skus whose stock changed since the last `take_touched` (a sku may repeat).
+    touched: Vec<String>,
 }
 
 impl Inventory {
@@ -110,6 +112,19 @@ impl Inventory {
             .get(&(sku.to_owned(), warehouse.to_owned()))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// Every warehouse holding `sku`, with its stock, in warehouse id order.
+    pub fn stock_of<'a>(&'a self, sku: &'a str) -> impl Iterator<Item = (&'a str, &'a Stock)> + 'a {
+        self.stock
+            .range((sku.to_owned(), String::new())..)
+            .take_while(move |((s, _), _)| s == sku)
+            .map(|((_, warehouse), stock)| (warehouse.as_str(), stock))
+    }
+
+    /// Skus whose stock changed since the last call (a sku may repeat).
+    pub fn take_touched(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.touched)
     }
 
     /// Every (sku, warehouse) with its stock, in key order.
@@ -182,7 +197,11 @@ impl Inventory {
         }
     }
 
+    /// The stock to change: every change of stock goes through here, which marks the sku touched.
     fn entry(&mut self, sku: &str, warehouse: &str) -> &mut Stock {
+        if self.touched.last().is_none_or(|last| last != sku) {
+            self.touched.push(sku.to_owned());
+        }
         self.stock
             .entry((sku.to_owned(), warehouse.to_owned()))
             .or_default()

@@ -12,9 +12,11 @@
 //! The rule is specified in `specs/adr/0005-inventory-decisions.md`. The timely/differential
 //! dataflow that runs it on many workers is the next step of issue 3.
 
+pub mod catalog;
 pub mod decider;
 pub mod event_time;
 pub mod inventory;
 mod metrics;
 pub mod orders;
 pub mod pipeline;
+pub mod views;

@@ -30,3 +30,8 @@ pub(crate) fn watermark_lag(lag: Duration) {
 pub(crate) fn decision_latency(latency: Duration) {
     histogram!("emporium_dataflow_decision_latency_seconds").record(latency.as_secs_f64());
 }
+
+/// From an event appended to the log to the documents it changed written to the store.
+pub(crate) fn freshness(latency: Duration) {
+    histogram!("emporium_dataflow_freshness_seconds").record(latency.as_secs_f64());
+}

@@ -15,71 +15,14 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
-use serde::Serialize;
+pub use emporium_serving::views::{OrderStatus, OrderView, Transition};
 
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    Placed = 0,
-    Reserved,
-    Rejected,
-    Paid,
-    PaymentFailed,
-    Cancelled,
-    Expired,
-    Shipped,
-    Delivered,
-    Returned,
-}
-
-impl OrderStatus {
-    pub const ALL: [OrderStatus; 10] = [
-        OrderStatus::Placed,
-        OrderStatus::Reserved,
-        OrderStatus::Rejected,
-        OrderStatus::Paid,
-        OrderStatus::PaymentFailed,
-        OrderStatus::Cancelled,
-        OrderStatus::Expired,
-        OrderStatus::Shipped,
-        OrderStatus::Delivered,
-        OrderStatus::Returned,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Placed => "placed",
-            OrderStatus::Reserved => "reserved",
-            OrderStatus::Rejected => "rejected",
-            OrderStatus::Paid => "paid",
-            OrderStatus::PaymentFailed => "payment_failed",
-            OrderStatus::Cancelled => "cancelled",
-            OrderStatus::Expired => "expired",
-            OrderStatus::Shipped => "shipped",
-            OrderStatus::Delivered => "delivered",
-            OrderStatus::Returned => "returned",
-        }
-    }
-}
-
-/// One order as a reader sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OrderView {
-    pub order_id: String,
-    pub user_id: String,
-    pub lines: Vec<OrderLine>,
-    pub status: OrderStatus,
-    /// Every transition with the event time it happened at, oldest first.
-    pub history: Vec<(OrderStatus, DateTime<Utc>)>,
-}
-
-/// An event that made no sense for its order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OrderAnomaly {
-    pub order_id: String,
+/// An event that made no sense for its order (or, from the catalog, its product).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// The order id (or product id) it concerns.
+    pub key: String,
     pub at: DateTime<Utc>,
     pub kind: &'static str,
     pub detail: String,
@@ -91,6 +34,8 @@ pub struct Orders {
     orders: HashMap<String, OrderView>,
     /// Orders per status, indexed by `OrderStatus as usize`.
     counts: [usize; 10],
+    /// Orders changed since the last `take_touched`.
+    touched: Vec<String>,
 }
 
 impl Orders {
@@ -115,8 +60,13 @@ impl Orders {
         self.orders.values()
     }
 
+    /// Orders changed since the last call (an id may repeat).
+    pub fn take_touched(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.touched)
+    }
+
     /// Applies the next event of an order (in its partition's log order).
-    pub fn apply(&mut self, event: &Event, anomalies: &mut Vec<OrderAnomaly>) {
+    pub fn apply(&mut self, event: &Event, anomalies: &mut Vec<Anomaly>) {
         use OrderStatus::*;
         let at = event.occurred_at;
         let (order_id, next, allowed): (&str, OrderStatus, &[OrderStatus]) = match &event.payload {
@@ -136,10 +86,11 @@ impl Orders {
                             user_id: e.user_id.clone(),
                             lines: e.lines.clone(),
                             status: Placed,
-                            history: vec![(Placed, at)],
+                            history: vec![Transition { status: Placed, at }],
                         },
                     );
                     self.counts[Placed as usize] += 1;
+                    self.touched.push(e.order_id.clone());
                 }
                 return;
             }
@@ -174,7 +125,8 @@ impl Orders {
             self.counts[order.status as usize] -= 1;
             self.counts[next as usize] += 1;
             order.status = next;
-            order.history.push((next, at));
+            order.history.push(Transition { status: next, at });
+            self.touched.push(order_id.to_owned());
             return;
         }
         let kind = match (next, order.status) {
@@ -192,14 +144,18 @@ impl Orders {
             self.counts[order.status as usize] -= 1;
             self.counts[Shipped as usize] += 1;
             order.status = Shipped;
-            order.history.push((Shipped, at));
+            order.history.push(Transition {
+                status: Shipped,
+                at,
+            });
+            self.touched.push(order_id.to_owned());
         }
     }
 }
 
-fn anomaly(order_id: &str, at: DateTime<Utc>, kind: &'static str, detail: &str) -> OrderAnomaly {
-    OrderAnomaly {
-        order_id: order_id.to_owned(),
+fn anomaly(order_id: &str, at: DateTime<Utc>, kind: &'static str, detail: &str) -> Anomaly {
+    Anomaly {
+        key: order_id.to_owned(),
         at,
         kind,
         detail: detail.to_owned(),

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use chrono::Duration;
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, LogError, Record};
 use emporium_schemas::{Event, EventKind, Payload};
+use emporium_serving::store::Store;
+use emporium_serving::views::{Upsert, WriteBatch};
 use serde::Deserialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -77,12 +79,17 @@ pub struct PipelineStats {
     pub orders_by_status: [AtomicU64; 10],
     /// Units on hand in every warehouse together, as decided so far.
     pub units_on_hand: AtomicI64,
+    /// Batches and documents written to the store.
+    pub store_batches: AtomicU64,
+    pub documents_written: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("event log: {0}")]
     Log(#[from] LogError),
+    #[error("store: {0}")]
+    Store(#[from] emporium_serving::store::StoreError),
     #[error("timely: {0}")]
     Timely(String),
 }
@@ -109,6 +116,7 @@ impl RunningPipeline {
     /// Starts [`run`] on a thread named `emporium-dataflow`.
     pub fn start(
         log: Arc<dyn EventLog>,
+        store: Option<Arc<dyn Store>>,
         runtime: tokio::runtime::Handle,
         config: PipelineConfig,
     ) -> std::io::Result<Self> {
@@ -118,7 +126,7 @@ impl RunningPipeline {
             let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("emporium-dataflow".into())
-                .spawn(move || run(log, runtime, config, stats, stop))?
+                .spawn(move || run(log, store, runtime, config, stats, stop))?
         };
         Ok(Self {
             stats,
@@ -145,8 +153,10 @@ impl Drop for RunningPipeline {
 }
 
 /// Runs until `stop` is set. Blocking: give it its own thread (or use [`RunningPipeline`]).
+/// With a `store`, worker 0 writes the documents each round changed, with the log positions read.
 pub fn run(
     log: Arc<dyn EventLog>,
+    store: Option<Arc<dyn Store>>,
     runtime: tokio::runtime::Handle,
     config: PipelineConfig,
     stats: Arc<PipelineStats>,
@@ -164,7 +174,7 @@ pub fn run(
     let workers = config.workers.max(1);
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         worker_main(
-            worker, partitions, &log, &runtime, &config, &stats, &stop, &logged,
+            worker, partitions, &log, &store, &runtime, &config, &stats, &stop, &logged,
         )
     })
     .map_err(PipelineError::Timely)?;
@@ -174,16 +184,30 @@ pub fn run(
     Ok(())
 }
 
-/// A record on its way to the decider: partition, append time (ms), bytes.
-type Raw = (u32, i64, Vec<u8>);
+/// A record on its way to the decider: partition, offset, append time (ms), bytes.
+type Raw = (u32, u64, i64, Vec<u8>);
 /// A decider output, with the append time of the `order_placed` it decides (for latency).
 type Decided = (Output, Option<i64>);
+
+/// What worker 0 writes to the store after a round.
+#[derive(Default)]
+struct StoreWork {
+    upserts: Vec<Upsert>,
+    /// Next offset to read, per partition, over the records the decider received.
+    positions: Vec<u64>,
+    /// Append times of the events applied, for freshness.
+    applied_ms: Vec<i64>,
+    /// The decider's seq after the round.
+    seq: u64,
+    dirty: bool,
+}
 
 #[allow(clippy::too_many_arguments)]
 fn worker_main(
     worker: &mut timely::worker::Worker,
     partitions: u32,
     log: &Arc<dyn EventLog>,
+    store: &Option<Arc<dyn Store>>,
     runtime: &tokio::runtime::Handle,
     config: &PipelineConfig,
     stats: &Arc<PipelineStats>,
@@ -195,8 +219,14 @@ fn worker_main(
     let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Raw>>> = InputHandle::new();
     let probe = ProbeHandle::new();
     let decided: Rc<RefCell<Vec<Decided>>> = Rc::new(RefCell::new(Vec::new()));
+    let store_work: Rc<RefCell<StoreWork>> = Rc::new(RefCell::new(StoreWork {
+        positions: vec![0; partitions as usize],
+        ..StoreWork::default()
+    }));
+    let writes_store = store.is_some();
     {
         let (decided, stats) = (Rc::clone(&decided), Arc::clone(stats));
+        let work = Rc::clone(&store_work);
         let (lateness, inventory) = (config.allowed_lateness, config.inventory.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             scope
@@ -207,13 +237,21 @@ fn worker_main(
                     "InventoryDecider",
                     move |_capability, _info| {
                         let mut decider = Decider::new(partitions as usize, lateness, inventory);
+                        if writes_store {
+                            decider = decider.tracking_changes();
+                        }
 
                         let mut outputs = Vec::new();
                         // Append time of each undecided order_placed, for decision latency.
                         let mut placed_at: HashMap<String, i64> = HashMap::new();
                         move |input, output| {
                             input.for_each(|time, data| {
-                                for (partition, appended_ms, bytes) in data.drain(..) {
+                                let mut work = work.borrow_mut();
+                                for (partition, offset, appended_ms, bytes) in data.drain(..) {
+                                    if let Some(next) = work.positions.get_mut(partition as usize) {
+                                        *next = (*next).max(offset + 1);
+                                        work.dirty = true;
+                                    }
                                     match Event::decode(&bytes) {
                                         // Decisions are outputs, not inputs of the decider.
                                         Ok(event) if event.kind().is_system() => {}
@@ -224,7 +262,11 @@ fn worker_main(
                                                     .entry(o.order_id.clone())
                                                     .or_insert(appended_ms);
                                             }
-                                            decider.push(partition as usize, event)
+                                            decider.push_appended(
+                                                partition as usize,
+                                                event,
+                                                appended_ms,
+                                            )
                                         }
                                         Err(_) => {
                                             stats.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -232,6 +274,12 @@ fn worker_main(
                                     }
                                 }
                                 decider.decide(&mut outputs);
+                                if writes_store {
+                                    work.upserts.extend(decider.take_changes());
+                                    work.seq = decider.seq();
+                                    work.applied_ms.extend(decider.take_applied_append_times());
+                                }
+                                drop(work);
                                 if let Some(w) = decider.watermark() {
                                     stats
                                         .watermark_ms
@@ -248,7 +296,7 @@ fn worker_main(
                                     stats.orders_by_status[status as usize]
                                         .store(n, Ordering::Relaxed);
                                 }
-                                for a in decider.take_order_anomalies() {
+                                for a in decider.take_anomalies() {
                                     stats.anomalies.fetch_add(1, Ordering::Relaxed);
                                     metrics::anomaly(a.kind);
                                 }
@@ -293,7 +341,7 @@ fn worker_main(
             let records = runtime.block_on(reader.next_batch(config.read_batch))?;
             read += records.len();
             for r in records {
-                input.send((*p, r.timestamp_ms, r.value.to_vec()));
+                input.send((*p, r.offset, r.timestamp_ms, r.value.to_vec()));
             }
         }
         stats.records_read.fetch_add(read as u64, Ordering::Relaxed);
@@ -307,6 +355,15 @@ fn worker_main(
         }
         let outputs: Vec<Decided> = decided.borrow_mut().drain(..).collect();
         append_decisions(log, runtime, outputs, stats, logged, started_ms)?;
+        if let Some(store) = store {
+            let work = std::mem::take(&mut *store_work.borrow_mut());
+            {
+                let mut next = store_work.borrow_mut();
+                next.positions = work.positions.clone();
+                next.seq = work.seq;
+            }
+            write_store(store.as_ref(), runtime, work, stats, started_ms)?;
+        }
         if read == 0 {
             std::thread::sleep(config.idle_sleep);
         }
@@ -368,6 +425,39 @@ fn append_decisions(
             let latency = std::time::Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
             metrics::decision_latency(latency);
         }
+    }
+    Ok(())
+}
+
+/// Writes a round's documents and positions to the store; records freshness.
+fn write_store(
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    work: StoreWork,
+    stats: &PipelineStats,
+    started_ms: i64,
+) -> Result<(), PipelineError> {
+    if !work.dirty {
+        return Ok(());
+    }
+    let documents = work.upserts.len();
+    let began = std::time::Instant::now();
+    runtime.block_on(store.apply(WriteBatch {
+        upserts: work.upserts,
+        positions: work.positions,
+        seq: work.seq,
+    }))?;
+    emporium_serving::metrics::write(documents, began.elapsed());
+    stats.store_batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .documents_written
+        .fetch_add(documents as u64, Ordering::Relaxed);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // Events appended before this run started are a replay, not freshness.
+    for ms in work.applied_ms.into_iter().filter(|ms| *ms >= started_ms) {
+        metrics::freshness(std::time::Duration::from_millis(
+            now_ms.saturating_sub(ms).max(0) as u64,
+        ));
     }
     Ok(())
 }

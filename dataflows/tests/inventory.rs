@@ -1,15 +1,19 @@
 //! The inventory decider against its rule (unit cases) and against its batch reference on random
-//! histories: out-of-order events, duplicates, any number of partitions, any interleaving.
+//! histories: out-of-order events, duplicates, any number of partitions, any interleaving; and the
+//! documents it hands the store, through restarts, against the reference documents.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use emporium_dataflows::decider::{Decider, decide_all};
 use emporium_dataflows::inventory::{Inventory, InventoryConfig, Output};
+use emporium_dataflows::views::reference_documents;
+use emporium_schemas::catalog::{PriceChanged, ProductUpserted};
 use emporium_schemas::decisions::{ReservedLine, ShortLine};
 use emporium_schemas::orders::{
     OrderCancelled, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized, PaymentFailed,
 };
 use emporium_schemas::stock::{StockAdjusted, StockReceived};
 use emporium_schemas::{Event, Money, Payload};
+use emporium_serving::views::Upsert;
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -266,6 +270,9 @@ enum Step {
     Fail(usize),
     Cancel(usize),
     Ship(usize),
+    /// Product `p` lists the skus picked by the bit mask (a relisting moves skus between products).
+    List(usize, u8),
+    Reprice(usize, i64),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -277,6 +284,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..12usize).prop_map(Step::Fail),
         1 => (0..12usize).prop_map(Step::Cancel),
         2 => (0..12usize).prop_map(Step::Ship),
+        1 => (0..2usize, 1..8u8).prop_map(|(p, m)| Step::List(p, m)),
+        1 => (0..3usize, 1..500i64).prop_map(|(p, c)| Step::Reprice(p, c)),
     ]
 }
 
@@ -313,6 +322,25 @@ fn history(steps: &[(Step, i64, bool)], partitions: usize) -> Vec<Vec<Event>> {
             }
             .into(),
             Step::Ship(o) => shipped(&order(o)),
+            Step::List(p, mask) => ProductUpserted {
+                product_id: format!("p-{p}"),
+                skus: (0..3)
+                    .filter(|b| mask & (1 << b) != 0)
+                    .map(|b| SKUS[b].to_owned())
+                    .collect(),
+                title: format!("Product {p}"),
+                description: String::new(),
+                brand: "Acme".into(),
+                category_path: vec!["Home".into()],
+                attributes: Default::default(),
+                price: Money::new(100, "USD"),
+            }
+            .into(),
+            Step::Reprice(p, cents) => PriceChanged {
+                product_id: format!("p-{p}"),
+                price: Money::new(*cents, "USD"),
+            }
+            .into(),
         };
         // Ten seconds between steps, jittered by up to ±40 s: later steps can carry earlier times.
         let event = ev(i as u128 + 1, i as i64 * 10 + jitter, payload);
@@ -331,6 +359,26 @@ fn emporium_partition(key: &str, partitions: usize) -> usize {
     key.bytes()
         .fold(7usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
         % partitions
+}
+
+/// A document as the store keys it, with its seq and JSON.
+fn keyed(u: &Upsert) -> (String, u64, String) {
+    let (key, seq, json) = match u {
+        Upsert::Product { seq, view } => (
+            format!("p/{}", view.product_id),
+            *seq,
+            serde_json::to_string(view),
+        ),
+        Upsert::Inventory { seq, view } => {
+            (format!("i/{}", view.sku), *seq, serde_json::to_string(view))
+        }
+        Upsert::Order { seq, view } => (
+            format!("o/{}", view.order_id),
+            *seq,
+            serde_json::to_string(view),
+        ),
+    };
+    (key, seq, json.expect("views serialize"))
 }
 
 fn check_invariants(outputs: &[Output], inventory: &Inventory) -> Result<(), TestCaseError> {
@@ -404,6 +452,67 @@ proptest! {
         decider.finish(&mut out);
         prop_assert_eq!(&out, &reference);
         check_invariants(&out, decider.inventory())?;
+    }
+
+    #[test]
+    fn the_documents_written_through_restarts_are_the_reference_documents(
+        steps in prop::collection::vec((step(), -40..40i64, prop::bool::weighted(0.05)), 1..80),
+        partitions in 1..5usize,
+        interleaving in prop::collection::vec(0..5usize, 200),
+        takes in prop::collection::vec(prop::bool::weighted(0.3), 200),
+        crash_at in prop::option::of(0..200usize),
+        lateness in prop_oneof![Just(0i64), Just(15), Just(60)],
+    ) {
+        let parts = history(&steps, partitions);
+        let lateness = Duration::seconds(lateness);
+        let config = InventoryConfig::default();
+        // The store's contract, as a map: a document is replaced by an equal or higher seq only.
+        let mut store: std::collections::HashMap<String, (u64, String)> = Default::default();
+        let mut upsert = |changes: Vec<Upsert>| -> Result<(), TestCaseError> {
+            for u in &changes {
+                let (key, seq, json) = keyed(u);
+                match store.get(&key) {
+                    Some((s, stored)) if *s == seq => {
+                        // A replay must reproduce a document exactly at the same seq.
+                        prop_assert_eq!(stored, &json, "{} at seq {}", key, seq);
+                    }
+                    Some((s, _)) if *s > seq => {}
+                    _ => { store.insert(key, (seq, json)); }
+                }
+            }
+            Ok(())
+        };
+        // A run that crashes after `crash_at` steps (its untaken changes lost), then a restart
+        // that replays every partition from the start (in another interleaving), as the pipeline does.
+        let runs = match crash_at { Some(n) => vec![(Some(n), 0), (None, 1)], None => vec![(None, 0)] };
+        for (stop_after, shift) in runs {
+            let mut decider = Decider::new(partitions, lateness, config.clone()).tracking_changes();
+            let mut cursors = vec![0usize; partitions];
+            let mut choices = interleaving.iter().cycle();
+            let mut take = takes.iter().cycle();
+            let mut steps_done = 0;
+            while cursors.iter().zip(&parts).any(|(c, p)| *c < p.len()) {
+                if stop_after == Some(steps_done) { break; }
+                steps_done += 1;
+                let pick = (choices.next().copied().unwrap_or(0) + shift) % partitions;
+                let p = (0..partitions).map(|i| (pick + i) % partitions).find(|&p| cursors[p] < parts[p].len()).expect("some left");
+                decider.push(p, parts[p][cursors[p]].clone());
+                cursors[p] += 1;
+                decider.decide(&mut Vec::new());
+                if *take.next().unwrap_or(&true) {
+                    upsert(decider.take_changes())?;
+                }
+            }
+            if stop_after.is_none() {
+                upsert(decider.take_changes())?;
+            }
+        }
+        let mut want: std::collections::HashMap<String, (u64, String)> = Default::default();
+        for u in reference_documents(&parts, lateness, config) {
+            let (key, seq, json) = keyed(&u);
+            prop_assert!(want.insert(key, (seq, json)).is_none(), "one document per key");
+        }
+        prop_assert_eq!(store, want);
     }
 
     #[test]

@@ -103,13 +103,13 @@ fn a_full_lifecycle_keeps_every_transition_with_its_time() {
     assert!(anomalies.is_empty(), "{anomalies:?}");
     let o = orders.get("o-1").expect("order");
     use OrderStatus::*;
-    let path: Vec<OrderStatus> = o.history.iter().map(|(s, _)| *s).collect();
+    let path: Vec<OrderStatus> = o.history.iter().map(|t| t.status).collect();
     assert_eq!(
         path,
         vec![Placed, Reserved, Paid, Shipped, Delivered, Returned]
     );
     assert_eq!(o.status, Returned);
-    assert_eq!(o.history[3].1 - o.history[0].1, Duration::seconds(3_600));
+    assert_eq!(o.history[3].at - o.history[0].at, Duration::seconds(3_600));
 }
 
 #[test]
@@ -258,20 +258,20 @@ fn generated_histories_follow_the_machine_in_any_interleaving() {
         );
         for w in o.history.windows(2) {
             assert!(
-                valid_next(w[0].0, w[1].0),
+                valid_next(w[0].status, w[1].status),
                 "{}: {:?} -> {:?}",
                 o.order_id,
-                w[0].0,
-                w[1].0
+                w[0].status,
+                w[1].status
             );
             assert!(
-                w[0].1 <= w[1].1,
+                w[0].at <= w[1].at,
                 "{}: transitions in time order",
                 o.order_id
             );
         }
-        for (s, _) in &o.history {
-            *statuses.entry(*s).or_insert(0usize) += 1;
+        for t in &o.history {
+            *statuses.entry(t.status).or_insert(0usize) += 1;
         }
     }
     for s in [Reserved, Paid, PaymentFailed, Cancelled, Shipped, Delivered] {

@@ -1,5 +1,6 @@
-//! The timely pipeline end to end on a real (embedded) event log: its decisions are the batch
-//! reference's, for 1 and 3 workers, and a restart that replays the log appends nothing twice.
+//! The timely pipeline end to end on a real (embedded) event log and store: its decisions are the
+//! batch reference's, for 1 and 3 workers; the documents it writes to the store are the reference
+//! documents; and a restart that replays the log appends nothing twice and leaves the store as is.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -11,10 +12,14 @@ use emporium_dataflows::inventory::Output;
 use emporium_dataflows::pipeline::{
     PipelineConfig, PipelineStats, RunningPipeline, decision_event,
 };
+use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
 use emporium_schemas::Event;
+use emporium_serving::store::Store;
+use emporium_serving::store::embedded::EmbeddedStore;
+use emporium_serving::views::{InventoryView, OrderView, ProductView, Upsert};
 
 const PARTITIONS: u32 = 4;
 
@@ -57,6 +62,7 @@ fn shop_log(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) -> Ar
 fn run_until_caught_up(
     rt: &tokio::runtime::Runtime,
     log: &Arc<dyn EventLog>,
+    store: Option<Arc<dyn Store>>,
     workers: usize,
 ) -> Arc<PipelineStats> {
     let total: u64 = rt
@@ -69,7 +75,7 @@ fn run_until_caught_up(
         ..PipelineConfig::default()
     };
     let pipeline =
-        RunningPipeline::start(Arc::clone(log), rt.handle().clone(), config).expect("start");
+        RunningPipeline::start(Arc::clone(log), store, rt.handle().clone(), config).expect("start");
     let stats = Arc::clone(&pipeline.stats);
     let deadline = Instant::now() + Duration::from_secs(120);
     while stats.records_read.load(Ordering::Relaxed) < total && Instant::now() < deadline {
@@ -141,8 +147,8 @@ fn decisions_match_the_reference_for_one_and_three_workers() {
     );
     let one = shop_log(&rt, a.path(), 20_000);
     let three = shop_log(&rt, b.path(), 20_000);
-    let s1 = run_until_caught_up(&rt, &one, 1);
-    let s3 = run_until_caught_up(&rt, &three, 3);
+    let s1 = run_until_caught_up(&rt, &one, None, 1);
+    let s3 = run_until_caught_up(&rt, &three, None, 3);
     let ids1 = check_against_reference(&rt, &one, &s1);
     let ids3 = check_against_reference(&rt, &three, &s3);
     assert_eq!(
@@ -156,9 +162,17 @@ fn a_restart_replays_the_log_and_appends_nothing_twice() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = shop_log(&rt, dir.path(), 10_000);
-    let first = run_until_caught_up(&rt, &log, 2);
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+    let first = run_until_caught_up(&rt, &log, Some(Arc::clone(&store)), 2);
     let before = check_against_reference(&rt, &log, &first);
-    let second = run_until_caught_up(&rt, &log, 2);
+    let documents = check_store(&rt, &log, store.as_ref());
+    let second = run_until_caught_up(&rt, &log, Some(Arc::clone(&store)), 2);
+    assert_eq!(
+        check_store(&rt, &log, store.as_ref()),
+        documents,
+        "a replay leaves the store as it was"
+    );
     assert_eq!(second.decisions_appended.load(Ordering::Relaxed), 0);
     assert_eq!(
         second.decisions_already_logged.load(Ordering::Relaxed) as usize,
@@ -168,4 +182,72 @@ fn a_restart_replays_the_log_and_appends_nothing_twice() {
     let after: BTreeSet<String> = decisions.iter().map(|e| e.event_id.to_string()).collect();
     assert_eq!(after, before);
     assert_eq!(decisions.len(), before.len());
+}
+
+/// Every reference document is in the store, equal and with the same seq; returns how many.
+fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dyn Store) -> usize {
+    let (partitions, _) = split_log(rt, log);
+    let config = PipelineConfig::default();
+    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory);
+    let (mut products, mut skus, mut orders) = (0, 0, 0);
+    rt.block_on(async {
+        for upsert in &reference {
+            match upsert {
+                Upsert::Product { seq, view } => {
+                    let doc = store.product(&view.product_id).await.expect("read");
+                    let doc = doc.unwrap_or_else(|| panic!("product {} missing", view.product_id));
+                    let got: ProductView = serde_json::from_slice(&doc.json).expect("json");
+                    assert_eq!((doc.seq, &got), (*seq, view));
+                    products += 1;
+                }
+                Upsert::Inventory { seq, view } => {
+                    let doc = store.inventory(&view.sku).await.expect("read");
+                    let doc = doc.unwrap_or_else(|| panic!("sku {} missing", view.sku));
+                    let got: InventoryView = serde_json::from_slice(&doc.json).expect("json");
+                    assert_eq!((doc.seq, &got), (*seq, view));
+                    skus += 1;
+                }
+                Upsert::Order { seq, view } => {
+                    let doc = store.order(&view.order_id).await.expect("read");
+                    let doc = doc.unwrap_or_else(|| panic!("order {} missing", view.order_id));
+                    let got: OrderView = serde_json::from_slice(&doc.json).expect("json");
+                    assert_eq!((doc.seq, &got, &doc.user_id), (*seq, view, &view.user_id));
+                    orders += 1;
+                }
+            }
+        }
+    });
+    assert!(
+        products > 10 && skus > 10 && orders > 10,
+        "{products} {skus} {orders}"
+    );
+    reference.len()
+}
+
+#[test]
+fn the_store_holds_the_reference_documents_for_one_and_three_workers() {
+    let rt = runtime();
+    for workers in [1, 3] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = shop_log(&rt, dir.path(), 20_000);
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let stats = run_until_caught_up(&rt, &log, Some(Arc::clone(&dyn_store)), workers);
+        let n = check_store(&rt, &log, store.as_ref());
+        let (p, i, o) = store.counts().expect("counts");
+        assert_eq!(
+            (p + i + o) as usize,
+            n,
+            "no document beyond the reference's"
+        );
+        let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
+        let positions = rt.block_on(store.positions()).expect("positions");
+        assert_eq!(
+            positions.as_deref(),
+            Some(&ends[..]),
+            "positions cover the log"
+        );
+        assert!(stats.documents_written.load(Ordering::Relaxed) as usize >= n);
+    }
 }

@@ -1,0 +1,225 @@
+//! The read API: `GET /v1/products/{id}`, `/v1/inventory/{sku}`, `/v1/orders/{id}` and
+//! `/v1/users/{id}/orders`, plus `/openapi.json`. Handlers translate HTTP to [`Store`] reads and
+//! errors to status codes with JSON bodies; documents go out as stored, never re-encoded.
+//!
+//! Products and inventory are public (shoppers browse before they sign in). Orders need a bearer
+//! token: a shopper sees only their own (401 without a valid token, 403 for someone else's), the
+//! operator key sees all.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{AuthError, Authenticator, Principal};
+use crate::metrics;
+use crate::store::{Store, StoreError};
+
+/// The OpenAPI 3.1 document of this API (and of the write path's routes).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Orders per page of `GET /v1/users/{id}/orders` unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 20;
+/// The largest `limit` accepted.
+pub const MAX_PAGE: usize = 100;
+
+#[derive(Clone)]
+struct Serving {
+    store: Arc<dyn Store>,
+    auth: Authenticator,
+}
+
+/// The routes of the read path, ready to be merged into the platform's router.
+pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
+    Router::new()
+        .route("/v1/products/{id}", get(get_product))
+        .route("/v1/inventory/{sku}", get(get_inventory))
+        .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/users/{id}/orders", get(get_user_orders))
+        .route("/openapi.json", get(get_openapi))
+        .with_state(Serving { store, auth })
+}
+
+/// An error answer: a status and a JSON body `{"error": code, "message": text}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn not_found(what: &str, id: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("no {what} with id {id:?}"),
+        }
+    }
+
+    fn forbidden(message: String) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message,
+        }
+    }
+
+    fn bad_request(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BadCursor(_) => Self::bad_request(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "store read failed");
+                Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_unavailable",
+                    message: "the store could not answer; try again".into(),
+                }
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn principal(s: &Serving, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| AuthError::NotBearer))
+        .transpose()?;
+    Ok(s.auth.authenticate(value)?)
+}
+
+async fn get_product(
+    State(s): State<Serving>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let doc = s.store.product(&id).await?;
+    metrics::read("product", started.elapsed());
+    let doc = doc.ok_or_else(|| ApiError::not_found("product", &id))?;
+    Ok(json_bytes(doc.json))
+}
+
+async fn get_inventory(
+    State(s): State<Serving>,
+    Path(sku): Path<String>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let doc = s.store.inventory(&sku).await?;
+    metrics::read("inventory", started.elapsed());
+    let doc = doc.ok_or_else(|| ApiError::not_found("sku", &sku))?;
+    Ok(json_bytes(doc.json))
+}
+
+async fn get_order(
+    State(s): State<Serving>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = principal(&s, &headers)?;
+    let started = Instant::now();
+    let doc = s.store.order(&id).await?;
+    metrics::read("order", started.elapsed());
+    let doc = doc.ok_or_else(|| ApiError::not_found("order", &id))?;
+    if !who.may_read(&doc.user_id) {
+        return Err(ApiError::forbidden(format!(
+            "order {id:?} belongs to another user"
+        )));
+    }
+    Ok(json_bytes(doc.json))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+async fn get_user_orders(
+    State(s): State<Serving>,
+    Path(user): Path<String>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = principal(&s, &headers)?;
+    if !who.may_read(&user) {
+        return Err(ApiError::forbidden(format!(
+            "the orders of user {user:?} belong to another user"
+        )));
+    }
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: expected an integer from 1 to {MAX_PAGE}, got {text:?}"
+                )));
+            }
+        },
+    };
+    let started = Instant::now();
+    let page = s
+        .store
+        .user_orders(&user, q.after.as_deref(), limit)
+        .await?;
+    metrics::read("user_orders", started.elapsed());
+    Ok(Json(json!({"user_id": user, "orders": page.orders, "next": page.next})).into_response())
+}
+
+async fn get_openapi() -> Response {
+    json_bytes(Bytes::from_static(OPENAPI.as_bytes()))
+}

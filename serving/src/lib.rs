@@ -1,0 +1,17 @@
+//! Emporium's read side: the store the dataflows keep up to date, and the HTTP API that answers
+//! shoppers and operators from it.
+//!
+//! - [`views`]: the documents, one per read path, as the API returns them;
+//! - [`store`]: the [`store::Store`] trait and its backends, [`store::embedded`] (the one-machine
+//!   default) and [`store::scylla`] (ScyllaDB, for the distributed deployment);
+//! - [`auth`]: bearer tokens for shoppers and the operator key;
+//! - [`api`]: the read routes and `/openapi.json`.
+//!
+//! The store's contract (idempotent upserts by `seq`, positions after documents) and the choice
+//! of engines are in ADR 0007; the API and its auth in ADR 0008.
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod store;
+pub mod views;

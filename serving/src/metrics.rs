@@ -1,0 +1,15 @@
+//! Every metric the serving side records, from one place (vector's `internal_events` pattern).
+
+use std::time::Duration;
+
+/// A store read made for an API request, by read path.
+pub fn read(path: &'static str, took: Duration) {
+    metrics::histogram!("emporium_serving_store_read_seconds", "path" => path)
+        .record(took.as_secs_f64());
+}
+
+/// A batch of documents written to the store.
+pub fn write(documents: usize, took: Duration) {
+    metrics::histogram!("emporium_store_write_seconds").record(took.as_secs_f64());
+    metrics::counter!("emporium_store_documents_written_total").increment(documents as u64);
+}

@@ -1,0 +1,329 @@
+//! The embedded store: one redb file (copy-on-write B+trees, MVCC), for `emporium run` on one
+//! machine. Chosen over fjall by `benches/store_engines.rs` (ADR 0007).
+//!
+//! Tables: `products`, `inventory` and `orders` map an id to `seq (8 bytes, big-endian) ‖ value`;
+//! an order's value starts with its user id (`u16` length ‖ bytes) so reads can authorize without
+//! parsing the JSON. `user_orders` is keyed by (user id, placed-at µs, order id) and holds the
+//! order's summary, so a user's page is one reverse range scan. `meta` holds the positions.
+//!
+//! A batch is one write transaction committed with fsync: its documents and positions become
+//! visible (and durable) together or not at all. Writes and commits run on tokio's blocking pool,
+//! never on the threads that answer HTTP; a read is a short in-memory lookup in a read
+//! transaction and runs inline.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{
+    Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor, encode_cursor,
+};
+use crate::views::{OrderSummary, OrderView, Upsert, WriteBatch};
+
+const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
+const INVENTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("inventory");
+const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
+const USER_ORDERS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("user_orders");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const POSITIONS: &str = "positions";
+
+/// The file name of the store inside a data directory.
+pub const FILE_NAME: &str = "store.redb";
+
+/// The redb store. Cheap to share: clone the `Arc`.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+fn redb_error(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::DatabaseAlreadyOpen => StoreError::Embedded(
+            "the store file is open in another process (is another `emporium run` using this \
+             data directory?)"
+                .into(),
+        ),
+        e => StoreError::Embedded(e.to_string()),
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store in `dir` (creating `dir/store.redb` if missing).
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::builder()
+            // 256 MiB of page cache: hot orders and products stay in memory.
+            .set_cache_size(256 << 20)
+            .create(&path)
+            .map_err(redb_error)?;
+        // Create every table up front so readers never meet a missing one.
+        let txn = db.begin_write().map_err(redb_error)?;
+        for table in [PRODUCTS, INVENTORY, ORDERS, META] {
+            txn.open_table(table).map_err(redb_error)?;
+        }
+        txn.open_table(USER_ORDERS).map_err(redb_error)?;
+        txn.commit().map_err(redb_error)?;
+        Ok(Self {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    /// Documents of each kind: (products, inventory, orders).
+    pub fn counts(&self) -> Result<(u64, u64, u64)> {
+        let txn = self.db.begin_read().map_err(redb_error)?;
+        let len = |t| -> Result<u64> {
+            txn.open_table(t)
+                .map_err(redb_error)?
+                .len()
+                .map_err(redb_error)
+        };
+        Ok((len(PRODUCTS)?, len(INVENTORY)?, len(ORDERS)?))
+    }
+
+    fn read(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read().map_err(redb_error)?;
+        let table = txn.open_table(table).map_err(redb_error)?;
+        Ok(table
+            .get(key)
+            .map_err(redb_error)?
+            .map(|v| v.value().to_vec()))
+    }
+}
+
+/// `seq ‖ body`, and back.
+fn encode(seq: u64, prefix: &[u8], json: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + prefix.len() + json.len());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(prefix);
+    v.extend_from_slice(json);
+    v
+}
+
+fn split_seq(key: &str, value: &[u8]) -> Result<(u64, Vec<u8>)> {
+    let (seq, rest) = value
+        .split_at_checked(8)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: key.to_owned(),
+            detail: format!("{} bytes, shorter than its seq", value.len()),
+        })?;
+    let seq = u64::from_be_bytes(seq.try_into().expect("invariant: split at 8"));
+    Ok((seq, rest.to_vec()))
+}
+
+fn stored_seq(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>> {
+    let Some(v) = table.get(key).map_err(redb_error)? else {
+        return Ok(None);
+    };
+    let v = v.value();
+    let seq = v
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: key.to_owned(),
+            detail: "shorter than its seq".into(),
+        })?;
+    Ok(Some(seq))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("invariant: views serialize to JSON")
+}
+
+/// The user-index entry of an order.
+pub(crate) fn summary(view: &OrderView) -> OrderSummary {
+    let currency = view
+        .lines
+        .first()
+        .map_or_else(|| "USD".to_owned(), |l| l.unit_price.currency.clone());
+    let total = view
+        .lines
+        .iter()
+        .map(|l| l.qty.saturating_mul(l.unit_price.amount_minor))
+        .fold(0_i64, i64::saturating_add);
+    OrderSummary {
+        order_id: view.order_id.clone(),
+        status: view.status,
+        placed_at: view.placed_at(),
+        total: emporium_schemas::money::Money::new(total, &currency),
+    }
+}
+
+fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
+    let txn = db.begin_write().map_err(redb_error)?;
+    {
+        let mut products = txn.open_table(PRODUCTS).map_err(redb_error)?;
+        let mut inventory = txn.open_table(INVENTORY).map_err(redb_error)?;
+        let mut orders = txn.open_table(ORDERS).map_err(redb_error)?;
+        let mut user_orders = txn.open_table(USER_ORDERS).map_err(redb_error)?;
+        for upsert in &batch.upserts {
+            let seq = upsert.seq();
+            match upsert {
+                Upsert::Product { view, .. } => {
+                    if stored_seq(&products, &view.product_id)?.is_none_or(|s| s <= seq) {
+                        let value = encode(seq, &[], &to_json(view));
+                        products
+                            .insert(view.product_id.as_str(), value.as_slice())
+                            .map_err(redb_error)?;
+                    }
+                }
+                Upsert::Inventory { view, .. } => {
+                    if stored_seq(&inventory, &view.sku)?.is_none_or(|s| s <= seq) {
+                        let value = encode(seq, &[], &to_json(view));
+                        inventory
+                            .insert(view.sku.as_str(), value.as_slice())
+                            .map_err(redb_error)?;
+                    }
+                }
+                Upsert::Order { view, .. } => {
+                    if stored_seq(&orders, &view.order_id)?.is_none_or(|s| s <= seq) {
+                        let user = view.user_id.as_bytes();
+                        let len = u16::try_from(user.len()).map_err(|_| StoreError::Corrupt {
+                            key: view.order_id.clone(),
+                            detail: "user id longer than 65535 bytes".into(),
+                        })?;
+                        let mut prefix = len.to_be_bytes().to_vec();
+                        prefix.extend_from_slice(user);
+                        let value = encode(seq, &prefix, &to_json(view));
+                        orders
+                            .insert(view.order_id.as_str(), value.as_slice())
+                            .map_err(redb_error)?;
+                        let key = (
+                            view.user_id.as_str(),
+                            view.placed_at().timestamp_micros(),
+                            view.order_id.as_str(),
+                        );
+                        let entry = to_json(&summary(view));
+                        user_orders
+                            .insert(key, entry.as_slice())
+                            .map_err(redb_error)?;
+                    }
+                }
+            }
+        }
+        let mut meta = txn.open_table(META).map_err(redb_error)?;
+        if stored_seq(&meta, POSITIONS)?.is_none_or(|s| s <= batch.seq) {
+            let value = encode(batch.seq, &[], &to_json(&batch.positions));
+            meta.insert(POSITIONS, value.as_slice())
+                .map_err(redb_error)?;
+        }
+    }
+    txn.commit().map_err(redb_error)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn describe(&self) -> String {
+        format!("embedded store at {}", self.path.display())
+    }
+
+    async fn apply(&self, batch: WriteBatch) -> Result<()> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || apply_batch(&db, &batch))
+            .await
+            .map_err(|e| StoreError::Embedded(format!("write task failed: {e}")))?
+    }
+
+    async fn positions(&self) -> Result<Option<Vec<u64>>> {
+        let Some(raw) = self.read(META, POSITIONS)? else {
+            return Ok(None);
+        };
+        let (_, raw) = split_seq(POSITIONS, &raw)?;
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                key: POSITIONS.into(),
+                detail: e.to_string(),
+            })
+    }
+
+    async fn product(&self, product_id: &str) -> Result<Option<Document>> {
+        document(product_id, self.read(PRODUCTS, product_id)?)
+    }
+
+    async fn inventory(&self, sku: &str) -> Result<Option<Document>> {
+        document(sku, self.read(INVENTORY, sku)?)
+    }
+
+    async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>> {
+        let Some(raw) = self.read(ORDERS, order_id)? else {
+            return Ok(None);
+        };
+        let (seq, rest) = split_seq(order_id, &raw)?;
+        let corrupt = || StoreError::Corrupt {
+            key: order_id.to_owned(),
+            detail: "bad user id prefix".into(),
+        };
+        let len = rest
+            .get(..2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+            .ok_or_else(corrupt)?;
+        let user = rest.get(2..2 + len).ok_or_else(corrupt)?;
+        let user_id = std::str::from_utf8(user).map_err(|_| corrupt())?.to_owned();
+        Ok(Some(OrderDocument {
+            seq,
+            user_id,
+            json: Bytes::copy_from_slice(&rest[2 + len..]),
+        }))
+    }
+
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OrderPage> {
+        let limit = limit.max(1);
+        let (end_at, end_id) = match after {
+            Some(cursor) => decode_cursor(cursor)?,
+            None => (i64::MAX, String::new()),
+        };
+        let txn = self.db.begin_read().map_err(redb_error)?;
+        let table = txn.open_table(USER_ORDERS).map_err(redb_error)?;
+        let range = table
+            .range((user_id, i64::MIN, "")..(user_id, end_at, end_id.as_str()))
+            .map_err(redb_error)?;
+        let mut page = OrderPage::default();
+        for entry in range.rev().take(limit + 1) {
+            let (key, value) = entry.map_err(redb_error)?;
+            if page.orders.len() == limit {
+                // One more exists: this page has a next.
+                let last = page.orders.last().expect("invariant: limit ≥ 1");
+                page.next = Some(encode_cursor(
+                    last.placed_at.timestamp_micros(),
+                    &last.order_id,
+                ));
+                break;
+            }
+            let summary: OrderSummary =
+                serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
+                    key: format!("{:?}", key.value()),
+                    detail: e.to_string(),
+                })?;
+            page.orders.push(summary);
+        }
+        Ok(page)
+    }
+}
+
+fn document(key: &str, raw: Option<Vec<u8>>) -> Result<Option<Document>> {
+    raw.map(|raw| {
+        let (seq, json) = split_seq(key, &raw)?;
+        Ok(Document {
+            seq,
+            json: Bytes::from(json),
+        })
+    })
+    .transpose()
+}

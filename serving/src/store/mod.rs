@@ -1,0 +1,126 @@
+//! The store: the documents of [`crate::views`], kept per read path, written by the dataflows and
+//! read by the serving API. One trait, two backends: [`embedded`] (one file, one machine — the
+//! default) and [`scylla`] (a ScyllaDB cluster, for the distributed deployment). Both pass the one
+//! conformance suite in `serving/tests/store_conformance.rs`.
+//!
+//! The contract every backend keeps (ADR 0007):
+//! - a document is replaced only by a write with a higher or equal `seq`: replayed writes are
+//!   no-ops and a store never moves backwards;
+//! - `apply` makes the documents of a batch visible before its positions, so the stored positions
+//!   never claim more than the documents reflect;
+//! - reads never block writes, and never see half a document.
+
+pub mod embedded;
+pub mod scylla;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::views::{OrderSummary, WriteBatch};
+
+/// Errors of a store backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O at {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("embedded store: {0}")]
+    Embedded(String),
+    #[error("scylla: {0}")]
+    Scylla(String),
+    #[error("stored document {key} is corrupt: {detail}")]
+    Corrupt { key: String, detail: String },
+    #[error("bad page cursor {0:?}: expected one returned by a previous page")]
+    BadCursor(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stored document: its JSON, as the API returns it, and the `seq` it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub seq: u64,
+    pub json: Bytes,
+}
+
+/// A stored order: the document, and its owner (for authorization without parsing the JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderDocument {
+    pub seq: u64,
+    pub user_id: String,
+    pub json: Bytes,
+}
+
+/// One page of a user's orders, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrderPage {
+    pub orders: Vec<OrderSummary>,
+    /// Pass it back as `after` for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Where the dataflows write and the API reads. See the module docs for the contract.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short description for logs (`embedded store at ./data/store.redb`).
+    fn describe(&self) -> String;
+
+    /// Upserts every document of `batch` (each only if its `seq` is not below the stored one),
+    /// then records `batch.positions`.
+    async fn apply(&self, batch: WriteBatch) -> Result<()>;
+
+    /// The positions recorded by the last `apply` (`None` on a new store).
+    async fn positions(&self) -> Result<Option<Vec<u64>>>;
+
+    async fn product(&self, product_id: &str) -> Result<Option<Document>>;
+
+    async fn inventory(&self, sku: &str) -> Result<Option<Document>>;
+
+    async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>>;
+
+    /// A user's orders, newest placed first (ties: larger order id first), `limit` per page,
+    /// starting after the cursor `after` of the previous page.
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OrderPage>;
+}
+
+/// The cursor of a page of a user's orders: the last entry's (placed_at µs, order id).
+pub(crate) fn encode_cursor(placed_at_us: i64, order_id: &str) -> String {
+    format!("{placed_at_us}.{order_id}")
+}
+
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(i64, String)> {
+    let bad = || StoreError::BadCursor(cursor.to_owned());
+    let (at, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let at: i64 = at.parse().map_err(|_| bad())?;
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok((at, id.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let c = encode_cursor(1_767_225_600_000_000, "o-1.2");
+        assert_eq!(
+            decode_cursor(&c).expect("valid"),
+            (1_767_225_600_000_000, "o-1.2".to_owned())
+        );
+        for bad in ["", "x.o-1", "12", "12."] {
+            assert!(
+                matches!(decode_cursor(bad), Err(StoreError::BadCursor(_))),
+                "{bad}"
+            );
+        }
+    }
+}

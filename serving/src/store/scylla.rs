@@ -1,0 +1,567 @@
+//! The ScyllaDB store, for the distributed deployment: the schema in `serving/cql/schema.cql`
+//! (one table per read path, partition keys in ADR 0007), applied on connect when missing;
+//! prepared statements at LOCAL_QUORUM; documents written with `USING TIMESTAMP <seq>` so that a
+//! replayed write never replaces a newer document, and read back with `WRITETIME(doc)`.
+//!
+//! A batch writes its documents concurrently (each is its own partition: a multi-partition CQL
+//! batch would only add a coordinator hop), then, once all succeeded, its positions. Statements
+//! are idempotent (explicit timestamps), so the driver's retry policy may retry them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{ExecutionError, RequestAttemptError};
+use scylla::policies::retry::DefaultRetryPolicy;
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::statement::Consistency;
+use scylla::statement::prepared::PreparedStatement;
+
+use super::{
+    Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor, encode_cursor,
+};
+use crate::store::embedded::summary;
+use crate::views::{OrderSummary, Upsert, WriteBatch};
+
+/// The schema, with `{{keyspace}}` and `{{replication_factor}}` to fill in.
+pub const SCHEMA_CQL: &str = include_str!("../../cql/schema.cql");
+
+/// Documents written at once by one batch.
+const WRITE_CONCURRENCY: usize = 128;
+
+/// Settings of the ScyllaDB store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScyllaConfig {
+    /// `host:port` of one or more nodes.
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    pub replication_factor: u32,
+    /// Names this pipeline's rows in the positions table.
+    pub pipeline: String,
+    pub request_timeout: Duration,
+}
+
+impl ScyllaConfig {
+    /// Defaults for `nodes` (comma-separated `host:port` list, as in `EMPORIUM_SCYLLA_URI`).
+    pub fn new(nodes: &str) -> Self {
+        Self {
+            nodes: nodes
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(|n| n.trim_start_matches("scylla://").to_owned())
+                .collect(),
+            keyspace: "emporium".into(),
+            replication_factor: 3,
+            pipeline: "inventory".into(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The schema's statements for `config`, in order.
+pub fn schema_statements(config: &ScyllaConfig) -> Result<Vec<String>> {
+    let ks = &config.keyspace;
+    let valid = !ks.is_empty()
+        && ks.len() <= 48
+        && ks.starts_with(|c: char| c.is_ascii_alphabetic())
+        && ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(StoreError::Scylla(format!(
+            "keyspace {ks:?}: expected a letter then up to 47 letters, digits or underscores"
+        )));
+    }
+    if config.replication_factor == 0 {
+        return Err(StoreError::Scylla(
+            "replication factor: expected at least 1".into(),
+        ));
+    }
+    let text: String = SCHEMA_CQL
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("{{keyspace}}", ks)
+        .replace(
+            "{{replication_factor}}",
+            &config.replication_factor.to_string(),
+        );
+    Ok(text
+        .split(';')
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+struct Statements {
+    put_product: PreparedStatement,
+    put_inventory: PreparedStatement,
+    put_order: PreparedStatement,
+    put_user_order: PreparedStatement,
+    put_position: PreparedStatement,
+    get_product: PreparedStatement,
+    get_inventory: PreparedStatement,
+    get_order: PreparedStatement,
+    get_user_orders: PreparedStatement,
+    get_user_orders_after: PreparedStatement,
+    get_positions: PreparedStatement,
+}
+
+/// The statement texts, by name (unit-tested; prepared on connect).
+pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "put_product",
+            format!("INSERT INTO {ks}.products (product_id, doc) VALUES (?, ?) USING TIMESTAMP ?"),
+        ),
+        (
+            "put_inventory",
+            format!("INSERT INTO {ks}.inventory (sku, doc) VALUES (?, ?) USING TIMESTAMP ?"),
+        ),
+        (
+            "put_order",
+            format!(
+                "INSERT INTO {ks}.orders (order_id, user_id, doc) VALUES (?, ?, ?) USING TIMESTAMP ?"
+            ),
+        ),
+        (
+            "put_user_order",
+            format!(
+                "INSERT INTO {ks}.user_orders (user_id, placed_at, order_id, summary) VALUES (?, ?, ?, ?) USING TIMESTAMP ?"
+            ),
+        ),
+        (
+            "put_position",
+            format!(
+                "INSERT INTO {ks}.positions (pipeline, log_partition, next_offset) VALUES (?, ?, ?) USING TIMESTAMP ?"
+            ),
+        ),
+        (
+            "get_product",
+            format!("SELECT doc, WRITETIME(doc) FROM {ks}.products WHERE product_id = ?"),
+        ),
+        (
+            "get_inventory",
+            format!("SELECT doc, WRITETIME(doc) FROM {ks}.inventory WHERE sku = ?"),
+        ),
+        (
+            "get_order",
+            format!("SELECT user_id, doc, WRITETIME(doc) FROM {ks}.orders WHERE order_id = ?"),
+        ),
+        (
+            "get_user_orders",
+            format!(
+                "SELECT placed_at, order_id, summary FROM {ks}.user_orders WHERE user_id = ? LIMIT ?"
+            ),
+        ),
+        (
+            "get_user_orders_after",
+            format!(
+                "SELECT placed_at, order_id, summary FROM {ks}.user_orders WHERE user_id = ? AND (placed_at, order_id) < (?, ?) LIMIT ?"
+            ),
+        ),
+        (
+            "get_positions",
+            format!("SELECT log_partition, next_offset FROM {ks}.positions WHERE pipeline = ?"),
+        ),
+    ]
+}
+
+/// Is this error worth retrying later (the cluster is busy or a node is down), as opposed to a
+/// mistake that a retry would repeat?
+pub fn is_transient(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::RequestTimeout(_) | ExecutionError::ConnectionPoolError(_) => true,
+        ExecutionError::LastAttemptError(a) => match a {
+            RequestAttemptError::BrokenConnectionError(_)
+            | RequestAttemptError::UnableToAllocStreamId => true,
+            RequestAttemptError::DbError(db, _) => db.can_speculative_retry(),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn exec_error(e: ExecutionError) -> StoreError {
+    let kind = if is_transient(&e) {
+        "transient"
+    } else {
+        "permanent"
+    };
+    StoreError::Scylla(format!("{kind}: {e}"))
+}
+
+fn scylla_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Scylla(format!("{what}: {e}"))
+}
+
+/// A `seq` as a CQL write timestamp (bigint).
+fn ts(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// The ScyllaDB store.
+pub struct ScyllaStore {
+    session: Arc<Session>,
+    statements: Statements,
+    config: ScyllaConfig,
+}
+
+impl ScyllaStore {
+    /// Connects, applies the schema if missing, and prepares every statement.
+    pub async fn connect(config: ScyllaConfig) -> Result<Self> {
+        if config.nodes.is_empty() {
+            return Err(StoreError::Scylla(
+                "no ScyllaDB node given: expected host:port[,host:port...]".into(),
+            ));
+        }
+        let schema = schema_statements(&config)?;
+        let profile = ExecutionProfile::builder()
+            .consistency(Consistency::LocalQuorum)
+            .request_timeout(Some(config.request_timeout))
+            .retry_policy(Arc::new(DefaultRetryPolicy::new()))
+            .build();
+        let session = SessionBuilder::new()
+            .known_nodes(&config.nodes)
+            .connection_timeout(Duration::from_secs(5))
+            .default_execution_profile_handle(profile.into_handle())
+            .build()
+            .await
+            .map_err(|e| scylla_error(&format!("connect to {}", config.nodes.join(",")), e))?;
+        for statement in schema {
+            session
+                .query_unpaged(statement.as_str(), &[])
+                .await
+                .map_err(|e| scylla_error(&format!("apply schema ({statement})"), e))?;
+        }
+        let mut prepared = std::collections::HashMap::new();
+        for (name, text) in statement_texts(&config.keyspace) {
+            let mut p = session
+                .prepare(text.as_str())
+                .await
+                .map_err(|e| scylla_error(&format!("prepare {name}"), e))?;
+            p.set_consistency(Consistency::LocalQuorum);
+            p.set_is_idempotent(true);
+            prepared.insert(name, p);
+        }
+        let mut take = |name: &str| {
+            prepared
+                .remove(name)
+                .ok_or_else(|| StoreError::Scylla(format!("statement {name} not prepared")))
+        };
+        let statements = Statements {
+            put_product: take("put_product")?,
+            put_inventory: take("put_inventory")?,
+            put_order: take("put_order")?,
+            put_user_order: take("put_user_order")?,
+            put_position: take("put_position")?,
+            get_product: take("get_product")?,
+            get_inventory: take("get_inventory")?,
+            get_order: take("get_order")?,
+            get_user_orders: take("get_user_orders")?,
+            get_user_orders_after: take("get_user_orders_after")?,
+            get_positions: take("get_positions")?,
+        };
+        Ok(Self {
+            session: Arc::new(session),
+            statements,
+            config,
+        })
+    }
+
+    async fn write(&self, upsert: &Upsert) -> Result<()> {
+        let s = &self.statements;
+        let session = &self.session;
+        let t = ts(upsert.seq());
+        match upsert {
+            Upsert::Product { view, .. } => {
+                session
+                    .execute_unpaged(&s.put_product, (&view.product_id, json(view), t))
+                    .await
+                    .map_err(exec_error)?;
+            }
+            Upsert::Inventory { view, .. } => {
+                session
+                    .execute_unpaged(&s.put_inventory, (&view.sku, json(view), t))
+                    .await
+                    .map_err(exec_error)?;
+            }
+            Upsert::Order { view, .. } => {
+                session
+                    .execute_unpaged(&s.put_order, (&view.order_id, &view.user_id, json(view), t))
+                    .await
+                    .map_err(exec_error)?;
+                let entry = summary(view);
+                session
+                    .execute_unpaged(
+                        &s.put_user_order,
+                        (
+                            &view.user_id,
+                            entry.placed_at.timestamp_micros(),
+                            &view.order_id,
+                            json(&entry),
+                            t,
+                        ),
+                    )
+                    .await
+                    .map_err(exec_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn document(&self, statement: &PreparedStatement, key: &str) -> Result<Option<Document>> {
+        let rows = self
+            .session
+            .execute_unpaged(statement, (key,))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read", e))?;
+        let row = rows
+            .maybe_first_row::<(Option<String>, Option<i64>)>()
+            .map_err(|e| scylla_error("read", e))?;
+        Ok(match row {
+            Some((Some(doc), seq)) => Some(Document {
+                seq: seq.unwrap_or(0).max(0) as u64,
+                json: Bytes::from(doc),
+            }),
+            _ => None,
+        })
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("invariant: views serialize to JSON")
+}
+
+#[async_trait]
+impl Store for ScyllaStore {
+    fn describe(&self) -> String {
+        format!(
+            "ScyllaDB store {} at {}",
+            self.config.keyspace,
+            self.config.nodes.join(",")
+        )
+    }
+
+    async fn apply(&self, batch: WriteBatch) -> Result<()> {
+        let writes: Vec<_> = batch.upserts.iter().map(|u| self.write(u)).collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        // Positions only after every document: they never claim more than the store holds.
+        let t = ts(batch.seq);
+        for (partition, next) in batch.positions.iter().enumerate() {
+            let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+            let next = i64::try_from(*next).unwrap_or(i64::MAX);
+            self.session
+                .execute_unpaged(
+                    &self.statements.put_position,
+                    (&self.config.pipeline, partition, next, t),
+                )
+                .await
+                .map_err(exec_error)?;
+        }
+        Ok(())
+    }
+
+    async fn positions(&self) -> Result<Option<Vec<u64>>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.get_positions, (&self.config.pipeline,))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read positions", e))?;
+        let mut positions = Vec::new();
+        for row in rows
+            .rows::<(i32, i64)>()
+            .map_err(|e| scylla_error("read positions", e))?
+        {
+            let (partition, next) = row.map_err(|e| scylla_error("read positions", e))?;
+            let p = usize::try_from(partition).unwrap_or(0);
+            if positions.len() <= p {
+                positions.resize(p + 1, 0);
+            }
+            positions[p] = u64::try_from(next).unwrap_or(0);
+        }
+        Ok((!positions.is_empty()).then_some(positions))
+    }
+
+    async fn product(&self, product_id: &str) -> Result<Option<Document>> {
+        self.document(&self.statements.get_product, product_id)
+            .await
+    }
+
+    async fn inventory(&self, sku: &str) -> Result<Option<Document>> {
+        self.document(&self.statements.get_inventory, sku).await
+    }
+
+    async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.get_order, (order_id,))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read order", e))?;
+        let row = rows
+            .maybe_first_row::<(Option<String>, Option<String>, Option<i64>)>()
+            .map_err(|e| scylla_error("read order", e))?;
+        Ok(match row {
+            Some((Some(user_id), Some(doc), seq)) => Some(OrderDocument {
+                seq: seq.unwrap_or(0).max(0) as u64,
+                user_id,
+                json: Bytes::from(doc),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OrderPage> {
+        let limit = limit.max(1);
+        // One more than asked: if it comes back, there is a next page.
+        let fetch = i32::try_from(limit + 1).unwrap_or(i32::MAX);
+        let result = match after {
+            Some(cursor) => {
+                let (at, id) = decode_cursor(cursor)?;
+                self.session
+                    .execute_single_page(
+                        &self.statements.get_user_orders_after,
+                        (user_id, at, id, fetch),
+                        PagingState::start(),
+                    )
+                    .await
+            }
+            None => {
+                self.session
+                    .execute_single_page(
+                        &self.statements.get_user_orders,
+                        (user_id, fetch),
+                        PagingState::start(),
+                    )
+                    .await
+            }
+        };
+        let (result, paging) = result.map_err(exec_error)?;
+        debug_assert!(matches!(paging, PagingStateResponse::NoMorePages) || fetch > 0);
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| scylla_error("read user orders", e))?;
+        let mut page = OrderPage::default();
+        for row in rows
+            .rows::<(i64, String, Option<String>)>()
+            .map_err(|e| scylla_error("read user orders", e))?
+        {
+            let (at, order_id, summary) = row.map_err(|e| scylla_error("read user orders", e))?;
+            if page.orders.len() == limit {
+                let last = page.orders.last().expect("invariant: limit ≥ 1");
+                page.next = Some(encode_cursor(
+                    last.placed_at.timestamp_micros(),
+                    &last.order_id,
+                ));
+                break;
+            }
+            let summary: OrderSummary = serde_json::from_str(summary.as_deref().unwrap_or(""))
+                .map_err(|e| StoreError::Corrupt {
+                    key: format!("user_orders({user_id}, {at}, {order_id})"),
+                    detail: e.to_string(),
+                })?;
+            page.orders.push(summary);
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_renders_for_a_keyspace_and_every_statement_is_idempotent_ddl() {
+        let mut config = ScyllaConfig::new("scylla://10.0.0.1:9042, 10.0.0.2:9042");
+        assert_eq!(config.nodes, ["10.0.0.1:9042", "10.0.0.2:9042"]);
+        config.keyspace = "shop_test".into();
+        config.replication_factor = 1;
+        let statements = schema_statements(&config).expect("valid");
+        assert_eq!(statements.len(), 6, "{statements:#?}");
+        assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS shop_test"));
+        assert!(statements[0].contains("'replication_factor': 1"));
+        for s in &statements {
+            assert!(s.contains("IF NOT EXISTS"), "{s}");
+            assert!(!s.contains("{{"), "unfilled placeholder: {s}");
+        }
+        for table in [
+            "products",
+            "inventory",
+            "orders",
+            "user_orders",
+            "positions",
+        ] {
+            assert!(
+                statements
+                    .iter()
+                    .any(|s| s.contains(&format!("TABLE IF NOT EXISTS shop_test.{table} "))),
+                "{table}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_keyspaces_and_replication_are_refused_before_connecting() {
+        for ks in ["", "1abc", "a-b", "a;DROP", &"k".repeat(49)] {
+            let mut c = ScyllaConfig::new("h:9042");
+            c.keyspace = ks.into();
+            assert!(schema_statements(&c).is_err(), "{ks:?}");
+        }
+        let mut c = ScyllaConfig::new("h:9042");
+        c.replication_factor = 0;
+        assert!(schema_statements(&c).is_err());
+    }
+
+    #[test]
+    fn writes_carry_the_seq_as_their_timestamp_and_reads_return_it() {
+        for (name, text) in statement_texts("ks") {
+            if name.starts_with("put_") {
+                assert!(text.ends_with("USING TIMESTAMP ?"), "{name}: {text}");
+                // Bind markers: one per column, plus the timestamp.
+                let columns = text.split('(').nth(1).map_or(0, |c| c.split(',').count());
+                assert_eq!(text.matches('?').count(), columns + 1, "{name}: {text}");
+            }
+            if name == "get_product" || name == "get_inventory" || name == "get_order" {
+                assert!(text.contains("WRITETIME(doc)"), "{name}");
+            }
+            assert!(text.contains(" ks."), "{name} names the keyspace");
+        }
+    }
+
+    #[test]
+    fn overload_and_timeouts_are_transient_syntax_errors_are_not() {
+        use scylla::errors::DbError;
+        let db = |e| ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, "x".into()));
+        assert!(is_transient(&ExecutionError::RequestTimeout(
+            Duration::from_secs(1)
+        )));
+        assert!(is_transient(&db(DbError::Overloaded)));
+        assert!(!is_transient(&db(DbError::SyntaxError)));
+        assert!(!is_transient(&db(DbError::Invalid)));
+    }
+
+    #[test]
+    fn seqs_beyond_bigint_saturate() {
+        assert_eq!(ts(7), 7);
+        assert_eq!(ts(u64::MAX), i64::MAX);
+    }
+}

@@ -1,0 +1,291 @@
+//! One conformance suite for every store backend: the embedded store always, ScyllaDB when
+//! `EMPORIUM_SCYLLA_URI` names a node (skipped, saying so, otherwise). A backend that passes is
+//! interchangeable with the others: idempotent upserts by seq, positions after documents, users'
+//! orders newest first with stable cursors.
+
+use chrono::{DateTime, TimeZone, Utc};
+use emporium_schemas::money::Money;
+use emporium_schemas::orders::OrderLine;
+use emporium_serving::store::embedded::EmbeddedStore;
+use emporium_serving::store::scylla::{ScyllaConfig, ScyllaStore};
+use emporium_serving::store::{Store, StoreError};
+use emporium_serving::views::{
+    InventoryView, OrderStatus, OrderView, ProductView, SkuAvailability, Transition, Upsert,
+    WarehouseStock, WriteBatch,
+};
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_767_225_600 + s, 0)
+        .single()
+        .expect("valid")
+}
+
+fn order(id: &str, user: &str, placed: i64, status: OrderStatus) -> OrderView {
+    let mut history = vec![Transition {
+        status: OrderStatus::Placed,
+        at: t(placed),
+    }];
+    if status != OrderStatus::Placed {
+        history.push(Transition {
+            status,
+            at: t(placed + 1),
+        });
+    }
+    OrderView {
+        order_id: id.into(),
+        user_id: user.into(),
+        lines: vec![OrderLine {
+            sku: "sku-1".into(),
+            qty: 2,
+            unit_price: Money::new(1_250, "EUR"),
+        }],
+        status,
+        history,
+    }
+}
+
+fn product(title: &str, available: i64) -> ProductView {
+    ProductView {
+        product_id: "p-1".into(),
+        title: title.into(),
+        brand: "Acme".into(),
+        category_path: vec!["Home".into(), "Kitchen".into()],
+        price: Money::new(1_250, "EUR"),
+        discontinued: false,
+        available,
+        skus: vec![SkuAvailability {
+            sku: "sku-1".into(),
+            available,
+        }],
+    }
+}
+
+fn stock(on_hand: i64, reserved: i64) -> InventoryView {
+    InventoryView::new(
+        "sku-1".into(),
+        vec![WarehouseStock {
+            warehouse: "w-1".into(),
+            on_hand,
+            reserved,
+            available: on_hand - reserved,
+        }],
+    )
+}
+
+fn batch(seq: u64, positions: Vec<u64>, upserts: Vec<Upsert>) -> WriteBatch {
+    WriteBatch {
+        upserts,
+        positions,
+        seq,
+    }
+}
+
+async fn conformance(store: &dyn Store) {
+    // An empty store knows nothing.
+    assert_eq!(store.positions().await.expect("positions"), None);
+    assert_eq!(store.product("p-1").await.expect("read"), None);
+    assert_eq!(store.inventory("sku-1").await.expect("read"), None);
+    assert_eq!(store.order("o-1").await.expect("read"), None);
+    let page = store.user_orders("u-1", None, 10).await.expect("page");
+    assert!(page.orders.is_empty() && page.next.is_none());
+
+    // Documents and positions land together.
+    let o1 = order("o-1", "u-1", 10, OrderStatus::Placed);
+    store
+        .apply(batch(
+            5,
+            vec![3, 0, 7],
+            vec![
+                Upsert::Product {
+                    seq: 4,
+                    view: product("Kettle", 8),
+                },
+                Upsert::Inventory {
+                    seq: 4,
+                    view: stock(10, 2),
+                },
+                Upsert::Order {
+                    seq: 5,
+                    view: o1.clone(),
+                },
+            ],
+        ))
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.positions().await.expect("positions"),
+        Some(vec![3, 0, 7])
+    );
+    let p = store.product("p-1").await.expect("read").expect("stored");
+    assert_eq!(p.seq, 4);
+    let got: ProductView = serde_json::from_slice(&p.json).expect("json");
+    assert_eq!(got, product("Kettle", 8));
+    let i = store
+        .inventory("sku-1")
+        .await
+        .expect("read")
+        .expect("stored");
+    let got: InventoryView = serde_json::from_slice(&i.json).expect("json");
+    assert_eq!((i.seq, got), (4, stock(10, 2)));
+    let o = store.order("o-1").await.expect("read").expect("stored");
+    assert_eq!((o.seq, o.user_id.as_str()), (5, "u-1"));
+    let got: OrderView = serde_json::from_slice(&o.json).expect("json");
+    assert_eq!(got, o1);
+
+    // A replayed (lower seq) write changes nothing; an equal one rewrites the same value.
+    store
+        .apply(batch(
+            2,
+            vec![1, 0, 0],
+            vec![
+                Upsert::Product {
+                    seq: 2,
+                    view: product("Old kettle", 1),
+                },
+                Upsert::Order {
+                    seq: 3,
+                    view: order("o-1", "u-1", 10, OrderStatus::Placed),
+                },
+            ],
+        ))
+        .await
+        .expect("apply");
+    let p = store.product("p-1").await.expect("read").expect("stored");
+    let got: ProductView = serde_json::from_slice(&p.json).expect("json");
+    assert_eq!(
+        (p.seq, got.title.as_str()),
+        (4, "Kettle"),
+        "never backwards"
+    );
+    assert_eq!(
+        store.positions().await.expect("positions"),
+        Some(vec![3, 0, 7]),
+        "positions of a replay never replace newer ones"
+    );
+    store
+        .apply(batch(
+            5,
+            vec![3, 0, 7],
+            vec![Upsert::Product {
+                seq: 4,
+                view: product("Kettle", 8),
+            }],
+        ))
+        .await
+        .expect("idempotent");
+    let p = store.product("p-1").await.expect("read").expect("stored");
+    assert_eq!(p.seq, 4);
+
+    // A higher seq replaces: the order moved on; its summary in the user's list too.
+    let o1_paid = order("o-1", "u-1", 10, OrderStatus::Paid);
+    store
+        .apply(batch(
+            9,
+            vec![4, 2, 7],
+            vec![
+                Upsert::Order {
+                    seq: 9,
+                    view: o1_paid.clone(),
+                },
+                Upsert::Order {
+                    seq: 7,
+                    view: order("o-2", "u-1", 30, OrderStatus::Reserved),
+                },
+                Upsert::Order {
+                    seq: 8,
+                    view: order("o-3", "u-1", 20, OrderStatus::Placed),
+                },
+                Upsert::Order {
+                    seq: 8,
+                    view: order("o-4", "u-1", 20, OrderStatus::Placed),
+                },
+                Upsert::Order {
+                    seq: 6,
+                    view: order("o-9", "u-2", 40, OrderStatus::Placed),
+                },
+            ],
+        ))
+        .await
+        .expect("apply");
+    let o = store.order("o-1").await.expect("read").expect("stored");
+    let got: OrderView = serde_json::from_slice(&o.json).expect("json");
+    assert_eq!((o.seq, got), (9, o1_paid));
+    assert_eq!(
+        store.positions().await.expect("positions"),
+        Some(vec![4, 2, 7])
+    );
+
+    // Newest first; same instant: larger order id first; pages chain through cursors.
+    let first = store.user_orders("u-1", None, 2).await.expect("page");
+    let ids: Vec<&str> = first.orders.iter().map(|o| o.order_id.as_str()).collect();
+    assert_eq!(ids, ["o-2", "o-4"]);
+    assert_eq!(first.orders[0].total, Money::new(2_500, "EUR"));
+    assert_eq!(first.orders[0].status, OrderStatus::Reserved);
+    let next = first.next.expect("more pages");
+    let second = store
+        .user_orders("u-1", Some(&next), 2)
+        .await
+        .expect("page");
+    let ids: Vec<&str> = second.orders.iter().map(|o| o.order_id.as_str()).collect();
+    assert_eq!(ids, ["o-3", "o-1"]);
+    assert_eq!(
+        second.orders[1].status,
+        OrderStatus::Paid,
+        "summary follows the order"
+    );
+    assert_eq!(second.next, None, "exactly four orders: no third page");
+    let all = store.user_orders("u-1", None, 100).await.expect("page");
+    assert_eq!(all.orders.len(), 4);
+    assert_eq!(all.next, None);
+    let other = store.user_orders("u-2", None, 100).await.expect("page");
+    assert_eq!(
+        other.orders.len(),
+        1,
+        "users do not see each other's orders"
+    );
+
+    assert!(matches!(
+        store.user_orders("u-1", Some("not a cursor"), 2).await,
+        Err(StoreError::BadCursor(_))
+    ));
+}
+
+#[tokio::test]
+async fn embedded_store_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    conformance(&store).await;
+    // Durable: a reopened store holds the same documents.
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    assert!(store.order("o-4").await.expect("read").is_some());
+    assert_eq!(store.counts().expect("counts"), (1, 1, 5));
+}
+
+#[test]
+fn embedded_store_refuses_a_second_opener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = EmbeddedStore::open(dir.path()).expect("open");
+    let err = EmbeddedStore::open(dir.path())
+        .err()
+        .expect("second open fails");
+    assert!(err.to_string().contains("another process"), "{err}");
+}
+
+#[tokio::test]
+async fn scylla_store_conforms() {
+    let Ok(nodes) = std::env::var("EMPORIUM_SCYLLA_URI") else {
+        eprintln!(
+            "SKIPPED scylla_store_conforms: set EMPORIUM_SCYLLA_URI=host:port to run the store \
+             conformance suite against a ScyllaDB node"
+        );
+        return;
+    };
+    let config = ScyllaConfig {
+        keyspace: format!("emporium_test_{}", std::process::id()),
+        replication_factor: 1,
+        ..ScyllaConfig::new(&nodes)
+    };
+    let store = ScyllaStore::connect(config).await.expect("connect");
+    conformance(&store).await;
+}

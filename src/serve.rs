@@ -1,0 +1,47 @@
+//! `emporium serve`: the read API alone, for the distributed deployment — several of these
+//! answer shoppers from ScyllaDB while pipeline processes keep it up to date.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use emporium_serving::api;
+use tokio::net::TcpListener;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address the read API listens on.
+    #[arg(long, env = "EMPORIUM_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// Where auth.json is kept when EMPORIUM_TOKEN_SECRET / EMPORIUM_OPERATOR_KEY are not set.
+    #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "emporium-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    store: crate::store::StoreArgs,
+}
+
+pub fn main(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("emporium-http")
+        .build()?;
+    rt.block_on(async move {
+        let store = args.store.open(&args.data_dir).await?;
+        let (auth, keys) = crate::keys::load_or_create(&args.data_dir)?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let base = format!("http://{}", listener.local_addr()?);
+        println!("Emporium read API on {base} over the {}", store.describe());
+        println!("  keys        {keys}");
+        println!("  API         {base}/openapi.json");
+        let router = api::router(store, auth);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("HTTP server")
+    })
+}

@@ -1,0 +1,62 @@
+//! Which store the platform keeps its documents in: the embedded redb file by default, or a
+//! ScyllaDB cluster (`--scylla`). Shared by `emporium run` and `emporium serve`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use emporium_serving::store::Store;
+use emporium_serving::store::embedded::EmbeddedStore;
+use emporium_serving::store::scylla::{ScyllaConfig, ScyllaStore};
+
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Keep documents in ScyllaDB at these nodes (host:port,...) instead of the embedded store.
+    #[arg(long, env = "EMPORIUM_SCYLLA_URI")]
+    pub scylla: Option<String>,
+    /// ScyllaDB keyspace (created with the tables if missing).
+    #[arg(
+        long,
+        env = "EMPORIUM_SCYLLA_KEYSPACE",
+        default_value = "emporium",
+        requires = "scylla"
+    )]
+    pub scylla_keyspace: String,
+    /// Replication factor of the keyspace when Emporium creates it.
+    #[arg(
+        long,
+        env = "EMPORIUM_SCYLLA_RF",
+        default_value_t = 3,
+        requires = "scylla"
+    )]
+    pub scylla_rf: u32,
+}
+
+impl StoreArgs {
+    /// Opens the store: ScyllaDB if asked, else `<data dir>/store/store.redb`.
+    pub async fn open(&self, data_dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(match &self.scylla {
+            Some(nodes) => {
+                let config = ScyllaConfig {
+                    keyspace: self.scylla_keyspace.clone(),
+                    replication_factor: self.scylla_rf,
+                    ..ScyllaConfig::new(nodes)
+                };
+                Arc::new(
+                    ScyllaStore::connect(config)
+                        .await
+                        .with_context(|| format!("connecting to ScyllaDB at {nodes}"))?,
+                )
+            }
+            None => {
+                let dir = data_dir.join("store");
+                Arc::new(
+                    EmbeddedStore::open(&dir).with_context(|| {
+                        format!("opening the embedded store in {}", dir.display())
+                    })?,
+                )
+            }
+        })
+    }
+}
