@@ -1,8 +1,11 @@
-//! End to end, with the real `emporium` binary: acknowledged events survive `kill -9`.
+//! End to end, with the real `emporium` binary: acknowledged events survive `kill -9`, and the
+//! store converges to what an uninterrupted run writes.
 //!
-//! Producers stream batches into `emporium run`; the process is killed with SIGKILL mid-stream,
-//! restarted on the same data directory, fed more, and stopped cleanly. Every event that was ever
-//! acknowledged must be in the log exactly once, and the torn tail (if any) must be gone.
+//! Producers stream batches into `emporium run`; the process is killed with SIGKILL mid-stream
+//! (ingest, the dataflow and store writes all in flight), restarted on the same data directory,
+//! fed more, allowed to catch up, and stopped cleanly. Every event that was ever acknowledged must
+//! be in the log exactly once, the torn tail (if any) must be gone, and every document in the store
+//! must equal — seq included — the reference documents of the final log, with none beyond them.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -11,9 +14,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use emporium_dataflows::pipeline::PipelineConfig;
+use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, read_all};
+use emporium_ingest::log::{EVENTS_TOPIC, EventLog, read_all};
+use emporium_schemas::Event;
+use emporium_serving::store::Store;
+use emporium_serving::store::embedded::EmbeddedStore;
+use emporium_serving::views::Upsert;
 
 struct Running {
     child: Child,
@@ -163,7 +172,13 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         assert_eq!(landed as usize, ids.len(), "{report}");
         acked.lock().expect("acked").extend(ids.iter().cloned());
     }
-    // A clean stop.
+    // Let the dataflow of the second run catch up (it replays the whole log), then a clean stop.
+    wait_until_caught_up(
+        &client,
+        &second.base,
+        acked.lock().expect("acked").len() as u64,
+    )
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &second.child.id().to_string()])
         .status()
@@ -195,4 +210,99 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     let twice: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "{} events stored twice", twice.len());
     assert!(records.len() >= acked.len());
+    drop(acked);
+
+    // The store: exactly the reference documents of the final log.
+    let mut partitions =
+        vec![Vec::new(); log.partition_count(EVENTS_TOPIC).await.expect("partitions") as usize];
+    for r in &records {
+        let e = Event::decode(&r.value).expect("events decode");
+        if !e.kind().is_system() {
+            partitions[r.partition as usize].push(e);
+        }
+    }
+    let config = PipelineConfig::default();
+    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory);
+    let store = EmbeddedStore::open(&dir.path().join("store")).expect("open store");
+    let mut orders = 0;
+    for u in &reference {
+        let (what, key, seq, want, got) = match u {
+            Upsert::Product { seq, view } => {
+                let doc = store.product(&view.product_id).await.expect("read");
+                (
+                    "product",
+                    &view.product_id,
+                    seq,
+                    serde_json::to_value(view),
+                    doc,
+                )
+            }
+            Upsert::Inventory { seq, view } => {
+                let doc = store.inventory(&view.sku).await.expect("read");
+                ("inventory", &view.sku, seq, serde_json::to_value(view), doc)
+            }
+            Upsert::Order { seq, view } => {
+                orders += 1;
+                let doc = store.order(&view.order_id).await.expect("read").map(|d| {
+                    emporium_serving::store::Document {
+                        seq: d.seq,
+                        json: d.json,
+                    }
+                });
+                (
+                    "order",
+                    &view.order_id,
+                    seq,
+                    serde_json::to_value(view),
+                    doc,
+                )
+            }
+        };
+        let got = got.unwrap_or_else(|| panic!("{what} {key} missing from the store"));
+        let got_json: serde_json::Value = serde_json::from_slice(&got.json).expect("JSON");
+        assert_eq!(
+            (got.seq, got_json),
+            (*seq, want.expect("JSON")),
+            "{what} {key} differs from an uninterrupted run's"
+        );
+    }
+    let (p, i, o) = store.counts().expect("counts");
+    assert_eq!(
+        (p + i + o) as usize,
+        reference.len(),
+        "no document beyond the reference's"
+    );
+    assert!(orders > 50, "the traffic placed orders: {orders}");
+}
+
+/// Polls `/metrics` until the dataflow has read at least `at_least` records and then nothing new
+/// for two seconds.
+async fn wait_until_caught_up(client: &reqwest::Client, base: &str, at_least: u64) {
+    let read = || async {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find(|l| l.starts_with("emporium_dataflow_records_read_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (0, Instant::now());
+    while Instant::now() < deadline {
+        let n = read().await.unwrap_or(0);
+        if n != last.0 {
+            last = (n, Instant::now());
+        } else if n >= at_least && last.1.elapsed() > Duration::from_secs(2) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the dataflow did not catch up: {} records read", last.0);
 }

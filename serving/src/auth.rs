@@ -4,7 +4,7 @@
 //!
 //! Token format: `v1.<user id, base64url>.<HMAC-SHA256(secret, "v1." + user id), base64url>`.
 //! `emporium token --user ID` mints one. A token never expires in this version (a shop would add
-//! an expiry and a key id for rotation: see ADR 0008).
+//! an expiry and a key id for rotation: see ADR 0007).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

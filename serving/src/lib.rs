@@ -8,7 +8,7 @@
 //! - [`api`]: the read routes and `/openapi.json`.
 //!
 //! The store's contract (idempotent upserts by `seq`, positions after documents) and the choice
-//! of engines are in ADR 0007; the API and its auth in ADR 0008.
+//! of engines are in ADR 0006; the API and its auth in ADR 0007.
 
 pub mod api;
 pub mod auth;

@@ -5,7 +5,7 @@
 //! rank, in the decider's total order (decision time, event id), of the last event that changed
 //! the document. `seq` depends only on the log's contents, so a write replayed after a crash
 //! carries the same `seq` as the first time, and a store keeps the document with the highest one
-//! (ADR 0007): writes are idempotent and never move a document backwards.
+//! (ADR 0006): writes are idempotent and never move a document backwards.
 
 use chrono::{DateTime, Utc};
 use emporium_schemas::money::Money;

@@ -1,5 +1,5 @@
 //! The embedded store: one redb file (copy-on-write B+trees, MVCC), for `emporium run` on one
-//! machine. Chosen over fjall by `benches/store_engines.rs` (ADR 0007).
+//! machine. Chosen over fjall by `benches/store_engines.rs` (ADR 0006).
 //!
 //! Tables: `products`, `inventory` and `orders` map an id to `seq (8 bytes, big-endian) ‖ value`;
 //! an order's value starts with its user id (`u16` length ‖ bytes) so reads can authorize without

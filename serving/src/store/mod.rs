@@ -3,7 +3,7 @@
 //! default) and [`scylla`] (a ScyllaDB cluster, for the distributed deployment). Both pass the one
 //! conformance suite in `serving/tests/store_conformance.rs`.
 //!
-//! The contract every backend keeps (ADR 0007):
+//! The contract every backend keeps (ADR 0006):
 //! - a document is replaced only by a write with a higher or equal `seq`: replayed writes are
 //!   no-ops and a store never moves backwards;
 //! - `apply` makes the documents of a batch visible before its positions, so the stored positions

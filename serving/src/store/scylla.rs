@@ -1,5 +1,5 @@
 //! The ScyllaDB store, for the distributed deployment: the schema in `serving/cql/schema.cql`
-//! (one table per read path, partition keys in ADR 0007), applied on connect when missing;
+//! (one table per read path, partition keys in ADR 0006), applied on connect when missing;
 //! prepared statements at LOCAL_QUORUM; documents written with `USING TIMESTAMP <seq>` so that a
 //! replayed write never replaces a newer document, and read back with `WRITETIME(doc)`.
 //!
