@@ -82,6 +82,67 @@ pub struct PipelineStats {
     /// Batches and documents written to the store.
     pub store_batches: AtomicU64,
     pub documents_written: AtomicU64,
+    /// Event appended → its documents written to the store, for events appended while this run
+    /// was up (a replay is not freshness).
+    pub freshness: LatencyHistogram,
+}
+
+/// A histogram of latencies in 5 ms buckets up to 10 s (and one above), readable while it fills.
+#[derive(Debug)]
+pub struct LatencyHistogram {
+    buckets: Vec<AtomicU64>,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: (0..=Self::BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    const BUCKET_MS: u64 = 5;
+    const BUCKETS: usize = 2_000;
+
+    pub fn record(&self, latency: std::time::Duration) {
+        let i = (latency.as_millis() as u64 / Self::BUCKET_MS).min(Self::BUCKETS as u64);
+        self.buckets[i as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..=1); `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<std::time::Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(std::time::Duration::from_millis(
+                    (i as u64 + 1) * Self::BUCKET_MS,
+                ));
+            }
+        }
+        None
+    }
+
+    pub fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -455,9 +516,9 @@ fn write_store(
     let now_ms = chrono::Utc::now().timestamp_millis();
     // Events appended before this run started are a replay, not freshness.
     for ms in work.applied_ms.into_iter().filter(|ms| *ms >= started_ms) {
-        metrics::freshness(std::time::Duration::from_millis(
-            now_ms.saturating_sub(ms).max(0) as u64,
-        ));
+        let latency = std::time::Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
+        metrics::freshness(latency);
+        stats.freshness.record(latency);
     }
     Ok(())
 }

@@ -1,0 +1,238 @@
+//! The read API under load: `GET /v1/orders/{id}` with shoppers' bearer tokens (each request
+//! authenticated and authorized), and `GET /v1/users/{id}/orders` (a page of 20), driven by wrk over
+//! loopback against the real router and embedded store, in one run.
+//!
+//! Workload: the store holds `orders` order documents written by the same code path as the
+//! dataflow (batches of 2,000); wrk (1 thread, 64 connections) requests random orders of 10,000
+//! shoppers, each with its owner's token. Server and wrk share this machine's 2 cores.
+//! Target (issue 3): ≥ 50k req/s with p99 ≤ 5 ms.
+//!
+//! Needs `wrk` (Debian: `apt-get install wrk`); without it the benchmark says so and skips.
+//! Run: `cargo bench --bench serving` (add `-- --quick` for a smoke run).
+
+mod support;
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use emporium_schemas::money::Money;
+use emporium_schemas::orders::OrderLine;
+use emporium_serving::api;
+use emporium_serving::auth::Authenticator;
+use emporium_serving::store::Store;
+use emporium_serving::store::embedded::EmbeddedStore;
+use emporium_serving::views::{OrderStatus, OrderView, Transition, Upsert, WriteBatch};
+use support::*;
+
+const USERS: usize = 10_000;
+
+fn order(i: usize) -> OrderView {
+    let at = Utc
+        .timestamp_opt(1_767_225_600 + i as i64, 0)
+        .single()
+        .expect("valid time");
+    OrderView {
+        order_id: format!("o-{i:010}"),
+        user_id: format!("u-{:08}", i % USERS),
+        lines: vec![
+            OrderLine {
+                sku: format!("p-{:07}-red", i % 1_000_000),
+                qty: 2,
+                unit_price: Money::new(53_299, "USD"),
+            },
+            OrderLine {
+                sku: format!("p-{:07}-black", (i * 13) % 1_000_000),
+                qty: 1,
+                unit_price: Money::new(1_299, "USD"),
+            },
+        ],
+        status: OrderStatus::Paid,
+        history: vec![
+            Transition {
+                status: OrderStatus::Placed,
+                at,
+            },
+            Transition {
+                status: OrderStatus::Reserved,
+                at,
+            },
+            Transition {
+                status: OrderStatus::Paid,
+                at: at + chrono::Duration::seconds(30),
+            },
+        ],
+    }
+}
+
+/// A wrk script that requests `paths` round-robin from a random start, each with its token.
+fn script(requests: &[(String, String)]) -> String {
+    let mut s = String::from("local reqs = {\n");
+    for (path, token) in requests {
+        s.push_str(&format!("  {{\"{path}\", \"Bearer {token}\"}},\n"));
+    }
+    s.push_str(
+        "}\nlocal i = 0\nfunction setup(thread) end\ninit = function(args) i = math.random(#reqs) end\n\
+         request = function()\n  i = i % #reqs + 1\n  local r = reqs[i]\n  \
+         return wrk.format(\"GET\", r[1], {[\"Authorization\"] = r[2]})\nend\n\
+         done = function(summary, latency, requests)\n  \
+         io.write(string.format(\"EMPORIUM %d %d %f %f %f\\n\", summary.requests, summary.errors.status, \
+         latency:percentile(50), latency:percentile(99), summary.duration))\nend\n",
+    );
+    s
+}
+
+struct Load {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    bad: u64,
+}
+
+fn wrk(base: &str, script_path: &std::path::Path, seconds: u64) -> Load {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c64", &format!("-d{seconds}s"), "-s"])
+        .arg(script_path)
+        .arg(base)
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("EMPORIUM "))
+        .unwrap_or_else(|| panic!("wrk printed no summary:\n{text}"));
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .map(|x| x.parse().expect("number"))
+        .collect();
+    Load {
+        rate: f[0] / (f[4] / 1e6),
+        bad: f[1] as u64,
+        p50_ms: f[2] / 1000.0,
+        p99_ms: f[3] / 1000.0,
+    }
+}
+
+fn main() {
+    let (orders, seconds, runs) = if quick() {
+        (20_000, 2, 1)
+    } else {
+        (1_000_000, 10, 3)
+    };
+    header(
+        "serving: GET /v1/orders/{id} and /v1/users/{id}/orders under wrk",
+        &format!(
+            "{orders} orders of {USERS} shoppers in the embedded store; wrk -t1 -c64 -d{seconds}s, \
+             random orders with their owners' tokens; median of {runs} runs"
+        ),
+    );
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("   SKIPPED: wrk is not installed (Debian: apt-get install wrk)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
+    let loaded = std::time::Instant::now();
+    rt.block_on(async {
+        for (b, chunk) in (0..orders).collect::<Vec<_>>().chunks(2_000).enumerate() {
+            let upserts = chunk
+                .iter()
+                .map(|&i| Upsert::Order {
+                    seq: b as u64 + 1,
+                    view: order(i),
+                })
+                .collect();
+            store
+                .apply(WriteBatch {
+                    upserts,
+                    positions: vec![],
+                    seq: b as u64 + 1,
+                })
+                .await
+                .expect("apply");
+        }
+    });
+    let file = dir
+        .path()
+        .join(emporium_serving::store::embedded::FILE_NAME);
+    println!(
+        "   loaded {orders} orders in {:.1} s ({}); store file {} MiB",
+        loaded.elapsed().as_secs_f64(),
+        fmt_rate(orders as f64 / loaded.elapsed().as_secs_f64()),
+        std::fs::metadata(&file).map_or(0, |m| m.len() >> 20)
+    );
+    let auth = Authenticator::new("bench secret", "bench operator");
+    let base = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        // A route that does nothing: the ceiling of HTTP on this machine, for the ratio.
+        let router = api::router(Arc::clone(&store) as Arc<dyn Store>, auth.clone())
+            .route("/noop", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    });
+    let mut rng_state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        rng_state as usize
+    };
+    let by_order: Vec<(String, String)> = (0..10_000)
+        .map(|_| {
+            let o = order(next() % orders);
+            (
+                format!("/v1/orders/{}", o.order_id),
+                auth.token_for(&o.user_id),
+            )
+        })
+        .collect();
+    let by_user: Vec<(String, String)> = (0..10_000)
+        .map(|_| {
+            let user = format!("u-{:08}", next() % USERS);
+            let token = auth.token_for(&user);
+            (format!("/v1/users/{user}/orders?limit=20"), token)
+        })
+        .collect();
+    row(&[
+        "route".into(),
+        "requests/s".into(),
+        "p50".into(),
+        "p99".into(),
+        "vs target".into(),
+    ]);
+    let noop: Vec<(String, String)> = vec![("/noop".into(), "none".into())];
+    for (route, requests) in [
+        ("GET /noop (ceiling)", &noop),
+        ("GET /v1/orders/{id}", &by_order),
+        ("GET /v1/users/{id}/orders", &by_user),
+    ] {
+        let mut file = tempfile::NamedTempFile::new().expect("script file");
+        file.write_all(script(requests).as_bytes())
+            .expect("write script");
+        let loads: Vec<Load> = (0..runs)
+            .map(|_| wrk(&base, file.path(), seconds))
+            .collect();
+        for l in &loads {
+            assert_eq!(l.bad, 0, "every request answered 2xx");
+        }
+        let rate = median(loads.iter().map(|l| l.rate).collect());
+        let p50 = median(loads.iter().map(|l| l.p50_ms).collect());
+        let p99 = median(loads.iter().map(|l| l.p99_ms).collect());
+        row(&[
+            route.into(),
+            fmt_rate(rate),
+            format!("{p50:.2} ms"),
+            format!("{p99:.2} ms"),
+            format!("{:.2}× 50k/s", rate / 50_000.0),
+        ]);
+    }
+}
