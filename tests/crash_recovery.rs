@@ -173,12 +173,8 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         acked.lock().expect("acked").extend(ids.iter().cloned());
     }
     // Let the dataflow of the second run catch up (it replays the whole log), then a clean stop.
-    wait_until_caught_up(
-        &client,
-        &second.base,
-        acked.lock().expect("acked").len() as u64,
-    )
-    .await;
+    let acked_count = acked.lock().expect("acked").len() as u64;
+    wait_until_caught_up(&client, &second.base, acked_count).await;
     let status = Command::new("kill")
         .args(["-TERM", &second.child.id().to_string()])
         .status()
@@ -199,7 +195,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         let id = v["event_id"].as_str().expect("event_id").to_owned();
         *seen.entry(id).or_default() += 1;
     }
-    let acked = acked.lock().expect("acked");
+    let acked = acked.lock().expect("acked").clone();
     let lost: Vec<&String> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
     assert!(
         lost.is_empty(),
@@ -210,7 +206,6 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     let twice: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "{} events stored twice", twice.len());
     assert!(records.len() >= acked.len());
-    drop(acked);
 
     // The store: exactly the reference documents of the final log.
     let mut partitions =

@@ -20,7 +20,9 @@ use crate::views;
 
 struct Pending {
     at: DateTime<Utc>,
-    event: Event,
+    id: u128,
+    /// Boxed: the heap moves entries on every push and pop.
+    event: Box<Event>,
     /// When the event was appended to the log (ms since the epoch), for freshness.
     appended_ms: i64,
 }
@@ -48,7 +50,7 @@ impl Ord for Pending {
 impl Pending {
     /// Decision time first, event id to break ties: a total order every reader agrees on.
     fn key(&self) -> (DateTime<Utc>, u128) {
-        (self.at, self.event.event_id.as_u128())
+        (self.at, self.id)
     }
 }
 
@@ -129,7 +131,8 @@ impl Decider {
         let at = clock.stamp(event.occurred_at);
         self.pending.push(Reverse(Pending {
             at,
-            event,
+            id: event.event_id.as_u128(),
+            event: Box::new(event),
             appended_ms,
         }));
     }
@@ -170,7 +173,7 @@ impl Decider {
                 break;
             };
             // A duplicate (same event id) is applied once: at its earliest decision time.
-            if self.applied.insert(next.event.event_id.as_u128()) {
+            if self.applied.insert(next.id) {
                 self.seq += 1;
                 // Expiries due before this event, then the event, then what it decided: the
                 // order states see every transition in decision-time order.

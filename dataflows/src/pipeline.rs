@@ -83,8 +83,12 @@ pub struct PipelineStats {
     pub store_batches: AtomicU64,
     pub documents_written: AtomicU64,
     /// Event appended → its documents written to the store, for events appended while this run
-    /// was up (a replay is not freshness).
+    /// was up (a replay is not freshness) and not before `freshness_from_ms`.
     pub freshness: LatencyHistogram,
+    /// Events appended before this time (ms since the epoch) are left out of `freshness`.
+    pub freshness_from_ms: AtomicI64,
+    /// Time to write one batch to the store.
+    pub store_write: LatencyHistogram,
 }
 
 /// A histogram of latencies in 5 ms buckets up to 10 s (and one above), readable while it fills.
@@ -509,13 +513,15 @@ fn write_store(
         seq: work.seq,
     }))?;
     emporium_serving::metrics::write(documents, began.elapsed());
+    stats.store_write.record(began.elapsed());
     stats.store_batches.fetch_add(1, Ordering::Relaxed);
     stats
         .documents_written
         .fetch_add(documents as u64, Ordering::Relaxed);
     let now_ms = chrono::Utc::now().timestamp_millis();
     // Events appended before this run started are a replay, not freshness.
-    for ms in work.applied_ms.into_iter().filter(|ms| *ms >= started_ms) {
+    let from = started_ms.max(stats.freshness_from_ms.load(Ordering::Relaxed));
+    for ms in work.applied_ms.into_iter().filter(|ms| *ms >= from) {
         let latency = std::time::Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
         metrics::freshness(latency);
         stats.freshness.record(latency);
