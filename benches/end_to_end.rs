@@ -196,6 +196,8 @@ async fn main() {
             start: chrono::Utc::now() - skipped,
             events_per_day: rate * 86_400.0,
             seed: rate as u64,
+            // New order ids: the orders of earlier rates are in the log.
+            first_order: from.iter().sum(),
             ..GeneratorConfig::default()
         })
         .expect("generator");

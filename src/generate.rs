@@ -47,6 +47,11 @@ pub struct GenerateArgs {
     /// Share of payments that fail.
     #[arg(long, default_value_t = 0.05)]
     payment_failure_rate: f64,
+    /// Number orders after this one (o-0000000001 by default). Feeding a log that already holds
+    /// generated orders? Start after them (its event count is always enough), or their ids repeat
+    /// and the dataflow records `order_placed_twice` anomalies instead of deciding them.
+    #[arg(long, default_value_t = 0)]
+    first_order: u64,
     /// Event time of the first event: RFC 3339, or `now`.
     #[arg(long, default_value = "2026-01-01T00:00:00Z")]
     start: String,
@@ -121,6 +126,7 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
         invalid_fraction: args.invalid_fraction,
         payment_failure_rate: args.payment_failure_rate,
         fulfilment_scale: args.fulfilment_scale,
+        first_order: args.first_order,
         start,
         events_per_day,
         ..defaults

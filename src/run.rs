@@ -144,6 +144,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             products: 200,
             users: 5_000,
             fulfilment_scale: 1.0 / 600.0,
+            // Order ids after every event so far: a restart never places an order id twice.
+            first_order: events_at_start,
             ..GeneratorConfig::default()
         };
         let url = format!("{base}/v1/events");
@@ -234,7 +236,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
     });
 
-    shutdown_signal().await;
+    let failed = {
+        let stats = Arc::clone(&pipeline_stats);
+        async move {
+            while !stats.failed.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = failed => eprintln!("The dataflow stopped on an error (see the log above); shutting down."),
+    }
     println!("Stopping: draining requests…");
     if let Some(demo) = demo {
         demo.abort();

@@ -87,6 +87,8 @@ pub struct PipelineStats {
     pub freshness: LatencyHistogram,
     /// Events appended before this time (ms since the epoch) are left out of `freshness`.
     pub freshness_from_ms: AtomicI64,
+    /// Set when the pipeline stopped on an error (the error itself comes from `stop`).
+    pub failed: AtomicBool,
     /// Time to write one batch to the store.
     pub store_write: LatencyHistogram,
 }
@@ -191,7 +193,14 @@ impl RunningPipeline {
             let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("emporium-dataflow".into())
-                .spawn(move || run(log, store, runtime, config, stats, stop))?
+                .spawn(move || {
+                    let result = run(log, store, runtime, config, Arc::clone(&stats), stop);
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "the dataflow stopped");
+                        stats.failed.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })?
         };
         Ok(Self {
             stats,

@@ -44,6 +44,10 @@ pub struct GeneratorConfig {
     /// Multiplies the delays of restocks, cancellations, shipping, delivery, returns and reviews
     /// (hours to days in a real shop); below 1 a demo shows whole order lives within minutes.
     pub fulfilment_scale: f64,
+    /// Order numbers start after this one (`o-0000000001` by default). A generator that feeds a
+    /// log which already holds orders starts after them (e.g. at the log's event count), so an
+    /// order id is never placed twice.
+    pub first_order: u64,
 }
 
 impl Default for GeneratorConfig {
@@ -63,6 +67,7 @@ impl Default for GeneratorConfig {
             concurrent_sessions: 64,
             zipf_exponent: 1.07,
             fulfilment_scale: 1.0,
+            first_order: 0,
         }
     }
 }

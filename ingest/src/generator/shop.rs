@@ -145,7 +145,7 @@ impl Generator {
             phase: Phase::Catalog(0),
             sessions: Vec::new(),
             next_session: 0,
-            next_order: 0,
+            next_order: config.first_order,
             timeline: BinaryHeap::new(),
             followups: std::collections::HashMap::new(),
             followup_seq: 0,
