@@ -4,6 +4,7 @@
 mod dlq;
 mod generate;
 mod keys;
+mod pipeline;
 mod run;
 mod schema;
 mod serve;
@@ -39,6 +40,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Print the event schemas: the JSON Schema producers validate against, or Arrow schemas.
     Schema(schema::SchemaArgs),
+    /// Run the dataflow alone: one of several processes splitting a Kafka log (distributed deployment).
+    Pipeline(pipeline::PipelineArgs),
     /// Serve the read API alone from the store (ScyllaDB in the distributed deployment).
     Serve(serve::ServeArgs),
     /// Mint a shopper's bearer token for the read API (or print the operator key).
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Generate(args) => generate::main(args),
         Command::Dlq(args) => dlq::main(args),
         Command::Schema(args) => schema::main(args),
+        Command::Pipeline(args) => pipeline::main(args),
         Command::Serve(args) => serve::main(args),
         Command::Token(args) => token::main(args),
     }

@@ -49,6 +49,20 @@ pub struct PipelineConfig {
     pub read_batch: usize,
     /// Pause when a round read nothing.
     pub idle_sleep: std::time::Duration,
+    /// Run as one process of several (timely's cluster mode); `None`: this process alone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// This process's place among the pipeline's processes. Every process runs `workers` workers;
+/// worker `w` of process `p` is global worker `p × workers + w`, and partition `n` is read by
+/// global worker `n mod (processes × workers)`. Global worker 0 — on process 0 — decides, appends
+/// the decisions and writes the store; the others read and forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Index of this process in `addresses`.
+    pub process: usize,
+    /// `host:port` each process listens on for the others, in process order.
+    pub addresses: Vec<String>,
 }
 
 impl Default for PipelineConfig {
@@ -59,6 +73,7 @@ impl Default for PipelineConfig {
             inventory: InventoryConfig::default(),
             read_batch: 5_000,
             idle_sleep: std::time::Duration::from_millis(20),
+            cluster: None,
         }
     }
 }
@@ -246,7 +261,29 @@ pub fn run(
         "inventory pipeline starting"
     );
     let workers = config.workers.max(1);
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+    let timely_config = match &config.cluster {
+        None => timely::Config::process(workers),
+        Some(cluster) => {
+            if cluster.process >= cluster.addresses.len() {
+                return Err(PipelineError::Timely(format!(
+                    "process {} of {}: expected an index below the number of addresses",
+                    cluster.process,
+                    cluster.addresses.len()
+                )));
+            }
+            timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: workers,
+                    process: cluster.process,
+                    addresses: cluster.addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            }
+        }
+    };
+    let guards = timely::execute(timely_config, move |worker| {
         worker_main(
             worker, partitions, &log, &store, &runtime, &config, &stats, &stop, &logged,
         )

@@ -1,0 +1,151 @@
+//! `emporium pipeline`: the dataflow alone, for the distributed deployment. Several of these
+//! processes (timely's cluster mode) split the partitions of the Kafka log; process 0 decides,
+//! appends the decisions and writes the store, the others read their partitions and forward them.
+//! Ingest runs elsewhere (`emporium run --kafka`), reads in `emporium serve`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use emporium_dataflows::pipeline::{ClusterConfig, PipelineConfig, RunningPipeline};
+use emporium_ingest::log::EventLog;
+use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// Kafka brokers (host:port,...) of the log every process reads.
+    #[arg(long, env = "EMPORIUM_KAFKA")]
+    kafka: String,
+    /// This process's index in --addresses (0 decides and writes the store).
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// host:port every pipeline process listens on for the others, in process order, this one's
+    /// included (e.g. 10.0.0.1:2101,10.0.0.2:2101). Omit to run as the only process.
+    #[arg(long, value_delimiter = ',')]
+    addresses: Vec<String>,
+    /// Timely worker threads in this process (every process runs the same number).
+    #[arg(long, env = "EMPORIUM_WORKERS", default_value_t = 2)]
+    workers: usize,
+    /// Where process 0 keeps the embedded store (when not --scylla).
+    #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "emporium-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    store: crate::store::StoreArgs,
+    /// Seconds between status lines (0: none).
+    #[arg(long, default_value_t = 5)]
+    status_every: u64,
+}
+
+pub fn main(args: PipelineArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("emporium-io")
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: PipelineArgs) -> anyhow::Result<()> {
+    let cluster = (!args.addresses.is_empty()).then(|| ClusterConfig {
+        process: args.process,
+        addresses: args.addresses.clone(),
+    });
+    if let Some(c) = &cluster
+        && c.process >= c.addresses.len()
+    {
+        anyhow::bail!(
+            "--process {}: expected an index into --addresses ({} given)",
+            c.process,
+            c.addresses.len()
+        );
+    }
+    let log: Arc<dyn EventLog> = Arc::new(
+        KafkaLog::connect(KafkaConfig::new(args.kafka.clone()))
+            .with_context(|| format!("connecting to Kafka at {}", args.kafka))?,
+    );
+    // Only the deciding process writes the store.
+    let store = if args.process == 0 {
+        Some(args.store.open(&args.data_dir).await?)
+    } else {
+        None
+    };
+    println!(
+        "Emporium pipeline process {} of {} ({} worker(s)) on {}",
+        args.process,
+        args.addresses.len().max(1),
+        args.workers,
+        log.describe()
+    );
+    match &store {
+        Some(store) => println!("  decides; writes the {}", store.describe()),
+        None => println!("  reads its partitions and forwards them to process 0"),
+    }
+    if cluster.is_some() {
+        println!("  waiting for every process to connect…");
+    }
+    let pipeline = RunningPipeline::start(
+        Arc::clone(&log),
+        store,
+        tokio::runtime::Handle::current(),
+        PipelineConfig {
+            workers: args.workers,
+            cluster,
+            ..PipelineConfig::default()
+        },
+    )
+    .context("starting the dataflow thread")?;
+    let stats = Arc::clone(&pipeline.stats);
+    let status = (args.status_every > 0).then(|| {
+        let stats = Arc::clone(&stats);
+        let every = Duration::from_secs(args.status_every);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                println!(
+                    "records read: {} | decisions appended: {} | documents written: {}",
+                    stats.records_read.load(Ordering::Relaxed),
+                    stats.decisions_appended.load(Ordering::Relaxed),
+                    stats.documents_written.load(Ordering::Relaxed),
+                );
+            }
+        })
+    });
+    let failed = {
+        let stats = Arc::clone(&stats);
+        async move {
+            while !stats.failed.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = crate::run::shutdown_signal() => {}
+        _ = failed => eprintln!("The dataflow stopped on an error; shutting down."),
+    }
+    if let Some(status) = status {
+        status.abort();
+    }
+    println!("Stopping…");
+    match tokio::time::timeout(
+        crate::run::SHUTDOWN_GRACE,
+        tokio::task::spawn_blocking(move || pipeline.stop()),
+    )
+    .await
+    {
+        Ok(joined) => joined
+            .context("joining the dataflow thread")?
+            .context("dataflow")?,
+        Err(_) => anyhow::bail!(
+            "the dataflow did not stop within {} s (stop every process of the pipeline together)",
+            crate::run::SHUTDOWN_GRACE.as_secs()
+        ),
+    }
+    println!(
+        "Stopped cleanly: {} records read, {} decisions appended.",
+        stats.records_read.load(Ordering::Relaxed),
+        stats.decisions_appended.load(Ordering::Relaxed)
+    );
+    Ok(())
+}

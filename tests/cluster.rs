@@ -1,0 +1,175 @@
+//! The pipeline as two processes (timely's cluster mode) splitting a Kafka log, on one machine:
+//! two real `emporium pipeline` processes read librdkafka's mock cluster (a real Kafka-protocol
+//! broker, in this test's process). Their decisions must be exactly the batch reference's, and the
+//! store that process 0 writes must hold exactly the reference documents — the same as one
+//! process with any number of threads gives (`dataflows/tests/pipeline.rs`).
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emporium_dataflows::decider::decide_all;
+use emporium_dataflows::inventory::Output;
+use emporium_dataflows::pipeline::{PipelineConfig, decision_event};
+use emporium_dataflows::views::reference_documents;
+use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_schemas::Event;
+use emporium_serving::store::Store;
+use emporium_serving::store::embedded::EmbeddedStore;
+use emporium_serving::views::Upsert;
+use rdkafka::mocking::MockCluster;
+
+const PARTITIONS: i32 = 4;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn start(process: usize, addresses: &str, brokers: &str, data_dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args([
+            "pipeline",
+            "--kafka",
+            brokers,
+            "--process",
+            &process.to_string(),
+            "--addresses",
+            addresses,
+            "--workers",
+            "1",
+            "--status-every",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start emporium pipeline")
+}
+
+/// Decision events in the log, and the non-decision events per partition.
+async fn split(log: &dyn EventLog) -> (Vec<Vec<Event>>, Vec<Event>) {
+    let mut partitions = vec![Vec::new(); PARTITIONS as usize];
+    let mut decisions = Vec::new();
+    for r in read_all(log, EVENTS_TOPIC).await.expect("read") {
+        let e = Event::decode(&r.value).expect("events decode");
+        if e.kind().is_system() {
+            decisions.push(e);
+        } else {
+            partitions[r.partition as usize].push(e);
+        }
+    }
+    (partitions, decisions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_decide_exactly_as_the_reference() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster
+        .create_topic(EVENTS_TOPIC, PARTITIONS, 1)
+        .expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let log: Arc<dyn EventLog> =
+        Arc::new(KafkaLog::connect(KafkaConfig::new(brokers.clone())).expect("connect"));
+    let mut generator = Generator::new(GeneratorConfig {
+        products: 150,
+        users: 2_000,
+        events_per_day: 20_000.0,
+        ..GeneratorConfig::default()
+    })
+    .expect("generator");
+    for _ in 0..10 {
+        let batch: Vec<Record> = (0..1_000)
+            .map(|_| {
+                let e = generator.next_event();
+                Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
+            })
+            .collect();
+        log.append(EVENTS_TOPIC, batch).await.expect("append");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addresses = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let mut processes = vec![
+        start(0, &addresses, &brokers, dir.path()),
+        start(1, &addresses, &brokers, dir.path()),
+    ];
+
+    // Until the decisions in the log stop changing.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (usize::MAX, Instant::now());
+    loop {
+        let (_, decisions) = split(log.as_ref()).await;
+        if decisions.len() != last.0 {
+            last = (decisions.len(), Instant::now());
+        } else if decisions.len() > 100 && last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no steady decisions: {}", last.0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Stop both together (one process alone cannot make progress without the other).
+    for p in &processes {
+        let status = Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status()
+            .expect("SIGTERM");
+        assert!(status.success());
+    }
+    for p in &mut processes {
+        let exit = p.wait().expect("exit");
+        assert!(exit.success(), "a pipeline process failed: {exit}");
+    }
+
+    let (partitions, decisions) = split(log.as_ref()).await;
+    let config = PipelineConfig::default();
+    let (reference, _) = decide_all(
+        &partitions,
+        config.allowed_lateness,
+        config.inventory.clone(),
+    );
+    let reference: Vec<Vec<u8>> = reference
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Decision { at, payload } => Some(decision_event(at, payload).to_json()),
+            Output::Anomaly { .. } => None,
+        })
+        .collect();
+    let n = decisions.len();
+    let got: HashSet<Vec<u8>> = decisions.iter().map(Event::to_json).collect();
+    assert_eq!(got.len(), n, "no decision appended twice");
+    let want: HashSet<Vec<u8>> = reference[..n].iter().cloned().collect();
+    assert_eq!(
+        got, want,
+        "the two processes decided the reference's first {n}"
+    );
+
+    let store = EmbeddedStore::open(&dir.path().join("store")).expect("store");
+    let documents = reference_documents(&partitions, config.allowed_lateness, config.inventory);
+    for u in &documents {
+        let (seq, found) = match u {
+            Upsert::Product { seq, view } => (seq, store.product(&view.product_id).await),
+            Upsert::Inventory { seq, view } => (seq, store.inventory(&view.sku).await),
+            Upsert::Order { seq, view } => (
+                seq,
+                store.order(&view.order_id).await.map(|d| {
+                    d.map(|d| emporium_serving::store::Document {
+                        seq: d.seq,
+                        json: d.json,
+                    })
+                }),
+            ),
+        };
+        let doc = found.expect("read").expect("document in the store");
+        assert_eq!(doc.seq, *seq);
+    }
+    let (p, i, o) = store.counts().expect("counts");
+    assert_eq!((p + i + o) as usize, documents.len());
+}
