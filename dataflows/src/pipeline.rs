@@ -445,6 +445,17 @@ fn worker_main(
             runtime.block_on(log.partition_reader(EVENTS_TOPIC, p, 0))?,
         ));
     }
+    // Worker 0 hands each round's documents to a writer thread and goes on deciding: a slow
+    // store write delays freshness, not decisions.
+    let writer = match store {
+        Some(store) if index == 0 => Some(StoreWriter::start(
+            Arc::clone(store),
+            runtime.clone(),
+            Arc::clone(stats),
+            started_ms,
+        )?),
+        _ => None,
+    };
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let mut read = 0;
@@ -466,20 +477,132 @@ fn worker_main(
         }
         let outputs: Vec<Decided> = decided.borrow_mut().drain(..).collect();
         append_decisions(log, runtime, outputs, stats, logged, started_ms)?;
-        if let Some(store) = store {
+        if let Some(writer) = &writer {
             let work = std::mem::take(&mut *store_work.borrow_mut());
             {
                 let mut next = store_work.borrow_mut();
                 next.positions = work.positions.clone();
                 next.seq = work.seq;
             }
-            write_store(store.as_ref(), runtime, work, stats, started_ms)?;
+            writer.hand_off(work)?;
         }
         if read == 0 {
             std::thread::sleep(config.idle_sleep);
         }
     }
+    if let Some(writer) = writer {
+        writer.finish()?;
+    }
     Ok(())
+}
+
+/// Documents waiting for the writer, merged by key: a document changed in several rounds is
+/// written once, at its latest `seq`.
+#[derive(Default)]
+struct Pending {
+    upserts: HashMap<(u8, String), Upsert>,
+    positions: Vec<u64>,
+    seq: u64,
+    applied_ms: Vec<i64>,
+    dirty: bool,
+    closed: bool,
+    error: Option<PipelineError>,
+}
+
+/// The thread that writes the store, one batch at a time, while worker 0 keeps deciding.
+struct StoreWriter {
+    shared: Arc<(std::sync::Mutex<Pending>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl StoreWriter {
+    fn start(
+        store: Arc<dyn Store>,
+        runtime: tokio::runtime::Handle,
+        stats: Arc<PipelineStats>,
+        started_ms: i64,
+    ) -> Result<Self, PipelineError> {
+        let shared = Arc::new((
+            std::sync::Mutex::new(Pending::default()),
+            std::sync::Condvar::new(),
+        ));
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("emporium-store".into())
+                .spawn(move || {
+                    let (lock, ready) = &*shared;
+                    loop {
+                        let work = {
+                            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                            while !p.dirty && !p.closed {
+                                p = ready.wait(p).unwrap_or_else(|e| e.into_inner());
+                            }
+                            if !p.dirty {
+                                return;
+                            }
+                            p.dirty = false;
+                            StoreWork {
+                                upserts: std::mem::take(&mut p.upserts).into_values().collect(),
+                                positions: p.positions.clone(),
+                                applied_ms: std::mem::take(&mut p.applied_ms),
+                                seq: p.seq,
+                                dirty: true,
+                            }
+                        };
+                        if let Err(e) =
+                            write_store(store.as_ref(), &runtime, work, &stats, started_ms)
+                        {
+                            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                            p.error = Some(e);
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| PipelineError::Timely(format!("store writer thread: {e}")))?
+        };
+        Ok(Self { shared, thread })
+    }
+
+    /// Merges a round's documents into what waits for the writer; fails if the writer failed.
+    fn hand_off(&self, work: StoreWork) -> Result<(), PipelineError> {
+        let (lock, ready) = &*self.shared;
+        let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = p.error.take() {
+            return Err(e);
+        }
+        if !work.dirty {
+            return Ok(());
+        }
+        for u in work.upserts {
+            let key = match &u {
+                Upsert::Product { view, .. } => (0, view.product_id.clone()),
+                Upsert::Inventory { view, .. } => (1, view.sku.clone()),
+                Upsert::Order { view, .. } => (2, view.order_id.clone()),
+            };
+            p.upserts.insert(key, u);
+        }
+        p.positions = work.positions;
+        p.seq = p.seq.max(work.seq);
+        p.applied_ms.extend(work.applied_ms);
+        p.dirty = true;
+        ready.notify_one();
+        Ok(())
+    }
+
+    /// Writes what is still waiting, then stops the thread.
+    fn finish(self) -> Result<(), PipelineError> {
+        let (lock, ready) = &*self.shared;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        ready.notify_one();
+        if self.thread.join().is_err() {
+            return Err(PipelineError::Timely("the store writer panicked".into()));
+        }
+        match lock.lock().unwrap_or_else(|e| e.into_inner()).error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 fn append_decisions(
