@@ -496,6 +496,9 @@ fn worker_main(
     Ok(())
 }
 
+/// The shortest time between two store commits.
+const STORE_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Documents waiting for the writer, merged by key: a document changed in several rounds is
 /// written once, at its latest `seq`.
 #[derive(Default)]
@@ -550,12 +553,18 @@ impl StoreWriter {
                                 dirty: true,
                             }
                         };
+                        let began = std::time::Instant::now();
                         if let Err(e) =
                             write_store(store.as_ref(), &runtime, work, &stats, started_ms)
                         {
                             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
                             p.error = Some(e);
                             return;
+                        }
+                        // At most one commit per interval: each commit rewrites B-tree paths and
+                        // fsyncs, so fewer, larger batches (merged by key) cost far less.
+                        if let Some(rest) = STORE_COMMIT_INTERVAL.checked_sub(began.elapsed()) {
+                            std::thread::sleep(rest);
                         }
                     }
                 })
