@@ -30,10 +30,17 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
+    // One size per process: memory freed by a first run stays mapped by the allocator and would
+    // hide part of a second run's growth. EMPORIUM_BENCH_ORDERS picks the size.
     let counts: Vec<usize> = if quick() {
         vec![50_000]
     } else {
-        vec![250_000, 1_000_000]
+        vec![
+            std::env::var("EMPORIUM_BENCH_ORDERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000),
+        ]
     };
     header(
         "decider memory per open order",
