@@ -18,9 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{
-    Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor, encode_cursor,
-};
+use super::{Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor};
 use crate::views::{OrderSummary, OrderView, Upsert, WriteBatch};
 
 const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
@@ -298,26 +296,14 @@ impl Store for EmbeddedStore {
         let range = table
             .range((user_id, i64::MIN, "")..(user_id, end_at, end_id.as_str()))
             .map_err(redb_error)?;
-        let mut page = OrderPage::default();
-        for entry in range.rev().take(limit + 1) {
+        let entries = range.rev().take(limit + 1).map(|entry| {
             let (key, value) = entry.map_err(redb_error)?;
-            if page.orders.len() == limit {
-                // One more exists: this page has a next.
-                let last = page.orders.last().expect("invariant: limit ≥ 1");
-                page.next = Some(encode_cursor(
-                    last.placed_at.timestamp_micros(),
-                    &last.order_id,
-                ));
-                break;
-            }
-            let summary: OrderSummary =
-                serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
-                    key: format!("{:?}", key.value()),
-                    detail: e.to_string(),
-                })?;
-            page.orders.push(summary);
-        }
-        Ok(page)
+            serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
+                key: format!("{:?}", key.value()),
+                detail: e.to_string(),
+            })
+        });
+        OrderPage::from_scan(limit, entries)
     }
 }
 

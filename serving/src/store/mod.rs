@@ -61,6 +61,28 @@ pub struct OrderPage {
     pub next: Option<String>,
 }
 
+impl OrderPage {
+    /// The page of `limit` entries out of a newest-first scan that fetched `limit + 1`: one more
+    /// than the page means there is a next page, whose cursor is the page's last entry.
+    pub(crate) fn from_scan(
+        limit: usize,
+        entries: impl IntoIterator<Item = Result<OrderSummary>>,
+    ) -> Result<Self> {
+        let mut page = OrderPage::default();
+        for entry in entries {
+            if page.orders.len() == limit {
+                page.next = page
+                    .orders
+                    .last()
+                    .map(|last| encode_cursor(last.placed_at.timestamp_micros(), &last.order_id));
+                break;
+            }
+            page.orders.push(entry?);
+        }
+        Ok(page)
+    }
+}
+
 /// Where the dataflows write and the API reads. See the module docs for the contract.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

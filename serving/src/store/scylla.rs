@@ -22,11 +22,9 @@ use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 
-use super::{
-    Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor, encode_cursor,
-};
+use super::{Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor};
 use crate::store::embedded::summary;
-use crate::views::{OrderSummary, Upsert, WriteBatch};
+use crate::views::{Upsert, WriteBatch};
 
 /// The schema, with `{{keyspace}}` and `{{replication_factor}}` to fill in.
 pub const SCHEMA_CQL: &str = include_str!("../../cql/schema.cql");
@@ -460,28 +458,20 @@ impl Store for ScyllaStore {
         let rows = result
             .into_rows_result()
             .map_err(|e| scylla_error("read user orders", e))?;
-        let mut page = OrderPage::default();
-        for row in rows
+        let entries = rows
             .rows::<(i64, String, Option<String>)>()
             .map_err(|e| scylla_error("read user orders", e))?
-        {
-            let (at, order_id, summary) = row.map_err(|e| scylla_error("read user orders", e))?;
-            if page.orders.len() == limit {
-                let last = page.orders.last().expect("invariant: limit ≥ 1");
-                page.next = Some(encode_cursor(
-                    last.placed_at.timestamp_micros(),
-                    &last.order_id,
-                ));
-                break;
-            }
-            let summary: OrderSummary = serde_json::from_str(summary.as_deref().unwrap_or(""))
-                .map_err(|e| StoreError::Corrupt {
-                    key: format!("user_orders({user_id}, {at}, {order_id})"),
-                    detail: e.to_string(),
-                })?;
-            page.orders.push(summary);
-        }
-        Ok(page)
+            .map(|row| {
+                let (at, order_id, summary) =
+                    row.map_err(|e| scylla_error("read user orders", e))?;
+                serde_json::from_str(summary.as_deref().unwrap_or("")).map_err(|e| {
+                    StoreError::Corrupt {
+                        key: format!("user_orders({user_id}, {at}, {order_id})"),
+                        detail: e.to_string(),
+                    }
+                })
+            });
+        OrderPage::from_scan(limit, entries)
     }
 }
 
