@@ -112,18 +112,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
             }
         })
     });
-    let failed = {
-        let stats = Arc::clone(&stats);
-        async move {
-            while !stats.failed.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = crate::run::shutdown_signal() => {}
-        _ = failed => eprintln!("The dataflow stopped on an error; shutting down."),
-    }
+    crate::run::until_stop_or_failure(&stats).await;
     if let Some(status) = status {
         status.abort();
     }

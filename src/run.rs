@@ -236,18 +236,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
     });
 
-    let failed = {
-        let stats = Arc::clone(&pipeline_stats);
-        async move {
-            while !stats.failed.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = failed => eprintln!("The dataflow stopped on an error (see the log above); shutting down."),
-    }
+    until_stop_or_failure(&pipeline_stats).await;
     println!("Stopping: draining requests…");
     if let Some(demo) = demo {
         demo.abort();
@@ -294,7 +283,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn shutdown_signal() {
+/// Waits for Ctrl-C / SIGTERM, or for the dataflow to stop on an error (said on stderr).
+pub(crate) async fn until_stop_or_failure(stats: &emporium_dataflows::pipeline::PipelineStats) {
+    let failed = async {
+        while !stats.failed.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = failed => eprintln!("The dataflow stopped on an error (see the log above); shutting down."),
+    }
+}
+
+async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

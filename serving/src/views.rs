@@ -81,6 +81,25 @@ impl OrderView {
     pub fn placed_at(&self) -> DateTime<Utc> {
         self.history.first().map_or(DateTime::UNIX_EPOCH, |t| t.at)
     }
+
+    /// The order's entry in its user's list.
+    pub fn summary(&self) -> OrderSummary {
+        let currency = self
+            .lines
+            .first()
+            .map_or_else(|| "USD".to_owned(), |l| l.unit_price.currency.clone());
+        let total = self
+            .lines
+            .iter()
+            .map(|l| l.qty.saturating_mul(l.unit_price.amount_minor))
+            .fold(0_i64, i64::saturating_add);
+        OrderSummary {
+            order_id: self.order_id.clone(),
+            status: self.status,
+            placed_at: self.placed_at(),
+            total: Money::new(total, &currency),
+        }
+    }
 }
 
 /// Units of one sku in one warehouse.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor};
-use crate::views::{OrderSummary, OrderView, Upsert, WriteBatch};
+use crate::views::{Upsert, WriteBatch};
 
 const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
 const INVENTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("inventory");
@@ -140,25 +140,6 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("invariant: views serialize to JSON")
 }
 
-/// The user-index entry of an order.
-pub(crate) fn summary(view: &OrderView) -> OrderSummary {
-    let currency = view
-        .lines
-        .first()
-        .map_or_else(|| "USD".to_owned(), |l| l.unit_price.currency.clone());
-    let total = view
-        .lines
-        .iter()
-        .map(|l| l.qty.saturating_mul(l.unit_price.amount_minor))
-        .fold(0_i64, i64::saturating_add);
-    OrderSummary {
-        order_id: view.order_id.clone(),
-        status: view.status,
-        placed_at: view.placed_at(),
-        total: emporium_schemas::money::Money::new(total, &currency),
-    }
-}
-
 // Every commit is durable (fsync). Committing most batches with `Durability::None` and one a
 // second durably was measured slower here (benches/end_to_end.rs, 1M products: store write p99
 // 0.34 s vs 0.18 s at 60k events/s).
@@ -206,7 +187,7 @@ fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
                             view.placed_at().timestamp_micros(),
                             view.order_id.as_str(),
                         );
-                        let entry = to_json(&summary(view));
+                        let entry = to_json(&view.summary());
                         user_orders
                             .insert(key, entry.as_slice())
                             .map_err(redb_error)?;

@@ -18,12 +18,11 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{ExecutionError, RequestAttemptError};
 use scylla::policies::retry::DefaultRetryPolicy;
-use scylla::response::{PagingState, PagingStateResponse};
+use scylla::response::PagingState;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::{Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor};
-use crate::store::embedded::summary;
 use crate::views::{Upsert, WriteBatch};
 
 /// The schema, with `{{keyspace}}` and `{{replication_factor}}` to fill in.
@@ -294,7 +293,7 @@ impl ScyllaStore {
                     .execute_unpaged(&s.put_order, (&view.order_id, &view.user_id, json(view), t))
                     .await
                     .map_err(exec_error)?;
-                let entry = summary(view);
+                let entry = view.summary();
                 session
                     .execute_unpaged(
                         &s.put_user_order,
@@ -453,8 +452,7 @@ impl Store for ScyllaStore {
                     .await
             }
         };
-        let (result, paging) = result.map_err(exec_error)?;
-        debug_assert!(matches!(paging, PagingStateResponse::NoMorePages) || fetch > 0);
+        let (result, _) = result.map_err(exec_error)?;
         let rows = result
             .into_rows_result()
             .map_err(|e| scylla_error("read user orders", e))?;
