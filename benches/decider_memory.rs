@@ -107,12 +107,14 @@ fn main() {
                 decider.decide(&mut out);
                 out.clear();
                 // The pipeline hands changes to the store every round.
-                drop(decider.take_changes());
+                drop(decider.take_order_changes());
+                drop(decider.take_view_changes());
                 decider.take_applied_append_times();
             }
         }
         decider.finish(&mut out);
-        drop(decider.take_changes());
+        drop(decider.take_order_changes());
+        drop(decider.take_view_changes());
         let open = decider.inventory().open_reservations();
         assert!(open + 1 >= n, "every order stays open: {open} of {n}");
         let grown = rss_bytes().saturating_sub(before);

@@ -1,43 +1,51 @@
-//! The catalog: every product's latest entry and price, and which product each sku belongs to.
+//! The catalog: every product's latest listing and price.
 //!
 //! Input: catalog events (`product_upserted`, `price_changed`, `product_discontinued`) in
-//! decision-time order. Output: the catalog part of each product's document; availability comes
-//! from the inventory (joined in [`crate::views`]). Invariant: a `product_upserted` replaces the
-//! whole entry (it is a full value), a price change or discontinuation of an unknown product is an
-//! anomaly, and a sku belongs to the product that listed it last.
+//! decision-time order, each with its `seq`. Output: each product's [`Listing`] and, per event,
+//! the listings it changed (old and new value) for the document dataflow ([`crate::views`]), which
+//! joins them with stock. Invariant: a `product_upserted` replaces the whole listing (it is a full
+//! value) and stamps it with its `seq`; a price change or discontinuation of an unknown product is
+//! an anomaly. Which product a sku belongs to is not kept here: it is derived in the document
+//! dataflow (the listing with the highest `listed_seq` among those naming the sku).
 
 use std::collections::HashMap;
 
-use emporium_schemas::catalog::ProductUpserted;
+use emporium_schemas::money::Money;
 use emporium_schemas::{Event, Payload};
+use serde::{Deserialize, Serialize};
 
-/// A product as the catalog knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Product {
-    pub entry: ProductUpserted,
+/// What the product document needs of a product's catalog entry (description and attributes are
+/// not served, so not kept).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Listing {
+    /// The `seq` of the `product_upserted` that listed it last: a sku named by several listings
+    /// belongs to the one with the highest.
+    pub listed_seq: u64,
+    pub skus: Vec<String>,
+    pub title: String,
+    pub brand: String,
+    pub category_path: Vec<String>,
+    pub price: Money,
     pub discontinued: bool,
 }
+
+/// A listing changed by one event: its value before (`None`: new product) and after.
+pub type ListingChange = (String, Option<Listing>, Listing);
 
 /// Every product, folded from the log.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    products: HashMap<String, Product>,
-    owner: HashMap<String, String>,
-    touched: Vec<String>,
+    products: HashMap<String, Listing>,
+    changed: Vec<ListingChange>,
 }
 
 impl Catalog {
-    pub fn get(&self, product_id: &str) -> Option<&Product> {
+    pub fn get(&self, product_id: &str) -> Option<&Listing> {
         self.products.get(product_id)
     }
 
-    /// The product that lists `sku`.
-    pub fn owner(&self, sku: &str) -> Option<&str> {
-        self.owner.get(sku).map(String::as_str)
-    }
-
-    pub fn product_ids(&self) -> impl Iterator<Item = &str> {
-        self.products.keys().map(String::as_str)
+    pub fn products(&self) -> impl Iterator<Item = (&str, &Listing)> {
+        self.products.iter().map(|(id, l)| (id.as_str(), l))
     }
 
     pub fn len(&self) -> usize {
@@ -48,57 +56,47 @@ impl Catalog {
         self.products.is_empty()
     }
 
-    /// Products changed since the last call.
-    pub fn take_touched(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.touched)
+    /// Listings changed since the last call, in the order they changed (a product may repeat).
+    pub fn take_changed(&mut self) -> Vec<ListingChange> {
+        std::mem::take(&mut self.changed)
     }
 
-    /// Applies one event; returns an anomaly kind when it made no sense.
-    pub fn apply(&mut self, event: &Event) -> Option<&'static str> {
+    /// Applies one event, the `seq`-th; returns an anomaly kind when it made no sense.
+    pub fn apply(&mut self, seq: u64, event: &Event) -> Option<&'static str> {
         match &event.payload {
             Payload::ProductUpserted(e) => {
-                if let Some(old) = self.products.get(&e.product_id) {
-                    for sku in &old.entry.skus {
-                        if self.owner.get(sku) == Some(&e.product_id) {
-                            self.owner.remove(sku);
-                        }
-                    }
-                }
-                for sku in &e.skus {
-                    if let Some(previous) = self.owner.insert(sku.clone(), e.product_id.clone())
-                        && previous != e.product_id
-                    {
-                        // The sku moved: its old product's availability changes too.
-                        self.touched.push(previous);
-                    }
-                }
-                self.products.insert(
-                    e.product_id.clone(),
-                    Product {
-                        entry: e.clone(),
-                        discontinued: false,
-                    },
-                );
-                self.touched.push(e.product_id.clone());
+                let listing = Listing {
+                    listed_seq: seq,
+                    skus: e.skus.clone(),
+                    title: e.title.clone(),
+                    brand: e.brand.clone(),
+                    category_path: e.category_path.clone(),
+                    price: e.price.clone(),
+                    discontinued: false,
+                };
+                let old = self.products.insert(e.product_id.clone(), listing.clone());
+                self.changed.push((e.product_id.clone(), old, listing));
                 None
             }
-            Payload::PriceChanged(e) => match self.products.get_mut(&e.product_id) {
-                Some(p) => {
-                    p.entry.price = e.price.clone();
-                    self.touched.push(e.product_id.clone());
-                    None
-                }
-                None => Some("price_of_unknown_product"),
-            },
-            Payload::ProductDiscontinued(e) => match self.products.get_mut(&e.product_id) {
-                Some(p) => {
-                    p.discontinued = true;
-                    self.touched.push(e.product_id.clone());
-                    None
-                }
-                None => Some("discontinued_unknown_product"),
-            },
+            Payload::PriceChanged(e) => self
+                .modify(&e.product_id, |l| l.price = e.price.clone())
+                .then_some("price_of_unknown_product"),
+            Payload::ProductDiscontinued(e) => self
+                .modify(&e.product_id, |l| l.discontinued = true)
+                .then_some("discontinued_unknown_product"),
             _ => None,
         }
+    }
+
+    /// Changes a listed product; `true` if it was never listed.
+    fn modify(&mut self, product_id: &str, change: impl FnOnce(&mut Listing)) -> bool {
+        let Some(listing) = self.products.get_mut(product_id) else {
+            return true;
+        };
+        let old = listing.clone();
+        change(listing);
+        self.changed
+            .push((product_id.to_owned(), Some(old), listing.clone()));
+        false
     }
 }

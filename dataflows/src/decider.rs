@@ -16,7 +16,7 @@ use crate::catalog::Catalog;
 use crate::event_time::PartitionClock;
 use crate::inventory::{Inventory, InventoryConfig, Output};
 use crate::orders::{Anomaly, Orders};
-use crate::views;
+use crate::views::{StockRow, ViewChanges};
 
 struct Pending {
     at: DateTime<Utc>,
@@ -56,9 +56,11 @@ impl Pending {
 
 /// Buffers events per partition and decides at the watermark.
 ///
-/// It also keeps the catalog and, when asked to ([`Decider::tracking_changes`]), which documents
-/// of the store each applied event changed, with the `seq` of the change: the rank of the event in
-/// the order events are applied, which is the same in every run over the same log.
+/// It also keeps the catalog and, when asked to ([`Decider::tracking_changes`]), what each applied
+/// event changed, at the `seq` of the change (the rank of the event in the order events are
+/// applied, the same in every run over the same log): the orders whose documents changed, and the
+/// stock rows and listings the document dataflow ([`crate::views`]) derives the other documents
+/// from.
 pub struct Decider {
     clocks: Vec<PartitionClock>,
     pending: BinaryHeap<Reverse<Pending>>,
@@ -70,16 +72,11 @@ pub struct Decider {
     /// Events applied so far: the `seq` of the last one.
     seq: u64,
     track_changes: bool,
-    changed: Changed,
+    /// Orders changed since the last [`Decider::take_order_changes`], with the `seq` of their
+    /// last change.
+    changed_orders: HashMap<String, u64>,
+    view_changes: ViewChanges,
     applied_appended_ms: Vec<i64>,
-}
-
-/// Documents changed since the last [`Decider::take_changes`], with the `seq` of their last change.
-#[derive(Default)]
-struct Changed {
-    orders: HashMap<String, u64>,
-    skus: HashMap<String, u64>,
-    products: HashMap<String, u64>,
 }
 
 impl Decider {
@@ -94,13 +91,14 @@ impl Decider {
             anomalies: Vec::new(),
             seq: 0,
             track_changes: false,
-            changed: Changed::default(),
+            changed_orders: HashMap::new(),
+            view_changes: ViewChanges::default(),
             applied_appended_ms: Vec::new(),
         }
     }
 
-    /// Keeps the changed documents for [`Decider::take_changes`] and the append times of applied
-    /// events for [`Decider::take_applied_append_times`].
+    /// Keeps the changes for [`Decider::take_order_changes`] and [`Decider::take_view_changes`],
+    /// and the append times of applied events for [`Decider::take_applied_append_times`].
     pub fn tracking_changes(mut self) -> Self {
         self.track_changes = true;
         self
@@ -164,37 +162,54 @@ impl Decider {
         self.drain(None, out);
     }
 
-    fn drain(&mut self, before: Option<DateTime<Utc>>, out: &mut Vec<Output>) {
-        while let Some(Reverse(next)) = self.pending.peek() {
-            if before.is_some_and(|w| next.at >= w) {
-                break;
-            }
-            let Some(Reverse(next)) = self.pending.pop() else {
-                break;
-            };
-            // A duplicate (same event id) is applied once: at its earliest decision time.
-            if self.applied.insert(next.id) {
-                self.seq += 1;
-                // Expiries due before this event, then the event, then what it decided: the
-                // order states see every transition in decision-time order.
-                let first = out.len();
-                self.inventory.advance_to(next.at, out);
-                self.orders_see(&out[first..]);
-                self.orders.apply(&next.event, &mut self.anomalies);
-                let first = out.len();
-                self.inventory.apply(next.at, &next.event, out);
-                self.orders_see(&out[first..]);
-                if let Some(kind) = self.catalog.apply(&next.event) {
-                    self.anomalies.push(Anomaly {
-                        key: next.event.partition_key().to_owned(),
-                        at: next.at,
-                        kind,
-                        detail: format!("{} for a product never listed", next.event.kind()),
-                    });
-                }
-                self.mark_changes(next.appended_ms);
-            }
+    /// Applies the next buffered event the watermark has passed, if any; `false` when there is
+    /// none. A step of [`Decider::decide`], for a fold that looks at the state after each event.
+    pub fn decide_next(&mut self, out: &mut Vec<Output>) -> bool {
+        match self.watermark() {
+            Some(watermark) => self.apply_next(Some(watermark), out),
+            None => false,
         }
+    }
+
+    fn drain(&mut self, before: Option<DateTime<Utc>>, out: &mut Vec<Output>) {
+        while self.apply_next(before, out) {}
+    }
+
+    /// Takes the next buffered event before `before` (`None`: any); `false` when there is none.
+    fn apply_next(&mut self, before: Option<DateTime<Utc>>, out: &mut Vec<Output>) -> bool {
+        let Some(Reverse(next)) = self.pending.peek() else {
+            return false;
+        };
+        if before.is_some_and(|w| next.at >= w) {
+            return false;
+        }
+        let Some(Reverse(next)) = self.pending.pop() else {
+            return false;
+        };
+        // A duplicate (same event id) is applied once: at its earliest decision time.
+        if !self.applied.insert(next.id) {
+            return true;
+        }
+        self.seq += 1;
+        // Expiries due before this event, then the event, then what it decided: the order
+        // states see every transition in decision-time order.
+        let first = out.len();
+        self.inventory.advance_to(next.at, out);
+        self.orders_see(&out[first..]);
+        self.orders.apply(&next.event, &mut self.anomalies);
+        let first = out.len();
+        self.inventory.apply(next.at, &next.event, out);
+        self.orders_see(&out[first..]);
+        if let Some(kind) = self.catalog.apply(self.seq, &next.event) {
+            self.anomalies.push(Anomaly {
+                key: next.event.partition_key().to_owned(),
+                at: next.at,
+                kind,
+                detail: format!("{} for a product never listed", next.event.kind()),
+            });
+        }
+        self.mark_changes(next.appended_ms);
+        true
     }
 }
 
@@ -209,53 +224,66 @@ impl Decider {
     }
 
     fn mark_changes(&mut self, appended_ms: i64) {
-        let (orders, skus, products) = (
+        let (orders, stock, listings) = (
             self.orders.take_touched(),
             self.inventory.take_touched(),
-            self.catalog.take_touched(),
+            self.catalog.take_changed(),
         );
         if !self.track_changes {
             return;
         }
         self.applied_appended_ms.push(appended_ms);
         let seq = self.seq;
-        let changed = &mut self.changed;
-        changed.orders.extend(orders.into_iter().map(|k| (k, seq)));
-        changed.skus.extend(skus.into_iter().map(|k| (k, seq)));
-        changed
-            .products
-            .extend(products.into_iter().map(|k| (k, seq)));
+        self.changed_orders
+            .extend(orders.into_iter().map(|k| (k, seq)));
+        let changes = &mut self.view_changes;
+        for (sku, warehouse, before) in stock {
+            let key = (sku, warehouse);
+            let after = self.inventory.stock_at(&key);
+            let (sku, warehouse) = key;
+            let row = |s: crate::inventory::Stock| -> StockRow {
+                (sku.clone(), (warehouse.clone(), s.on_hand, s.reserved))
+            };
+            let before = before.map(row);
+            let after = row(after);
+            if before.as_ref() == Some(&after) {
+                continue;
+            }
+            if let Some(before) = before {
+                changes.stock.push((before, seq, -1));
+            }
+            changes.stock.push((after, seq, 1));
+        }
+        for (product_id, before, after) in listings {
+            if before.as_ref() == Some(&after) {
+                continue;
+            }
+            if let Some(before) = before {
+                changes
+                    .listings
+                    .push(((product_id.clone(), before), seq, -1));
+            }
+            changes.listings.push(((product_id, after), seq, 1));
+        }
     }
 
-    /// The documents changed since the last call, as full values with the `seq` of their last
-    /// change (needs [`Decider::tracking_changes`]). A product changes with its catalog entry and
-    /// with the stock of any of its skus.
-    pub fn take_changes(&mut self) -> Vec<Upsert> {
-        let changed = std::mem::take(&mut self.changed);
-        let mut products = changed.products;
-        let mut out = Vec::with_capacity(changed.orders.len() + changed.skus.len());
-        for (sku, seq) in changed.skus {
-            if let Some(owner) = self.catalog.owner(&sku) {
-                let at = products.entry(owner.to_owned()).or_insert(seq);
-                *at = (*at).max(seq);
-            }
-            let view = views::inventory(&self.inventory, &sku);
-            out.push(Upsert::Inventory { seq, view });
-        }
-        for (product_id, seq) in products {
-            if let Some(view) = views::product(&self.catalog, &self.inventory, &product_id) {
-                out.push(Upsert::Product { seq, view });
-            }
-        }
-        for (order_id, seq) in changed.orders {
-            if let Some(view) = self.orders.get(&order_id) {
-                out.push(Upsert::Order {
-                    seq,
-                    view: view.clone(),
-                });
-            }
-        }
-        out
+    /// The order documents changed since the last call, as full values with the `seq` of their
+    /// last change (needs [`Decider::tracking_changes`]).
+    pub fn take_order_changes(&mut self) -> Vec<Upsert> {
+        let changed = std::mem::take(&mut self.changed_orders);
+        changed
+            .into_iter()
+            .filter_map(|(order_id, seq)| {
+                let view = self.orders.get(&order_id)?.clone();
+                Some(Upsert::Order { seq, view })
+            })
+            .collect()
+    }
+
+    /// The changes to the document dataflow's inputs since the last call, each at the `seq` of
+    /// the event that made it (needs [`Decider::tracking_changes`]).
+    pub fn take_view_changes(&mut self) -> ViewChanges {
+        std::mem::take(&mut self.view_changes)
     }
 
     /// Append times of the events applied since the last call (needs
@@ -296,6 +324,7 @@ pub fn decide_all(
     for (at, id, e) in stamped {
         if seen.insert(id) {
             inventory.apply(at, e, &mut out);
+            inventory.take_touched();
         }
     }
     (out, inventory)

@@ -95,9 +95,13 @@ pub struct Inventory {
     open: usize,
     /// Units physically in every warehouse together, kept as a count.
     on_hand: i64,
-    /// Skus whose stock changed since the last `take_touched` (a sku may repeat).
-    touched: Vec<String>,
+    /// Every (sku, warehouse) whose stock changed since the last `take_touched`, once, with its
+    /// stock before the first change (`None`: it had none).
+    touched: Vec<StockKey>,
 }
+
+/// A (sku, warehouse) whose stock changed, with its stock before (`None`: the row is new).
+pub type StockKey = (String, String, Option<Stock>);
 
 impl Inventory {
     pub fn new(config: InventoryConfig) -> Self {
@@ -114,6 +118,11 @@ impl Inventory {
             .unwrap_or_default()
     }
 
+    /// The stock of a (sku, warehouse) key.
+    pub fn stock_at(&self, key: &(String, String)) -> Stock {
+        self.stock.get(key).copied().unwrap_or_default()
+    }
+
     /// Every warehouse holding `sku`, with its stock, in warehouse id order.
     pub fn stock_of<'a>(&'a self, sku: &'a str) -> impl Iterator<Item = (&'a str, &'a Stock)> + 'a {
         self.stock
@@ -122,8 +131,9 @@ impl Inventory {
             .map(|((_, warehouse), stock)| (warehouse.as_str(), stock))
     }
 
-    /// Skus whose stock changed since the last call (a sku may repeat).
-    pub fn take_touched(&mut self) -> Vec<String> {
+    /// Every (sku, warehouse) whose stock changed since the last call, once, with its stock
+    /// before the first change: the change is that to its current [`Inventory::stock`].
+    pub fn take_touched(&mut self) -> Vec<StockKey> {
         std::mem::take(&mut self.touched)
     }
 
@@ -199,12 +209,18 @@ impl Inventory {
 
     /// The stock to change: every change of stock goes through here, which marks the sku touched.
     fn entry(&mut self, sku: &str, warehouse: &str) -> &mut Stock {
-        if self.touched.last().is_none_or(|last| last != sku) {
-            self.touched.push(sku.to_owned());
+        let key = (sku.to_owned(), warehouse.to_owned());
+        // An event touches a handful of rows: a scan finds the repeat.
+        if !self
+            .touched
+            .iter()
+            .any(|(s, w, _)| s == sku && w == warehouse)
+        {
+            let before = self.stock.get(&key).copied();
+            self.touched
+                .push((sku.to_owned(), warehouse.to_owned(), before));
         }
-        self.stock
-            .entry((sku.to_owned(), warehouse.to_owned()))
-            .or_default()
+        self.stock.entry(key).or_default()
     }
 
     fn decide(

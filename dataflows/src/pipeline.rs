@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use chrono::Duration;
+use differential_dataflow::input::InputSession;
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, LogError, Record};
 use emporium_schemas::{Event, EventKind, Payload};
 use emporium_serving::store::Store;
@@ -24,7 +25,7 @@ use emporium_serving::views::{Upsert, WriteBatch};
 use serde::Deserialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::{Input, Inspect, Operator, Probe};
+use timely::dataflow::operators::{Exchange as _, Input, Inspect, Operator, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
 
@@ -32,6 +33,7 @@ use crate::decider::Decider;
 use crate::inventory::{InventoryConfig, Output};
 use crate::metrics;
 use crate::orders::OrderStatus;
+use crate::views::{self, Latest, ListingRow, StockRow, ViewChanges};
 
 /// The namespace of decision event ids (UUIDv5 of `"<type>:<order_id>"`).
 pub const DECISION_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_0b7e_2d4a_4e61_9c83_7a2b_e6d4_1f09);
@@ -304,6 +306,8 @@ type Decided = (Output, Option<i64>);
 #[derive(Default)]
 struct StoreWork {
     upserts: Vec<Upsert>,
+    /// What the round changed in the document dataflow's inputs.
+    views: ViewChanges,
     /// Next offset to read, per partition, over the records the decider received.
     positions: Vec<u64>,
     /// Append times of the events applied, for freshness.
@@ -386,7 +390,8 @@ fn worker_main(
                                 }
                                 decider.decide(&mut outputs);
                                 if writes_store {
-                                    work.upserts.extend(decider.take_changes());
+                                    work.upserts.extend(decider.take_order_changes());
+                                    work.views.extend(decider.take_view_changes());
                                     work.seq = decider.seq();
                                     work.applied_ms.extend(decider.take_applied_append_times());
                                 }
@@ -437,6 +442,35 @@ fn worker_main(
         });
     }
 
+    // The inventory and product documents: a differential dataflow over the stock rows and
+    // listings the decider changes, at the seq of each change (`views`). Every worker builds it
+    // and maintains the documents of its share of the keys; worker 0 alone feeds it and receives
+    // the documents for the store writer.
+    let mut stock_in: InputSession<u64, StockRow, isize> = InputSession::new();
+    let mut listings_in: InputSession<u64, ListingRow, isize> = InputSession::new();
+    let documents: Rc<RefCell<Latest>> = Rc::default();
+    let views_probe = ProbeHandle::new();
+    {
+        let documents = Rc::clone(&documents);
+        worker.dataflow::<u64, _, _>(|scope| {
+            views::documents(
+                stock_in.to_collection(scope),
+                listings_in.to_collection(scope),
+            )
+            .inner
+            .exchange(|_| 0)
+            .inspect(move |update| documents.borrow_mut().add(update.clone()))
+            .probe_with(&views_probe);
+        });
+    }
+    let mut views_in = if index == 0 && store.is_some() {
+        Some((stock_in, listings_in))
+    } else {
+        // Closed: the dataflow's progress is worker 0's inputs alone.
+        drop((stock_in, listings_in));
+        None
+    };
+
     let started_ms = chrono::Utc::now().timestamp_millis();
     let mut readers = Vec::new();
     for p in (0..partitions).filter(|p| *p as usize % peers == index) {
@@ -478,11 +512,35 @@ fn worker_main(
         let outputs: Vec<Decided> = decided.borrow_mut().drain(..).collect();
         append_decisions(log, runtime, outputs, stats, logged, started_ms)?;
         if let Some(writer) = &writer {
-            let work = std::mem::take(&mut *store_work.borrow_mut());
+            let mut work = std::mem::take(&mut *store_work.borrow_mut());
             {
                 let mut next = store_work.borrow_mut();
                 next.positions = work.positions.clone();
                 next.seq = work.seq;
+            }
+            if let Some((stock_in, listings_in)) = &mut views_in {
+                // The round's documents: complete once the dataflow has passed its last seq.
+                let changes = std::mem::take(&mut work.views);
+                for (row, seq, diff) in changes.stock {
+                    stock_in.update_at(row, seq, diff);
+                }
+                for (row, seq, diff) in changes.listings {
+                    listings_in.update_at(row, seq, diff);
+                }
+                let next = (work.seq + 1).max(*stock_in.time());
+                stock_in.advance_to(next);
+                listings_in.advance_to(next);
+                stock_in.flush();
+                listings_in.flush();
+                while views_probe.less_than(&next) && !stop.load(Ordering::Relaxed) {
+                    worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+                }
+                if views_probe.less_than(&next) {
+                    // Stopping with the round's documents incomplete: its positions must not be
+                    // written without them.
+                    break;
+                }
+                work.upserts.extend(documents.borrow_mut().take_upserts());
             }
             writer.hand_off(work)?;
         }
@@ -547,6 +605,7 @@ impl StoreWriter {
                             p.dirty = false;
                             StoreWork {
                                 upserts: std::mem::take(&mut p.upserts).into_values().collect(),
+                                views: ViewChanges::default(),
                                 positions: p.positions.clone(),
                                 applied_ms: std::mem::take(&mut p.applied_ms),
                                 seq: p.seq,

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use emporium_dataflows::decider::{Decider, decide_all};
 use emporium_dataflows::inventory::{Inventory, InventoryConfig, Output};
-use emporium_dataflows::views::reference_documents;
+use emporium_dataflows::views::{ViewChanges, documents_of, reference_documents};
 use emporium_schemas::catalog::{PriceChanged, ProductUpserted};
 use emporium_schemas::decisions::{ReservedLine, ShortLine};
 use emporium_schemas::orders::{
@@ -487,6 +487,8 @@ proptest! {
         let runs = match crash_at { Some(n) => vec![(Some(n), 0), (None, 1)], None => vec![(None, 0)] };
         for (stop_after, shift) in runs {
             let mut decider = Decider::new(partitions, lateness, config.clone()).tracking_changes();
+            // The run's document dataflow: fed every change since the run began.
+            let mut fed = ViewChanges::default();
             let mut cursors = vec![0usize; partitions];
             let mut choices = interleaving.iter().cycle();
             let mut take = takes.iter().cycle();
@@ -500,11 +502,15 @@ proptest! {
                 cursors[p] += 1;
                 decider.decide(&mut Vec::new());
                 if *take.next().unwrap_or(&true) {
-                    upsert(decider.take_changes())?;
+                    upsert(decider.take_order_changes())?;
+                    fed.extend(decider.take_view_changes());
+                    upsert(documents_of(fed.clone()))?;
                 }
             }
             if stop_after.is_none() {
-                upsert(decider.take_changes())?;
+                upsert(decider.take_order_changes())?;
+                fed.extend(decider.take_view_changes());
+                upsert(documents_of(fed.clone()))?;
             }
         }
         let mut want: std::collections::HashMap<String, (u64, String)> = Default::default();

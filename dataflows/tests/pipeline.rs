@@ -74,6 +74,7 @@ fn run_until_caught_up(
         workers,
         ..PipelineConfig::default()
     };
+    let store_handle = store.clone();
     let pipeline =
         RunningPipeline::start(Arc::clone(log), store, rt.handle().clone(), config).expect("start");
     let stats = Arc::clone(&pipeline.stats);
@@ -83,6 +84,17 @@ fn run_until_caught_up(
     }
     // Its own decisions are read back too; give it a few idle rounds to append and re-read.
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(store) = &store_handle {
+        // Then wait for the store to reflect the whole log (the documents come with positions).
+        loop {
+            let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
+            let positions = rt.block_on(store.positions()).expect("positions");
+            if positions.as_deref() == Some(&ends[..]) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     pipeline.stop().expect("pipeline");
     stats
 }

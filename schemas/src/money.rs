@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::validate::Validator;
 
 /// An amount of money in the currency's minor unit (cents for USD, yen for JPY).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// Amount in minor units; negative amounts are rejected where a price is expected.

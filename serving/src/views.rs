@@ -103,7 +103,7 @@ impl OrderView {
 }
 
 /// Units of one sku in one warehouse.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct WarehouseStock {
     pub warehouse: String,
     pub on_hand: i64,
@@ -112,7 +112,7 @@ pub struct WarehouseStock {
 }
 
 /// One sku in every warehouse: `GET /v1/inventory/{sku}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InventoryView {
     pub sku: String,
     /// In warehouse id order.
@@ -137,7 +137,7 @@ impl InventoryView {
 }
 
 /// One product with its price and availability: `GET /v1/products/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ProductView {
     pub product_id: String,
     pub title: String,
@@ -151,7 +151,7 @@ pub struct ProductView {
 }
 
 /// Units of one sku of a product available to order now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SkuAvailability {
     pub sku: String,
     pub available: i64,
