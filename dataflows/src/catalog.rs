@@ -33,9 +33,10 @@ pub struct Listing {
 pub type ListingChange = (String, Option<Listing>, Listing);
 
 /// Every product, folded from the log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Catalog {
     products: HashMap<String, Listing>,
+    #[serde(skip)]
     changed: Vec<ListingChange>,
 }
 

@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::Event;
 
 use emporium_serving::views::Upsert;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::event_time::PartitionClock;
@@ -300,6 +301,118 @@ impl Decider {
     /// Order and catalog anomalies found since the last call.
     pub fn take_anomalies(&mut self) -> Vec<Anomaly> {
         std::mem::take(&mut self.anomalies)
+    }
+}
+
+/// What a checkpoint keeps of a [`Decider`]: its whole state, without its settings and without
+/// what it hands out between rounds (taken before a checkpoint).
+#[derive(Serialize, Deserialize)]
+struct State {
+    /// Per partition, the newest event time seen.
+    newest: Vec<Option<DateTime<Utc>>>,
+    /// Events buffered above the watermark: decision time, append time (ms), the event as JSON
+    /// (its own format: payloads are tagged by `type`, which bincode cannot carry).
+    pending: Vec<(DateTime<Utc>, i64, Vec<u8>)>,
+    applied: Vec<u128>,
+    inventory: Inventory,
+    orders: Orders,
+    catalog: Catalog,
+    seq: u64,
+}
+
+/// A decider state that could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("decider state: {0}")]
+    Encoding(#[from] bincode::Error),
+    #[error("decider state: a buffered event does not decode: {0}")]
+    Event(String),
+    #[error("decider state: taken with {found} partitions, the log has {expected}")]
+    Partitions { found: usize, expected: usize },
+}
+
+impl Decider {
+    /// The decider's state as bytes, for a checkpoint. Take the changes first: what was not
+    /// taken is not in the state.
+    pub fn state(&self) -> Result<Vec<u8>, StateError> {
+        let state = State {
+            newest: self.clocks.iter().map(PartitionClock::newest).collect(),
+            pending: self
+                .pending
+                .iter()
+                .map(|Reverse(p)| (p.at, p.appended_ms, p.event.to_json()))
+                .collect(),
+            applied: self.applied.iter().copied().collect(),
+            inventory: self.inventory.clone(),
+            orders: self.orders.clone(),
+            catalog: self.catalog.clone(),
+            seq: self.seq,
+        };
+        Ok(bincode::serialize(&state)?)
+    }
+
+    /// A decider resumed from [`Decider::state`], with the same settings it was taken with
+    /// (checked by the caller: other settings would give other decisions).
+    pub fn resume(
+        bytes: &[u8],
+        partitions: usize,
+        allowed_lateness: Duration,
+        config: InventoryConfig,
+    ) -> Result<Self, StateError> {
+        let state: State = bincode::deserialize(bytes)?;
+        if state.newest.len() != partitions.max(1) {
+            return Err(StateError::Partitions {
+                found: state.newest.len(),
+                expected: partitions.max(1),
+            });
+        }
+        let mut pending = BinaryHeap::with_capacity(state.pending.len());
+        for (at, appended_ms, json) in state.pending {
+            let event = Event::decode(&json).map_err(|e| StateError::Event(e.to_string()))?;
+            pending.push(Reverse(Pending {
+                at,
+                id: event.event_id.as_u128(),
+                event: Box::new(event),
+                appended_ms,
+            }));
+        }
+        let mut decider = Self::new(partitions, allowed_lateness, config.clone());
+        decider.clocks = state
+            .newest
+            .into_iter()
+            .map(|newest| PartitionClock::resumed(allowed_lateness, newest))
+            .collect();
+        decider.pending = pending;
+        decider.applied = state.applied.into_iter().collect();
+        decider.inventory = state.inventory.with_config(config);
+        decider.orders = state.orders;
+        decider.catalog = state.catalog;
+        decider.seq = state.seq;
+        Ok(decider)
+    }
+
+    /// Every row of the document dataflow's inputs now, at the current `seq`: what a dataflow
+    /// started from a checkpoint is loaded with.
+    pub fn view_rows(&self) -> ViewChanges {
+        let seq = self.seq;
+        ViewChanges {
+            stock: self
+                .inventory
+                .all_stock()
+                .map(|((sku, warehouse), s)| {
+                    (
+                        (sku.clone(), (warehouse.clone(), s.on_hand, s.reserved)),
+                        seq,
+                        1,
+                    )
+                })
+                .collect(),
+            listings: self
+                .catalog
+                .products()
+                .map(|(id, l)| ((id.to_owned(), l.clone()), seq, 1))
+                .collect(),
+        }
     }
 }
 

@@ -34,6 +34,19 @@ impl PartitionClock {
         }
     }
 
+    /// The clock after events up to `newest` (see [`PartitionClock::newest`]).
+    pub fn resumed(allowed_lateness: Duration, newest: Option<DateTime<Utc>>) -> Self {
+        Self {
+            newest,
+            allowed_lateness,
+        }
+    }
+
+    /// The newest event time seen (`None`: nothing seen): all a checkpoint needs of the clock.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.newest
+    }
+
     /// No later event of this partition gets a decision time before this (`None`: nothing seen).
     pub fn bound(&self) -> Option<DateTime<Utc>> {
         self.newest.map(|n| n - self.allowed_lateness)

@@ -26,6 +26,7 @@ use emporium_schemas::decisions::{
 };
 use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
+use serde::{Deserialize, Serialize};
 
 /// Settings of the decider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,7 @@ impl Default for InventoryConfig {
 }
 
 /// Units of one sku in one warehouse.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stock {
     /// Physically there: received + adjustments − shipped.
     pub on_hand: i64,
@@ -72,7 +73,7 @@ pub enum Output {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum OrderState {
     Reserved {
         lines: Vec<ReservedLine>,
@@ -85,8 +86,10 @@ enum OrderState {
 }
 
 /// The decider's state. Deterministic: the same events in the same order give the same outputs.
-#[derive(Debug, Clone, Default)]
+/// Serializable for checkpoints, without its settings (given back on restore).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inventory {
+    #[serde(skip)]
     config: InventoryConfig,
     stock: BTreeMap<(String, String), Stock>,
     orders: HashMap<String, OrderState>,
@@ -97,6 +100,7 @@ pub struct Inventory {
     on_hand: i64,
     /// Every (sku, warehouse) whose stock changed since the last `take_touched`, once, with its
     /// stock before the first change (`None`: it had none).
+    #[serde(skip)]
     touched: Vec<StockKey>,
 }
 
@@ -109,6 +113,12 @@ impl Inventory {
             config,
             ..Self::default()
         }
+    }
+
+    /// Gives back the settings a checkpointed state was taken without.
+    pub fn with_config(mut self, config: InventoryConfig) -> Self {
+        self.config = config;
+        self
     }
 
     pub fn stock(&self, sku: &str, warehouse: &str) -> Stock {

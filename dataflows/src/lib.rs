@@ -13,6 +13,7 @@
 //! dataflow that runs it on many workers is the next step of issue 3.
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod decider;
 pub mod event_time;
 pub mod inventory;

@@ -29,12 +29,13 @@ pub struct Anomaly {
 }
 
 /// Every order's view, folded from the log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Orders {
     orders: HashMap<String, OrderView>,
     /// Orders per status, indexed by `OrderStatus as usize`.
     counts: [usize; 10],
     /// Orders changed since the last `take_touched`.
+    #[serde(skip)]
     touched: Vec<String>,
 }
 

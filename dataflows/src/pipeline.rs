@@ -29,6 +29,7 @@ use timely::dataflow::operators::{Exchange as _, Input, Inspect, Operator, Probe
 use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::decider::Decider;
 use crate::inventory::{InventoryConfig, Output};
 use crate::metrics;
@@ -53,6 +54,17 @@ pub struct PipelineConfig {
     pub idle_sleep: std::time::Duration,
     /// Run as one process of several (timely's cluster mode); `None`: this process alone.
     pub cluster: Option<ClusterConfig>,
+    /// Checkpoint the decider there; `None`: a restart replays the log from the start.
+    pub checkpoint: Option<CheckpointConfig>,
+}
+
+/// Where and how often the decider is checkpointed (ADR 0008). Only the process that writes the
+/// store checkpoints (and resumes): a checkpoint is only valid with the store it was taken with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    pub dir: std::path::PathBuf,
+    /// The shortest time between two checkpoints; one is also taken on a clean stop.
+    pub interval: std::time::Duration,
 }
 
 /// This process's place among the pipeline's processes. Every process runs `workers` workers;
@@ -76,6 +88,7 @@ impl Default for PipelineConfig {
             read_batch: 5_000,
             idle_sleep: std::time::Duration::from_millis(20),
             cluster: None,
+            checkpoint: None,
         }
     }
 }
@@ -84,6 +97,9 @@ impl Default for PipelineConfig {
 #[derive(Debug, Default)]
 pub struct PipelineStats {
     pub records_read: AtomicU64,
+    /// Per partition, the next offset this process will read (its consumer position; 0 for a
+    /// partition another process reads).
+    pub read_positions: std::sync::Mutex<Vec<u64>>,
     pub decisions_appended: AtomicU64,
     /// Decisions already in the log (a replay after a restart).
     pub decisions_already_logged: AtomicU64,
@@ -108,6 +124,13 @@ pub struct PipelineStats {
     pub failed: AtomicBool,
     /// Time to write one batch to the store.
     pub store_write: LatencyHistogram,
+    /// Checkpoints written, the size of the last (bytes), and how long the last one held worker
+    /// 0 (taking the state, in ms; writing it is on the store writer's thread).
+    pub checkpoints: AtomicU64,
+    pub checkpoint_bytes: AtomicU64,
+    pub checkpoint_pause_ms: AtomicU64,
+    /// The `seq` this run resumed from (0: it replayed the log from the start).
+    pub resumed_from_seq: AtomicU64,
 }
 
 /// A histogram of latencies in 5 ms buckets up to 10 s (and one above), readable while it fills.
@@ -176,6 +199,10 @@ pub enum PipelineError {
     Store(#[from] emporium_serving::store::StoreError),
     #[error("timely: {0}")]
     Timely(String),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(transparent)]
+    State(#[from] crate::decider::StateError),
 }
 
 /// The decision event for a decider output, with its deterministic id.
@@ -255,13 +282,32 @@ pub fn run(
 ) -> Result<(), PipelineError> {
     let partitions = runtime.block_on(log.partition_count(EVENTS_TOPIC))?;
     stats.watermark_ms.store(i64::MIN, Ordering::Relaxed);
-    let logged = Arc::new(runtime.block_on(decisions_in_log(log.as_ref()))?);
+    let resumed = match (&config.checkpoint, &store) {
+        (Some(checkpoints), Some(store)) => {
+            resume(checkpoints, store.as_ref(), &runtime, partitions, &config)?
+        }
+        _ => None,
+    };
+    let start: Arc<Vec<u64>> = Arc::new(match &resumed {
+        Some((_, checkpoint)) => checkpoint.positions.clone(),
+        None => vec![0; partitions as usize],
+    });
+    if let Some((_, checkpoint)) = &resumed {
+        stats
+            .resumed_from_seq
+            .store(checkpoint.seq, Ordering::Relaxed);
+    }
+    // Decisions appended after the checkpoint lie after its positions: only those can be in the
+    // log already.
+    let logged = Arc::new(runtime.block_on(decisions_in_log(log.as_ref(), &start))?);
     tracing::info!(
         partitions,
         workers = config.workers,
         decisions_in_log = logged.len(),
+        resumed_from_seq = resumed.as_ref().map_or(0, |(_, c)| c.seq),
         "inventory pipeline starting"
     );
+    let resumed = Arc::new(std::sync::Mutex::new(resumed.map(|(decider, _)| decider)));
     let workers = config.workers.max(1);
     let timely_config = match &config.cluster {
         None => timely::Config::process(workers),
@@ -286,15 +332,99 @@ pub fn run(
         }
     };
     let guards = timely::execute(timely_config, move |worker| {
-        worker_main(
-            worker, partitions, &log, &store, &runtime, &config, &stats, &stop, &logged,
-        )
+        let shared = Shared {
+            log: &log,
+            store: &store,
+            runtime: &runtime,
+            config: &config,
+            stats: &stats,
+            stop: &stop,
+            logged: &logged,
+            start: &start,
+            resumed: &resumed,
+        };
+        worker_main(worker, partitions, shared)
     })
     .map_err(PipelineError::Timely)?;
     for result in guards.join() {
         result.map_err(PipelineError::Timely)??;
     }
     Ok(())
+}
+
+/// The checkpoint to resume from, with the decider it holds, if there is one that fits this log,
+/// these settings and this store (see [`checkpoint`]); `None`: replay from the start.
+fn resume(
+    checkpoints: &CheckpointConfig,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    partitions: u32,
+    config: &PipelineConfig,
+) -> Result<Option<(Decider, Checkpoint)>, PipelineError> {
+    let checkpoint = match checkpoint::read(&checkpoints.dir) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the checkpoint: replaying the log from the start");
+            return Ok(None);
+        }
+    };
+    let stored = runtime.block_on(store.positions())?;
+    let refuse = |why: String| {
+        tracing::warn!(
+            seq = checkpoint.seq,
+            "ignoring the checkpoint ({why}): replaying the log from the start"
+        );
+        Ok(None)
+    };
+    if checkpoint.allowed_lateness_ms != config.allowed_lateness.num_milliseconds()
+        || checkpoint.reservation_ttl_ms != config.inventory.reservation_ttl.num_milliseconds()
+    {
+        return refuse("taken with another allowed lateness or reservation TTL".into());
+    }
+    if checkpoint.positions.len() != partitions as usize {
+        return refuse(format!(
+            "taken over {} partitions, the log has {partitions}",
+            checkpoint.positions.len()
+        ));
+    }
+    let behind = stored.as_ref().is_none_or(|stored| {
+        stored.len() != checkpoint.positions.len()
+            || stored.iter().zip(&checkpoint.positions).any(|(s, c)| s < c)
+    });
+    if behind {
+        return refuse("the store is behind it: it was taken with another store".into());
+    }
+    let decider = match Decider::resume(
+        &checkpoint.state,
+        partitions as usize,
+        config.allowed_lateness,
+        config.inventory.clone(),
+    ) {
+        Ok(d) => d,
+        Err(e) => return refuse(e.to_string()),
+    };
+    tracing::info!(
+        seq = checkpoint.seq,
+        positions = ?checkpoint.positions,
+        "resuming from the checkpoint"
+    );
+    Ok(Some((decider, checkpoint)))
+}
+
+/// What every worker of this process shares.
+struct Shared<'a> {
+    log: &'a Arc<dyn EventLog>,
+    store: &'a Option<Arc<dyn Store>>,
+    runtime: &'a tokio::runtime::Handle,
+    config: &'a PipelineConfig,
+    stats: &'a Arc<PipelineStats>,
+    stop: &'a Arc<AtomicBool>,
+    logged: &'a Arc<HashSet<Uuid>>,
+    /// Per partition, the first offset to decide on (a checkpoint's positions, or 0).
+    start: &'a Arc<Vec<u64>>,
+    /// The decider resumed from a checkpoint, for worker 0 to take.
+    resumed: &'a Arc<std::sync::Mutex<Option<Decider>>>,
 }
 
 /// A record on its way to the decider: partition, offset, append time (ms), bytes.
@@ -314,35 +444,62 @@ struct StoreWork {
     applied_ms: Vec<i64>,
     /// The decider's seq after the round.
     seq: u64,
+    /// A checkpoint to write once the store holds the documents up to its seq.
+    checkpoint: Option<Checkpoint>,
     dirty: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
 fn worker_main(
     worker: &mut timely::worker::Worker,
     partitions: u32,
-    log: &Arc<dyn EventLog>,
-    store: &Option<Arc<dyn Store>>,
-    runtime: &tokio::runtime::Handle,
-    config: &PipelineConfig,
-    stats: &Arc<PipelineStats>,
-    stop: &Arc<AtomicBool>,
-    logged: &Arc<HashSet<Uuid>>,
+    shared: Shared<'_>,
 ) -> Result<(), PipelineError> {
+    let Shared {
+        log,
+        store,
+        runtime,
+        config,
+        stats,
+        stop,
+        logged,
+        start,
+        resumed,
+    } = shared;
     let index = worker.index();
     let peers = worker.peers();
+    let writes_store = store.is_some();
+    // Worker 0's decider, shared with the dataflow's operator so it can be checkpointed.
+    let decider = Rc::new(RefCell::new({
+        let resumed = match index {
+            0 => resumed.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            _ => None,
+        };
+        let decider = resumed.unwrap_or_else(|| {
+            Decider::new(
+                partitions as usize,
+                config.allowed_lateness,
+                config.inventory.clone(),
+            )
+        });
+        if writes_store {
+            decider.tracking_changes()
+        } else {
+            decider
+        }
+    }));
+    let resumed_seq = decider.borrow().seq();
     let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Raw>>> = InputHandle::new();
     let probe = ProbeHandle::new();
     let decided: Rc<RefCell<Vec<Decided>>> = Rc::new(RefCell::new(Vec::new()));
     let store_work: Rc<RefCell<StoreWork>> = Rc::new(RefCell::new(StoreWork {
-        positions: vec![0; partitions as usize],
+        positions: start.to_vec(),
+        seq: resumed_seq,
         ..StoreWork::default()
     }));
-    let writes_store = store.is_some();
     {
         let (decided, stats) = (Rc::clone(&decided), Arc::clone(stats));
         let work = Rc::clone(&store_work);
-        let (lateness, inventory) = (config.allowed_lateness, config.inventory.clone());
+        let (decider, start) = (Rc::clone(&decider), Arc::clone(start));
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)
@@ -351,18 +508,19 @@ fn worker_main(
                     Exchange::new(|_: &Raw| 0u64),
                     "InventoryDecider",
                     move |_capability, _info| {
-                        let mut decider = Decider::new(partitions as usize, lateness, inventory);
-                        if writes_store {
-                            decider = decider.tracking_changes();
-                        }
-
                         let mut outputs = Vec::new();
                         // Append time of each undecided order_placed, for decision latency.
                         let mut placed_at: HashMap<String, i64> = HashMap::new();
                         move |input, output| {
                             input.for_each(|time, data| {
                                 let mut work = work.borrow_mut();
+                                let mut decider = decider.borrow_mut();
                                 for (partition, offset, appended_ms, bytes) in data.drain(..) {
+                                    // Already in the resumed state (another process may read
+                                    // from the start).
+                                    if start.get(partition as usize).is_some_and(|s| offset < *s) {
+                                        continue;
+                                    }
                                     if let Some(next) = work.positions.get_mut(partition as usize) {
                                         *next = (*next).max(offset + 1);
                                         work.dirty = true;
@@ -464,6 +622,25 @@ fn worker_main(
         });
     }
     let mut views_in = if index == 0 && store.is_some() {
+        if resumed_seq > 0 {
+            // Load the resumed state's rows at its seq; the documents they give are in the
+            // store already (the checkpoint was written after them).
+            let rows = decider.borrow().view_rows();
+            for (row, seq, diff) in rows.stock {
+                stock_in.update_at(row, seq, diff);
+            }
+            for (row, seq, diff) in rows.listings {
+                listings_in.update_at(row, seq, diff);
+            }
+            stock_in.advance_to(resumed_seq + 1);
+            listings_in.advance_to(resumed_seq + 1);
+            stock_in.flush();
+            listings_in.flush();
+            while views_probe.less_than(&(resumed_seq + 1)) && !stop.load(Ordering::Relaxed) {
+                worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+            }
+            drop(documents.borrow_mut().take_upserts());
+        }
         Some((stock_in, listings_in))
     } else {
         // Closed: the dataflow's progress is worker 0's inputs alone.
@@ -476,7 +653,7 @@ fn worker_main(
     for p in (0..partitions).filter(|p| *p as usize % peers == index) {
         readers.push((
             p,
-            runtime.block_on(log.partition_reader(EVENTS_TOPIC, p, 0))?,
+            runtime.block_on(log.partition_reader(EVENTS_TOPIC, p, start[p as usize]))?,
         ));
     }
     // Worker 0 hands each round's documents to a writer thread and goes on deciding: a slow
@@ -487,20 +664,44 @@ fn worker_main(
             runtime.clone(),
             Arc::clone(stats),
             started_ms,
+            config.checkpoint.as_ref().map(|c| c.dir.clone()),
         )?),
         _ => None,
     };
+    let mut last_checkpoint = std::time::Instant::now();
+    let mut complete = true;
+    let publish_positions = |positions: &[(u32, u64)]| {
+        let mut read = stats
+            .read_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        read.resize(partitions as usize, 0);
+        for &(p, next) in positions {
+            read[p as usize] = next;
+        }
+    };
+    let mut next_offsets: Vec<(u32, u64)> = readers
+        .iter()
+        .map(|(p, _)| (*p, start[*p as usize]))
+        .collect();
+    publish_positions(&next_offsets);
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let mut read = 0;
-        for (p, reader) in &mut readers {
+        for ((p, reader), (_, next)) in readers.iter_mut().zip(&mut next_offsets) {
             let records = runtime.block_on(reader.next_batch(config.read_batch))?;
             read += records.len();
+            if let Some(last) = records.last() {
+                *next = last.offset + 1;
+            }
             for r in records {
                 input.send((*p, r.offset, r.timestamp_ms, r.value.to_vec()));
             }
         }
         stats.records_read.fetch_add(read as u64, Ordering::Relaxed);
+        if read > 0 {
+            publish_positions(&next_offsets);
+        }
         metrics::records_read(read as u64);
         round += 1;
         input.advance_to(round);
@@ -538,9 +739,17 @@ fn worker_main(
                 if views_probe.less_than(&next) {
                     // Stopping with the round's documents incomplete: its positions must not be
                     // written without them.
+                    complete = false;
                     break;
                 }
                 work.upserts.extend(documents.borrow_mut().take_upserts());
+            }
+            if let Some(every) = config.checkpoint.as_ref().map(|c| c.interval)
+                && work.dirty
+                && last_checkpoint.elapsed() >= every
+            {
+                work.checkpoint = Some(take_checkpoint(&decider.borrow(), &work, config, stats)?);
+                last_checkpoint = std::time::Instant::now();
             }
             writer.hand_off(work)?;
         }
@@ -549,9 +758,37 @@ fn worker_main(
         }
     }
     if let Some(writer) = writer {
+        if complete && config.checkpoint.is_some() {
+            // A clean stop: checkpoint where it stopped, so the next start reads nothing twice.
+            let mut work = std::mem::take(&mut *store_work.borrow_mut());
+            work.checkpoint = Some(take_checkpoint(&decider.borrow(), &work, config, stats)?);
+            work.dirty = true;
+            writer.hand_off(work)?;
+        }
         writer.finish()?;
     }
     Ok(())
+}
+
+/// The decider's state with the positions it reflects (the round's changes already taken).
+fn take_checkpoint(
+    decider: &Decider,
+    work: &StoreWork,
+    config: &PipelineConfig,
+    stats: &PipelineStats,
+) -> Result<Checkpoint, PipelineError> {
+    let began = std::time::Instant::now();
+    let state = decider.state()?;
+    stats
+        .checkpoint_pause_ms
+        .store(began.elapsed().as_millis() as u64, Ordering::Relaxed);
+    Ok(Checkpoint {
+        seq: decider.seq(),
+        positions: work.positions.clone(),
+        allowed_lateness_ms: config.allowed_lateness.num_milliseconds(),
+        reservation_ttl_ms: config.inventory.reservation_ttl.num_milliseconds(),
+        state,
+    })
 }
 
 /// The shortest time between two store commits.
@@ -565,6 +802,7 @@ struct Pending {
     positions: Vec<u64>,
     seq: u64,
     applied_ms: Vec<i64>,
+    checkpoint: Option<Checkpoint>,
     dirty: bool,
     closed: bool,
     error: Option<PipelineError>,
@@ -582,6 +820,7 @@ impl StoreWriter {
         runtime: tokio::runtime::Handle,
         stats: Arc<PipelineStats>,
         started_ms: i64,
+        checkpoints: Option<std::path::PathBuf>,
     ) -> Result<Self, PipelineError> {
         let shared = Arc::new((
             std::sync::Mutex::new(Pending::default()),
@@ -609,13 +848,25 @@ impl StoreWriter {
                                 positions: p.positions.clone(),
                                 applied_ms: std::mem::take(&mut p.applied_ms),
                                 seq: p.seq,
+                                checkpoint: p.checkpoint.take(),
                                 dirty: true,
                             }
                         };
                         let began = std::time::Instant::now();
-                        if let Err(e) =
+                        // The checkpoint after the documents it covers: a crash between the two
+                        // leaves the previous checkpoint, which the store is past.
+                        let result =
                             write_store(store.as_ref(), &runtime, work, &stats, started_ms)
-                        {
+                                .and_then(|checkpoint| {
+                                    let (Some(c), Some(dir)) = (checkpoint, &checkpoints) else {
+                                        return Ok(());
+                                    };
+                                    let bytes = checkpoint::write(dir, &c)?;
+                                    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                                    stats.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                                    Ok(())
+                                });
+                        if let Err(e) = result {
                             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
                             p.error = Some(e);
                             return;
@@ -653,6 +904,9 @@ impl StoreWriter {
         p.positions = work.positions;
         p.seq = p.seq.max(work.seq);
         p.applied_ms.extend(work.applied_ms);
+        if work.checkpoint.is_some() {
+            p.checkpoint = work.checkpoint;
+        }
         p.dirty = true;
         ready.notify_one();
         Ok(())
@@ -731,16 +985,17 @@ fn append_decisions(
     Ok(())
 }
 
-/// Writes a round's documents and positions to the store; records freshness.
+/// Writes a round's documents and positions to the store; records freshness. Gives back the
+/// batch's checkpoint, now covered by the store.
 fn write_store(
     store: &dyn Store,
     runtime: &tokio::runtime::Handle,
     work: StoreWork,
     stats: &PipelineStats,
     started_ms: i64,
-) -> Result<(), PipelineError> {
+) -> Result<Option<Checkpoint>, PipelineError> {
     if !work.dirty {
-        return Ok(());
+        return Ok(None);
     }
     let documents = work.upserts.len();
     let began = std::time::Instant::now();
@@ -763,11 +1018,11 @@ fn write_store(
         metrics::freshness(latency);
         stats.freshness.record(latency);
     }
-    Ok(())
+    Ok(work.checkpoint)
 }
 
-/// Ids of the decision events already in the log (read once at start).
-async fn decisions_in_log(log: &dyn EventLog) -> Result<HashSet<Uuid>, LogError> {
+/// Ids of the decision events in the log from `from` on, per partition (read once at start).
+async fn decisions_in_log(log: &dyn EventLog, from: &[u64]) -> Result<HashSet<Uuid>, LogError> {
     #[derive(Deserialize)]
     struct Head<'a> {
         event_id: Uuid,
@@ -776,7 +1031,7 @@ async fn decisions_in_log(log: &dyn EventLog) -> Result<HashSet<Uuid>, LogError>
     }
     let mut ids = HashSet::new();
     for (p, &end) in log.end_offsets(EVENTS_TOPIC).await?.iter().enumerate() {
-        let mut from = 0;
+        let mut from = from.get(p).copied().unwrap_or(0);
         while from < end {
             let batch = log.read(EVENTS_TOPIC, p as u32, from, 50_000).await?;
             let Some(last) = batch.last() else { break };

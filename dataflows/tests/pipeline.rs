@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use emporium_dataflows::decider::decide_all;
 use emporium_dataflows::inventory::Output;
 use emporium_dataflows::pipeline::{
-    PipelineConfig, PipelineStats, RunningPipeline, decision_event,
+    CheckpointConfig, PipelineConfig, PipelineStats, RunningPipeline, decision_event,
 };
 use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
@@ -31,9 +31,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A log holding `n` generated shop events, spread by key over 4 partitions.
-fn shop_log(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) -> Arc<dyn EventLog> {
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir)).expect("open");
+/// `n` generated shop events, as records keyed by their partition key.
+fn shop_events(n: usize) -> Vec<Record> {
     let mut generator = Generator::new(GeneratorConfig {
         products: 150,
         users: 2_000,
@@ -41,21 +40,32 @@ fn shop_log(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) -> Ar
         ..GeneratorConfig::default()
     })
     .expect("generator");
+    (0..n)
+        .map(|_| {
+            let e = generator.next_event();
+            Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
+        })
+        .collect()
+}
+
+fn append(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, records: &[Record]) {
     rt.block_on(async {
-        log.ensure_topic(EVENTS_TOPIC, PARTITIONS)
-            .await
-            .expect("topic");
-        for _ in 0..n / 1000 {
-            let batch: Vec<Record> = (0..1000)
-                .map(|_| {
-                    let e = generator.next_event();
-                    Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
-                })
-                .collect();
-            log.append(EVENTS_TOPIC, batch).await.expect("append");
+        for batch in records.chunks(1000) {
+            log.append(EVENTS_TOPIC, batch.to_vec())
+                .await
+                .expect("append");
         }
     });
-    Arc::new(log)
+}
+
+/// A log holding `n` generated shop events, spread by key over 4 partitions.
+fn shop_log(rt: &tokio::runtime::Runtime, dir: &std::path::Path, n: usize) -> Arc<dyn EventLog> {
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir)).expect("open"));
+    rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
+        .expect("topic");
+    append(rt, &log, &shop_events(n));
+    log
 }
 
 /// Runs the pipeline until it has read every record present at the start, plus a short settle.
@@ -65,27 +75,38 @@ fn run_until_caught_up(
     store: Option<Arc<dyn Store>>,
     workers: usize,
 ) -> Arc<PipelineStats> {
-    let total: u64 = rt
-        .block_on(log.end_offsets(EVENTS_TOPIC))
-        .expect("ends")
-        .iter()
-        .sum();
     let config = PipelineConfig {
         workers,
         ..PipelineConfig::default()
     };
+    run_with(rt, log, store, config)
+}
+
+/// [`run_until_caught_up`] with these settings; a resumed run need not read the whole log.
+fn run_with(
+    rt: &tokio::runtime::Runtime,
+    log: &Arc<dyn EventLog>,
+    store: Option<Arc<dyn Store>>,
+    config: PipelineConfig,
+) -> Arc<PipelineStats> {
+    let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
     let store_handle = store.clone();
     let pipeline =
         RunningPipeline::start(Arc::clone(log), store, rt.handle().clone(), config).expect("start");
     let stats = Arc::clone(&pipeline.stats);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while stats.records_read.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+    // Every record present at the start read (from wherever the run resumed)...
+    let caught_up = || {
+        let read = stats.read_positions.lock().expect("positions");
+        read.len() == ends.len() && read.iter().zip(&ends).all(|(r, e)| r >= e)
+    };
+    while !caught_up() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Its own decisions are read back too; give it a few idle rounds to append and re-read.
+    // ... and its own decisions, appended since, read back too: a few idle rounds.
     std::thread::sleep(Duration::from_millis(500));
     if let Some(store) = &store_handle {
-        // Then wait for the store to reflect the whole log (the documents come with positions).
+        // Then the store reflects the whole log (the documents come with the positions).
         loop {
             let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
             let positions = rt.block_on(store.positions()).expect("positions");
@@ -262,4 +283,84 @@ fn the_store_holds_the_reference_documents_for_one_and_three_workers() {
         );
         assert!(stats.documents_written.load(Ordering::Relaxed) as usize >= n);
     }
+}
+
+#[test]
+fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = shop_events(16_000);
+    let (first, later) = events.split_at(10_000);
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"));
+    rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
+        .expect("topic");
+    append(&rt, &log, first);
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let config = PipelineConfig {
+        workers: 2,
+        checkpoint: Some(CheckpointConfig {
+            dir: checkpoints.path().to_owned(),
+            interval: Duration::from_secs(3600),
+        }),
+        ..PipelineConfig::default()
+    };
+    let one = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
+    assert_eq!(one.resumed_from_seq.load(Ordering::Relaxed), 0);
+    // Only the one a clean stop takes (the interval is an hour).
+    assert_eq!(one.checkpoints.load(Ordering::Relaxed), 1);
+    let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
+
+    append(&rt, &log, later);
+    let two = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
+    assert!(two.resumed_from_seq.load(Ordering::Relaxed) > 0);
+    let read = two.records_read.load(Ordering::Relaxed);
+    let total: u64 = rt
+        .block_on(log.end_offsets(EVENTS_TOPIC))
+        .expect("ends")
+        .iter()
+        .sum();
+    assert!(
+        read <= total - ends.iter().sum::<u64>(),
+        "read only what came after the checkpoint: {read} of {total}"
+    );
+    check_store(&rt, &log, store.as_ref());
+    let (partitions, decisions) = split_log(&rt, &log);
+    let (reference, _) = decide_all(
+        &partitions,
+        config.allowed_lateness,
+        config.inventory.clone(),
+    );
+    let reference: HashSet<Vec<u8>> = reference
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Decision { at, payload } => Some(decision_event(at, payload).to_json()),
+            Output::Anomaly { .. } => None,
+        })
+        .collect();
+    let got: HashSet<Vec<u8>> = decisions.iter().map(Event::to_json).collect();
+    assert_eq!(got.len(), decisions.len(), "no decision appended twice");
+    assert!(
+        got.is_subset(&reference),
+        "every decision is the reference's"
+    );
+    assert_eq!(
+        (one.decisions_appended.load(Ordering::Relaxed)
+            + two.decisions_appended.load(Ordering::Relaxed)) as usize,
+        decisions.len()
+    );
+
+    // A checkpoint that does not read back is refused, and the log replayed from the start.
+    let file = emporium_dataflows::checkpoint::path(checkpoints.path());
+    let mut bytes = std::fs::read(&file).expect("checkpoint");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).expect("alter");
+    let documents = check_store(&rt, &log, store.as_ref());
+    let three = run_with(&rt, &log, Some(Arc::clone(&store)), config);
+    assert_eq!(three.resumed_from_seq.load(Ordering::Relaxed), 0);
+    assert_eq!(three.decisions_appended.load(Ordering::Relaxed), 0);
+    assert_eq!(check_store(&rt, &log, store.as_ref()), documents);
 }

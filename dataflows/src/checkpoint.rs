@@ -1,0 +1,159 @@
+//! Checkpoints of the decider: its whole state with the log positions it had read, so that a
+//! restart reads only the records after them instead of the whole log (ADR 0008).
+//!
+//! One file, `<dir>/decider.ckpt`, replaced atomically (written to a temporary file, fsynced,
+//! renamed, directory fsynced): a crash leaves the previous checkpoint or the new one, never a
+//! mix. Format: the magic line `EMPORIUM-CHECKPOINT-1\n`, the bincode encoding of
+//! [`Checkpoint`], then the SHA-256 of both (32 bytes), so a torn or altered file is refused
+//! instead of resumed from.
+//!
+//! The pipeline writes a checkpoint only after the store holds every document up to its `seq`
+//! and the log every decision up to it; it resumes from one only if the store's positions are at
+//! or past the checkpoint's. Anything else falls back to a replay from the start, which is always
+//! correct, only slower.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const MAGIC: &[u8] = b"EMPORIUM-CHECKPOINT-1\n";
+const FILE: &str = "decider.ckpt";
+
+/// The decider at the end of one round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The decider's `seq`: events applied so far.
+    pub seq: u64,
+    /// Per partition, the next offset to read: every record before it is in the state.
+    pub positions: Vec<u64>,
+    /// The settings the state was taken with; another setting would decide differently.
+    pub allowed_lateness_ms: i64,
+    pub reservation_ttl_ms: i64,
+    /// [`crate::decider::Decider::state`].
+    pub state: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// The checkpoint file in `dir`.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Replaces the checkpoint in `dir` (created if missing); returns the file's size in bytes.
+pub fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<u64, CheckpointError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CheckpointError::Io { path, source }
+    };
+    let target = path(dir);
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let body = bincode::serialize(checkpoint).map_err(|e| CheckpointError::Corrupt {
+        path: target.clone(),
+        reason: format!("cannot encode: {e}"),
+    })?;
+    let mut digest = Sha256::new();
+    digest.update(MAGIC);
+    digest.update(&body);
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    {
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(MAGIC).map_err(io(&tmp))?;
+        file.write_all(&body).map_err(io(&tmp))?;
+        file.write_all(&digest.finalize()).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, &target).map_err(io(&target))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok((MAGIC.len() + body.len() + 32) as u64)
+}
+
+/// The checkpoint in `dir`; `None` if there is none.
+pub fn read(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+    let target = path(dir);
+    let bytes = match fs::read(&target) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: target,
+                source,
+            });
+        }
+    };
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: target.clone(),
+        reason,
+    };
+    if bytes.len() < MAGIC.len() + 32 || !bytes.starts_with(MAGIC) {
+        return Err(corrupt(format!(
+            "expected a file starting with {:?}",
+            String::from_utf8_lossy(MAGIC).trim_end()
+        )));
+    }
+    let (content, sum) = bytes.split_at(bytes.len() - 32);
+    if Sha256::digest(content).as_slice() != sum {
+        return Err(corrupt("checksum mismatch (torn or altered file)".into()));
+    }
+    bincode::deserialize(&content[MAGIC.len()..])
+        .map(Some)
+        .map_err(|e| corrupt(format!("cannot decode: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint() -> Checkpoint {
+        Checkpoint {
+            seq: 42,
+            positions: vec![3, 0, 7],
+            allowed_lateness_ms: 500,
+            reservation_ttl_ms: 900_000,
+            state: vec![1, 2, 3, 4],
+        }
+    }
+
+    #[test]
+    fn a_written_checkpoint_reads_back_and_replaces_the_previous_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(read(dir.path()).expect("read"), None);
+        write(dir.path(), &checkpoint()).expect("write");
+        let next = Checkpoint {
+            seq: 43,
+            ..checkpoint()
+        };
+        write(dir.path(), &next).expect("write");
+        assert_eq!(read(dir.path()).expect("read"), Some(next));
+    }
+
+    #[test]
+    fn a_torn_or_altered_checkpoint_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let size = write(dir.path(), &checkpoint()).expect("write");
+        let file = path(dir.path());
+        let mut bytes = fs::read(&file).expect("read");
+        assert_eq!(bytes.len() as u64, size);
+        bytes[MAGIC.len() + 2] ^= 1;
+        fs::write(&file, &bytes).expect("alter");
+        let err = read(dir.path()).expect_err("altered").to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        fs::write(&file, &bytes[..10]).expect("tear");
+        let err = read(dir.path()).expect_err("torn").to_string();
+        assert!(err.contains("expected a file starting with"), "{err}");
+    }
+}
