@@ -34,6 +34,8 @@ pub struct PipelineArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     store: crate::store::StoreArgs,
+    #[command(flatten)]
+    checkpoints: crate::store::CheckpointArgs,
     /// Seconds between status lines (0: none).
     #[arg(long, default_value_t = 5)]
     status_every: u64,
@@ -92,6 +94,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         PipelineConfig {
             workers: args.workers,
             cluster,
+            checkpoint: args.checkpoints.config(&args.data_dir),
             ..PipelineConfig::default()
         },
     )
@@ -104,10 +107,11 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
             loop {
                 tokio::time::sleep(every).await;
                 println!(
-                    "records read: {} | decisions appended: {} | documents written: {}",
+                    "records read: {} | decisions appended: {} | documents written: {} | {}",
                     stats.records_read.load(Ordering::Relaxed),
                     stats.decisions_appended.load(Ordering::Relaxed),
                     stats.documents_written.load(Ordering::Relaxed),
+                    checkpoint_status(&stats),
                 );
             }
         })
@@ -137,4 +141,20 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         stats.decisions_appended.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Where the run resumed from and the checkpoints it took, for status lines.
+pub(crate) fn checkpoint_status(stats: &emporium_dataflows::pipeline::PipelineStats) -> String {
+    let resumed = match stats.resumed_from_seq.load(Ordering::Relaxed) {
+        0 => "replayed the log from the start".to_owned(),
+        seq => format!("resumed from a checkpoint at event {seq}"),
+    };
+    match stats.checkpoints.load(Ordering::Relaxed) {
+        0 => format!("{resumed}, no checkpoint yet"),
+        n => format!(
+            "{resumed}, {n} checkpoint(s), last {:.1} MiB, held the decider {} ms",
+            stats.checkpoint_bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
+            stats.checkpoint_pause_ms.load(Ordering::Relaxed)
+        ),
+    }
 }

@@ -56,6 +56,8 @@ pub struct RunArgs {
     status_every: u64,
     #[command(flatten)]
     store: crate::store::StoreArgs,
+    #[command(flatten)]
+    checkpoints: crate::store::CheckpointArgs,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
@@ -174,6 +176,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::runtime::Handle::current(),
         PipelineConfig {
             workers: args.workers,
+            checkpoint: args.checkpoints.config(&args.data_dir),
             ..PipelineConfig::default()
         },
     )
@@ -227,10 +230,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .map(|(s, n)| format!("{n} {}", s.as_str()))
                     .collect();
                 println!(
-                    "         orders: {} | stock on hand: {} units | store: {} documents written",
+                    "         orders: {} | stock on hand: {} units | store: {} documents written | {}",
                     if orders.is_empty() { "none yet".to_owned() } else { orders.join(", ") },
                     stats.units_on_hand.load(Ordering::Relaxed),
                     stats.documents_written.load(Ordering::Relaxed),
+                    crate::pipeline::checkpoint_status(&stats),
                 );
             }
         })

@@ -60,3 +60,26 @@ impl StoreArgs {
         })
     }
 }
+
+/// How the decider is checkpointed (ADR 0008).
+#[derive(clap::Args)]
+pub struct CheckpointArgs {
+    /// Seconds between checkpoints of the decider's state and log positions, kept under
+    /// <data dir>/checkpoints (one is also taken on a clean stop). A restart resumes from the
+    /// last one and reads only the log after it. 0: no checkpoints; a restart replays the log
+    /// from the start.
+    #[arg(long, env = "EMPORIUM_CHECKPOINT_INTERVAL", default_value_t = 60)]
+    checkpoint_interval: u64,
+}
+
+impl CheckpointArgs {
+    pub fn config(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Option<emporium_dataflows::pipeline::CheckpointConfig> {
+        (self.checkpoint_interval > 0).then(|| emporium_dataflows::pipeline::CheckpointConfig {
+            dir: data_dir.join("checkpoints"),
+            interval: std::time::Duration::from_secs(self.checkpoint_interval),
+        })
+    }
+}

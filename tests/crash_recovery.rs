@@ -38,6 +38,9 @@ fn start(data_dir: &Path) -> Running {
             "127.0.0.1:0",
             "--status-every",
             "0",
+            // Checkpoints every second: the restart resumes from one taken before the kill.
+            "--checkpoint-interval",
+            "1",
             "--data-dir",
         ])
         .arg(data_dir)
@@ -137,9 +140,13 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
             }
         }));
     }
-    // Kill mid-stream, once a good number of batches were acknowledged.
+    // Kill mid-stream, once a good number of batches were acknowledged and the decider
+    // checkpointed.
+    let checkpoint = dir.path().join("checkpoints").join("decider.ckpt");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().expect("acked").len() < 20 * 200 && Instant::now() < deadline {
+    while (acked.lock().expect("acked").len() < 20 * 200 || !checkpoint.exists())
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     first.child.kill().expect("kill -9");
@@ -172,9 +179,13 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         assert_eq!(landed as usize, ids.len(), "{report}");
         acked.lock().expect("acked").extend(ids.iter().cloned());
     }
-    // Let the dataflow of the second run catch up (it replays the whole log), then a clean stop.
+    // Let the dataflow of the second run catch up (from its checkpoint), then a clean stop.
     let acked_count = acked.lock().expect("acked").len() as u64;
     wait_until_caught_up(&client, &second.base, acked_count).await;
+    let resumed = gauge(&client, &second.base, "emporium_dataflow_resumed_from_seq")
+        .await
+        .unwrap_or(0);
+    assert!(resumed > 0, "the restart resumed from the checkpoint");
     let status = Command::new("kill")
         .args(["-TERM", &second.child.id().to_string()])
         .status()
@@ -270,24 +281,27 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     assert!(orders > 50, "the traffic placed orders: {orders}");
 }
 
-/// Polls `/metrics` until the dataflow has read at least `at_least` records and then nothing new
-/// for two seconds.
+/// A metric's value from `/metrics`.
+async fn gauge(client: &reqwest::Client, base: &str, name: &str) -> Option<u64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// Polls `/metrics` until the dataflow's position covers at least `at_least` records and then
+/// does not move for two seconds.
 async fn wait_until_caught_up(client: &reqwest::Client, base: &str, at_least: u64) {
-    let read = || async {
-        let text = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find(|l| l.starts_with("emporium_dataflow_records_read_total"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|v| v as u64)
-    };
+    let read = || gauge(client, base, "emporium_dataflow_consumer_position");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = (0, Instant::now());
     while Instant::now() < deadline {

@@ -35,3 +35,21 @@ pub(crate) fn decision_latency(latency: Duration) {
 pub(crate) fn freshness(latency: Duration) {
     histogram!("emporium_dataflow_freshness_seconds").record(latency.as_secs_f64());
 }
+
+/// The sum over partitions of the next offset this process reads: every record before it, in
+/// every partition, is decided (a resumed run starts at its checkpoint's positions).
+pub(crate) fn consumer_position(sum: u64) {
+    gauge!("emporium_dataflow_consumer_position").set(sum as f64);
+}
+
+/// The `seq` this run resumed from (0: it replayed the log from the start).
+pub(crate) fn resumed_from(seq: u64) {
+    gauge!("emporium_dataflow_resumed_from_seq").set(seq as f64);
+}
+
+/// A checkpoint written: its size, and how long taking the state held worker 0.
+pub(crate) fn checkpoint(bytes: u64, pause: Duration) {
+    counter!("emporium_dataflow_checkpoints_total").increment(1);
+    gauge!("emporium_dataflow_checkpoint_bytes").set(bytes as f64);
+    gauge!("emporium_dataflow_checkpoint_pause_seconds").set(pause.as_secs_f64());
+}

@@ -292,11 +292,9 @@ pub fn run(
         Some((_, checkpoint)) => checkpoint.positions.clone(),
         None => vec![0; partitions as usize],
     });
-    if let Some((_, checkpoint)) = &resumed {
-        stats
-            .resumed_from_seq
-            .store(checkpoint.seq, Ordering::Relaxed);
-    }
+    let resumed_seq = resumed.as_ref().map_or(0, |(_, c)| c.seq);
+    stats.resumed_from_seq.store(resumed_seq, Ordering::Relaxed);
+    metrics::resumed_from(resumed_seq);
     // Decisions appended after the checkpoint lie after its positions: only those can be in the
     // log already.
     let logged = Arc::new(runtime.block_on(decisions_in_log(log.as_ref(), &start))?);
@@ -304,7 +302,7 @@ pub fn run(
         partitions,
         workers = config.workers,
         decisions_in_log = logged.len(),
-        resumed_from_seq = resumed.as_ref().map_or(0, |(_, c)| c.seq),
+        resumed_from_seq = resumed_seq,
         "inventory pipeline starting"
     );
     let resumed = Arc::new(std::sync::Mutex::new(resumed.map(|(decider, _)| decider)));
@@ -669,6 +667,7 @@ fn worker_main(
         _ => None,
     };
     let mut last_checkpoint = std::time::Instant::now();
+    let mut changed_since_checkpoint = false;
     let mut complete = true;
     let publish_positions = |positions: &[(u32, u64)]| {
         let mut read = stats
@@ -679,6 +678,7 @@ fn worker_main(
         for &(p, next) in positions {
             read[p as usize] = next;
         }
+        metrics::consumer_position(read.iter().sum());
     };
     let mut next_offsets: Vec<(u32, u64)> = readers
         .iter()
@@ -713,43 +713,34 @@ fn worker_main(
         let outputs: Vec<Decided> = decided.borrow_mut().drain(..).collect();
         append_decisions(log, runtime, outputs, stats, logged, started_ms)?;
         if let Some(writer) = &writer {
-            let mut work = std::mem::take(&mut *store_work.borrow_mut());
-            {
-                let mut next = store_work.borrow_mut();
-                next.positions = work.positions.clone();
-                next.seq = work.seq;
-            }
-            if let Some((stock_in, listings_in)) = &mut views_in {
-                // The round's documents: complete once the dataflow has passed its last seq.
-                let changes = std::mem::take(&mut work.views);
-                for (row, seq, diff) in changes.stock {
-                    stock_in.update_at(row, seq, diff);
-                }
-                for (row, seq, diff) in changes.listings {
-                    listings_in.update_at(row, seq, diff);
-                }
-                let next = (work.seq + 1).max(*stock_in.time());
-                stock_in.advance_to(next);
-                listings_in.advance_to(next);
-                stock_in.flush();
-                listings_in.flush();
-                while views_probe.less_than(&next) && !stop.load(Ordering::Relaxed) {
-                    worker.step_or_park(Some(std::time::Duration::from_millis(10)));
-                }
-                if views_probe.less_than(&next) {
-                    // Stopping with the round's documents incomplete: its positions must not be
-                    // written without them.
-                    complete = false;
-                    break;
-                }
-                work.upserts.extend(documents.borrow_mut().take_upserts());
-            }
-            if let Some(every) = config.checkpoint.as_ref().map(|c| c.interval)
-                && work.dirty
-                && last_checkpoint.elapsed() >= every
-            {
-                work.checkpoint = Some(take_checkpoint(&decider.borrow(), &work, config, stats)?);
+            // Something to checkpoint (the decider took records in since the last one), and time.
+            let changed = changed_since_checkpoint || store_work.borrow().dirty;
+            let due = changed
+                && config
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| last_checkpoint.elapsed() >= c.interval);
+            let round = RoundEnd {
+                worker,
+                decider: &decider,
+                store_work: &store_work,
+                views_in: &mut views_in,
+                views_probe: &views_probe,
+                documents: &documents,
+                config,
+                stats,
+            };
+            // Stopping with the round's documents incomplete: its positions must not be written
+            // without them (the next start resumes from the last checkpoint instead).
+            let Some(work) = round.take(due, || stop.load(Ordering::Relaxed))? else {
+                complete = false;
+                break;
+            };
+            if work.checkpoint.is_some() {
                 last_checkpoint = std::time::Instant::now();
+                changed_since_checkpoint = false;
+            } else {
+                changed_since_checkpoint |= work.dirty;
             }
             writer.hand_off(work)?;
         }
@@ -758,16 +749,103 @@ fn worker_main(
         }
     }
     if let Some(writer) = writer {
-        if complete && config.checkpoint.is_some() {
-            // A clean stop: checkpoint where it stopped, so the next start reads nothing twice.
-            let mut work = std::mem::take(&mut *store_work.borrow_mut());
-            work.checkpoint = Some(take_checkpoint(&decider.borrow(), &work, config, stats)?);
-            work.dirty = true;
-            writer.hand_off(work)?;
+        if complete {
+            // A clean stop: what the decider took in while the last round was handed over, and
+            // a checkpoint where it stopped, so the next start reads nothing twice. The other
+            // workers keep stepping until every dataflow is done, so the documents complete
+            // unless one of them failed (hence the time limit).
+            let round = RoundEnd {
+                worker,
+                decider: &decider,
+                store_work: &store_work,
+                views_in: &mut views_in,
+                views_probe: &views_probe,
+                documents: &documents,
+                config,
+                stats,
+            };
+            let changed = changed_since_checkpoint || store_work.borrow().dirty;
+            let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            if let Some(work) = round.take(changed && config.checkpoint.is_some(), || {
+                std::time::Instant::now() > limit
+            })? {
+                writer.hand_off(work)?;
+            }
         }
         writer.finish()?;
     }
     Ok(())
+}
+
+/// Worker 0's inputs of the documents dataflow.
+type ViewInputs = (
+    InputSession<u64, StockRow, isize>,
+    InputSession<u64, ListingRow, isize>,
+);
+
+/// The end of one of worker 0's rounds, when it writes the store.
+struct RoundEnd<'a> {
+    worker: &'a mut timely::worker::Worker,
+    decider: &'a RefCell<Decider>,
+    store_work: &'a RefCell<StoreWork>,
+    views_in: &'a mut Option<ViewInputs>,
+    views_probe: &'a ProbeHandle<u64>,
+    documents: &'a RefCell<Latest>,
+    config: &'a PipelineConfig,
+    stats: &'a PipelineStats,
+}
+
+impl RoundEnd<'_> {
+    /// Takes what the decider produced since the last round, with a checkpoint if `checkpoint`
+    /// (taken at the same moment, so state, positions and documents agree: the decider keeps
+    /// deciding while worker 0 steps), and the documents of its changes, once the documents
+    /// dataflow has passed them. `None` if `give_up` said so first.
+    fn take(
+        self,
+        checkpoint: bool,
+        give_up: impl Fn() -> bool,
+    ) -> Result<Option<StoreWork>, PipelineError> {
+        let mut work = std::mem::take(&mut *self.store_work.borrow_mut());
+        {
+            let mut next = self.store_work.borrow_mut();
+            next.positions = work.positions.clone();
+            next.seq = work.seq;
+        }
+        if checkpoint {
+            work.checkpoint = Some(take_checkpoint(
+                &self.decider.borrow(),
+                &work,
+                self.config,
+                self.stats,
+            )?);
+            work.dirty = true;
+        }
+        if let Some((stock_in, listings_in)) = self.views_in {
+            // The round's documents: complete once the dataflow has passed its last seq.
+            let changes = std::mem::take(&mut work.views);
+            for (row, seq, diff) in changes.stock {
+                stock_in.update_at(row, seq, diff);
+            }
+            for (row, seq, diff) in changes.listings {
+                listings_in.update_at(row, seq, diff);
+            }
+            let next = (work.seq + 1).max(*stock_in.time());
+            stock_in.advance_to(next);
+            listings_in.advance_to(next);
+            stock_in.flush();
+            listings_in.flush();
+            while self.views_probe.less_than(&next) {
+                if give_up() {
+                    return Ok(None);
+                }
+                self.worker
+                    .step_or_park(Some(std::time::Duration::from_millis(10)));
+            }
+            work.upserts
+                .extend(self.documents.borrow_mut().take_upserts());
+        }
+        Ok(Some(work))
+    }
 }
 
 /// The decider's state with the positions it reflects (the round's changes already taken).
@@ -864,6 +942,11 @@ impl StoreWriter {
                                     let bytes = checkpoint::write(dir, &c)?;
                                     stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                                     stats.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+                                    let pause = stats.checkpoint_pause_ms.load(Ordering::Relaxed);
+                                    metrics::checkpoint(
+                                        bytes,
+                                        std::time::Duration::from_millis(pause),
+                                    );
                                     Ok(())
                                 });
                         if let Err(e) = result {
