@@ -304,16 +304,28 @@ impl Decider {
     }
 }
 
+/// [`State`] as written: borrowed from the decider (a copy would double the pause).
+#[derive(Serialize)]
+struct StateRef<'a> {
+    newest: Vec<Option<DateTime<Utc>>>,
+    pending: Vec<(DateTime<Utc>, i64, Vec<u8>)>,
+    applied: &'a HashSet<u128>,
+    inventory: &'a Inventory,
+    orders: &'a Orders,
+    catalog: &'a Catalog,
+    seq: u64,
+}
+
 /// What a checkpoint keeps of a [`Decider`]: its whole state, without its settings and without
 /// what it hands out between rounds (taken before a checkpoint).
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct State {
     /// Per partition, the newest event time seen.
     newest: Vec<Option<DateTime<Utc>>>,
     /// Events buffered above the watermark: decision time, append time (ms), the event as JSON
     /// (its own format: payloads are tagged by `type`, which bincode cannot carry).
     pending: Vec<(DateTime<Utc>, i64, Vec<u8>)>,
-    applied: Vec<u128>,
+    applied: HashSet<u128>,
     inventory: Inventory,
     orders: Orders,
     catalog: Catalog,
@@ -335,17 +347,17 @@ impl Decider {
     /// The decider's state as bytes, for a checkpoint. Take the changes first: what was not
     /// taken is not in the state.
     pub fn state(&self) -> Result<Vec<u8>, StateError> {
-        let state = State {
+        let state = StateRef {
             newest: self.clocks.iter().map(PartitionClock::newest).collect(),
             pending: self
                 .pending
                 .iter()
                 .map(|Reverse(p)| (p.at, p.appended_ms, p.event.to_json()))
                 .collect(),
-            applied: self.applied.iter().copied().collect(),
-            inventory: self.inventory.clone(),
-            orders: self.orders.clone(),
-            catalog: self.catalog.clone(),
+            applied: &self.applied,
+            inventory: &self.inventory,
+            orders: &self.orders,
+            catalog: &self.catalog,
             seq: self.seq,
         };
         Ok(bincode::serialize(&state)?)
@@ -383,7 +395,7 @@ impl Decider {
             .map(|newest| PartitionClock::resumed(allowed_lateness, newest))
             .collect();
         decider.pending = pending;
-        decider.applied = state.applied.into_iter().collect();
+        decider.applied = state.applied;
         decider.inventory = state.inventory.with_config(config);
         decider.orders = state.orders;
         decider.catalog = state.catalog;

@@ -730,9 +730,19 @@ fn worker_main(
                 config,
                 stats,
             };
-            // Stopping with the round's documents incomplete: its positions must not be written
-            // without them (the next start resumes from the last checkpoint instead).
-            let Some(work) = round.take(due, || stop.load(Ordering::Relaxed))? else {
+            // A stop lets the round's documents complete (a clean stop then checkpoints), for a
+            // while: if they do not, its positions must not be written without them (the next
+            // start resumes from the last checkpoint instead).
+            let stopping_since = std::cell::Cell::new(None);
+            let give_up = || {
+                if !stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let since = stopping_since.get().unwrap_or_else(std::time::Instant::now);
+                stopping_since.set(Some(since));
+                since.elapsed() > STOP_GRACE
+            };
+            let Some(work) = round.take(due, give_up)? else {
                 complete = false;
                 break;
             };
@@ -765,7 +775,7 @@ fn worker_main(
                 stats,
             };
             let changed = changed_since_checkpoint || store_work.borrow().dirty;
-            let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let limit = std::time::Instant::now() + STOP_GRACE;
             if let Some(work) = round.take(changed && config.checkpoint.is_some(), || {
                 std::time::Instant::now() > limit
             })? {
@@ -868,6 +878,9 @@ fn take_checkpoint(
         state,
     })
 }
+
+/// How long a stop waits for the documents of the round in progress.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The shortest time between two store commits.
 const STORE_COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
