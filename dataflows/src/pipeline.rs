@@ -1,7 +1,8 @@
 //! The edge of the inventory dataflow: it reads every partition of the events topic through the
-//! [`EventLog`] trait, runs the decider as a timely dataflow on several worker threads, and appends
-//! the decisions to the log. All I/O of `dataflows/` lives here; the computation it runs is the
-//! pure [`Decider`].
+//! [`EventLog`] trait, runs the decider as a timely dataflow on several worker threads, appends
+//! the decisions to the log, runs the documents dataflow ([`crate::views`]) and writes the store,
+//! and checkpoints the decider. All I/O of `dataflows/` lives here and in [`crate::checkpoint`];
+//! the computations it runs are the pure [`Decider`] and the documents dataflow.
 //!
 //! Workers split the partitions (partition `p` is read by worker `p mod workers`) and exchange
 //! every record to worker 0, where one [`Decider`] applies them at the event-time watermark:
