@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// Timely worker threads of the inventory dataflow (they split the log's partitions).
     #[arg(long, env = "EMPORIUM_WORKERS", default_value_t = 2)]
     workers: usize,
+    /// Run ingest and the read API only, without the dataflow: for an ingest/serving node of a
+    /// distributed deployment whose dataflow runs as `emporium pipeline` processes.
+    #[arg(long)]
+    no_dataflow: bool,
     /// Seconds between status lines (0: none).
     #[arg(long, default_value_t = 5)]
     status_every: u64,
@@ -170,22 +174,34 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     // The inventory dataflow: decides every order at the event-time watermark and appends the
     // decisions to the log (ADR 0005). Its own threads: timely workers block on the log.
-    let pipeline = RunningPipeline::start(
-        Arc::clone(&log),
-        Some(Arc::clone(&store)),
-        tokio::runtime::Handle::current(),
-        PipelineConfig {
-            workers: args.workers,
-            checkpoint: args.checkpoints.config(&args.data_dir),
-            ..PipelineConfig::default()
-        },
-    )
-    .context("starting the dataflow thread")?;
-    let pipeline_stats = Arc::clone(&pipeline.stats);
-    println!(
-        "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events; documents to the store",
-        args.workers
-    );
+    let pipeline = if args.no_dataflow {
+        println!(
+            "  dataflows   off (--no-dataflow): `emporium pipeline` processes decide and write the store"
+        );
+        None
+    } else {
+        let pipeline = RunningPipeline::start(
+            Arc::clone(&log),
+            Some(Arc::clone(&store)),
+            tokio::runtime::Handle::current(),
+            PipelineConfig {
+                workers: args.workers,
+                checkpoint: args.checkpoints.config(&args.data_dir),
+                ..PipelineConfig::default()
+            },
+        )
+        .context("starting the dataflow thread")?;
+        println!(
+            "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events; documents to the store",
+            args.workers
+        );
+        Some(pipeline)
+    };
+    // Without a dataflow, stats that stay at zero (and never fail).
+    let pipeline_stats = pipeline
+        .as_ref()
+        .map_or_else(Arc::default, |p| Arc::clone(&p.stats));
+    let dataflow = pipeline.is_some();
     println!("Press Ctrl-C to stop.");
 
     let status = (args.status_every > 0).then(|| {
@@ -217,6 +233,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     let ms = chrono::Utc::now().timestamp_millis() - watermark;
                     format!("watermark {:.1} s behind", ms as f64 / 1000.0)
                 };
+                if !dataflow {
+                    println!(
+                        "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead}",
+                        start.elapsed().as_secs_f64(),
+                    );
+                    continue;
+                }
                 println!(
                     "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead} | decisions: {} ({lag}), anomalies: {}",
                     start.elapsed().as_secs_f64(),
@@ -257,19 +280,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             SHUTDOWN_GRACE.as_secs()
         ),
     }
-    match tokio::time::timeout(
-        SHUTDOWN_GRACE,
-        tokio::task::spawn_blocking(move || pipeline.stop()),
-    )
-    .await
-    {
-        Ok(joined) => joined
-            .context("joining the dataflow thread")?
-            .context("inventory dataflow")?,
-        Err(_) => anyhow::bail!(
-            "the inventory dataflow did not stop within {} s (its decisions are replayed on restart)",
-            SHUTDOWN_GRACE.as_secs()
-        ),
+    if let Some(pipeline) = pipeline {
+        match tokio::time::timeout(
+            SHUTDOWN_GRACE,
+            tokio::task::spawn_blocking(move || pipeline.stop()),
+        )
+        .await
+        {
+            Ok(joined) => joined
+                .context("joining the dataflow thread")?
+                .context("inventory dataflow")?,
+            Err(_) => anyhow::bail!(
+                "the inventory dataflow did not stop within {} s (a restart resumes from its last checkpoint)",
+                SHUTDOWN_GRACE.as_secs()
+            ),
+        }
     }
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);

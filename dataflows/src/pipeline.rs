@@ -26,6 +26,7 @@ use emporium_serving::views::{Upsert, WriteBatch};
 use serde::Deserialize;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::Filter as _;
 use timely::dataflow::operators::{Exchange as _, Input, Inspect, Operator, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
@@ -615,6 +616,9 @@ fn worker_main(
                 listings_in.to_collection(scope),
             )
             .inner
+            // A changed document is its old value retracted and its new one inserted, at the
+            // same time; documents are never deleted, so only the new values need to travel.
+            .filter(|(_, _, diff)| *diff > 0)
             .exchange(|_| 0)
             .inspect(move |update| documents.borrow_mut().add(update.clone()))
             .probe_with(&views_probe);
