@@ -497,7 +497,7 @@ fn worker_main(
         ..StoreWork::default()
     }));
     {
-        let (decided, stats) = (Rc::clone(&decided), Arc::clone(stats));
+        let (decided_out, stats) = (Rc::clone(&decided), Arc::clone(stats));
         let work = Rc::clone(&store_work);
         let (decider, start) = (Rc::clone(&decider), Arc::clone(start));
         worker.dataflow::<u64, _, _>(|scope| {
@@ -511,8 +511,8 @@ fn worker_main(
                         let mut outputs = Vec::new();
                         // Append time of each undecided order_placed, for decision latency.
                         let mut placed_at: HashMap<String, i64> = HashMap::new();
-                        move |input, output| {
-                            input.for_each(|time, data| {
+                        move |input, _output| {
+                            input.for_each(|_time, data| {
                                 let mut work = work.borrow_mut();
                                 let mut decider = decider.borrow_mut();
                                 for (partition, offset, appended_ms, bytes) in data.drain(..) {
@@ -590,12 +590,14 @@ fn worker_main(
                                     };
                                     (o, placed)
                                 });
-                                output.session(&time).give_iterator(decided);
+                                // Straight to worker 0's loop, not down the stream: so the
+                                // decisions and the decider's state always agree between two
+                                // operator runs, which is what a checkpoint takes.
+                                decided_out.borrow_mut().extend(decided);
                             });
                         }
                     },
                 )
-                .inspect(move |o: &Decided| decided.borrow_mut().push(o.clone()))
                 .probe_with(&probe);
         });
     }
@@ -715,8 +717,12 @@ fn worker_main(
         while probe.less_than(input.time()) && !stop.load(Ordering::Relaxed) {
             worker.step_or_park(Some(std::time::Duration::from_millis(10)));
         }
-        let outputs: Vec<Decided> = decided.borrow_mut().drain(..).collect();
-        append_decisions(log, runtime, outputs, stats, logged, started_ms)?;
+        let append = |outputs: Vec<Decided>| {
+            append_decisions(log, runtime, outputs, stats, logged, started_ms)
+        };
+        if writer.is_none() {
+            append(std::mem::take(&mut *decided.borrow_mut()))?;
+        }
         if let Some(writer) = &writer {
             // Something to checkpoint (the decider took records in since the last one), and time.
             let changed = changed_since_checkpoint || store_work.borrow().dirty;
@@ -728,6 +734,8 @@ fn worker_main(
             let round = RoundEnd {
                 worker,
                 decider: &decider,
+                decided: &decided,
+                append: &append,
                 store_work: &store_work,
                 views_in: &mut views_in,
                 views_probe: &views_probe,
@@ -769,9 +777,14 @@ fn worker_main(
             // a checkpoint where it stopped, so the next start reads nothing twice. The other
             // workers keep stepping until every dataflow is done, so the documents complete
             // unless one of them failed (hence the time limit).
+            let append = |outputs: Vec<Decided>| {
+                append_decisions(log, runtime, outputs, stats, logged, started_ms)
+            };
             let round = RoundEnd {
                 worker,
                 decider: &decider,
+                decided: &decided,
+                append: &append,
                 store_work: &store_work,
                 views_in: &mut views_in,
                 views_probe: &views_probe,
@@ -802,6 +815,10 @@ type ViewInputs = (
 struct RoundEnd<'a> {
     worker: &'a mut timely::worker::Worker,
     decider: &'a RefCell<Decider>,
+    /// The decider's outputs not appended yet.
+    decided: &'a RefCell<Vec<Decided>>,
+    /// Appends decisions to the log.
+    append: &'a dyn Fn(Vec<Decided>) -> Result<(), PipelineError>,
     store_work: &'a RefCell<StoreWork>,
     views_in: &'a mut Option<ViewInputs>,
     views_probe: &'a ProbeHandle<u64>,
@@ -812,15 +829,17 @@ struct RoundEnd<'a> {
 
 impl RoundEnd<'_> {
     /// Takes what the decider produced since the last round, with a checkpoint if `checkpoint`
-    /// (taken at the same moment, so state, positions and documents agree: the decider keeps
-    /// deciding while worker 0 steps), and the documents of its changes, once the documents
-    /// dataflow has passed them. `None` if `give_up` said so first.
+    /// (taken at the same moment, so state, decisions, positions and documents agree: the
+    /// decider keeps deciding while worker 0 steps); appends the decisions (before the
+    /// checkpoint can be written, which is after the hand-off); and adds the documents of its
+    /// changes, once the documents dataflow has passed them. `None` if `give_up` said so first.
     fn take(
         self,
         checkpoint: bool,
         give_up: impl Fn() -> bool,
     ) -> Result<Option<StoreWork>, PipelineError> {
         let mut work = std::mem::take(&mut *self.store_work.borrow_mut());
+        let decided = std::mem::take(&mut *self.decided.borrow_mut());
         {
             let mut next = self.store_work.borrow_mut();
             next.positions = work.positions.clone();
@@ -835,6 +854,7 @@ impl RoundEnd<'_> {
             )?);
             work.dirty = true;
         }
+        (self.append)(decided)?;
         if let Some((stock_in, listings_in)) = self.views_in {
             // The round's documents: complete once the dataflow has passed its last seq.
             let changes = std::mem::take(&mut work.views);
