@@ -22,9 +22,15 @@ use sha2::{Digest, Sha256};
 const MAGIC: &[u8] = b"EMPORIUM-CHECKPOINT-1\n";
 const FILE: &str = "decider.ckpt";
 
+/// The version of [`Checkpoint`] and of the decider state inside: bumped whenever either changes,
+/// so another version of Emporium refuses a checkpoint instead of misreading it.
+pub const FORMAT: u32 = 1;
+
 /// The decider at the end of one round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// [`FORMAT`] when written.
+    pub format: u32,
     /// The decider's `seq`: events applied so far.
     pub seq: u64,
     /// Per partition, the next offset to read: every record before it is in the state.
@@ -109,7 +115,18 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     if Sha256::digest(content).as_slice() != sum {
         return Err(corrupt("checksum mismatch (torn or altered file)".into()));
     }
-    bincode::deserialize(&content[MAGIC.len()..])
+    // The format comes first: an unknown one is refused before the rest is decoded.
+    let body = &content[MAGIC.len()..];
+    match bincode::deserialize::<u32>(body) {
+        Ok(FORMAT) => {}
+        Ok(other) => {
+            return Err(corrupt(format!(
+                "written by another version of Emporium (format {other}, this one reads {FORMAT})"
+            )));
+        }
+        Err(e) => return Err(corrupt(format!("cannot decode: {e}"))),
+    }
+    bincode::deserialize(body)
         .map(Some)
         .map_err(|e| corrupt(format!("cannot decode: {e}")))
 }
@@ -120,6 +137,7 @@ mod tests {
 
     fn checkpoint() -> Checkpoint {
         Checkpoint {
+            format: FORMAT,
             seq: 42,
             positions: vec![3, 0, 7],
             allowed_lateness_ms: 500,
@@ -152,6 +170,13 @@ mod tests {
         fs::write(&file, &bytes).expect("alter");
         let err = read(dir.path()).expect_err("altered").to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
+        let other = Checkpoint {
+            format: FORMAT + 1,
+            ..checkpoint()
+        };
+        write(dir.path(), &other).expect("write");
+        let err = read(dir.path()).expect_err("other format").to_string();
+        assert!(err.contains("another version of Emporium"), "{err}");
         fs::write(&file, &bytes[..10]).expect("tear");
         let err = read(dir.path()).expect_err("torn").to_string();
         assert!(err.contains("expected a file starting with"), "{err}");

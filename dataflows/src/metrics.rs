@@ -53,3 +53,8 @@ pub(crate) fn checkpoint(bytes: u64, pause: Duration) {
     gauge!("emporium_dataflow_checkpoint_bytes").set(bytes as f64);
     gauge!("emporium_dataflow_checkpoint_pause_seconds").set(pause.as_secs_f64());
 }
+
+/// A checkpoint that could not be written (the previous one stays).
+pub(crate) fn checkpoint_failed() {
+    counter!("emporium_dataflow_checkpoint_failures_total").increment(1);
+}

@@ -343,7 +343,14 @@ pub fn run(
             start: &start,
             resumed: &resumed,
         };
-        worker_main(worker, partitions, shared)
+        let result = worker_main(worker, partitions, shared);
+        if result.is_err() {
+            // Stop the other workers too: their inputs would otherwise stay open and the
+            // dataflows never finish, leaving the pipeline silently dead.
+            stats.failed.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+        }
+        result
     })
     .map_err(PipelineError::Timely)?;
     for result in guards.join() {
@@ -608,7 +615,7 @@ fn worker_main(
     // the documents for the store writer.
     let mut stock_in: InputSession<u64, StockRow, isize> = InputSession::new();
     let mut listings_in: InputSession<u64, ListingRow, isize> = InputSession::new();
-    let documents: Rc<RefCell<Latest>> = Rc::default();
+    let documents: Rc<RefCell<Latest>> = Rc::new(RefCell::new(Latest::after(resumed_seq)));
     let views_probe = ProbeHandle::new();
     {
         let documents = Rc::clone(&documents);
@@ -644,7 +651,6 @@ fn worker_main(
             while views_probe.less_than(&(resumed_seq + 1)) && !stop.load(Ordering::Relaxed) {
                 worker.step_or_park(Some(std::time::Duration::from_millis(10)));
             }
-            drop(documents.borrow_mut().take_upserts());
         }
         Some((stock_in, listings_in))
     } else {
@@ -896,6 +902,7 @@ fn take_checkpoint(
         .checkpoint_pause_ms
         .store(began.elapsed().as_millis() as u64, Ordering::Relaxed);
     Ok(Checkpoint {
+        format: checkpoint::FORMAT,
         seq: decider.seq(),
         positions: work.positions.clone(),
         allowed_lateness_ms: config.allowed_lateness.num_milliseconds(),
@@ -972,21 +979,14 @@ impl StoreWriter {
                         // The checkpoint after the documents it covers: a crash between the two
                         // leaves the previous checkpoint, which the store is past.
                         let result =
-                            write_store(store.as_ref(), &runtime, work, &stats, started_ms)
-                                .and_then(|checkpoint| {
-                                    let (Some(c), Some(dir)) = (checkpoint, &checkpoints) else {
-                                        return Ok(());
-                                    };
-                                    let bytes = checkpoint::write(dir, &c)?;
-                                    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                                    stats.checkpoint_bytes.store(bytes, Ordering::Relaxed);
-                                    let pause = stats.checkpoint_pause_ms.load(Ordering::Relaxed);
-                                    metrics::checkpoint(
-                                        bytes,
-                                        std::time::Duration::from_millis(pause),
-                                    );
-                                    Ok(())
-                                });
+                            write_store(store.as_ref(), &runtime, work, &stats, started_ms);
+                        let result = match (result, &checkpoints) {
+                            (Ok(Some(c)), Some(dir)) => {
+                                save_checkpoint(store.as_ref(), &runtime, dir, &c, &stats);
+                                Ok(())
+                            }
+                            (result, _) => result.map(drop),
+                        };
                         if let Err(e) = result {
                             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
                             p.error = Some(e);
@@ -1104,6 +1104,52 @@ fn append_decisions(
         }
     }
     Ok(())
+}
+
+/// Writes a checkpoint the store now covers. A failure is logged and counted, not fatal: the
+/// previous checkpoint stays, and checkpoints only shorten restarts. A checkpoint the store is not
+/// at or past in every partition is skipped, since a restart would refuse it: that happens while
+/// a restarted pipeline catches up with a store written further before a crash (the store keeps
+/// the positions of its highest `seq`).
+fn save_checkpoint(
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    dir: &std::path::Path,
+    checkpoint: &Checkpoint,
+    stats: &PipelineStats,
+) {
+    match runtime.block_on(store.positions()) {
+        Ok(Some(stored))
+            if stored.len() == checkpoint.positions.len()
+                && stored
+                    .iter()
+                    .zip(&checkpoint.positions)
+                    .all(|(s, c)| s >= c) => {}
+        Ok(_) => {
+            tracing::debug!(
+                seq = checkpoint.seq,
+                "checkpoint skipped: the store's positions are from a later seq"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint skipped: reading the store's positions");
+            metrics::checkpoint_failed();
+            return;
+        }
+    }
+    match checkpoint::write(dir, checkpoint) {
+        Ok(bytes) => {
+            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            stats.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+            let pause = stats.checkpoint_pause_ms.load(Ordering::Relaxed);
+            metrics::checkpoint(bytes, std::time::Duration::from_millis(pause));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");
+            metrics::checkpoint_failed();
+        }
+    }
 }
 
 /// Writes a round's documents and positions to the store; records freshness. Gives back the

@@ -190,10 +190,25 @@ fn product_view(product_id: &str, listing: &Listing, skus: Vec<SkuAvailability>)
 #[derive(Debug, Default)]
 pub struct Latest {
     documents: HashMap<(u8, String), (u64, Option<Document>)>,
+    /// Changes at or before this time are ignored (see [`Latest::after`]).
+    floor: u64,
 }
 
 impl Latest {
+    /// Keeps only changes after `seq`: the documents a dataflow loaded with a checkpoint's rows
+    /// at its `seq` outputs then are in the store already, and must not be rewritten with that
+    /// `seq` (it is not the seq of their last change).
+    pub fn after(seq: u64) -> Self {
+        Self {
+            floor: seq,
+            ..Self::default()
+        }
+    }
+
     pub fn add(&mut self, (document, time, diff): Update<Document>) {
+        if time <= self.floor && self.floor > 0 {
+            return;
+        }
         let (kind, id) = document.key();
         let key = (kind, id.to_owned());
         let inserted = diff > 0;
