@@ -121,20 +121,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         status.abort();
     }
     println!("Stopping…");
-    match tokio::time::timeout(
-        crate::run::SHUTDOWN_GRACE,
-        tokio::task::spawn_blocking(move || pipeline.stop()),
-    )
-    .await
-    {
-        Ok(joined) => joined
-            .context("joining the dataflow thread")?
-            .context("dataflow")?,
-        Err(_) => anyhow::bail!(
-            "the dataflow did not stop within {} s (stop every process of the pipeline together)",
-            crate::run::SHUTDOWN_GRACE.as_secs()
-        ),
-    }
+    crate::run::stop_dataflow(pipeline, "stop every process of the pipeline together").await?;
     println!(
         "Stopped cleanly: {} records read, {} decisions appended.",
         stats.records_read.load(Ordering::Relaxed),

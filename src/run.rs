@@ -281,20 +281,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
     }
     if let Some(pipeline) = pipeline {
-        match tokio::time::timeout(
-            SHUTDOWN_GRACE,
-            tokio::task::spawn_blocking(move || pipeline.stop()),
-        )
-        .await
-        {
-            Ok(joined) => joined
-                .context("joining the dataflow thread")?
-                .context("inventory dataflow")?,
-            Err(_) => anyhow::bail!(
-                "the inventory dataflow did not stop within {} s (a restart resumes from its last checkpoint)",
-                SHUTDOWN_GRACE.as_secs()
-            ),
-        }
+        stop_dataflow(pipeline, "a restart resumes from its last checkpoint").await?;
     }
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);
@@ -310,6 +297,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// Stops the dataflow and waits for it, at most [`SHUTDOWN_GRACE`]; `hint` says what to do if it
+/// does not stop in time.
+pub(crate) async fn stop_dataflow(pipeline: RunningPipeline, hint: &str) -> anyhow::Result<()> {
+    match tokio::time::timeout(
+        SHUTDOWN_GRACE,
+        tokio::task::spawn_blocking(move || pipeline.stop()),
+    )
+    .await
+    {
+        Ok(joined) => Ok(joined
+            .context("joining the dataflow thread")?
+            .context("inventory dataflow")?),
+        Err(_) => anyhow::bail!(
+            "the inventory dataflow did not stop within {} s ({hint})",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
 }
 
 /// Waits for Ctrl-C / SIGTERM, or for the dataflow to stop on an error (said on stderr).

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::decide_all;
-use emporium_dataflows::inventory::Output;
-use emporium_dataflows::pipeline::{PipelineConfig, decision_event};
+use emporium_dataflows::pipeline::{PipelineConfig, decision_events};
 use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
@@ -135,13 +134,7 @@ async fn two_processes_decide_exactly_as_the_reference() {
         config.allowed_lateness,
         config.inventory.clone(),
     );
-    let reference: Vec<Vec<u8>> = reference
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Decision { at, payload } => Some(decision_event(at, payload).to_json()),
-            Output::Anomaly { .. } => None,
-        })
-        .collect();
+    let reference: Vec<Vec<u8>> = decision_events(reference).map(|e| e.to_json()).collect();
     let n = decisions.len();
     let got: HashSet<Vec<u8>> = decisions.iter().map(Event::to_json).collect();
     assert_eq!(got.len(), n, "no decision appended twice");

@@ -218,6 +218,15 @@ pub fn decision_event(at: chrono::DateTime<chrono::Utc>, payload: Payload) -> Ev
     )
 }
 
+/// The decision events among decider outputs, in order, with their ids: what the pipeline
+/// appends for them.
+pub fn decision_events(outputs: Vec<Output>) -> impl Iterator<Item = Event> {
+    outputs.into_iter().filter_map(|o| match o {
+        Output::Decision { at, payload } => Some(decision_event(at, payload)),
+        Output::Anomaly { .. } => None,
+    })
+}
+
 /// The pipeline running on its own thread. Dropping it asks it to stop (without waiting).
 pub struct RunningPipeline {
     pub stats: Arc<PipelineStats>,
@@ -679,6 +688,18 @@ fn worker_main(
         )?),
         _ => None,
     };
+    let append =
+        |outputs: Vec<Decided>| append_decisions(log, runtime, outputs, stats, logged, started_ms);
+    let round_end = RoundEnd {
+        decider: &decider,
+        decided: &decided,
+        append: &append,
+        store_work: &store_work,
+        views_probe: &views_probe,
+        documents: &documents,
+        config,
+        stats,
+    };
     let mut last_checkpoint = std::time::Instant::now();
     let mut changed_since_checkpoint = false;
     let mut complete = true;
@@ -723,9 +744,6 @@ fn worker_main(
         while probe.less_than(input.time()) && !stop.load(Ordering::Relaxed) {
             worker.step_or_park(Some(std::time::Duration::from_millis(10)));
         }
-        let append = |outputs: Vec<Decided>| {
-            append_decisions(log, runtime, outputs, stats, logged, started_ms)
-        };
         if writer.is_none() {
             append(std::mem::take(&mut *decided.borrow_mut()))?;
         }
@@ -737,18 +755,6 @@ fn worker_main(
                     .checkpoint
                     .as_ref()
                     .is_some_and(|c| last_checkpoint.elapsed() >= c.interval);
-            let round = RoundEnd {
-                worker,
-                decider: &decider,
-                decided: &decided,
-                append: &append,
-                store_work: &store_work,
-                views_in: &mut views_in,
-                views_probe: &views_probe,
-                documents: &documents,
-                config,
-                stats,
-            };
             // A stop lets the round's documents complete (a clean stop then checkpoints), for a
             // while: if they do not, its positions must not be written without them (the next
             // start resumes from the last checkpoint instead).
@@ -761,7 +767,7 @@ fn worker_main(
                 stopping_since.set(Some(since));
                 since.elapsed() > STOP_GRACE
             };
-            let Some(work) = round.take(due, give_up)? else {
+            let Some(work) = round_end.take(worker, &mut views_in, due, give_up)? else {
                 complete = false;
                 break;
             };
@@ -783,26 +789,11 @@ fn worker_main(
             // a checkpoint where it stopped, so the next start reads nothing twice. The other
             // workers keep stepping until every dataflow is done, so the documents complete
             // unless one of them failed (hence the time limit).
-            let append = |outputs: Vec<Decided>| {
-                append_decisions(log, runtime, outputs, stats, logged, started_ms)
-            };
-            let round = RoundEnd {
-                worker,
-                decider: &decider,
-                decided: &decided,
-                append: &append,
-                store_work: &store_work,
-                views_in: &mut views_in,
-                views_probe: &views_probe,
-                documents: &documents,
-                config,
-                stats,
-            };
             let changed = changed_since_checkpoint || store_work.borrow().dirty;
             let limit = std::time::Instant::now() + STOP_GRACE;
-            if let Some(work) = round.take(changed && config.checkpoint.is_some(), || {
-                std::time::Instant::now() > limit
-            })? {
+            let checkpoint = changed && config.checkpoint.is_some();
+            let give_up = || std::time::Instant::now() > limit;
+            if let Some(work) = round_end.take(worker, &mut views_in, checkpoint, give_up)? {
                 writer.hand_off(work)?;
             }
         }
@@ -819,14 +810,12 @@ type ViewInputs = (
 
 /// The end of one of worker 0's rounds, when it writes the store.
 struct RoundEnd<'a> {
-    worker: &'a mut timely::worker::Worker,
     decider: &'a RefCell<Decider>,
     /// The decider's outputs not appended yet.
     decided: &'a RefCell<Vec<Decided>>,
     /// Appends decisions to the log.
     append: &'a dyn Fn(Vec<Decided>) -> Result<(), PipelineError>,
     store_work: &'a RefCell<StoreWork>,
-    views_in: &'a mut Option<ViewInputs>,
     views_probe: &'a ProbeHandle<u64>,
     documents: &'a RefCell<Latest>,
     config: &'a PipelineConfig,
@@ -840,7 +829,9 @@ impl RoundEnd<'_> {
     /// checkpoint can be written, which is after the hand-off); and adds the documents of its
     /// changes, once the documents dataflow has passed them. `None` if `give_up` said so first.
     fn take(
-        self,
+        &self,
+        worker: &mut timely::worker::Worker,
+        views_in: &mut Option<ViewInputs>,
         checkpoint: bool,
         give_up: impl Fn() -> bool,
     ) -> Result<Option<StoreWork>, PipelineError> {
@@ -861,7 +852,7 @@ impl RoundEnd<'_> {
             work.dirty = true;
         }
         (self.append)(decided)?;
-        if let Some((stock_in, listings_in)) = self.views_in {
+        if let Some((stock_in, listings_in)) = views_in {
             // The round's documents: complete once the dataflow has passed its last seq.
             let changes = std::mem::take(&mut work.views);
             for (row, seq, diff) in changes.stock {
@@ -879,8 +870,7 @@ impl RoundEnd<'_> {
                 if give_up() {
                     return Ok(None);
                 }
-                self.worker
-                    .step_or_park(Some(std::time::Duration::from_millis(10)));
+                worker.step_or_park(Some(std::time::Duration::from_millis(10)));
             }
             work.upserts
                 .extend(self.documents.borrow_mut().take_upserts());

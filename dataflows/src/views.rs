@@ -51,10 +51,6 @@ pub struct ViewChanges {
 }
 
 impl ViewChanges {
-    pub fn is_empty(&self) -> bool {
-        self.stock.is_empty() && self.listings.is_empty()
-    }
-
     pub fn extend(&mut self, other: ViewChanges) {
         self.stock.extend(other.stock);
         self.listings.extend(other.listings);
@@ -225,10 +221,6 @@ impl Latest {
                     .insert(key, (time, inserted.then_some(document)));
             }
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.documents.is_empty()
     }
 
     /// The documents, each with its `seq`, and empties the set.

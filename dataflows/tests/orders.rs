@@ -3,9 +3,9 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use emporium_dataflows::decider::decide_all;
-use emporium_dataflows::inventory::{InventoryConfig, Output};
+use emporium_dataflows::inventory::InventoryConfig;
 use emporium_dataflows::orders::{OrderStatus, Orders};
-use emporium_dataflows::pipeline::decision_event;
+use emporium_dataflows::pipeline::decision_events;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_schemas::decisions::{InventoryReserved, ReservationReleased, ReservedLine};
 use emporium_schemas::orders::{
@@ -203,10 +203,7 @@ fn shop_log(partitions: usize) -> Vec<Vec<Event>> {
         InventoryConfig::default(),
     );
     let mut all: Vec<Event> = events;
-    all.extend(decisions.into_iter().filter_map(|o| match o {
-        Output::Decision { at, payload } => Some(decision_event(at, payload)),
-        Output::Anomaly { .. } => None,
-    }));
+    all.extend(decision_events(decisions));
     // Decisions are appended after what they decide: sort by time, decisions last on a tie.
     all.sort_by_key(|e| (e.occurred_at, e.kind().is_system()));
     let mut parts = vec![Vec::new(); partitions];

@@ -8,9 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::decide_all;
-use emporium_dataflows::inventory::Output;
 use emporium_dataflows::pipeline::{
-    CheckpointConfig, PipelineConfig, PipelineStats, RunningPipeline, decision_event,
+    CheckpointConfig, PipelineConfig, PipelineStats, RunningPipeline, decision_events,
 };
 use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
@@ -141,21 +140,17 @@ fn split_log(
     (partitions, decisions)
 }
 
+/// The log's decisions are the reference's first n, none twice, and `appended` of them were
+/// appended by the runs; returns their ids.
 fn check_against_reference(
     rt: &tokio::runtime::Runtime,
     log: &Arc<dyn EventLog>,
-    stats: &PipelineStats,
+    appended: u64,
 ) -> BTreeSet<String> {
     let (partitions, decisions) = split_log(rt, log);
     let config = PipelineConfig::default();
     let (reference, _) = decide_all(&partitions, config.allowed_lateness, config.inventory);
-    let reference: Vec<Event> = reference
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Decision { at, payload } => Some(decision_event(at, payload)),
-            Output::Anomaly { .. } => None,
-        })
-        .collect();
+    let reference: Vec<Event> = decision_events(reference).collect();
     // The pipeline decides up to its watermark: its decisions are a prefix of the reference's.
     let n = decisions.len();
     assert!(n > 100, "the shop produced decisions: {n}");
@@ -167,7 +162,7 @@ fn check_against_reference(
         got, want,
         "the pipeline's decisions are the reference's first {n}"
     );
-    assert_eq!(stats.decisions_appended.load(Ordering::Relaxed) as usize, n);
+    assert_eq!(appended as usize, n);
     decisions.iter().map(|e| e.event_id.to_string()).collect()
 }
 
@@ -182,8 +177,8 @@ fn decisions_match_the_reference_for_one_and_three_workers() {
     let three = shop_log(&rt, b.path(), 20_000);
     let s1 = run_until_caught_up(&rt, &one, None, 1);
     let s3 = run_until_caught_up(&rt, &three, None, 3);
-    let ids1 = check_against_reference(&rt, &one, &s1);
-    let ids3 = check_against_reference(&rt, &three, &s3);
+    let ids1 = check_against_reference(&rt, &one, s1.decisions_appended.load(Ordering::Relaxed));
+    let ids3 = check_against_reference(&rt, &three, s3.decisions_appended.load(Ordering::Relaxed));
     assert_eq!(
         ids1, ids3,
         "the number of workers does not change decisions"
@@ -198,7 +193,8 @@ fn a_restart_replays_the_log_and_appends_nothing_twice() {
     let store_dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
     let first = run_until_caught_up(&rt, &log, Some(Arc::clone(&store)), 2);
-    let before = check_against_reference(&rt, &log, &first);
+    let before =
+        check_against_reference(&rt, &log, first.decisions_appended.load(Ordering::Relaxed));
     let documents = check_store(&rt, &log, store.as_ref());
     let second = run_until_caught_up(&rt, &log, Some(Arc::clone(&store)), 2);
     assert_eq!(
@@ -327,30 +323,11 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
         "read only what came after the checkpoint: {read} of {total}"
     );
     check_store(&rt, &log, store.as_ref());
-    let (partitions, decisions) = split_log(&rt, &log);
-    let (reference, _) = decide_all(
-        &partitions,
-        config.allowed_lateness,
-        config.inventory.clone(),
-    );
-    let reference: Vec<Vec<u8>> = reference
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Decision { at, payload } => Some(decision_event(at, payload).to_json()),
-            Output::Anomaly { .. } => None,
-        })
-        .collect();
-    let got: HashSet<Vec<u8>> = decisions.iter().map(Event::to_json).collect();
-    assert_eq!(got.len(), decisions.len(), "no decision appended twice");
-    // Decided up to the watermark: the reference's first n, none lost across the restart.
-    let n = decisions.len();
-    assert!(n > 100 && n <= reference.len(), "{n} decisions");
-    let want: HashSet<Vec<u8>> = reference[..n].iter().cloned().collect();
-    assert_eq!(got, want, "the decisions are the reference's first {n}");
-    assert_eq!(
-        (one.decisions_appended.load(Ordering::Relaxed)
-            + two.decisions_appended.load(Ordering::Relaxed)) as usize,
-        decisions.len()
+    check_against_reference(
+        &rt,
+        &log,
+        one.decisions_appended.load(Ordering::Relaxed)
+            + two.decisions_appended.load(Ordering::Relaxed),
     );
 
     // A checkpoint that does not read back is refused, and the log replayed from the start.
