@@ -504,6 +504,10 @@ fn worker_main(
         }
     }));
     let resumed_seq = decider.borrow().seq();
+    if resumed_seq > 0 {
+        // What the resumed state holds, before any new event arrives.
+        publish_state(&decider.borrow(), stats);
+    }
     let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Raw>>> = InputHandle::new();
     let probe = ProbeHandle::new();
     let decided: Rc<RefCell<Vec<Decided>>> = Rc::new(RefCell::new(Vec::new()));
@@ -570,22 +574,7 @@ fn worker_main(
                                     work.applied_ms.extend(decider.take_applied_append_times());
                                 }
                                 drop(work);
-                                if let Some(w) = decider.watermark() {
-                                    stats
-                                        .watermark_ms
-                                        .store(w.timestamp_millis(), Ordering::Relaxed);
-                                    let lag = chrono::Utc::now() - w;
-                                    metrics::watermark_lag(lag.to_std().unwrap_or_default());
-                                }
-                                metrics::open_reservations(decider.inventory().open_reservations());
-                                stats
-                                    .units_on_hand
-                                    .store(decider.inventory().units_on_hand(), Ordering::Relaxed);
-                                for status in OrderStatus::ALL {
-                                    let n = decider.orders().count(status) as u64;
-                                    stats.orders_by_status[status as usize]
-                                        .store(n, Ordering::Relaxed);
-                                }
+                                publish_state(&decider, &stats);
                                 for a in decider.take_anomalies() {
                                     stats.anomalies.fetch_add(1, Ordering::Relaxed);
                                     metrics::anomaly(a.kind);
@@ -876,6 +865,26 @@ impl RoundEnd<'_> {
                 .extend(self.documents.borrow_mut().take_upserts());
         }
         Ok(Some(work))
+    }
+}
+
+/// The decider's watermark, open reservations, stock and orders per status, for metrics and
+/// status lines.
+fn publish_state(decider: &Decider, stats: &PipelineStats) {
+    if let Some(w) = decider.watermark() {
+        stats
+            .watermark_ms
+            .store(w.timestamp_millis(), Ordering::Relaxed);
+        let lag = chrono::Utc::now() - w;
+        metrics::watermark_lag(lag.to_std().unwrap_or_default());
+    }
+    metrics::open_reservations(decider.inventory().open_reservations());
+    stats
+        .units_on_hand
+        .store(decider.inventory().units_on_hand(), Ordering::Relaxed);
+    for status in OrderStatus::ALL {
+        let n = decider.orders().count(status) as u64;
+        stats.orders_by_status[status as usize].store(n, Ordering::Relaxed);
     }
 }
 
