@@ -4,10 +4,12 @@
 mod dlq;
 mod generate;
 mod keys;
+mod lakehouse;
 mod pipeline;
 mod run;
 mod schema;
 mod serve;
+mod sql;
 mod store;
 mod token;
 
@@ -44,6 +46,10 @@ enum Command {
     Pipeline(pipeline::PipelineArgs),
     /// Serve the read API alone from the store (ScyllaDB in the distributed deployment).
     Serve(serve::ServeArgs),
+    /// Write every event of the log into the lakehouse (Delta tables) alone, exactly once.
+    Lakehouse(lakehouse::LakehouseArgs),
+    /// Query the lakehouse with SQL (DataFusion): one query, or an interactive prompt.
+    Sql(sql::SqlArgs),
     /// Mint a shopper's bearer token for the read API (or print the operator key).
     Token(token::TokenArgs),
 }
@@ -64,6 +70,8 @@ fn main() -> anyhow::Result<()> {
         Command::Schema(args) => schema::main(args),
         Command::Pipeline(args) => pipeline::main(args),
         Command::Serve(args) => serve::main(args),
+        Command::Lakehouse(args) => lakehouse::main(args),
+        Command::Sql(args) => sql::main(args),
         Command::Token(args) => token::main(args),
     }
 }

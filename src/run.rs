@@ -62,6 +62,17 @@ pub struct RunArgs {
     store: crate::store::StoreArgs,
     #[command(flatten)]
     checkpoints: crate::store::CheckpointArgs,
+    /// Do not write the lakehouse (for a node whose lakehouse is an `emporium lakehouse` process).
+    #[arg(long)]
+    no_lakehouse: bool,
+    #[command(flatten)]
+    lakehouse: crate::lakehouse::SinkArgs,
+    /// Seconds a `POST /v1/sql` query may run before it is cancelled.
+    #[arg(long, default_value_t = 60)]
+    sql_timeout: u64,
+    /// Memory a `POST /v1/sql` query may use, in MiB (two run at once).
+    #[arg(long, default_value_t = 2048)]
+    sql_memory_mb: usize,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
@@ -121,11 +132,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!(
         "              bearer tokens: `emporium token --user ID` (keys in {keys}); spec at {base}/openapi.json"
     );
+    println!(
+        "  SQL         POST {base}/v1/sql (operator key), or: emporium sql --data-dir {}",
+        args.data_dir.display()
+    );
     println!("  operations  GET {base}/healthz  {base}/readyz  {base}/metrics");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lakehouse_root = args.lakehouse.root(&args.data_dir);
+    let sql = Arc::new(emporium_lakehouse::sql::SqlEngine::new(
+        &lakehouse_root,
+        crate::lakehouse::http_limits(args.sql_timeout, args.sql_memory_mb),
+    ));
     let router = api::router(Arc::clone(&intake))
-        .merge(emporium_serving::api::router(Arc::clone(&store), auth));
+        .merge(emporium_serving::api::router(
+            Arc::clone(&store),
+            auth.clone(),
+        ))
+        .merge(crate::lakehouse::sql_router(sql, auth));
     let server = tokio::spawn(api::serve(listener, router, {
         let mut rx = stop_rx.clone();
         async move {
@@ -197,6 +221,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         Some(pipeline)
     };
+    // The lakehouse sink: every event into Delta tables, exactly once (ADR 0009).
+    let sink = if args.no_lakehouse {
+        println!("  lakehouse   off (--no-lakehouse)");
+        None
+    } else {
+        let config = args.lakehouse.config(&args.data_dir);
+        let sink = crate::lakehouse::RunningSink::start(Arc::clone(&log), config.clone()).await?;
+        println!(
+            "  lakehouse   every event into Delta tables at {} (commits every {} s)",
+            config.root.display(),
+            config.flush_interval.as_secs()
+        );
+        Some(sink)
+    };
+    let sink_stats = sink.as_ref().map(|s| Arc::clone(&s.stats));
     // Without a dataflow, stats that stay at zero (and never fail).
     let pipeline_stats = pipeline
         .as_ref()
@@ -208,6 +247,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let log = Arc::clone(&log);
         let stats = Arc::clone(&pipeline_stats);
         let every = Duration::from_secs(args.status_every);
+        let sink_stats = sink_stats.clone();
         tokio::spawn(async move {
             let start = Instant::now();
             let mut last = (start, events_at_start);
@@ -233,11 +273,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     let ms = chrono::Utc::now().timestamp_millis() - watermark;
                     format!("watermark {:.1} s behind", ms as f64 / 1000.0)
                 };
+                let lakehouse = sink_stats
+                    .as_deref()
+                    .map(crate::lakehouse::status)
+                    .unwrap_or_else(|| "lakehouse: off".to_owned());
                 if !dataflow {
                     println!(
                         "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead}",
                         start.elapsed().as_secs_f64(),
                     );
+                    println!("         {lakehouse}");
                     continue;
                 }
                 println!(
@@ -259,6 +304,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     stats.documents_written.load(Ordering::Relaxed),
                     crate::pipeline::checkpoint_status(&stats),
                 );
+                println!("         {lakehouse}");
             }
         })
     });
@@ -282,6 +328,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(pipeline) = pipeline {
         stop_dataflow(pipeline, "a restart resumes from its last checkpoint").await?;
+    }
+    // After the dataflow: its last decisions are in the log, and the sink writes them too.
+    if let Some(sink) = sink {
+        sink.stop(SHUTDOWN_GRACE).await?;
     }
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);
@@ -331,7 +381,7 @@ pub(crate) async fn until_stop_or_failure(stats: &emporium_dataflows::pipeline::
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

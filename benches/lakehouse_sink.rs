@@ -1,0 +1,131 @@
+//! Lakehouse sink throughput (ADR 0009): events per second from the event log into the Delta
+//! tables (decode, Arrow rows, Parquet with zstd, one commit per table with its log positions).
+//!
+//! Workload: generated shop events (100k products, 1M users) in the embedded log, 4 partitions.
+//! Each run starts a sink on an empty lakehouse directory and times it from start until every
+//! record of the log is committed (one commit per table per 1M buffered rows, so files are large).
+//! Also reports the bytes on disk per event and the files written. Target: at least ingest's target
+//! of 200k events/s.
+//!
+//! Run: `cargo bench --bench lakehouse_sink` (add `-- --quick` for a smoke run).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record};
+use emporium_lakehouse::{Sink, SinkConfig, SinkStats};
+use support::*;
+
+fn fill(rt: &tokio::runtime::Runtime, dir: &std::path::Path, events: usize) -> Arc<dyn EventLog> {
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir)).expect("open");
+    let mut generator = Generator::new(GeneratorConfig {
+        products: 100_000,
+        users: 1_000_000,
+        ..GeneratorConfig::default()
+    })
+    .expect("generator");
+    rt.block_on(async {
+        log.ensure_topic(EVENTS_TOPIC, 4).await.expect("topic");
+        for _ in 0..events / 5_000 {
+            let batch: Vec<Record> = (0..5_000)
+                .map(|_| {
+                    let e = generator.next_event();
+                    Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
+                })
+                .collect();
+            log.append(EVENTS_TOPIC, batch).await.expect("append");
+        }
+    });
+    Arc::new(log)
+}
+
+fn dir_size(path: &std::path::Path) -> (u64, usize) {
+    let mut bytes = 0;
+    let mut parquet = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(meta) = entry.metadata() {
+                bytes += meta.len();
+                parquet += usize::from(p.extension().is_some_and(|e| e == "parquet"));
+            }
+        }
+    }
+    (bytes, parquet)
+}
+
+fn main() {
+    let events = if quick() { 50_000 } else { 2_000_000 };
+    let runs = if quick() { 1 } else { 3 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = fill(&rt, &dir.path().join("log"), events);
+    let log_bytes = dir_size(&dir.path().join("log")).0;
+    header(
+        "lakehouse sink: event log -> Delta tables (Parquet, zstd), exactly once",
+        &format!(
+            "{events} generated shop events (100k products, 1M users), 4 partitions, embedded log"
+        ),
+    );
+    row(&[
+        "run".into(),
+        "events/s".into(),
+        "seconds".into(),
+        "commits".into(),
+        "parquet files".into(),
+        "bytes/event".into(),
+    ]);
+    let mut rates = Vec::new();
+    for run in 0..runs {
+        let root = dir.path().join(format!("lake-{run}"));
+        let stats = Arc::new(SinkStats::default());
+        let config = SinkConfig {
+            compact_interval: None,
+            flush_interval: Duration::from_secs(3600),
+            ..SinkConfig::new(&root)
+        };
+        let began = Instant::now();
+        rt.block_on(async {
+            let sink = Sink::open(log.clone(), config, stats.clone())
+                .await
+                .expect("open the sink");
+            let stop = Arc::new(AtomicBool::new(false));
+            let task = tokio::spawn(sink.run(stop.clone()));
+            // A stop right away: the sink reads to the end of the log, commits and returns.
+            stop.store(true, Ordering::SeqCst);
+            task.await.expect("sink task").expect("sink");
+        });
+        let elapsed = began.elapsed();
+        let rows = stats.rows_committed.load(Ordering::Relaxed);
+        assert_eq!(rows as usize, events, "every event committed once");
+        let (bytes, files) = dir_size(&root);
+        let rate = rows as f64 / elapsed.as_secs_f64();
+        rates.push(rate);
+        row(&[
+            format!("{}", run + 1),
+            fmt_rate(rate),
+            format!("{:.2}", elapsed.as_secs_f64()),
+            format!("{}", stats.commits.load(Ordering::Relaxed)),
+            format!("{files}"),
+            format!("{:.1}", bytes as f64 / rows.max(1) as f64),
+        ]);
+    }
+    println!(
+        "   median: {} ({:.2}x the 200k events/s target); the log holds {:.1} bytes/event",
+        fmt_rate(median(rates.clone())),
+        median(rates) / 200_000.0,
+        log_bytes as f64 / events as f64
+    );
+}

@@ -1,0 +1,319 @@
+//! The sink: reads every partition of the events topic and appends each record to the table of
+//! its type, exactly once (ADR 0009).
+//!
+//! - **Start.** Each table's commits carry the positions its rows reach ([`crate::table`]). The
+//!   sink starts each partition at the lowest of those positions over all tables, and skips, per
+//!   table, the records below that table's own position (they are in it already).
+//! - **Roll.** Rows are buffered per table and committed when the buffer reaches `flush_rows` rows
+//!   or `flush_bytes` bytes, or `flush_interval` after the last commit: large files under load,
+//!   fresh tables when quiet. Each table with rows gets one Delta commit (Parquet files per date,
+//!   zstd) recording the positions read so far.
+//! - **Progress.** A table that gets no rows for a while (no `return_requested` in the last million
+//!   records, say) would pin the restart position. Once it trails by `max_replay` records, it gets
+//!   a commit with the positions and no rows. Every table is created when the sink opens, so SQL
+//!   can name it before its first event.
+//! - **Compact.** Every `compact_interval`, the small files of each day are rewritten into large
+//!   ones (Delta `OPTIMIZE`).
+//! - **Stop.** A stop reads up to the log's end at that moment and commits it all, with the
+//!   positions of every table, so that a restart starts where this run ended.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::record_batch::RecordBatch;
+use emporium_ingest::log::{EVENTS_TOPIC, EventLog, PartitionReader};
+use metrics::{counter, gauge, histogram};
+use parking_lot::Mutex;
+
+use crate::LakeError;
+use crate::rows::RowBuffers;
+use crate::schema;
+use crate::table::Lake;
+
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The lakehouse directory: one Delta table per subdirectory.
+    pub root: PathBuf,
+    pub topic: String,
+    /// Commit when this many rows are buffered...
+    pub flush_rows: usize,
+    /// ... or this many bytes (of JSON lines, about the Arrow size) ...
+    pub flush_bytes: usize,
+    /// ... or this long after the last commit, if anything is buffered.
+    pub flush_interval: Duration,
+    /// A table that trails the read positions by this many records gets a commit without rows.
+    pub max_replay: u64,
+    /// How often small files are compacted (`None`: never).
+    pub compact_interval: Option<Duration>,
+    /// Records read per partition per call.
+    pub read_batch: usize,
+}
+
+impl SinkConfig {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            topic: EVENTS_TOPIC.to_owned(),
+            flush_rows: 1_000_000,
+            flush_bytes: 512 * 1024 * 1024,
+            flush_interval: Duration::from_secs(10),
+            max_replay: 1_000_000,
+            compact_interval: Some(Duration::from_secs(600)),
+            read_batch: 20_000,
+        }
+    }
+}
+
+/// What the sink has done, for status lines, metrics and tests.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Records read from the log.
+    pub records_read: AtomicU64,
+    /// Rows committed to tables (rejected records included).
+    pub rows_committed: AtomicU64,
+    /// Records committed to the rejected table.
+    pub rejected: AtomicU64,
+    pub commits: AtomicU64,
+    pub compactions: AtomicU64,
+    /// Per partition, the offset below which every record is committed to its table.
+    pub committed_positions: Mutex<Vec<u64>>,
+    /// Where this run started reading.
+    pub start_positions: Mutex<Vec<u64>>,
+    /// Rows committed per table by this run.
+    pub rows_per_table: Mutex<BTreeMap<String, u64>>,
+    /// Set once the sink has read its start positions and is running.
+    pub started: AtomicBool,
+}
+
+impl SinkStats {
+    /// The sum of the committed positions: how many records of the log are in the lakehouse.
+    pub fn committed_records(&self) -> u64 {
+        self.committed_positions.lock().iter().sum()
+    }
+}
+
+pub struct Sink {
+    log: Arc<dyn EventLog>,
+    config: SinkConfig,
+    stats: Arc<SinkStats>,
+    lake: Lake,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Sink {
+    pub async fn open(
+        log: Arc<dyn EventLog>,
+        config: SinkConfig,
+        stats: Arc<SinkStats>,
+    ) -> Result<Self, LakeError> {
+        let mut lake = Lake::open(&config.root).await?;
+        // Every table exists from the start, so that SQL can name it before its first event.
+        let partitions = log.partition_count(&config.topic).await?;
+        for table in schema::sink_tables() {
+            if !lake.tables().contains_key(table) {
+                let schema = schema::sink_table_schema(table).expect("a sink table");
+                let zeros = vec![0; partitions as usize];
+                lake.append(table, RecordBatch::new_empty(schema), &config.topic, &zeros)
+                    .await?;
+            }
+        }
+        Ok(Self {
+            log,
+            config,
+            stats,
+            lake,
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<SinkStats> {
+        &self.stats
+    }
+
+    /// Reads and commits until `stop` is set; then reads up to the end of the log as it is at that
+    /// moment, commits it all with every table's positions, and returns.
+    pub async fn run(mut self, stop: Arc<AtomicBool>) -> Result<(), LakeError> {
+        let topic = self.config.topic.clone();
+        let partitions = self.log.partition_count(&topic).await?;
+        let mut committed: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+        for table in schema::sink_tables() {
+            committed.insert(table, self.lake.positions(table, &topic, partitions).await?);
+        }
+        let start: Vec<u64> = (0..partitions as usize)
+            .map(|p| committed.values().map(|v| v[p]).min().unwrap_or(0))
+            .collect();
+        tracing::info!(
+            "lakehouse: writing {} to {}, from positions {start:?}",
+            topic,
+            self.config.root.display()
+        );
+        let mut readers: Vec<Box<dyn PartitionReader>> = Vec::with_capacity(start.len());
+        for (partition, &from) in start.iter().enumerate() {
+            readers.push(
+                self.log
+                    .partition_reader(&topic, partition as u32, from)
+                    .await?,
+            );
+        }
+        *self.stats.start_positions.lock() = start.clone();
+        *self.stats.committed_positions.lock() = start.clone();
+        self.stats.started.store(true, Ordering::SeqCst);
+
+        let mut read_upto = start;
+        let mut buffers = RowBuffers::new();
+        let mut oldest_ms: Option<i64> = None;
+        let mut last_flush = Instant::now();
+        let mut last_compact = Instant::now();
+        // On a stop: the end of the log at that moment, read up to before the last commit.
+        let mut drain_to: Option<Vec<u64>> = None;
+        loop {
+            if drain_to.is_none() && stop.load(Ordering::SeqCst) {
+                drain_to = Some(self.log.end_offsets(&topic).await?);
+            }
+            let mut got = 0;
+            for (partition, reader) in readers.iter_mut().enumerate() {
+                let batch = reader.next_batch(self.config.read_batch).await?;
+                for record in &batch {
+                    let kept = buffers.push_if(record, |table| {
+                        committed
+                            .get(table)
+                            .is_none_or(|positions| record.offset >= positions[partition])
+                    });
+                    if kept.is_some() {
+                        oldest_ms = Some(
+                            oldest_ms.map_or(record.timestamp_ms, |o| o.min(record.timestamp_ms)),
+                        );
+                    }
+                }
+                if let Some(last) = batch.last() {
+                    read_upto[partition] = last.offset + 1;
+                }
+                got += batch.len();
+            }
+            self.stats
+                .records_read
+                .fetch_add(got as u64, Ordering::Relaxed);
+            let stopping = drain_to
+                .as_ref()
+                .is_some_and(|ends| read_upto.iter().zip(ends).all(|(read, end)| read >= end));
+            let due = buffers.rows() >= self.config.flush_rows
+                || buffers.bytes() >= self.config.flush_bytes
+                || last_flush.elapsed() >= self.config.flush_interval
+                || stopping;
+            if due {
+                self.flush(&mut buffers, &mut committed, &read_upto, stopping)
+                    .await?;
+                if let Some(oldest) = oldest_ms.take() {
+                    let age = (now_ms() - oldest).max(0) as f64 / 1000.0;
+                    histogram!("emporium_lakehouse_freshness_seconds").record(age);
+                }
+                last_flush = Instant::now();
+            }
+            if stopping {
+                return Ok(());
+            }
+            if let Some(every) = self.config.compact_interval
+                && last_compact.elapsed() >= every
+            {
+                self.compact_all().await;
+                last_compact = Instant::now();
+            }
+            if got == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Commits the buffered rows, one commit per table with rows, each recording `read_upto`;
+    /// then a commit without rows for each table that trails by `max_replay` records or more, or
+    /// (on `final_flush`) that trails at all.
+    async fn flush(
+        &mut self,
+        buffers: &mut RowBuffers,
+        committed: &mut BTreeMap<&'static str, Vec<u64>>,
+        read_upto: &[u64],
+        final_flush: bool,
+    ) -> Result<(), LakeError> {
+        let topic = self.config.topic.clone();
+        let batches = buffers.take()?;
+        let mut written = Vec::with_capacity(batches.len());
+        for (table, batch) in batches {
+            let began = Instant::now();
+            let done = self.lake.append(table, batch, &topic, read_upto).await?;
+            histogram!("emporium_lakehouse_commit_seconds").record(began.elapsed().as_secs_f64());
+            counter!("emporium_lakehouse_rows_total", "table" => table).increment(done.rows as u64);
+            if table == schema::REJECTED_TABLE {
+                counter!("emporium_lakehouse_rejected_total").increment(done.rows as u64);
+                self.stats
+                    .rejected
+                    .fetch_add(done.rows as u64, Ordering::Relaxed);
+            }
+            self.stats
+                .rows_committed
+                .fetch_add(done.rows as u64, Ordering::Relaxed);
+            *self
+                .stats
+                .rows_per_table
+                .lock()
+                .entry(table.to_owned())
+                .or_default() += done.rows as u64;
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            counter!("emporium_lakehouse_commits_total").increment(1);
+            committed.insert(table, read_upto.to_vec());
+            written.push(table);
+        }
+        for table in schema::sink_tables() {
+            if written.contains(&table) {
+                continue;
+            }
+            let positions = committed.get(table).cloned().unwrap_or_default();
+            let trail: u64 = read_upto
+                .iter()
+                .zip(positions.iter().chain(std::iter::repeat(&0)))
+                .map(|(r, c)| r.saturating_sub(*c))
+                .sum();
+            if trail >= self.config.max_replay || (final_flush && trail > 0) {
+                let schema = schema::sink_table_schema(table).expect("a sink table");
+                self.lake
+                    .append(table, RecordBatch::new_empty(schema), &topic, read_upto)
+                    .await?;
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                counter!("emporium_lakehouse_commits_total").increment(1);
+                committed.insert(table, read_upto.to_vec());
+            }
+        }
+        *self.stats.committed_positions.lock() = read_upto.to_vec();
+        gauge!("emporium_lakehouse_committed_position").set(read_upto.iter().sum::<u64>() as f64);
+        Ok(())
+    }
+
+    /// Compacts every table; a failure is logged (the files stay as they were) and the sink goes on.
+    async fn compact_all(&mut self) {
+        let names: Vec<String> = self.lake.tables().keys().cloned().collect();
+        for table in names {
+            let began = Instant::now();
+            match self.lake.compact(&table).await {
+                Ok(metrics) if metrics.num_files_removed > 0 => {
+                    self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                    counter!("emporium_lakehouse_compactions_total").increment(1);
+                    tracing::info!(
+                        "lakehouse: compacted {table}: {} files into {} in {:.1} s",
+                        metrics.num_files_removed,
+                        metrics.num_files_added,
+                        began.elapsed().as_secs_f64()
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!("lakehouse: compacting {table} failed: {error}"),
+            }
+        }
+    }
+}

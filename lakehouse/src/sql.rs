@@ -1,0 +1,369 @@
+//! Read-only SQL over every lakehouse table (DataFusion), for `emporium sql` and `POST /v1/sql`.
+//!
+//! - Every table under the lakehouse directory is registered under its own name (`order_placed`,
+//!   `inventory_snapshots`, ...), at its latest commit when the query starts.
+//! - Only queries run: the statement is parsed first and anything but `SELECT`/`WITH`/`VALUES`/
+//!   `EXPLAIN` is refused with [`SqlError::NotReadOnly`]; DataFusion's own DDL/DML switches are off
+//!   as well.
+//! - Each query runs under a memory pool of `memory_limit` bytes, without spilling to disk (an
+//!   operator that needs more fails with [`SqlError::ResourcesExhausted`]), and is cancelled after
+//!   `timeout`.
+//! - Filters on `date` prune whole partitions (Delta partition values), and a column a newer
+//!   schema added reads as null in older files (Delta schema evolution).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use deltalake::DeltaTable;
+use tokio::sync::Mutex;
+
+use crate::LakeError;
+use crate::table::{Lake, is_table};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("SQL syntax error: {0}")]
+    Syntax(String),
+    #[error("only queries are allowed (SELECT, WITH, VALUES, EXPLAIN): {0} is refused")]
+    NotReadOnly(String),
+    #[error("{0}")]
+    Plan(String),
+    #[error("the query needs more than the {limit} bytes of memory it may use: {detail}")]
+    ResourcesExhausted { limit: usize, detail: String },
+    #[error("the query ran longer than its limit of {0:?} and was cancelled")]
+    Timeout(Duration),
+    #[error("the query failed: {0}")]
+    Execution(String),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}
+
+impl SqlError {
+    /// Whether the query itself is at fault (a 400), rather than the server (a 500).
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, SqlError::Lake(_) | SqlError::Execution(_))
+    }
+}
+
+/// Limits on one query.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlLimits {
+    pub timeout: Duration,
+    pub memory_limit: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(300),
+            memory_limit: 4 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// A query's result.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// SQL over the tables of one lakehouse directory. Cheap to share: tables are loaded once and
+/// brought up to their latest commit at each query.
+pub struct SqlEngine {
+    root: PathBuf,
+    limits: SqlLimits,
+    tables: Mutex<Vec<(String, DeltaTable)>>,
+}
+
+impl SqlEngine {
+    pub fn new(root: impl Into<PathBuf>, limits: SqlLimits) -> Self {
+        Self {
+            root: root.into(),
+            limits,
+            tables: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn limits(&self) -> SqlLimits {
+        self.limits
+    }
+
+    /// A session with every table registered at its latest commit.
+    pub async fn session(&self) -> Result<SessionContext, SqlError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_limit, 1.0)
+            // No spilling: a query keeps to its memory or fails, and ad hoc queries never fill
+            // the disk the log and the store live on.
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(|e| SqlError::Execution(e.to_string()))?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("emporium", "lakehouse");
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut tables = self.tables.lock().await;
+        self.refresh(&mut tables).await?;
+        for (name, table) in tables.iter() {
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(|source| LakeError::delta(name, source))?;
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|e| SqlError::Execution(format!("table {name}: {e}")))?;
+            ctx.register_table(name.as_str(), provider)
+                .map_err(|e| SqlError::Execution(e.to_string()))?;
+        }
+        Ok(ctx)
+    }
+
+    /// Loads the tables created since the last call and brings the others to their latest commit.
+    async fn refresh(&self, tables: &mut Vec<(String, DeltaTable)>) -> Result<(), SqlError> {
+        if self.root.is_dir() {
+            let lake = Lake::open(&self.root).await?;
+            for (name, table) in lake.tables() {
+                if !tables.iter().any(|(n, _)| n == name) {
+                    tables.push((name.clone(), table.clone()));
+                }
+            }
+        }
+        for (name, table) in tables.iter_mut() {
+            if is_table(&self.root.join(name.as_str())) {
+                table
+                    .update_state()
+                    .await
+                    .map_err(|source| LakeError::delta(name, source))?;
+            }
+        }
+        tables.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(())
+    }
+
+    /// The names of the tables, sorted.
+    pub async fn table_names(&self) -> Result<Vec<String>, SqlError> {
+        let mut tables = self.tables.lock().await;
+        self.refresh(&mut tables).await?;
+        Ok(tables.iter().map(|(n, _)| n.clone()).collect())
+    }
+
+    /// Runs one read-only statement under the limits.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
+        let ctx = self.session().await?;
+        check_read_only(&ctx, sql)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let limits = self.limits;
+        let run = async {
+            let frame = ctx
+                .sql_with_options(sql, options)
+                .await
+                .map_err(|e| classify(e, limits))?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await.map_err(|e| classify(e, limits))?;
+            Ok(QueryResult { schema, batches })
+        };
+        tokio::time::timeout(limits.timeout, run)
+            .await
+            .map_err(|_| SqlError::Timeout(limits.timeout))?
+    }
+}
+
+fn check_read_only(ctx: &SessionContext, sql: &str) -> Result<(), SqlError> {
+    let dialect = ctx.state().config().options().sql_parser.dialect;
+    let statement = ctx
+        .state()
+        .sql_to_statement(sql, &dialect)
+        .map_err(|e| SqlError::Syntax(strip_context(&e)))?;
+    match statement {
+        DfStatement::Statement(inner) => match *inner {
+            Statement::Query(_) => Ok(()),
+            Statement::Explain { ref statement, .. }
+                if matches!(**statement, Statement::Query(_)) =>
+            {
+                Ok(())
+            }
+            other => Err(SqlError::NotReadOnly(statement_kind(&other))),
+        },
+        DfStatement::Explain(ref explain) => match explain.statement.as_ref() {
+            DfStatement::Statement(inner) if matches!(**inner, Statement::Query(_)) => Ok(()),
+            _ => Err(SqlError::NotReadOnly("EXPLAIN of a non-query".to_owned())),
+        },
+        _ => Err(SqlError::NotReadOnly("this statement".to_owned())),
+    }
+}
+
+/// `INSERT`, `CREATE TABLE`, ...: the statement's leading keywords, for the error message.
+fn statement_kind(statement: &Statement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    match words.as_slice() {
+        [first, second] if ["CREATE", "DROP", "ALTER"].contains(first) => {
+            format!("{first} {second}")
+        }
+        [first, ..] => (*first).to_owned(),
+        [] => "the statement".to_owned(),
+    }
+}
+
+fn strip_context(e: &DataFusionError) -> String {
+    e.strip_backtrace()
+}
+
+fn classify(error: DataFusionError, limits: SqlLimits) -> SqlError {
+    let text = error.strip_backtrace();
+    match error.find_root() {
+        DataFusionError::SQL(..) => SqlError::Syntax(text),
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => SqlError::Plan(text),
+        DataFusionError::ResourcesExhausted(detail) => SqlError::ResourcesExhausted {
+            limit: limits.memory_limit,
+            detail: detail.clone(),
+        },
+        DataFusionError::NotImplemented(_) => SqlError::Plan(text),
+        _ => SqlError::Execution(text),
+    }
+}
+
+/// How a result is written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A table for a terminal.
+    Table,
+    Csv,
+    /// A JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    Parquet,
+    /// The Arrow IPC stream format.
+    Arrow,
+}
+
+impl Format {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "table" => Format::Table,
+            "csv" => Format::Csv,
+            "json" => Format::Json,
+            "ndjson" | "jsonl" => Format::Ndjson,
+            "parquet" => Format::Parquet,
+            "arrow" => Format::Arrow,
+            _ => return None,
+        })
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Table => "text/plain; charset=utf-8",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Ndjson => "application/x-ndjson",
+            Format::Parquet => "application/vnd.apache.parquet",
+            Format::Arrow => "application/vnd.apache.arrow.stream",
+        }
+    }
+
+    /// The format an HTTP `Accept` header asks for (JSON when it names none we write).
+    pub fn from_accept(accept: &str) -> Self {
+        accept
+            .split(',')
+            .map(|part| part.split(';').next().unwrap_or("").trim())
+            .find_map(|media| match media {
+                "application/json" => Some(Format::Json),
+                "text/csv" => Some(Format::Csv),
+                "application/x-ndjson" => Some(Format::Ndjson),
+                "application/vnd.apache.arrow.stream" => Some(Format::Arrow),
+                "application/vnd.apache.parquet" => Some(Format::Parquet),
+                "text/plain" => Some(Format::Table),
+                _ => None,
+            })
+            .unwrap_or(Format::Json)
+    }
+}
+
+/// Writes `result` in `format`.
+pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, arrow::error::ArrowError> {
+    let mut out = Vec::new();
+    match format {
+        Format::Table => {
+            let text = arrow::util::pretty::pretty_format_batches(&result.batches)?.to_string();
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        }
+        Format::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            if result.batches.is_empty() {
+                writer.write(&RecordBatch::new_empty(result.schema.clone()))?;
+            }
+            for batch in &result.batches {
+                writer.write(batch)?;
+            }
+        }
+        Format::Json => {
+            let mut writer = arrow::json::ArrayWriter::new(&mut out);
+            for batch in &result.batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            if out.is_empty() {
+                out.extend_from_slice(b"[]");
+            }
+        }
+        Format::Ndjson => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
+            for batch in &result.batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+        Format::Parquet => {
+            let mut writer = parquet::arrow::ArrowWriter::try_new(
+                &mut out,
+                result.schema.clone(),
+                Some(crate::table::writer_properties()),
+            )
+            .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
+            for batch in &result.batches {
+                writer
+                    .write(batch)
+                    .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
+            }
+            writer
+                .close()
+                .map_err(|e| arrow::error::ArrowError::ExternalError(Box::new(e)))?;
+        }
+        Format::Arrow => {
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema)?;
+            for batch in &result.batches {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+        }
+    }
+    Ok(out)
+}

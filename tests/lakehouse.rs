@@ -1,0 +1,250 @@
+//! The lakehouse through the `emporium` binary: `emporium run` writes every event it accepts (and
+//! every decision its dataflow appends) into the Delta tables; `POST /v1/sql` answers operators
+//! only, in the format `Accept` asks for, and refuses writes and bad SQL with clear errors; after a
+//! clean stop, `emporium sql` counts per type exactly the events of the log.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::{EVENTS_TOPIC, read_all};
+use emporium_schemas::{Event, EventKind};
+
+fn emporium(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run emporium")
+}
+
+/// `SELECT type, count(*) ... UNION ALL ...` over every event type's table.
+fn count_by_type_sql() -> String {
+    EventKind::ALL
+        .iter()
+        .map(|k| format!("SELECT type, count(*) AS n FROM {k} GROUP BY type"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+fn counts_of(rows: &serde_json::Value) -> BTreeMap<String, u64> {
+    rows.as_array()
+        .expect("an array of rows")
+        .iter()
+        .map(|r| {
+            (
+                r["type"].as_str().expect("type").to_owned(),
+                r["n"].as_u64().expect("n"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    let operator = String::from_utf8(emporium(&["token", "--operator"], data).stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let shopper = String::from_utf8(emporium(&["token", "--user", "u-1"], data).stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["run", "--listen", "127.0.0.1:0", "--status-every", "0"])
+        .args(["--lakehouse-flush-secs", "1", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start emporium");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut base = None;
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("emporium printed its address and started");
+        if let Some(url) = line.trim().strip_prefix("listening on ") {
+            base = Some(url.trim().to_owned());
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let base = base.expect("an address");
+
+    let mut generator = Generator::new(GeneratorConfig {
+        products: 30,
+        ..GeneratorConfig::default()
+    })
+    .expect("generator");
+    let body: String = (0..4_000)
+        .map(|_| String::from_utf8(generator.next_event().to_json()).expect("utf-8") + "\n")
+        .collect();
+    let client = reqwest::Client::new();
+    let report: serde_json::Value = client
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("report");
+    let accepted = report["accepted"].as_u64().expect("accepted");
+    assert!(accepted > 3_000, "{report}");
+
+    let sql = |text: String, token: Option<String>, accept: &'static str| {
+        let mut request = client
+            .post(format!("{base}/v1/sql"))
+            .header("content-type", "text/plain")
+            .header("accept", accept)
+            .body(text);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    // Every accepted event becomes visible to SQL within seconds (commits every second).
+    let began = Instant::now();
+    loop {
+        let response = sql(
+            count_by_type_sql(),
+            Some(operator.clone()),
+            "application/json",
+        )
+        .await
+        .expect("sql");
+        assert_eq!(response.status().as_u16(), 200);
+        let counts = counts_of(&response.json().await.expect("json"));
+        let user_events: u64 = counts
+            .iter()
+            .filter(|(t, _)| !EventKind::from_name(t).is_some_and(EventKind::is_system))
+            .map(|(_, n)| n)
+            .sum();
+        if user_events == accepted {
+            break;
+        }
+        assert!(user_events < accepted, "more rows than events: {counts:?}");
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the lakehouse has {user_events} of {accepted} events"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Who may ask, and how answers and errors look.
+    let anonymous = sql("SELECT 1".into(), None, "application/json")
+        .await
+        .expect("sql");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let as_shopper = sql("SELECT 1".into(), Some(shopper), "application/json")
+        .await
+        .expect("sql");
+    assert_eq!(as_shopper.status().as_u16(), 403);
+    let write = sql(
+        "DELETE FROM order_placed".into(),
+        Some(operator.clone()),
+        "application/json",
+    )
+    .await
+    .expect("sql");
+    assert_eq!(write.status().as_u16(), 403);
+    let body: serde_json::Value = write.json().await.expect("json");
+    assert_eq!(body["error"], "read_only", "{body}");
+    let bad = sql(
+        "SELECT nope FROM order_placed".into(),
+        Some(operator.clone()),
+        "application/json",
+    )
+    .await
+    .expect("sql");
+    assert_eq!(bad.status().as_u16(), 400);
+    let body: serde_json::Value = bad.json().await.expect("json");
+    assert!(
+        body["message"].as_str().expect("message").contains("nope"),
+        "{body}"
+    );
+    let csv = sql(
+        "SELECT count(*) AS n FROM order_placed".into(),
+        Some(operator.clone()),
+        "text/csv",
+    )
+    .await
+    .expect("sql");
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/csv")
+    );
+    let text = csv.text().await.expect("text");
+    assert!(text.starts_with("n\n"), "{text}");
+    let arrow = sql(
+        "SELECT count(*) AS n FROM order_placed".into(),
+        Some(operator.clone()),
+        "application/vnd.apache.arrow.stream",
+    )
+    .await
+    .expect("sql");
+    assert_eq!(
+        arrow.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let bytes = arrow.bytes().await.expect("bytes");
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes.to_vec()), None)
+            .expect("an Arrow IPC stream");
+    let rows: usize = reader.map(|b| b.expect("batch").num_rows()).sum();
+    assert_eq!(rows, 1);
+
+    // A clean stop writes everything the log holds, decisions included.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    assert!(child.wait().expect("exit").success(), "clean exit");
+
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(data.join("log"))).expect("log");
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for record in read_all(&log, EVENTS_TOPIC).await.expect("read") {
+        let event = Event::decode(&record.value).expect("events decode");
+        *expected
+            .entry(event.kind().as_str().to_owned())
+            .or_default() += 1;
+    }
+    drop(log);
+    assert!(
+        expected.contains_key("inventory_reserved") || expected.contains_key("order_rejected"),
+        "the dataflow decided orders: {expected:?}"
+    );
+    let out = emporium(&["sql", "--format", "json", &count_by_type_sql()], data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = counts_of(&serde_json::from_slice(&out.stdout).expect("JSON rows"));
+    assert_eq!(counts, expected);
+
+    // Errors at the command line are one clear line, not a backtrace.
+    let out = emporium(&["sql", "INSERT INTO order_placed VALUES (1)"], data);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("only queries are allowed"), "{stderr}");
+}
