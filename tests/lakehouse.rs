@@ -1,7 +1,8 @@
 //! The lakehouse through the `emporium` binary: `emporium run` writes every event it accepts (and
 //! every decision its dataflow appends) into the Delta tables; `POST /v1/sql` answers operators
 //! only, in the format `Accept` asks for, and refuses writes and bad SQL with clear errors; after a
-//! clean stop, `emporium sql` counts per type exactly the events of the log.
+//! clean stop, and after `emporium lakehouse` alone wrote what came later, `emporium sql` counts
+//! per type exactly the events of the log.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -220,7 +221,18 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
     assert!(status.success());
     assert!(child.wait().expect("exit").success(), "clean exit");
 
+    // `emporium lakehouse` alone on the same data directory writes what arrived since: here,
+    // events appended straight into the log while nothing ran.
     let log = EmbeddedLog::open(EmbeddedConfig::in_dir(data.join("log"))).expect("log");
+    let more: Vec<emporium_ingest::log::Record> = (0..500)
+        .map(|_| {
+            let e = generator.next_event();
+            emporium_ingest::log::Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
+        })
+        .collect();
+    emporium_ingest::log::EventLog::append(&log, EVENTS_TOPIC, more)
+        .await
+        .expect("append");
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for record in read_all(&log, EVENTS_TOPIC).await.expect("read") {
         let event = Event::decode(&record.value).expect("events decode");
@@ -233,6 +245,31 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
         expected.contains_key("inventory_reserved") || expected.contains_key("order_rejected"),
         "the dataflow decided orders: {expected:?}"
     );
+    let mut alone = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(["lakehouse", "--status-every", "0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start emporium lakehouse");
+    let stdout = alone.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert!(first.starts_with("Lakehouse sink:"), "{first}");
+    // Give it a moment to open the tables and read; a stop drains to the end of the log anyway.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &alone.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    assert!(alone.wait().expect("exit").success(), "clean exit");
+    let printed: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        printed.iter().any(|l| l.starts_with("Stopped cleanly")),
+        "{printed:?}"
+    );
+
     let out = emporium(&["sql", "--format", "json", &count_by_type_sql()], data);
     assert!(
         out.status.success(),
