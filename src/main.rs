@@ -54,12 +54,17 @@ enum Command {
     Token(token::TokenArgs),
 }
 
+/// Emporium's own messages at info; the Delta Lake and DataFusion libraries log every commit and
+/// scan at info, so theirs only from warn (`EMPORIUM_LOG=debug` shows everything).
+const DEFAULT_LOG_FILTER: &str =
+    "info,deltalake_core=warn,deltalake=warn,buoyant_kernel=warn,delta_kernel=warn,datafusion=warn";
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EMPORIUM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -235,6 +235,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         Some(sink)
     };
+    let snapshots = (!args.no_lakehouse && args.lakehouse.snapshot_secs > 0).then(|| {
+        println!(
+            "              inventory snapshots from the store every {} s (table inventory_snapshots)",
+            args.lakehouse.snapshot_secs
+        );
+        crate::lakehouse::spawn_snapshots(
+            Arc::clone(&store),
+            lakehouse_root.clone(),
+            Duration::from_secs(args.lakehouse.snapshot_secs),
+        )
+    });
     let sink_stats = sink.as_ref().map(|s| Arc::clone(&s.stats));
     // Without a dataflow, stats that stay at zero (and never fail).
     let pipeline_stats = pipeline
@@ -316,6 +327,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(status) = status {
         status.abort();
+    }
+    if let Some(snapshots) = snapshots {
+        snapshots.abort();
     }
     let _ = stop_tx.send(true);
     // Bounded drains: a stuck client or worker must not keep Ctrl-C from working.

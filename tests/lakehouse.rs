@@ -59,7 +59,13 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
         .to_owned();
     let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
         .args(["run", "--listen", "127.0.0.1:0", "--status-every", "0"])
-        .args(["--lakehouse-flush-secs", "1", "--data-dir"])
+        .args([
+            "--lakehouse-flush-secs",
+            "1",
+            "--inventory-snapshot-secs",
+            "1",
+        ])
+        .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -147,6 +153,62 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    // Inventory snapshots: every (sku, warehouse) once per snapshot, as the store has it.
+    let snapshots = loop {
+        let response = sql(
+            "SELECT count(DISTINCT snapshot_at) AS snapshots, count(*) AS n, \
+             count(DISTINCT concat(CAST(snapshot_at AS VARCHAR), sku, '/', warehouse)) AS distinct_rows \
+             FROM inventory_snapshots"
+                .into(),
+            Some(operator.clone()),
+            "application/json",
+        )
+        .await
+        .expect("sql");
+        if response.status().as_u16() == 200 {
+            let rows: serde_json::Value = response.json().await.expect("json");
+            if rows[0]["snapshots"].as_u64().unwrap_or(0) >= 1 {
+                break rows[0].clone();
+            }
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(90),
+            "no inventory snapshot was written"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(snapshots["n"].as_u64().expect("n") > 0, "{snapshots}");
+    assert_eq!(snapshots["n"], snapshots["distinct_rows"], "{snapshots}");
+    let sku_rows: serde_json::Value = sql(
+        "SELECT sku, warehouse, on_hand, reserved FROM inventory_snapshots \
+         WHERE snapshot_at = (SELECT max(snapshot_at) FROM inventory_snapshots) LIMIT 1"
+            .into(),
+        Some(operator.clone()),
+        "application/json",
+    )
+    .await
+    .expect("sql")
+    .json()
+    .await
+    .expect("json");
+    let sku = sku_rows[0]["sku"].as_str().expect("a sku").to_owned();
+    let doc: serde_json::Value = client
+        .get(format!("{base}/v1/inventory/{sku}"))
+        .send()
+        .await
+        .expect("inventory")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        doc["warehouses"]
+            .as_array()
+            .expect("warehouses")
+            .iter()
+            .any(|w| w["warehouse"] == sku_rows[0]["warehouse"]),
+        "the snapshot's (sku, warehouse) is in the store: {doc} vs {sku_rows}"
+    );
 
     // Who may ask, and how answers and errors look.
     let anonymous = sql("SELECT 1".into(), None, "application/json")

@@ -117,6 +117,48 @@ impl RowBuffers {
     }
 }
 
+/// One (sku, warehouse) row of an inventory snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SnapshotRow {
+    pub sku: String,
+    pub warehouse: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+    /// The `seq` of the inventory document the row comes from (ADR 0006).
+    pub as_of_seq: i64,
+}
+
+/// The rows of one inventory snapshot taken at `at`, as a batch of `inventory_snapshots`.
+pub fn snapshot_batch(at: DateTime<Utc>, rows: &[SnapshotRow]) -> Result<RecordBatch, LakeError> {
+    let table = schema::INVENTORY_SNAPSHOTS_TABLE;
+    let mut buffer = TableBuffer {
+        schema: schema::inventory_snapshot_schema(),
+        lines: Vec::with_capacity(rows.len() * 128),
+        rows: rows.len(),
+    };
+    let snapshot_at = at.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let date = at.date_naive().format("%Y-%m-%d").to_string();
+    for row in rows {
+        let line = serde_json::json!({
+            "snapshot_at": snapshot_at,
+            "sku": row.sku,
+            "warehouse": row.warehouse,
+            "on_hand": row.on_hand,
+            "reserved": row.reserved,
+            "available": row.available,
+            "as_of_seq": row.as_of_seq,
+            "date": date,
+        });
+        serde_json::to_writer(&mut buffer.lines, &line).expect("JSON values serialize");
+        buffer.lines.push(b'\n');
+    }
+    if rows.is_empty() {
+        return Ok(RecordBatch::new_empty(buffer.schema));
+    }
+    to_batch(table, &buffer)
+}
+
 fn to_batch(table: &str, buffer: &TableBuffer) -> Result<RecordBatch, LakeError> {
     let arrow_error = |source| LakeError::Rows {
         table: table.to_owned(),

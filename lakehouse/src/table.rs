@@ -110,11 +110,16 @@ impl Lake {
         Ok(names)
     }
 
+    /// The table `name`: loaded at its latest commit if it exists, else a handle whose first
+    /// write creates it.
     async fn load(&self, name: &str) -> Result<DeltaTable, LakeError> {
         let url = table_url(&self.root, name)?;
-        DeltaTable::try_from_url(url)
-            .await
-            .map_err(|source| LakeError::delta(name, source))
+        let result = if is_table(&self.root.join(name)) {
+            deltalake::open_table(url).await
+        } else {
+            deltalake::DeltaTableBuilder::from_url(url).and_then(|b| b.build())
+        };
+        result.map_err(|source| LakeError::delta(name, source))
     }
 
     /// The tables that exist, by name.
@@ -149,7 +154,7 @@ impl Lake {
 
     /// Appends `batch` to `table` (creating it, partitioned by date, if it does not exist) and
     /// records `positions` (the next offset per partition of `topic`) in the same commit. A batch
-    /// without rows records the positions only.
+    /// without rows records the positions only; empty `positions` record none (snapshots).
     pub async fn append(
         &mut self,
         table: &str,

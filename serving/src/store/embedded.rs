@@ -239,6 +239,38 @@ impl Store for EmbeddedStore {
         document(sku, self.read(INVENTORY, sku)?)
     }
 
+    async fn scan_inventory(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read().map_err(redb_error)?;
+        let table = txn.open_table(INVENTORY).map_err(redb_error)?;
+        let lower = match after {
+            Some(sku) => Bound::Excluded(sku),
+            None => Bound::Unbounded,
+        };
+        let mut page = Vec::with_capacity(limit.min(10_000));
+        for entry in table
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(redb_error)?
+            .take(limit)
+        {
+            let (key, value) = entry.map_err(redb_error)?;
+            let sku = key.value().to_owned();
+            let (seq, json) = split_seq(&sku, value.value())?;
+            page.push((
+                sku,
+                Document {
+                    seq,
+                    json: Bytes::from(json),
+                },
+            ));
+        }
+        Ok(page)
+    }
+
     async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>> {
         let Some(raw) = self.read(ORDERS, order_id)? else {
             return Ok(None);

@@ -100,6 +100,16 @@ pub trait Store: Send + Sync + 'static {
 
     async fn inventory(&self, sku: &str) -> Result<Option<Document>>;
 
+    /// Every inventory document, a page of at most `limit` at a time: pass the last sku of a page
+    /// as `after` for the next (`None` for the first); an empty page is the end. The order is the
+    /// store's own (sku order embedded, token order in ScyllaDB), the same from page to page. For
+    /// snapshots (the lakehouse's `inventory_snapshots`), not for the request path.
+    async fn scan_inventory(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>>;
+
     async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>>;
 
     /// A user's orders, newest placed first (ties: larger order id first), `limit` per page,

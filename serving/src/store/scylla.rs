@@ -103,6 +103,8 @@ struct Statements {
     put_position: PreparedStatement,
     get_product: PreparedStatement,
     get_inventory: PreparedStatement,
+    scan_inventory: PreparedStatement,
+    scan_inventory_after: PreparedStatement,
     get_order: PreparedStatement,
     get_user_orders: PreparedStatement,
     get_user_orders_after: PreparedStatement,
@@ -145,6 +147,17 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
         (
             "get_inventory",
             format!("SELECT doc, WRITETIME(doc) FROM {ks}.inventory WHERE sku = ?"),
+        ),
+        // Snapshots page through the whole table in token order.
+        (
+            "scan_inventory",
+            format!("SELECT sku, doc, WRITETIME(doc) FROM {ks}.inventory LIMIT ?"),
+        ),
+        (
+            "scan_inventory_after",
+            format!(
+                "SELECT sku, doc, WRITETIME(doc) FROM {ks}.inventory WHERE token(sku) > token(?) LIMIT ?"
+            ),
         ),
         (
             "get_order",
@@ -259,6 +272,8 @@ impl ScyllaStore {
             put_position: take("put_position")?,
             get_product: take("get_product")?,
             get_inventory: take("get_inventory")?,
+            scan_inventory: take("scan_inventory")?,
+            scan_inventory_after: take("scan_inventory_after")?,
             get_order: take("get_order")?,
             get_user_orders: take("get_user_orders")?,
             get_user_orders_after: take("get_user_orders_after")?,
@@ -401,6 +416,47 @@ impl Store for ScyllaStore {
         self.document(&self.statements.get_inventory, sku).await
     }
 
+    async fn scan_inventory(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        let result = match after {
+            Some(sku) => {
+                self.session
+                    .execute_unpaged(&self.statements.scan_inventory_after, (sku, limit))
+                    .await
+            }
+            None => {
+                self.session
+                    .execute_unpaged(&self.statements.scan_inventory, (limit,))
+                    .await
+            }
+        };
+        let rows = result
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("scan inventory", e))?;
+        let mut page = Vec::new();
+        for row in rows
+            .rows::<(String, Option<String>, Option<i64>)>()
+            .map_err(|e| scylla_error("scan inventory", e))?
+        {
+            let (sku, doc, seq) = row.map_err(|e| scylla_error("scan inventory", e))?;
+            if let Some(doc) = doc {
+                page.push((
+                    sku,
+                    Document {
+                        seq: seq.unwrap_or(0).max(0) as u64,
+                        json: Bytes::from(doc),
+                    },
+                ));
+            }
+        }
+        Ok(page)
+    }
+
     async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>> {
         let rows = self
             .session
@@ -528,7 +584,11 @@ mod tests {
                 let columns = text.split('(').nth(1).map_or(0, |c| c.split(',').count());
                 assert_eq!(text.matches('?').count(), columns + 1, "{name}: {text}");
             }
-            if name == "get_product" || name == "get_inventory" || name == "get_order" {
+            if name == "get_product"
+                || name == "get_inventory"
+                || name == "get_order"
+                || name.starts_with("scan_")
+            {
                 assert!(text.contains("WRITETIME(doc)"), "{name}");
             }
             assert!(text.contains(" ks."), "{name} names the keyspace");
