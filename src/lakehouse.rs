@@ -165,12 +165,13 @@ async fn run(args: LakehouseArgs) -> anyhow::Result<()> {
         config.root.display()
     );
     println!(
-        "  commits every {} s or {} rows; query with `emporium sql --data-dir {}`. Ctrl-C to stop.",
+        "  commits every {} s or {} rows; query with `emporium sql --data-dir {}`.",
         config.flush_interval.as_secs(),
         config.flush_rows,
         args.data_dir.display()
     );
     let sink = RunningSink::start(Arc::clone(&log), config).await?;
+    println!("Press Ctrl-C to stop.");
     let stats = Arc::clone(&sink.stats);
     let status_lines = (args.status_every > 0).then(|| {
         let log = Arc::clone(&log);
@@ -325,7 +326,7 @@ fn sql_error(e: SqlError) -> Response {
         SqlError::Plan(_) => (StatusCode::BAD_REQUEST, "sql_invalid"),
         SqlError::NotReadOnly(_) => (StatusCode::FORBIDDEN, "read_only"),
         SqlError::ResourcesExhausted { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "memory_limit"),
-        SqlError::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "time_limit"),
+        SqlError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "time_limit"),
         SqlError::Execution(_) | SqlError::Lake(_) => {
             tracing::error!(error = %e, "SQL query failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "query_failed")
@@ -387,14 +388,29 @@ async fn post_sql(State(service): State<SqlService>, headers: HeaderMap, body: B
             .unwrap_or("application/json"),
     );
     let limits = service.engine.limits();
-    let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, service.slots.acquire()).await else {
-        return sql_error(SqlError::Timeout(limits.timeout));
+    // A turn within a tenth of the time limit, or come back later.
+    let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout / 10, service.slots.acquire()).await
+    else {
+        let mut busy = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{CONCURRENT_QUERIES} queries are running; try again shortly"),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        return busy;
     };
     let result = match service.engine.query(&sql).await {
         Ok(r) => r,
         Err(e) => return sql_error(e),
     };
-    match encode(&result, format) {
+    // Encoding a large result is CPU work: off the async workers.
+    let encoded = tokio::task::spawn_blocking(move || encode(&result, format)).await;
+    let encoded = match encoded {
+        Ok(e) => e,
+        Err(e) => return sql_error(SqlError::Execution(e.to_string())),
+    };
+    match encoded {
         Ok(bytes) => (
             [(
                 header::CONTENT_TYPE,

@@ -320,7 +320,20 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
     });
 
-    until_stop_or_failure(&pipeline_stats).await;
+    let sink_failed = async {
+        match &sink {
+            Some(sink) => {
+                while !sink.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = until_stop_or_failure(&pipeline_stats) => {}
+        _ = sink_failed => eprintln!("The lakehouse sink stopped on an error (see the log above); shutting down."),
+    }
     println!("Stopping: draining requests…");
     if let Some(demo) = demo {
         demo.abort();

@@ -318,6 +318,11 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().expect("a line").expect("utf-8");
     assert!(first.starts_with("Lakehouse sink:"), "{first}");
+    for line in lines.by_ref() {
+        if line.expect("utf-8").starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
     // Give it a moment to open the tables and read; a stop drains to the end of the log anyway.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = Command::new("kill")

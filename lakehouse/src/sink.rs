@@ -95,6 +95,18 @@ impl SinkStats {
     }
 }
 
+/// The positions a table records after a commit: per partition, the larger of what it had and what
+/// the sink has read. A table can be ahead of the sink in a partition (it committed further before
+/// a crash than the table that set the restart position); its position there must not go back,
+/// or the records in between would be added to it again.
+fn advanced(table: Option<&Vec<u64>>, read_upto: &[u64]) -> Vec<u64> {
+    read_upto
+        .iter()
+        .enumerate()
+        .map(|(p, &read)| read.max(table.and_then(|t| t.get(p).copied()).unwrap_or(0)))
+        .collect()
+}
+
 pub struct Sink {
     log: Arc<dyn EventLog>,
     config: SinkConfig,
@@ -247,7 +259,8 @@ impl Sink {
         let mut written = Vec::with_capacity(batches.len());
         for (table, batch) in batches {
             let began = Instant::now();
-            let done = self.lake.append(table, batch, &topic, read_upto).await?;
+            let positions = advanced(committed.get(table), read_upto);
+            let done = self.lake.append(table, batch, &topic, &positions).await?;
             histogram!("emporium_lakehouse_commit_seconds").record(began.elapsed().as_secs_f64());
             counter!("emporium_lakehouse_rows_total", "table" => table).increment(done.rows as u64);
             if table == schema::REJECTED_TABLE {
@@ -267,7 +280,7 @@ impl Sink {
                 .or_default() += done.rows as u64;
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
             counter!("emporium_lakehouse_commits_total").increment(1);
-            committed.insert(table, read_upto.to_vec());
+            committed.insert(table, positions);
             written.push(table);
         }
         for table in schema::sink_tables() {
@@ -282,12 +295,13 @@ impl Sink {
                 .sum();
             if trail >= self.config.max_replay || (final_flush && trail > 0) {
                 let schema = schema::sink_table_schema(table).expect("a sink table");
+                let positions = advanced(committed.get(table), read_upto);
                 self.lake
-                    .append(table, RecordBatch::new_empty(schema), &topic, read_upto)
+                    .append(table, RecordBatch::new_empty(schema), &topic, &positions)
                     .await?;
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 counter!("emporium_lakehouse_commits_total").increment(1);
-                committed.insert(table, read_upto.to_vec());
+                committed.insert(table, positions);
             }
         }
         *self.stats.committed_positions.lock() = read_upto.to_vec();

@@ -24,10 +24,11 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use deltalake::DeltaTable;
+use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
-use crate::table::{Lake, is_table};
+use crate::table::{is_table, open_table, table_names};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
@@ -142,10 +143,10 @@ impl SqlEngine {
     /// Loads the tables created since the last call and brings the others to their latest commit.
     async fn refresh(&self, tables: &mut Vec<(String, DeltaTable)>) -> Result<(), SqlError> {
         if self.root.is_dir() {
-            let lake = Lake::open(&self.root).await?;
-            for (name, table) in lake.tables() {
-                if !tables.iter().any(|(n, _)| n == name) {
-                    tables.push((name.clone(), table.clone()));
+            for name in table_names(&self.root)? {
+                if !tables.iter().any(|(n, _)| *n == name) {
+                    let table = open_table(&self.root, &name).await?;
+                    tables.push((name, table));
                 }
             }
         }
@@ -183,7 +184,25 @@ impl SqlEngine {
                 .await
                 .map_err(|e| classify(e, limits))?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame.collect().await.map_err(|e| classify(e, limits))?;
+            // The result counts against the memory limit too: the pool bounds the operators, not
+            // what is collected here.
+            let mut stream = frame
+                .execute_stream()
+                .await
+                .map_err(|e| classify(e, limits))?;
+            let mut batches = Vec::new();
+            let mut bytes = 0;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| classify(e, limits))?;
+                bytes += batch.get_array_memory_size();
+                if bytes > limits.memory_limit {
+                    return Err(SqlError::ResourcesExhausted {
+                        limit: limits.memory_limit,
+                        detail: "the result itself is larger: add a LIMIT or aggregate".into(),
+                    });
+                }
+                batches.push(batch);
+            }
             Ok(QueryResult { schema, batches })
         };
         tokio::time::timeout(limits.timeout, run)
@@ -242,7 +261,10 @@ fn classify(error: DataFusionError, limits: SqlLimits) -> SqlError {
             limit: limits.memory_limit,
             detail: detail.clone(),
         },
-        DataFusionError::NotImplemented(_) => SqlError::Plan(text),
+        // Bad casts, division by zero: the query's fault, not the server's.
+        DataFusionError::NotImplemented(_) | DataFusionError::ArrowError(..) => {
+            SqlError::Plan(text)
+        }
         _ => SqlError::Execution(text),
     }
 }

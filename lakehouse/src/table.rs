@@ -40,6 +40,29 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// Opens the existing table `name` under `root` at its latest commit.
+pub async fn open_table(root: &Path, name: &str) -> Result<DeltaTable, LakeError> {
+    let url = table_url(root, name)?;
+    deltalake::open_table(url)
+        .await
+        .map_err(|source| LakeError::delta(name, source))
+}
+
+/// The names of the tables under `root` (subdirectories holding a Delta log), sorted.
+pub fn table_names(root: &Path) -> Result<Vec<String>, LakeError> {
+    let entries = std::fs::read_dir(root).map_err(|source| LakeError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| is_table(&e.path()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// The Delta tables of one lakehouse directory, one subdirectory each.
 pub struct Lake {
     root: PathBuf,
@@ -85,7 +108,7 @@ impl Lake {
             root,
             tables: BTreeMap::new(),
         };
-        for name in lake.table_names_on_disk()? {
+        for name in table_names(&lake.root)? {
             let table = lake.load(&name).await?;
             lake.tables.insert(name, table);
         }
@@ -94,20 +117,6 @@ impl Lake {
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    fn table_names_on_disk(&self) -> Result<Vec<String>, LakeError> {
-        let entries = std::fs::read_dir(&self.root).map_err(|source| LakeError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| is_table(&e.path()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .collect();
-        names.sort();
-        Ok(names)
     }
 
     /// The table `name`: loaded at its latest commit if it exists, else a handle whose first
