@@ -423,8 +423,8 @@ async fn post_sql(State(service): State<SqlService>, headers: HeaderMap, body: B
     }
 }
 
-/// The SQL limits of `POST /v1/sql`, from `emporium run`'s flags.
-pub fn http_limits(timeout_secs: u64, memory_mb: usize) -> SqlLimits {
+/// SQL limits from the command line's seconds and MiB.
+pub fn sql_limits(timeout_secs: u64, memory_mb: usize) -> SqlLimits {
     SqlLimits {
         timeout: Duration::from_secs(timeout_secs.max(1)),
         memory_limit: memory_mb.max(1) * 1024 * 1024,

@@ -142,7 +142,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let lakehouse_root = args.lakehouse.root(&args.data_dir);
     let sql = Arc::new(emporium_lakehouse::sql::SqlEngine::new(
         &lakehouse_root,
-        crate::lakehouse::http_limits(args.sql_timeout, args.sql_memory_mb),
+        crate::lakehouse::sql_limits(args.sql_timeout, args.sql_memory_mb),
     ));
     let router = api::router(Arc::clone(&intake))
         .merge(emporium_serving::api::router(

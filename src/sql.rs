@@ -60,7 +60,7 @@ async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let format = Format::from_name(&args.format).context("unknown --format")?;
     let engine = SqlEngine::new(
         &root,
-        crate::lakehouse::http_limits(args.timeout, args.memory_mb),
+        crate::lakehouse::sql_limits(args.timeout, args.memory_mb),
     );
     match &args.query {
         Some(query) => {

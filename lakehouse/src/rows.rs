@@ -10,17 +10,13 @@ use std::io::Write;
 use arrow::datatypes::SchemaRef;
 use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, Utc};
+use emporium_ingest::dead_letter::DeadLetter;
 use emporium_ingest::log::ConsumedRecord;
-use emporium_schemas::{Event, pci};
+use emporium_schemas::{Event, RejectReason};
 
 use crate::LakeError;
 use crate::schema::{self, REJECTED_TABLE};
-
-/// The raw bytes kept for a rejected record (the rest is cut; its size is in `errors`).
-const MAX_RAW_BYTES: usize = 64 * 1024;
 
 struct TableBuffer {
     schema: SchemaRef,
@@ -211,20 +207,21 @@ fn write_event_line(out: &mut Vec<u8>, event: &Event, record: &ConsumedRecord) {
         occurred_at,
     );
     write_position(out, event.occurred_at.date_naive(), record);
-    let mut payload = Vec::with_capacity(256);
-    serde_json::to_writer(&mut payload, &event.payload).expect("payloads serialize infallibly");
-    // The payload is a JSON object: splice its fields after ours.
-    match payload.as_slice() {
-        [b'{', b'}'] => out.push(b'}'),
-        [b'{', fields @ ..] => {
-            out.push(b',');
-            out.extend_from_slice(fields);
-        }
-        _ => out.push(b'}'),
+    // The payload is a JSON object: written in place, its opening brace becomes the comma that
+    // splices its fields after ours (an empty object just closes the line).
+    let at = out.len();
+    serde_json::to_writer(&mut *out, &event.payload).expect("payloads serialize infallibly");
+    if out.len() - at == 2 {
+        out.truncate(at);
+        out.push(b'}');
+    } else {
+        out[at] = b',';
     }
     out.push(b'\n');
 }
 
+/// The rejected record as the dead-letter log keeps rejected input (`DeadLetter::new`: card
+/// numbers masked in the bytes and the messages before the bytes are cut), plus its position.
 fn write_rejected_line(
     out: &mut Vec<u8>,
     record: &ConsumedRecord,
@@ -235,19 +232,19 @@ fn write_rejected_line(
     let reason = error
         .errors
         .first()
-        .map(|e| e.reason.as_str())
-        .unwrap_or("invalid");
-    let cut = &record.value[..record.value.len().min(MAX_RAW_BYTES)];
-    let (raw, raw_base64) = match std::str::from_utf8(cut) {
-        Ok(text) => (Some(pci::mask_card_numbers(text).into_owned()), None),
-        Err(_) => (None, Some(BASE64.encode(cut))),
-    };
+        .map_or(RejectReason::MalformedJson, |e| e.reason);
+    let letter = DeadLetter::new(appended_at, "log", 0, reason, &error.errors, &record.value);
+    let errors: Vec<String> = letter
+        .errors
+        .iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect();
     let line = serde_json::json!({
         "appended_at": record.timestamp_ms,
-        "reason": reason,
-        "errors": error.to_string(),
-        "raw": raw,
-        "raw_base64": raw_base64,
+        "reason": letter.reason,
+        "errors": errors.join("; "),
+        "raw": letter.raw,
+        "raw_base64": letter.raw_base64,
     });
     let mut text = serde_json::to_vec(&line).expect("JSON values serialize infallibly");
     text.pop(); // the closing brace: the position columns follow

@@ -70,8 +70,6 @@ impl SinkConfig {
 /// What the sink has done, for status lines, metrics and tests.
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    /// Records read from the log.
-    pub records_read: AtomicU64,
     /// Rows committed to tables (rejected records included).
     pub rows_committed: AtomicU64,
     /// Records committed to the rejected table.
@@ -80,12 +78,8 @@ pub struct SinkStats {
     pub compactions: AtomicU64,
     /// Per partition, the offset below which every record is committed to its table.
     pub committed_positions: Mutex<Vec<u64>>,
-    /// Where this run started reading.
-    pub start_positions: Mutex<Vec<u64>>,
     /// Rows committed per table by this run.
     pub rows_per_table: Mutex<BTreeMap<String, u64>>,
-    /// Set once the sink has read its start positions and is running.
-    pub started: AtomicBool,
 }
 
 impl SinkStats {
@@ -146,10 +140,6 @@ impl Sink {
         })
     }
 
-    pub fn stats(&self) -> &Arc<SinkStats> {
-        &self.stats
-    }
-
     /// Reads and commits until `stop` is set; then reads up to the end of the log as it is at that
     /// moment, commits it all with every table's positions, and returns.
     pub async fn run(mut self, stop: Arc<AtomicBool>) -> Result<(), LakeError> {
@@ -175,9 +165,7 @@ impl Sink {
                     .await?,
             );
         }
-        *self.stats.start_positions.lock() = start.clone();
         *self.stats.committed_positions.lock() = start.clone();
-        self.stats.started.store(true, Ordering::SeqCst);
 
         let mut read_upto = start;
         let mut buffers = RowBuffers::new();
@@ -210,9 +198,6 @@ impl Sink {
                 }
                 got += batch.len();
             }
-            self.stats
-                .records_read
-                .fetch_add(got as u64, Ordering::Relaxed);
             let stopping = drain_to
                 .as_ref()
                 .is_some_and(|ends| read_upto.iter().zip(ends).all(|(read, end)| read >= end));
@@ -260,24 +245,20 @@ impl Sink {
         for (table, batch) in batches {
             let began = Instant::now();
             let positions = advanced(committed.get(table), read_upto);
-            let done = self.lake.append(table, batch, &topic, &positions).await?;
+            let rows = self.lake.append(table, batch, &topic, &positions).await? as u64;
             histogram!("emporium_lakehouse_commit_seconds").record(began.elapsed().as_secs_f64());
-            counter!("emporium_lakehouse_rows_total", "table" => table).increment(done.rows as u64);
+            counter!("emporium_lakehouse_rows_total", "table" => table).increment(rows);
             if table == schema::REJECTED_TABLE {
-                counter!("emporium_lakehouse_rejected_total").increment(done.rows as u64);
-                self.stats
-                    .rejected
-                    .fetch_add(done.rows as u64, Ordering::Relaxed);
+                counter!("emporium_lakehouse_rejected_total").increment(rows);
+                self.stats.rejected.fetch_add(rows, Ordering::Relaxed);
             }
-            self.stats
-                .rows_committed
-                .fetch_add(done.rows as u64, Ordering::Relaxed);
+            self.stats.rows_committed.fetch_add(rows, Ordering::Relaxed);
             *self
                 .stats
                 .rows_per_table
                 .lock()
                 .entry(table.to_owned())
-                .or_default() += done.rows as u64;
+                .or_default() += rows;
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
             counter!("emporium_lakehouse_commits_total").increment(1);
             committed.insert(table, positions);

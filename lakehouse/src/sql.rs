@@ -11,7 +11,7 @@
 //! - Filters on `date` prune whole partitions (Delta partition values), and a column a newer
 //!   schema added reads as null in older files (Delta schema evolution).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,13 +46,6 @@ pub enum SqlError {
     Execution(String),
     #[error(transparent)]
     Lake(#[from] LakeError),
-}
-
-impl SqlError {
-    /// Whether the query itself is at fault (a 400), rather than the server (a 500).
-    pub fn is_client_error(&self) -> bool {
-        !matches!(self, SqlError::Lake(_) | SqlError::Execution(_))
-    }
 }
 
 /// Limits on one query.
@@ -99,10 +92,6 @@ impl SqlEngine {
             limits,
             tables: Mutex::new(Vec::new()),
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     pub fn limits(&self) -> SqlLimits {

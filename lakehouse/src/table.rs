@@ -69,13 +69,6 @@ pub struct Lake {
     tables: BTreeMap<String, DeltaTable>,
 }
 
-/// What one commit did.
-#[derive(Debug, Clone, Copy)]
-pub struct Committed {
-    pub version: u64,
-    pub rows: usize,
-}
-
 fn table_url(root: &Path, name: &str) -> Result<Url, LakeError> {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).map_err(|source| LakeError::Io {
@@ -113,10 +106,6 @@ impl Lake {
             lake.tables.insert(name, table);
         }
         Ok(lake)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The table `name`: loaded at its latest commit if it exists, else a handle whose first
@@ -170,7 +159,7 @@ impl Lake {
         batch: RecordBatch,
         topic: &str,
         positions: &[u64],
-    ) -> Result<Committed, LakeError> {
+    ) -> Result<usize, LakeError> {
         let rows = batch.num_rows();
         let delta = match self.tables.remove(table) {
             Some(t) => t,
@@ -194,9 +183,8 @@ impl Lake {
             )
             .await
             .map_err(|source| LakeError::delta(table, source))?;
-        let version = written.version().unwrap_or(0);
         self.tables.insert(table.to_owned(), written);
-        Ok(Committed { version, rows })
+        Ok(rows)
     }
 
     /// Rewrites the small files of each date partition of `table` into files of about
