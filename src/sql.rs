@@ -14,14 +14,20 @@ use emporium_lakehouse::sql::{Format, SqlEngine, encode};
 #[command(after_help = "Examples:
   emporium sql \"SELECT type, count(*) FROM order_placed GROUP BY type\"
   emporium sql --format csv \"SELECT * FROM inventory_reserved WHERE date = DATE '2026-11-25'\" > reserved.csv
+  emporium sql --file benches/analyst_queries/3_cart_abandonment.sql
   emporium sql            # interactive: end statements with ';', \\d lists tables, \\q quits
 
 Every event type is a table (order_placed, product_viewed, ...), partitioned by `date`
 (the UTC day of occurred_at): filters on `date` skip whole days. Records that are not events
 are in `rejected_records`.")]
 pub struct SqlArgs {
-    /// The query. Without one, an interactive prompt opens.
+    /// The query (it may start with a `--` comment). Without one or --file, an interactive prompt
+    /// opens.
+    #[arg(allow_hyphen_values = true, conflicts_with = "file")]
     query: Option<String>,
+    /// Read the query from this file (`-` for standard input).
+    #[arg(long, short = 'f', value_name = "PATH")]
+    file: Option<PathBuf>,
     /// The data directory whose lakehouse to query.
     #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "emporium-data")]
     data_dir: PathBuf,
@@ -62,14 +68,28 @@ async fn run(args: SqlArgs) -> anyhow::Result<()> {
         &root,
         crate::lakehouse::sql_limits(args.timeout, args.memory_mb),
     );
-    match &args.query {
+    let query = match (&args.query, &args.file) {
+        (Some(query), _) => Some(query.clone()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut query = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut query)
+                .context("reading the query from standard input")?;
+            Some(query)
+        }
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the query from {}", path.display()))?,
+        ),
+        (None, None) => None,
+    };
+    match query {
         Some(query) => {
             if format == Format::Parquet && std::io::stdout().is_terminal() {
                 anyhow::bail!(
                     "--format parquet writes binary: redirect it to a file (> out.parquet)"
                 );
             }
-            let result = engine.query(query).await?;
+            let result = engine.query(&query).await?;
             let bytes = encode(&result, format)?;
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&bytes)?;
