@@ -15,7 +15,8 @@
 //!
 //! Run: `cargo bench --bench analyst_queries` (add `-- --quick` for a smoke run on 100k events;
 //! `-- --events N` to change the size; `-- --data DIR` to keep the generated lakehouse in DIR
-//! and reuse it on the next run with the same size).
+//! and reuse it on the next run with the same size; `-- --query K` to run only query K; `-- --runs
+//! N` for more timed runs).
 
 mod support;
 
@@ -70,6 +71,8 @@ struct Args {
     events: usize,
     runs: usize,
     data: Option<PathBuf>,
+    /// Only the query with this number (1-5).
+    only: Option<usize>,
 }
 
 fn args() -> Args {
@@ -77,6 +80,7 @@ fn args() -> Args {
         events: if quick() { 100_000 } else { 10_000_000 },
         runs: if quick() { 1 } else { 3 },
         data: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -85,6 +89,7 @@ fn args() -> Args {
             "--events" => parsed.events = value("--events").parse().expect("--events: a count"),
             "--runs" => parsed.runs = value("--runs").parse().expect("--runs: a count"),
             "--data" => parsed.data = Some(PathBuf::from(value("--data"))),
+            "--query" => parsed.only = Some(value("--query").parse().expect("--query: 1 to 5")),
             _ => {}
         }
     }
@@ -412,7 +417,9 @@ fn main() {
     );
     let queries: Vec<(String, String)> = QUERIES
         .iter()
-        .map(|(n, q)| (n.to_string(), q.to_string()))
+        .enumerate()
+        .filter(|(i, _)| args.only.is_none_or(|only| only == i + 1))
+        .map(|(_, (n, q))| (n.to_string(), q.to_string()))
         .collect();
 
     let mut ours: Vec<(Vec<f64>, Vec<Vec<Value>>)> = Vec::new();

@@ -11,13 +11,17 @@
 //! - Filters on `date` prune whole partitions (Delta partition values), and a column a newer
 //!   schema added reads as null in older files (Delta schema evolution).
 
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -28,6 +32,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
+use crate::plan::SortedWindows;
 use crate::table::{is_table, open_table, table_names};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +82,19 @@ impl QueryResult {
     }
 }
 
-/// SQL over the tables of one lakehouse directory. Cheap to share: tables are loaded once and
-/// brought up to their latest commit at each query.
+/// SQL over the tables of one lakehouse directory. Cheap to share: tables are loaded once, and a
+/// query brings the tables it names up to their latest commit; the scan providers are kept while a
+/// table's version does not change.
 pub struct SqlEngine {
     root: PathBuf,
     limits: SqlLimits,
-    tables: Mutex<Vec<(String, DeltaTable)>>,
+    tables: Mutex<BTreeMap<String, Loaded>>,
+}
+
+struct Loaded {
+    table: DeltaTable,
+    /// The provider of `version`, built on first use.
+    provider: Option<(Option<u64>, Arc<dyn TableProvider>)>,
 }
 
 impl SqlEngine {
@@ -90,7 +102,7 @@ impl SqlEngine {
         Self {
             root: root.into(),
             limits,
-            tables: Mutex::new(Vec::new()),
+            tables: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -100,6 +112,13 @@ impl SqlEngine {
 
     /// A session with every table registered at its latest commit.
     pub async fn session(&self) -> Result<SessionContext, SqlError> {
+        let ctx = self.context()?;
+        self.register(&ctx, None).await?;
+        Ok(ctx)
+    }
+
+    /// A session with no tables yet, under the memory limit.
+    fn context(&self) -> Result<SessionContext, SqlError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_limit, 1.0)
             // No spilling: a query keeps to its memory or fails, and ad hoc queries never fill
@@ -112,56 +131,96 @@ impl SqlEngine {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("emporium", "lakehouse");
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let mut tables = self.tables.lock().await;
-        self.refresh(&mut tables).await?;
-        for (name, table) in tables.iter() {
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(|source| LakeError::delta(name, source))?;
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(|e| SqlError::Execution(format!("table {name}: {e}")))?;
-            ctx.register_table(name.as_str(), provider)
-                .map_err(|e| SqlError::Execution(e.to_string()))?;
-        }
-        Ok(ctx)
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(SortedWindows))
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 
-    /// Loads the tables created since the last call and brings the others to their latest commit.
-    async fn refresh(&self, tables: &mut Vec<(String, DeltaTable)>) -> Result<(), SqlError> {
-        if self.root.is_dir() {
-            for name in table_names(&self.root)? {
-                if !tables.iter().any(|(n, _)| *n == name) {
-                    let table = open_table(&self.root, &name).await?;
-                    tables.push((name, table));
-                }
+    /// Registers the tables named in `only` (every table for `None`), each at its latest commit.
+    /// A name that is not a table is left for the planner to report.
+    async fn register(
+        &self,
+        ctx: &SessionContext,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<(), SqlError> {
+        let mut tables = self.tables.lock().await;
+        self.load_new(&mut tables).await?;
+        for (name, loaded) in tables.iter_mut() {
+            if only.is_some_and(|only| !only.contains(name)) {
+                continue;
             }
-        }
-        for (name, table) in tables.iter_mut() {
             if is_table(&self.root.join(name.as_str())) {
-                table
+                loaded
+                    .table
                     .update_state()
                     .await
                     .map_err(|source| LakeError::delta(name, source))?;
             }
+            loaded
+                .table
+                .update_datafusion_session(&ctx.state())
+                .map_err(|source| LakeError::delta(name, source))?;
+            let version = loaded.table.version();
+            let provider = match &loaded.provider {
+                Some((v, provider)) if *v == version => Arc::clone(provider),
+                _ => {
+                    let provider = loaded
+                        .table
+                        .table_provider()
+                        .await
+                        .map_err(|e| SqlError::Execution(format!("table {name}: {e}")))?;
+                    loaded.provider = Some((version, Arc::clone(&provider)));
+                    provider
+                }
+            };
+            ctx.register_table(name.as_str(), provider)
+                .map_err(|e| SqlError::Execution(e.to_string()))?;
         }
-        tables.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(())
+    }
+
+    /// Loads the tables created since the last call.
+    async fn load_new(&self, tables: &mut BTreeMap<String, Loaded>) -> Result<(), SqlError> {
+        if self.root.is_dir() {
+            for name in table_names(&self.root)? {
+                if let Entry::Vacant(slot) = tables.entry(name) {
+                    let table = open_table(&self.root, slot.key()).await?;
+                    slot.insert(Loaded {
+                        table,
+                        provider: None,
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
     /// The names of the tables, sorted.
     pub async fn table_names(&self) -> Result<Vec<String>, SqlError> {
         let mut tables = self.tables.lock().await;
-        self.refresh(&mut tables).await?;
-        Ok(tables.iter().map(|(n, _)| n.clone()).collect())
+        self.load_new(&mut tables).await?;
+        Ok(tables.keys().cloned().collect())
     }
 
     /// Runs one read-only statement under the limits.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
-        let ctx = self.session().await?;
-        check_read_only(&ctx, sql)?;
+        let ctx = self.context()?;
+        let statement = check_read_only(&ctx, sql)?;
+        // Only the tables the statement names are brought up to date; the information schema
+        // lists them all.
+        let named = ctx
+            .state()
+            .resolve_table_references(&statement)
+            .map_err(|e| SqlError::Plan(strip_context(&e)))?;
+        let everything = named.iter().any(|r| {
+            r.schema() == Some("information_schema") || r.table().starts_with("information_schema")
+        });
+        let only: BTreeSet<String> = named.iter().map(|r| r.table().to_owned()).collect();
+        self.register(&ctx, (!everything).then_some(&only)).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -200,28 +259,28 @@ impl SqlEngine {
     }
 }
 
-fn check_read_only(ctx: &SessionContext, sql: &str) -> Result<(), SqlError> {
+/// The statement, if it only reads.
+fn check_read_only(ctx: &SessionContext, sql: &str) -> Result<DfStatement, SqlError> {
     let dialect = ctx.state().config().options().sql_parser.dialect;
     let statement = ctx
         .state()
         .sql_to_statement(sql, &dialect)
         .map_err(|e| SqlError::Syntax(strip_context(&e)))?;
-    match statement {
-        DfStatement::Statement(inner) => match *inner {
+    let reads = match &statement {
+        DfStatement::Statement(inner) => match inner.as_ref() {
             Statement::Query(_) => Ok(()),
-            Statement::Explain { ref statement, .. }
-                if matches!(**statement, Statement::Query(_)) =>
-            {
+            Statement::Explain { statement, .. } if matches!(**statement, Statement::Query(_)) => {
                 Ok(())
             }
-            other => Err(SqlError::NotReadOnly(statement_kind(&other))),
+            other => Err(SqlError::NotReadOnly(statement_kind(other))),
         },
-        DfStatement::Explain(ref explain) => match explain.statement.as_ref() {
+        DfStatement::Explain(explain) => match explain.statement.as_ref() {
             DfStatement::Statement(inner) if matches!(**inner, Statement::Query(_)) => Ok(()),
             _ => Err(SqlError::NotReadOnly("EXPLAIN of a non-query".to_owned())),
         },
         _ => Err(SqlError::NotReadOnly("this statement".to_owned())),
-    }
+    };
+    reads.map(|()| statement)
 }
 
 /// `INSERT`, `CREATE TABLE`, ...: the statement's leading keywords, for the error message.

@@ -173,6 +173,16 @@ async fn every_event_lands_once_in_the_table_of_its_type_and_sql_reads_it() {
     // Every table exists, even one without events yet, and reads as empty.
     let tables = engine.table_names().await.expect("tables");
     assert_eq!(tables.len(), emporium_schemas::EventKind::ALL.len() + 1);
+    // A query registers only the tables it names, but the information schema lists them all.
+    let listed = engine
+        .query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'lakehouse'")
+        .await
+        .expect("information schema");
+    let listed = listed.batches[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0);
+    assert_eq!(listed as usize, tables.len());
 
     // The rejected record keeps its reason and bytes.
     let rejected = engine
@@ -186,6 +196,14 @@ async fn every_event_lands_once_in_the_table_of_its_type_and_sql_reads_it() {
     // A restart with nothing new commits nothing new and duplicates nothing.
     let again = run_to_end(&log, config(&root)).await;
     assert_eq!(again.rows_committed.load(Ordering::Relaxed), 0);
+    assert_eq!(lake_rows(&engine).await, expected);
+
+    // New commits are seen by the same engine's next query (its scan of a table is rebuilt when
+    // the table's version changes).
+    append(&log, &shop_events(2_000, 2)).await;
+    run_to_end(&log, config(&root)).await;
+    let expected = expected_rows(&log).await;
+    assert!(expected["order_placed"].len() > n as usize);
     assert_eq!(lake_rows(&engine).await, expected);
 }
 
