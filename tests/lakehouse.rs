@@ -346,6 +346,25 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
     let counts = counts_of(&serde_json::from_slice(&out.stdout).expect("JSON rows"));
     assert_eq!(counts, expected);
 
+    // The same query from a file, and as an argument, each starting with a `--` comment.
+    let commented = format!("-- events per type\n{}", count_by_type_sql());
+    let file = data.join("count.sql");
+    std::fs::write(&file, &commented).expect("write the query");
+    let file = file.to_str().expect("a UTF-8 path");
+    for args in [
+        vec!["sql", "--format", "json", "--file", file],
+        vec!["sql", "--format", "json", &commented],
+    ] {
+        let out = emporium(&args, data);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let counts = counts_of(&serde_json::from_slice(&out.stdout).expect("JSON rows"));
+        assert_eq!(counts, expected);
+    }
+
     // Errors at the command line are one clear line, not a backtrace.
     let out = emporium(&["sql", "INSERT INTO order_placed VALUES (1)"], data);
     assert!(!out.status.success());
