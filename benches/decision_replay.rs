@@ -16,42 +16,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::pipeline::{CheckpointConfig, PipelineConfig, RunningPipeline};
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record};
+use emporium_ingest::log::EVENTS_TOPIC;
 use emporium_schemas::EventKind;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use support::*;
-
-fn fill(
-    rt: &tokio::runtime::Runtime,
-    dir: &std::path::Path,
-    events: usize,
-) -> (Arc<dyn EventLog>, usize) {
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir)).expect("open");
-    let mut generator = Generator::new(GeneratorConfig {
-        products: 100_000,
-        users: 1_000_000,
-        ..GeneratorConfig::default()
-    })
-    .expect("generator");
-    let mut orders = 0;
-    rt.block_on(async {
-        log.ensure_topic(EVENTS_TOPIC, 4).await.expect("topic");
-        for _ in 0..events / 5_000 {
-            let batch: Vec<Record> = (0..5_000)
-                .map(|_| {
-                    let e = generator.next_event();
-                    orders += usize::from(e.kind() == EventKind::OrderPlaced);
-                    Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
-                })
-                .collect();
-            log.append(EVENTS_TOPIC, batch).await.expect("append");
-        }
-    });
-    (Arc::new(log), orders)
-}
 
 fn main() {
     let events = if quick() { 50_000 } else { 2_000_000 };
@@ -75,7 +44,10 @@ fn main() {
     ]);
     for workers in [1usize, 2] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (log, orders) = fill(&rt, dir.path(), events);
+        let mut orders = 0;
+        let log = generated_log(&rt, dir.path(), events, |e| {
+            orders += usize::from(e.kind() == EventKind::OrderPlaced);
+        });
         let store: Arc<dyn Store> =
             Arc::new(EmbeddedStore::open(&dir.path().join("store")).expect("store"));
         let checkpoints = CheckpointConfig {

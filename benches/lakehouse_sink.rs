@@ -15,34 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record};
 use emporium_lakehouse::{Sink, SinkConfig, SinkStats};
 use support::*;
-
-fn fill(rt: &tokio::runtime::Runtime, dir: &std::path::Path, events: usize) -> Arc<dyn EventLog> {
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir)).expect("open");
-    let mut generator = Generator::new(GeneratorConfig {
-        products: 100_000,
-        users: 1_000_000,
-        ..GeneratorConfig::default()
-    })
-    .expect("generator");
-    rt.block_on(async {
-        log.ensure_topic(EVENTS_TOPIC, 4).await.expect("topic");
-        for _ in 0..events / 5_000 {
-            let batch: Vec<Record> = (0..5_000)
-                .map(|_| {
-                    let e = generator.next_event();
-                    Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
-                })
-                .collect();
-            log.append(EVENTS_TOPIC, batch).await.expect("append");
-        }
-    });
-    Arc::new(log)
-}
 
 fn dir_size(path: &std::path::Path) -> (u64, usize) {
     let mut bytes = 0;
@@ -71,7 +45,7 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = fill(&rt, &dir.path().join("log"), events);
+    let log = generated_log(&rt, &dir.path().join("log"), events, |_| {});
     let log_bytes = dir_size(&dir.path().join("log")).0;
     header(
         "lakehouse sink: event log -> Delta tables (Parquet, zstd), exactly once",

@@ -2,7 +2,13 @@
 
 #![allow(dead_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record};
+use emporium_schemas::Event;
 
 /// Runs `f` `runs` times and returns each run's duration.
 pub fn time_runs(runs: usize, mut f: impl FnMut() -> u64) -> Vec<(Duration, u64)> {
@@ -68,3 +74,34 @@ pub fn quick() -> bool {
 // Same allocator as the `emporium` binary, so the numbers are the binary's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A new embedded log in `dir` holding `events` generated shop events (100k products, 1M users)
+/// in 4 partitions, appended in batches of 5,000; `seen` is shown each event.
+pub fn generated_log(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    events: usize,
+    mut seen: impl FnMut(&Event),
+) -> Arc<dyn EventLog> {
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir)).expect("open");
+    let mut generator = Generator::new(GeneratorConfig {
+        products: 100_000,
+        users: 1_000_000,
+        ..GeneratorConfig::default()
+    })
+    .expect("generator");
+    rt.block_on(async {
+        log.ensure_topic(EVENTS_TOPIC, 4).await.expect("topic");
+        for _ in 0..events / 5_000 {
+            let batch: Vec<Record> = (0..5_000)
+                .map(|_| {
+                    let e = generator.next_event();
+                    seen(&e);
+                    Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
+                })
+                .collect();
+            log.append(EVENTS_TOPIC, batch).await.expect("append");
+        }
+    });
+    Arc::new(log)
+}

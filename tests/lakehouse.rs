@@ -4,12 +4,13 @@
 //! clean stop, and after `emporium lakehouse` alone wrote what came later, `emporium sql` counts
 //! per type exactly the events of the log.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_ingest::log::{EVENTS_TOPIC, read_all};
 use emporium_schemas::{Event, EventKind};
@@ -57,60 +58,22 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
         .expect("utf-8")
         .trim()
         .to_owned();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(["run", "--listen", "127.0.0.1:0", "--status-every", "0"])
-        .args([
+    let support::Run {
+        mut child, base, ..
+    } = support::start_run(
+        data,
+        &[
             "--lakehouse-flush-secs",
             "1",
             "--inventory-snapshot-secs",
             "1",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start emporium");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut base = None;
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("emporium printed its address and started");
-        if let Some(url) = line.trim().strip_prefix("listening on ") {
-            base = Some(url.trim().to_owned());
-        }
-        if line.starts_with("Press Ctrl-C") {
-            break;
-        }
-    }
-    let base = base.expect("an address");
+        ],
+        "Press Ctrl-C",
+    );
 
-    let mut generator = Generator::new(GeneratorConfig {
-        products: 30,
-        ..GeneratorConfig::default()
-    })
-    .expect("generator");
-    let body: String = (0..4_000)
-        .map(|_| String::from_utf8(generator.next_event().to_json()).expect("utf-8") + "\n")
-        .collect();
     let client = reqwest::Client::new();
-    let report: serde_json::Value = client
-        .post(format!("{base}/v1/events"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("report");
+    let mut generator = support::shop(30);
+    let report = support::post_generated(&client, &base, &mut generator, 4_000).await;
     let accepted = report["accepted"].as_u64().expect("accepted");
     assert!(accepted > 3_000, "{report}");
 

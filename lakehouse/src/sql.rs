@@ -110,13 +110,6 @@ impl SqlEngine {
         self.limits
     }
 
-    /// A session with every table registered at its latest commit.
-    pub async fn session(&self) -> Result<SessionContext, SqlError> {
-        let ctx = self.context()?;
-        self.register(&ctx, None).await?;
-        Ok(ctx)
-    }
-
     /// A session with no tables yet, under the memory limit.
     fn context(&self) -> Result<SessionContext, SqlError> {
         let runtime = RuntimeEnvBuilder::new()
@@ -216,9 +209,9 @@ impl SqlEngine {
             .state()
             .resolve_table_references(&statement)
             .map_err(|e| SqlError::Plan(strip_context(&e)))?;
-        let everything = named.iter().any(|r| {
-            r.schema() == Some("information_schema") || r.table().starts_with("information_schema")
-        });
+        let everything = named
+            .iter()
+            .any(|r| r.schema() == Some("information_schema"));
         let only: BTreeSet<String> = named.iter().map(|r| r.table().to_owned()).collect();
         self.register(&ctx, (!everything).then_some(&only)).await?;
         let options = SQLOptions::new()
