@@ -254,7 +254,7 @@ pub async fn snapshot_inventory(
     }
     let batch = snapshot_batch(at, &rows)?;
     let mut lake = emporium_lakehouse::Lake::open(root).await?;
-    lake.append(INVENTORY_SNAPSHOTS_TABLE, batch, EVENTS_TOPIC, &[])
+    lake.append(INVENTORY_SNAPSHOTS_TABLE, vec![batch], EVENTS_TOPIC, &[])
         .await?;
     Ok(rows.len())
 }

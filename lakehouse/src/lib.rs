@@ -41,6 +41,8 @@ pub enum LakeError {
         #[source]
         source: arrow::error::ArrowError,
     },
+    #[error("the commit task stopped: {0}")]
+    Task(String),
     #[error("reading the event log: {0}")]
     Log(#[from] emporium_ingest::log::LogError),
 }

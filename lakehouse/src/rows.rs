@@ -9,8 +9,9 @@ use std::io::Write;
 
 use arrow::datatypes::SchemaRef;
 use arrow::json::ReaderBuilder;
+use arrow::json::reader::Decoder;
 use arrow::record_batch::RecordBatch;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use emporium_ingest::dead_letter::DeadLetter;
 use emporium_ingest::log::ConsumedRecord;
 use emporium_schemas::{Event, RejectReason};
@@ -18,13 +19,80 @@ use emporium_schemas::{Event, RejectReason};
 use crate::LakeError;
 use crate::schema::{self, REJECTED_TABLE};
 
+/// Rows decoded into Arrow at a time: small enough that the JSON lines and arrow-json's tape stay
+/// in cache and their memory is reused, large enough for Arrow's per-batch costs not to show.
+const CHUNK_ROWS: usize = 8192;
+
 struct TableBuffer {
-    schema: SchemaRef,
+    decoder: Decoder,
+    /// JSON lines not yet decoded (fewer than [`CHUNK_ROWS`]).
     lines: Vec<u8>,
+    line_rows: usize,
+    /// The rows decoded so far.
+    batches: Vec<RecordBatch>,
     rows: usize,
 }
 
-/// Rows waiting to be written, per table.
+impl TableBuffer {
+    fn new(table: &str, schema: SchemaRef) -> Result<Self, LakeError> {
+        let decoder = ReaderBuilder::new(schema)
+            .with_batch_size(CHUNK_ROWS)
+            .with_strict_mode(true)
+            .build_decoder()
+            .map_err(|source| arrow_error(table, source))?;
+        Ok(Self {
+            decoder,
+            lines: Vec::with_capacity(CHUNK_ROWS * 256),
+            line_rows: 0,
+            batches: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Decodes the buffered lines into Arrow; returns the bytes of Arrow memory they took.
+    fn decode_lines(&mut self, table: &str) -> Result<usize, LakeError> {
+        let mut rest = &self.lines[..];
+        let mut bytes = 0;
+        loop {
+            let read = self
+                .decoder
+                .decode(rest)
+                .map_err(|source| arrow_error(table, source))?;
+            rest = &rest[read..];
+            let stuck = read == 0;
+            // Whatever is left did not fit the decoder's batch: flush it and go on.
+            if let Some(batch) = self
+                .decoder
+                .flush()
+                .map_err(|source| arrow_error(table, source))?
+            {
+                bytes += batch.get_array_memory_size();
+                self.batches.push(batch);
+            } else if stuck && !rest.is_empty() {
+                return Err(arrow_error(
+                    table,
+                    arrow::error::ArrowError::JsonError("the decoder took no input".into()),
+                ));
+            }
+            if rest.is_empty() {
+                break;
+            }
+        }
+        self.lines.clear();
+        self.line_rows = 0;
+        Ok(bytes)
+    }
+}
+
+fn arrow_error(table: &str, source: arrow::error::ArrowError) -> LakeError {
+    LakeError::Rows {
+        table: table.to_owned(),
+        source,
+    }
+}
+
+/// Rows waiting to be written, per table: decoded into Arrow every [`CHUNK_ROWS`] rows as they
+/// come, so that a commit of a million rows has its batches ready.
 #[derive(Default)]
 pub struct RowBuffers {
     tables: BTreeMap<&'static str, TableBuffer>,
@@ -42,7 +110,7 @@ impl RowBuffers {
         self.rows
     }
 
-    /// Bytes of JSON buffered: a rough measure of the memory the rows will take as Arrow.
+    /// Bytes buffered: the Arrow memory of the decoded rows plus the JSON lines not yet decoded.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -52,64 +120,75 @@ impl RowBuffers {
         self.rejected
     }
 
-    fn buffer(&mut self, table: &'static str) -> &mut TableBuffer {
-        self.tables.entry(table).or_insert_with(|| TableBuffer {
-            schema: schema::sink_table_schema(table).expect("the sink writes only its own tables"),
-            lines: Vec::new(),
-            rows: 0,
-        })
-    }
-
     /// Buffers `record` as a row of its event type's table, or of the rejected table. Returns the
     /// table it went to.
-    pub fn push(&mut self, record: &ConsumedRecord) -> &'static str {
-        self.push_if(record, |_| true)
-            .expect("a record every table keeps is buffered")
+    pub fn push(&mut self, record: &ConsumedRecord) -> Result<&'static str, LakeError> {
+        Ok(self
+            .push_if(record, |_| true)?
+            .expect("a record every table keeps is buffered"))
     }
 
     /// Like [`push`](Self::push), but only when `keep(table)` says so (the sink skips records a
-    /// table has already committed): `None` when skipped.
+    /// table has already committed): `None` when skipped. An error means the row does not fit its
+    /// table's Arrow schema: a bug in the schemas, not bad input (bad input goes to the rejected
+    /// table).
     pub fn push_if(
         &mut self,
         record: &ConsumedRecord,
         keep: impl FnOnce(&str) -> bool,
-    ) -> Option<&'static str> {
+    ) -> Result<Option<&'static str>, LakeError> {
         let decoded = Event::decode(&record.value);
         let table = match &decoded {
             Ok(event) => schema::table_name(event.kind()),
             Err(_) => REJECTED_TABLE,
         };
         if !keep(table) {
-            return None;
+            return Ok(None);
         }
-        let buffer = self.buffer(table);
+        let buffer = match self.tables.entry(table) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let schema =
+                    schema::sink_table_schema(table).expect("the sink writes only its own tables");
+                e.insert(TableBuffer::new(table, schema)?)
+            }
+        };
         let before = buffer.lines.len();
         match &decoded {
             Ok(event) => write_event_line(&mut buffer.lines, event, record),
             Err(error) => write_rejected_line(&mut buffer.lines, record, error),
         }
+        self.bytes += buffer.lines.len() - before;
         buffer.rows += 1;
-        let added = buffer.lines.len() - before;
+        buffer.line_rows += 1;
+        if buffer.line_rows >= CHUNK_ROWS {
+            let lines = buffer.lines.len();
+            let arrow = buffer.decode_lines(table)?;
+            self.bytes = self.bytes - lines + arrow;
+        }
         self.rows += 1;
-        self.bytes += added;
         if decoded.is_err() {
             self.rejected += 1;
         }
-        Some(table)
+        Ok(Some(table))
     }
 
-    /// The buffered rows as one batch per table (tables without rows are absent), emptying the
-    /// buffers.
-    pub fn take(&mut self) -> Result<Vec<(&'static str, RecordBatch)>, LakeError> {
-        let tables = std::mem::take(&mut self.tables);
+    /// The buffered rows as batches per table (tables without rows are absent), emptying the
+    /// buffers. The tables keep their decoders and line buffers for the next rows.
+    pub fn take(&mut self) -> Result<Vec<(&'static str, Vec<RecordBatch>)>, LakeError> {
         self.rows = 0;
         self.bytes = 0;
         self.rejected = 0;
-        tables
-            .into_iter()
-            .filter(|(_, b)| b.rows > 0)
-            .map(|(name, buffer)| Ok((name, to_batch(name, &buffer)?)))
-            .collect()
+        let mut out = Vec::new();
+        for (&name, buffer) in &mut self.tables {
+            if buffer.rows == 0 {
+                continue;
+            }
+            buffer.decode_lines(name)?;
+            buffer.rows = 0;
+            out.push((name, std::mem::take(&mut buffer.batches)));
+        }
+        Ok(out)
     }
 }
 
@@ -128,13 +207,13 @@ pub struct SnapshotRow {
 /// The rows of one inventory snapshot taken at `at`, as a batch of `inventory_snapshots`.
 pub fn snapshot_batch(at: DateTime<Utc>, rows: &[SnapshotRow]) -> Result<RecordBatch, LakeError> {
     let table = schema::INVENTORY_SNAPSHOTS_TABLE;
-    let mut buffer = TableBuffer {
-        schema: schema::inventory_snapshot_schema(),
-        lines: Vec::with_capacity(rows.len() * 128),
-        rows: rows.len(),
-    };
-    let snapshot_at = at.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let date = at.date_naive().format("%Y-%m-%d").to_string();
+    let schema = schema::inventory_snapshot_schema();
+    if rows.is_empty() {
+        return Ok(RecordBatch::new_empty(schema));
+    }
+    let mut buffer = TableBuffer::new(table, schema.clone())?;
+    let snapshot_at = at.timestamp_micros();
+    let date = days_since_epoch(at.timestamp_micros());
     for row in rows {
         let line = serde_json::json!({
             "snapshot_at": snapshot_at,
@@ -149,44 +228,23 @@ pub fn snapshot_batch(at: DateTime<Utc>, rows: &[SnapshotRow]) -> Result<RecordB
         serde_json::to_writer(&mut buffer.lines, &line).expect("JSON values serialize");
         buffer.lines.push(b'\n');
     }
-    if rows.is_empty() {
-        return Ok(RecordBatch::new_empty(buffer.schema));
-    }
-    to_batch(table, &buffer)
+    buffer.decode_lines(table)?;
+    arrow::compute::concat_batches(&schema, &buffer.batches).map_err(|e| arrow_error(table, e))
 }
 
-fn to_batch(table: &str, buffer: &TableBuffer) -> Result<RecordBatch, LakeError> {
-    let arrow_error = |source| LakeError::Rows {
-        table: table.to_owned(),
-        source,
-    };
-    let mut decoder = ReaderBuilder::new(buffer.schema.clone())
-        .with_batch_size(buffer.rows.max(1))
-        .with_strict_mode(true)
-        .build_decoder()
-        .map_err(arrow_error)?;
-    let mut rest = &buffer.lines[..];
-    let mut batches = Vec::with_capacity(1);
-    while !rest.is_empty() {
-        let read = decoder.decode(rest).map_err(arrow_error)?;
-        if read == 0 {
-            batches.extend(decoder.flush().map_err(arrow_error)?);
-        }
-        rest = &rest[read..];
-    }
-    batches.extend(decoder.flush().map_err(arrow_error)?);
-    match batches.len() {
-        1 => Ok(batches.pop().expect("one batch")),
-        _ => arrow::compute::concat_batches(&buffer.schema, &batches).map_err(arrow_error),
-    }
+/// The UTC day of a time in microseconds since the epoch, as days since the epoch (Arrow `Date32`).
+fn days_since_epoch(micros: i64) -> i64 {
+    micros.div_euclid(86_400_000_000)
 }
 
-fn write_position(out: &mut Vec<u8>, date: chrono::NaiveDate, record: &ConsumedRecord) {
+/// `"date":<days>,"log_partition":…,"log_offset":…` (dates as days since the epoch, which
+/// arrow-json reads into `Date32` without parsing text).
+fn write_position(out: &mut Vec<u8>, micros: i64, record: &ConsumedRecord) {
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
-        r#""date":"{}","log_partition":{},"log_offset":{}"#,
-        date.format("%Y-%m-%d"),
+        r#""date":{},"log_partition":{},"log_offset":{}"#,
+        days_since_epoch(micros),
         record.partition,
         record.offset
     );
@@ -195,18 +253,18 @@ fn write_position(out: &mut Vec<u8>, date: chrono::NaiveDate, record: &ConsumedR
 /// `{"event_id":…,"type":…,"schema_version":…,"occurred_at":…,"date":…,"log_partition":…,
 /// "log_offset":…, <payload fields>}`.
 fn write_event_line(out: &mut Vec<u8>, event: &Event, record: &ConsumedRecord) {
-    let occurred_at = event
-        .occurred_at
-        .to_rfc3339_opts(SecondsFormat::Micros, true);
+    // Times as microseconds since the epoch: arrow-json reads a number into a timestamp column as
+    // is, where text would be parsed.
+    let occurred_at = event.occurred_at.timestamp_micros();
     let _ = write!(
         out,
-        r#"{{"event_id":"{}","type":"{}","schema_version":{},"occurred_at":"{}","#,
+        r#"{{"event_id":"{}","type":"{}","schema_version":{},"occurred_at":{},"#,
         event.event_id.hyphenated(),
         event.kind().as_str(),
         event.schema_version,
         occurred_at,
     );
-    write_position(out, event.occurred_at.date_naive(), record);
+    write_position(out, occurred_at, record);
     // The payload is a JSON object: written in place, its opening brace becomes the comma that
     // splices its fields after ours (an empty object just closes the line).
     let at = out.len();
@@ -250,7 +308,7 @@ fn write_rejected_line(
     text.pop(); // the closing brace: the position columns follow
     out.extend_from_slice(&text);
     out.push(b',');
-    write_position(out, appended_at.date_naive(), record);
+    write_position(out, appended_at.timestamp_micros(), record);
     out.extend_from_slice(b"}\n");
 }
 
@@ -259,6 +317,11 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use emporium_schemas::{EventKind, examples};
+
+    fn concat(table: &str, batches: &[RecordBatch]) -> RecordBatch {
+        let schema = schema::sink_table_schema(table).expect("schema");
+        arrow::compute::concat_batches(&schema, batches).expect("one schema")
+    }
 
     fn record(partition: u32, offset: u64, value: Vec<u8>) -> ConsumedRecord {
         ConsumedRecord {
@@ -279,13 +342,20 @@ mod tests {
             .map(|(i, &kind)| examples::example(kind, i as u64))
             .collect();
         for (i, event) in events.iter().enumerate() {
-            let table = buffers.push(&record(1, i as u64, event.to_json()));
+            let table = buffers
+                .push(&record(1, i as u64, event.to_json()))
+                .expect("a row");
             assert_eq!(table, event.kind().as_str());
         }
         let batches = buffers.take().expect("the rows convert");
-        let total: usize = batches.iter().map(|(_, b)| b.num_rows()).sum();
+        let total: usize = batches
+            .iter()
+            .flat_map(|(_, b)| b)
+            .map(RecordBatch::num_rows)
+            .sum();
         assert_eq!(total, events.len());
-        for (table, batch) in &batches {
+        for (table, batches) in &batches {
+            let batch = &concat(table, batches);
             let expected = schema::sink_table_schema(table).expect("schema");
             assert_eq!(batch.schema().fields(), expected.fields(), "{table}");
             let ids = batch
@@ -304,20 +374,63 @@ mod tests {
     }
 
     #[test]
+    fn rows_past_a_chunk_keep_their_order_and_count_across_takes() {
+        let mut buffers = RowBuffers::new();
+        let kinds = [EventKind::ProductViewed, EventKind::CartItemAdded];
+        let mut expected: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        let mut got: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        let mut offset = 0u64;
+        // Two takes: the second starts from decoders and line buffers the first left behind.
+        for rows in [2 * CHUNK_ROWS + 37, CHUNK_ROWS + 1] {
+            for i in 0..rows {
+                let event = examples::example(kinds[i % 3 / 2], offset);
+                let table = buffers
+                    .push(&record(0, offset, event.to_json()))
+                    .expect("a row");
+                expected.entry(table).or_default().push(offset as i64);
+                offset += 1;
+            }
+            assert_eq!(buffers.rows(), rows);
+            for (table, batches) in buffers.take().expect("the rows convert") {
+                let batch = concat(table, &batches);
+                assert_eq!(
+                    batches.len(),
+                    batch.num_rows().div_ceil(CHUNK_ROWS),
+                    "{table} decoded in chunks"
+                );
+                let offsets = batch
+                    .column_by_name("log_offset")
+                    .expect("log_offset")
+                    .as_primitive::<arrow::datatypes::Int64Type>();
+                got.entry(table)
+                    .or_default()
+                    .extend(offsets.values().iter());
+            }
+            assert_eq!(buffers.rows(), 0);
+        }
+        assert_eq!(got, expected);
+    }
+
+    #[test]
     fn a_record_that_is_not_an_event_goes_to_the_rejected_table_with_its_reason() {
         let mut buffers = RowBuffers::new();
         assert_eq!(
-            buffers.push(&record(0, 7, b"{\"nope\":1}".to_vec())),
+            buffers
+                .push(&record(0, 7, b"{\"nope\":1}".to_vec()))
+                .expect("a row"),
             REJECTED_TABLE
         );
         assert_eq!(
-            buffers.push(&record(0, 8, vec![0xff, 0xfe])),
+            buffers
+                .push(&record(0, 8, vec![0xff, 0xfe]))
+                .expect("a row"),
             REJECTED_TABLE
         );
         assert_eq!(buffers.rejected(), 2);
         let batches = buffers.take().expect("the rows convert");
-        let (table, batch) = &batches[0];
+        let (table, batches) = &batches[0];
         assert_eq!(*table, REJECTED_TABLE);
+        let batch = &concat(table, batches);
         assert_eq!(batch.num_rows(), 2);
         let reasons = batch
             .column_by_name("reason")

@@ -4,10 +4,15 @@
 //! - **Start.** Each table's commits carry the positions its rows reach ([`crate::table`]). The
 //!   sink starts each partition at the lowest of those positions over all tables, and skips, per
 //!   table, the records below that table's own position (they are in it already).
-//! - **Roll.** Rows are buffered per table and committed when the buffer reaches `flush_rows` rows
-//!   or `flush_bytes` bytes, or `flush_interval` after the last commit: large files under load,
-//!   fresh tables when quiet. Each table with rows gets one Delta commit (Parquet files per date,
-//!   zstd) recording the positions read so far.
+//! - **Roll.** Rows are buffered per table (as Arrow, decoded every few thousand rows) and
+//!   committed when the buffer reaches `flush_rows` rows or `flush_bytes` bytes, or
+//!   `flush_interval` after the last commit: large files under load, fresh tables when quiet. Each
+//!   table with rows gets one Delta commit (Parquet files per date, zstd) recording the positions
+//!   read so far.
+//! - **Overlap.** The commits of one flush run in a task of their own while the sink reads and
+//!   decodes the next rows (on a second core). One flush at a time: the next waits for the
+//!   previous, so each table's commits stay in log order and at most two flushes of rows are in
+//!   memory.
 //! - **Progress.** A table that gets no rows for a while (no `return_requested` in the last million
 //!   records, say) would pin the restart position. Once it trails by `max_replay` records, it gets
 //!   a commit with the positions and no rows. Every table is created when the sink opens, so SQL
@@ -105,7 +110,51 @@ pub struct Sink {
     log: Arc<dyn EventLog>,
     config: SinkConfig,
     stats: Arc<SinkStats>,
-    lake: Lake,
+    /// The tables, when no flush is running; else the flush has them and gives them back.
+    lake: Option<Lake>,
+    flushing: Option<Flushing>,
+}
+
+/// The running flush. Its commits run on a blocking thread of the runtime (polled there with
+/// `Handle::block_on`), not as a task: the sink's loop decodes without yielding while records
+/// come, and a task queued behind it on the same worker would wait instead of using the other
+/// core. Dropping the sink (a crash, as far as the tables can tell) drops `cancel`, and the
+/// commits stop at their next await, as the sink's own task does.
+struct Flushing {
+    done: tokio::task::JoinHandle<Result<Lake, LakeError>>,
+    cancel: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Flushing {
+    fn start(commits: impl Future<Output = Result<Lake, LakeError>> + Send + 'static) -> Self {
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Handle::current();
+        let done = tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    biased;
+                    _ = cancelled => Err(LakeError::Task("cancelled: the sink stopped".into())),
+                    result = commits => result,
+                }
+            })
+        });
+        Self { done, cancel }
+    }
+
+    async fn finish(self) -> Result<Lake, LakeError> {
+        let Self { done, cancel } = self;
+        let result = done.await;
+        drop(cancel);
+        result.map_err(|error| LakeError::Task(error.to_string()))?
+    }
+}
+
+/// One table's commit in a flush: its rows (none for a commit of positions only) and the
+/// positions it records.
+struct Commit {
+    table: &'static str,
+    batches: Vec<RecordBatch>,
+    positions: Vec<u64>,
 }
 
 fn now_ms() -> i64 {
@@ -128,16 +177,33 @@ impl Sink {
             if !lake.tables().contains_key(table) {
                 let schema = schema::sink_table_schema(table).expect("a sink table");
                 let zeros = vec![0; partitions as usize];
-                lake.append(table, RecordBatch::new_empty(schema), &config.topic, &zeros)
-                    .await?;
+                lake.append(
+                    table,
+                    vec![RecordBatch::new_empty(schema)],
+                    &config.topic,
+                    &zeros,
+                )
+                .await?;
             }
         }
         Ok(Self {
             log,
             config,
             stats,
-            lake,
+            lake: Some(lake),
+            flushing: None,
         })
+    }
+
+    /// The tables, once the running flush (if any) has committed.
+    async fn settle(&mut self) -> Result<&mut Lake, LakeError> {
+        if let Some(flushing) = self.flushing.take() {
+            self.lake = Some(flushing.finish().await?);
+        }
+        Ok(self
+            .lake
+            .as_mut()
+            .expect("the tables are back once no flush runs"))
     }
 
     /// Reads and commits until `stop` is set; then reads up to the end of the log as it is at that
@@ -146,8 +212,9 @@ impl Sink {
         let topic = self.config.topic.clone();
         let partitions = self.log.partition_count(&topic).await?;
         let mut committed: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
+        let lake = self.settle().await?;
         for table in schema::sink_tables() {
-            committed.insert(table, self.lake.positions(table, &topic, partitions).await?);
+            committed.insert(table, lake.positions(table, &topic, partitions).await?);
         }
         let start: Vec<u64> = (0..partitions as usize)
             .map(|p| committed.values().map(|v| v[p]).min().unwrap_or(0))
@@ -186,7 +253,7 @@ impl Sink {
                         committed
                             .get(table)
                             .is_none_or(|positions| record.offset >= positions[partition])
-                    });
+                    })?;
                     if kept.is_some() {
                         oldest_ms = Some(
                             oldest_ms.map_or(record.timestamp_ms, |o| o.min(record.timestamp_ms)),
@@ -206,12 +273,14 @@ impl Sink {
                 || last_flush.elapsed() >= self.config.flush_interval
                 || stopping;
             if due {
-                self.flush(&mut buffers, &mut committed, &read_upto, stopping)
-                    .await?;
-                if let Some(oldest) = oldest_ms.take() {
-                    let age = (now_ms() - oldest).max(0) as f64 / 1000.0;
-                    histogram!("emporium_lakehouse_freshness_seconds").record(age);
-                }
+                self.flush(
+                    &mut buffers,
+                    &mut committed,
+                    &read_upto,
+                    stopping,
+                    oldest_ms.take(),
+                )
+                .await?;
                 last_flush = Instant::now();
             }
             if stopping {
@@ -220,7 +289,7 @@ impl Sink {
             if let Some(every) = self.config.compact_interval
                 && last_compact.elapsed() >= every
             {
-                self.compact_all().await;
+                self.compact_all().await?;
                 last_compact = Instant::now();
             }
             if got == 0 {
@@ -232,40 +301,31 @@ impl Sink {
     /// Commits the buffered rows, one commit per table with rows, each recording `read_upto`;
     /// then a commit without rows for each table that trails by `max_replay` records or more, or
     /// (on `final_flush`) that trails at all.
+    ///
+    /// Waits for the previous flush, then starts this one's commits in a task of their own and
+    /// returns; a `final_flush` waits for them too. `oldest_ms` is the log time of the oldest
+    /// row, for the freshness histogram.
     async fn flush(
         &mut self,
         buffers: &mut RowBuffers,
         committed: &mut BTreeMap<&'static str, Vec<u64>>,
         read_upto: &[u64],
         final_flush: bool,
+        oldest_ms: Option<i64>,
     ) -> Result<(), LakeError> {
-        let topic = self.config.topic.clone();
-        let batches = buffers.take()?;
-        let mut written = Vec::with_capacity(batches.len());
-        for (table, batch) in batches {
-            let began = Instant::now();
+        self.settle().await?;
+        let mut commits = Vec::new();
+        for (table, batches) in buffers.take()? {
             let positions = advanced(committed.get(table), read_upto);
-            let rows = self.lake.append(table, batch, &topic, &positions).await? as u64;
-            histogram!("emporium_lakehouse_commit_seconds").record(began.elapsed().as_secs_f64());
-            counter!("emporium_lakehouse_rows_total", "table" => table).increment(rows);
-            if table == schema::REJECTED_TABLE {
-                counter!("emporium_lakehouse_rejected_total").increment(rows);
-                self.stats.rejected.fetch_add(rows, Ordering::Relaxed);
-            }
-            self.stats.rows_committed.fetch_add(rows, Ordering::Relaxed);
-            *self
-                .stats
-                .rows_per_table
-                .lock()
-                .entry(table.to_owned())
-                .or_default() += rows;
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            counter!("emporium_lakehouse_commits_total").increment(1);
-            committed.insert(table, positions);
-            written.push(table);
+            committed.insert(table, positions.clone());
+            commits.push(Commit {
+                table,
+                batches,
+                positions,
+            });
         }
         for table in schema::sink_tables() {
-            if written.contains(&table) {
+            if commits.iter().any(|c| c.table == table) {
                 continue;
             }
             let positions = committed.get(table).cloned().unwrap_or_default();
@@ -277,27 +337,48 @@ impl Sink {
             if trail >= self.config.max_replay || (final_flush && trail > 0) {
                 let schema = schema::sink_table_schema(table).expect("a sink table");
                 let positions = advanced(committed.get(table), read_upto);
-                self.lake
-                    .append(table, RecordBatch::new_empty(schema), &topic, &positions)
-                    .await?;
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                counter!("emporium_lakehouse_commits_total").increment(1);
-                committed.insert(table, positions);
+                committed.insert(table, positions.clone());
+                commits.push(Commit {
+                    table,
+                    batches: vec![RecordBatch::new_empty(schema)],
+                    positions,
+                });
             }
         }
-        *self.stats.committed_positions.lock() = read_upto.to_vec();
-        gauge!("emporium_lakehouse_committed_position").set(read_upto.iter().sum::<u64>() as f64);
+        let mut lake = self.lake.take().expect("settled");
+        let stats = self.stats.clone();
+        let topic = self.config.topic.clone();
+        let read_upto = read_upto.to_vec();
+        let task = async move {
+            commit_all(&mut lake, commits, &topic, &stats).await?;
+            *stats.committed_positions.lock() = read_upto.clone();
+            gauge!("emporium_lakehouse_committed_position")
+                .set(read_upto.iter().sum::<u64>() as f64);
+            if let Some(oldest) = oldest_ms {
+                let age = (now_ms() - oldest).max(0) as f64 / 1000.0;
+                histogram!("emporium_lakehouse_freshness_seconds").record(age);
+            }
+            Ok(lake)
+        };
+        if final_flush {
+            self.lake = Some(task.await?);
+        } else {
+            self.flushing = Some(Flushing::start(task));
+        }
         Ok(())
     }
 
-    /// Compacts every table; a failure is logged (the files stay as they were) and the sink goes on.
-    async fn compact_all(&mut self) {
-        let names: Vec<String> = self.lake.tables().keys().cloned().collect();
+    /// Compacts every table, once the running flush has committed; a failure to compact is logged
+    /// (the files stay as they were) and the sink goes on. The error is the running flush's.
+    async fn compact_all(&mut self) -> Result<(), LakeError> {
+        let stats = self.stats.clone();
+        let lake = self.settle().await?;
+        let names: Vec<String> = lake.tables().keys().cloned().collect();
         for table in names {
             let began = Instant::now();
-            match self.lake.compact(&table).await {
+            match lake.compact(&table).await {
                 Ok(metrics) if metrics.num_files_removed > 0 => {
-                    self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+                    stats.compactions.fetch_add(1, Ordering::Relaxed);
                     counter!("emporium_lakehouse_compactions_total").increment(1);
                     tracing::info!(
                         "lakehouse: compacted {table}: {} files into {} in {:.1} s",
@@ -310,5 +391,40 @@ impl Sink {
                 Err(error) => tracing::warn!("lakehouse: compacting {table} failed: {error}"),
             }
         }
+        Ok(())
     }
+}
+
+/// Makes `commits` in order, and counts them in `stats` and the metrics.
+async fn commit_all(
+    lake: &mut Lake,
+    commits: Vec<Commit>,
+    topic: &str,
+    stats: &SinkStats,
+) -> Result<(), LakeError> {
+    for commit in commits {
+        let began = Instant::now();
+        let table = commit.table;
+        let rows = lake
+            .append(table, commit.batches, topic, &commit.positions)
+            .await? as u64;
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        counter!("emporium_lakehouse_commits_total").increment(1);
+        if rows == 0 {
+            continue;
+        }
+        histogram!("emporium_lakehouse_commit_seconds").record(began.elapsed().as_secs_f64());
+        counter!("emporium_lakehouse_rows_total", "table" => table).increment(rows);
+        if table == schema::REJECTED_TABLE {
+            counter!("emporium_lakehouse_rejected_total").increment(rows);
+            stats.rejected.fetch_add(rows, Ordering::Relaxed);
+        }
+        stats.rows_committed.fetch_add(rows, Ordering::Relaxed);
+        *stats
+            .rows_per_table
+            .lock()
+            .entry(table.to_owned())
+            .or_default() += rows;
+    }
+    Ok(())
 }

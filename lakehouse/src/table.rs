@@ -150,17 +150,17 @@ impl Lake {
         Ok(out)
     }
 
-    /// Appends `batch` to `table` (creating it, partitioned by date, if it does not exist) and
-    /// records `positions` (the next offset per partition of `topic`) in the same commit. A batch
-    /// without rows records the positions only; empty `positions` record none (snapshots).
+    /// Appends `batches` to `table` (creating it, partitioned by date, if it does not exist) and
+    /// records `positions` (the next offset per partition of `topic`) in the same commit. Batches
+    /// without rows record the positions only; empty `positions` record none (snapshots).
     pub async fn append(
         &mut self,
         table: &str,
-        batch: RecordBatch,
+        batches: Vec<RecordBatch>,
         topic: &str,
         positions: &[u64],
     ) -> Result<usize, LakeError> {
-        let rows = batch.num_rows();
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
         let delta = match self.tables.remove(table) {
             Some(t) => t,
             None => self.load(table).await?,
@@ -173,7 +173,7 @@ impl Lake {
             })
             .collect();
         let written = delta
-            .write(vec![batch])
+            .write(batches)
             .with_save_mode(SaveMode::Append)
             .with_schema_mode(SchemaMode::Merge)
             .with_partition_columns([DATE_COLUMN])
