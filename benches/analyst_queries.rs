@@ -6,7 +6,8 @@
 //! event time, decided by the inventory decider (its reservations, rejections and releases are
 //! logged like in `emporium run`), in the embedded log with 4 partitions, then sunk into the
 //! lakehouse and compacted. The queries are the `.sql` files in `benches/analyst_queries/`.
-//! Each engine runs each query once untimed (warm caches), then `--runs` times (3); the table
+//! Each engine runs each query once untimed (warm caches), then the two take turns, one run each,
+//! `--runs` times (3): on a shared machine whose speed drifts, both see the same moments. The table
 //! gives medians and the ratio DataFusion / DuckDB (target: at most 1.0).
 //!
 //! DuckDB runs through `scripts/analyst_duckdb.py` with the Python of `EMPORIUM_BENCH_PYTHON`,
@@ -319,68 +320,78 @@ fn duckdb_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// DuckDB in a Python process of its own, over the same files, running one query at a time
+/// when asked (`scripts/analyst_duckdb.py`).
 struct DuckDb {
     version: String,
-    seconds: Vec<Vec<f64>>,
-    rows: Vec<Vec<Vec<Value>>>,
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
 }
 
-fn run_duckdb(
-    python: &Path,
-    tables: &BTreeMap<String, Vec<String>>,
-    queries: &[(String, String)],
-    runs: usize,
-    scratch: &Path,
-) -> Result<DuckDb, String> {
-    let spec = serde_json::json!({
-        "tables": tables,
-        "queries": queries.iter().map(|(n, q)| serde_json::json!({"name": n, "sql": q})).collect::<Vec<_>>(),
-        "warmup": 1,
-        "runs": runs,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    });
-    let path = scratch.join("duckdb-spec.json");
-    std::fs::write(&path, spec.to_string()).map_err(|e| e.to_string())?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/analyst_duckdb.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(&path)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+impl DuckDb {
+    fn start(
+        python: &Path,
+        tables: &BTreeMap<String, Vec<String>>,
+        queries: &[(String, String)],
+        scratch: &Path,
+    ) -> Result<Self, String> {
+        use std::io::BufRead;
+        let spec = serde_json::json!({
+            "tables": tables,
+            "queries": queries.iter().map(|(n, q)| serde_json::json!({"name": n, "sql": q})).collect::<Vec<_>>(),
+            "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        });
+        let path = scratch.join("duckdb-spec.json");
+        std::fs::write(&path, spec.to_string()).map_err(|e| e.to_string())?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/analyst_duckdb.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(&path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let input = child.stdin.take().ok_or("no stdin")?;
+        let mut output = std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut first = String::new();
+        output.read_line(&mut first).map_err(|e| e.to_string())?;
+        let hello: Value = serde_json::from_str(&first)
+            .map_err(|e| format!("DuckDB did not start ({e}); its errors are above"))?;
+        Ok(Self {
+            version: hello["duckdb"].as_str().unwrap_or("?").to_owned(),
+            child,
+            input,
+            output,
+        })
     }
-    let answer: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
-    let queries = answer["queries"]
-        .as_array()
-        .ok_or("no queries in the answer")?;
-    let seconds = queries
-        .iter()
-        .map(|q| {
-            q["seconds"]
-                .as_array()
-                .map(|s| s.iter().filter_map(Value::as_f64).collect())
-                .unwrap_or_default()
-        })
-        .collect();
-    let rows = queries
-        .iter()
-        .map(|q| {
-            q["rows"]
-                .as_array()
-                .map(|rows| {
-                    rows.iter()
-                        .map(|r| r.as_array().cloned().unwrap_or_default())
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .collect();
-    Ok(DuckDb {
-        version: answer["duckdb"].as_str().unwrap_or("?").to_owned(),
-        seconds,
-        rows,
-    })
+
+    /// Runs query `index` once: its time in seconds and its rows.
+    fn run(&mut self, index: usize) -> (f64, Vec<Vec<Value>>) {
+        use std::io::{BufRead, Write};
+        writeln!(self.input, "{index}").expect("DuckDB's stdin");
+        self.input.flush().expect("DuckDB's stdin");
+        let mut line = String::new();
+        self.output.read_line(&mut line).expect("DuckDB's answer");
+        let answer: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("DuckDB failed on query {index} ({e}); see above"));
+        let rows = answer["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r.as_array().cloned().unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (answer["seconds"].as_f64().unwrap_or(f64::NAN), rows)
+    }
+}
+
+impl Drop for DuckDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn main() {
@@ -422,37 +433,49 @@ fn main() {
         .map(|(_, (n, q))| (n.to_string(), q.to_string()))
         .collect();
 
-    let mut ours: Vec<(Vec<f64>, Vec<Vec<Value>>)> = Vec::new();
-    for (name, sql) in &queries {
-        let mut seconds = Vec::new();
-        let mut result = None;
-        for run in 0..=args.runs {
-            let began = Instant::now();
-            let answer = rt
-                .block_on(engine.query(sql))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            if run > 0 {
-                seconds.push(began.elapsed().as_secs_f64());
-            }
-            result = Some(answer);
-        }
-        let result = result.expect("a run");
-        ours.push((seconds, rows(&result)));
-    }
-
     let scratch = dir.join("duckdb");
     std::fs::create_dir_all(&scratch).expect("scratch");
-    let duck = duckdb_python().and_then(|python| {
+    let mut duck = duckdb_python().and_then(|python| {
         let tables = duckdb_tables(&rt, &engine, &root, &scratch);
-        run_duckdb(&python, &tables, &queries, args.runs, &scratch)
+        DuckDb::start(&python, &tables, &queries, &scratch)
     });
     match &duck {
         Ok(d) => println!(
-            "   DuckDB {} (PyPI), over the tables' active Parquet files",
+            "   DuckDB {} (PyPI), over the tables' active Parquet files; the engines take turns, \
+             one run each",
             d.version
         ),
         Err(e) => println!("   DuckDB skipped: {e}"),
     }
+    let ours_once = |name: &str, sql: &str| {
+        let began = Instant::now();
+        let answer = rt
+            .block_on(engine.query(sql))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        (began.elapsed().as_secs_f64(), answer)
+    };
+
+    // Per query: a warm-up of each engine, then `runs` turns of DataFusion then DuckDB.
+    let mut ours: Vec<(Vec<f64>, Vec<Vec<Value>>)> = Vec::new();
+    let mut theirs: Vec<(Vec<f64>, Vec<Vec<Value>>)> = Vec::new();
+    for (i, (name, sql)) in queries.iter().enumerate() {
+        let (_, answer) = ours_once(name, sql);
+        let mut our_seconds = Vec::new();
+        let mut their_seconds = Vec::new();
+        let mut their_rows = Vec::new();
+        if let Ok(d) = &mut duck {
+            their_rows = d.run(i).1;
+        }
+        for _ in 0..args.runs {
+            our_seconds.push(ours_once(name, sql).0);
+            if let Ok(d) = &mut duck {
+                their_seconds.push(d.run(i).0);
+            }
+        }
+        ours.push((our_seconds, rows(&answer)));
+        theirs.push((their_seconds, their_rows));
+    }
+
     row(&[
         "query".into(),
         "rows".into(),
@@ -467,9 +490,10 @@ fn main() {
         let (seconds, answer) = &ours[i];
         let ours_median = median(seconds.clone());
         let (theirs, ratio, verdict) = match &duck {
-            Ok(d) => {
-                let theirs = median(d.seconds[i].clone());
-                let verdict = match same(answer, &d.rows[i]) {
+            Ok(_) => {
+                let (their_seconds, their_rows) = &theirs[i];
+                let theirs = median(their_seconds.clone());
+                let verdict = match same(answer, their_rows) {
                     Ok(()) => "yes".to_owned(),
                     Err(diff) => {
                         wrong.push(format!("{name}: {diff}"));

@@ -4,15 +4,17 @@
 Reads a JSON spec written by the benchmark:
 
     {"tables": {"order_placed": ["/…/date=2026-01-05/part-….parquet", …], …},
-     "queries": [{"name": "…", "sql": "…"}, …], "warmup": 1, "runs": 3, "threads": 2}
+     "queries": [{"name": "…", "sql": "…"}, …], "threads": 2}
 
 Every table becomes a view over its active Parquet files (the ones the Delta log lists now, so
-files replaced by a compaction are not read), with the Hive `date=` partition column. Each query
-runs `warmup` times untimed, then `runs` times timed. Prints, as JSON on stdout, the DuckDB version
-and for each query its timings in seconds and its rows (dates as ISO strings).
+files replaced by a compaction are not read), with the Hive `date=` partition column. Then it
+serves the benchmark, which alternates its own runs with DuckDB's so that both engines see the
+same moments of a shared, noisy machine: it prints one JSON line with the DuckDB version, then
+for each line `K` it reads on stdin runs query K once and prints one JSON line with the time in
+seconds and the rows (dates as ISO strings). It stops at the end of its input.
 
     python3 -m venv .venv && .venv/bin/pip install duckdb
-    .venv/bin/python scripts/analyst_duckdb.py spec.json
+    echo 0 | .venv/bin/python scripts/analyst_duckdb.py spec.json
 """
 
 import datetime
@@ -46,24 +48,14 @@ def main() -> int:
         con.execute(
             f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{listed}], hive_partitioning = true)'
         )
-    results = []
-    for query in spec["queries"]:
-        for _ in range(int(spec.get("warmup", 1))):
-            con.execute(query["sql"]).fetchall()
-        seconds = []
-        rows = []
-        for _ in range(int(spec.get("runs", 3))):
-            began = time.perf_counter()
-            rows = con.execute(query["sql"]).fetchall()
-            seconds.append(time.perf_counter() - began)
-        results.append(
-            {
-                "name": query["name"],
-                "seconds": seconds,
-                "rows": [[plain(v) for v in row] for row in rows],
-            }
-        )
-    json.dump({"duckdb": duckdb.__version__, "queries": results}, sys.stdout)
+    print(json.dumps({"duckdb": duckdb.__version__}), flush=True)
+    for line in sys.stdin:
+        query = spec["queries"][int(line)]
+        began = time.perf_counter()
+        rows = con.execute(query["sql"]).fetchall()
+        seconds = time.perf_counter() - began
+        answer = {"seconds": seconds, "rows": [[plain(v) for v in row] for row in rows]}
+        print(json.dumps(answer), flush=True)
     return 0
 
 

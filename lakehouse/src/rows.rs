@@ -1,8 +1,9 @@
 //! From log records to Arrow rows: each record is decoded and validated as an event
 //! (`Event::decode`), flattened into one JSON line with the columns of its table (envelope fields,
-//! `date`, log position, then the payload's fields) and buffered per table; [`RowBuffers::take`]
-//! turns the buffered lines into one `RecordBatch` per table with arrow-json. A record that is not
-//! a readable event goes to the [`REJECTED_TABLE`] with its reason, never dropped.
+//! `date`, log position, then the payload's fields) and buffered per table; every
+//! [`CHUNK_ROWS`] rows a table's lines become a `RecordBatch` (arrow-json), and
+//! [`RowBuffers::take`] hands over each table's batches. A record that is not a readable event
+//! goes to the [`REJECTED_TABLE`] with its reason, never dropped.
 
 use std::collections::BTreeMap;
 use std::io::Write;
