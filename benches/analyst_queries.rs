@@ -395,6 +395,7 @@ impl Drop for DuckDb {
 }
 
 fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let args = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

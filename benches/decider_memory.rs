@@ -30,6 +30,7 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
+    support::alloc::keep_freed_memory_a_while();
     // One size per process: memory freed by a first run stays mapped by the allocator and would
     // hide part of a second run's growth. EMPORIUM_BENCH_ORDERS picks the size.
     let counts: Vec<usize> = if quick() {

@@ -23,6 +23,7 @@ use emporium_serving::store::embedded::EmbeddedStore;
 use support::*;
 
 fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let events = if quick() { 50_000 } else { 2_000_000 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -77,6 +77,7 @@ async fn wait_caught_up(log: &dyn EventLog, stats: &PipelineStats, limit: Durati
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let (mut products, mut rates, seconds): (usize, Vec<f64>, u64) = if quick() {
         (20_000, vec![20_000.0], 3)
     } else {

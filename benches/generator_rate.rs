@@ -12,6 +12,7 @@ use emporium_ingest::generator::{Generator, GeneratorConfig};
 use support::*;
 
 fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let events: u64 = if quick() { 200_000 } else { 3_000_000 };
     let runs = if quick() { 1 } else { 5 };
     let dir = tempfile::tempdir().expect("tempdir");

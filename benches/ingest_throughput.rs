@@ -113,6 +113,7 @@ fn percentile(latencies: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let events = if quick() { 50_000 } else { 1_000_000 };
     let runs = if quick() { 1 } else { 3 };
     let (bodies, bytes) = bodies(1, events);

@@ -37,6 +37,7 @@ fn dir_size(path: &std::path::Path) -> (u64, usize) {
 }
 
 fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let events = if quick() { 50_000 } else { 2_000_000 };
     let runs = if quick() { 1 } else { 3 };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -110,6 +110,7 @@ async fn measure(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let n = if quick() { 50_000 } else { 500_000 };
     let runs = if quick() { 1 } else { 3 };
     header(

@@ -115,6 +115,7 @@ fn wrk(base: &str, script_path: &std::path::Path, seconds: u64) -> Load {
 }
 
 fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let (orders, seconds, runs) = if quick() {
         (20_000, 2, 1)
     } else {

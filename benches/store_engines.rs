@@ -233,6 +233,7 @@ fn measure(engine: Arc<dyn Engine>, dir: &Path, orders: usize, reads: usize) -> 
 }
 
 fn main() {
+    support::alloc::keep_freed_memory_a_while();
     let (orders, reads, runs) = if quick() {
         (10_000, 20_000, 1)
     } else {

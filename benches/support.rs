@@ -71,9 +71,10 @@ pub fn quick() -> bool {
     std::env::args().any(|a| a == "--quick") || std::env::var_os("EMPORIUM_BENCH_QUICK").is_some()
 }
 
-// Same allocator as the `emporium` binary, so the numbers are the binary's.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// Same allocator, with the same settings, as the `emporium` binary, so the numbers are the
+// binary's (each harness calls `alloc::keep_freed_memory_a_while()` first).
+#[path = "../src/alloc.rs"]
+pub mod alloc;
 
 /// A new embedded log in `dir` holding `events` generated shop events (100k products, 1M users)
 /// in 4 partitions, appended in batches of 5,000; `seen` is shown each event.

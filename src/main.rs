@@ -1,6 +1,7 @@
 //! `emporium`: the one binary that wires Emporium's parts together. It parses arguments, builds
 //! each component's configuration, starts them, and shuts them down; it holds no logic of its own.
 
+mod alloc;
 mod dlq;
 mod generate;
 mod keys;
@@ -14,11 +15,6 @@ mod store;
 mod token;
 
 use clap::{Parser, Subcommand};
-
-// Event handling allocates many small, short-lived strings, often freed on another thread than
-// the one that made them; mimalloc handles that pattern far better than the system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Emporium: the data plane of a large shop, run as streams.
 ///
@@ -60,6 +56,7 @@ const DEFAULT_LOG_FILTER: &str =
     "info,deltalake_core=warn,deltalake=warn,buoyant_kernel=warn,delta_kernel=warn,datafusion=warn";
 
 fn main() -> anyhow::Result<()> {
+    alloc::keep_freed_memory_a_while();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

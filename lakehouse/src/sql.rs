@@ -32,6 +32,7 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
+use crate::estimates;
 use crate::plan::SortedWindows;
 use crate::table::{is_table, open_table, table_names};
 
@@ -121,13 +122,17 @@ impl SqlEngine {
             )
             .build_arc()
             .map_err(|e| SqlError::Execution(e.to_string()))?;
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("emporium", "lakehouse");
+        // Row estimates for unnests and groupings, so joins build on their smaller side
+        // (`estimates.rs`).
+        config.options_mut().optimizer.use_statistics_registry = true;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_statistics_registry(estimates::registry())
             .with_physical_optimizer_rule(Arc::new(SortedWindows))
             .build();
         Ok(SessionContext::new_with_state(state))
