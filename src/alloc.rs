@@ -10,7 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long freed memory stays with the process before it goes back to the OS, in milliseconds.
-pub const PURGE_DELAY_MS: i64 = 30_000;
+const PURGE_DELAY_MS: std::ffi::c_long = 30_000;
 
 /// Keeps freed memory for [`PURGE_DELAY_MS`] (mimalloc's default: 1 s) before returning it to the
 /// OS, unless `MIMALLOC_PURGE_DELAY` (or its old name `MIMALLOC_RESET_DELAY`) sets another delay.
@@ -29,6 +29,6 @@ pub fn keep_freed_memory_a_while() {
     {
         // SAFETY: `mi_option_set` only stores the option's value; the purge delay is read each
         // time a purge is scheduled, so it may change while the process runs.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS as std::ffi::c_long) };
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) };
     }
 }

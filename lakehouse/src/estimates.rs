@@ -24,8 +24,7 @@
 //! queries give the same answers either way and were timed with it. An estimate decides only
 //! which side of a hash join is built and whether it is collected (under 131,072 estimated
 //! rows, DataFusion's threshold), never a result: an unnest of long lists estimated too low is
-//! built on one thread, not wrongly. The list of providers copies DataFusion 55's
-//! `default_with_builtin_providers`; check it when DataFusion moves.
+//! built on one thread, not wrongly.
 
 use std::sync::Arc;
 
@@ -35,27 +34,19 @@ use datafusion::error::Result;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::operator_statistics::{
-    AggregateStatisticsProvider, DefaultStatisticsProvider, ExtendedStatistics,
-    FilterStatisticsProvider, JoinStatisticsProvider, LimitStatisticsProvider,
-    PassthroughStatisticsProvider, ProjectionStatisticsProvider, StatisticsProvider,
-    StatisticsRegistry, StatisticsResult, UnionStatisticsProvider,
+    ExtendedStatistics, StatisticsProvider, StatisticsRegistry, StatisticsResult,
 };
 use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::unnest::UnnestExec;
 
-/// DataFusion 55's built-in statistics providers, with [`RowEstimates`] before the fallback.
+/// DataFusion's built-in statistics providers, with [`RowEstimates`] just before the last one,
+/// the fallback to each operator's own statistics.
 pub fn registry() -> StatisticsRegistry {
-    StatisticsRegistry::with_providers(vec![
-        Arc::new(FilterStatisticsProvider),
-        Arc::new(ProjectionStatisticsProvider),
-        Arc::new(PassthroughStatisticsProvider),
-        Arc::new(AggregateStatisticsProvider),
-        Arc::new(JoinStatisticsProvider),
-        Arc::new(LimitStatisticsProvider),
-        Arc::new(UnionStatisticsProvider),
-        Arc::new(RowEstimates),
-        Arc::new(DefaultStatisticsProvider),
-    ])
+    let mut providers = StatisticsRegistry::default_with_builtin_providers()
+        .providers()
+        .to_vec();
+    providers.insert(providers.len().saturating_sub(1), Arc::new(RowEstimates));
+    StatisticsRegistry::with_providers(providers)
 }
 
 /// Row counts for unnests and groupings that DataFusion leaves without one (module docs).
@@ -231,14 +222,10 @@ mod tests {
             "DataFusion's own registry has no estimate for the unnest either"
         );
 
-        let answer = |ctx: SessionContext| async move {
-            let batches = ctx.sql(QUERY).await?.collect().await?;
-            Ok::<_, datafusion::error::DataFusionError>(
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string(),
-            )
-        };
-        let ours = answer(with).await?;
-        assert_eq!(ours, answer(without).await?);
+        let ours = with.sql(QUERY).await?.collect().await?;
+        let theirs = without.sql(QUERY).await?.collect().await?;
+        let shown = datafusion::arrow::util::pretty::pretty_format_batches;
+        assert_eq!(shown(&ours)?.to_string(), shown(&theirs)?.to_string());
         // And the plain computation: key "i" is in the list of id i; fact j has key j % 300.
         let mut expected = vec![(0i64, 0i64); 300];
         for j in 0..20_000i64 {
@@ -246,13 +233,8 @@ mod tests {
             expected[id].0 += 1;
             expected[id].1 += j;
         }
-        let batches = context(Some(registry()), 20_000, 300)?
-            .sql(QUERY)
-            .await?
-            .collect()
-            .await?;
         let mut got = Vec::new();
-        for batch in &batches {
+        for batch in &ours {
             let n = batch.column(1).as_any().downcast_ref::<Int64Array>();
             let total = batch.column(2).as_any().downcast_ref::<Int64Array>();
             let (Some(n), Some(total)) = (n, total) else {
