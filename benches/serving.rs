@@ -7,6 +7,10 @@
 //! shoppers, each with its owner's token. Server and wrk share this machine's 2 cores.
 //! Target (issue 3): ≥ 50k req/s with p99 ≤ 5 ms.
 //!
+//! The routes take turns, one wrk run each per round (`-- --runs N` rounds, 5 by default), so
+//! that on a shared machine whose speed drifts the routes and the no-op ceiling see the same
+//! moments; the table gives each route's medians.
+//!
 //! Needs `wrk` (Debian: `apt-get install wrk`); without it the benchmark says so and skips.
 //! Run: `cargo bench --bench serving` (add `-- --quick` for a smoke run).
 
@@ -116,16 +120,25 @@ fn wrk(base: &str, script_path: &std::path::Path, seconds: u64) -> Load {
 
 fn main() {
     support::alloc::keep_freed_memory_a_while();
-    let (orders, seconds, runs) = if quick() {
+    let (orders, seconds, mut runs) = if quick() {
         (20_000, 2, 1)
     } else {
-        (1_000_000, 10, 3)
+        (1_000_000, 10, 5)
     };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--runs" {
+            runs = args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("--runs: a count of rounds");
+        }
+    }
     header(
         "serving: GET /v1/orders/{id} and /v1/users/{id}/orders under wrk",
         &format!(
             "{orders} orders of {USERS} shoppers in the embedded store; wrk -t1 -c64 -d{seconds}s, \
-             random orders with their owners' tokens; median of {runs} runs"
+             random orders with their owners' tokens; {runs} rounds, the routes taking turns; medians"
         ),
     );
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -203,6 +216,32 @@ fn main() {
             (format!("/v1/users/{user}/orders?limit=20"), token)
         })
         .collect();
+    let noop: Vec<(String, String)> = vec![("/noop".into(), "none".into())];
+    let routes = [
+        ("GET /noop (ceiling)", &noop),
+        ("GET /v1/orders/{id}", &by_order),
+        ("GET /v1/users/{id}/orders", &by_user),
+    ];
+    let scripts: Vec<tempfile::NamedTempFile> = routes
+        .iter()
+        .map(|(_, requests)| {
+            let mut file = tempfile::NamedTempFile::new().expect("script file");
+            file.write_all(script(requests).as_bytes())
+                .expect("write script");
+            file
+        })
+        .collect();
+    let mut loads: Vec<Vec<Load>> = routes.iter().map(|_| Vec::new()).collect();
+    for round in 1..=runs {
+        let mut rates = Vec::new();
+        for (i, file) in scripts.iter().enumerate() {
+            let load = wrk(&base, file.path(), seconds);
+            assert_eq!(load.bad, 0, "every request answered 2xx");
+            rates.push(fmt_rate(load.rate));
+            loads[i].push(load);
+        }
+        eprintln!("   round {round}/{runs}: {}", rates.join(", "));
+    }
     row(&[
         "route".into(),
         "requests/s".into(),
@@ -210,26 +249,12 @@ fn main() {
         "p99".into(),
         "vs target".into(),
     ]);
-    let noop: Vec<(String, String)> = vec![("/noop".into(), "none".into())];
-    for (route, requests) in [
-        ("GET /noop (ceiling)", &noop),
-        ("GET /v1/orders/{id}", &by_order),
-        ("GET /v1/users/{id}/orders", &by_user),
-    ] {
-        let mut file = tempfile::NamedTempFile::new().expect("script file");
-        file.write_all(script(requests).as_bytes())
-            .expect("write script");
-        let loads: Vec<Load> = (0..runs)
-            .map(|_| wrk(&base, file.path(), seconds))
-            .collect();
-        for l in &loads {
-            assert_eq!(l.bad, 0, "every request answered 2xx");
-        }
+    for ((route, _), loads) in routes.iter().zip(&loads) {
         let rate = median(loads.iter().map(|l| l.rate).collect());
         let p50 = median(loads.iter().map(|l| l.p50_ms).collect());
         let p99 = median(loads.iter().map(|l| l.p99_ms).collect());
         row(&[
-            route.into(),
+            (*route).into(),
             fmt_rate(rate),
             format!("{p50:.2} ms"),
             format!("{p99:.2} ms"),

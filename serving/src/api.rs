@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -134,12 +135,21 @@ fn json_bytes(body: Bytes) -> Response {
         .into_response()
 }
 
-fn principal(s: &Serving, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().map_err(|_| AuthError::NotBearer))
-        .transpose()?;
-    Ok(s.auth.authenticate(value)?)
+/// The authenticated caller of a request, from its `Authorization` header (read in place, not
+/// copied out of the request).
+struct Caller(Principal);
+
+impl FromRequestParts<Serving> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Serving) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().map_err(|_| AuthError::NotBearer))
+            .transpose()?;
+        Ok(Caller(s.auth.authenticate(value)?))
+    }
 }
 
 async fn get_product(
@@ -165,11 +175,10 @@ async fn get_inventory(
 }
 
 async fn get_order(
+    Caller(who): Caller,
     State(s): State<Serving>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = principal(&s, &headers)?;
     let started = Instant::now();
     let doc = s.store.order(&id).await?;
     metrics::read("order", started.elapsed());
@@ -189,12 +198,11 @@ struct PageQuery {
 }
 
 async fn get_user_orders(
+    Caller(who): Caller,
     State(s): State<Serving>,
     Path(user): Path<String>,
     Query(q): Query<PageQuery>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let who = principal(&s, &headers)?;
     if !who.may_read(&user) {
         return Err(ApiError::forbidden(format!(
             "the orders of user {user:?} belong to another user"
