@@ -128,6 +128,12 @@ impl SqlEngine {
         // Row estimates for unnests and groupings, so joins build on their smaller side
         // (`estimates.rs`).
         config.options_mut().optimizer.use_statistics_registry = true;
+        // A partial aggregation that barely reduces its input (a GROUP BY on a near-unique key,
+        // such as sku) stops after 10k rows instead of 100k and passes rows straight on.
+        config
+            .options_mut()
+            .execution
+            .skip_partial_aggregation_probe_rows_threshold = 10_000;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
