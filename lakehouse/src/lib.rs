@@ -8,6 +8,7 @@
 //! - [`sql`]: read-only SQL over every table, with time and memory limits.
 
 pub mod estimates;
+pub mod functions;
 pub mod plan;
 pub mod rows;
 pub mod schema;

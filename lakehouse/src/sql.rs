@@ -33,6 +33,7 @@ use tokio::sync::Mutex;
 
 use crate::LakeError;
 use crate::estimates;
+use crate::functions::UtcDateTrunc;
 use crate::plan::SortedWindows;
 use crate::table::{is_table, open_table, table_names};
 
@@ -141,7 +142,10 @@ impl SqlEngine {
             .with_statistics_registry(estimates::registry())
             .with_physical_optimizer_rule(Arc::new(SortedWindows))
             .build();
-        Ok(SessionContext::new_with_state(state))
+        let ctx = SessionContext::new_with_state(state);
+        // `date_trunc` on UTC timestamps by arithmetic (`functions.rs`).
+        ctx.register_udf(UtcDateTrunc::udf());
+        Ok(ctx)
     }
 
     /// Registers the tables named in `only` (every table for `None`), each at its latest commit.
