@@ -12,6 +12,7 @@ pub mod functions;
 pub mod plan;
 pub mod rows;
 pub mod schema;
+pub mod shared;
 pub mod sink;
 pub mod sql;
 pub mod table;

@@ -24,6 +24,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -35,6 +36,7 @@ use crate::LakeError;
 use crate::estimates;
 use crate::functions::UtcDateTrunc;
 use crate::plan::SortedWindows;
+use crate::shared::with_sharing;
 use crate::table::{is_table, open_table, table_names};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,8 @@ impl SqlEngine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            // A CTE read twice runs once (`shared.rs`).
+            .with_physical_optimizer_rules(with_sharing(PhysicalOptimizer::new().rules))
             .with_statistics_registry(estimates::registry())
             .with_physical_optimizer_rule(Arc::new(SortedWindows))
             .build();
