@@ -7,6 +7,7 @@
 //! - [`sink`]: the loop that reads the log and commits, inside `emporium run` or alone;
 //! - [`sql`]: read-only SQL over every table, with time and memory limits.
 
+pub mod dynamic;
 pub mod estimates;
 pub mod functions;
 pub mod plan;

@@ -306,16 +306,17 @@ impl ExecutionPlan for SharedExec {
     }
 }
 
-/// DataFusion's physical optimizer rules with [`ShareRepeatedSubplans`] just before the late
-/// filter pushdown (see there why).
-pub fn with_sharing(
+/// `rules` with `rule` just before DataFusion's late filter pushdown (the pass that brings the
+/// joins' dynamic filters down), or at the end if there is none.
+pub fn insert_before_late_pushdown(
     mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
+    rule: Arc<dyn PhysicalOptimizerRule + Send + Sync>,
 ) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let at = rules
         .iter()
         .position(|rule| rule.name() == "FilterPushdown(Post)")
         .unwrap_or(rules.len());
-    rules.insert(at, Arc::new(ShareRepeatedSubplans));
+    rules.insert(at, rule);
     rules
 }
 
@@ -335,7 +336,10 @@ mod tests {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_physical_optimizer_rules(with_sharing(PhysicalOptimizer::new().rules))
+            .with_physical_optimizer_rules(insert_before_late_pushdown(
+                PhysicalOptimizer::new().rules,
+                Arc::new(ShareRepeatedSubplans),
+            ))
             .build();
         (plain, SessionContext::new_with_state(state))
     }

@@ -24,6 +24,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -33,10 +34,11 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
+use crate::dynamic::FilterAboveUnnest;
 use crate::estimates;
 use crate::functions::UtcDateTrunc;
 use crate::plan::SortedWindows;
-use crate::shared::with_sharing;
+use crate::shared::{ShareRepeatedSubplans, insert_before_late_pushdown};
 use crate::table::{is_table, open_table, table_names};
 
 #[derive(Debug, thiserror::Error)]
@@ -141,8 +143,9 @@ impl SqlEngine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            // A CTE read twice runs once (`shared.rs`).
-            .with_physical_optimizer_rules(with_sharing(PhysicalOptimizer::new().rules))
+            // A CTE read twice runs once (`shared.rs`); the joins' dynamic filters reach the
+            // rows an unnest makes (`dynamic.rs`).
+            .with_physical_optimizer_rules(late_rules())
             .with_statistics_registry(estimates::registry())
             .with_physical_optimizer_rule(Arc::new(SortedWindows))
             .build();
@@ -269,6 +272,16 @@ impl SqlEngine {
             .await
             .map_err(|_| SqlError::Timeout(limits.timeout))?
     }
+}
+
+/// DataFusion's physical optimizer rules with the lakehouse's two that must run before the late
+/// filter pushdown.
+fn late_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let rules = insert_before_late_pushdown(
+        PhysicalOptimizer::new().rules,
+        Arc::new(ShareRepeatedSubplans),
+    );
+    insert_before_late_pushdown(rules, Arc::new(FilterAboveUnnest))
 }
 
 /// The statement, if it only reads.
