@@ -22,6 +22,10 @@ use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -90,11 +94,14 @@ impl QueryResult {
 
 /// SQL over the tables of one lakehouse directory. Cheap to share: tables are loaded once, and a
 /// query brings the tables it names up to their latest commit; the scan providers are kept while a
-/// table's version does not change.
+/// table's version does not change. Parquet footers are cached across queries (a file's cached
+/// footer is used only while its size and modification time match; data files are never
+/// rewritten in place anyway).
 pub struct SqlEngine {
     root: PathBuf,
     limits: SqlLimits,
     tables: Mutex<BTreeMap<String, Loaded>>,
+    footers: Arc<FileMetadataCache>,
 }
 
 struct Loaded {
@@ -109,6 +116,9 @@ impl SqlEngine {
             root: root.into(),
             limits,
             tables: Mutex::new(BTreeMap::new()),
+            footers: Arc::new(
+                DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("lakehouse footers"),
+            ),
         }
     }
 
@@ -120,6 +130,11 @@ impl SqlEngine {
     fn context(&self) -> Result<SessionContext, SqlError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_limit, 1.0)
+            // Each query has its own memory pool, but all share the footers read before.
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(Arc::clone(&self.footers))),
+            )
             // No spilling: a query keeps to its memory or fails, and ad hoc queries never fill
             // the disk the log and the store live on.
             .with_disk_manager_builder(
