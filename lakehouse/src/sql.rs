@@ -154,6 +154,12 @@ impl SqlEngine {
             .options_mut()
             .execution
             .skip_partial_aggregation_probe_rows_threshold = 10_000;
+        // ... and when it keeps more than half of them (DataFusion: 80%): a partial DISTINCT
+        // that keeps two rows in three does the final's work twice.
+        config
+            .options_mut()
+            .execution
+            .skip_partial_aggregation_probe_ratio_threshold = 0.5;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
