@@ -344,7 +344,11 @@ impl DuckDb {
         });
         let path = scratch.join("duckdb-spec.json");
         std::fs::write(&path, spec.to_string()).map_err(|e| e.to_string())?;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/analyst_duckdb.py");
+        // The checkout `cargo bench` runs in, else the one this was compiled in.
+        let root = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        let script = root.join("scripts/analyst_duckdb.py");
         let mut child = Command::new(python)
             .arg(script)
             .arg(&path)

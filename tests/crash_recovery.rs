@@ -113,20 +113,28 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     let mut first = start(dir.path());
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let checkpoint = dir.path().join("checkpoints").join("decider.ckpt");
     let mut producers = Vec::new();
     for _ in 0..4 {
-        let (all, acked, unacked, next, client, base) = (
+        let (all, acked, unacked, next, client, base, checkpoint) = (
             Arc::clone(&all),
             Arc::clone(&acked),
             Arc::clone(&unacked),
             Arc::clone(&next),
             client.clone(),
             first.base.clone(),
+            checkpoint.clone(),
         );
         producers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some((ids, body)) = all.get(i) else { break };
+                // The second half waits for the decider's first checkpoint, so that the kill
+                // below always lands mid-stream, however fast the first half went in.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while i >= all.len() / 2 && !checkpoint.exists() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 match post(&client, &base, body).await {
                     Some(report) => {
                         assert_eq!(report["accepted"], ids.len(), "{report}");
@@ -142,7 +150,6 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     }
     // Kill mid-stream, once a good number of batches were acknowledged and the decider
     // checkpointed.
-    let checkpoint = dir.path().join("checkpoints").join("decider.ckpt");
     let deadline = Instant::now() + Duration::from_secs(60);
     while (acked.lock().expect("acked").len() < 20 * 200 || !checkpoint.exists())
         && Instant::now() < deadline

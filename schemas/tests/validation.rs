@@ -219,10 +219,15 @@ fn several_errors_are_reported_together() {
 #[test]
 fn committed_json_schema_matches_the_types() {
     let generated = emporium_schemas::json_schema::event_json_schema();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/event.schema.json");
+    // The checkout the test runs in (cargo sets the variable when it runs a test), not the one it
+    // was compiled in: a shared target directory can hold a build from another clone.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let path = dir.join("event.schema.json");
     let pretty = serde_json::to_string_pretty(&generated).expect("schema serializes") + "\n";
     if std::env::var_os("EMPORIUM_BLESS").is_some() {
-        std::fs::write(path, &pretty).expect("write schema");
+        std::fs::write(&path, &pretty).expect("write schema");
     }
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
