@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use emporium_dataflows::orders::OrderStatus;
-use emporium_dataflows::pipeline::{PipelineConfig, RunningPipeline};
+use emporium_dataflows::pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_ingest::api;
 use emporium_ingest::generator::output::{self, Limits, Progress};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
@@ -116,7 +116,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
-    let events_at_start: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
+    let ends_at_start = log.end_offsets(EVENTS_TOPIC).await?;
+    let events_at_start: u64 = ends_at_start.iter().sum();
     println!("Emporium is running");
     println!(
         "  event log   {} ({events_at_start} events so far)",
@@ -150,6 +151,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             auth.clone(),
         ))
         .merge(crate::lakehouse::sql_router(sql, auth));
+    // `/readyz` waits for the dataflow to read what the log held at the start (a replay after a
+    // restart can take minutes); until then the store's answers are behind.
+    let replay = Arc::new(Replay {
+        stats: std::sync::OnceLock::new(),
+        ends: ends_at_start,
+    });
+    let router = if args.no_dataflow {
+        router
+    } else {
+        router.layer(axum::Extension(api::Readiness(vec![
+            Arc::clone(&replay) as Arc<dyn api::ReadinessCheck>
+        ])))
+    };
     let server = tokio::spawn(api::serve(listener, router, {
         let mut rx = stop_rx.clone();
         async move {
@@ -215,6 +229,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             },
         )
         .context("starting the dataflow thread")?;
+        let _ = replay.stats.set(Arc::clone(&pipeline.stats));
         println!(
             "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events; documents to the store",
             args.workers
@@ -428,5 +443,41 @@ pub(crate) async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// The dataflow's readiness (`/readyz`): it has read every partition up to where the log ended
+/// when `emporium run` started, and has not stopped on an error.
+struct Replay {
+    stats: std::sync::OnceLock<Arc<PipelineStats>>,
+    ends: Vec<u64>,
+}
+
+impl api::ReadinessCheck for Replay {
+    fn check(&self) -> Result<(), String> {
+        let Some(stats) = self.stats.get() else {
+            return Err("dataflow: starting".into());
+        };
+        if stats.failed.load(Ordering::Relaxed) {
+            return Err("dataflow: stopped on an error (see the process's log)".into());
+        }
+        let read = stats
+            .read_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let total: u64 = self.ends.iter().sum();
+        let behind: u64 = self
+            .ends
+            .iter()
+            .enumerate()
+            .map(|(p, end)| end.saturating_sub(read.get(p).copied().unwrap_or(0)))
+            .sum();
+        if behind > 0 {
+            return Err(format!(
+                "dataflow: replaying the log, {behind} of {total} records to go"
+            ));
+        }
+        Ok(())
     }
 }

@@ -171,6 +171,19 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
 
     // Restart on the same data: resend what was in flight (idempotent), then new batches.
     let mut second = start(dir.path());
+    // Not ready while the dataflow replays what the log held at the start; the reason says so.
+    let early = client
+        .get(format!("{}/readyz", second.base))
+        .send()
+        .await
+        .expect("readyz");
+    if early.status().as_u16() != 200 {
+        assert_eq!(early.status().as_u16(), 503);
+        let body: serde_json::Value = early.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "not_ready", "{body}");
+        let why = body["error"]["message"].as_str().unwrap_or("");
+        assert!(why.starts_with("dataflow: "), "{body}");
+    }
     let retry: Vec<usize> = unacked.lock().expect("unacked").clone();
     for i in retry
         .iter()
@@ -189,6 +202,13 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     // Let the dataflow of the second run catch up (from its checkpoint), then a clean stop.
     let acked_count = acked.lock().expect("acked").len() as u64;
     wait_until_caught_up(&client, &second.base, acked_count).await;
+    let ready = client
+        .get(format!("{}/readyz", second.base))
+        .send()
+        .await
+        .expect("readyz");
+    let code = ready.status().as_u16();
+    assert_eq!(code, 200, "{}", ready.text().await.unwrap_or_default());
     let resumed = gauge(&client, &second.base, "emporium_dataflow_resumed_from_seq")
         .await
         .unwrap_or(0);

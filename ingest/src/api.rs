@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -34,6 +35,21 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(intake)
 }
+
+/// Something besides the log that the process needs before its answers are current: the
+/// dataflow's replay of the log after a start, say. `/readyz` answers 503, with the reasons,
+/// while any check fails, as a load balancer or Kubernetes expects of a process that should get
+/// no traffic yet; `/healthz` stays 200 (the process is alive).
+pub trait ReadinessCheck: Send + Sync {
+    /// `Err(why)` while not ready, e.g. `"dataflow: replaying the log, 1200 of 3400 records to
+    /// go"`.
+    fn check(&self) -> Result<(), String>;
+}
+
+/// The checks `/readyz` runs after the log's: add them to the platform's router with
+/// `.layer(axum::Extension(Readiness(checks)))`.
+#[derive(Clone, Default)]
+pub struct Readiness(pub Vec<Arc<dyn ReadinessCheck>>);
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
@@ -247,10 +263,26 @@ fn unavailable(e: &LogError) -> Response {
     )
 }
 
-async fn readyz(State(intake): State<Arc<Intake>>) -> Response {
-    match intake.log().end_offsets(EVENTS_TOPIC).await {
-        Ok(_) => "ready\n".into_response(),
-        Err(e) => unavailable(&e),
+async fn readyz(
+    State(intake): State<Arc<Intake>>,
+    checks: Option<Extension<Readiness>>,
+) -> Response {
+    if let Err(e) = intake.log().end_offsets(EVENTS_TOPIC).await {
+        return unavailable(&e);
+    }
+    let reasons: Vec<String> = checks
+        .iter()
+        .flat_map(|Extension(Readiness(checks))| checks.iter())
+        .filter_map(|check| check.check().err())
+        .collect();
+    if reasons.is_empty() {
+        "ready\n".into_response()
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            reasons.join("; "),
+        )
     }
 }
 

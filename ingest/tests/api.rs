@@ -399,3 +399,56 @@ async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
     assert_eq!(ids.len(), n, "no event was appended twice");
     assert_eq!(n, 5, "every acknowledged event is in the log");
 }
+
+/// A check that is not ready until told.
+struct Gate(std::sync::atomic::AtomicBool);
+
+impl api::ReadinessCheck for Gate {
+    fn check(&self) -> Result<(), String> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("dataflow: replaying the log, 7 of 10 records to go".into())
+        }
+    }
+}
+
+/// `/readyz` is 503 with the reason while a readiness check fails (`/healthz` stays 200), and
+/// 200 once it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_a_failing_check_until_it_passes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
+    let intake = Intake::start(Arc::new(log), IntakeConfig::default())
+        .await
+        .expect("intake");
+    let gate = Arc::new(Gate(std::sync::atomic::AtomicBool::new(false)));
+    let router = api::router(intake).layer(axum::Extension(api::Readiness(vec![
+        Arc::clone(&gate) as Arc<dyn api::ReadinessCheck>,
+    ])));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, router, async {
+        let _ = stopped.await;
+    }));
+
+    let r = reqwest::get(format!("{base}/readyz")).await.expect("get");
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_ready", "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "dataflow: replaying the log, 7 of 10 records to go"
+    );
+    let r = reqwest::get(format!("{base}/healthz")).await.expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+
+    gate.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = reqwest::get(format!("{base}/readyz")).await.expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    let _ = stop.send(());
+    server.await.expect("join").expect("serve");
+}
