@@ -65,3 +65,9 @@ pub(crate) fn request(status: u16) {
 pub(crate) fn log_unavailable() {
     counter!("emporium_ingest_log_unavailable_total").increment(1);
 }
+
+/// A consumer error librdkafka recovers from by itself (a broker down, a transport failure),
+/// by its code: the reader carries on.
+pub fn consumer_error(code: &str) {
+    counter!("emporium_log_consumer_errors_total", "code" => code.to_owned()).increment(1);
+}

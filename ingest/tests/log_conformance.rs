@@ -312,3 +312,78 @@ async fn kafka_log_on_external_broker_conforms() {
     let prefix = format!("conformance-{}", std::process::id());
     conformance(&log, &prefix).await;
 }
+
+/// A broker outage while a partition reader waits: librdkafka reports it through `poll` as
+/// information and recovers by itself, so the reader answers empty batches (no error, which
+/// stopped the dataflow) and, once the broker is back, reads on from where it was: every record
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_partition_reader_rides_out_a_broker_outage() {
+    emporium_ingest::metrics::install();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("outage", 1, 1).expect("mock topic");
+    let log = KafkaLog::connect(kafka_test_config(cluster.bootstrap_servers())).expect("connect");
+    log.append("outage", (0..100).map(|i| record("k", i)).collect())
+        .await
+        .expect("append");
+    let mut reader = log.partition_reader("outage", 0, 0).await.expect("reader");
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while values.len() < 100 && Instant::now() < deadline {
+        let batch = reader
+            .next_batch(64)
+            .await
+            .expect("batch before the outage");
+        values.extend(batch.into_iter().map(|r| (r.offset, r.value)));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(values.len(), 100);
+
+    cluster.broker_down(1).expect("broker down");
+    let outage = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < outage {
+        let batch = reader
+            .next_batch(64)
+            .await
+            .expect("no error while the broker is down");
+        assert!(batch.is_empty());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let errors = emporium_ingest::metrics::render()
+        .lines()
+        .filter(|l| l.starts_with("emporium_log_consumer_errors_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(errors > 0.0, "librdkafka reported the outage");
+
+    cluster.broker_up(1).expect("broker up");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let more = loop {
+        match log
+            .append("outage", (100..200).map(|i| record("k", i)).collect())
+            .await
+        {
+            Ok(positions) => break positions,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("append after the outage: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("append after the outage: {e}"),
+        }
+    };
+    assert_eq!(more.len(), 100);
+    while values.len() < 200 && Instant::now() < deadline {
+        let batch = reader.next_batch(64).await.expect("batch after the outage");
+        values.extend(batch.into_iter().map(|r| (r.offset, r.value)));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let offsets: Vec<u64> = values.iter().map(|(o, _)| *o).collect();
+    assert_eq!(
+        offsets,
+        (0..200).collect::<Vec<u64>>(),
+        "every record once, in order"
+    );
+    for (i, (_, v)) in values.iter().enumerate() {
+        assert_eq!(v.as_ref(), format!("k#{i}").as_bytes());
+    }
+}

@@ -378,6 +378,24 @@ impl EventLog for KafkaLog {
     }
 }
 
+/// Whether a consumer error is one librdkafka recovers from by itself: a broker down, a
+/// transport failure, a leader change. librdkafka delivers those through `poll` as information
+/// ("consumer errors are generally to be considered informational as the consumer will
+/// automatically try to recover from all types of errors", INTRODUCTION.md) and keeps its fetch
+/// position, so nothing is skipped. They are logged and counted
+/// (`emporium_log_consumer_errors_total{code}`), and the reader carries on. A fatal error, or any
+/// other kind, goes to the caller.
+fn recoverable(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::MessageConsumption(code) => {
+            tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
+            crate::metrics::consumer_error(&format!("{code:?}"));
+            true
+        }
+        _ => false,
+    }
+}
+
 fn owned<M: Message>(m: &M) -> ConsumedRecord {
     ConsumedRecord {
         partition: m.partition() as u32,
@@ -400,6 +418,8 @@ impl PartitionReader for KafkaPartitionReader {
         while out.len() < max {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => out.push(owned(&m)),
+                // What was fetched so far; the next call polls again.
+                Some(Err(e)) if recoverable(&e) => break,
                 Some(Err(e)) => return Err(e.into()),
                 None => break,
             }
@@ -422,10 +442,12 @@ impl LogConsumer for KafkaConsumer {
         }
         match tokio::time::timeout(timeout, self.consumer.recv()).await {
             Err(_) => return Ok(out),
+            Ok(Err(e)) if recoverable(&e) => return Ok(out),
             Ok(m) => out.push(owned(&m?)),
         }
         while out.len() < max {
             match self.consumer.recv().now_or_never() {
+                Some(Err(e)) if recoverable(&e) => break,
                 Some(m) => out.push(owned(&m?)),
                 None => break,
             }
