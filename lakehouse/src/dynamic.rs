@@ -23,6 +23,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::ColumnarValue;
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::{PhysicalExpr, conjunction};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::PlanProperties;
@@ -198,12 +199,18 @@ impl ExecutionPlan for DynamicFilterExec {
         let mut filters = self.filters.clone();
         let mut pushed = Vec::new();
         for result in child_pushdown_result.parent_filters {
+            // Only DataFusion's dynamic filters (joins, TopK, aggregates) travel in this phase;
+            // anything else is left to its owner.
+            let dynamic = (result.filter.as_ref() as &dyn std::any::Any)
+                .downcast_ref::<DynamicFilterPhysicalExpr>()
+                .is_some();
             match result.all() {
                 PushedDown::Yes => pushed.push(PushedDown::Yes),
-                PushedDown::No => {
+                PushedDown::No if dynamic => {
                     filters.push(result.filter);
                     pushed.push(PushedDown::Yes);
                 }
+                PushedDown::No => pushed.push(PushedDown::No),
             }
         }
         let node: Arc<dyn ExecutionPlan> = if filters.is_empty() {

@@ -378,22 +378,38 @@ impl EventLog for KafkaLog {
     }
 }
 
-/// Whether a consumer error is one librdkafka recovers from by itself: a broker down, a
-/// transport failure, a leader change. librdkafka delivers those through `poll` as information
-/// ("consumer errors are generally to be considered informational as the consumer will
-/// automatically try to recover from all types of errors", INTRODUCTION.md) and keeps its fetch
-/// position, so nothing is skipped. They are logged and counted
-/// (`emporium_log_consumer_errors_total{code}`), and the reader carries on. A fatal error, or any
-/// other kind, goes to the caller.
+/// Whether a consumer error is a broker or network outage that librdkafka recovers from by
+/// itself, from the same fetch position, so that nothing is skipped: a broker down, a transport
+/// failure, a name that does not resolve, a leader or coordinator moving, a timeout. They come
+/// through `poll` as information; they are logged and counted
+/// (`emporium_log_consumer_errors_total{code}`), and the reader carries on. Every other error
+/// goes to the caller, fatal ones and per-record ones (a record that fails its CRC check, which
+/// librdkafka would skip) included, as do permanent ones (an unknown topic, no authorization).
 fn recoverable(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::MessageConsumption(code) => {
-            tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
-            crate::metrics::consumer_error(&format!("{code:?}"));
-            true
-        }
-        _ => false,
+    use RDKafkaErrorCode as C;
+    let KafkaError::MessageConsumption(code) = e else {
+        return false;
+    };
+    let outage = matches!(
+        code,
+        C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::Resolve
+            | C::OperationTimedOut
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::RequestTimedOut
+            | C::BrokerNotAvailable
+            | C::NetworkException
+            | C::CoordinatorLoadInProgress
+            | C::CoordinatorNotAvailable
+            | C::NotCoordinator
+    );
+    if outage {
+        tracing::warn!(error = %e, "Kafka unreachable for now; librdkafka retries");
+        crate::metrics::consumer_error(&format!("{code:?}"));
     }
+    outage
 }
 
 fn owned<M: Message>(m: &M) -> ConsumedRecord {
