@@ -403,6 +403,8 @@ pub fn insert_before_late_pushdown(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use datafusion::arrow::array::{AsArray, Int64Array};
     use datafusion::arrow::datatypes::Int64Type;
     use datafusion::execution::SessionStateBuilder;
