@@ -35,8 +35,10 @@ use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSe
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::unnest::UnnestExec;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream, apply_expression_roots,
 };
+
+use crate::plan::only_child;
 use futures::StreamExt;
 
 /// Puts a [`DynamicFilterExec`] over every [`UnnestExec`]. It must run before DataFusion's late
@@ -145,14 +147,7 @@ impl ExecutionPlan for DynamicFilterExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let mut recursion = TreeNodeRecursion::Continue;
-        for filter in &self.filters {
-            recursion = f(filter)?;
-            if recursion == TreeNodeRecursion::Stop {
-                break;
-            }
-        }
-        Ok(recursion)
+        apply_expression_roots(&self.filters, f)
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
@@ -162,13 +157,9 @@ impl ExecutionPlan for DynamicFilterExec {
     #[allow(deprecated)]
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (Some(input), true) = (children.pop(), children.is_empty()) else {
-            return Err(DataFusionError::Internal(
-                "DynamicFilterExec has one child".into(),
-            ));
-        };
+        let input = only_child(children, "DynamicFilterExec")?;
         Ok(Arc::new(Self::new(input, self.filters.clone())))
     }
 

@@ -518,6 +518,19 @@ fn shifted(ranges: &[std::ops::Range<usize>], n: usize, lead: bool) -> UInt64Arr
     UInt64Array::from(out)
 }
 
+/// The one child of a single-input operator's `with_new_children`, or an internal error.
+pub(crate) fn only_child(
+    mut children: Vec<Arc<dyn ExecutionPlan>>,
+    operator: &str,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    match (children.pop(), children.is_empty()) {
+        (Some(child), true) => Ok(child),
+        _ => Err(DataFusionError::Internal(format!(
+            "{operator} has one child"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Array, AsArray};

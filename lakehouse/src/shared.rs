@@ -36,6 +36,8 @@ use datafusion::physical_plan::{
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{StreamExt, stream};
 
+use crate::plan::only_child;
+
 /// Shares subtrees that appear more than once in a physical plan.
 ///
 /// A subtree is shared when it occurs at least twice (the same operators with the same
@@ -328,13 +330,10 @@ impl ExecutionPlan for SharedExec {
     #[allow(deprecated)]
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (Some(input), true) = (children.pop(), children.is_empty()) else {
-            return Err(DataFusionError::Internal("SharedExec has one child".into()));
-        };
         Ok(Arc::new(Self {
-            input,
+            input: only_child(children, "SharedExec")?,
             state: Arc::clone(&self.state),
             metrics: ExecutionPlanMetricsSet::new(),
         }))
@@ -412,6 +411,10 @@ mod tests {
     use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
     use super::*;
+
+    fn tempdir() -> Result<tempfile::TempDir> {
+        tempfile::tempdir().map_err(|e| DataFusionError::External(Box::new(e)))
+    }
 
     fn sessions() -> (SessionContext, SessionContext) {
         let config = SessionConfig::new().with_target_partitions(3);
@@ -500,7 +503,7 @@ mod tests {
     /// reads it twice) with the same answer.
     #[tokio::test]
     async fn a_cte_read_twice_is_computed_once_with_the_same_answer() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let dir = tempdir()?;
         let (plain, sharing) = sessions();
         register(dir.path(), &[&plain, &sharing]).await?;
         let (plain_read, _) = scanned(&plain, TWICE).await?;
@@ -520,7 +523,7 @@ mod tests {
     /// every partition of its build side): it runs to the end, with DataFusion's answer.
     #[tokio::test]
     async fn a_shared_join_completes_with_the_same_answer() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let dir = tempdir()?;
         let (plain, sharing) = sessions();
         register(dir.path(), &[&plain, &sharing]).await?;
         let sql = "WITH j AS (SELECT a.k, count(*) AS c FROM t a JOIN t b ON a.k = b.k \
@@ -551,7 +554,7 @@ mod tests {
     /// (the same query without it is).
     #[tokio::test]
     async fn a_volatile_subtree_is_not_shared() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let dir = tempdir()?;
         let (_, sharing) = sessions();
         register(dir.path(), &[&sharing]).await?;
         let shown = |sql: &'static str| {
@@ -579,7 +582,7 @@ mod tests {
     /// An error in the shared subtree reaches every reader, and the query fails cleanly.
     #[tokio::test]
     async fn an_error_in_the_shared_subtree_fails_the_query() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let dir = tempdir()?;
         let (_, sharing) = sessions();
         register(dir.path(), &[&sharing]).await?;
         let sql = "WITH d AS (SELECT k, sum(v) / (min(v) - min(v)) AS x FROM t GROUP BY k) \
