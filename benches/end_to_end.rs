@@ -186,6 +186,10 @@ async fn main() {
             .freshness_from_ms
             .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
         stats.freshness.reset();
+        stats.applied.reset();
+        stats.decision_append.reset();
+        stats.documents_wait.reset();
+        stats.decision.reset();
         stats.store_write.reset();
         let from: Vec<u64> = log.end_offsets(EVENTS_TOPIC).await.expect("ends");
         // Its clock runs through its own catalog phase (skipped below) at `rate` events per
@@ -213,6 +217,8 @@ async fn main() {
             ..Limits::default()
         };
         let progress = Arc::new(Progress::default());
+        let documents_before = stats.documents_written.load(Ordering::Relaxed);
+        let batches_before = stats.store_batches.load(Ordering::Relaxed);
         let began = Instant::now();
         send_http(&mut traffic, &url, 500, 4, limits, Arc::clone(&progress))
             .await
@@ -280,6 +286,35 @@ async fn main() {
                 q(0.98),
                 q(0.995),
                 stats.freshness.count()
+            );
+            let a = |x| stats.applied.quantile(x).unwrap_or_default().as_secs_f64();
+            println!(
+                "      appended → applied by the decider p50 {:.2} p90 {:.2} p99 {:.2} s",
+                a(0.5),
+                a(0.9),
+                a(0.99)
+            );
+            let ms = |h: &emporium_dataflows::pipeline::LatencyHistogram, x| {
+                h.quantile(x).unwrap_or_default().as_millis()
+            };
+            println!(
+                "      worker 0's round: decision append p50/p99/max {}/{}/{} ms; documents p50/p99/max {}/{}/{} ms; {} rounds; store write max {} ms",
+                ms(&stats.decision_append, 0.5),
+                ms(&stats.decision_append, 0.99),
+                ms(&stats.decision_append, 1.0),
+                ms(&stats.documents_wait, 0.5),
+                ms(&stats.documents_wait, 0.99),
+                ms(&stats.documents_wait, 1.0),
+                stats.documents_wait.count(),
+                ms(&stats.store_write, 1.0),
+            );
+            println!(
+                "      decision latency as the pipeline saw it p50/p99 {}/{} ms; {:.0} documents/s written in {} batches",
+                ms(&stats.decision, 0.5),
+                ms(&stats.decision, 0.99),
+                (stats.documents_written.load(Ordering::Relaxed) - documents_before) as f64
+                    / sent_for,
+                stats.store_batches.load(Ordering::Relaxed) - batches_before,
             );
         }
         results.push(m);

@@ -122,6 +122,15 @@ pub struct PipelineStats {
     pub freshness: LatencyHistogram,
     /// Events appended before this time (ms since the epoch) are left out of `freshness`.
     pub freshness_from_ms: AtomicI64,
+    /// Event appended → applied by the decider (the watermark's wait and the read), for the same
+    /// events as `freshness`: the rest of their freshness is the documents and the store write.
+    pub applied: LatencyHistogram,
+    /// Worker 0's round: appending its decisions to the log, and the documents dataflow's work.
+    pub decision_append: LatencyHistogram,
+    pub documents_wait: LatencyHistogram,
+    /// `order_placed` appended → its decision appended, for orders appended while this run was
+    /// up (as `emporium_dataflow_decision_latency_seconds`).
+    pub decision: LatencyHistogram,
     /// Set when the pipeline stopped on an error (the error itself comes from `stop`).
     pub failed: AtomicBool,
     /// Time to write one batch to the store.
@@ -293,6 +302,10 @@ pub fn run(
 ) -> Result<(), PipelineError> {
     let partitions = runtime.block_on(log.partition_count(EVENTS_TOPIC))?;
     stats.watermark_ms.store(i64::MIN, Ordering::Relaxed);
+    // Records appended before this run are a replay: not freshness.
+    stats
+        .freshness_from_ms
+        .fetch_max(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
     let resumed = match (&config.checkpoint, &store) {
         (Some(checkpoints), Some(store)) => {
             resume(checkpoints, store.as_ref(), &runtime, partitions, &config)?
@@ -571,7 +584,9 @@ fn worker_main(
                                     work.upserts.extend(decider.take_order_changes());
                                     work.views.extend(decider.take_view_changes());
                                     work.seq = decider.seq();
-                                    work.applied_ms.extend(decider.take_applied_append_times());
+                                    let applied = decider.take_applied_append_times();
+                                    record_since(&stats.applied, &stats, &applied);
+                                    work.applied_ms.extend(applied);
                                 }
                                 drop(work);
                                 publish_state(&decider, &stats);
@@ -840,7 +855,10 @@ impl RoundEnd<'_> {
             )?);
             work.dirty = true;
         }
+        let began = std::time::Instant::now();
         (self.append)(decided)?;
+        self.stats.decision_append.record(began.elapsed());
+        let began = std::time::Instant::now();
         if let Some((stock_in, listings_in)) = views_in {
             // The round's documents: complete once the dataflow has passed its last seq.
             let changes = std::mem::take(&mut work.views);
@@ -864,6 +882,7 @@ impl RoundEnd<'_> {
             work.upserts
                 .extend(self.documents.borrow_mut().take_upserts());
         }
+        self.stats.documents_wait.record(began.elapsed());
         Ok(Some(work))
     }
 }
@@ -1100,6 +1119,7 @@ fn append_decisions(
         for ms in placed.into_iter().filter(|ms| *ms >= started_ms) {
             let latency = std::time::Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
             metrics::decision_latency(latency);
+            stats.decision.record(latency);
         }
     }
     Ok(())
@@ -1185,6 +1205,17 @@ fn write_store(
         stats.freshness.record(latency);
     }
     Ok(work.checkpoint)
+}
+
+/// Records now − each append time in `histogram`, for events appended since `freshness_from_ms`.
+fn record_since(histogram: &LatencyHistogram, stats: &PipelineStats, appended_ms: &[i64]) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let from = stats.freshness_from_ms.load(Ordering::Relaxed);
+    for ms in appended_ms.iter().filter(|ms| **ms >= from) {
+        histogram.record(std::time::Duration::from_millis(
+            now_ms.saturating_sub(*ms).max(0) as u64,
+        ));
+    }
 }
 
 /// Ids of the decision events in the log from `from` on, per partition (read once at start).

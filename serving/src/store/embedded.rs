@@ -124,16 +124,49 @@ fn stored_seq(
     let Some(v) = table.get(key).map_err(redb_error)? else {
         return Ok(None);
     };
-    let v = v.value();
-    let seq = v
+    seq_of(key, v.value()).map(Some)
+}
+
+/// A document's table and key, for ordering a batch.
+fn upsert_key(upsert: &Upsert) -> (u8, &str) {
+    match upsert {
+        Upsert::Product { view, .. } => (0, &view.product_id),
+        Upsert::Inventory { view, .. } => (1, &view.sku),
+        Upsert::Order { view, .. } => (2, &view.order_id),
+    }
+}
+
+fn seq_of(key: &str, value: &[u8]) -> Result<u64> {
+    value
         .get(..8)
         .and_then(|s| s.try_into().ok())
         .map(u64::from_be_bytes)
         .ok_or_else(|| StoreError::Corrupt {
             key: key.to_owned(),
             detail: "shorter than its seq".into(),
-        })?;
-    Ok(Some(seq))
+        })
+}
+
+/// Writes `value` (`seq ‖ …`) at `key` unless the stored value has a higher seq; `true` if
+/// written. One B-tree walk: the insert gives back the old value, which is put back in the rare
+/// case it was newer (a replay after a restart writes older seqs).
+fn write_newer(
+    table: &mut redb::Table<&str, &[u8]>,
+    key: &str,
+    seq: u64,
+    value: &[u8],
+) -> Result<bool> {
+    let newer = match table.insert(key, value).map_err(redb_error)? {
+        Some(old) if seq_of(key, old.value())? > seq => Some(old.value().to_vec()),
+        _ => None,
+    };
+    match newer {
+        Some(old) => {
+            table.insert(key, old.as_slice()).map_err(redb_error)?;
+            Ok(false)
+        }
+        None => Ok(true),
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -150,38 +183,30 @@ fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
         let mut inventory = txn.open_table(INVENTORY).map_err(redb_error)?;
         let mut orders = txn.open_table(ORDERS).map_err(redb_error)?;
         let mut user_orders = txn.open_table(USER_ORDERS).map_err(redb_error)?;
-        for upsert in &batch.upserts {
+        // In key order: neighbouring inserts walk the same B-tree pages, which stay cached.
+        let mut upserts: Vec<&Upsert> = batch.upserts.iter().collect();
+        upserts.sort_by(|a, b| upsert_key(a).cmp(&upsert_key(b)));
+        for upsert in upserts {
             let seq = upsert.seq();
             match upsert {
                 Upsert::Product { view, .. } => {
-                    if stored_seq(&products, &view.product_id)?.is_none_or(|s| s <= seq) {
-                        let value = encode(seq, &[], &to_json(view));
-                        products
-                            .insert(view.product_id.as_str(), value.as_slice())
-                            .map_err(redb_error)?;
-                    }
+                    let value = encode(seq, &[], &to_json(view));
+                    write_newer(&mut products, &view.product_id, seq, &value)?;
                 }
                 Upsert::Inventory { view, .. } => {
-                    if stored_seq(&inventory, &view.sku)?.is_none_or(|s| s <= seq) {
-                        let value = encode(seq, &[], &to_json(view));
-                        inventory
-                            .insert(view.sku.as_str(), value.as_slice())
-                            .map_err(redb_error)?;
-                    }
+                    let value = encode(seq, &[], &to_json(view));
+                    write_newer(&mut inventory, &view.sku, seq, &value)?;
                 }
                 Upsert::Order { view, .. } => {
-                    if stored_seq(&orders, &view.order_id)?.is_none_or(|s| s <= seq) {
-                        let user = view.user_id.as_bytes();
-                        let len = u16::try_from(user.len()).map_err(|_| StoreError::Corrupt {
-                            key: view.order_id.clone(),
-                            detail: "user id longer than 65535 bytes".into(),
-                        })?;
-                        let mut prefix = len.to_be_bytes().to_vec();
-                        prefix.extend_from_slice(user);
-                        let value = encode(seq, &prefix, &to_json(view));
-                        orders
-                            .insert(view.order_id.as_str(), value.as_slice())
-                            .map_err(redb_error)?;
+                    let user = view.user_id.as_bytes();
+                    let len = u16::try_from(user.len()).map_err(|_| StoreError::Corrupt {
+                        key: view.order_id.clone(),
+                        detail: "user id longer than 65535 bytes".into(),
+                    })?;
+                    let mut prefix = len.to_be_bytes().to_vec();
+                    prefix.extend_from_slice(user);
+                    let value = encode(seq, &prefix, &to_json(view));
+                    if write_newer(&mut orders, &view.order_id, seq, &value)? {
                         let key = (
                             view.user_id.as_str(),
                             view.placed_at().timestamp_micros(),
