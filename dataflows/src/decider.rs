@@ -2,13 +2,16 @@
 //! interleaving; each is stamped with its decision time by its partition's clock, buffered, and
 //! applied once the watermark — the smallest bound over all partitions — has passed it. Applied in
 //! (decision time, event id) order and deduplicated by event id, they give the same outputs as a
-//! batch fold over the whole log, whatever the interleaving. See `specs/adr/0005-inventory-decisions.md`.
+//! batch fold over the whole log, whatever the interleaving. Events the folds do not read (views,
+//! searches, carts, reviews: four in five of a shop's events) only move their partition's clock,
+//! and unpaid reservations expire as soon as the watermark passes their deadline, each as a step
+//! of its own. See `specs/adr/0005-inventory-decisions.md`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
-use emporium_schemas::Event;
+use emporium_schemas::{Event, EventKind};
 
 use emporium_serving::views::Upsert;
 use serde::{Deserialize, Serialize};
@@ -57,11 +60,11 @@ impl Pending {
 
 /// Buffers events per partition and decides at the watermark.
 ///
-/// It also keeps the catalog and, when asked to ([`Decider::tracking_changes`]), what each applied
-/// event changed, at the `seq` of the change (the rank of the event in the order events are
-/// applied, the same in every run over the same log): the orders whose documents changed, and the
-/// stock rows and listings the document dataflow ([`crate::views`]) derives the other documents
-/// from.
+/// It also keeps the catalog and, when asked to ([`Decider::tracking_changes`]), what each step
+/// changed, at the `seq` of the change (the rank of the step — an event applied or a reservation
+/// expired — in the order steps are taken, the same in every run over the same log): the orders
+/// whose documents changed, and the stock rows and listings the document dataflow
+/// ([`crate::views`]) derives the other documents from.
 pub struct Decider {
     clocks: Vec<PartitionClock>,
     pending: BinaryHeap<Reverse<Pending>>,
@@ -70,7 +73,7 @@ pub struct Decider {
     orders: Orders,
     catalog: Catalog,
     anomalies: Vec<Anomaly>,
-    /// Events applied so far: the `seq` of the last one.
+    /// Steps taken so far (events applied and reservations expired): the `seq` of the last one.
     seq: u64,
     track_changes: bool,
     /// Orders changed since the last [`Decider::take_order_changes`], with the `seq` of their
@@ -113,9 +116,23 @@ impl Decider {
         &self.catalog
     }
 
-    /// The `seq` of the last applied event (0: none yet).
+    /// The `seq` of the last step (0: none yet).
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Whether the decider's folds (inventory, orders, catalog) read events of this type. The
+    /// others (views, searches, carts, reviews) only move their partition's clock
+    /// ([`Decider::push_tick`]); decisions are the decider's own outputs, never its inputs.
+    pub fn reads(kind: EventKind) -> bool {
+        use EventKind::*;
+        match kind {
+            ProductUpserted | PriceChanged | ProductDiscontinued | StockReceived
+            | StockAdjusted | OrderPlaced | OrderCancelled | PaymentAuthorized | PaymentFailed
+            | OrderShipped | OrderDelivered | ReturnRequested => true,
+            ProductViewed | SearchPerformed | CartItemAdded | CartItemRemoved | ReviewPosted
+            | InventoryReserved | OrderRejected | ReservationReleased => false,
+        }
     }
 
     /// Takes the next event of `partition` (events of one partition must come in log order).
@@ -124,7 +141,18 @@ impl Decider {
     }
 
     /// [`Decider::push`], with the time the event was appended to the log (ms since the epoch).
+    /// An event of a type the decider does not read is [`Decider::push_tick`]; a decision is
+    /// ignored: where it lands in the log depends on when it was appended, so it must not move a
+    /// clock.
     pub fn push_appended(&mut self, partition: usize, event: Event, appended_ms: i64) {
+        let kind = event.kind();
+        if kind.is_system() {
+            return;
+        }
+        if !Self::reads(kind) {
+            self.push_tick(partition, event.occurred_at);
+            return;
+        }
         let n = self.clocks.len();
         let clock = &mut self.clocks[partition % n];
         let at = clock.stamp(event.occurred_at);
@@ -134,6 +162,15 @@ impl Decider {
             event: Box::new(event),
             appended_ms,
         }));
+    }
+
+    /// The next event of `partition` is one the decider does not read ([`Decider::reads`]),
+    /// which occurred at `occurred_at`: it moves the partition's clock (and so the watermark)
+    /// and nothing else. The pipeline's readers send only this for such events, without the
+    /// event itself.
+    pub fn push_tick(&mut self, partition: usize, occurred_at: DateTime<Utc>) {
+        let n = self.clocks.len();
+        self.clocks[partition % n].stamp(occurred_at);
     }
 
     /// Events pushed and not applied yet (above the watermark).
@@ -151,20 +188,21 @@ impl Decider {
             .min()
     }
 
-    /// Applies every buffered event the watermark has passed.
+    /// Applies every buffered event the watermark has passed, and every expiry it has passed.
     pub fn decide(&mut self, out: &mut Vec<Output>) {
         if let Some(watermark) = self.watermark() {
             self.drain(Some(watermark), out);
         }
     }
 
-    /// The input has ended: applies everything still buffered.
+    /// The input has ended: applies everything still buffered, and every expiry before the
+    /// newest decision time seen.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         self.drain(None, out);
     }
 
-    /// Applies the next buffered event the watermark has passed, if any; `false` when there is
-    /// none. A step of [`Decider::decide`], for a fold that looks at the state after each event.
+    /// Takes the next step the watermark allows, if any; `false` when there is none. A step of
+    /// [`Decider::decide`], for a fold that looks at the state after each step.
     pub fn decide_next(&mut self, out: &mut Vec<Output>) -> bool {
         match self.watermark() {
             Some(watermark) => self.apply_next(Some(watermark), out),
@@ -176,27 +214,49 @@ impl Decider {
         while self.apply_next(before, out) {}
     }
 
-    /// Takes the next buffered event before `before` (`None`: any); `false` when there is none.
+    /// The newest decision time seen on any partition: at the end of the input, time has
+    /// reached it.
+    fn newest(&self) -> Option<DateTime<Utc>> {
+        self.clocks.iter().filter_map(PartitionClock::newest).max()
+    }
+
+    /// Takes the next step before `before` (`None`: the end of the input); `false` when there is
+    /// none. A step, each with its own `seq`, is either
+    /// - an expiry: the earliest unpaid reservation whose deadline is before the next buffered
+    ///   event's decision time (or, with none buffered, before `before` — before the newest
+    ///   decision time at the end). Every event up to the deadline has been applied then, and
+    ///   every one after it is still to come, so an expiry takes the same place among the steps
+    ///   whichever round it falls in, whether the events around it are read or only ticks; or
+    /// - the next buffered event before `before`: a duplicate (same event id) is dropped, so
+    ///   each event is applied once, at its earliest decision time.
     fn apply_next(&mut self, before: Option<DateTime<Utc>>, out: &mut Vec<Output>) -> bool {
-        let Some(Reverse(next)) = self.pending.peek() else {
-            return false;
-        };
-        if before.is_some_and(|w| next.at >= w) {
+        let next_at = self
+            .pending
+            .peek()
+            .map(|Reverse(next)| next.at)
+            .filter(|at| before.is_none_or(|w| *at < w));
+        let expire_before = next_at.or(before).or_else(|| self.newest());
+        if let Some(t) = expire_before {
+            let first = out.len();
+            if self.inventory.expire_next(t, out) {
+                self.seq += 1;
+                self.orders_see(&out[first..]);
+                self.mark_changes(None);
+                return true;
+            }
+        }
+        if next_at.is_none() {
             return false;
         }
         let Some(Reverse(next)) = self.pending.pop() else {
             return false;
         };
-        // A duplicate (same event id) is applied once: at its earliest decision time.
         if !self.applied.insert(next.id) {
             return true;
         }
         self.seq += 1;
-        // Expiries due before this event, then the event, then what it decided: the order
-        // states see every transition in decision-time order.
-        let first = out.len();
-        self.inventory.advance_to(next.at, out);
-        self.orders_see(&out[first..]);
+        // The event, then what it decided: the order states see every transition in
+        // decision-time order (the expiries before it were steps of their own).
         self.orders.apply(&next.event, &mut self.anomalies);
         let first = out.len();
         self.inventory.apply(next.at, &next.event, out);
@@ -209,7 +269,7 @@ impl Decider {
                 detail: format!("{} for a product never listed", next.event.kind()),
             });
         }
-        self.mark_changes(next.appended_ms);
+        self.mark_changes(Some(next.appended_ms));
         true
     }
 }
@@ -224,7 +284,9 @@ impl Decider {
         }
     }
 
-    fn mark_changes(&mut self, appended_ms: i64) {
+    /// Takes what the step changed; `appended_ms`: when its event was appended to the log (an
+    /// expiry has none).
+    fn mark_changes(&mut self, appended_ms: Option<i64>) {
         let (orders, stock, listings) = (
             self.orders.take_touched(),
             self.inventory.take_touched(),
@@ -233,7 +295,7 @@ impl Decider {
         if !self.track_changes {
             return;
         }
-        self.applied_appended_ms.push(appended_ms);
+        self.applied_appended_ms.extend(appended_ms);
         let seq = self.seq;
         self.changed_orders
             .extend(orders.into_iter().map(|k| (k, seq)));
@@ -438,7 +500,8 @@ pub fn decide_all(
     let mut stamped: Vec<(DateTime<Utc>, u128, &Event)> = Vec::new();
     for events in partitions {
         let mut clock = PartitionClock::new(allowed_lateness);
-        for e in events {
+        // Decisions are outputs: a log's own decisions are not read again.
+        for e in events.iter().filter(|e| !e.kind().is_system()) {
             stamped.push((clock.stamp(e.occurred_at), e.event_id.as_u128(), e));
         }
     }
@@ -447,10 +510,77 @@ pub fn decide_all(
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (at, id, e) in stamped {
+        // Time passes with every event, a duplicate or one the inventory ignores included.
+        inventory.advance_to(at, &mut out);
         if seen.insert(id) {
             inventory.apply(at, e, &mut out);
             inventory.take_touched();
         }
     }
     (out, inventory)
+}
+
+#[cfg(test)]
+mod tests {
+    use emporium_schemas::examples::example;
+
+    use super::*;
+
+    /// An event of a type [`Decider::reads`] leaves out must change none of the folds, whatever
+    /// their state: a type a fold uses and `reads` forgot would be silently lost.
+    #[test]
+    fn the_types_left_out_change_no_fold() {
+        let mut seen = 0;
+        for &kind in EventKind::ALL.iter().filter(|k| !Decider::reads(**k)) {
+            seen += 1;
+            let mut inventory = Inventory::new(InventoryConfig::default());
+            let mut orders = Orders::default();
+            let mut catalog = Catalog::default();
+            // A state every type could touch: the product, its stock and an order of it.
+            for setup in [
+                EventKind::ProductUpserted,
+                EventKind::StockReceived,
+                EventKind::OrderPlaced,
+            ] {
+                let e = example(setup, 1);
+                let (mut out, mut anomalies) = (Vec::new(), Vec::new());
+                inventory.apply(e.occurred_at, &e, &mut out);
+                orders.apply(&e, &mut anomalies);
+                catalog.apply(1, &e);
+            }
+            inventory.take_touched();
+            orders.take_touched();
+            catalog.take_changed();
+            let before = (
+                bincode::serialize(&inventory).expect("state"),
+                bincode::serialize(&orders).expect("state"),
+                bincode::serialize(&catalog).expect("state"),
+            );
+            let e = example(kind, 2);
+            let (mut out, mut anomalies) = (Vec::new(), Vec::new());
+            inventory.apply(e.occurred_at, &e, &mut out);
+            if !kind.is_system() {
+                // Decisions reach the orders fold as the decider's own outputs, not as inputs.
+                orders.apply(&e, &mut anomalies);
+            }
+            assert_eq!(catalog.apply(2, &e), None, "{kind}");
+            assert!(
+                out.is_empty() && anomalies.is_empty(),
+                "{kind}: {out:?} {anomalies:?}"
+            );
+            assert!(inventory.take_touched().is_empty(), "{kind}");
+            assert!(orders.take_touched().is_empty(), "{kind}");
+            assert!(catalog.take_changed().is_empty(), "{kind}");
+            let after = (
+                bincode::serialize(&inventory).expect("state"),
+                bincode::serialize(&orders).expect("state"),
+                bincode::serialize(&catalog).expect("state"),
+            );
+            assert!(before == after, "{kind} changed a fold's state");
+        }
+        assert_eq!(
+            seen, 8,
+            "views, searches, cart changes, reviews and the 3 decisions"
+        );
+    }
 }

@@ -10,7 +10,8 @@
 //! The rule, precisely enough to re-implement (see `specs/adr/0005-inventory-decisions.md`):
 //! 1. Before an event at time `t`, every unpaid reservation whose deadline (decision time +
 //!    reservation TTL) is before `t` is released with reason `expired`, in (deadline, order_id)
-//!    order.
+//!    order. (The streaming driver also releases them as soon as the watermark passes the
+//!    deadline: the same releases, in the same place among the decisions.)
 //! 2. `order_placed`: lines are taken in order; each line goes to the warehouse with the most
 //!    units available for its sku (after the order's earlier lines), among those with at least the
 //!    line's quantity; ties go to the smallest warehouse id. If every line finds one, all are
@@ -164,13 +165,22 @@ impl Inventory {
 
     /// Releases every unpaid reservation whose deadline is before `t`.
     pub fn advance_to(&mut self, t: DateTime<Utc>, out: &mut Vec<Output>) {
-        while let Some((deadline, order_id)) = self.expiries.first().cloned() {
-            if deadline >= t {
-                break;
-            }
-            self.expiries.pop_first();
-            self.release(&order_id, "expired", deadline, out);
+        while self.expire_next(t, out) {}
+    }
+
+    /// Releases the unpaid reservation with the earliest deadline (then smallest order id) if
+    /// that deadline is before `t`; `false` if there is none. One step of
+    /// [`Inventory::advance_to`].
+    pub fn expire_next(&mut self, t: DateTime<Utc>, out: &mut Vec<Output>) -> bool {
+        match self.expiries.first() {
+            Some((deadline, _)) if *deadline < t => {}
+            _ => return false,
         }
+        let Some((deadline, order_id)) = self.expiries.pop_first() else {
+            return false;
+        };
+        self.release(&order_id, "expired", deadline, out);
+        true
     }
 
     /// Applies one event at decision time `at` (events must come in decision-time order).

@@ -4,9 +4,10 @@
 //! and checkpoints the decider. All I/O of `dataflows/` lives here and in [`crate::checkpoint`];
 //! the computations it runs are the pure [`Decider`] and the documents dataflow.
 //!
-//! Workers split the partitions (partition `p` is read by worker `p mod workers`) and exchange
-//! every record to worker 0, where one [`Decider`] applies them at the event-time watermark:
-//! decisions are therefore the same for any number of workers (ADR 0005). Decision events get
+//! Workers split the partitions (partition `p` is read by worker `p mod workers`) and route
+//! every record to worker 0 ([`route`]: whole if the decider reads its type, else its time
+//! alone), where one [`Decider`] applies them at the event-time watermark: decisions are
+//! therefore the same for any number of workers (ADR 0005). Decision events get
 //! deterministic ids (UUIDv5 of kind and order id), and ids already in the log are never appended
 //! again, so a restart that replays the log from the start converges to the same log as an
 //! uninterrupted run: nothing decided twice, nothing lost.
@@ -23,7 +24,7 @@ use emporium_ingest::log::{EVENTS_TOPIC, EventLog, LogError, Record};
 use emporium_schemas::{Event, EventKind, Payload};
 use emporium_serving::store::Store;
 use emporium_serving::views::{Upsert, WriteBatch};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::Filter as _;
@@ -456,8 +457,41 @@ struct Shared<'a> {
     resumed: &'a Arc<std::sync::Mutex<Option<Decider>>>,
 }
 
-/// A record on its way to the decider: partition, offset, append time (ms), bytes.
-type Raw = (u32, u64, i64, Vec<u8>);
+/// A record on its way to the decider, as its reader routed it ([`route`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Raw {
+    partition: u32,
+    offset: u64,
+    appended_ms: i64,
+    read: Read,
+}
+
+/// What the decider gets of a record: the event when it reads its type, only its time when it
+/// does not, only its position for a decision (its own output) or a record that is not an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Read {
+    Event(Vec<u8>),
+    /// `occurred_at`, as seconds and nanoseconds since the epoch.
+    Tick(i64, u32),
+    Position,
+}
+
+/// Routes a record by its head alone ([`Event::decode_head`]): only the events the decider reads
+/// ([`Decider::reads`], about one in five of a shop's) are decoded, copied and sent whole, by
+/// the one worker that decides; the others cost their reader a partial parse. See ADR 0005.
+fn route(bytes: &[u8], stats: &PipelineStats) -> Read {
+    match Event::decode_head(bytes) {
+        Ok((kind, _)) if kind.is_system() => Read::Position,
+        Ok((kind, at)) if !Decider::reads(kind) => {
+            Read::Tick(at.timestamp(), at.timestamp_subsec_nanos())
+        }
+        Ok(_) => Read::Event(bytes.to_vec()),
+        Err(_) => {
+            stats.undecodable.fetch_add(1, Ordering::Relaxed);
+            Read::Position
+        }
+    }
+}
 /// A decider output, with the append time of the `order_placed` it decides (for latency).
 type Decided = (Output, Option<i64>);
 
@@ -548,7 +582,13 @@ fn worker_main(
                             input.for_each(|_time, data| {
                                 let mut work = work.borrow_mut();
                                 let mut decider = decider.borrow_mut();
-                                for (partition, offset, appended_ms, bytes) in data.drain(..) {
+                                for Raw {
+                                    partition,
+                                    offset,
+                                    appended_ms,
+                                    read,
+                                } in data.drain(..)
+                                {
                                     // Already in the resumed state (another process may read
                                     // from the start).
                                     if start.get(partition as usize).is_some_and(|s| offset < *s) {
@@ -558,9 +598,19 @@ fn worker_main(
                                         *next = (*next).max(offset + 1);
                                         work.dirty = true;
                                     }
+                                    let bytes = match read {
+                                        Read::Event(bytes) => bytes,
+                                        Read::Tick(secs, nanos) => {
+                                            if let Some(at) =
+                                                chrono::DateTime::from_timestamp(secs, nanos)
+                                            {
+                                                decider.push_tick(partition as usize, at);
+                                            }
+                                            continue;
+                                        }
+                                        Read::Position => continue,
+                                    };
                                     match Event::decode(&bytes) {
-                                        // Decisions are outputs, not inputs of the decider.
-                                        Ok(event) if event.kind().is_system() => {}
                                         Ok(event) => {
                                             if let Payload::OrderPlaced(o) = &event.payload {
                                                 // The first copy's append time: a duplicate must not move it.
@@ -733,7 +783,12 @@ fn worker_main(
                 *next = last.offset + 1;
             }
             for r in records {
-                input.send((*p, r.offset, r.timestamp_ms, r.value.to_vec()));
+                input.send(Raw {
+                    partition: *p,
+                    offset: r.offset,
+                    appended_ms: r.timestamp_ms,
+                    read: route(&r.value, stats),
+                });
             }
         }
         stats.records_read.fetch_add(read as u64, Ordering::Relaxed);

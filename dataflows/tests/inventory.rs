@@ -11,6 +11,7 @@ use emporium_schemas::decisions::{ReservedLine, ShortLine};
 use emporium_schemas::orders::{
     OrderCancelled, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized, PaymentFailed,
 };
+use emporium_schemas::shopper::ProductViewed;
 use emporium_schemas::stock::{StockAdjusted, StockReceived};
 use emporium_schemas::{Event, Money, Payload};
 use emporium_serving::views::Upsert;
@@ -155,6 +156,75 @@ fn an_order_is_all_or_nothing_and_rejections_name_the_short_lines() {
     );
 }
 
+fn viewed(product: &str) -> Payload {
+    ProductViewed {
+        user_id: "u-1".into(),
+        session_id: "s-1".into(),
+        product_id: product.into(),
+    }
+    .into()
+}
+
+#[test]
+fn a_reservation_expires_once_the_watermark_passes_its_deadline_views_alone_moving_time() {
+    let ttl = InventoryConfig::default().reservation_ttl.num_seconds();
+    let mut decider = Decider::new(2, Duration::seconds(0), InventoryConfig::default());
+    let mut out = Vec::new();
+    decider.push(0, ev(1, 0, received("a", "wh-1", 10)));
+    decider.push(0, ev(2, 10, placed("o-1", &[("a", 3)])));
+    decider.push(1, ev(3, 11, viewed("p-1")));
+    decider.push(0, ev(4, 12, viewed("p-1")));
+    decider.decide(&mut out);
+    assert_eq!(decider.seq(), 2, "two events read; views are only time");
+    assert_eq!(decider.pending(), 0);
+    // Only views from here on: the watermark alone passes the deadline.
+    decider.push(0, ev(5, 10 + ttl, viewed("p-2")));
+    decider.push(1, ev(6, 10 + ttl, viewed("p-2")));
+    decider.decide(&mut out);
+    assert_eq!(
+        decider.inventory().open_reservations(),
+        1,
+        "at the deadline, not before"
+    );
+    decider.push(0, ev(7, 10 + ttl + 1, viewed("p-2")));
+    decider.decide(&mut out);
+    assert_eq!(
+        decider.inventory().open_reservations(),
+        1,
+        "partition 1 is still behind"
+    );
+    decider.push(1, ev(8, 10 + ttl + 1, viewed("p-2")));
+    decider.decide(&mut out);
+    assert_eq!(decider.inventory().open_reservations(), 0);
+    assert_eq!(decider.seq(), 3, "the expiry is a step of its own");
+    let released: Vec<_> = decisions(&out)
+        .into_iter()
+        .filter_map(|p| match p {
+            Payload::ReservationReleased(r) => Some((r.order_id, r.reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(released, vec![("o-1".to_owned(), "expired".to_owned())]);
+    assert_eq!(decider.inventory().stock("a", "wh-1").reserved, 0);
+    // The batch fold over the same log agrees.
+    let parts = vec![
+        vec![
+            ev(1, 0, received("a", "wh-1", 10)),
+            ev(2, 10, placed("o-1", &[("a", 3)])),
+            ev(4, 12, viewed("p-1")),
+            ev(5, 10 + ttl, viewed("p-2")),
+            ev(7, 10 + ttl + 1, viewed("p-2")),
+        ],
+        vec![
+            ev(3, 11, viewed("p-1")),
+            ev(6, 10 + ttl, viewed("p-2")),
+            ev(8, 10 + ttl + 1, viewed("p-2")),
+        ],
+    ];
+    let (reference, _) = decide_all(&parts, Duration::seconds(0), InventoryConfig::default());
+    assert_eq!(out, reference);
+}
+
 #[test]
 fn unpaid_reservations_expire_paid_ones_ship() {
     let ttl = InventoryConfig::default().reservation_ttl.num_seconds();
@@ -273,6 +343,8 @@ enum Step {
     /// Product `p` lists the skus picked by the bit mask (a relisting moves skus between products).
     List(usize, u8),
     Reprice(usize, i64),
+    /// A shopper views product `p`: an event the decider does not read, only time passing.
+    View(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -286,6 +358,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..12usize).prop_map(Step::Ship),
         1 => (0..2usize, 1..8u8).prop_map(|(p, m)| Step::List(p, m)),
         1 => (0..3usize, 1..500i64).prop_map(|(p, c)| Step::Reprice(p, c)),
+        3 => (0..3usize).prop_map(Step::View),
     ]
 }
 
@@ -341,6 +414,7 @@ fn history(steps: &[(Step, i64, bool)], partitions: usize) -> Vec<Vec<Event>> {
                 price: Money::new(*cents, "USD"),
             }
             .into(),
+            Step::View(p) => viewed(&format!("p-{p}")),
         };
         // Ten seconds between steps, jittered by up to ±40 s: later steps can carry earlier times.
         let event = ev(i as u128 + 1, i as i64 * 10 + jitter, payload);
@@ -431,13 +505,16 @@ proptest! {
         partitions in 1..5usize,
         interleaving in prop::collection::vec(0..5usize, 200),
         lateness in prop_oneof![Just(0i64), Just(15), Just(60)],
+        ttl in prop_oneof![Just(45i64), Just(900)],
     ) {
         let parts = history(&steps, partitions);
         let lateness = Duration::seconds(lateness);
-        let (reference, ref_inventory) = decide_all(&parts, lateness, InventoryConfig::default());
+        // A short TTL: reservations expire within a history (steps are ten seconds apart).
+        let config = InventoryConfig { reservation_ttl: Duration::seconds(ttl) };
+        let (reference, ref_inventory) = decide_all(&parts, lateness, config.clone());
         check_invariants(&reference, &ref_inventory)?;
 
-        let mut decider = Decider::new(partitions, lateness, InventoryConfig::default());
+        let mut decider = Decider::new(partitions, lateness, config);
         let mut cursors = vec![0usize; partitions];
         let mut out = Vec::new();
         let mut choices = interleaving.iter().cycle();
@@ -462,10 +539,11 @@ proptest! {
         takes in prop::collection::vec(prop::bool::weighted(0.3), 200),
         crash_at in prop::option::of(0..200usize),
         lateness in prop_oneof![Just(0i64), Just(15), Just(60)],
+        ttl in prop_oneof![Just(45i64), Just(900)],
     ) {
         let parts = history(&steps, partitions);
         let lateness = Duration::seconds(lateness);
-        let config = InventoryConfig::default();
+        let config = InventoryConfig { reservation_ttl: Duration::seconds(ttl) };
         // The store's contract, as a map: a document is replaced by an equal or higher seq only.
         let mut store: std::collections::HashMap<String, (u64, String)> = Default::default();
         let mut upsert = |changes: Vec<Upsert>| -> Result<(), TestCaseError> {

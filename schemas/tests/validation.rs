@@ -40,6 +40,37 @@ fn every_example_round_trips_through_the_wire_format() {
 }
 
 #[test]
+fn the_head_of_every_example_is_its_type_and_time() {
+    for &kind in EventKind::ALL {
+        let mut event = example(kind, 7);
+        // Sub-millisecond precision is kept, as `decode` keeps it.
+        event.occurred_at += Duration::nanoseconds(123_456);
+        let mut v: Value = serde_json::from_slice(&event.to_json()).expect("json");
+        v["occurred_at"] = json!(
+            event
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        );
+        let bytes = serde_json::to_vec(&v).expect("json");
+        assert_eq!(
+            Event::decode_head(&bytes).expect("head"),
+            (kind, event.occurred_at),
+            "{kind}"
+        );
+    }
+    let mut v = example_value(EventKind::OrderPlaced);
+    v["type"] = json!("order_teleported");
+    let e = Event::decode_head(&serde_json::to_vec(&v).expect("json")).expect_err("unknown type");
+    assert_eq!(e.errors[0].path, "type");
+    v["type"] = json!("order_placed");
+    v["occurred_at"] = json!("yesterday");
+    let e = Event::decode_head(&serde_json::to_vec(&v).expect("json")).expect_err("bad time");
+    assert_eq!(e.errors[0].path, "occurred_at");
+    let e = Event::decode_head(b"{\"event_id\":").expect_err("truncated");
+    assert_eq!(e.errors[0].reason, RejectReason::MalformedJson);
+}
+
+#[test]
 fn unknown_type_lists_the_known_types() {
     let mut v = example_value(EventKind::OrderPlaced);
     v["type"] = json!("order_teleported");
