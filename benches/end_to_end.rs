@@ -287,6 +287,10 @@ async fn main() {
                 q(0.995),
                 stats.freshness.count()
             );
+            println!(
+                "      late events (counted at their partition's bound) so far: {}",
+                stats.late_events.load(Ordering::Relaxed)
+            );
             let a = |x| stats.applied.quantile(x).unwrap_or_default().as_secs_f64();
             println!(
                 "      appended → applied by the decider p50 {:.2} p90 {:.2} p99 {:.2} s",

@@ -36,9 +36,39 @@ pub struct PipelineArgs {
     store: crate::store::StoreArgs,
     #[command(flatten)]
     checkpoints: crate::store::CheckpointArgs,
+    #[command(flatten)]
+    decisions: DecisionArgs,
     /// Seconds between status lines (0: none).
     #[arg(long, default_value_t = 5)]
     status_every: u64,
+}
+
+/// The settings of the decision rule (ADR 0005). They are part of the rule: every process over
+/// one log must use the same, and a checkpoint taken with others is not resumed (the log is
+/// replayed instead).
+#[derive(clap::Args)]
+pub struct DecisionArgs {
+    /// How far (ms) an event may trail the newest event of its partition and still count at its
+    /// own time; an event further behind counts at that bound (`emporium_dataflow_late_events_total`
+    /// counts them). Decisions wait this long behind the slowest partition: set it just above
+    /// the producers' disorder.
+    #[arg(long, env = "EMPORIUM_ALLOWED_LATENESS_MS", default_value_t = 500)]
+    allowed_lateness_ms: u32,
+    /// Seconds, in event time, a reservation waits for its payment before it is released
+    /// (reason `expired`).
+    #[arg(long, env = "EMPORIUM_RESERVATION_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
+    reservation_ttl_secs: u32,
+}
+
+impl DecisionArgs {
+    /// The pipeline's settings with these.
+    pub fn apply(&self, config: PipelineConfig) -> PipelineConfig {
+        let mut config = config;
+        config.allowed_lateness = chrono::Duration::milliseconds(self.allowed_lateness_ms.into());
+        config.inventory.reservation_ttl =
+            chrono::Duration::seconds(self.reservation_ttl_secs.into());
+        config
+    }
 }
 
 pub fn main(args: PipelineArgs) -> anyhow::Result<()> {
@@ -91,12 +121,12 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         Arc::clone(&log),
         store,
         tokio::runtime::Handle::current(),
-        PipelineConfig {
+        args.decisions.apply(PipelineConfig {
             workers: args.workers,
             cluster,
             checkpoint: args.checkpoints.config(&args.data_dir),
             ..PipelineConfig::default()
-        },
+        }),
     )
     .context("starting the dataflow thread")?;
     let stats = Arc::clone(&pipeline.stats);
@@ -143,5 +173,41 @@ pub(crate) fn checkpoint_status(stats: &emporium_dataflows::pipeline::PipelineSt
             stats.checkpoint_bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
             stats.checkpoint_pause_ms.load(Ordering::Relaxed)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        decisions: DecisionArgs,
+    }
+
+    fn config(args: &[&str]) -> PipelineConfig {
+        let args = Args::try_parse_from(std::iter::once("emporium").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        args.decisions.apply(PipelineConfig::default())
+    }
+
+    #[test]
+    fn the_flags_default_to_the_rule_s_defaults_and_set_it() {
+        let defaults = config(&[]);
+        let want = PipelineConfig::default();
+        assert_eq!(defaults.allowed_lateness, want.allowed_lateness);
+        assert_eq!(defaults.inventory, want.inventory);
+        let set = config(&[
+            "--allowed-lateness-ms",
+            "200",
+            "--reservation-ttl-secs",
+            "60",
+        ]);
+        assert_eq!(set.allowed_lateness, chrono::Duration::milliseconds(200));
+        assert_eq!(set.inventory.reservation_ttl, chrono::Duration::seconds(60));
+        assert!(Args::try_parse_from(["emporium", "--reservation-ttl-secs", "0"]).is_err());
     }
 }

@@ -62,6 +62,8 @@ pub struct RunArgs {
     store: crate::store::StoreArgs,
     #[command(flatten)]
     checkpoints: crate::store::CheckpointArgs,
+    #[command(flatten)]
+    decisions: crate::pipeline::DecisionArgs,
     /// Do not write the lakehouse (for a node whose lakehouse is an `emporium lakehouse` process).
     #[arg(long)]
     no_lakehouse: bool,
@@ -222,11 +224,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::clone(&log),
             Some(Arc::clone(&store)),
             tokio::runtime::Handle::current(),
-            PipelineConfig {
+            args.decisions.apply(PipelineConfig {
                 workers: args.workers,
                 checkpoint: args.checkpoints.config(&args.data_dir),
                 ..PipelineConfig::default()
-            },
+            }),
         )
         .context("starting the dataflow thread")?;
         let _ = replay.stats.set(Arc::clone(&pipeline.stats));
@@ -312,10 +314,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 println!(
-                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead} | decisions: {} ({lag}), anomalies: {}",
+                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead} | decisions: {} ({lag}), anomalies: {}, late events: {}",
                     start.elapsed().as_secs_f64(),
                     stats.decisions_appended.load(Ordering::Relaxed),
                     stats.anomalies.load(Ordering::Relaxed),
+                    stats.late_events.load(Ordering::Relaxed),
                 );
                 let orders: Vec<String> = OrderStatus::ALL
                     .iter()

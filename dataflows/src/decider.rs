@@ -81,6 +81,9 @@ pub struct Decider {
     changed_orders: HashMap<String, u64>,
     view_changes: ViewChanges,
     applied_appended_ms: Vec<i64>,
+    /// Events pushed since this decider was made that were late: counted at their partition's
+    /// bound, not their own time (not checkpointed: a count for metrics).
+    late: u64,
 }
 
 impl Decider {
@@ -98,6 +101,7 @@ impl Decider {
             changed_orders: HashMap::new(),
             view_changes: ViewChanges::default(),
             applied_appended_ms: Vec::new(),
+            late: 0,
         }
     }
 
@@ -153,9 +157,7 @@ impl Decider {
             self.push_tick(partition, event.occurred_at);
             return;
         }
-        let n = self.clocks.len();
-        let clock = &mut self.clocks[partition % n];
-        let at = clock.stamp(event.occurred_at);
+        let at = self.stamp(partition, event.occurred_at);
         self.pending.push(Reverse(Pending {
             at,
             id: event.event_id.as_u128(),
@@ -169,8 +171,24 @@ impl Decider {
     /// and nothing else. The pipeline's readers send only this for such events, without the
     /// event itself.
     pub fn push_tick(&mut self, partition: usize, occurred_at: DateTime<Utc>) {
+        self.stamp(partition, occurred_at);
+    }
+
+    /// The decision time of `partition`'s next event, which occurred at `occurred_at`.
+    fn stamp(&mut self, partition: usize, occurred_at: DateTime<Utc>) -> DateTime<Utc> {
         let n = self.clocks.len();
-        self.clocks[partition % n].stamp(occurred_at);
+        let at = self.clocks[partition % n].stamp(occurred_at);
+        if at > occurred_at {
+            self.late += 1;
+        }
+        at
+    }
+
+    /// Events pushed to this decider that were late (ADR 0005): counted at their partition's
+    /// bound, more than the allowed lateness behind its newest event. Read events and ticks
+    /// alike; a steady count says the allowed lateness is below the producers' disorder.
+    pub fn late_events(&self) -> u64 {
+        self.late
     }
 
     /// Events pushed and not applied yet (above the watermark).

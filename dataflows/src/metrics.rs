@@ -17,6 +17,11 @@ pub(crate) fn anomaly(kind: &'static str) {
     counter!("emporium_dataflow_anomalies_total", "kind" => kind).increment(1);
 }
 
+/// Events counted at their partition's bound rather than their own time (ADR 0005), since start.
+pub(crate) fn late_events(total: u64) {
+    counter!("emporium_dataflow_late_events_total").absolute(total);
+}
+
 pub(crate) fn open_reservations(n: usize) {
     gauge!("emporium_dataflow_open_reservations").set(n as f64);
 }

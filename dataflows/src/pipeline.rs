@@ -107,6 +107,8 @@ pub struct PipelineStats {
     /// Decisions already in the log (a replay after a restart).
     pub decisions_already_logged: AtomicU64,
     pub anomalies: AtomicU64,
+    /// Events counted at their partition's bound, not their own time ([`Decider::late_events`]).
+    pub late_events: AtomicU64,
     /// Records that are not events (cannot happen through ingest; counted, never fatal).
     pub undecodable: AtomicU64,
     /// The decider's watermark, in ms since the epoch (`i64::MIN` until every partition spoke).
@@ -953,6 +955,10 @@ fn publish_state(decider: &Decider, stats: &PipelineStats) {
         metrics::watermark_lag(lag.to_std().unwrap_or_default());
     }
     metrics::open_reservations(decider.inventory().open_reservations());
+    stats
+        .late_events
+        .store(decider.late_events(), Ordering::Relaxed);
+    metrics::late_events(decider.late_events());
     stats
         .units_on_hand
         .store(decider.inventory().units_on_hand(), Ordering::Relaxed);
