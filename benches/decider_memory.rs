@@ -109,12 +109,14 @@ fn main() {
                 out.clear();
                 // The pipeline hands changes to the store every round.
                 drop(decider.take_order_changes());
+                drop(decider.take_inventory_changes());
                 drop(decider.take_view_changes());
                 decider.take_applied_append_times();
             }
         }
         decider.finish(&mut out);
         drop(decider.take_order_changes());
+        drop(decider.take_inventory_changes());
         drop(decider.take_view_changes());
         let open = decider.inventory().open_reservations();
         assert!(open + 1 >= n, "every order stays open: {open} of {n}");

@@ -27,6 +27,23 @@ pub struct Listing {
     pub category_path: Vec<String>,
     pub price: Money,
     pub discontinued: bool,
+    /// Counts the changes of the served fields other than the skus (title, brand, category,
+    /// price, discontinued) in this process: the documents dataflow sees a listing's revision,
+    /// not those fields ([`crate::views`]). Not kept in checkpoints (0 when resumed): only a
+    /// change of it matters.
+    #[serde(skip)]
+    pub revision: u32,
+}
+
+impl Listing {
+    /// Whether the served fields other than the skus are the same.
+    fn same_served_fields(&self, other: &Listing) -> bool {
+        self.title == other.title
+            && self.brand == other.brand
+            && self.category_path == other.category_path
+            && self.price == other.price
+            && self.discontinued == other.discontinued
+    }
 }
 
 /// A listing changed by one event: its value before (`None`: new product) and after.
@@ -66,7 +83,7 @@ impl Catalog {
     pub fn apply(&mut self, seq: u64, event: &Event) -> Option<&'static str> {
         match &event.payload {
             Payload::ProductUpserted(e) => {
-                let listing = Listing {
+                let mut listing = Listing {
                     listed_seq: seq,
                     skus: e.skus.clone(),
                     title: e.title.clone(),
@@ -74,7 +91,13 @@ impl Catalog {
                     category_path: e.category_path.clone(),
                     price: e.price.clone(),
                     discontinued: false,
+                    revision: 0,
                 };
+                if let Some(old) = self.products.get(&e.product_id) {
+                    listing.revision = old
+                        .revision
+                        .wrapping_add(u32::from(!old.same_served_fields(&listing)));
+                }
                 let old = self.products.insert(e.product_id.clone(), listing.clone());
                 self.changed.push((e.product_id.clone(), old, listing));
                 None
@@ -96,6 +119,9 @@ impl Catalog {
         };
         let old = listing.clone();
         change(listing);
+        if !old.same_served_fields(listing) {
+            listing.revision = listing.revision.wrapping_add(1);
+        }
         self.changed
             .push((product_id.to_owned(), Some(old), listing.clone()));
         false

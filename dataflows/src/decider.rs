@@ -13,14 +13,14 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::{Event, EventKind};
 
-use emporium_serving::views::Upsert;
+use emporium_serving::views::{SkuAvailability, Upsert};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Listing};
 use crate::event_time::PartitionClock;
 use crate::inventory::{Inventory, InventoryConfig, Output};
 use crate::orders::{Anomaly, Orders};
-use crate::views::{StockRow, ViewChanges};
+use crate::views::{self, Id, ListingKey, Names, ProductSkus, ViewChanges};
 
 struct Pending {
     at: DateTime<Utc>,
@@ -63,8 +63,8 @@ impl Pending {
 /// It also keeps the catalog and, when asked to ([`Decider::tracking_changes`]), what each step
 /// changed, at the `seq` of the change (the rank of the step — an event applied or a reservation
 /// expired — in the order steps are taken, the same in every run over the same log): the orders
-/// whose documents changed, and the stock rows and listings the document dataflow
-/// ([`crate::views`]) derives the other documents from.
+/// and skus whose documents changed, and the availability and listings the documents dataflow
+/// ([`crate::views`]) derives the product documents from.
 pub struct Decider {
     clocks: Vec<PartitionClock>,
     pending: BinaryHeap<Reverse<Pending>>,
@@ -79,7 +79,21 @@ pub struct Decider {
     /// Orders changed since the last [`Decider::take_order_changes`], with the `seq` of their
     /// last change.
     changed_orders: HashMap<String, u64>,
+    /// Skus whose inventory document changed since the last
+    /// [`Decider::take_inventory_changes`], with the `seq` of their last change.
+    changed_skus: HashMap<String, u64>,
     view_changes: ViewChanges,
+    /// The documents dataflow's ids of skus and products (not checkpointed: see [`Names`]).
+    sku_names: Names,
+    product_names: Names,
+    /// Listings whose served fields changed, by (product, revision) with the `seq` that replaced
+    /// them: the documents dataflow may give a product at a revision the catalog has moved past
+    /// when this decider decided further while worker 0 waited for the documents
+    /// ([`Decider::product_documents`], [`Decider::forget_superseded`]).
+    superseded: HashMap<(Id, u32), (u64, Listing)>,
+    /// What each step touched, for [`crate::views::reference_documents`].
+    report_steps: bool,
+    step_report: (Vec<String>, Vec<String>),
     applied_appended_ms: Vec<i64>,
     /// Events pushed since this decider was made that were late: counted at their partition's
     /// bound, not their own time (not checkpointed: a count for metrics).
@@ -99,17 +113,31 @@ impl Decider {
             seq: 0,
             track_changes: false,
             changed_orders: HashMap::new(),
+            changed_skus: HashMap::new(),
             view_changes: ViewChanges::default(),
+            sku_names: Names::default(),
+            product_names: Names::default(),
+            superseded: HashMap::new(),
+            report_steps: false,
+            step_report: Default::default(),
             applied_appended_ms: Vec::new(),
             late: 0,
         }
     }
 
-    /// Keeps the changes for [`Decider::take_order_changes`] and [`Decider::take_view_changes`],
-    /// and the append times of applied events for [`Decider::take_applied_append_times`].
+    /// Keeps the changes for [`Decider::take_order_changes`],
+    /// [`Decider::take_inventory_changes`] and [`Decider::take_view_changes`], and the append
+    /// times of applied events for [`Decider::take_applied_append_times`].
     pub fn tracking_changes(mut self) -> Self {
         self.track_changes = true;
         self
+    }
+
+    /// [`Decider::tracking_changes`], and keeps what each step touched for
+    /// [`Decider::take_step_report`].
+    pub fn reporting_steps(mut self) -> Self {
+        self.report_steps = true;
+        self.tracking_changes()
     }
 
     pub fn inventory(&self) -> &Inventory {
@@ -317,35 +345,125 @@ impl Decider {
         let seq = self.seq;
         self.changed_orders
             .extend(orders.into_iter().map(|k| (k, seq)));
-        let changes = &mut self.view_changes;
+        // Stock: each sku whose rows (as served: on hand, reserved) changed has a new inventory
+        // document; one whose availability changed, a new row in the documents dataflow.
+        let mut skus: Vec<(String, i64)> = Vec::new();
         for (sku, warehouse, before) in stock {
             let key = (sku, warehouse);
             let after = self.inventory.stock_at(&key);
-            let (sku, warehouse) = key;
-            let row = |s: crate::inventory::Stock| -> StockRow {
-                (sku.clone(), (warehouse.clone(), s.on_hand, s.reserved))
-            };
-            let before = before.map(row);
-            let after = row(after);
-            if before.as_ref() == Some(&after) {
+            let served = |s: &crate::inventory::Stock| (s.on_hand, s.reserved);
+            if before.as_ref().map(served) == Some(served(&after)) {
                 continue;
             }
-            if let Some(before) = before {
-                changes.stock.push((before, seq, -1));
+            let (sku, _) = key;
+            let delta = after.available().max(0) - before.map_or(0, |b| b.available().max(0));
+            match skus.iter_mut().find(|(s, _)| *s == sku) {
+                Some(entry) => entry.1 += delta,
+                None => skus.push((sku, delta)),
             }
-            changes.stock.push((after, seq, 1));
+        }
+        for (sku, delta) in skus {
+            if delta != 0 {
+                let now = available(&self.inventory, &sku);
+                let id = self.sku_names.id(&sku);
+                let changes = &mut self.view_changes.available;
+                if now - delta != 0 {
+                    changes.push(((id, now - delta), seq, -1));
+                }
+                if now != 0 {
+                    changes.push(((id, now), seq, 1));
+                }
+            }
+            if self.report_steps {
+                self.step_report.0.push(sku.clone());
+            }
+            self.changed_skus.insert(sku, seq);
         }
         for (product_id, before, after) in listings {
             if before.as_ref() == Some(&after) {
                 continue;
             }
-            if let Some(before) = before {
-                changes
-                    .listings
-                    .push(((product_id.clone(), before), seq, -1));
+            if self.report_steps {
+                self.step_report.1.push(product_id.clone());
             }
-            changes.listings.push(((product_id, after), seq, 1));
+            let id = self.product_names.id(&product_id);
+            let after_key = listing_key(&mut self.sku_names, &after);
+            if let Some(before) = before {
+                let before_key = listing_key(&mut self.sku_names, &before);
+                if before.revision != after.revision {
+                    self.superseded.insert((id, before.revision), (seq, before));
+                }
+                if before_key == after_key {
+                    continue;
+                }
+                self.view_changes.listings.push(((id, before_key), seq, -1));
+            }
+            self.view_changes.listings.push(((id, after_key), seq, 1));
         }
+    }
+
+    /// The skus whose stock changed and the products whose listing changed in the steps since
+    /// the last call (needs [`Decider::reporting_steps`]).
+    pub fn take_step_report(&mut self) -> (Vec<String>, Vec<String>) {
+        std::mem::take(&mut self.step_report)
+    }
+
+    /// The inventory documents changed since the last call, as full values with the `seq` of
+    /// their last change (needs [`Decider::tracking_changes`]).
+    pub fn take_inventory_changes(&mut self) -> Vec<Upsert> {
+        let changed = std::mem::take(&mut self.changed_skus);
+        changed
+            .into_iter()
+            .map(|(sku, seq)| Upsert::Inventory {
+                seq,
+                view: views::inventory(&self.inventory, &sku),
+            })
+            .collect()
+    }
+
+    /// The product documents of the documents dataflow's outputs (product, seq, skus): each
+    /// with the listing of its revision, which is this decider's catalog entry unless the
+    /// decider has moved past it since.
+    pub fn product_documents(&self, products: Vec<(Id, u64, ProductSkus)>) -> Vec<Upsert> {
+        let mut documents = Vec::with_capacity(products.len());
+        for (id, seq, (revision, skus)) in products {
+            let Some(product_id) = self.product_names.name(id) else {
+                tracing::error!(
+                    id,
+                    "the documents dataflow gave a product id never assigned"
+                );
+                continue;
+            };
+            let listing = self
+                .catalog
+                .get(product_id)
+                .filter(|l| l.revision == revision)
+                .or_else(|| self.superseded.get(&(id, revision)).map(|(_, l)| l));
+            let Some(listing) = listing else {
+                tracing::error!(product_id, revision, "no listing of this revision");
+                continue;
+            };
+            let skus = skus
+                .into_iter()
+                .filter_map(|(sku, available)| {
+                    Some(SkuAvailability {
+                        sku: self.sku_names.name(sku)?.to_owned(),
+                        available,
+                    })
+                })
+                .collect();
+            documents.push(Upsert::Product {
+                seq,
+                view: views::product_view(product_id, listing, skus),
+            });
+        }
+        documents
+    }
+
+    /// Forgets the listings replaced at or before `seq`: the documents dataflow has given every
+    /// product up to `seq`, and gives later ones at revisions current after it.
+    pub fn forget_superseded(&mut self, seq: u64) {
+        self.superseded.retain(|_, (replaced, _)| *replaced > seq);
     }
 
     /// The order documents changed since the last call, as full values with the `seq` of their
@@ -485,26 +603,48 @@ impl Decider {
 
     /// Every row of the document dataflow's inputs now, at the current `seq`: what a dataflow
     /// started from a checkpoint is loaded with.
-    pub fn view_rows(&self) -> ViewChanges {
+    pub fn view_rows(&mut self) -> ViewChanges {
         let seq = self.seq;
-        ViewChanges {
-            stock: self
-                .inventory
-                .all_stock()
-                .map(|((sku, warehouse), s)| {
-                    (
-                        (sku.clone(), (warehouse.clone(), s.on_hand, s.reserved)),
-                        seq,
-                        1,
-                    )
-                })
-                .collect(),
-            listings: self
-                .catalog
-                .products()
-                .map(|(id, l)| ((id.to_owned(), l.clone()), seq, 1))
-                .collect(),
+        let mut rows = ViewChanges::default();
+        let mut sku: Option<(&str, i64)> = None;
+        for ((s, _), stock) in self.inventory.all_stock() {
+            match &mut sku {
+                Some((current, n)) if *current == s.as_str() => *n += stock.available().max(0),
+                _ => {
+                    if let Some((done, n)) = sku.take().filter(|(_, n)| *n != 0) {
+                        rows.available.push(((self.sku_names.id(done), n), seq, 1));
+                    }
+                    sku = Some((s, stock.available().max(0)));
+                }
+            }
         }
+        if let Some((done, n)) = sku.filter(|(_, n)| *n != 0) {
+            rows.available.push(((self.sku_names.id(done), n), seq, 1));
+        }
+        for (product_id, listing) in self.catalog.products() {
+            let id = self.product_names.id(product_id);
+            let key = listing_key(&mut self.sku_names, listing);
+            rows.listings.push(((id, key), seq, 1));
+        }
+        rows
+    }
+}
+
+/// Units of `sku` available over its warehouses (none counted below zero), as its inventory
+/// document says.
+fn available(inventory: &Inventory, sku: &str) -> i64 {
+    inventory
+        .stock_of(sku)
+        .map(|(_, s)| s.available().max(0))
+        .sum()
+}
+
+/// What the documents dataflow sees of a listing.
+fn listing_key(sku_names: &mut Names, listing: &Listing) -> ListingKey {
+    ListingKey {
+        listed_seq: listing.listed_seq,
+        revision: listing.revision,
+        skus: listing.skus.iter().map(|sku| sku_names.id(sku)).collect(),
     }
 }
 

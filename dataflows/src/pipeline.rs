@@ -37,7 +37,7 @@ use crate::decider::Decider;
 use crate::inventory::{InventoryConfig, Output};
 use crate::metrics;
 use crate::orders::OrderStatus;
-use crate::views::{self, Latest, ListingRow, StockRow, ViewChanges};
+use crate::views::{self, AvailableRow, Latest, ListingRow, ViewChanges};
 
 /// The namespace of decision event ids (UUIDv5 of `"<type>:<order_id>"`).
 pub const DECISION_NAMESPACE: Uuid = Uuid::from_u128(0x5f1c_0b7e_2d4a_4e61_9c83_7a2b_e6d4_1f09);
@@ -634,6 +634,7 @@ fn worker_main(
                                 decider.decide(&mut outputs);
                                 if writes_store {
                                     work.upserts.extend(decider.take_order_changes());
+                                    work.upserts.extend(decider.take_inventory_changes());
                                     work.views.extend(decider.take_view_changes());
                                     work.seq = decider.seq();
                                     let applied = decider.take_applied_append_times();
@@ -674,11 +675,11 @@ fn worker_main(
         });
     }
 
-    // The inventory and product documents: a differential dataflow over the stock rows and
-    // listings the decider changes, at the seq of each change (`views`). Every worker builds it
-    // and maintains the documents of its share of the keys; worker 0 alone feeds it and receives
-    // the documents for the store writer.
-    let mut stock_in: InputSession<u64, StockRow, isize> = InputSession::new();
+    // The product documents: a differential dataflow over the availability and listings the
+    // decider changes, at the seq of each change (`views`). Every worker builds it and maintains
+    // its share of the products; worker 0 alone feeds it and receives each changed product's
+    // skus, which its decider makes into documents for the store writer.
+    let mut available_in: InputSession<u64, AvailableRow, isize> = InputSession::new();
     let mut listings_in: InputSession<u64, ListingRow, isize> = InputSession::new();
     let documents: Rc<RefCell<Latest>> = Rc::new(RefCell::new(Latest::after(resumed_seq)));
     let views_probe = ProbeHandle::new();
@@ -686,11 +687,11 @@ fn worker_main(
         let documents = Rc::clone(&documents);
         worker.dataflow::<u64, _, _>(|scope| {
             views::documents(
-                stock_in.to_collection(scope),
+                available_in.to_collection(scope),
                 listings_in.to_collection(scope),
             )
             .inner
-            // A changed document is its old value retracted and its new one inserted, at the
+            // A changed product is its old value retracted and its new one inserted, at the
             // same time; documents are never deleted, so only the new values need to travel.
             .filter(|(_, _, diff)| *diff > 0)
             .exchange(|_| 0)
@@ -702,25 +703,25 @@ fn worker_main(
         if resumed_seq > 0 {
             // Load the resumed state's rows at its seq; the documents they give are in the
             // store already (the checkpoint was written after them).
-            let rows = decider.borrow().view_rows();
-            for (row, seq, diff) in rows.stock {
-                stock_in.update_at(row, seq, diff);
+            let rows = decider.borrow_mut().view_rows();
+            for (row, seq, diff) in rows.available {
+                available_in.update_at(row, seq, diff);
             }
             for (row, seq, diff) in rows.listings {
                 listings_in.update_at(row, seq, diff);
             }
-            stock_in.advance_to(resumed_seq + 1);
+            available_in.advance_to(resumed_seq + 1);
             listings_in.advance_to(resumed_seq + 1);
-            stock_in.flush();
+            available_in.flush();
             listings_in.flush();
             while views_probe.less_than(&(resumed_seq + 1)) && !stop.load(Ordering::Relaxed) {
                 worker.step_or_park(Some(std::time::Duration::from_millis(10)));
             }
         }
-        Some((stock_in, listings_in))
+        Some((available_in, listings_in))
     } else {
         // Closed: the dataflow's progress is worker 0's inputs alone.
-        drop((stock_in, listings_in));
+        drop((available_in, listings_in));
         None
     };
 
@@ -865,7 +866,7 @@ fn worker_main(
 
 /// Worker 0's inputs of the documents dataflow.
 type ViewInputs = (
-    InputSession<u64, StockRow, isize>,
+    InputSession<u64, AvailableRow, isize>,
     InputSession<u64, ListingRow, isize>,
 );
 
@@ -916,19 +917,19 @@ impl RoundEnd<'_> {
         (self.append)(decided)?;
         self.stats.decision_append.record(began.elapsed());
         let began = std::time::Instant::now();
-        if let Some((stock_in, listings_in)) = views_in {
+        if let Some((available_in, listings_in)) = views_in {
             // The round's documents: complete once the dataflow has passed its last seq.
             let changes = std::mem::take(&mut work.views);
-            for (row, seq, diff) in changes.stock {
-                stock_in.update_at(row, seq, diff);
+            for (row, seq, diff) in changes.available {
+                available_in.update_at(row, seq, diff);
             }
             for (row, seq, diff) in changes.listings {
                 listings_in.update_at(row, seq, diff);
             }
-            let next = (work.seq + 1).max(*stock_in.time());
-            stock_in.advance_to(next);
+            let next = (work.seq + 1).max(*available_in.time());
+            available_in.advance_to(next);
             listings_in.advance_to(next);
-            stock_in.flush();
+            available_in.flush();
             listings_in.flush();
             while self.views_probe.less_than(&next) {
                 if give_up() {
@@ -936,8 +937,10 @@ impl RoundEnd<'_> {
                 }
                 worker.step_or_park(Some(std::time::Duration::from_millis(10)));
             }
-            work.upserts
-                .extend(self.documents.borrow_mut().take_upserts());
+            let products = self.documents.borrow_mut().take();
+            let mut decider = self.decider.borrow_mut();
+            work.upserts.extend(decider.product_documents(products));
+            decider.forget_superseded(work.seq);
         }
         self.stats.documents_wait.record(began.elapsed());
         Ok(Some(work))

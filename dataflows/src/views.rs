@@ -1,26 +1,36 @@
-//! The store's inventory and product documents, maintained by differential dataflow.
+//! The store's product documents, maintained by differential dataflow.
 //!
-//! The decider (a fold: each decision depends on every one before it) emits, for each event it
-//! applies, what the event changed in two collections, at the event's `seq` as the differential
-//! timestamp:
-//! - `stock`: one row per (sku, warehouse): `(sku, (warehouse, on_hand, reserved))`;
-//! - `listings`: one row per product: `(product_id, Listing)`.
+//! A product document is its listing (title, brand, category, price) and the skus it owns with
+//! the units of each available to order. Which product owns a sku, and so which availability
+//! counts where, is relational: among the listings naming a sku, the one listed last owns it.
+//! That part is a differential dataflow. The decider (a fold: each decision depends on every one
+//! before it) emits, for each step that changes them, two small collections, at the step's `seq`
+//! as the differential timestamp, with skus and products as dense integer ids
+//! ([`Names`], assigned by the decider as it first sees them):
+//! - `available`: one row per sku with units available: `(sku, units)` (absent: 0);
+//! - `listings`: one row per product: `(product, ListingKey)`: when it was listed, the revision
+//!   of its served fields, its skus in listing order.
 //!
-//! [`documents`] derives the documents from them, incrementally:
-//! - an inventory document per sku: its rows, summed (`reduce` by sku);
+//! [`documents`] derives, incrementally:
 //! - which product each sku belongs to: among the listings naming it, the one with the highest
 //!   `listed_seq` (`reduce` by sku);
-//! - a product document per listing: its entry, the skus it owns and their availability (`join`
-//!   of owners with inventory, then `reduce` by product).
+//! - per product, its revision and the skus it owns in listing order with their availability
+//!   (`join` of owners with `available`, then `reduce` by product).
 //!
-//! The output changes at time `t` are the documents whose content changed at the `t`-th event:
+//! Worker 0 turns each product's output into its document with the listing of that revision
+//! ([`crate::decider::Decider::product_documents`]). Inventory documents need no dataflow: each
+//! is one sku's rows of the decider's stock, written at the `seq` of the last step that changed
+//! them ([`crate::decider::Decider::take_inventory_changes`]).
+//!
+//! The output changes at time `t` are the products whose document changed at the `t`-th step:
 //! a document's `seq` is its time, so equal logs give equal `(seq, document)` pairs whatever the
 //! workers, processes or interleaving (ADR 0005, ADR 0006). [`reference_documents`] computes the
 //! same documents with a plain fold, for tests.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use chrono::Duration;
 use differential_dataflow::VecCollection;
@@ -36,139 +46,146 @@ use crate::catalog::Listing;
 use crate::decider::Decider;
 use crate::inventory::{Inventory, InventoryConfig};
 
-/// A (sku, warehouse) row of the stock collection: `(sku, (warehouse, on_hand, reserved))`.
-pub type StockRow = (String, (String, i64, i64));
-/// A row of the listings collection: `(product_id, listing)`.
-pub type ListingRow = (String, Listing);
+/// A sku's or a product's id in the documents dataflow (see [`Names`]).
+pub type Id = u32;
+/// A row of the available collection: `(sku, units available over its warehouses)`; a sku with
+/// none available has no row.
+pub type AvailableRow = (Id, i64);
+/// A row of the listings collection: `(product, what the dataflow needs of its listing)`.
+pub type ListingRow = (Id, ListingKey);
 /// An update of a collection: the row, the `seq` it happened at, +1 (inserted) or −1 (removed).
 pub type Update<D> = (D, u64, isize);
+/// What the dataflow gives per product: the revision of its served fields, and the skus it owns
+/// in listing order with the units of each available.
+pub type ProductSkus = (u32, Vec<(Id, i64)>);
+
+/// What the documents dataflow needs of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ListingKey {
+    /// The `seq` of the `product_upserted` that listed it last: a sku named by several listings
+    /// belongs to the one with the highest.
+    pub listed_seq: u64,
+    /// [`Listing::revision`]: changes whenever a served field other than the skus does.
+    pub revision: u32,
+    pub skus: Vec<Id>,
+}
+
+/// Dense ids for strings, in the order they were first seen: the documents dataflow compares,
+/// hashes and moves 4-byte ids rather than strings. Ids never leave the process and are not
+/// checkpointed: a resumed pipeline loads its dataflow with ids it assigns again.
+#[derive(Debug, Default)]
+pub struct Names {
+    ids: HashMap<Arc<str>, Id>,
+    names: Vec<Arc<str>>,
+}
+
+impl Names {
+    /// The id of `name`, assigned now if it has none.
+    pub fn id(&mut self, name: &str) -> Id {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = Id::try_from(self.names.len()).expect("fewer than 2^32 names");
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(Arc::clone(&name));
+        self.ids.insert(name, id);
+        id
+    }
+
+    /// The name of an id this assigned.
+    pub fn name(&self, id: Id) -> Option<&str> {
+        self.names.get(id as usize).map(|n| &**n)
+    }
+}
 
 /// Changes to the document dataflow's inputs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewChanges {
-    pub stock: Vec<Update<StockRow>>,
+    pub available: Vec<Update<AvailableRow>>,
     pub listings: Vec<Update<ListingRow>>,
 }
 
 impl ViewChanges {
     pub fn extend(&mut self, other: ViewChanges) {
-        self.stock.extend(other.stock);
+        self.available.extend(other.available);
         self.listings.extend(other.listings);
-    }
-}
-
-/// A document the dataflow maintains.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Document {
-    Inventory(InventoryView),
-    Product(ProductView),
-}
-
-impl Document {
-    /// Its kind and id: one document per key.
-    pub fn key(&self) -> (u8, &str) {
-        match self {
-            Document::Inventory(v) => (1, &v.sku),
-            Document::Product(v) => (0, &v.product_id),
-        }
-    }
-
-    pub fn into_upsert(self, seq: u64) -> Upsert {
-        match self {
-            Document::Inventory(view) => Upsert::Inventory { seq, view },
-            Document::Product(view) => Upsert::Product { seq, view },
-        }
     }
 }
 
 /// What the product reduce sees of one product.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum Part {
-    Listing(Listing),
+    /// Its listing's revision and skus (not `listed_seq`: a listing listed again unchanged
+    /// changes nothing here).
+    Listing(u32, Vec<Id>),
     /// A sku this product owns.
-    Owns(String),
+    Owns(Id),
     /// Units available of a sku it owns.
-    Available(String, i64),
+    Available(Id, i64),
 }
 
-/// The documents of the stock and listings collections (see the module docs).
+/// Per product, its [`ProductSkus`] (see the module docs).
 pub fn documents<'scope>(
-    stock: VecCollection<'scope, u64, StockRow>,
+    available: VecCollection<'scope, u64, AvailableRow>,
     listings: VecCollection<'scope, u64, ListingRow>,
-) -> VecCollection<'scope, u64, Document> {
-    let inventory = stock.reduce_named("InventoryDocument", |sku: &String, rows, out| {
-        // Rows come in value order, so warehouses in id order.
-        let warehouses = rows
-            .iter()
-            .map(|((warehouse, on_hand, reserved), _)| WarehouseStock {
-                warehouse: warehouse.clone(),
-                on_hand: *on_hand,
-                reserved: *reserved,
-                available: on_hand - reserved,
-            })
-            .collect();
-        out.push((InventoryView::new(sku.clone(), warehouses), 1));
-    });
+) -> VecCollection<'scope, u64, (Id, ProductSkus)> {
     let owners = listings
         .clone()
-        .flat_map(|(product_id, listing)| {
+        .flat_map(|(product, listing)| {
             let at = listing.listed_seq;
             listing
                 .skus
                 .into_iter()
-                .map(move |sku| (sku, (at, product_id.clone())))
+                .map(move |sku| (sku, (at, product)))
         })
         .reduce_named(
             "SkuOwner",
-            |_sku: &String, listers: &[(&(u64, String), isize)], out| {
-                // In (listed_seq, product_id) order: the last listed it last.
+            |_sku: &Id, listers: &[(&(u64, Id), isize)], out| {
+                // In (listed_seq, product) order: the last listed it last (seqs are unique).
                 if let Some(((_, owner), _)) = listers.last() {
-                    out.push((owner.clone(), 1));
+                    out.push((*owner, 1));
                 }
             },
         );
-    let available = inventory.clone().map(|(sku, v)| (sku, v.available));
     let owned_available = owners.clone().join_map(available, |sku, owner, available| {
-        (owner.clone(), Part::Available(sku.clone(), *available))
+        (*owner, Part::Available(*sku, *available))
     });
-    let products = listings
-        .map(|(product_id, listing)| (product_id, Part::Listing(listing)))
+    listings
+        .map(|(product, listing)| (product, Part::Listing(listing.revision, listing.skus)))
         .concat(owners.map(|(sku, owner)| (owner, Part::Owns(sku))))
         .concat(owned_available)
-        .reduce_named("ProductDocument", |product_id: &String, parts, out| {
+        .reduce_named("ProductSkus", |_product: &Id, parts, out| {
+            // A product owns a few skus: small vectors beat hash maps here.
             let mut listing = None;
-            let mut owns = HashSet::new();
-            let mut available = HashMap::new();
+            let mut owns = Vec::new();
+            let mut available = Vec::new();
             for (part, _) in parts {
                 match *part {
-                    Part::Listing(l) => listing = Some(l),
-                    Part::Owns(sku) => {
-                        owns.insert(sku.as_str());
-                    }
-                    Part::Available(sku, n) => {
-                        available.insert(sku.as_str(), *n);
-                    }
+                    Part::Listing(revision, skus) => listing = Some((*revision, skus)),
+                    Part::Owns(sku) => owns.push(*sku),
+                    Part::Available(sku, n) => available.push((*sku, *n)),
                 }
             }
-            if let Some(listing) = listing {
-                let skus = listing
-                    .skus
+            if let Some((revision, skus)) = listing {
+                let owned = skus
                     .iter()
-                    .filter(|sku| owns.contains(sku.as_str()))
-                    .map(|sku| SkuAvailability {
-                        sku: sku.clone(),
-                        available: available.get(sku.as_str()).copied().unwrap_or(0),
+                    .filter(|sku| owns.contains(sku))
+                    .map(|sku| {
+                        let n = available.iter().find(|(s, _)| s == sku).map_or(0, |a| a.1);
+                        (*sku, n)
                     })
                     .collect();
-                out.push((product_view(product_id, listing, skus), 1));
+                out.push(((revision, owned), 1));
             }
-        });
-    inventory
-        .map(|(_, view)| Document::Inventory(view))
-        .concat(products.map(|(_, view)| Document::Product(view)))
+        })
 }
 
-fn product_view(product_id: &str, listing: &Listing, skus: Vec<SkuAvailability>) -> ProductView {
+/// A product document from its listing and the skus it owns with their availability.
+pub fn product_view(
+    product_id: &str,
+    listing: &Listing,
+    skus: Vec<SkuAvailability>,
+) -> ProductView {
     ProductView {
         product_id: product_id.to_owned(),
         title: listing.title.clone(),
@@ -181,11 +198,11 @@ fn product_view(product_id: &str, listing: &Listing, skus: Vec<SkuAvailability>)
     }
 }
 
-/// The latest value of each document among output changes: per key, the document inserted at
+/// The latest output of each product among output changes: per product, the value inserted at
 /// the highest time. Changes may come in any order.
 #[derive(Debug, Default)]
 pub struct Latest {
-    documents: HashMap<(u8, String), (u64, Option<Document>)>,
+    products: HashMap<Id, (u64, Option<ProductSkus>)>,
     /// Changes at or before this time are ignored (see [`Latest::after`]).
     floor: u64,
 }
@@ -201,67 +218,70 @@ impl Latest {
         }
     }
 
-    pub fn add(&mut self, (document, time, diff): Update<Document>) {
+    pub fn add(&mut self, ((product, skus), time, diff): Update<(Id, ProductSkus)>) {
         if time <= self.floor && self.floor > 0 {
             return;
         }
-        let (kind, id) = document.key();
-        let key = (kind, id.to_owned());
         let inserted = diff > 0;
-        match self.documents.get_mut(&key) {
+        match self.products.get_mut(&product) {
             Some((at, _)) if *at > time => {}
             // At one time a document is retracted (its old value) and inserted (its new one).
             Some((at, latest)) if *at == time => {
                 if inserted {
-                    *latest = Some(document);
+                    *latest = Some(skus);
                 }
             }
             _ => {
-                self.documents
-                    .insert(key, (time, inserted.then_some(document)));
+                self.products
+                    .insert(product, (time, inserted.then_some(skus)));
             }
         }
     }
 
-    /// The documents, each with its `seq`, and empties the set.
-    pub fn take_upserts(&mut self) -> Vec<Upsert> {
-        self.documents
+    /// Each product's latest output with its time, and empties the set.
+    pub fn take(&mut self) -> Vec<(Id, u64, ProductSkus)> {
+        self.products
             .drain()
-            .filter_map(|(_, (seq, document))| Some(document?.into_upsert(seq)))
+            .filter_map(|(product, (seq, skus))| Some((product, seq, skus?)))
             .collect()
     }
 }
 
-/// Runs [`documents`] once over `changes` (on this thread) and returns every document with the
-/// `seq` of its last change: what a pipeline fed the same changes writes, over all its rounds.
-pub fn documents_of(changes: ViewChanges) -> Vec<Upsert> {
-    timely::execute_directly(move |worker| {
-        let mut stock = InputSession::new();
+/// Runs [`documents`] once over `changes` (on this thread) and returns every product document
+/// with the `seq` of its last change, made by `decider` (which made the changes): what a
+/// pipeline fed the same changes writes, over all its rounds, besides the inventory documents.
+pub fn documents_of(changes: ViewChanges, decider: &Decider) -> Vec<Upsert> {
+    let outputs = timely::execute_directly(move |worker| {
+        let mut available = InputSession::new();
         let mut listings = InputSession::new();
         let outputs: Rc<RefCell<Latest>> = Rc::default();
         let probe: ProbeHandle<u64> = worker.dataflow(|scope| {
             let outputs = Rc::clone(&outputs);
-            documents(stock.to_collection(scope), listings.to_collection(scope))
-                .inspect(move |update| outputs.borrow_mut().add(update.clone()))
-                .probe()
-                .0
+            documents(
+                available.to_collection(scope),
+                listings.to_collection(scope),
+            )
+            .inspect(move |update| outputs.borrow_mut().add(update.clone()))
+            .probe()
+            .0
         });
         let mut end = 0;
-        for (row, seq, diff) in changes.stock {
+        for (row, seq, diff) in changes.available {
             end = end.max(seq);
-            stock.update_at(row, seq, diff);
+            available.update_at(row, seq, diff);
         }
         for (row, seq, diff) in changes.listings {
             end = end.max(seq);
             listings.update_at(row, seq, diff);
         }
-        stock.advance_to(end + 1);
+        available.advance_to(end + 1);
         listings.advance_to(end + 1);
-        stock.flush();
+        available.flush();
         listings.flush();
         worker.step_while(|| probe.less_than(&(end + 1)));
-        outputs.borrow_mut().take_upserts()
-    })
+        outputs.borrow_mut().take()
+    });
+    decider.product_documents(outputs)
 }
 
 /// The inventory document of `sku`.
@@ -278,6 +298,30 @@ pub fn inventory(inventory: &Inventory, sku: &str) -> InventoryView {
     InventoryView::new(sku.to_owned(), warehouses)
 }
 
+/// A document of the reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Document {
+    Inventory(InventoryView),
+    Product(ProductView),
+}
+
+impl Document {
+    /// Its kind and id: one document per key.
+    fn key(&self) -> (u8, &str) {
+        match self {
+            Document::Inventory(v) => (1, &v.sku),
+            Document::Product(v) => (0, &v.product_id),
+        }
+    }
+
+    fn into_upsert(self, seq: u64) -> Upsert {
+        match self {
+            Document::Inventory(view) => Upsert::Inventory { seq, view },
+            Document::Product(view) => Upsert::Product { seq, view },
+        }
+    }
+}
+
 /// The reference for the store, by a plain fold: every document, with the `seq` of the last
 /// event that changed its content, after deciding the whole log at once (every partition's events
 /// in log order) up to the watermark those events give — what a pipeline that has read all of
@@ -291,7 +335,7 @@ pub fn reference_documents(
     allowed_lateness: Duration,
     config: InventoryConfig,
 ) -> Vec<Upsert> {
-    let mut decider = Decider::new(partitions.len(), allowed_lateness, config).tracking_changes();
+    let mut decider = Decider::new(partitions.len(), allowed_lateness, config).reporting_steps();
     for (p, events) in partitions.iter().enumerate() {
         for e in events {
             decider.push(p, e.clone());
@@ -304,10 +348,10 @@ pub fn reference_documents(
     let mut out = Vec::new();
     while decider.decide_next(&mut out) {
         let seq = decider.seq();
-        let changes = decider.take_view_changes();
-        let mut skus: BTreeSet<String> = changes.stock.into_iter().map(|(r, ..)| r.0).collect();
+        let (touched_skus, relisted) = decider.take_step_report();
+        let mut skus: BTreeSet<String> = touched_skus.into_iter().collect();
         let mut products = BTreeSet::new();
-        for ((product_id, _), ..) in changes.listings {
+        for product_id in relisted {
             let Some(listing) = decider.catalog().get(&product_id) else {
                 continue;
             };

@@ -581,14 +581,16 @@ proptest! {
                 decider.decide(&mut Vec::new());
                 if *take.next().unwrap_or(&true) {
                     upsert(decider.take_order_changes())?;
+                    upsert(decider.take_inventory_changes())?;
                     fed.extend(decider.take_view_changes());
-                    upsert(documents_of(fed.clone()))?;
+                    upsert(documents_of(fed.clone(), &decider))?;
                 }
             }
             if stop_after.is_none() {
                 upsert(decider.take_order_changes())?;
+                upsert(decider.take_inventory_changes())?;
                 fed.extend(decider.take_view_changes());
-                upsert(documents_of(fed.clone()))?;
+                upsert(documents_of(fed.clone(), &decider))?;
             }
         }
         let mut want: std::collections::HashMap<String, (u64, String)> = Default::default();
