@@ -9,8 +9,9 @@
 //! - [`catalog`]: every product's listing;
 //! - [`decider`]: the streaming driver that buffers events from every partition and applies them
 //!   once the watermark has passed them, so decisions do not depend on how partitions interleave;
-//! - [`views`]: the differential dataflow that derives the inventory and product documents from
-//!   the stock rows and listings the decider changes, and the plain-fold reference for it;
+//! - [`views`]: the differential dataflow that derives the product documents from the
+//!   availability and listings the decider changes, and the plain-fold reference for all
+//!   documents;
 //! - [`pipeline`]: the timely dataflow that runs all of it over the log on many workers and
 //!   processes, appends the decisions and writes the store; [`checkpoint`]: its checkpoints.
 //!
