@@ -119,6 +119,15 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     let body = &content[MAGIC.len()..];
     match bincode::deserialize::<u32>(body) {
         Ok(FORMAT) => {}
+        Ok(other) if other < FORMAT => {
+            // Format 1 numbered the steps differently (ADR 0005): the store this checkpoint went
+            // with holds documents at seqs a replay would not reach, so they would stay stale.
+            return Err(corrupt(format!(
+                "written by another version of Emporium (format {other}, this one reads {FORMAT}); \
+                 the store written with it may keep stale documents: start from an empty data \
+                 directory (or a new ScyllaDB keyspace)"
+            )));
+        }
         Ok(other) => {
             return Err(corrupt(format!(
                 "written by another version of Emporium (format {other}, this one reads {FORMAT})"
@@ -177,6 +186,14 @@ mod tests {
         write(dir.path(), &other).expect("write");
         let err = read(dir.path()).expect_err("other format").to_string();
         assert!(err.contains("another version of Emporium"), "{err}");
+        assert!(!err.contains("stale documents"), "{err}");
+        let older = Checkpoint {
+            format: FORMAT - 1,
+            ..checkpoint()
+        };
+        write(dir.path(), &older).expect("write");
+        let err = read(dir.path()).expect_err("older format").to_string();
+        assert!(err.contains("start from an empty data directory"), "{err}");
         fs::write(&file, &bytes[..10]).expect("tear");
         let err = read(dir.path()).expect_err("torn").to_string();
         assert!(err.contains("expected a file starting with"), "{err}");
