@@ -91,9 +91,10 @@ pub struct Decider {
     /// when this decider decided further while worker 0 waited for the documents
     /// ([`Decider::product_documents`], [`Decider::forget_superseded`]).
     superseded: HashMap<(Id, u32), (u64, Listing)>,
-    /// What each step touched, for [`crate::views::reference_documents`].
+    /// The products whose listing changed in each step, for
+    /// [`crate::views::reference_documents`] (when `report_steps`).
     report_steps: bool,
-    step_report: (Vec<String>, Vec<String>),
+    relisted: Vec<String>,
     applied_appended_ms: Vec<i64>,
     /// Events pushed since this decider was made that were late: counted at their partition's
     /// bound, not their own time (not checkpointed: a count for metrics).
@@ -119,7 +120,7 @@ impl Decider {
             product_names: Names::default(),
             superseded: HashMap::new(),
             report_steps: false,
-            step_report: Default::default(),
+            relisted: Vec::new(),
             applied_appended_ms: Vec::new(),
             late: 0,
         }
@@ -133,8 +134,8 @@ impl Decider {
         self
     }
 
-    /// [`Decider::tracking_changes`], and keeps what each step touched for
-    /// [`Decider::take_step_report`].
+    /// [`Decider::tracking_changes`], and keeps the products each step relisted for
+    /// [`Decider::take_relisted`].
     pub fn reporting_steps(mut self) -> Self {
         self.report_steps = true;
         self.tracking_changes()
@@ -374,9 +375,6 @@ impl Decider {
                     changes.push(((id, now), seq, 1));
                 }
             }
-            if self.report_steps {
-                self.step_report.0.push(sku.clone());
-            }
             self.changed_skus.insert(sku, seq);
         }
         for (product_id, before, after) in listings {
@@ -384,7 +382,7 @@ impl Decider {
                 continue;
             }
             if self.report_steps {
-                self.step_report.1.push(product_id.clone());
+                self.relisted.push(product_id.clone());
             }
             let id = self.product_names.id(&product_id);
             let after_key = listing_key(&mut self.sku_names, &after);
@@ -393,19 +391,16 @@ impl Decider {
                 if before.revision != after.revision {
                     self.superseded.insert((id, before.revision), (seq, before));
                 }
-                if before_key == after_key {
-                    continue;
-                }
                 self.view_changes.listings.push(((id, before_key), seq, -1));
             }
             self.view_changes.listings.push(((id, after_key), seq, 1));
         }
     }
 
-    /// The skus whose stock changed and the products whose listing changed in the steps since
-    /// the last call (needs [`Decider::reporting_steps`]).
-    pub fn take_step_report(&mut self) -> (Vec<String>, Vec<String>) {
-        std::mem::take(&mut self.step_report)
+    /// The products whose listing changed in the steps since the last call (needs
+    /// [`Decider::reporting_steps`]).
+    pub fn take_relisted(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.relisted)
     }
 
     /// The inventory documents changed since the last call, as full values with the `seq` of
@@ -606,20 +601,17 @@ impl Decider {
     pub fn view_rows(&mut self) -> ViewChanges {
         let seq = self.seq;
         let mut rows = ViewChanges::default();
-        let mut sku: Option<(&str, i64)> = None;
-        for ((s, _), stock) in self.inventory.all_stock() {
-            match &mut sku {
-                Some((current, n)) if *current == s.as_str() => *n += stock.available().max(0),
-                _ => {
-                    if let Some((done, n)) = sku.take().filter(|(_, n)| *n != 0) {
-                        rows.available.push(((self.sku_names.id(done), n), seq, 1));
-                    }
-                    sku = Some((s, stock.available().max(0)));
-                }
+        // The stock is in (sku, warehouse) order: a sku's rows are adjacent.
+        let mut per_sku: Vec<(&str, i64)> = Vec::new();
+        for ((sku, _), stock) in self.inventory.all_stock() {
+            let n = stock.available().max(0);
+            match per_sku.last_mut() {
+                Some((last, total)) if *last == sku.as_str() => *total += n,
+                _ => per_sku.push((sku, n)),
             }
         }
-        if let Some((done, n)) = sku.filter(|(_, n)| *n != 0) {
-            rows.available.push(((self.sku_names.id(done), n), seq, 1));
+        for (sku, n) in per_sku.into_iter().filter(|(_, n)| *n != 0) {
+            rows.available.push(((self.sku_names.id(sku), n), seq, 1));
         }
         for (product_id, listing) in self.catalog.products() {
             let id = self.product_names.id(product_id);

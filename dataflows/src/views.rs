@@ -348,8 +348,18 @@ pub fn reference_documents(
     let mut out = Vec::new();
     while decider.decide_next(&mut out) {
         let seq = decider.seq();
-        let (touched_skus, relisted) = decider.take_step_report();
-        let mut skus: BTreeSet<String> = touched_skus.into_iter().collect();
+        // The skus whose stock changed (their documents are the decider's own; the reference
+        // recomputes them below) and the products relisted.
+        let mut skus: BTreeSet<String> = decider
+            .take_inventory_changes()
+            .into_iter()
+            .filter_map(|upsert| match upsert {
+                Upsert::Inventory { view, .. } => Some(view.sku),
+                _ => None,
+            })
+            .collect();
+        decider.take_view_changes();
+        let relisted = decider.take_relisted();
         let mut products = BTreeSet::new();
         for product_id in relisted {
             let Some(listing) = decider.catalog().get(&product_id) else {
