@@ -179,6 +179,24 @@ pub async fn send_http(
     limits: Limits,
     progress: Arc<Progress>,
 ) -> Result<(), OutputError> {
+    let counters = Arc::clone(&progress);
+    let lines = move |n: u64, body: &mut Vec<u8>| {
+        next_batch(generator, n, &counters, body);
+    };
+    send_http_lines(lines, url, batch_size, concurrency, limits, progress).await
+}
+
+/// [`send_http`] with the lines from `lines(n, body)`, which appends `n` NDJSON lines to `body`:
+/// for a caller that made its traffic beforehand (a benchmark keeping the generator's CPU out of
+/// what it measures).
+pub async fn send_http_lines(
+    mut lines: impl FnMut(u64, &mut Vec<u8>),
+    url: &str,
+    batch_size: usize,
+    concurrency: usize,
+    limits: Limits,
+    progress: Arc<Progress>,
+) -> Result<(), OutputError> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
@@ -206,7 +224,7 @@ pub async fn send_http(
             };
             let n = pacer.allowance(sent, want);
             let mut body = Vec::with_capacity(n as usize * 320);
-            next_batch(generator, n, &progress, &mut body);
+            lines(n, &mut body);
             sent += n;
             in_flight.push(post_batch(
                 client.clone(),
