@@ -58,6 +58,12 @@ pub struct DecisionArgs {
     /// (reason `expired`).
     #[arg(long, env = "EMPORIUM_RESERVATION_TTL_SECS", default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
     reservation_ttl_secs: u32,
+    /// Append a `partition_heartbeat` to a partition that has had no event for this long (ms)
+    /// while it holds back a decision or an expiry, so a quiet partition does not stall the
+    /// rest (0: never). Heartbeats are log records: a replay reads them where they are, so
+    /// decisions stay a function of the log.
+    #[arg(long, env = "EMPORIUM_IDLE_HEARTBEAT_MS", default_value_t = 200)]
+    idle_heartbeat_ms: u64,
 }
 
 impl DecisionArgs {
@@ -67,6 +73,8 @@ impl DecisionArgs {
         config.allowed_lateness = chrono::Duration::milliseconds(self.allowed_lateness_ms.into());
         config.inventory.reservation_ttl =
             chrono::Duration::seconds(self.reservation_ttl_secs.into());
+        config.idle_heartbeat = (self.idle_heartbeat_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.idle_heartbeat_ms));
         config
     }
 }
@@ -200,6 +208,12 @@ mod tests {
         let want = PipelineConfig::default();
         assert_eq!(defaults.allowed_lateness, want.allowed_lateness);
         assert_eq!(defaults.inventory, want.inventory);
+        assert_eq!(defaults.idle_heartbeat, want.idle_heartbeat);
+        assert_eq!(
+            config(&["--idle-heartbeat-ms", "0"]).idle_heartbeat,
+            None,
+            "0 turns heartbeats off"
+        );
         let set = config(&[
             "--allowed-lateness-ms",
             "200",

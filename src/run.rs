@@ -314,11 +314,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 println!(
-                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead} | decisions: {} ({lag}), anomalies: {}, late events: {}",
+                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead} | decisions: {} ({lag}), anomalies: {}, late events: {}, heartbeats: {}",
                     start.elapsed().as_secs_f64(),
                     stats.decisions_appended.load(Ordering::Relaxed),
                     stats.anomalies.load(Ordering::Relaxed),
                     stats.late_events.load(Ordering::Relaxed),
+                    stats.heartbeats.load(Ordering::Relaxed),
                 );
                 let orders: Vec<String> = OrderStatus::ALL
                     .iter()

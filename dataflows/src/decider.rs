@@ -164,7 +164,7 @@ impl Decider {
             | StockAdjusted | OrderPlaced | OrderCancelled | PaymentAuthorized | PaymentFailed
             | OrderShipped | OrderDelivered | ReturnRequested => true,
             ProductViewed | SearchPerformed | CartItemAdded | CartItemRemoved | ReviewPosted
-            | InventoryReserved | OrderRejected | ReservationReleased => false,
+            | InventoryReserved | OrderRejected | ReservationReleased | PartitionHeartbeat => false,
         }
     }
 
@@ -179,6 +179,11 @@ impl Decider {
     /// clock.
     pub fn push_appended(&mut self, partition: usize, event: Event, appended_ms: i64) {
         let kind = event.kind();
+        if kind == EventKind::PartitionHeartbeat {
+            // The pipeline's own record, but one that exists to move this partition's clock.
+            self.push_tick(partition, event.occurred_at);
+            return;
+        }
         if kind.is_system() {
             return;
         }
@@ -233,6 +238,34 @@ impl Decider {
             .collect::<Option<Vec<_>>>()?
             .into_iter()
             .min()
+    }
+
+    /// The decision time of the next step waiting on the watermark: the earliest buffered event
+    /// or unpaid reservation deadline (`None`: nothing waits).
+    pub fn next_step_at(&self) -> Option<DateTime<Utc>> {
+        let event = self.pending.peek().map(|Reverse(next)| next.at);
+        let expiry = self.inventory.next_deadline();
+        match (event, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How far behind its partition's newest event an event may come and count at its own time.
+    pub fn allowed_lateness(&self) -> Duration {
+        self.clocks
+            .first()
+            .map_or_else(Duration::zero, PartitionClock::allowed_lateness)
+    }
+
+    /// `partition`'s bound: no later event of it counts before this (`None`: nothing seen).
+    pub fn partition_bound(&self, partition: usize) -> Option<DateTime<Utc>> {
+        self.clocks.get(partition).and_then(PartitionClock::bound)
+    }
+
+    /// The newest event time `partition` has seen (`None`: nothing seen).
+    pub fn partition_newest(&self, partition: usize) -> Option<DateTime<Utc>> {
+        self.clocks.get(partition).and_then(PartitionClock::newest)
     }
 
     /// Applies every buffered event the watermark has passed, and every expiry it has passed.
@@ -648,12 +681,25 @@ pub fn decide_all(
     config: InventoryConfig,
 ) -> (Vec<Output>, Inventory) {
     let mut stamped: Vec<(DateTime<Utc>, u128, &Event)> = Vec::new();
+    // The watermark once every event is in: the lowest partition bound.
+    let mut watermark: Option<Option<DateTime<Utc>>> = None;
     for events in partitions {
         let mut clock = PartitionClock::new(allowed_lateness);
         // Decisions are outputs: a log's own decisions are not read again.
-        for e in events.iter().filter(|e| !e.kind().is_system()) {
-            stamped.push((clock.stamp(e.occurred_at), e.event_id.as_u128(), e));
+        for e in events {
+            if e.kind() == EventKind::PartitionHeartbeat {
+                // The pipeline's heartbeats move their partition's clock, as they do the
+                // decider's.
+                clock.stamp(e.occurred_at);
+            } else if !e.kind().is_system() {
+                stamped.push((clock.stamp(e.occurred_at), e.event_id.as_u128(), e));
+            }
         }
+        let bound = clock.bound();
+        watermark = Some(match watermark {
+            None => bound,
+            Some(w) => w.zip(bound).map(|(a, b)| a.min(b)),
+        });
     }
     stamped.sort_by_key(|(at, id, _)| (*at, *id));
     let mut inventory = Inventory::new(config);
@@ -666,6 +712,12 @@ pub fn decide_all(
             inventory.apply(at, e, &mut out);
             inventory.take_touched();
         }
+    }
+    // Heartbeats may have moved the watermark past the last event: the reservations it passed
+    // have expired, as they do in the streaming decider.
+    if let Some(Some(w)) = watermark {
+        inventory.advance_to(w, &mut out);
+        inventory.take_touched();
     }
     (out, inventory)
 }
@@ -729,8 +781,8 @@ mod tests {
             assert!(before == after, "{kind} changed a fold's state");
         }
         assert_eq!(
-            seen, 8,
-            "views, searches, cart changes, reviews and the 3 decisions"
+            seen, 9,
+            "views, searches, cart changes, reviews, the 3 decisions and heartbeats"
         );
     }
 }

@@ -47,6 +47,10 @@ impl PartitionClock {
         self.newest
     }
 
+    pub fn allowed_lateness(&self) -> Duration {
+        self.allowed_lateness
+    }
+
     /// No later event of this partition gets a decision time before this (`None`: nothing seen).
     pub fn bound(&self) -> Option<DateTime<Utc>> {
         self.newest.map(|n| n - self.allowed_lateness)

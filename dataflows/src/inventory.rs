@@ -163,6 +163,11 @@ impl Inventory {
         self.on_hand
     }
 
+    /// The earliest deadline of an unpaid reservation.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.expiries.first().map(|(deadline, _)| *deadline)
+    }
+
     /// Releases every unpaid reservation whose deadline is before `t`.
     pub fn advance_to(&mut self, t: DateTime<Utc>, out: &mut Vec<Output>) {
         while self.expire_next(t, out) {}

@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod decider;
 pub mod event_time;
+pub mod heartbeat;
 pub mod inventory;
 mod metrics;
 pub mod orders;

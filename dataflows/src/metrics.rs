@@ -22,6 +22,11 @@ pub(crate) fn late_events(total: u64) {
     counter!("emporium_dataflow_late_events_total").absolute(total);
 }
 
+/// Heartbeats appended to idle partitions that held the watermark back.
+pub(crate) fn heartbeats(n: u64) {
+    counter!("emporium_dataflow_heartbeats_total").increment(n);
+}
+
 pub(crate) fn open_reservations(n: usize) {
     gauge!("emporium_dataflow_open_reservations").set(n as f64);
 }

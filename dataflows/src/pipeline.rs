@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::decider::Decider;
+use crate::heartbeat::Arrivals;
 use crate::inventory::{InventoryConfig, Output};
 use crate::metrics;
 use crate::orders::OrderStatus;
@@ -59,6 +60,10 @@ pub struct PipelineConfig {
     pub cluster: Option<ClusterConfig>,
     /// Checkpoint the decider there; `None`: a restart replays the log from the start.
     pub checkpoint: Option<CheckpointConfig>,
+    /// Append a heartbeat to a partition idle this long while it holds the watermark back
+    /// ([`crate::heartbeat`]); `None`: never (a quiet partition then holds decisions until its
+    /// next event).
+    pub idle_heartbeat: Option<std::time::Duration>,
 }
 
 /// Where and how often the decider is checkpointed (ADR 0008). Only the process that writes the
@@ -92,6 +97,7 @@ impl Default for PipelineConfig {
             idle_sleep: std::time::Duration::from_millis(20),
             cluster: None,
             checkpoint: None,
+            idle_heartbeat: Some(std::time::Duration::from_millis(200)),
         }
     }
 }
@@ -109,6 +115,8 @@ pub struct PipelineStats {
     pub anomalies: AtomicU64,
     /// Events counted at their partition's bound, not their own time ([`Decider::late_events`]).
     pub late_events: AtomicU64,
+    /// Heartbeats appended to idle partitions ([`crate::heartbeat`]).
+    pub heartbeats: AtomicU64,
     /// Records that are not events (cannot happen through ingest; counted, never fatal).
     pub undecodable: AtomicU64,
     /// The decider's watermark, in ms since the epoch (`i64::MIN` until every partition spoke).
@@ -483,7 +491,9 @@ enum Read {
 /// the one worker that decides; the others cost their reader a partial parse. See ADR 0005.
 fn route(bytes: &[u8], stats: &PipelineStats) -> Read {
     match Event::decode_head(bytes) {
-        Ok((kind, _)) if kind.is_system() => Read::Position,
+        Ok((kind, _)) if kind.is_system() && kind != EventKind::PartitionHeartbeat => {
+            Read::Position
+        }
         Ok((kind, at)) if !Decider::reads(kind) => {
             Read::Tick(at.timestamp(), at.timestamp_subsec_nanos())
         }
@@ -494,6 +504,40 @@ fn route(bytes: &[u8], stats: &PipelineStats) -> Read {
         }
     }
 }
+/// Appends the heartbeats [`Arrivals::due`] finds due. A partition counts as read to its end
+/// when the readers' published position has reached the log's end offset.
+fn send_heartbeats(
+    log: &Arc<dyn EventLog>,
+    runtime: &tokio::runtime::Handle,
+    decider: &Decider,
+    arrivals: &mut Arrivals,
+    idle_after: std::time::Duration,
+    stats: &PipelineStats,
+) -> Result<(), PipelineError> {
+    if decider.next_step_at().is_none() {
+        return Ok(());
+    }
+    let ends = runtime.block_on(log.end_offsets(EVENTS_TOPIC))?;
+    let read = stats
+        .read_positions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let due = arrivals.due(decider, now_ms, idle_after, |p| {
+        let p = p as usize;
+        read.get(p).zip(ends.get(p)).is_some_and(|(r, e)| r >= e)
+    });
+    if due.is_empty() {
+        return Ok(());
+    }
+    let n = due.len() as u64;
+    runtime.block_on(log.append(EVENTS_TOPIC, due.into_iter().map(|(_, r)| r).collect()))?;
+    stats.heartbeats.fetch_add(n, Ordering::Relaxed);
+    metrics::heartbeats(n);
+    Ok(())
+}
+
 /// A decider output, with the append time of the `order_placed` it decides (for latency).
 type Decided = (Output, Option<i64>);
 
@@ -552,6 +596,7 @@ fn worker_main(
             decider
         }
     }));
+    let arrivals = Rc::new(RefCell::new(Arrivals::new(partitions)));
     let resumed_seq = decider.borrow().seq();
     if resumed_seq > 0 {
         // What the resumed state holds, before any new event arrives.
@@ -569,6 +614,7 @@ fn worker_main(
         let (decided_out, stats) = (Rc::clone(&decided), Arc::clone(stats));
         let work = Rc::clone(&store_work);
         let (decider, start) = (Rc::clone(&decider), Arc::clone(start));
+        let arrivals = Rc::clone(&arrivals);
         worker.dataflow::<u64, _, _>(|scope| {
             scope
                 .input_from(&mut input)
@@ -584,6 +630,7 @@ fn worker_main(
                             input.for_each(|_time, data| {
                                 let mut work = work.borrow_mut();
                                 let mut decider = decider.borrow_mut();
+                                let mut arrivals = arrivals.borrow_mut();
                                 for Raw {
                                     partition,
                                     offset,
@@ -606,6 +653,7 @@ fn worker_main(
                                             if let Some(at) =
                                                 chrono::DateTime::from_timestamp(secs, nanos)
                                             {
+                                                arrivals.observe(partition, appended_ms, at);
                                                 decider.push_tick(partition as usize, at);
                                             }
                                             continue;
@@ -614,6 +662,11 @@ fn worker_main(
                                     };
                                     match Event::decode(&bytes) {
                                         Ok(event) => {
+                                            arrivals.observe(
+                                                partition,
+                                                appended_ms,
+                                                event.occurred_at,
+                                            );
                                             if let Payload::OrderPlaced(o) = &event.payload {
                                                 // The first copy's append time: a duplicate must not move it.
                                                 placed_at
@@ -777,6 +830,7 @@ fn worker_main(
         .collect();
     publish_positions(&next_offsets);
     let mut round = 0u64;
+    let mut last_heartbeat_check = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut read = 0;
         for ((p, reader), (_, next)) in readers.iter_mut().zip(&mut next_offsets) {
@@ -840,6 +894,20 @@ fn worker_main(
                 changed_since_checkpoint |= work.dirty;
             }
             writer.hand_off(work)?;
+        }
+        if index == 0
+            && let Some(idle_after) = config.idle_heartbeat
+            && last_heartbeat_check.elapsed() >= idle_after / 4
+        {
+            last_heartbeat_check = std::time::Instant::now();
+            send_heartbeats(
+                log,
+                runtime,
+                &decider.borrow(),
+                &mut arrivals.borrow_mut(),
+                idle_after,
+                stats,
+            )?;
         }
         if read == 0 {
             std::thread::sleep(config.idle_sleep);

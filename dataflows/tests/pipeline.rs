@@ -15,7 +15,7 @@ use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
-use emporium_schemas::Event;
+use emporium_schemas::{Event, EventKind};
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use emporium_serving::views::{InventoryView, OrderView, ProductView, Upsert};
@@ -131,7 +131,8 @@ fn split_log(
     let mut decisions = Vec::new();
     for r in records {
         let e = Event::decode(&r.value).expect("events decode");
-        if e.kind().is_system() {
+        // Heartbeats move their partition's clock: the reference reads them as the decider does.
+        if e.kind().is_system() && e.kind() != EventKind::PartitionHeartbeat {
             decisions.push(e);
         } else {
             partitions[r.partition as usize].push(e);
@@ -341,4 +342,75 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
     assert_eq!(three.resumed_from_seq.load(Ordering::Relaxed), 0);
     assert_eq!(three.decisions_appended.load(Ordering::Relaxed), 0);
     assert_eq!(check_store(&rt, &log, store.as_ref()), documents);
+}
+
+/// A quiet shop: one order, its product and stock, on 2 of 4 partitions, then nothing. Without
+/// heartbeats the empty partitions hold the watermark and the order is never decided; with them
+/// it is, within seconds, and the decision is the reference's over the log (heartbeats included).
+#[test]
+fn heartbeats_to_idle_partitions_let_a_quiet_shops_order_be_decided() {
+    use emporium_schemas::examples::example;
+    let rt = runtime();
+    let now = chrono::Utc::now();
+    let records: Vec<Record> = [
+        EventKind::ProductUpserted,
+        EventKind::StockReceived,
+        EventKind::OrderPlaced,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, kind)| {
+        let mut e = example(kind, n as u64);
+        e.occurred_at = now + chrono::Duration::milliseconds(n as i64);
+        Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
+    })
+    .collect();
+    let decided = |log: &Arc<dyn EventLog>| {
+        let (_, decisions) = split_log(&rt, log);
+        decisions
+            .iter()
+            .filter(|e| e.kind() == EventKind::InventoryReserved)
+            .count()
+    };
+    for heartbeats in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log: Arc<dyn EventLog> =
+            Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"));
+        rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
+            .expect("topic");
+        append(&rt, &log, &records);
+        let config = PipelineConfig {
+            idle_heartbeat: heartbeats.then(|| Duration::from_millis(100)),
+            ..PipelineConfig::default()
+        };
+        let pipeline = RunningPipeline::start(Arc::clone(&log), None, rt.handle().clone(), config)
+            .expect("start");
+        let deadline = Instant::now() + Duration::from_secs(if heartbeats { 30 } else { 3 });
+        while decided(&log) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let stats = Arc::clone(&pipeline.stats);
+        pipeline.stop().expect("pipeline");
+        let sent = stats.heartbeats.load(Ordering::Relaxed);
+        if !heartbeats {
+            assert_eq!(decided(&log), 0, "idle partitions hold the order back");
+            assert_eq!(sent, 0);
+            continue;
+        }
+        assert_eq!(decided(&log), 1, "the order is decided once");
+        assert!(sent >= 2, "heartbeats went to the idle partitions: {sent}");
+        let (partitions, _) = split_log(&rt, &log);
+        let beats: usize = partitions
+            .iter()
+            .flatten()
+            .filter(|e| e.kind() == EventKind::PartitionHeartbeat)
+            .count();
+        assert_eq!(beats as u64, sent, "every heartbeat is in the log");
+        let (partitions, decisions) = split_log(&rt, &log);
+        let config = PipelineConfig::default();
+        let (reference, _) = decide_all(&partitions, config.allowed_lateness, config.inventory);
+        let reference: Vec<Vec<u8>> = decision_events(reference).map(|e| e.to_json()).collect();
+        let got: Vec<Vec<u8>> = decisions.iter().map(Event::to_json).collect();
+        assert_eq!(got, reference, "the decision is the reference's");
+    }
 }

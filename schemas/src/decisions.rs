@@ -1,6 +1,7 @@
 //! Decision events: what Emporium's inventory dataflow decided about an order, appended to the
 //! same log as everything else (issue 3). Keyed by `order_id`, so an order's decisions stay in its
-//! lifecycle. Only the platform writes them: ingest refuses them from producers.
+//! lifecycle. Only the platform writes them: ingest refuses them from producers. The pipeline's
+//! heartbeats to idle partitions ([`PartitionHeartbeat`]) are platform events too.
 //! See `specs/adr/0005-inventory-decisions.md`.
 
 use schemars::JsonSchema;
@@ -85,5 +86,21 @@ impl ReservationReleased {
         v.id("order_id", &self.order_id);
         v.text("reason", &self.reason, TextSize::Short);
         validate_lines(v, &self.lines);
+    }
+}
+
+/// The pipeline found this partition idle while an event or an expiry waited on the watermark
+/// that it held back: its clock moves to `occurred_at`, as if an event of that time had come
+/// (ADR 0005). `routing_key` is a key that lands in `partition` (Kafka's partitioner).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionHeartbeat {
+    pub partition: u32,
+    pub routing_key: String,
+}
+
+impl PartitionHeartbeat {
+    pub(crate) fn validate(&self, v: &mut Validator) {
+        v.id("routing_key", &self.routing_key);
     }
 }

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
-use crate::decisions::{InventoryReserved, OrderRejected, ReservationReleased};
+use crate::decisions::{InventoryReserved, OrderRejected, PartitionHeartbeat, ReservationReleased};
 use crate::orders::{
     OrderCancelled, OrderDelivered, OrderPlaced, OrderShipped, PaymentAuthorized, PaymentFailed,
     ReturnRequested,
@@ -124,16 +124,19 @@ event_types! {
     InventoryReserved = "inventory_reserved", version 1, key order_id;
     OrderRejected = "order_rejected", version 1, key order_id;
     ReservationReleased = "reservation_released", version 1, key order_id;
+    PartitionHeartbeat = "partition_heartbeat", version 1, key routing_key;
 }
 
 impl EventKind {
-    /// Types only the platform writes (decisions); ingest refuses them from producers.
+    /// Types only the platform writes (decisions and heartbeats); ingest refuses them from
+    /// producers.
     pub fn is_system(self) -> bool {
         matches!(
             self,
             EventKind::InventoryReserved
                 | EventKind::OrderRejected
                 | EventKind::ReservationReleased
+                | EventKind::PartitionHeartbeat
         )
     }
 }

@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use crate::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
 use crate::decisions::{
-    InventoryReserved, OrderRejected, ReservationReleased, ReservedLine, ShortLine,
+    InventoryReserved, OrderRejected, PartitionHeartbeat, ReservationReleased, ReservedLine,
+    ShortLine,
 };
 use crate::envelope::{Event, EventKind, Payload};
 use crate::money::Money;
@@ -166,6 +167,11 @@ pub fn example(kind: EventKind, n: u64) -> Event {
             order_id: "o-1".into(),
             reason: "payment_failed".into(),
             lines: vec![reserved_line()],
+        }
+        .into(),
+        EventKind::PartitionHeartbeat => PartitionHeartbeat {
+            partition: 3,
+            routing_key: "heartbeat-3-0".into(),
         }
         .into(),
     };

@@ -1,0 +1,243 @@
+//! Heartbeats to idle partitions: what keeps the watermark moving when some partitions get no
+//! events.
+//!
+//! The watermark is the lowest of the partitions' bounds (ADR 0005), so one partition without
+//! traffic holds every decision and every expiry back, and a partition that never had an event
+//! holds them forever. Worker 0 watches for that. When a step waits on the watermark and a
+//! partition that holds it has been idle (read to its end, nothing appended for `idle_after`), it
+//! appends a `partition_heartbeat` event to that partition. Read back, the heartbeat moves the
+//! partition's clock like any event the decider does not read.
+//!
+//! The heartbeat's time is the producers' clock as last seen: the wall clock minus the lag
+//! (append time − event time) of the newest record read. A producer whose events trail the wall
+//! clock by seconds therefore does not find its partition's clock pushed ahead of its next event.
+//!
+//! Heartbeats are records of the log, so a replay reads them where they were appended: decisions
+//! stay a function of the log's contents, as without them. Only when one is appended depends on
+//! the wall clock, as for any producer's event.
+
+use chrono::{DateTime, Utc};
+use emporium_ingest::log::{Record, partition_for};
+use emporium_schemas::Event;
+use emporium_schemas::decisions::PartitionHeartbeat;
+
+use crate::decider::Decider;
+
+/// What worker 0 saw arrive on each partition, and the heartbeats it sent.
+#[derive(Debug, Clone)]
+pub struct Arrivals {
+    /// Per partition: the append time (ms) of the newest record read that moves its clock.
+    last_appended_ms: Vec<i64>,
+    /// Per partition: when (wall clock, ms) its last heartbeat was sent.
+    last_sent_ms: Vec<i64>,
+    /// Append time of the newest record read, and its lag behind that (append − event time).
+    newest_appended_ms: i64,
+    lag_ms: i64,
+    routing_keys: Vec<String>,
+}
+
+impl Arrivals {
+    pub fn new(partitions: u32) -> Self {
+        let n = partitions.max(1) as usize;
+        Self {
+            last_appended_ms: vec![i64::MIN; n],
+            last_sent_ms: vec![i64::MIN; n],
+            newest_appended_ms: i64::MIN,
+            lag_ms: 0,
+            routing_keys: (0..partitions.max(1))
+                .map(|p| routing_key(p, partitions.max(1)))
+                .collect(),
+        }
+    }
+
+    /// A record of `partition` that moves its clock (an event or a tick) was read: appended at
+    /// `appended_ms`, it occurred at `occurred_at`.
+    pub fn observe(&mut self, partition: u32, appended_ms: i64, occurred_at: DateTime<Utc>) {
+        if let Some(last) = self.last_appended_ms.get_mut(partition as usize) {
+            *last = (*last).max(appended_ms);
+        }
+        if appended_ms >= self.newest_appended_ms {
+            self.newest_appended_ms = appended_ms;
+            self.lag_ms = (appended_ms - occurred_at.timestamp_millis()).max(0);
+        }
+    }
+
+    /// The heartbeats to append at wall-clock time `now_ms`: one per partition that holds back
+    /// the decider's next step and has been idle for `idle_after` (nothing appended to it since,
+    /// and none sent to it since), among those `caught_up` says were read to their end.
+    pub fn due(
+        &mut self,
+        decider: &Decider,
+        now_ms: i64,
+        idle_after: std::time::Duration,
+        caught_up: impl Fn(u32) -> bool,
+    ) -> Vec<(u32, Record)> {
+        let Some(waiting) = decider.next_step_at() else {
+            return Vec::new();
+        };
+        if self.newest_appended_ms == i64::MIN {
+            return Vec::new();
+        }
+        let idle_ms = i64::try_from(idle_after.as_millis()).unwrap_or(i64::MAX);
+        let Some(at) = DateTime::from_timestamp_millis(now_ms - self.lag_ms) else {
+            return Vec::new();
+        };
+        // Only a heartbeat that lets the step go: its partition's bound would pass it.
+        if at - decider.allowed_lateness() <= waiting {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (p, key) in self.routing_keys.iter().enumerate() {
+            let quiet = |since: i64| since == i64::MIN || now_ms.saturating_sub(since) >= idle_ms;
+            let holds = decider.partition_bound(p).is_none_or(|b| b <= waiting);
+            let behind = decider.partition_newest(p).is_none_or(|n| n < at);
+            if holds
+                && behind
+                && quiet(self.last_appended_ms[p])
+                && quiet(self.last_sent_ms[p])
+                && caught_up(p as u32)
+            {
+                self.last_sent_ms[p] = now_ms;
+                // Its id names the partition and the moment it was sent: unique, as one goes to a
+                // partition at most once per `idle_after`.
+                let id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_OID,
+                    format!("emporium/partition_heartbeat/{p}/{now_ms}").as_bytes(),
+                );
+                let event = Event::new(
+                    id,
+                    at,
+                    PartitionHeartbeat {
+                        partition: p as u32,
+                        routing_key: key.clone(),
+                    },
+                );
+                out.push((
+                    p as u32,
+                    Record::new(key.clone().into_bytes(), event.to_json()),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A key Kafka's partitioner puts in `partition` of `partitions`: the first of `heartbeat-{p}-{n}`.
+pub fn routing_key(partition: u32, partitions: u32) -> String {
+    (0u64..)
+        .map(|n| format!("heartbeat-{partition}-{n}"))
+        .find(|k| partition_for(k.as_bytes(), partitions) == partition)
+        .expect("invariant: murmur2 reaches every partition")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use emporium_schemas::EventKind;
+    use emporium_schemas::examples::{example, example_time};
+
+    use super::*;
+    use crate::inventory::{InventoryConfig, Output};
+
+    const IDLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+    #[test]
+    fn routing_keys_land_in_their_partition() {
+        for partitions in [1, 4, 12, 64] {
+            for p in 0..partitions {
+                let key = routing_key(p, partitions);
+                assert_eq!(partition_for(key.as_bytes(), partitions), p, "{key}");
+            }
+        }
+    }
+
+    /// An order on partition 0 while partition 1 has been quiet: a heartbeat goes to 1 (and 1
+    /// alone), none again before `idle_after`, and once read back it lets the order be decided.
+    #[test]
+    fn an_idle_partition_that_holds_an_order_gets_a_heartbeat_that_releases_it() {
+        let mut decider = Decider::new(2, Duration::milliseconds(500), InventoryConfig::default());
+        let mut arrivals = Arrivals::new(2);
+        // Events occur 3 s before they are appended: the producers' clock trails the wall clock.
+        let t0 = example_time();
+        let appended = |e: &Event| e.occurred_at.timestamp_millis() + 3_000;
+        let mut quiet = example(EventKind::ProductViewed, 1);
+        quiet.occurred_at = t0;
+        arrivals.observe(1, appended(&quiet), quiet.occurred_at);
+        decider.push(1, quiet);
+        for (n, kind) in [
+            EventKind::ProductUpserted,
+            EventKind::StockReceived,
+            EventKind::OrderPlaced,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut e = example(kind, 10 + n as u64);
+            e.occurred_at = t0 + Duration::seconds(1 + n as i64);
+            arrivals.observe(0, appended(&e), e.occurred_at);
+            decider.push(0, e);
+        }
+        let mut out = Vec::new();
+        decider.decide(&mut out);
+        assert!(out.is_empty(), "partition 1 holds the watermark: {out:?}");
+        let last_append = (t0 + Duration::seconds(3)).timestamp_millis() + 3_000;
+
+        // Partition 0 had its order 100 ms ago; partition 1 has been quiet for 3 s.
+        let now = last_append + 100;
+        assert!(
+            arrivals.due(&decider, now, IDLE, |_| false).is_empty(),
+            "not while the readers are behind the partition's end"
+        );
+        let due = arrivals.due(&decider, now, IDLE, |_| true);
+        assert_eq!(
+            due.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            vec![1],
+            "the quiet partition alone"
+        );
+        assert!(
+            arrivals.due(&decider, now + 150, IDLE, |_| true).is_empty(),
+            "at most one per partition per idle_after"
+        );
+        let push = |decider: &mut Decider, due: Vec<(u32, Record)>, now: i64| {
+            for (p, record) in due {
+                let e = Event::decode(&record.value).expect("a heartbeat decodes");
+                assert_eq!(e.kind(), EventKind::PartitionHeartbeat);
+                assert_eq!(partition_for(&record.key, 2), p);
+                // The producers' clock: the wall clock minus their 3 s lag.
+                assert_eq!(e.occurred_at.timestamp_millis(), now - 3_000);
+                decider.push_appended(p as usize, e, now);
+            }
+        };
+        push(&mut decider, due, now);
+        decider.decide(&mut out);
+        assert_eq!(
+            out.len(),
+            0,
+            "the catalog and stock are applied; the order still waits"
+        );
+        assert_eq!(decider.seq(), 2);
+        // The order's own partition must pass it too: once quiet, it gets one as well.
+        let now = last_append + 1_000;
+        let due = arrivals.due(&decider, now, IDLE, |_| true);
+        assert_eq!(
+            due.len(),
+            2,
+            "both partitions are quiet and behind the order"
+        );
+        push(&mut decider, due, now);
+        decider.decide(&mut out);
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Decision { payload, .. } if payload.kind() == EventKind::InventoryReserved
+            )),
+            "the order is decided: {out:?}"
+        );
+        // Nothing waits but the reservation's expiry, 15 minutes on: no heartbeat can release it.
+        assert!(
+            arrivals
+                .due(&decider, now + 10_000, IDLE, |_| true)
+                .is_empty()
+        );
+    }
+}
