@@ -323,8 +323,9 @@ async fn main() {
                 stats.freshness.count()
             );
             println!(
-                "      late events (counted at their partition's bound) so far: {}",
-                stats.late_events.load(Ordering::Relaxed)
+                "      late events (counted at their partition's bound) so far: {}; heartbeats to idle partitions so far: {}",
+                stats.late_events.load(Ordering::Relaxed),
+                stats.heartbeats.load(Ordering::Relaxed)
             );
             let a = |x| stats.applied.quantile(x).unwrap_or_default().as_secs_f64();
             println!(

@@ -70,7 +70,7 @@ impl Arrivals {
         decider: &Decider,
         now_ms: i64,
         idle_after: std::time::Duration,
-        caught_up: impl Fn(u32) -> bool,
+        mut caught_up: impl FnMut(u32) -> bool,
     ) -> Vec<(u32, Record)> {
         let Some(waiting) = decider.next_step_at() else {
             return Vec::new();

@@ -517,17 +517,23 @@ fn send_heartbeats(
     if decider.next_step_at().is_none() {
         return Ok(());
     }
-    let ends = runtime.block_on(log.end_offsets(EVENTS_TOPIC))?;
     let read = stats
         .read_positions
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let now_ms = chrono::Utc::now().timestamp_millis();
+    // The end offsets only when a partition is otherwise due (a request to Kafka).
+    let mut ends: Option<Result<Vec<u64>, LogError>> = None;
     let due = arrivals.due(decider, now_ms, idle_after, |p| {
+        let ends = ends.get_or_insert_with(|| runtime.block_on(log.end_offsets(EVENTS_TOPIC)));
         let p = p as usize;
-        read.get(p).zip(ends.get(p)).is_some_and(|(r, e)| r >= e)
+        ends.as_ref()
+            .is_ok_and(|ends| read.get(p).zip(ends.get(p)).is_some_and(|(r, e)| r >= e))
     });
+    if let Some(Err(e)) = ends {
+        return Err(e.into());
+    }
     if due.is_empty() {
         return Ok(());
     }
