@@ -15,7 +15,7 @@ use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
-use emporium_schemas::{Event, EventKind};
+use emporium_schemas::Event;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use emporium_serving::views::Upsert;
@@ -59,8 +59,7 @@ async fn split(log: &dyn EventLog) -> (Vec<Vec<Event>>, Vec<Event>) {
     let mut decisions = Vec::new();
     for r in read_all(log, EVENTS_TOPIC).await.expect("read") {
         let e = Event::decode(&r.value).expect("events decode");
-        // Heartbeats move their partition's clock: the reference reads them as the decider does.
-        if e.kind().is_system() && e.kind() != EventKind::PartitionHeartbeat {
+        if e.kind().is_decision() {
             decisions.push(e);
         } else {
             partitions[r.partition as usize].push(e);

@@ -19,7 +19,7 @@ use emporium_dataflows::views::reference_documents;
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog, read_all};
-use emporium_schemas::{Event, EventKind};
+use emporium_schemas::Event;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use emporium_serving::views::Upsert;
@@ -250,8 +250,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         vec![Vec::new(); log.partition_count(EVENTS_TOPIC).await.expect("partitions") as usize];
     for r in &records {
         let e = Event::decode(&r.value).expect("events decode");
-        // Decisions are outputs; heartbeats move their partition's clock, as in the decider.
-        if !e.kind().is_system() || e.kind() == EventKind::PartitionHeartbeat {
+        if !e.kind().is_decision() {
             partitions[r.partition as usize].push(e);
         }
     }

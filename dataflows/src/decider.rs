@@ -179,12 +179,7 @@ impl Decider {
     /// clock.
     pub fn push_appended(&mut self, partition: usize, event: Event, appended_ms: i64) {
         let kind = event.kind();
-        if kind == EventKind::PartitionHeartbeat {
-            // The pipeline's own record, but one that exists to move this partition's clock.
-            self.push_tick(partition, event.occurred_at);
-            return;
-        }
-        if kind.is_system() {
+        if kind.is_decision() {
             return;
         }
         if !Self::reads(kind) {
@@ -681,25 +676,12 @@ pub fn decide_all(
     config: InventoryConfig,
 ) -> (Vec<Output>, Inventory) {
     let mut stamped: Vec<(DateTime<Utc>, u128, &Event)> = Vec::new();
-    // The watermark once every event is in: the lowest partition bound.
-    let mut watermark: Option<Option<DateTime<Utc>>> = None;
     for events in partitions {
         let mut clock = PartitionClock::new(allowed_lateness);
         // Decisions are outputs: a log's own decisions are not read again.
-        for e in events {
-            if e.kind() == EventKind::PartitionHeartbeat {
-                // The pipeline's heartbeats move their partition's clock, as they do the
-                // decider's.
-                clock.stamp(e.occurred_at);
-            } else if !e.kind().is_system() {
-                stamped.push((clock.stamp(e.occurred_at), e.event_id.as_u128(), e));
-            }
+        for e in events.iter().filter(|e| !e.kind().is_decision()) {
+            stamped.push((clock.stamp(e.occurred_at), e.event_id.as_u128(), e));
         }
-        let bound = clock.bound();
-        watermark = Some(match watermark {
-            None => bound,
-            Some(w) => w.zip(bound).map(|(a, b)| a.min(b)),
-        });
     }
     stamped.sort_by_key(|(at, id, _)| (*at, *id));
     let mut inventory = Inventory::new(config);
@@ -712,12 +694,6 @@ pub fn decide_all(
             inventory.apply(at, e, &mut out);
             inventory.take_touched();
         }
-    }
-    // Heartbeats may have moved the watermark past the last event: the reservations it passed
-    // have expired, as they do in the streaming decider.
-    if let Some(Some(w)) = watermark {
-        inventory.advance_to(w, &mut out);
-        inventory.take_touched();
     }
     (out, inventory)
 }

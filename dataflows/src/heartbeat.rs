@@ -38,14 +38,15 @@ pub struct Arrivals {
 
 impl Arrivals {
     pub fn new(partitions: u32) -> Self {
-        let n = partitions.max(1) as usize;
+        let partitions = partitions.max(1);
+        let n = partitions as usize;
         Self {
             last_appended_ms: vec![i64::MIN; n],
             last_sent_ms: vec![i64::MIN; n],
             newest_appended_ms: i64::MIN,
             lag_ms: 0,
-            routing_keys: (0..partitions.max(1))
-                .map(|p| routing_key(p, partitions.max(1)))
+            routing_keys: (0..partitions)
+                .map(|p| routing_key(p, partitions))
                 .collect(),
         }
     }
@@ -86,9 +87,10 @@ impl Arrivals {
         if at - decider.allowed_lateness() <= waiting {
             return Vec::new();
         }
+        // Never (`i64::MIN`) saturates to quiet.
+        let quiet = |since: i64| now_ms.saturating_sub(since) >= idle_ms;
         let mut out = Vec::new();
         for (p, key) in self.routing_keys.iter().enumerate() {
-            let quiet = |since: i64| since == i64::MIN || now_ms.saturating_sub(since) >= idle_ms;
             let holds = decider.partition_bound(p).is_none_or(|b| b <= waiting);
             let behind = decider.partition_newest(p).is_none_or(|n| n < at);
             if holds

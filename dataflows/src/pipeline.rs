@@ -491,9 +491,7 @@ enum Read {
 /// the one worker that decides; the others cost their reader a partial parse. See ADR 0005.
 fn route(bytes: &[u8], stats: &PipelineStats) -> Read {
     match Event::decode_head(bytes) {
-        Ok((kind, _)) if kind.is_system() && kind != EventKind::PartitionHeartbeat => {
-            Read::Position
-        }
+        Ok((kind, _)) if kind.is_decision() => Read::Position,
         Ok((kind, at)) if !Decider::reads(kind) => {
             Read::Tick(at.timestamp(), at.timestamp_subsec_nanos())
         }
@@ -514,9 +512,6 @@ fn send_heartbeats(
     idle_after: std::time::Duration,
     stats: &PipelineStats,
 ) -> Result<(), PipelineError> {
-    if decider.next_step_at().is_none() {
-        return Ok(());
-    }
     let read = stats
         .read_positions
         .lock()

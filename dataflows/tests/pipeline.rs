@@ -131,8 +131,7 @@ fn split_log(
     let mut decisions = Vec::new();
     for r in records {
         let e = Event::decode(&r.value).expect("events decode");
-        // Heartbeats move their partition's clock: the reference reads them as the decider does.
-        if e.kind().is_system() && e.kind() != EventKind::PartitionHeartbeat {
+        if e.kind().is_decision() {
             decisions.push(e);
         } else {
             partitions[r.partition as usize].push(e);

@@ -139,6 +139,18 @@ impl EventKind {
                 | EventKind::PartitionHeartbeat
         )
     }
+
+    /// The decisions: the decider's outputs, which it never reads back (where one lands in the
+    /// log depends on when it was appended). Every other type moves its partition's clock,
+    /// heartbeats included.
+    pub fn is_decision(self) -> bool {
+        matches!(
+            self,
+            EventKind::InventoryReserved
+                | EventKind::OrderRejected
+                | EventKind::ReservationReleased
+        )
+    }
 }
 
 impl std::fmt::Display for EventKind {
