@@ -56,7 +56,7 @@ pub struct Stock {
 
 impl Stock {
     pub fn available(&self) -> i64 {
-        self.on_hand - self.reserved
+        self.on_hand.saturating_sub(self.reserved)
     }
 }
 
@@ -193,13 +193,13 @@ impl Inventory {
         self.advance_to(at, out);
         match &event.payload {
             Payload::StockReceived(e) => {
-                self.entry(&e.sku, &e.warehouse).on_hand += e.quantity;
-                self.on_hand += e.quantity;
+                self.change_on_hand(at, &e.sku, &e.warehouse, e.quantity, out);
             }
             Payload::StockAdjusted(e) => {
-                self.on_hand += e.delta;
+                if !self.change_on_hand(at, &e.sku, &e.warehouse, e.delta, out) {
+                    return;
+                }
                 let stock = self.entry(&e.sku, &e.warehouse);
-                stock.on_hand += e.delta;
                 if stock.on_hand < stock.reserved {
                     let detail = format!(
                         "adjustment of {} leaves {} on hand for {} reserved",
@@ -229,6 +229,42 @@ impl Inventory {
             Payload::OrderCancelled(e) => self.release(&e.order_id, "cancelled", at, out),
             Payload::OrderShipped(e) => self.ship(at, &e.order_id, out),
             _ => {}
+        }
+    }
+
+    /// Adds `delta` units on hand at (sku, warehouse) and to the total; `false`, with a
+    /// `quantity_overflow` anomaly and nothing changed, when either sum would leave `i64`.
+    fn change_on_hand(
+        &mut self,
+        at: DateTime<Utc>,
+        sku: &str,
+        warehouse: &str,
+        delta: i64,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        let before = self
+            .stock
+            .get(&(sku.to_owned(), warehouse.to_owned()))
+            .map_or(0, |s| s.on_hand);
+        match (before.checked_add(delta), self.on_hand.checked_add(delta)) {
+            (Some(after), Some(total)) => {
+                self.entry(sku, warehouse).on_hand = after;
+                self.on_hand = total;
+                true
+            }
+            _ => {
+                let detail = format!(
+                    "{delta} units would take {before} on hand (all skus: {}) past the largest count",
+                    self.on_hand
+                );
+                out.push(Output::Anomaly {
+                    at,
+                    key: format!("{sku}@{warehouse}"),
+                    kind: "quantity_overflow",
+                    detail,
+                });
+                false
+            }
         }
     }
 
@@ -275,7 +311,7 @@ impl Inventory {
                 .take_while(|((sku, _), _)| *sku == line.sku)
                 .map(|(key, stock)| {
                     let already = taken.get(key).copied().unwrap_or(0);
-                    (stock.available() - already, &key.1)
+                    (stock.available().saturating_sub(already), &key.1)
                 });
             // Most available first; on a tie the smallest warehouse id (iteration is in id order,
             // and only a strictly larger count replaces the best so far).
@@ -287,6 +323,7 @@ impl Inventory {
             }
             match best {
                 Some((available, warehouse)) if available >= line.qty => {
+                    // At most what is available: no overflow.
                     *taken
                         .entry((line.sku.clone(), warehouse.clone()))
                         .or_default() += line.qty;
@@ -392,12 +429,30 @@ impl Inventory {
             );
             self.expiries.remove(&(deadline, order_id.to_owned()));
         }
+        let mut overflowed = false;
         for line in &lines {
             let stock = self.entry(&line.sku, &line.warehouse);
+            // A reserved line holds at most what was available: only stock adjusted far below
+            // zero, or shipped past the largest count, can leave `i64` here.
+            let (on_hand, shipped) = (
+                stock.on_hand.checked_sub(line.qty),
+                stock.shipped.checked_add(line.qty),
+            );
             stock.reserved -= line.qty;
-            stock.on_hand -= line.qty;
-            stock.shipped += line.qty;
-            self.on_hand -= line.qty;
+            stock.on_hand = on_hand.unwrap_or(i64::MIN);
+            stock.shipped = shipped.unwrap_or(i64::MAX);
+            let total = self.on_hand.checked_sub(line.qty);
+            self.on_hand = total.unwrap_or(i64::MIN);
+            overflowed |= on_hand.is_none() || shipped.is_none() || total.is_none();
+        }
+        if overflowed {
+            anomaly(
+                out,
+                at,
+                order_id,
+                "quantity_overflow",
+                "shipping took a count past the largest or smallest i64; it was clamped".into(),
+            );
         }
         self.orders.insert(order_id.to_owned(), OrderState::Shipped);
         self.open -= 1;

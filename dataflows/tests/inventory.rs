@@ -326,6 +326,57 @@ fn nonsense_becomes_anomalies_not_crashes() {
     );
 }
 
+/// Quantities past what the validator allows can still reach the log (a producer writing to
+/// Kafka directly): the fold refuses to wrap, reports the overflow, and keeps the stock it had.
+#[test]
+fn quantities_that_would_overflow_are_anomalies_not_wraps() {
+    let adjust = |delta: i64| -> Payload {
+        StockAdjusted {
+            sku: "a".into(),
+            warehouse: "wh-1".into(),
+            delta,
+            reason: "count".into(),
+        }
+        .into()
+    };
+    let (out, inventory) = run(&[
+        ev(1, 0, received("a", "wh-1", i64::MAX)),
+        ev(2, 1, received("a", "wh-1", i64::MAX)),
+        ev(3, 2, received("b", "wh-1", 5)),
+        ev(4, 3, adjust(1)),
+        ev(5, 4, adjust(-10)),
+        ev(6, 5, placed("o-1", &[("a", 3)])),
+    ]);
+    let anomalies: Vec<(&str, &str)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Anomaly { kind, key, .. } => Some((*kind, key.as_str())),
+            _ => None,
+        })
+        .collect();
+    // The second receipt and the +1 would take "a" past i64::MAX; "b"'s 5 units the total.
+    assert_eq!(
+        anomalies,
+        vec![
+            ("quantity_overflow", "a@wh-1"),
+            ("quantity_overflow", "b@wh-1"),
+            ("quantity_overflow", "a@wh-1"),
+        ],
+        "{out:?}"
+    );
+    let stock: Vec<(&str, i64)> = inventory
+        .all_stock()
+        .map(|((sku, _), s)| (sku.as_str(), s.on_hand))
+        .collect();
+    assert_eq!(stock, vec![("a", i64::MAX - 10)]);
+    assert_eq!(inventory.units_on_hand(), i64::MAX - 10);
+    assert_eq!(
+        decisions(&out).len(),
+        1,
+        "the order is still decided: {out:?}"
+    );
+}
+
 // ---- random histories ------------------------------------------------------------------------
 
 const SKUS: [&str; 3] = ["a", "b", "c"];

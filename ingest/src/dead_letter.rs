@@ -45,18 +45,13 @@ impl DeadLetter {
         errors: &[FieldError],
         raw: &[u8],
     ) -> Self {
-        // Card numbers are never stored, not even in the dead-letter log: mask them first, then
-        // cut to the size kept (cutting first could split a number and leave its digits).
-        let (raw, raw_base64) = match std::str::from_utf8(raw) {
-            Ok(s) => (
-                Some(clip(&pci::mask_card_numbers(s), MAX_RAW_BYTES).to_owned()),
-                None,
-            ),
-            Err(_) => {
-                let mut bytes = raw[..raw.len().min(MAX_RAW_BYTES)].to_vec();
-                pci::mask_card_digits_in_bytes(&mut bytes);
-                (None, Some(BASE64.encode(&bytes)))
-            }
+        // Card numbers are never stored, not even in the dead-letter log: masked first — read
+        // through JSON escapes and across bytes that are not UTF-8 — then cut to the size kept
+        // (cutting first could split a number and leave its digits).
+        let kept = pci::mask_raw_line(raw, MAX_RAW_BYTES);
+        let (raw, raw_base64) = match String::from_utf8(kept) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(BASE64.encode(e.as_bytes()))),
         };
         Self {
             received_at: received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -67,8 +62,8 @@ impl DeadLetter {
             errors: errors
                 .iter()
                 .map(|e| DeadLetterError {
-                    path: pci::mask_card_numbers(&e.path).into_owned(),
-                    message: pci::mask_card_numbers(&e.message).into_owned(),
+                    path: pci::mask_card_numbers_in_quoted(&e.path).into_owned(),
+                    message: pci::mask_card_numbers_in_quoted(&e.message).into_owned(),
                 })
                 .collect(),
             raw,
@@ -109,16 +104,4 @@ pub async fn read(
                 })
         })
         .collect())
-}
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

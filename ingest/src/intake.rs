@@ -183,38 +183,43 @@ impl Intake {
             ..Limits::default()
         };
         let (max_lines, max_event) = (self.config.max_batch_lines, self.config.max_event_bytes);
-        // Parsing is CPU work: keep it off the threads that answer HTTP. A panic in it is a bug,
-        // not an outage: 500, so the client does not resend the same batch forever.
-        let (valid, invalid) = tokio::task::spawn_blocking(move || {
-            parse_body(&body, format, limits, max_lines, max_event)
+        // Parsing, validation and the dead letters' card masking are CPU work: keep them off the
+        // threads that answer HTTP. A panic in them is a bug, not an outage: 500, so the client
+        // does not resend the same batch forever.
+        let source = source.to_owned();
+        let (valid, invalid, letters) = tokio::task::spawn_blocking(move || {
+            let (valid, invalid) = parse_body(&body, format, limits, max_lines, max_event)?;
+            let received_at = Utc::now();
+            let letters: Vec<Record> = invalid
+                .iter()
+                .map(|l| {
+                    metrics::event_rejected(l.error.reason());
+                    DeadLetter::new(
+                        received_at,
+                        &source,
+                        l.index,
+                        l.error.reason(),
+                        &l.error.errors,
+                        &l.raw,
+                    )
+                    .to_record()
+                })
+                .collect();
+            Ok::<_, IntakeError>((valid, invalid, letters))
         })
         .await
         .map_err(|e| IntakeError::Refused(LogError::Unavailable(format!("parsing: {e}"))))??;
 
-        let mut report = IntakeReport::default();
-        let received_at = Utc::now();
-        let letters: Vec<Record> = invalid
-            .iter()
-            .map(|l| {
-                metrics::event_rejected(l.error.reason());
-                DeadLetter::new(
-                    received_at,
-                    source,
-                    l.index,
-                    l.error.reason(),
-                    &l.error.errors,
-                    &l.raw,
-                )
-                .to_record()
-            })
-            .collect();
-        report.rejected = invalid
-            .iter()
-            .map(|l| RejectedLine {
-                index: l.index,
-                errors: l.error.errors.iter().map(RejectedField::from).collect(),
-            })
-            .collect();
+        let mut report = IntakeReport {
+            rejected: invalid
+                .iter()
+                .map(|l| RejectedLine {
+                    index: l.index,
+                    errors: l.error.errors.iter().map(RejectedField::from).collect(),
+                })
+                .collect(),
+            ..IntakeReport::default()
+        };
         // Dead letters first: if they cannot be kept, nothing of the request is acknowledged.
         self.log
             .append(DEAD_LETTER_TOPIC, letters)

@@ -452,3 +452,82 @@ async fn readyz_reports_a_failing_check_until_it_passes() {
     let _ = stop.send(());
     server.await.expect("join").expect("serve");
 }
+
+/// Every form of an event the validator accepts is deduplicated by its `event_id` across a
+/// restart (the idempotency window is rebuilt from the log), and a record written as an array —
+/// which serde alone would read — is refused rather than stored in a form the window cannot read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_accepted_form_is_deduplicated_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = || -> Arc<dyn EventLog> {
+        Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"))
+    };
+    let canonical = |n: u64| -> String {
+        String::from_utf8(example(EventKind::CartItemAdded, n).to_json()).expect("utf-8")
+    };
+    let value = |n: u64| -> Value { serde_json::from_str(&canonical(n)).expect("json") };
+    // Each form, with an id of its own.
+    let forms: Vec<(&str, String)> = vec![
+        ("canonical", canonical(1)),
+        (
+            "pretty-printed",
+            serde_json::to_string_pretty(&value(2)).expect("json"),
+        ),
+        ("keys reordered, spaced", {
+            let v = value(3);
+            format!(
+                "{{ \"payload\": {} , \"type\" : \"cart_item_added\", \"occurred_at\": {}, \"schema_version\": 1, \"event_id\": {} }}",
+                v["payload"], v["occurred_at"], v["event_id"]
+            )
+        }),
+        ("upper-case id", {
+            let mut v = value(4);
+            v["event_id"] = json!(v["event_id"].as_str().expect("id").to_uppercase());
+            v.to_string()
+        }),
+        ("escaped id", {
+            let v = value(5);
+            let id = v["event_id"].as_str().expect("id").to_owned();
+            let escaped: String = id.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+            canonical(5).replace(&id, &escaped)
+        }),
+    ];
+    {
+        let server = start(open(), IntakeConfig::default(), None).await;
+        for (name, body) in &forms {
+            let (status, report) = post(&server.base, "application/json", body.clone()).await;
+            assert_eq!(status, 200, "{name}: {report}");
+            assert_eq!(report["accepted"], 1, "{name}: {report}");
+        }
+        // The array form of a new event is refused, and not stored.
+        let array = {
+            let v = value(6);
+            json!([
+                v["event_id"],
+                v["type"],
+                v["schema_version"],
+                v["occurred_at"],
+                v["payload"]
+            ])
+        };
+        let (status, report) = post(&server.base, "application/json", array.to_string()).await;
+        assert_eq!(status, 422, "{report}");
+        assert_eq!(
+            report["rejected"][0]["errors"][0]["reason"], "malformed_json",
+            "{report}"
+        );
+        let server = server._server;
+        server.shutdown().await.expect("shutdown");
+    }
+    // A new intake over the same log, as after a crash: every form is a duplicate.
+    let server = start(open(), IntakeConfig::default(), None).await;
+    for (name, body) in &forms {
+        let (status, report) = post(&server.base, "application/json", body.clone()).await;
+        assert_eq!(status, 200, "{name}: {report}");
+        assert_eq!(report["duplicates"], 1, "{name} after a restart: {report}");
+    }
+    let events = read_all(server.log.as_ref(), EVENTS_TOPIC)
+        .await
+        .expect("read");
+    assert_eq!(events.len(), forms.len(), "each form stored once");
+}

@@ -15,7 +15,7 @@ use crate::validate::{TextSize, Validator};
 pub struct ReservedLine {
     pub sku: String,
     pub warehouse: String,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub qty: i64,
 }
 
@@ -32,7 +32,7 @@ pub struct InventoryReserved {
 #[serde(deny_unknown_fields)]
 pub struct ShortLine {
     pub sku: String,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub wanted: i64,
     /// The most any one warehouse had available for this line.
     pub available: i64,

@@ -308,9 +308,21 @@ fn parse(bytes: &[u8], ctx: Option<&ValidationContext>) -> Result<Event, Validat
     })?;
 
     let mut errors = Vec::new();
-    let event_id = match Uuid::parse_str(&raw.event_id) {
-        Ok(id) => Some(id),
-        Err(_) => {
+    if ctx.is_some() && !raw.payload.get().starts_with('{') {
+        errors.push(FieldError {
+            path: "payload".into(),
+            message: "expected a JSON object, got an array or a scalar".into(),
+            reason: RejectReason::MalformedJson,
+        });
+    }
+    // Only the hyphenated form (36 characters), as the JSON Schema's `uuid` format says: the
+    // simple, braced and URN forms that `Uuid::parse_str` also reads are refused.
+    let event_id = match Uuid::parse_str(&raw.event_id)
+        .ok()
+        .filter(|_| raw.event_id.len() == 36)
+    {
+        Some(id) => Some(id),
+        None => {
             errors.push(FieldError {
                 path: "event_id".into(),
                 message: format!(
@@ -364,14 +376,83 @@ fn parse(bytes: &[u8], ctx: Option<&ValidationContext>) -> Result<Event, Validat
         errors.extend(v.into_errors());
     }
     match (event_id, occurred_at, payload) {
-        (Some(event_id), Some(occurred_at), Some(payload)) if errors.is_empty() => Ok(Event {
-            event_id,
-            schema_version: raw.schema_version,
-            occurred_at,
-            payload,
-        }),
+        (Some(event_id), Some(occurred_at), Some(payload)) if errors.is_empty() => {
+            // Checked last: a line that is wrong in other ways gets the more precise errors.
+            if ctx.is_some() {
+                canonical_shape(bytes)?;
+            }
+            Ok(Event {
+                event_id,
+                schema_version: raw.schema_version,
+                occurred_at,
+                payload,
+            })
+        }
         _ => Err(ValidationError { errors }),
     }
+}
+
+/// Events are JSON objects, and so is every record inside them: serde would also read a record
+/// written as an array of its field values (`["0b5f…", "cart_item_added", 1, …]`), which then
+/// reaches the log in a form no other reader expects and whose `event_id` the idempotency window
+/// cannot find after a restart. Every array in an event holds strings or records (objects) only —
+/// and every record nested in another has a field that is not a string — so a record written as
+/// an array always shows up as an array holding a number, a boolean, null or an array.
+fn canonical_shape(bytes: &[u8]) -> Result<(), ValidationError> {
+    let refuse = |message: String| {
+        Err(ValidationError::single(
+            "$",
+            RejectReason::MalformedJson,
+            message,
+        ))
+    };
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return refuse("expected an event as one JSON object".into()),
+        // An empty line: the parser says so.
+        None => return Ok(()),
+    }
+    if !bytes.contains(&b'[') {
+        return Ok(());
+    }
+    let mut open: Vec<u8> = Vec::new();
+    // Just after `[` or after a `,` inside an array: the next token starts an element.
+    let mut element_next = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if element_next && !matches!(b, b'"' | b'{' | b']') {
+            return refuse(format!(
+                "expected a record as a JSON object and lists of strings or objects only; byte {i} \
+                 starts a list element that is neither (a record written as an array?)"
+            ));
+        }
+        element_next = false;
+        match b {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' => open.push(b'{'),
+            b'[' => {
+                open.push(b'[');
+                element_next = true;
+            }
+            b'}' | b']' => {
+                open.pop();
+            }
+            b',' => element_next = open.last() == Some(&b'['),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 fn parse_timestamp(
@@ -509,6 +590,6 @@ fn without_position(e: &serde_json::Error) -> String {
     }
 }
 
-fn clip(s: &str) -> &str {
-    crate::validate::clip_chars(s, 64)
+fn clip(s: &str) -> String {
+    crate::validate::echo(s, 64)
 }

@@ -11,7 +11,8 @@ use crate::validate::Validator;
 )]
 #[serde(deny_unknown_fields)]
 pub struct Money {
-    /// Amount in minor units; negative amounts are rejected where a price is expected.
+    /// Amount in minor units: a price, from 0 to 999,999,999,999.
+    #[schemars(range(min = 0, max = 999_999_999_999_i64))]
     pub amount_minor: i64,
     /// ISO 4217 code: three upper-case letters.
     #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
@@ -33,6 +34,12 @@ impl Money {
                     "expected a non-negative amount in minor units, got {}",
                     self.amount_minor
                 ));
+            } else if self.amount_minor > crate::validate::MAX_AMOUNT_MINOR {
+                v.invalid(format!(
+                    "expected an amount of at most {} minor units, got {}",
+                    crate::validate::MAX_AMOUNT_MINOR,
+                    self.amount_minor
+                ));
             }
         });
         v.field("currency", |v| {
@@ -41,7 +48,7 @@ impl Money {
             if !ok {
                 v.invalid(format!(
                     "expected an ISO 4217 code of three upper-case letters, got {:?}",
-                    crate::validate::clip_chars(&self.currency, 16)
+                    crate::validate::echo(&self.currency, 16)
                 ));
             }
         });

@@ -12,7 +12,7 @@ use crate::validate::{TextSize, Validator};
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
     pub sku: String,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub qty: i64,
     pub unit_price: Money,
 }
@@ -151,7 +151,7 @@ impl OrderDelivered {
 #[serde(deny_unknown_fields)]
 pub struct ReturnLine {
     pub sku: String,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub qty: i64,
 }
 

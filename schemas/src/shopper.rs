@@ -30,7 +30,7 @@ pub struct SearchPerformed {
     pub user_id: String,
     pub session_id: String,
     pub query: String,
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1_000_000_000_i64))]
     pub result_count: i64,
 }
 
@@ -50,7 +50,7 @@ pub struct CartItemAdded {
     pub user_id: String,
     pub session_id: String,
     pub sku: String,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub qty: i64,
 }
 
@@ -61,7 +61,7 @@ pub struct CartItemRemoved {
     pub user_id: String,
     pub session_id: String,
     pub sku: String,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub qty: i64,
 }
 

@@ -11,7 +11,7 @@ use crate::validate::{TextSize, Validator};
 pub struct StockReceived {
     pub sku: String,
     pub warehouse: String,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub quantity: i64,
     /// Why it arrived, e.g. `purchase_order`, `initial_stock`, `return_restock`.
     pub reason: String,
@@ -32,6 +32,8 @@ impl StockReceived {
 pub struct StockAdjusted {
     pub sku: String,
     pub warehouse: String,
+    /// Units added (positive) or removed (negative), at most 1,000,000,000 either way; never 0.
+    #[schemars(range(min = -1_000_000_000_i64, max = 1_000_000_000_i64))]
     pub delta: i64,
     /// Why, e.g. `cycle_count`, `damaged`, `lost`.
     pub reason: String,
@@ -45,6 +47,11 @@ impl StockAdjusted {
         v.field("delta", |v| {
             if delta == 0 {
                 v.invalid("expected a non-zero integer, got 0".to_owned());
+            } else if delta.unsigned_abs() > crate::validate::MAX_QUANTITY.unsigned_abs() {
+                v.invalid(format!(
+                    "expected a change of at most {} units either way, got {delta}",
+                    crate::validate::MAX_QUANTITY
+                ));
             }
         });
         v.text("reason", &self.reason, TextSize::Short);

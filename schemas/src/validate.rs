@@ -14,6 +14,15 @@ use serde::Serialize;
 use crate::money::Money;
 use crate::pci;
 
+/// The largest quantity one event may carry (units ordered, received, adjusted, returned; a
+/// count of search results). Folds add quantities with checked arithmetic all the same: events
+/// that reached the log by another road than this validator are never trusted to be small.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+
+/// The largest amount of money, in minor units: twelve digits, so that no number in an event can
+/// hold a 13-digit card number.
+pub const MAX_AMOUNT_MINOR: i64 = 999_999_999_999;
+
 /// Why an event was rejected: the label used in metrics and the dead-letter log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,11 +162,13 @@ impl ValidationContext {
     }
 }
 
-/// The first `n` characters of `s`: input echoed in an error message stays short.
-pub(crate) fn clip_chars(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
+/// Input echoed in an error message: card numbers masked (before the cut, so a number the cut
+/// splits shows no more digits than a whole one), then the first `n` characters.
+pub(crate) fn echo(s: &str, n: usize) -> String {
+    let masked = pci::mask_card_numbers(s);
+    match masked.char_indices().nth(n) {
+        Some((i, _)) => masked[..i].to_owned(),
+        None => masked.into_owned(),
     }
 }
 
@@ -293,18 +304,26 @@ impl<'c> Validator<'c> {
         }
     }
 
+    /// A quantity: from 1 to [`MAX_QUANTITY`].
     pub fn positive(&mut self, name: &'static str, n: i64) {
         self.field(name, |v| {
             if n <= 0 {
                 v.invalid(format!("expected a positive integer, got {n}"));
+            } else if n > MAX_QUANTITY {
+                v.invalid(format!(
+                    "expected a quantity of at most {MAX_QUANTITY}, got {n}"
+                ));
             }
         });
     }
 
+    /// A count: from 0 to [`MAX_QUANTITY`].
     pub fn non_negative(&mut self, name: &'static str, n: i64) {
         self.field(name, |v| {
             if n < 0 {
                 v.invalid(format!("expected a non-negative integer, got {n}"));
+            } else if n > MAX_QUANTITY {
+                v.invalid(format!("expected at most {MAX_QUANTITY}, got {n}"));
             }
         });
     }

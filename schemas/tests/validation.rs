@@ -293,3 +293,178 @@ fn attribute_maps_refuse_repeated_keys_and_card_number_keys() {
         errors[0].0
     );
 }
+
+/// The fields of a JSON object's text, in the order they are written, as raw JSON texts (a
+/// `Value` does not keep the order of its keys, and a record read from an array needs it).
+fn fields(text: &str) -> Vec<(String, String)> {
+    let map: Vec<(String, Box<serde_json::value::RawValue>)> = {
+        struct InOrder(Vec<(String, Box<serde_json::value::RawValue>)>);
+        impl<'de> serde::Deserialize<'de> for InOrder {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Entries;
+                impl<'de> serde::de::Visitor<'de> for Entries {
+                    type Value = InOrder;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<InOrder, A::Error> {
+                        let mut entries = Vec::new();
+                        while let Some(entry) = map.next_entry()? {
+                            entries.push(entry);
+                        }
+                        Ok(InOrder(entries))
+                    }
+                }
+                d.deserialize_map(Entries)
+            }
+        }
+        serde_json::from_str::<InOrder>(text).expect("an object").0
+    };
+    map.into_iter()
+        .map(|(k, v)| (k, v.get().to_owned()))
+        .collect()
+}
+
+/// The record `text` written as the array of its field values, in order.
+fn as_array(text: &str) -> String {
+    let values: Vec<String> = fields(text).into_iter().map(|(_, v)| v).collect();
+    format!("[{}]", values.join(","))
+}
+
+/// `text` with field `key` replaced by `f` of its value.
+fn with_field(text: &str, key: &str, f: impl FnOnce(&str) -> String) -> String {
+    let mut f = Some(f);
+    let entries: Vec<String> = fields(text)
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if k == key {
+                (f.take().expect("one key"))(&v)
+            } else {
+                v
+            };
+            format!("{}:{v}", Value::String(k))
+        })
+        .collect();
+    format!("{{{}}}", entries.join(","))
+}
+
+/// `list`'s first element replaced by `f` of it.
+fn with_first(list: &str, f: impl FnOnce(&str) -> String) -> String {
+    let mut items: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_str(list).expect("a list");
+    let first = f(items[0].get());
+    items[0] = serde_json::value::RawValue::from_string(first).expect("json");
+    serde_json::to_string(&items).expect("json")
+}
+
+fn errors_of_text(text: &str) -> Vec<(String, RejectReason, String)> {
+    match Event::parse(text.as_bytes(), &ctx()) {
+        Ok(event) => panic!("expected a rejection of {text}, got {event:?}"),
+        Err(e) => e
+            .errors
+            .into_iter()
+            .map(|e| (e.path, e.reason, e.message))
+            .collect(),
+    }
+}
+
+#[test]
+fn records_written_as_arrays_are_refused() {
+    for &kind in EventKind::ALL {
+        let text = String::from_utf8(example(kind, 1).to_json()).expect("utf-8");
+        // The whole event, and its payload, as arrays of their field values.
+        let errors = errors_of_text(&as_array(&text));
+        assert_eq!(
+            errors[0].1,
+            RejectReason::MalformedJson,
+            "{kind}: {errors:?}"
+        );
+        let errors = errors_of_text(&with_field(&text, "payload", as_array));
+        assert_eq!(errors[0].0, "payload", "{kind}: {errors:?}");
+        assert_eq!(
+            errors[0].1,
+            RejectReason::MalformedJson,
+            "{kind}: {errors:?}"
+        );
+    }
+    // Records nested in the payload: an order line, a price.
+    let text = String::from_utf8(example(EventKind::OrderPlaced, 1).to_json()).expect("utf-8");
+    let line = with_field(&text, "payload", |p| {
+        with_field(p, "lines", |lines| with_first(lines, as_array))
+    });
+    assert_eq!(errors_of_text(&line)[0].1, RejectReason::MalformedJson);
+    let price = with_field(&text, "payload", |p| {
+        with_field(p, "lines", |lines| {
+            with_first(lines, |l| with_field(l, "unit_price", as_array))
+        })
+    });
+    let errors = errors_of_text(&price);
+    assert_eq!(errors[0].0, "$", "{errors:?}");
+    assert!(
+        errors[0].2.contains("record written as an array"),
+        "{errors:?}"
+    );
+    // The canonical form still parses, whatever its spacing and key order.
+    let v = example_value(EventKind::OrderPlaced);
+    let reordered = format!(
+        "{{ \"payload\" : {} ,\n \"occurred_at\":{}, \"schema_version\":1, \"type\":\"order_placed\", \"event_id\":{} }}",
+        v["payload"], v["occurred_at"], v["event_id"]
+    );
+    Event::parse(reordered.as_bytes(), &ctx()).expect("reordered object");
+    // The helpers keep a record intact when nothing is replaced.
+    assert_eq!(with_field(&text, "none", as_array), text);
+}
+
+#[test]
+fn event_ids_are_accepted_in_the_hyphenated_form_only() {
+    let v = example_value(EventKind::ProductViewed);
+    let id = v["event_id"].as_str().expect("id").to_owned();
+    let simple = id.replace('-', "");
+    for other in [
+        simple.clone(),
+        format!("{{{id}}}"),
+        format!("urn:uuid:{id}"),
+    ] {
+        let mut w = v.clone();
+        w["event_id"] = json!(other);
+        assert_eq!(errors_of(&w)[0].1, RejectReason::InvalidUuid, "{other}");
+    }
+    let mut upper = v.clone();
+    upper["event_id"] = json!(id.to_uppercase());
+    let bytes = serde_json::to_vec(&upper).expect("json");
+    let parsed = Event::parse(&bytes, &ctx()).expect("upper-case hex is a UUID");
+    assert_eq!(parsed.event_id.to_string(), id);
+}
+
+#[test]
+fn quantities_and_amounts_are_bounded() {
+    let max = emporium_schemas::validate::MAX_QUANTITY;
+    let mut v = example_value(EventKind::StockReceived);
+    v["payload"]["quantity"] = json!(max);
+    Event::parse(&serde_json::to_vec(&v).expect("json"), &ctx()).expect("the bound itself");
+    for too_much in [max + 1, i64::MAX] {
+        v["payload"]["quantity"] = json!(too_much);
+        let errors = errors_of(&v);
+        assert_eq!(errors[0].0, "payload.quantity");
+        assert!(errors[0].2.contains("at most 1000000000"), "{errors:?}");
+    }
+    let mut v = example_value(EventKind::StockAdjusted);
+    for delta in [i64::MIN, -max - 1, max + 1] {
+        v["payload"]["delta"] = json!(delta);
+        assert_eq!(errors_of(&v)[0].0, "payload.delta", "{delta}");
+    }
+    let mut v = example_value(EventKind::OrderPlaced);
+    v["payload"]["lines"][0]["qty"] = json!(max + 1);
+    assert_eq!(errors_of(&v)[0].0, "payload.lines[0].qty");
+    let mut v = example_value(EventKind::PriceChanged);
+    v["payload"]["price"]["amount_minor"] = json!(1_000_000_000_000_i64);
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.price.amount_minor");
+    assert!(errors[0].2.contains("at most 999999999999"), "{errors:?}");
+    let mut v = example_value(EventKind::SearchPerformed);
+    v["payload"]["result_count"] = json!(max + 1);
+    assert_eq!(errors_of(&v)[0].0, "payload.result_count");
+}
