@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use emporium_dataflows::pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_ingest::api;
-use emporium_ingest::generator::output::{Limits, Progress, send_http, send_http_lines};
+use emporium_ingest::generator::output::{Endpoint, Limits, Progress, send_http, send_http_lines};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::intake::{Intake, IntakeConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
@@ -181,8 +181,12 @@ async fn main() {
     let intake = Intake::start(Arc::clone(&log), IntakeConfig::default())
         .await
         .expect("intake");
-    let server = api::LocalServer::start(intake).await.expect("server");
-    let url = format!("{}/v1/events", server.base);
+    let (auth, token) = bench_auth();
+    let server = api::LocalServer::start(intake, auth).await.expect("server");
+    let endpoint = Endpoint {
+        url: format!("{}/v1/events", server.base),
+        token,
+    };
     row(&[
         "offered events/s".into(),
         "accepted events/s".into(),
@@ -246,7 +250,7 @@ async fn main() {
         match ready {
             Some(mut ready) => send_http_lines(
                 |n, body| ready.take(n, body),
-                &url,
+                &endpoint,
                 500,
                 4,
                 limits,
@@ -254,9 +258,16 @@ async fn main() {
             )
             .await
             .expect("send"),
-            None => send_http(&mut traffic, &url, 500, 4, limits, Arc::clone(&progress))
-                .await
-                .expect("send"),
+            None => send_http(
+                &mut traffic,
+                &endpoint,
+                500,
+                4,
+                limits,
+                Arc::clone(&progress),
+            )
+            .await
+            .expect("send"),
         }
         let sent_for = began.elapsed().as_secs_f64();
         // Kept up: read all it was sent within 2 s of the end (plus the watermark's wait).

@@ -51,18 +51,20 @@ async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> (f64, Vec<
     let intake = Intake::start(Arc::clone(&log), IntakeConfig::default())
         .await
         .expect("intake");
-    let server = api::LocalServer::start(intake).await.expect("server");
+    let (auth, token) = bench_auth();
+    let server = api::LocalServer::start(intake, auth).await.expect("server");
     let url = format!("{}/v1/events", server.base);
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (client, url, bodies, next) = (
+            let (client, url, bodies, next, token) = (
                 client.clone(),
                 url.clone(),
                 Arc::clone(&bodies),
                 Arc::clone(&next),
+                token.clone(),
             );
             tokio::spawn(async move {
                 let mut accepted = 0u64;
@@ -73,6 +75,7 @@ async fn run_once(log: Arc<dyn EventLog>, bodies: Arc<Vec<Bytes>>) -> (f64, Vec<
                     let sent = Instant::now();
                     let r = client
                         .post(&url)
+                        .bearer_auth(&token)
                         .header("content-type", "application/x-ndjson")
                         .body(body.clone())
                         .send()

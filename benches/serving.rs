@@ -24,7 +24,6 @@ use chrono::{TimeZone, Utc};
 use emporium_schemas::money::Money;
 use emporium_schemas::orders::OrderLine;
 use emporium_serving::api;
-use emporium_serving::auth::Authenticator;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use emporium_serving::views::{OrderStatus, OrderView, Transition, Upsert, WriteBatch};
@@ -181,7 +180,7 @@ fn main() {
         fmt_rate(orders as f64 / loaded.elapsed().as_secs_f64()),
         std::fs::metadata(&file).map_or(0, |m| m.len() >> 20)
     );
-    let auth = Authenticator::new("bench secret", "bench operator");
+    let (auth, _) = bench_auth();
     let base = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -205,14 +204,14 @@ fn main() {
             let o = order(next() % orders);
             (
                 format!("/v1/orders/{}", o.order_id),
-                auth.token_for(&o.user_id),
+                auth.shopper_token(&o.user_id, std::time::Duration::from_secs(86_400)),
             )
         })
         .collect();
     let by_user: Vec<(String, String)> = (0..10_000)
         .map(|_| {
             let user = format!("u-{:08}", next() % USERS);
-            let token = auth.token_for(&user);
+            let token = auth.shopper_token(&user, std::time::Duration::from_secs(86_400));
             (format!("/v1/users/{user}/orders?limit=20"), token)
         })
         .collect();

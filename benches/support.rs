@@ -66,6 +66,19 @@ pub fn row(cells: &[String]) {
     println!("{}", line.join(" |"));
 }
 
+/// The keys of a benchmark's servers, and a producer token allowed every event type (ingest
+/// checks it on every request, as in production).
+pub fn bench_auth() -> (emporium_serving::auth::Authenticator, String) {
+    use emporium_serving::auth::{Authenticator, KeySet, Scope};
+    let auth = Authenticator::new(
+        &KeySet::single("bench", "a-benchmark-secret-0123456789"),
+        "a-benchmark-operator-key",
+    )
+    .expect("keys");
+    let token = auth.producer_token("bench", &Scope::ALL, std::time::Duration::from_secs(86_400));
+    (auth, token)
+}
+
 /// `--quick` (or EMPORIUM_BENCH_QUICK=1) shrinks the workload for a smoke run.
 pub fn quick() -> bool {
     std::env::args().any(|a| a == "--quick") || std::env::var_os("EMPORIUM_BENCH_QUICK").is_some()

@@ -31,6 +31,10 @@ pub struct DlqArgs {
     /// Print one JSON object per line instead of a readable listing.
     #[arg(long)]
     json: bool,
+    /// The operator key sent to --url (default: the one in the data directory's auth.json,
+    /// `emporium-data` unless EMPORIUM_DATA_DIR says otherwise).
+    #[arg(long, env = "EMPORIUM_OPERATOR_KEY", hide_env_values = true)]
+    token: Option<String>,
 }
 
 pub fn main(args: DlqArgs) -> anyhow::Result<()> {
@@ -50,12 +54,32 @@ pub fn main(args: DlqArgs) -> anyhow::Result<()> {
                 args.from,
                 args.limit
             );
-            let body: serde_json::Value = reqwest::get(&url)
+            let token = match &args.token {
+                Some(token) => token.clone(),
+                None => {
+                    let dir = std::env::var_os("EMPORIUM_DATA_DIR")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("emporium-data"));
+                    crate::keys::load_or_create(&dir)?.operator_key
+                }
+            };
+            let response = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(token)
+                .send()
                 .await
-                .with_context(|| format!("asking {url} (is `emporium run` up? or use --data-dir)"))?
-                .json()
-                .await
-                .context("reading the dead letters")?;
+                .with_context(|| {
+                    format!("asking {url} (is `emporium run` up? or use --data-dir)")
+                })?;
+            let status = response.status();
+            let body: serde_json::Value =
+                response.json().await.context("reading the dead letters")?;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "{url}: {status}: {}",
+                    body["error"]["message"].as_str().unwrap_or("")
+                );
+            }
             Ok(body["dead_letters"].as_array().cloned().unwrap_or_default())
         }
     })?;

@@ -63,8 +63,12 @@ pub struct GenerateArgs {
     #[arg(long, short, default_value = "-", conflicts_with_all = ["http", "kafka"])]
     output: PathBuf,
     /// POST NDJSON batches to this ingest URL, e.g. http://127.0.0.1:8080/v1/events.
-    #[arg(long, conflicts_with = "kafka")]
+    #[arg(long, conflicts_with = "kafka", requires = "token")]
     http: Option<String>,
+    /// The producer token sent with --http; its scopes must cover every type generated:
+    /// `emporium token --producer generator --scope storefront,orders,catalog`.
+    #[arg(long, env = "EMPORIUM_PRODUCER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Append straight to Kafka at these brokers (host:port,...), bypassing ingest.
     #[arg(long)]
     kafka: Option<String>,
@@ -143,11 +147,15 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
     if let Some(url) = &args.http {
+        let endpoint = output::Endpoint {
+            url: url.clone(),
+            token: args.token.clone().unwrap_or_default(),
+        };
         let rt = tokio::runtime::Runtime::new()?;
         let reporter = spawn_reporter(Arc::clone(&progress));
         rt.block_on(output::send_http(
             &mut generator,
-            url,
+            &endpoint,
             args.batch,
             args.concurrency,
             limits,

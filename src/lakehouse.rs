@@ -20,7 +20,7 @@ use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
 use emporium_ingest::log::{EVENTS_TOPIC, EventLog};
 use emporium_lakehouse::sql::{Format, SqlEngine, SqlError, SqlLimits, encode};
 use emporium_lakehouse::{Sink, SinkConfig, SinkStats};
-use emporium_serving::auth::{Authenticator, Principal};
+use emporium_serving::auth::{Audience, Authenticator, Principal};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -339,9 +339,9 @@ async fn post_sql(State(service): State<SqlService>, headers: HeaderMap, body: B
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match service.auth.authenticate(authorization) {
+    match service.auth.authenticate(authorization, Audience::Read) {
         Ok(Principal::Operator) => {}
-        Ok(Principal::Shopper(_)) => {
+        Ok(_) => {
             return error(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -20,6 +20,7 @@ use emporium_ingest::intake::{Intake, IntakeConfig};
 use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
 use emporium_ingest::log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
+use emporium_serving::auth::Scope;
 use tokio::net::TcpListener;
 
 /// How long Ctrl-C waits for in-flight requests and the dataflow before giving up on them.
@@ -109,7 +110,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("starting ingest on the {}", log.describe()))?;
     let store = args.store.open(&args.data_dir).await?;
-    let (auth, keys) = crate::keys::load_or_create(&args.data_dir)?;
+    let keys = crate::keys::load_or_create(&args.data_dir)?;
+    let auth = keys.authenticator()?;
+    crate::keys::watch(&keys, auth.clone());
     let listener = TcpListener::bind(args.listen).await.with_context(|| {
         format!(
             "binding {} (is another emporium running? use --listen)",
@@ -126,14 +129,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         log.describe()
     );
     println!("  listening on {base}");
-    println!("  ingest      POST {base}/v1/events  (application/json or application/x-ndjson)");
-    println!("  dead letters GET {base}/v1/dlq     (or: emporium dlq --url {base})");
+    println!(
+        "  ingest      POST {base}/v1/events  (application/json or application/x-ndjson; a producer token: emporium token --producer NAME --scope storefront,orders,catalog)"
+    );
+    println!("  dead letters GET {base}/v1/dlq     (operator key; or: emporium dlq --url {base})");
     println!("  store       {}", store.describe());
     println!(
         "  read API    GET {base}/v1/products/{{id}}  /v1/inventory/{{sku}}  /v1/orders/{{id}}  /v1/users/{{id}}/orders"
     );
     println!(
-        "              bearer tokens: `emporium token --user ID` (keys in {keys}); spec at {base}/openapi.json"
+        "              bearer tokens: `emporium token --user ID` (keys in {}); spec at {base}/openapi.json",
+        keys.source
     );
     println!(
         "  SQL         POST {base}/v1/sql (operator key), or: emporium sql --data-dir {}",
@@ -147,12 +153,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         &lakehouse_root,
         crate::lakehouse::sql_limits(args.sql_timeout, args.sql_memory_mb),
     ));
-    let router = api::router(Arc::clone(&intake))
+    let router = api::router(Arc::clone(&intake), auth.clone())
         .merge(emporium_serving::api::router(
             Arc::clone(&store),
             auth.clone(),
         ))
-        .merge(crate::lakehouse::sql_router(sql, auth));
+        .merge(crate::lakehouse::sql_router(sql, auth.clone()));
     // `/readyz` waits for the dataflow to read what the log held at the start (a replay after a
     // restart can take minutes); until then the store's answers are behind.
     let replay = Arc::new(Replay {
@@ -194,7 +200,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             first_order: events_at_start,
             ..GeneratorConfig::default()
         };
-        let url = format!("{base}/v1/events");
+        // The demo's traffic comes in as any producer's would: with a token for every scope.
+        let endpoint = output::Endpoint {
+            url: format!("{base}/v1/events"),
+            token: auth.producer_token("demo", &Scope::ALL, Duration::from_secs(365 * 86_400)),
+        };
         let progress = Arc::clone(&progress);
         let rate = args.demo_rate;
         tokio::spawn(async move {
@@ -206,7 +216,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 rate: Some(rate),
                 ..Limits::default()
             };
-            if let Err(e) = output::send_http(&mut generator, &url, 500, 2, limits, progress).await
+            if let Err(e) =
+                output::send_http(&mut generator, &endpoint, 500, 2, limits, progress).await
             {
                 tracing::error!(error = %e, "demo generator stopped");
             }

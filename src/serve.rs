@@ -28,13 +28,15 @@ pub fn main(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let store = args.store.open(&args.data_dir).await?;
-        let (auth, keys) = crate::keys::load_or_create(&args.data_dir)?;
+        let keys = crate::keys::load_or_create(&args.data_dir)?;
+        let auth = keys.authenticator()?;
+        crate::keys::watch(&keys, auth.clone());
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let base = format!("http://{}", listener.local_addr()?);
         println!("Emporium read API on {base} over the {}", store.describe());
-        println!("  keys        {keys}");
+        println!("  keys        {}", keys.source);
         println!("  API         {base}/openapi.json");
         let router = api::router(store, auth);
         axum::serve(listener, router)

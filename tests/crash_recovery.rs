@@ -89,9 +89,40 @@ fn batches(seed: u64, count: usize, size: usize) -> Vec<(Vec<String>, String)> {
         .collect()
 }
 
-async fn post(client: &reqwest::Client, base: &str, body: &str) -> Option<serde_json::Value> {
+/// A producer token for every type, signed with the keys of `data_dir` (the same across restarts).
+fn producer_token(data_dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args([
+            "token",
+            "--producer",
+            "tests",
+            "--scope",
+            "storefront,orders,catalog",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("emporium token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: &str,
+) -> Option<serde_json::Value> {
     let r = client
         .post(format!("{base}/v1/events"))
+        .bearer_auth(token)
         .header("content-type", "application/x-ndjson")
         .body(body.to_owned())
         .send()
@@ -110,13 +141,14 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let unacked: Arc<Mutex<Vec<usize>>> = Arc::default();
 
+    let token = producer_token(dir.path());
     let mut first = start(dir.path());
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let checkpoint = dir.path().join("checkpoints").join("decider.ckpt");
     let mut producers = Vec::new();
     for _ in 0..4 {
-        let (all, acked, unacked, next, client, base, checkpoint) = (
+        let (all, acked, unacked, next, client, base, checkpoint, token) = (
             Arc::clone(&all),
             Arc::clone(&acked),
             Arc::clone(&unacked),
@@ -124,6 +156,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
             client.clone(),
             first.base.clone(),
             checkpoint.clone(),
+            token.clone(),
         );
         producers.push(tokio::spawn(async move {
             loop {
@@ -135,7 +168,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
                 while i >= all.len() / 2 && !checkpoint.exists() && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                match post(&client, &base, body).await {
+                match post(&client, &base, &token, body).await {
                     Some(report) => {
                         assert_eq!(report["accepted"], ids.len(), "{report}");
                         acked.lock().expect("acked").extend(ids.iter().cloned());
@@ -191,7 +224,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         .chain(sent..(sent + 10).min(all.len()))
     {
         let (ids, body) = &all[i];
-        let report = post(&client, &second.base, body)
+        let report = post(&client, &second.base, &token, body)
             .await
             .expect("accepted after restart");
         let landed =

@@ -73,7 +73,8 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
 
     let client = reqwest::Client::new();
     let mut generator = support::shop(30);
-    let report = support::post_generated(&client, &base, &mut generator, 4_000).await;
+    let token = support::producer_token(data);
+    let report = support::post_generated(&client, &base, &token, &mut generator, 4_000).await;
     let accepted = report["accepted"].as_u64().expect("accepted");
     assert!(accepted > 3_000, "{report}");
 

@@ -23,7 +23,9 @@ async fn without_the_dataflow_events_are_ingested_and_nothing_is_decided() {
 
     // Enough generated traffic for stock and orders (a small catalog fills quickly).
     let client = reqwest::Client::new();
-    let report = support::post_generated(&client, &base, &mut support::shop(20), 5_000).await;
+    let token = support::producer_token(dir.path());
+    let report =
+        support::post_generated(&client, &base, &token, &mut support::shop(20), 5_000).await;
     let accepted = report["accepted"].as_u64().expect("accepted");
     assert!(accepted > 4_000, "{report}");
     // Time a dataflow would have needed to decide (it decides within a second here).

@@ -1,19 +1,21 @@
-//! The HTTP surface of the write path: `POST /v1/events`, `GET /v1/dlq`, and the operational
-//! endpoints `/healthz`, `/readyz`, `/metrics`. Handlers only translate HTTP to [`Intake`] calls
-//! and errors to status codes with JSON bodies; they never block.
+//! The HTTP surface of the write path: `POST /v1/events` (producers, with a token whose scopes
+//! allow the types they send), `GET /v1/dlq` (operators), and the operational endpoints
+//! `/healthz`, `/readyz`, `/metrics`. Handlers only translate HTTP to [`Intake`] calls and errors
+//! to status codes with JSON bodies; they never block. The caller is authenticated before the
+//! body is read.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
+use emporium_auth::{Audience, AuthError, Authenticator, Principal};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -22,9 +24,17 @@ use crate::dead_letter;
 use crate::intake::{BodyFormat, Intake, IntakeError};
 use crate::log::{EVENTS_TOPIC, LogError};
 use crate::metrics;
+use crate::producers::Grant;
 
-/// The routes of the write path, ready to be merged into the platform's router.
-pub fn router(intake: Arc<Intake>) -> Router {
+#[derive(Clone)]
+struct WritePath {
+    intake: Arc<Intake>,
+    auth: Authenticator,
+}
+
+/// The routes of the write path, ready to be merged into the platform's router; `auth` checks
+/// producer tokens and the operator key.
+pub fn router(intake: Arc<Intake>, auth: Authenticator) -> Router {
     let max_body = intake.config().max_body_bytes;
     Router::new()
         .route("/v1/events", post(post_events))
@@ -33,7 +43,7 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(get_metrics))
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(intake)
+        .with_state(WritePath { intake, auth })
 }
 
 /// Something besides the log that the process needs before its answers are current: the
@@ -75,12 +85,12 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    /// Starts the routes of `intake` on `127.0.0.1:0`.
-    pub async fn start(intake: Arc<Intake>) -> std::io::Result<Self> {
+    /// Starts the routes of `intake` on `127.0.0.1:0`, checking tokens with `auth`.
+    pub async fn start(intake: Arc<Intake>, auth: Authenticator) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, router(intake), async move {
+        let task = tokio::spawn(serve(listener, router(intake, auth), async move {
             let _ = stopped.await;
         }));
         Ok(Self {
@@ -108,6 +118,18 @@ impl Drop for LocalServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// True when reading the body stopped at the size limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -147,37 +169,63 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, (&'static str, String)
     }
 }
 
+/// The caller of a request.
+fn caller(auth: &Authenticator, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    auth.authenticate(header, Audience::Ingest)
+}
+
+/// The 401 answer.
+fn unauthorized(e: AuthError) -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
 async fn post_events(
-    State(intake): State<Arc<Intake>>,
+    State(WritePath { intake, auth }): State<WritePath>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
+    // Who is asking, before anything of the body is read.
+    let grant = match caller(&auth, &headers) {
+        Ok(Principal::Producer { name, scopes }) => Grant {
+            producer: name,
+            scopes,
+        },
+        Ok(_) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "appending events needs a producer token (`emporium token --producer NAME --scope \
+                 storefront,orders,catalog`); the operator key and shopper tokens cannot append",
+            );
+        }
+        Err(e) => return unauthorized(e),
+    };
     let format = match body_format(&headers) {
         Ok(f) => f,
         Err((code, message)) => return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message),
     };
-    let body = match body {
+    let max_body = intake.config().max_body_bytes;
+    let body = match axum::body::to_bytes(body, max_body).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Err(e) if is_length_limit(&e) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!(
-                    "the body exceeds {} bytes: split it into smaller batches",
-                    intake.config().max_body_bytes
-                ),
+                format!("the body exceeds {max_body} bytes: split it into smaller batches"),
             );
         }
-        Err(rejection) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                rejection.body_text(),
-            );
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, "unreadable_body", e.to_string()),
     };
-    match intake.submit(body, format, format!("http {peer}")).await {
+    let source = format!("http {peer} producer {}", grant.producer);
+    match intake.submit(body, format, source, grant).await {
         Ok(report) => {
             let status = if report.accepted + report.duplicates == 0 && !report.rejected.is_empty()
             {
@@ -198,6 +246,9 @@ async fn post_events(
             "too_many_lines",
             e.to_string(),
         ),
+        Err(e @ IntakeError::Forbidden { .. }) => {
+            error(StatusCode::FORBIDDEN, "type_not_allowed", e.to_string())
+        }
         Err(e @ IntakeError::Refused(_)) => {
             tracing::error!(error = %e, "append refused; answering 500");
             error(
@@ -222,33 +273,85 @@ async fn post_events(
     }
 }
 
+/// Most dead letters one page holds.
+pub const DLQ_MAX_LIMIT: usize = 1_000;
+/// Most bytes of dead letters one page holds by default, and at most.
+pub const DLQ_DEFAULT_BYTES: usize = 1024 * 1024;
+pub const DLQ_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DlqQuery {
     #[serde(default)]
     from: u64,
     #[serde(default = "default_limit")]
     limit: usize,
+    #[serde(default = "default_max_bytes")]
+    max_bytes: usize,
 }
 
 fn default_limit() -> usize {
     100
 }
 
+fn default_max_bytes() -> usize {
+    DLQ_DEFAULT_BYTES
+}
+
+/// Dead letters keep what producers sent (ids, tokens, texts): operators only, a page at a time,
+/// each page at most `max_bytes` (always at least one letter, so paging moves on).
 async fn get_dead_letters(
-    State(intake): State<Arc<Intake>>,
+    State(WritePath { intake, auth }): State<WritePath>,
+    headers: HeaderMap,
     query: Result<Query<DlqQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(q)) = query else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "expected ?from=<offset>&limit=<1..10000>",
-        );
+    match caller(&auth, &headers) {
+        Ok(Principal::Operator) => {}
+        Ok(_) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the dead-letter log is for operators: use the operator key (`emporium token --operator`)",
+            );
+        }
+        Err(e) => return unauthorized(e),
+    }
+    let q = match query {
+        Ok(Query(q))
+            if (1..=DLQ_MAX_LIMIT).contains(&q.limit)
+                && (1..=DLQ_MAX_BYTES).contains(&q.max_bytes) =>
+        {
+            q
+        }
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!(
+                    "expected ?from=<offset>&limit=<1..{DLQ_MAX_LIMIT}>&max_bytes=<1..{DLQ_MAX_BYTES}>, each at most once"
+                ),
+            );
+        }
     };
-    let limit = q.limit.clamp(1, 10_000);
-    match dead_letter::read(intake.log().as_ref(), q.from, limit).await {
+    match dead_letter::read(intake.log().as_ref(), q.from, q.limit).await {
         Ok(letters) => {
-            let next = letters.last().map(|l| l.offset + 1).unwrap_or(q.from);
+            let mut bytes = 0;
+            let mut page = Vec::new();
+            for letter in letters {
+                let value = match serde_json::to_value(&letter) {
+                    Ok(value) => value,
+                    Err(_) => continue,
+                };
+                let size = value.to_string().len() + 1;
+                if !page.is_empty() && bytes + size > q.max_bytes {
+                    break;
+                }
+                bytes += size;
+                page.push((letter.offset, value));
+            }
+            let next = page.last().map(|(offset, _)| offset + 1).unwrap_or(q.from);
+            let letters: Vec<serde_json::Value> = page.into_iter().map(|(_, v)| v).collect();
+            metrics::request(200);
             Json(json!({ "dead_letters": letters, "next": next })).into_response()
         }
         Err(e) => unavailable(&e),
@@ -264,7 +367,7 @@ fn unavailable(e: &LogError) -> Response {
 }
 
 async fn readyz(
-    State(intake): State<Arc<Intake>>,
+    State(WritePath { intake, .. }): State<WritePath>,
     checks: Option<Extension<Readiness>>,
 ) -> Response {
     if let Err(e) = intake.log().end_offsets(EVENTS_TOPIC).await {

@@ -21,6 +21,7 @@ use crate::dead_letter::DeadLetter;
 use crate::dedup::{Claim, Dedup};
 use crate::log::{self, DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog, LogError, Record};
 use crate::metrics;
+use crate::producers::{Grant, peek_kind};
 
 /// Settings of the ingest path; defaults suit one machine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +104,9 @@ pub enum IntakeError {
     /// An append failure that a resend cannot fix (a bug or a misconfiguration, not an outage).
     #[error("the event log refused the batch: {0}")]
     Refused(LogError),
+    /// A line of a type the producer's token does not allow: nothing of the request is kept.
+    #[error("line {index}: {why}; nothing of this request was appended")]
+    Forbidden { index: usize, why: String },
 }
 
 /// The shape of the body.
@@ -159,14 +163,17 @@ impl Intake {
     ///
     /// The work runs in its own task: a client that disconnects mid-request cannot cancel it
     /// between the append and the settling of its idempotency claims.
+    /// `grant` says which event types the request's producer may send: a line of another type
+    /// refuses the whole request ([`IntakeError::Forbidden`]).
     pub async fn submit(
         self: &Arc<Self>,
         body: Bytes,
         format: BodyFormat,
         source: String,
+        grant: Grant,
     ) -> Result<IntakeReport, IntakeError> {
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.submit_in_task(body, format, &source).await })
+        tokio::spawn(async move { this.submit_in_task(body, format, &source, grant).await })
             .await
             .map_err(|e| IntakeError::Refused(LogError::Unavailable(format!("ingest task: {e}"))))?
     }
@@ -176,6 +183,7 @@ impl Intake {
         body: Bytes,
         format: BodyFormat,
         source: &str,
+        grant: Grant,
     ) -> Result<IntakeReport, IntakeError> {
         metrics::bytes_received(body.len() as u64);
         let limits = Limits {
@@ -188,7 +196,7 @@ impl Intake {
         // does not resend the same batch forever.
         let source = source.to_owned();
         let (valid, invalid, letters) = tokio::task::spawn_blocking(move || {
-            let (valid, invalid) = parse_body(&body, format, limits, max_lines, max_event)?;
+            let (valid, invalid) = parse_body(&body, format, limits, max_lines, max_event, &grant)?;
             let received_at = Utc::now();
             let letters: Vec<Record> = invalid
                 .iter()
@@ -305,6 +313,7 @@ fn parse_body(
     limits: Limits,
     max_lines: usize,
     max_event_bytes: usize,
+    grant: &Grant,
 ) -> Result<Parsed, IntakeError> {
     let ctx = ValidationContext {
         now: Utc::now(),
@@ -324,6 +333,15 @@ fn parse_body(
             max: max_lines,
         });
     }
+    // Authorization before validation: a producer's lines of types it may not send cost no
+    // validation and leave nothing behind, not even a dead letter.
+    for (index, raw) in &lines {
+        if let Some(kind) = peek_kind(raw) {
+            grant
+                .check(kind)
+                .map_err(|why| IntakeError::Forbidden { index: *index, why })?;
+        }
+    }
     let mut valid = Vec::with_capacity(lines.len());
     let mut invalid = Vec::new();
     for (index, raw) in lines {
@@ -342,20 +360,14 @@ fn parse_body(
             continue;
         }
         match Event::parse(&raw, &ctx) {
-            Ok(event) if event.kind().is_system() => invalid.push(InvalidLine {
-                index,
-                error: ValidationError {
-                    errors: vec![FieldError {
-                        path: "type".into(),
-                        message: format!(
-                            "expected a producer event type; {} is written only by Emporium's dataflows",
-                            event.kind()
-                        ),
-                        reason: RejectReason::SystemType,
-                    }],
-                },
-                raw,
-            }),
+            // The type validation read is the one authorized (a line whose type the quick read
+            // above could not find is checked here).
+            Ok(event) if grant.check(event.kind()).is_err() => {
+                return Err(IntakeError::Forbidden {
+                    index,
+                    why: grant.check(event.kind()).err().unwrap_or_default(),
+                });
+            }
             Ok(event) => valid.push(ValidLine {
                 id: event.event_id,
                 kind: event.kind(),

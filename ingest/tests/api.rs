@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use emporium_auth::{Authenticator, KeySet, Scope};
 use emporium_ingest::api;
 use emporium_ingest::generator::output::{self, Limits, Progress};
 use emporium_ingest::generator::{Generator, GeneratorConfig};
@@ -31,7 +32,9 @@ async fn start(
     let intake = Intake::start(Arc::clone(&log), config)
         .await
         .expect("intake");
-    let server = api::LocalServer::start(intake).await.expect("server");
+    let server = api::LocalServer::start(intake, auth())
+        .await
+        .expect("server");
     Server {
         base: server.base.clone(),
         log,
@@ -56,14 +59,40 @@ fn ndjson(kinds: &[EventKind], from: u64) -> String {
         .collect()
 }
 
+/// The keys of every server in these tests.
+fn auth() -> Authenticator {
+    Authenticator::new(
+        &KeySet::single("test", "a-test-secret-of-enough-bytes"),
+        "the-operator-key-of-these-tests",
+    )
+    .expect("keys")
+}
+
+const OPERATOR: &str = "the-operator-key-of-these-tests";
+
+/// A producer token allowed every producer type.
+fn producer() -> String {
+    auth().producer_token("tests", &Scope::ALL, Duration::from_secs(3600))
+}
+
+/// Posts `body` as a producer allowed every type.
 async fn post(base: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let r = reqwest::Client::new()
+    post_as(base, Some(&producer()), content_type, body).await
+}
+
+async fn post_as(
+    base: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
         .post(format!("{base}/v1/events"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request");
+        .header("content-type", content_type);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.body(body).send().await.expect("request");
     let status = r.status().as_u16();
     let text = r.text().await.expect("body");
     (
@@ -131,7 +160,10 @@ async fn a_malformed_event_gets_a_field_level_422_and_is_dead_lettered() {
     assert_eq!(errors[1]["path"], "payload.payment_token");
     assert_eq!(errors[1]["reason"], "card_number");
 
-    let dlq: Value = reqwest::get(format!("{}/v1/dlq", server.base))
+    let dlq: Value = reqwest::Client::new()
+        .get(format!("{}/v1/dlq", server.base))
+        .bearer_auth(OPERATOR)
+        .send()
         .await
         .expect("dlq")
         .json()
@@ -195,17 +227,176 @@ async fn a_mixed_batch_answers_per_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_events_are_refused_from_producers() {
     let server = embedded_server(IntakeConfig::default()).await;
-    let body = ndjson(&[EventKind::InventoryReserved, EventKind::OrderRejected], 0);
+    let body = ndjson(&[EventKind::ProductViewed, EventKind::InventoryReserved], 0);
     let (status, report) = post(&server.base, "application/x-ndjson", body).await;
-    assert_eq!(status, 422, "{report}");
-    assert_eq!(report["rejected"][0]["errors"][0]["path"], "type");
-    assert_eq!(report["rejected"][0]["errors"][0]["reason"], "system_type");
+    assert_eq!(status, 403, "{report}");
+    assert_eq!(report["error"]["code"], "type_not_allowed");
+    let message = report["error"]["message"].as_str().expect("message");
+    assert!(message.contains("line 1"), "{message}");
+    assert!(message.contains("written only by Emporium"), "{message}");
+    for topic in [EVENTS_TOPIC, DEAD_LETTER_TOPIC] {
+        assert!(
+            read_all(server.log.as_ref(), topic)
+                .await
+                .expect("read")
+                .is_empty(),
+            "nothing of the request is kept in {topic}"
+        );
+    }
+}
+
+/// Ingest is closed to anonymous and forged callers, and a producer sends only the types of its
+/// scopes: an anonymous `order_cancelled` or `price_changed` (what an attacker would send to
+/// cancel another shopper's order or set a price to 1) is refused, and nothing is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_need_a_token_scoped_to_what_they_send() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    let cancel = ndjson(&[EventKind::OrderCancelled], 0);
+    let price = ndjson(&[EventKind::PriceChanged], 1);
+    let storefront = auth().producer_token("web", &[Scope::Storefront], Duration::from_secs(60));
+    let shopper = auth().shopper_token("u-1", Duration::from_secs(60));
+    let forged = Authenticator::new(
+        &KeySet::single("test", "another-secret-of-enough-bytes"),
+        OPERATOR,
+    )
+    .expect("keys")
+    .producer_token("evil", &Scope::ALL, Duration::from_secs(60));
+    for (token, expected, who) in [
+        (None, 401, "anonymous"),
+        (Some(forged.as_str()), 401, "forged"),
+        (Some("Bearer-less junk"), 401, "junk"),
+        (
+            Some(shopper.as_str()),
+            401,
+            "a shopper's token (another audience)",
+        ),
+        (Some(OPERATOR), 403, "the operator key"),
+        (Some(storefront.as_str()), 403, "a storefront token"),
+    ] {
+        for body in [&cancel, &price] {
+            let (status, answer) =
+                post_as(&server.base, token, "application/x-ndjson", body.clone()).await;
+            assert_eq!(status, expected, "{who}: {answer}");
+            assert!(answer["error"]["message"].is_string(), "{who}: {answer}");
+        }
+    }
+    let (status, answer) = post_as(
+        &server.base,
+        Some(&storefront),
+        "application/x-ndjson",
+        price.clone(),
+    )
+    .await;
     assert!(
-        read_all(server.log.as_ref(), EVENTS_TOPIC)
-            .await
-            .expect("read")
-            .is_empty()
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("needs the catalog scope")),
+        "{status} {answer}"
     );
+    for topic in [EVENTS_TOPIC, DEAD_LETTER_TOPIC] {
+        assert!(
+            read_all(server.log.as_ref(), topic)
+                .await
+                .expect("read")
+                .is_empty(),
+            "nothing reached {topic}"
+        );
+    }
+    // The right scopes are let in.
+    let orders = auth().producer_token("orders", &[Scope::Orders], Duration::from_secs(60));
+    let (status, report) =
+        post_as(&server.base, Some(&orders), "application/x-ndjson", cancel).await;
+    assert_eq!(
+        (status, report["accepted"].clone()),
+        (200, json!(1)),
+        "{report}"
+    );
+    let views = ndjson(&[EventKind::ProductViewed, EventKind::CartItemAdded], 5);
+    let (status, report) = post_as(
+        &server.base,
+        Some(&storefront),
+        "application/x-ndjson",
+        views,
+    )
+    .await;
+    assert_eq!(
+        (status, report["accepted"].clone()),
+        (200, json!(2)),
+        "{report}"
+    );
+}
+
+/// The dead-letter log holds what producers sent: operators only, in pages of bounded size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_for_operators_in_pages_of_bounded_size() {
+    let server = embedded_server(IntakeConfig::default()).await;
+    // 30 rejected lines of ~3 KiB each.
+    let mut review: Value =
+        serde_json::from_slice(&example(EventKind::ReviewPosted, 1).to_json()).expect("json");
+    review["payload"]["rating"] = json!(9);
+    review["payload"]["text"] = json!("z".repeat(3000));
+    let body: String = (0..30).map(|_| format!("{review}\n")).collect();
+    let (status, _) = post(&server.base, "application/x-ndjson", body).await;
+    assert_eq!(status, 422);
+    let get = |token: Option<String>, query: &str| {
+        let mut request = reqwest::Client::new().get(format!("{}/v1/dlq{query}", server.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let r = request.send().await.expect("dlq");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.expect("json"))
+        }
+    };
+    assert_eq!(get(None, "").await.0, 401);
+    assert_eq!(get(Some(producer()), "").await.0, 403);
+    let shopper = auth().shopper_token("u-1", Duration::from_secs(60));
+    assert_eq!(get(Some(shopper), "").await.0, 401);
+    for bad in [
+        "?limit=0",
+        "?limit=5000",
+        "?max_bytes=0",
+        "?from=1&from=2",
+        "?colour=red",
+    ] {
+        let (status, body) = get(Some(OPERATOR.into()), bad).await;
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (400, json!("bad_query")),
+            "{bad}"
+        );
+    }
+    // Pages of at most 10 KiB hold a few letters each; following `next` reads them all once.
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    let mut from = 0;
+    loop {
+        let (status, page) = get(
+            Some(OPERATOR.into()),
+            &format!("?from={from}&max_bytes=10240"),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let letters = page["dead_letters"].as_array().expect("letters").clone();
+        if letters.is_empty() {
+            break;
+        }
+        let size: usize = letters.iter().map(|l| l.to_string().len() + 1).sum();
+        assert!(size <= 10240, "a page of {size} bytes");
+        pages += 1;
+        seen.extend(
+            letters
+                .iter()
+                .map(|l| l["offset"].as_u64().expect("offset")),
+        );
+        from = page["next"].as_u64().expect("next");
+    }
+    assert_eq!(seen, (0..30).collect::<Vec<u64>>());
+    assert!(pages >= 10, "{pages} pages of at most 10 KiB for ~100 KiB");
+    // A page always holds one letter, however small the cap.
+    let (_, page) = get(Some(OPERATOR.into()), "?max_bytes=1").await;
+    assert_eq!(page["dead_letters"].as_array().map(Vec::len), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +489,10 @@ async fn generated_traffic_with_defects_is_accounted_for_line_by_line() {
     };
     output::send_http(
         &mut generator,
-        &format!("{}/v1/events", server.base),
+        &output::Endpoint {
+            url: format!("{}/v1/events", server.base),
+            token: producer(),
+        },
         500,
         4,
         limits,
@@ -358,6 +552,7 @@ async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
     );
     let response = reqwest::Client::new()
         .post(format!("{}/v1/events", server.base))
+        .bearer_auth(producer())
         .header("content-type", "application/x-ndjson")
         .body(batch.clone())
         .send()
@@ -423,7 +618,7 @@ async fn readyz_reports_a_failing_check_until_it_passes() {
         .await
         .expect("intake");
     let gate = Arc::new(Gate(std::sync::atomic::AtomicBool::new(false)));
-    let router = api::router(intake).layer(axum::Extension(api::Readiness(vec![
+    let router = api::router(intake, auth()).layer(axum::Extension(api::Readiness(vec![
         Arc::clone(&gate) as Arc<dyn api::ReadinessCheck>,
     ])));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

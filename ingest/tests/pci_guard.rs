@@ -339,7 +339,17 @@ async fn over_http_a_disguised_card_number_is_refused_and_masked() {
     let intake = Intake::start(Arc::clone(&log), IntakeConfig::default())
         .await
         .expect("intake");
-    let server = api::LocalServer::start(intake).await.expect("server");
+    let auth = emporium_auth::Authenticator::new(
+        &emporium_auth::KeySet::single("test", "a-test-secret-of-enough-bytes"),
+        "the-operator-key-of-these-tests",
+    )
+    .expect("keys");
+    let token = auth.producer_token(
+        "tests",
+        &[emporium_auth::Scope::Orders],
+        std::time::Duration::from_secs(60),
+    );
+    let server = api::LocalServer::start(intake, auth).await.expect("server");
     // Fullwidth digits split by zero-width spaces, in the payment token, written as escapes.
     let r = Rendering {
         digits: vec![4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
@@ -358,6 +368,7 @@ async fn over_http_a_disguised_card_number_is_refused_and_masked() {
         .replace(SLOT, &r.json_contents());
     let response = reqwest::Client::new()
         .post(format!("{}/v1/events", server.base))
+        .bearer_auth(token)
         .header("content-type", "application/json")
         .body(line)
         .send()

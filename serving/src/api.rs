@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{AuthError, Authenticator, Principal};
+use crate::auth::{Audience, AuthError, Authenticator, Principal};
 use crate::metrics;
 use crate::store::{Store, StoreError};
 
@@ -148,7 +148,7 @@ impl FromRequestParts<Serving> for Caller {
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().map_err(|_| AuthError::NotBearer))
             .transpose()?;
-        Ok(Caller(s.auth.authenticate(value)?))
+        Ok(Caller(s.auth.authenticate(value, Audience::Read)?))
     }
 }
 

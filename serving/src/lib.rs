@@ -4,14 +4,15 @@
 //! - [`views`]: the documents, one per read path, as the API returns them;
 //! - [`store`]: the [`store::Store`] trait and its backends, [`store::embedded`] (the one-machine
 //!   default) and [`store::scylla`] (ScyllaDB, for the distributed deployment);
-//! - [`auth`]: bearer tokens for shoppers and the operator key;
+//! - [`auth`]: bearer tokens for shoppers and the operator key (the `emporium-auth` crate,
+//!   shared with ingest's producer tokens);
 //! - [`api`]: the read routes and `/openapi.json`.
 //!
 //! The store's contract (idempotent upserts by `seq`, positions after documents) and the choice
 //! of engines are in ADR 0006; the API and its auth in ADR 0007.
 
 pub mod api;
-pub mod auth;
+pub use emporium_auth as auth;
 pub mod metrics;
 pub mod store;
 pub mod views;

@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use emporium_schemas::money::Money;
 use emporium_schemas::orders::OrderLine;
 use emporium_serving::api;
-use emporium_serving::auth::Authenticator;
+use emporium_serving::auth::{Authenticator, KeySet};
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use emporium_serving::views::{OrderStatus, OrderView, Transition, Upsert, WriteBatch};
@@ -63,7 +63,11 @@ async fn fixture() -> Fixture {
         })
         .await
         .expect("apply");
-    let auth = Authenticator::new("test secret", "operator-key");
+    let auth = Authenticator::new(
+        &KeySet::single("test", "a-test-secret-of-enough-bytes"),
+        "operator-key-of-the-tests",
+    )
+    .expect("keys");
     let router = api::router(store as Arc<dyn Store>, auth.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -102,7 +106,9 @@ impl Fixture {
 #[tokio::test]
 async fn orders_need_a_token_and_shoppers_see_only_their_own() {
     let f = fixture().await;
-    let alice = f.auth.token_for("alice");
+    let alice = f
+        .auth
+        .shopper_token("alice", std::time::Duration::from_secs(600));
 
     let (status, body, headers) = f.get("/v1/orders/o-1", None).await;
     assert_eq!(status, 401);
@@ -120,7 +126,9 @@ async fn orders_need_a_token_and_shoppers_see_only_their_own() {
 
     let (status, body, _) = f.get("/v1/orders/o-bob", Some(&alice)).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
-    let (status, _, _) = f.get("/v1/orders/o-bob", Some("operator-key")).await;
+    let (status, _, _) = f
+        .get("/v1/orders/o-bob", Some("operator-key-of-the-tests"))
+        .await;
     assert_eq!(status, 200, "the operator sees every order");
 
     let (status, body, _) = f.get("/v1/orders/o-missing", Some(&alice)).await;
@@ -134,7 +142,9 @@ async fn orders_need_a_token_and_shoppers_see_only_their_own() {
 #[tokio::test]
 async fn a_users_orders_come_newest_first_in_pages() {
     let f = fixture().await;
-    let alice = f.auth.token_for("alice");
+    let alice = f
+        .auth
+        .shopper_token("alice", std::time::Duration::from_secs(600));
     let (status, body, _) = f.get("/v1/users/alice/orders?limit=2", Some(&alice)).await;
     assert_eq!(status, 200);
     let ids = |b: &Value| -> Vec<String> {

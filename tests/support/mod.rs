@@ -62,6 +62,32 @@ pub fn start_run(data_dir: &Path, args: &[&str], ready: &str) -> Run {
     }
 }
 
+/// A producer token for every event type, signed with the keys of the data directory (made there
+/// if `emporium run` has not made them yet): `emporium token --producer … --scope …`.
+pub fn producer_token(data_dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args([
+            "token",
+            "--producer",
+            "tests",
+            "--scope",
+            "storefront,orders,catalog",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .output()
+        .expect("emporium token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
 /// A generated shop with `products` products and the other settings at their defaults.
 pub fn shop(products: usize) -> Generator {
     Generator::new(GeneratorConfig {
@@ -76,6 +102,7 @@ pub fn shop(products: usize) -> Generator {
 pub async fn post_generated(
     client: &reqwest::Client,
     base: &str,
+    token: &str,
     generator: &mut Generator,
     events: usize,
 ) -> serde_json::Value {
@@ -84,6 +111,7 @@ pub async fn post_generated(
         .collect();
     client
         .post(format!("{base}/v1/events"))
+        .bearer_auth(token)
         .header("content-type", "application/x-ndjson")
         .body(body)
         .send()

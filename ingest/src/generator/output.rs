@@ -169,11 +169,20 @@ pub fn write_ndjson(
     })
 }
 
-/// Sends NDJSON batches to an ingest endpoint (`.../v1/events`), `concurrency` requests at once,
-/// resending a batch whole when ingest answers 503 (safe: event ids make it idempotent).
+/// Where and as whom batches are posted: an ingest endpoint (`.../v1/events`) and the producer
+/// token sent as `Authorization: Bearer` (one whose scopes cover every type the generator makes:
+/// `emporium token --producer generator --scope storefront,orders,catalog`).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub token: String,
+}
+
+/// Sends NDJSON batches to an ingest endpoint, `concurrency` requests at once, resending a batch
+/// whole when ingest answers 503 (safe: event ids make it idempotent).
 pub async fn send_http(
     generator: &mut Generator,
-    url: &str,
+    endpoint: &Endpoint,
     batch_size: usize,
     concurrency: usize,
     limits: Limits,
@@ -183,7 +192,7 @@ pub async fn send_http(
     let lines = move |n: u64, body: &mut Vec<u8>| {
         next_batch(generator, n, &counters, body);
     };
-    send_http_lines(lines, url, batch_size, concurrency, limits, progress).await
+    send_http_lines(lines, endpoint, batch_size, concurrency, limits, progress).await
 }
 
 /// [`send_http`] with the lines from `lines(n, body)`, which appends `n` NDJSON lines to `body`:
@@ -191,7 +200,7 @@ pub async fn send_http(
 /// what it measures).
 pub async fn send_http_lines(
     mut lines: impl FnMut(u64, &mut Vec<u8>),
-    url: &str,
+    endpoint: &Endpoint,
     batch_size: usize,
     concurrency: usize,
     limits: Limits,
@@ -201,7 +210,7 @@ pub async fn send_http_lines(
         .pool_max_idle_per_host(concurrency)
         .build()
         .map_err(|e| OutputError::Http {
-            url: url.to_owned(),
+            url: endpoint.url.clone(),
             message: e.to_string(),
         })?;
     let pacer = Pacer::new(limits);
@@ -228,7 +237,7 @@ pub async fn send_http_lines(
             sent += n;
             in_flight.push(post_batch(
                 client.clone(),
-                url.to_owned(),
+                endpoint.clone(),
                 Bytes::from(body),
                 Arc::clone(&progress),
             ));
@@ -243,17 +252,18 @@ pub async fn send_http_lines(
 
 async fn post_batch(
     client: reqwest::Client,
-    url: String,
+    endpoint: Endpoint,
     body: Bytes,
     progress: Arc<Progress>,
 ) -> Result<(), OutputError> {
     let fail = |message: String| OutputError::Http {
-        url: url.clone(),
+        url: endpoint.url.clone(),
         message,
     };
     for attempt in 0..20 {
         let response = client
-            .post(&url)
+            .post(&endpoint.url)
+            .bearer_auth(&endpoint.token)
             .header("content-type", "application/x-ndjson")
             .body(body.clone())
             .send()
