@@ -7,11 +7,13 @@
 //! - [`sink`]: the loop that reads the log and commits, inside `emporium run` or alone;
 //! - [`sql`]: read-only SQL over every table, with time and memory limits.
 
+pub mod bounded;
 pub mod dynamic;
 pub mod estimates;
 pub mod functions;
 pub mod plan;
 pub mod rows;
+pub mod sandbox;
 pub mod schema;
 pub mod shared;
 pub mod sink;

@@ -173,6 +173,8 @@ impl SqlEngine {
         let ctx = SessionContext::new_with_state(state);
         // `date_trunc` on UTC timestamps by arithmetic (`functions.rs`).
         ctx.register_udf(UtcDateTrunc::udf());
+        // Functions that make large values from small arguments, bounded (`bounded.rs`).
+        crate::bounded::register(&ctx);
         Ok(ctx)
     }
 
@@ -242,7 +244,23 @@ impl SqlEngine {
         Ok(tables.keys().cloned().collect())
     }
 
-    /// Runs one read-only statement under the limits.
+    /// [`SqlEngine::query`] on threads of its own, answered by the deadline whatever the query
+    /// is doing, and cancelled when the process grows past the memory limit (`sandbox.rs`):
+    /// what a server that takes queries from the network runs.
+    pub async fn query_isolated(self: &Arc<Self>, sql: &str) -> Result<QueryResult, SqlError> {
+        let engine = Arc::clone(self);
+        let sql = sql.to_owned();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        crate::sandbox::run(
+            threads,
+            self.limits.timeout,
+            self.limits.memory_limit,
+            move || async move { engine.query(&sql).await },
+        )
+        .await
+    }
+
+    /// Runs one read-only statement under the limits, on the caller's runtime.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
         let ctx = self.context()?;
         let statement = check_read_only(&ctx, sql)?;

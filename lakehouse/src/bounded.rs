@@ -1,0 +1,324 @@
+//! Functions that make large values out of small arguments, with bounds: DataFusion's memory pool
+//! counts what operators reserve, not what an expression allocates, so `repeat('x', 2e9)` or a
+//! `generate_series` of 10¹¹ rows would grow the server by gigabytes before any limit saw them.
+//! Each bounded function checks its arguments before the built-in one runs, and refuses with a
+//! plan or execution error that names the bound:
+//!
+//! - `repeat`, `lpad`, `rpad`: results of at most [`MAX_VALUE_BYTES`];
+//! - `array_repeat`, and `range`/`generate_series` as list functions: lists of at most
+//!   [`MAX_LIST_ITEMS`];
+//! - `generate_series`/`range` in `FROM`: at most [`MAX_GENERATED_ROWS`] rows.
+//!
+//! [`crate::sandbox`]'s memory backstop covers whatever else allocates outside the pool.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, Documentation, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature,
+};
+use datafusion::prelude::SessionContext;
+
+/// A bound refused: the query needs more memory than it may have (answered like the memory
+/// limit: 422 `memory_limit` over HTTP).
+fn refuse<T>(message: String) -> Result<T> {
+    Err(DataFusionError::ResourcesExhausted(message))
+}
+
+/// The largest string one bounded function may make.
+pub const MAX_VALUE_BYTES: i64 = 16 * 1024 * 1024;
+/// The longest list one bounded function may make.
+pub const MAX_LIST_ITEMS: i64 = 1_000_000;
+/// The most rows a table function may generate.
+pub const MAX_GENERATED_ROWS: i64 = 10_000_000;
+
+/// Replaces the unbounded built-ins of `ctx` with their bounded forms.
+pub fn register(ctx: &SessionContext) {
+    for (name, bound) in [
+        ("repeat", Bound::Repeat),
+        ("lpad", Bound::Pad),
+        ("rpad", Bound::Pad),
+        ("array_repeat", Bound::ArrayRepeat),
+        ("range", Bound::Series),
+        ("generate_series", Bound::Series),
+    ] {
+        if let Some(inner) = ctx.state().scalar_functions().get(name) {
+            ctx.register_udf(ScalarUDF::new_from_impl(BoundedScalar {
+                inner: Arc::clone(inner),
+                bound,
+            }));
+        }
+    }
+    for name in ["generate_series", "range"] {
+        if let Ok(inner) = ctx.table_function(name) {
+            ctx.register_udtf(
+                name,
+                Arc::new(BoundedSeries {
+                    inner: Arc::clone(inner.function()),
+                }),
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Bound {
+    /// `repeat(text, n)`: length × n bytes.
+    Repeat,
+    /// `lpad(text, n [, fill])`: n characters, up to 4 bytes each.
+    Pad,
+    /// `array_repeat(value, n)`: n items.
+    ArrayRepeat,
+    /// `range(start, stop [, step])`: (stop − start) ÷ step items.
+    Series,
+}
+
+/// The largest integer of an argument (each row of an array, or the scalar); `None` when there
+/// is none (all null, or not a number).
+fn max_int(value: &ColumnarValue) -> Option<i64> {
+    match value {
+        ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Int64).ok()? {
+            ScalarValue::Int64(n) => n,
+            _ => None,
+        },
+        ColumnarValue::Array(a) => {
+            let ints = cast(a, &DataType::Int64).ok()?;
+            datafusion::arrow::compute::max(ints.as_primitive::<Int64Type>())
+        }
+    }
+}
+
+fn min_int(value: &ColumnarValue) -> Option<i64> {
+    match value {
+        ColumnarValue::Array(a) => {
+            let ints = cast(a, &DataType::Int64).ok()?;
+            datafusion::arrow::compute::min(ints.as_primitive::<Int64Type>())
+        }
+        scalar => max_int(scalar),
+    }
+}
+
+/// The longest string of an argument, in bytes.
+fn max_len(value: &ColumnarValue) -> i64 {
+    let len = match value {
+        ColumnarValue::Scalar(s) => match s {
+            ScalarValue::Utf8(Some(t))
+            | ScalarValue::LargeUtf8(Some(t))
+            | ScalarValue::Utf8View(Some(t)) => t.len(),
+            _ => 0,
+        },
+        ColumnarValue::Array(a) => match a.data_type() {
+            DataType::Utf8 => a.as_string::<i32>().iter().flatten().map(str::len).max(),
+            DataType::LargeUtf8 => a.as_string::<i64>().iter().flatten().map(str::len).max(),
+            DataType::Utf8View => a.as_string_view().iter().flatten().map(str::len).max(),
+            _ => None,
+        }
+        .unwrap_or(0),
+    };
+    len as i64
+}
+
+impl Bound {
+    fn check(self, name: &str, args: &[ColumnarValue]) -> Result<()> {
+        match self {
+            Bound::Repeat => {
+                let (Some(text), Some(n)) = (args.first(), args.get(1).and_then(max_int)) else {
+                    return Ok(());
+                };
+                let bytes = max_len(text).saturating_mul(n.max(0));
+                if bytes > MAX_VALUE_BYTES {
+                    return refuse(format!(
+                        "{name}: a result of {bytes} bytes; at most {MAX_VALUE_BYTES} are allowed per value"
+                    ));
+                }
+            }
+            Bound::Pad => {
+                if let Some(n) = args.get(1).and_then(max_int)
+                    && n.saturating_mul(4) > MAX_VALUE_BYTES
+                {
+                    return refuse(format!(
+                        "{name}: a length of {n} characters; at most {} are allowed per value",
+                        MAX_VALUE_BYTES / 4
+                    ));
+                }
+            }
+            Bound::ArrayRepeat => {
+                if let Some(n) = args.get(1).and_then(max_int)
+                    && n > MAX_LIST_ITEMS
+                {
+                    return refuse(format!(
+                        "{name}: a list of {n} items; at most {MAX_LIST_ITEMS} are allowed"
+                    ));
+                }
+            }
+            Bound::Series => {
+                let items = series_len(args.iter().map(|a| (max_int(a), min_int(a))).collect());
+                if items > MAX_LIST_ITEMS {
+                    return refuse(format!(
+                        "{name}: a list of about {items} items; at most {MAX_LIST_ITEMS} are allowed"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most items `range(start, stop [, step])` could make, from each argument's (largest,
+/// smallest) value: `range(stop)` alone counts from 0.
+fn series_len(args: Vec<(Option<i64>, Option<i64>)>) -> i64 {
+    let (start, stop, step) = match args.as_slice() {
+        [stop] => ((Some(0), Some(0)), *stop, (Some(1), Some(1))),
+        [start, stop] => (*start, *stop, (Some(1), Some(1))),
+        [start, stop, step, ..] => (*start, *stop, *step),
+        [] => return 0,
+    };
+    // The widest span between any start and any stop, by the smallest step in size.
+    let (Some(start_max), Some(start_min), Some(stop_max), Some(stop_min)) =
+        (start.0, start.1, stop.0, stop.1)
+    else {
+        return 0;
+    };
+    let span = (stop_max.saturating_sub(start_min))
+        .max(start_max.saturating_sub(stop_min))
+        .max(0);
+    let step = match step {
+        (Some(max), Some(min)) => min.unsigned_abs().min(max.unsigned_abs()).max(1) as i64,
+        _ => 1,
+    };
+    span / step + 1
+}
+
+/// A built-in scalar function that checks its arguments first ([`Bound`]); everything else is
+/// the built-in's.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BoundedScalar {
+    inner: Arc<ScalarUDF>,
+    bound: Bound,
+}
+
+impl ScalarUDFImpl for BoundedScalar {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.bound.check(self.inner.name(), &args.args)?;
+        self.inner.invoke_with_args(args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+}
+
+/// `generate_series`/`range` in `FROM`, refusing more than [`MAX_GENERATED_ROWS`] rows.
+#[derive(Debug)]
+struct BoundedSeries {
+    inner: Arc<dyn TableFunctionImpl>,
+}
+
+fn literal_int(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(value, _) => match value.cast_to(&DataType::Int64).ok()? {
+            ScalarValue::Int64(n) => n,
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl TableFunctionImpl for BoundedSeries {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let ints: Vec<(Option<i64>, Option<i64>)> = args
+            .exprs()
+            .iter()
+            .map(|e| {
+                let n = literal_int(e);
+                (n, n)
+            })
+            .collect();
+        let rows = series_len(ints);
+        if rows > MAX_GENERATED_ROWS {
+            return refuse(format!(
+                "generate_series/range: about {rows} rows; at most {MAX_GENERATED_ROWS} are generated"
+            ));
+        }
+        self.inner.call_with_args(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(sql: &str) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+        let ctx = SessionContext::new();
+        register(&ctx);
+        ctx.sql(sql).await?.collect().await
+    }
+
+    #[tokio::test]
+    async fn large_values_are_refused_before_they_are_made() {
+        for sql in [
+            "SELECT length(repeat('x', 2000000000))",
+            "SELECT length(repeat(s, 100000000)) FROM (VALUES ('ab'), ('c')) t(s)",
+            "SELECT length(lpad('x', 100000000))",
+            "SELECT length(rpad('x', 100000000, 'yz'))",
+            "SELECT cardinality(array_repeat(1, 100000000))",
+            "SELECT cardinality(range(0, 100000000000))",
+            "SELECT cardinality(generate_series(1, 100000000000, 2))",
+            "SELECT count(*) FROM generate_series(1, 100000000000)",
+            "SELECT count(*) FROM range(100000000000)",
+        ] {
+            let error = run(sql).await.expect_err(sql).to_string();
+            assert!(error.contains("at most"), "{sql}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ordinary_uses_still_work() {
+        let batches = run(
+            "SELECT repeat('ab', 3) AS r, lpad('7', 3, '0') AS l, cardinality(range(1, 11)) AS n, \
+             cardinality(array_repeat('x', 4)) AS a",
+        )
+        .await
+        .expect("runs");
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        assert!(text.contains("ababab") && text.contains("007"), "{text}");
+        let batches = run("SELECT count(*) AS n FROM generate_series(1, 1000000)")
+            .await
+            .expect("runs");
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        assert!(text.contains("1000000"), "{text}");
+    }
+}
