@@ -192,6 +192,7 @@ async fn get_order(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PageQuery {
     limit: Option<String>,
     after: Option<String>,
@@ -201,8 +202,14 @@ async fn get_user_orders(
     Caller(who): Caller,
     State(s): State<Serving>,
     Path(user): Path<String>,
-    Query(q): Query<PageQuery>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // A repeated or unknown parameter: the JSON error body every route answers with.
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad_request(
+            "expected ?limit=<1..100>&after=<cursor>, each at most once".to_owned(),
+        )
+    })?;
     if !who.may_read(&user) {
         return Err(ApiError::forbidden(format!(
             "the orders of user {user:?} belong to another user"

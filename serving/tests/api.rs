@@ -171,7 +171,14 @@ async fn a_users_orders_come_newest_first_in_pages() {
     }
     assert_eq!(seen, ["o-4", "o-3", "o-2", "o-1", "o-0"]);
 
-    for bad in ["limit=0", "limit=101", "limit=x", "after=garbage"] {
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "after=garbage",
+        "limit=2&limit=3",
+        "colour=red",
+    ] {
         let (status, body, _) = f
             .get(&format!("/v1/users/alice/orders?{bad}"), Some(&alice))
             .await;
