@@ -35,6 +35,7 @@ pub struct ShortLine {
     #[schemars(range(min = 1, max = 1_000_000_000_i64))]
     pub wanted: i64,
     /// The most any one warehouse had available for this line.
+    #[schemars(range(min = 0, max = 1_000_000_000_i64))]
     pub available: i64,
 }
 
@@ -95,6 +96,7 @@ impl ReservationReleased {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionHeartbeat {
+    #[schemars(range(max = 4_294_967_295_u32))]
     pub partition: u32,
     pub routing_key: String,
 }

@@ -80,7 +80,7 @@ macro_rules! event_types {
                 match self { $(Payload::$variant(p) => &p.$key,)* }
             }
 
-            fn validate(&self, v: &mut Validator) {
+            pub(crate) fn validate(&self, v: &mut Validator) {
                 match self { $(Payload::$variant(p) => p.validate(v),)* }
             }
 

@@ -33,7 +33,7 @@ pub struct StockAdjusted {
     pub sku: String,
     pub warehouse: String,
     /// Units added (positive) or removed (negative), at most 1,000,000,000 either way; never 0.
-    #[schemars(range(min = -1_000_000_000_i64, max = 1_000_000_000_i64))]
+    #[schemars(range(min = -1_000_000_000_i64, max = 1_000_000_000_i64), extend("not" = {"const": 0}))]
     pub delta: i64,
     /// Why, e.g. `cycle_count`, `damaged`, `lost`.
     pub reason: String,

@@ -115,14 +115,15 @@ impl fmt::Display for ValidationError {
     }
 }
 
-/// Size limits, in bytes of UTF-8 unless said otherwise.
+/// Size limits, in characters (Unicode code points, as JSON Schema counts them) unless said
+/// otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// How far `occurred_at` may be ahead of the validator's clock (clock skew allowance).
     pub max_future_skew: chrono::Duration,
-    pub max_id_bytes: usize,
-    pub max_short_text_bytes: usize,
-    pub max_long_text_bytes: usize,
+    pub max_id_chars: usize,
+    pub max_short_text_chars: usize,
+    pub max_long_text_chars: usize,
     /// Items in any list (order lines, skus, category path) and entries in attribute maps.
     pub max_items: usize,
 }
@@ -131,9 +132,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_future_skew: chrono::Duration::minutes(5),
-            max_id_bytes: 128,
-            max_short_text_bytes: 1024,
-            max_long_text_bytes: 16 * 1024,
+            max_id_chars: 128,
+            max_short_text_chars: 1024,
+            max_long_text_chars: 16 * 1024,
             max_items: 500,
         }
     }
@@ -185,11 +186,35 @@ enum Segment {
     Key(String),
 }
 
+/// A rule the validator applied at a path, as the JSON Schema says it (`json_schema.rs` asks
+/// the validator, so the two cannot drift apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// Non-empty, no control characters, at most this many characters.
+    Id(usize),
+    /// At most this many characters.
+    Text(usize),
+    /// From 1 to this many items.
+    List(usize),
+    /// At most this many entries, keys at most `.1` characters, values at most `.2`.
+    Map(usize, usize, usize),
+}
+
 /// Walks a payload, tracking the JSON path, collecting errors.
 pub struct Validator<'c> {
     limits: &'c Limits,
     path: Vec<Segment>,
     errors: Vec<FieldError>,
+    /// Where each rule applied, when asked for (`json_schema.rs`): paths as segments.
+    rules: Option<Vec<(Vec<PathPart>, Rule)>>,
+}
+
+/// One step of a recorded path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PathPart {
+    Field(&'static str),
+    Item,
+    Value,
 }
 
 impl<'c> Validator<'c> {
@@ -198,6 +223,35 @@ impl<'c> Validator<'c> {
             limits,
             path: vec![Segment::Field(root)],
             errors: Vec::new(),
+            rules: None,
+        }
+    }
+
+    /// A validator that also records the rules it applies, and where.
+    pub(crate) fn recording(limits: &'c Limits, root: &'static str) -> Self {
+        Self {
+            rules: Some(Vec::new()),
+            ..Self::new(limits, root)
+        }
+    }
+
+    pub(crate) fn into_rules(self) -> Vec<(Vec<PathPart>, Rule)> {
+        self.rules.unwrap_or_default()
+    }
+
+    fn record(&mut self, rule: Rule) {
+        let parts: Vec<PathPart> = self
+            .path
+            .iter()
+            .skip(1)
+            .map(|s| match s {
+                Segment::Field(name) => PathPart::Field(name),
+                Segment::Index(_) => PathPart::Item,
+                Segment::Key(_) => PathPart::Value,
+            })
+            .collect();
+        if let Some(rules) = &mut self.rules {
+            rules.push((parts, rule));
         }
     }
 
@@ -257,10 +311,17 @@ impl<'c> Validator<'c> {
     }
 
     fn check_string(&mut self, value: &str, max: usize) {
-        if value.len() > max {
+        // Characters (Unicode code points), as JSON Schema's maxLength counts them; a string of
+        // at most `max` bytes has at most `max` characters, so only longer ones are counted.
+        let chars = if value.len() > max {
+            value.chars().count()
+        } else {
+            0
+        };
+        if chars > max {
             self.error(
                 RejectReason::Oversize,
-                format!("expected at most {max} bytes, got {}", value.len()),
+                format!("expected at most {max} characters, got {chars}"),
             );
         } else if pci::contains_card_number(value) {
             self.error(
@@ -272,23 +333,29 @@ impl<'c> Validator<'c> {
         }
     }
 
-    /// An identifier: non-empty, no control characters, at most `max_id_bytes`.
+    /// An identifier: non-empty, no control characters, at most `max_id_chars` characters.
     pub fn id(&mut self, name: &'static str, value: &str) {
-        let max = self.limits.max_id_bytes;
-        self.field(name, |v| {
-            if value.is_empty() {
-                v.invalid("expected a non-empty identifier".to_owned());
-            } else if value.chars().any(char::is_control) {
-                v.invalid("expected an identifier without control characters".to_owned());
-            } else {
-                v.check_string(value, max);
-            }
-        });
+        self.field(name, |v| v.check_id(value));
+    }
+
+    fn check_id(&mut self, value: &str) {
+        let max = self.limits.max_id_chars;
+        self.record(Rule::Id(max));
+        if value.is_empty() {
+            self.invalid("expected a non-empty identifier".to_owned());
+        } else if value.chars().any(char::is_control) {
+            self.invalid("expected an identifier without control characters".to_owned());
+        } else {
+            self.check_string(value, max);
+        }
     }
 
     pub fn text(&mut self, name: &'static str, value: &str, size: TextSize) {
         let max = self.max_text(size);
-        self.field(name, |v| v.check_string(value, max));
+        self.field(name, |v| {
+            v.record(Rule::Text(max));
+            v.check_string(value, max)
+        });
     }
 
     pub fn optional_text(&mut self, name: &'static str, value: Option<&str>, size: TextSize) {
@@ -299,8 +366,8 @@ impl<'c> Validator<'c> {
 
     fn max_text(&self, size: TextSize) -> usize {
         match size {
-            TextSize::Short => self.limits.max_short_text_bytes,
-            TextSize::Long => self.limits.max_long_text_bytes,
+            TextSize::Short => self.limits.max_short_text_chars,
+            TextSize::Long => self.limits.max_long_text_chars,
         }
     }
 
@@ -341,6 +408,7 @@ impl<'c> Validator<'c> {
     ) {
         let max = self.limits.max_items;
         self.field(name, |v| {
+            v.record(Rule::List(max));
             if items.is_empty() {
                 v.invalid("expected at least one item".to_owned());
             } else if items.len() > max {
@@ -356,16 +424,9 @@ impl<'c> Validator<'c> {
         });
     }
 
-    /// A list of identifiers (skus, category levels).
+    /// A list of identifiers (skus, category levels), each checked as [`Validator::id`].
     pub fn id_list(&mut self, name: &'static str, items: &[String]) {
-        let max = self.limits.max_id_bytes;
-        self.list(name, items, |v, s| {
-            if s.is_empty() {
-                v.invalid("expected a non-empty string".to_owned());
-            } else {
-                v.check_string(s, max);
-            }
-        });
+        self.list(name, items, |v, s| v.check_id(s));
     }
 
     /// A string-to-string map with bounded keys and values.
@@ -375,9 +436,10 @@ impl<'c> Validator<'c> {
         entries: impl ExactSizeIterator<Item = (&'m String, &'m String)>,
     ) {
         let max_items = self.limits.max_items;
-        let max_key = self.limits.max_id_bytes;
-        let max_value = self.limits.max_short_text_bytes;
+        let max_key = self.limits.max_id_chars;
+        let max_value = self.limits.max_short_text_chars;
         self.field(name, |v| {
+            v.record(Rule::Map(max_items, max_key, max_value));
             if entries.len() > max_items {
                 v.error(
                     RejectReason::Oversize,
@@ -389,13 +451,11 @@ impl<'c> Validator<'c> {
                 return;
             }
             for (key, value) in entries {
-                if key.len() > max_key {
+                let key_chars = key.chars().count();
+                if key_chars > max_key {
                     v.error(
                         RejectReason::Oversize,
-                        format!(
-                            "expected keys of at most {max_key} bytes, got {}",
-                            key.len()
-                        ),
+                        format!("expected keys of at most {max_key} characters, got {key_chars}"),
                     );
                     continue;
                 }
