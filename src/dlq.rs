@@ -60,6 +60,16 @@ pub fn main(args: DlqArgs) -> anyhow::Result<()> {
                     let dir = std::env::var_os("EMPORIUM_DATA_DIR")
                         .map(PathBuf::from)
                         .unwrap_or_else(|| PathBuf::from("emporium-data"));
+                    if std::env::var_os("EMPORIUM_OPERATOR_KEY").is_none()
+                        && !crate::keys::path(&dir).exists()
+                    {
+                        anyhow::bail!(
+                            "the dead-letter log is for operators: give --token (the operator key, \
+                             `emporium token --operator` where the server's data directory is), or \
+                             set EMPORIUM_DATA_DIR to that directory ({} has no auth.json)",
+                            dir.display()
+                        );
+                    }
                     crate::keys::load_or_create(&dir)?.operator_key
                 }
             };

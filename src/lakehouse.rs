@@ -389,7 +389,11 @@ async fn post_sql(State(service): State<SqlService>, headers: HeaderMap, body: B
     );
     let limits = service.engine.limits();
     // A turn within a tenth of the time limit, or come back later.
-    let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout / 10, service.slots.acquire()).await
+    let Ok(Ok(slot)) = tokio::time::timeout(
+        limits.timeout / 10,
+        Arc::clone(&service.slots).acquire_owned(),
+    )
+    .await
     else {
         let mut busy = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -401,7 +405,9 @@ async fn post_sql(State(service): State<SqlService>, headers: HeaderMap, body: B
         return busy;
     };
     // On threads of its own, answered by the deadline: the server keeps answering meanwhile.
-    let result = match service.engine.query_isolated(&sql).await {
+    // The slot is held until the query's thread ends, not just until the answer: a cancelled
+    // query still finishing a step counts against the limit.
+    let result = match service.engine.query_isolated(&sql, slot).await {
         Ok(r) => r,
         Err(e) => return sql_error(e),
     };

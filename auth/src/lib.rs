@@ -464,6 +464,13 @@ mod tests {
             a.authenticate(Some(&bearer(&unsigned)), Audience::Read),
             Err(AuthError::Invalid)
         );
+        // Another algorithm, even one the same key could compute, is refused.
+        let hs512 = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS512","typ":"JWT","kid":"k1"}"#);
+        let other_alg = format!("{hs512}.{}.{}", parts[1], parts[2]);
+        assert_eq!(
+            a.authenticate(Some(&bearer(&other_alg)), Audience::Read),
+            Err(AuthError::Invalid)
+        );
         let other_kid = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT","kid":"k9"}"#);
         let foreign = format!("{other_kid}.{}.{}", parts[1], parts[2]);
         assert_eq!(

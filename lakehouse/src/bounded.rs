@@ -46,6 +46,8 @@ pub fn register(ctx: &SessionContext) {
         ("array_repeat", Bound::ArrayRepeat),
         ("range", Bound::Series),
         ("generate_series", Bound::Series),
+        ("replace", Bound::Replace),
+        ("regexp_replace", Bound::Replace),
     ] {
         if let Some(inner) = ctx.state().scalar_functions().get(name) {
             ctx.register_udf(ScalarUDF::new_from_impl(BoundedScalar {
@@ -76,6 +78,9 @@ enum Bound {
     ArrayRepeat,
     /// `range(start, stop [, step])`: (stop − start) ÷ step items.
     Series,
+    /// `replace(text, from, to)`, `regexp_replace(text, pattern, to)`: up to length × length of
+    /// `to` bytes.
+    Replace,
 }
 
 /// The largest integer of an argument (each row of an array, or the scalar); `None` when there
@@ -93,14 +98,80 @@ fn max_int(value: &ColumnarValue) -> Option<i64> {
     }
 }
 
-fn min_int(value: &ColumnarValue) -> Option<i64> {
-    match value {
-        ColumnarValue::Array(a) => {
-            let ints = cast(a, &DataType::Int64).ok()?;
-            datafusion::arrow::compute::min(ints.as_primitive::<Int64Type>())
-        }
-        scalar => max_int(scalar),
+/// A series bound or step in one unit: integers as they are; dates, timestamps and intervals in
+/// nanoseconds (a month as 30 days), so a date series by the second counts its seconds.
+/// `Err(())` for a value whose size cannot be told.
+fn nanos(value: &ScalarValue) -> Result<Option<i128>, ()> {
+    const DAY: i128 = 86_400_000_000_000;
+    if value.is_null() {
+        return Ok(None);
     }
+    let n = match value {
+        ScalarValue::Int8(Some(v)) => i128::from(*v),
+        ScalarValue::Int16(Some(v)) => i128::from(*v),
+        ScalarValue::Int32(Some(v)) => i128::from(*v),
+        ScalarValue::Int64(Some(v)) => i128::from(*v),
+        ScalarValue::UInt8(Some(v)) => i128::from(*v),
+        ScalarValue::UInt16(Some(v)) => i128::from(*v),
+        ScalarValue::UInt32(Some(v)) => i128::from(*v),
+        ScalarValue::UInt64(Some(v)) => i128::from(*v),
+        ScalarValue::Date32(Some(days)) => i128::from(*days) * DAY,
+        ScalarValue::Date64(Some(ms)) => i128::from(*ms) * 1_000_000,
+        ScalarValue::TimestampSecond(Some(v), _) => i128::from(*v) * 1_000_000_000,
+        ScalarValue::TimestampMillisecond(Some(v), _) => i128::from(*v) * 1_000_000,
+        ScalarValue::TimestampMicrosecond(Some(v), _) => i128::from(*v) * 1_000,
+        ScalarValue::TimestampNanosecond(Some(v), _) => i128::from(*v),
+        ScalarValue::IntervalYearMonth(Some(months)) => i128::from(*months) * 30 * DAY,
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            i128::from(v.days) * DAY + i128::from(v.milliseconds) * 1_000_000
+        }
+        ScalarValue::IntervalMonthDayNano(Some(v)) => {
+            i128::from(v.months) * 30 * DAY + i128::from(v.days) * DAY + i128::from(v.nanoseconds)
+        }
+        _ => return Err(()),
+    };
+    Ok(Some(n))
+}
+
+/// Every value of an argument (each row of an array, or the scalar) in [`nanos`]' unit.
+fn all_nanos(value: &ColumnarValue) -> Result<Vec<i128>, ()> {
+    let scalars: Vec<ScalarValue> = match value {
+        ColumnarValue::Scalar(s) => vec![s.clone()],
+        ColumnarValue::Array(a) => (0..a.len())
+            .map(|i| ScalarValue::try_from_array(a, i).map_err(|_| ()))
+            .collect::<Result<_, ()>>()?,
+    };
+    let mut out = Vec::new();
+    for s in &scalars {
+        if let Some(n) = nanos(s)? {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// The most items `range(start, stop [, step])` could make over all rows (`range(stop)` alone
+/// counts from 0): the widest span between any start and any stop, by the smallest step in
+/// size. `None` when it cannot be told.
+fn series_len(args: &[Vec<i128>]) -> Option<i128> {
+    let (starts, stops, steps): (&[i128], &[i128], &[i128]) = match args {
+        [stop] => (&[0], stop, &[1]),
+        [start, stop] => (start, stop, &[1]),
+        [start, stop, step, ..] => (start, stop, step),
+        [] => return Some(0),
+    };
+    let (Some(start_min), Some(start_max), Some(stop_min), Some(stop_max)) = (
+        starts.iter().min(),
+        starts.iter().max(),
+        stops.iter().min(),
+        stops.iter().max(),
+    ) else {
+        // All null: nothing is made.
+        return Some(0);
+    };
+    let span = (stop_max - start_min).max(start_max - stop_min).max(0);
+    let step = steps.iter().map(|s| s.abs()).filter(|s| *s > 0).min()?;
+    Some(span / step + 1)
 }
 
 /// The longest string of an argument, in bytes.
@@ -157,41 +228,36 @@ impl Bound {
                 }
             }
             Bound::Series => {
-                let items = series_len(args.iter().map(|a| (max_int(a), min_int(a))).collect());
-                if items > MAX_LIST_ITEMS {
+                let values: Result<Vec<Vec<i128>>, ()> = args.iter().map(all_nanos).collect();
+                let items = values.ok().and_then(|v| series_len(&v));
+                match items {
+                    Some(items) if items <= i128::from(MAX_LIST_ITEMS) => {}
+                    Some(items) => {
+                        return refuse(format!(
+                            "{name}: a list of about {items} items; at most {MAX_LIST_ITEMS} are allowed"
+                        ));
+                    }
+                    None => {
+                        return refuse(format!(
+                            "{name}: the size of the list cannot be told from its arguments; at most {MAX_LIST_ITEMS} items are allowed"
+                        ));
+                    }
+                }
+            }
+            Bound::Replace => {
+                let (Some(text), Some(with)) = (args.first(), args.get(2)) else {
+                    return Ok(());
+                };
+                let bytes = max_len(text).saturating_mul(max_len(with).max(1));
+                if bytes > MAX_VALUE_BYTES {
                     return refuse(format!(
-                        "{name}: a list of about {items} items; at most {MAX_LIST_ITEMS} are allowed"
+                        "{name}: a result of up to {bytes} bytes; at most {MAX_VALUE_BYTES} are allowed per value"
                     ));
                 }
             }
         }
         Ok(())
     }
-}
-
-/// The most items `range(start, stop [, step])` could make, from each argument's (largest,
-/// smallest) value: `range(stop)` alone counts from 0.
-fn series_len(args: Vec<(Option<i64>, Option<i64>)>) -> i64 {
-    let (start, stop, step) = match args.as_slice() {
-        [stop] => ((Some(0), Some(0)), *stop, (Some(1), Some(1))),
-        [start, stop] => (*start, *stop, (Some(1), Some(1))),
-        [start, stop, step, ..] => (*start, *stop, *step),
-        [] => return 0,
-    };
-    // The widest span between any start and any stop, by the smallest step in size.
-    let (Some(start_max), Some(start_min), Some(stop_max), Some(stop_min)) =
-        (start.0, start.1, stop.0, stop.1)
-    else {
-        return 0;
-    };
-    let span = (stop_max.saturating_sub(start_min))
-        .max(start_max.saturating_sub(stop_min))
-        .max(0);
-    let step = match step {
-        (Some(max), Some(min)) => min.unsigned_abs().min(max.unsigned_abs()).max(1) as i64,
-        _ => 1,
-    };
-    span / step + 1
 }
 
 /// A built-in scalar function that checks its arguments first ([`Bound`]); everything else is
@@ -243,33 +309,31 @@ struct BoundedSeries {
     inner: Arc<dyn TableFunctionImpl>,
 }
 
-fn literal_int(expr: &Expr) -> Option<i64> {
-    match expr {
-        Expr::Literal(value, _) => match value.cast_to(&DataType::Int64).ok()? {
-            ScalarValue::Int64(n) => n,
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 impl TableFunctionImpl for BoundedSeries {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
-        let ints: Vec<(Option<i64>, Option<i64>)> = args
+        let values: Result<Vec<Vec<i128>>, ()> = args
             .exprs()
             .iter()
-            .map(|e| {
-                let n = literal_int(e);
-                (n, n)
+            .map(|e| match e {
+                Expr::Literal(value, _) => nanos(value).map(|n| n.into_iter().collect()),
+                Expr::Negative(inner) => match inner.as_ref() {
+                    Expr::Literal(value, _) => {
+                        nanos(value).map(|n| n.into_iter().map(|v| -v).collect())
+                    }
+                    _ => Err(()),
+                },
+                _ => Err(()),
             })
             .collect();
-        let rows = series_len(ints);
-        if rows > MAX_GENERATED_ROWS {
-            return refuse(format!(
+        match values.ok().and_then(|v| series_len(&v)) {
+            Some(rows) if rows <= i128::from(MAX_GENERATED_ROWS) => self.inner.call_with_args(args),
+            Some(rows) => refuse(format!(
                 "generate_series/range: about {rows} rows; at most {MAX_GENERATED_ROWS} are generated"
-            ));
+            )),
+            None => refuse(format!(
+                "generate_series/range: the number of rows cannot be told from the arguments; at most {MAX_GENERATED_ROWS} are generated"
+            )),
         }
-        self.inner.call_with_args(args)
     }
 }
 
@@ -295,6 +359,10 @@ mod tests {
             "SELECT cardinality(generate_series(1, 100000000000, 2))",
             "SELECT count(*) FROM generate_series(1, 100000000000)",
             "SELECT count(*) FROM range(100000000000)",
+            "SELECT cardinality(range(0, 1000000000, s)) FROM (VALUES (-1000000), (1), (1000000)) t(s)",
+            "SELECT count(*) FROM generate_series(DATE '1970-01-01', DATE '2200-01-01', INTERVAL '1 second')",
+            "SELECT length(replace(repeat('a', 16000000), 'a', repeat('b', 16000000)))",
+            "SELECT length(regexp_replace(repeat('a', 1000000), 'a', repeat('b', 100)))",
         ] {
             let error = run(sql).await.expect_err(sql).to_string();
             assert!(error.contains("at most"), "{sql}: {error}");
@@ -313,6 +381,19 @@ mod tests {
             .expect("format")
             .to_string();
         assert!(text.contains("ababab") && text.contains("007"), "{text}");
+        let batches = run(
+            "SELECT count(*) AS n FROM generate_series(TIMESTAMP '2026-01-01 00:00:00', \
+             TIMESTAMP '2026-01-02 00:00:00', INTERVAL '1 hour')",
+        )
+        .await
+        .expect("an hourly series over a day");
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        assert!(text.contains("25"), "{text}");
+        run("SELECT count(*) FROM generate_series(-5, 5)")
+            .await
+            .expect("a negative bound");
         let batches = run("SELECT count(*) AS n FROM generate_series(1, 1000000)")
             .await
             .expect("runs");

@@ -25,31 +25,44 @@ const SLACK_BYTES: usize = 256 * 1024 * 1024;
 /// Runs the future `make` returns on a runtime of its own with `threads` worker threads, and
 /// answers by `timeout`: [`SqlError::Timeout`] then, or [`SqlError::ResourcesExhausted`] as soon
 /// as the process's resident memory has grown by more than `memory_limit` (plus slack) since the
-/// start.
-pub async fn run<T, F, Fut>(
+/// start. `held` (a concurrency permit, say) is kept until the query's thread has ended, not
+/// just until the answer: a cancelled query still in a step that does not yield holds its slot.
+pub async fn run<T, F, Fut, H>(
     threads: usize,
     timeout: Duration,
     memory_limit: usize,
+    held: H,
     make: F,
 ) -> Result<T, SqlError>
 where
     T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, SqlError>> + 'static,
+    H: Send + 'static,
 {
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .thread_name("emporium-sql")
-        .on_thread_start(lower_priority)
-        .enable_all()
-        .build()
-        .map_err(|e| SqlError::Execution(format!("starting the query's threads: {e}")))?;
     std::thread::Builder::new()
         .name("emporium-sql-main".into())
         .spawn(move || {
+            let _held = held;
             lower_priority();
+            // Built on this thread, so that it is also dropped here, outside any runtime.
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .thread_name("emporium-sql")
+                .on_thread_start(lower_priority)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = done_tx.send(Err(SqlError::Execution(format!(
+                        "starting the query's threads: {e}"
+                    ))));
+                    return;
+                }
+            };
             let result = runtime.block_on(async move {
                 tokio::select! {
                     result = make() => Some(result),
@@ -134,7 +147,7 @@ mod tests {
     fn a_query_that_will_not_end_is_answered_at_its_deadline() {
         let started = Instant::now();
         let result: Result<(), SqlError> =
-            runtime().block_on(run(1, Duration::from_millis(300), 1 << 30, || async {
+            runtime().block_on(run(1, Duration::from_millis(300), 1 << 30, (), || async {
                 // CPU in steps that never yield for long, forever.
                 loop {
                     std::thread::sleep(Duration::from_millis(5));
@@ -149,7 +162,7 @@ mod tests {
     fn a_step_that_never_yields_still_gets_its_answer_on_time() {
         let started = Instant::now();
         let result: Result<(), SqlError> =
-            runtime().block_on(run(1, Duration::from_millis(200), 1 << 30, || async {
+            runtime().block_on(run(1, Duration::from_millis(200), 1 << 30, (), || async {
                 std::thread::sleep(Duration::from_secs(2));
                 Ok(())
             }));
@@ -160,7 +173,7 @@ mod tests {
     #[test]
     fn memory_past_the_limit_cancels_the_query() {
         let result: Result<(), SqlError> =
-            runtime().block_on(run(1, Duration::from_secs(20), 64 << 20, || async {
+            runtime().block_on(run(1, Duration::from_secs(20), 64 << 20, (), || async {
                 let mut held: Vec<Vec<u8>> = Vec::new();
                 loop {
                     // Touched, so it is resident.
@@ -179,7 +192,7 @@ mod tests {
 
     #[test]
     fn an_answer_comes_back() {
-        let result = runtime().block_on(run(2, Duration::from_secs(5), 1 << 30, || async {
+        let result = runtime().block_on(run(2, Duration::from_secs(5), 1 << 30, (), || async {
             Ok::<_, SqlError>(42)
         }));
         assert_eq!(result.ok(), Some(42));

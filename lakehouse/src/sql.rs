@@ -247,7 +247,12 @@ impl SqlEngine {
     /// [`SqlEngine::query`] on threads of its own, answered by the deadline whatever the query
     /// is doing, and cancelled when the process grows past the memory limit (`sandbox.rs`):
     /// what a server that takes queries from the network runs.
-    pub async fn query_isolated(self: &Arc<Self>, sql: &str) -> Result<QueryResult, SqlError> {
+    /// `held` is kept until the query's thread has ended (`sandbox::run`).
+    pub async fn query_isolated<H: Send + 'static>(
+        self: &Arc<Self>,
+        sql: &str,
+        held: H,
+    ) -> Result<QueryResult, SqlError> {
         let engine = Arc::clone(self);
         let sql = sql.to_owned();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -255,6 +260,7 @@ impl SqlEngine {
             threads,
             self.limits.timeout,
             self.limits.memory_limit,
+            held,
             move || async move { engine.query(&sql).await },
         )
         .await

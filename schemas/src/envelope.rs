@@ -510,7 +510,19 @@ fn parse_timestamp(
 }
 
 /// Turns a serde error into a field error with a JSON path under `prefix`.
+/// A deserialization error as a field error: path and message echo input (a key, a value), so
+/// card numbers in them are masked, in the answer to the producer as in the dead letter.
 fn serde_error(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let mut error = serde_error_unmasked(prefix, e);
+    error.path = crate::pci::mask_card_numbers_in_quoted(&error.path).into_owned();
+    error.message = crate::pci::mask_card_numbers_in_quoted(&error.message).into_owned();
+    error
+}
+
+fn serde_error_unmasked(
+    prefix: &str,
+    e: serde_path_to_error::Error<serde_json::Error>,
+) -> FieldError {
     let mut path = String::from(prefix);
     for seg in e.path().iter() {
         match seg {

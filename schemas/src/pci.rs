@@ -163,12 +163,18 @@ fn classify(c: char) -> Class {
         }
     } else if let Some(d) = unicode_digit(c) {
         Class::Digit(d)
+    } else if INVISIBLE_LETTERS.contains(&c) {
+        Class::Separator
     } else if c.is_alphanumeric() {
         Class::Breaker
     } else {
         Class::Separator
     }
 }
+
+/// Letters that show as blank space (Hangul fillers, default-ignorable): they separate, like the
+/// spaces they look like, rather than end a run.
+const INVISIBLE_LETTERS: [char; 4] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}'];
 
 /// The value of a non-ASCII character that reads as a decimal digit.
 fn unicode_digit(c: char) -> Option<u8> {
@@ -226,6 +232,8 @@ fn read_escape(bytes: &[u8], i: usize) -> (Class, usize) {
         }
     }
     match bytes.get(i + 1) {
+        // A JSON escape of one letter stands for punctuation or whitespace.
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => (Class::Separator, 2),
         Some(b'u') => match hex4(i + 2) {
             Some(high @ 0xD800..=0xDBFF) => {
                 let low = (bytes.get(i + 6..i + 8) == Some(b"\\u"))
@@ -240,10 +248,11 @@ fn read_escape(bytes: &[u8], i: usize) -> (Class, usize) {
                 }
             }
             Some(cp) => (char::from_u32(cp).map_or(Class::Separator, classify), 6),
-            None => (Class::Separator, 2),
+            None => (Class::Separator, 1),
         },
-        Some(_) => (Class::Separator, 2),
-        None => (Class::Separator, 1),
+        // Not an escape: the backslash alone separates, and what follows is read as itself
+        // (`4\1\1…` must not hide its digits).
+        _ => (Class::Separator, 1),
     }
 }
 
@@ -515,6 +524,39 @@ mod tests {
         let raw = "é".repeat(10);
         let kept = mask_raw_line(raw.as_bytes(), 5);
         assert_eq!(kept, "éé".as_bytes());
+    }
+
+    #[test]
+    fn the_digit_table_is_as_new_as_rusts_unicode() {
+        let (major, minor, _) = digits::UNICODE_VERSION;
+        let (std_major, std_minor, _) = char::UNICODE_VERSION;
+        assert!(
+            (major, minor) >= (std_major, std_minor),
+            "the digit table is Unicode {major}.{minor}, Rust's char {std_major}.{std_minor}: \
+             regenerate it with scripts/unicode_digits.py (pip install unicodedata2)"
+        );
+    }
+
+    #[test]
+    fn newer_scripts_dingbats_and_fillers_cannot_hide_a_number() {
+        for s in [
+            "\u{11F54}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}\u{11F51}", // Kawi
+            "❹❶❶❶ ❶❶❶❶ ❶❶❶❶ ❶❶❶❶",
+            "⒋⒈⒈⒈⒈⒈⒈⒈⒈⒈⒈⒈⒈⒈⒈⒈",
+            "⑷⑴⑴⑴⑴⑴⑴⑴⑴⑴⑴⑴⑴⑴⑴⑴",
+            "4111\u{3164}1111\u{3164}1111\u{3164}1111",
+            "4111\u{FFA0}1111\u{115F}1111\u{1160}1111",
+        ] {
+            assert!(contains_card_number(s), "{s:?} should be caught");
+        }
+        // A backslash that is not a JSON escape hides nothing in a raw line.
+        let raw = br#"{"n":"4\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1"}"#;
+        let masked = String::from_utf8(mask_raw_line(raw, 1024)).expect("utf8");
+        assert_eq!(
+            masked.matches(|c: char| c.is_ascii_digit()).count(),
+            4,
+            "{masked}"
+        );
     }
 
     #[test]

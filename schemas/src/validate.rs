@@ -424,9 +424,20 @@ impl<'c> Validator<'c> {
         });
     }
 
-    /// A list of identifiers (skus, category levels), each checked as [`Validator::id`].
+    /// A list of identifiers (skus, category levels), each checked as [`Validator::id`], and
+    /// all of them together: a card number split across items is a card number all the same.
     pub fn id_list(&mut self, name: &'static str, items: &[String]) {
         self.list(name, items, |v, s| v.check_id(s));
+        if items.len() > 1 && pci::contains_card_number(&items.join(" ")) {
+            self.field(name, |v| {
+                v.error(
+                    RejectReason::CardNumber,
+                    "the items together look like a payment card number; send a payment token, \
+                     never card data"
+                        .to_owned(),
+                )
+            });
+        }
     }
 
     /// A string-to-string map with bounded keys and values.
@@ -459,11 +470,23 @@ impl<'c> Validator<'c> {
                     );
                     continue;
                 }
-                v.key(key, |v| {
-                    if pci::contains_card_number(key) {
+                // A number split between a key and its value counts too; then the key's digits
+                // are not shown in the path either.
+                let split = !pci::contains_card_number(key)
+                    && pci::contains_card_number(&format!("{key} {value}"));
+                let shown: String = if split {
+                    key.chars()
+                        .map(|c| if c.is_numeric() { '*' } else { c })
+                        .collect()
+                } else {
+                    key.clone()
+                };
+                v.key(&shown, |v| {
+                    if split || pci::contains_card_number(key) {
                         v.error(
                             RejectReason::CardNumber,
-                            "the key looks like a payment card number".to_owned(),
+                            "the key (or the key with its value) looks like a payment card number"
+                                .to_owned(),
                         );
                     } else {
                         v.check_string(value, max_value);

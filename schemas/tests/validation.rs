@@ -468,3 +468,33 @@ fn quantities_and_amounts_are_bounded() {
     v["payload"]["result_count"] = json!(max + 1);
     assert_eq!(errors_of(&v)[0].0, "payload.result_count");
 }
+
+#[test]
+fn a_card_number_split_across_items_or_a_key_and_its_value_is_refused() {
+    let mut v = example_value(EventKind::ProductUpserted);
+    v["payload"]["skus"] = json!(["4111", "1111", "1111", "1111"]);
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.skus", "{errors:?}");
+    assert_eq!(errors[0].1, RejectReason::CardNumber);
+    let mut v = example_value(EventKind::ProductUpserted);
+    v["payload"]["attributes"] = json!({"4111 1111": "1111 1111"});
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].1, RejectReason::CardNumber, "{errors:?}");
+    assert!(
+        !errors[0].0.contains("4111 1111"),
+        "the path is masked: {errors:?}"
+    );
+}
+
+#[test]
+fn answers_that_echo_input_mask_card_numbers() {
+    let mut v = example_value(EventKind::CartItemAdded);
+    v["payload"]["qty"] = json!("4111 1111 1111 1111");
+    let errors = errors_of(&v);
+    assert_eq!(errors[0].0, "payload.qty");
+    assert!(!errors[0].2.contains("4111 1111"), "{errors:?}");
+    let mut v = example_value(EventKind::CartItemAdded);
+    v["payload"]["4111111111111111"] = json!(1);
+    let errors = errors_of(&v);
+    assert!(!errors[0].0.contains("4111111111111111"), "{errors:?}");
+}
