@@ -19,25 +19,6 @@ fn venv() -> PathBuf {
         })
 }
 
-fn token(args: &[&str], data_dir: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .arg("token")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("emporium token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 #[test]
 #[ignore = "needs schemathesis from PyPI: scripts/test installs it and runs this with --ignored"]
 fn schemathesis_finds_no_response_that_breaks_the_openapi_document() {
@@ -52,16 +33,8 @@ fn schemathesis_finds_no_response_that_breaks_the_openapi_document() {
     let support::Run {
         mut child, base, ..
     } = support::start_run(dir.path(), &["--no-dataflow"], "Press Ctrl-C");
-    let operator = token(&["--operator"], dir.path());
-    let producer = token(
-        &[
-            "--producer",
-            "schemathesis",
-            "--scope",
-            "storefront,orders,catalog",
-        ],
-        dir.path(),
-    );
+    let operator = support::token(&["--operator"], dir.path());
+    let producer = support::producer_token(dir.path());
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract/schemathesis.toml");
     let out = Command::new(&schemathesis)
         .arg("--config-file")

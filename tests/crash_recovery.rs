@@ -7,6 +7,8 @@
 //! be in the log exactly once, the torn tail (if any) must be gone, and every document in the store
 //! must equal — seq included — the reference documents of the final log, with none beyond them.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -89,31 +91,6 @@ fn batches(seed: u64, count: usize, size: usize) -> Vec<(Vec<String>, String)> {
         .collect()
 }
 
-/// A producer token for every type, signed with the keys of `data_dir` (the same across restarts).
-fn producer_token(data_dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args([
-            "token",
-            "--producer",
-            "tests",
-            "--scope",
-            "storefront,orders,catalog",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("emporium token");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 async fn post(
     client: &reqwest::Client,
     base: &str,
@@ -141,7 +118,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let unacked: Arc<Mutex<Vec<usize>>> = Arc::default();
 
-    let token = producer_token(dir.path());
+    let token = support::producer_token(dir.path());
     let mut first = start(dir.path());
     let client = reqwest::Client::new();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

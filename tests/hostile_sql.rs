@@ -90,7 +90,7 @@ async fn hostile_queries_are_cut_off_and_the_server_keeps_answering() {
         &[
             "--no-dataflow",
             "--sql-timeout",
-            "3",
+            "8",
             "--sql-memory-mb",
             "256",
         ],
@@ -135,7 +135,7 @@ async fn hostile_queries_are_cut_off_and_the_server_keeps_answering() {
             "{what}: {report:?}"
         );
         assert!(
-            took < Duration::from_secs(5),
+            took < Duration::from_secs(10),
             "{what}: answered by its limit: {report:?}"
         );
         assert!(

@@ -32,6 +32,10 @@ fn refuse<T>(message: String) -> Result<T> {
 
 /// The largest string one bounded function may make.
 pub const MAX_VALUE_BYTES: i64 = 16 * 1024 * 1024;
+/// The most bytes one call of a bounded function may make for a whole batch.
+pub const MAX_BATCH_BYTES: i64 = 256 * 1024 * 1024;
+/// The most list items one call of a bounded function may make for a whole batch.
+pub const MAX_BATCH_ITEMS: i64 = 10_000_000;
 /// The longest list one bounded function may make.
 pub const MAX_LIST_ITEMS: i64 = 1_000_000;
 /// The most rows a table function may generate.
@@ -194,69 +198,65 @@ fn max_len(value: &ColumnarValue) -> i64 {
     len as i64
 }
 
+/// Refuses a value over `per_value`, or a batch of `rows` such values over `per_batch` (one
+/// call makes a whole batch at once: a bound per value alone would let 8,192 rows of it through).
+fn within(
+    name: &str,
+    size: i128,
+    rows: usize,
+    per_value: i64,
+    per_batch: i64,
+    unit: &str,
+) -> Result<()> {
+    if size > i128::from(per_value) {
+        return refuse(format!(
+            "{name}: {size} {unit} in one value; at most {per_value} are allowed"
+        ));
+    }
+    let batch = size.saturating_mul(rows.max(1) as i128);
+    if batch > i128::from(per_batch) {
+        return refuse(format!(
+            "{name}: {batch} {unit} for {rows} rows at once; at most {per_batch} are allowed per batch"
+        ));
+    }
+    Ok(())
+}
+
 impl Bound {
-    fn check(self, name: &str, args: &[ColumnarValue]) -> Result<()> {
+    fn check(self, name: &str, args: &[ColumnarValue], rows: usize) -> Result<()> {
+        let bytes =
+            |size: i128| within(name, size, rows, MAX_VALUE_BYTES, MAX_BATCH_BYTES, "bytes");
+        let items = |size: i128| within(name, size, rows, MAX_LIST_ITEMS, MAX_BATCH_ITEMS, "items");
         match self {
-            Bound::Repeat => {
-                let (Some(text), Some(n)) = (args.first(), args.get(1).and_then(max_int)) else {
-                    return Ok(());
-                };
-                let bytes = max_len(text).saturating_mul(n.max(0));
-                if bytes > MAX_VALUE_BYTES {
-                    return refuse(format!(
-                        "{name}: a result of {bytes} bytes; at most {MAX_VALUE_BYTES} are allowed per value"
-                    ));
-                }
-            }
-            Bound::Pad => {
-                if let Some(n) = args.get(1).and_then(max_int)
-                    && n.saturating_mul(4) > MAX_VALUE_BYTES
-                {
-                    return refuse(format!(
-                        "{name}: a length of {n} characters; at most {} are allowed per value",
-                        MAX_VALUE_BYTES / 4
-                    ));
-                }
-            }
-            Bound::ArrayRepeat => {
-                if let Some(n) = args.get(1).and_then(max_int)
-                    && n > MAX_LIST_ITEMS
-                {
-                    return refuse(format!(
-                        "{name}: a list of {n} items; at most {MAX_LIST_ITEMS} are allowed"
-                    ));
-                }
-            }
+            Bound::Repeat => match (args.first(), args.get(1).and_then(max_int)) {
+                (Some(text), Some(n)) => bytes(i128::from(max_len(text)) * i128::from(n.max(0))),
+                _ => Ok(()),
+            },
+            Bound::Pad => match args.get(1).and_then(max_int) {
+                // Up to 4 bytes a character.
+                Some(n) => bytes(i128::from(n.max(0)) * 4),
+                None => Ok(()),
+            },
+            Bound::ArrayRepeat => match args.get(1).and_then(max_int) {
+                Some(n) => items(i128::from(n.max(0))),
+                None => Ok(()),
+            },
             Bound::Series => {
                 let values: Result<Vec<Vec<i128>>, ()> = args.iter().map(all_nanos).collect();
-                let items = values.ok().and_then(|v| series_len(&v));
-                match items {
-                    Some(items) if items <= i128::from(MAX_LIST_ITEMS) => {}
-                    Some(items) => {
-                        return refuse(format!(
-                            "{name}: a list of about {items} items; at most {MAX_LIST_ITEMS} are allowed"
-                        ));
-                    }
-                    None => {
-                        return refuse(format!(
-                            "{name}: the size of the list cannot be told from its arguments; at most {MAX_LIST_ITEMS} items are allowed"
-                        ));
-                    }
+                match values.ok().and_then(|v| series_len(&v)) {
+                    Some(n) => items(n),
+                    None => refuse(format!(
+                        "{name}: the size of the list cannot be told from its arguments; at most {MAX_LIST_ITEMS} items are allowed"
+                    )),
                 }
             }
-            Bound::Replace => {
-                let (Some(text), Some(with)) = (args.first(), args.get(2)) else {
-                    return Ok(());
-                };
-                let bytes = max_len(text).saturating_mul(max_len(with).max(1));
-                if bytes > MAX_VALUE_BYTES {
-                    return refuse(format!(
-                        "{name}: a result of up to {bytes} bytes; at most {MAX_VALUE_BYTES} are allowed per value"
-                    ));
+            Bound::Replace => match (args.first(), args.get(2)) {
+                (Some(text), Some(with)) => {
+                    bytes(i128::from(max_len(text)) * i128::from(max_len(with).max(1)))
                 }
-            }
+                _ => Ok(()),
+            },
         }
-        Ok(())
     }
 }
 
@@ -294,7 +294,8 @@ impl ScalarUDFImpl for BoundedScalar {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        self.bound.check(self.inner.name(), &args.args)?;
+        self.bound
+            .check(self.inner.name(), &args.args, args.number_rows)?;
         self.inner.invoke_with_args(args)
     }
 
@@ -363,6 +364,7 @@ mod tests {
             "SELECT count(*) FROM generate_series(DATE '1970-01-01', DATE '2200-01-01', INTERVAL '1 second')",
             "SELECT length(replace(repeat('a', 16000000), 'a', repeat('b', 16000000)))",
             "SELECT length(regexp_replace(repeat('a', 1000000), 'a', repeat('b', 100)))",
+            "SELECT length(repeat(CAST(value AS VARCHAR), 3000000)) FROM generate_series(1, 8192)",
         ] {
             let error = run(sql).await.expect_err(sql).to_string();
             assert!(error.contains("at most"), "{sql}: {error}");

@@ -62,18 +62,13 @@ pub fn start_run(data_dir: &Path, args: &[&str], ready: &str) -> Run {
     }
 }
 
-/// A producer token for every event type, signed with the keys of the data directory (made there
-/// if `emporium run` has not made them yet): `emporium token --producer … --scope …`.
-pub fn producer_token(data_dir: &Path) -> String {
+/// What `emporium token ARGS --data-dir DIR` prints: a token signed with the keys of the data
+/// directory (made there if `emporium run` has not made them yet), or the operator key.
+pub fn token(args: &[&str], data_dir: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args([
-            "token",
-            "--producer",
-            "tests",
-            "--scope",
-            "storefront,orders,catalog",
-            "--data-dir",
-        ])
+        .arg("token")
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .output()
         .expect("emporium token");
@@ -86,6 +81,19 @@ pub fn producer_token(data_dir: &Path) -> String {
         .expect("utf-8")
         .trim()
         .to_owned()
+}
+
+/// A producer token for every event type.
+pub fn producer_token(data_dir: &Path) -> String {
+    token(
+        &[
+            "--producer",
+            "tests",
+            "--scope",
+            "storefront,orders,catalog",
+        ],
+        data_dir,
+    )
 }
 
 /// A generated shop with `products` products and the other settings at their defaults.
