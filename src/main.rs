@@ -46,7 +46,8 @@ enum Command {
     Lakehouse(lakehouse::LakehouseArgs),
     /// Query the lakehouse with SQL (DataFusion): one query, or an interactive prompt.
     Sql(sql::SqlArgs),
-    /// Mint a shopper's bearer token for the read API (or print the operator key).
+    /// Mint bearer tokens: a shopper's for the read API, a producer's for ingest; print the operator
+    /// key; or rotate the signing key.
     Token(token::TokenArgs),
 }
 
