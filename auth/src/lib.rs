@@ -153,6 +153,8 @@ struct Inner {
     signing: (String, EncodingKey),
     checking: HashMap<String, DecodingKey>,
     operator_key: String,
+    /// What every token must satisfy besides its signature: made once, not per request.
+    validation: Validation,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -193,6 +195,15 @@ impl Inner {
             ),
             checking,
             operator_key: operator_key.to_owned(),
+            validation: {
+                let mut validation = Validation::new(Algorithm::HS256);
+                validation.leeway = LEEWAY_SECS;
+                validation.set_issuer(&[ISSUER]);
+                // The audience is compared in `authenticate`, to name the one found in the error.
+                validation.validate_aud = false;
+                validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+                validation
+            },
         })
     }
 }
@@ -288,13 +299,7 @@ impl Authenticator {
             .checking
             .get(&kid)
             .ok_or_else(|| AuthError::UnknownKey(kid.chars().take(64).collect()))?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.set_issuer(&[ISSUER]);
-        // The audience is compared below, to name the one found in the error.
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &inner.validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::ExpiredSignature => AuthError::Expired,

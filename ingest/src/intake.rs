@@ -333,20 +333,19 @@ fn parse_body(
             max: max_lines,
         });
     }
-    // Authorization before validation: a producer's lines of types it may not send cost no
-    // validation and leave nothing behind, not even a dead letter.
-    for (index, raw) in &lines {
-        if let Some(kind) = peek_kind(raw) {
-            grant
-                .check(kind)
-                .map_err(|why| IntakeError::Forbidden { index: *index, why })?;
-        }
-    }
+    // Every line's type is authorized: the type validation read, or, for a line validation
+    // refuses, its type read alone. One line out of scope refuses the whole request, before
+    // anything of it (a dead letter included) is kept; each line is parsed once on the way.
+    let authorize = |index: usize, kind: EventKind| {
+        grant
+            .check(kind)
+            .map_err(|why| IntakeError::Forbidden { index, why })
+    };
     let mut valid = Vec::with_capacity(lines.len());
     let mut invalid = Vec::new();
     for (index, raw) in lines {
-        if raw.len() > max_event_bytes {
-            let error = ValidationError {
+        let parsed = if raw.len() > max_event_bytes {
+            Err(ValidationError {
                 errors: vec![FieldError {
                     path: "$".into(),
                     message: format!(
@@ -355,26 +354,26 @@ fn parse_body(
                     ),
                     reason: RejectReason::Oversize,
                 }],
-            };
-            invalid.push(InvalidLine { index, error, raw });
-            continue;
-        }
-        match Event::parse(&raw, &ctx) {
-            // The type validation read is the one authorized (a line whose type the quick read
-            // above could not find is checked here).
-            Ok(event) if grant.check(event.kind()).is_err() => {
-                return Err(IntakeError::Forbidden {
-                    index,
-                    why: grant.check(event.kind()).err().unwrap_or_default(),
+            })
+        } else {
+            Event::parse(&raw, &ctx)
+        };
+        match parsed {
+            Ok(event) => {
+                authorize(index, event.kind())?;
+                valid.push(ValidLine {
+                    id: event.event_id,
+                    kind: event.kind(),
+                    key: Bytes::copy_from_slice(event.partition_key().as_bytes()),
+                    raw,
                 });
             }
-            Ok(event) => valid.push(ValidLine {
-                id: event.event_id,
-                kind: event.kind(),
-                key: Bytes::copy_from_slice(event.partition_key().as_bytes()),
-                raw,
-            }),
-            Err(error) => invalid.push(InvalidLine { index, error, raw }),
+            Err(error) => {
+                if let Some(kind) = peek_kind(&raw) {
+                    authorize(index, kind)?;
+                }
+                invalid.push(InvalidLine { index, error, raw });
+            }
         }
     }
     Ok((valid, invalid))

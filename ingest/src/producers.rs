@@ -1,8 +1,9 @@
 //! Which producer may append which event types: each producer token carries scopes (one per
 //! service upstream of Emporium), and each event type belongs to exactly one scope — or to none,
-//! for the types only the platform writes (decisions, heartbeats). Checked before validation, for
-//! every line of a request: one line out of scope refuses the whole request (403), and nothing of
-//! it is appended, not even to the dead-letter log.
+//! for the types only the platform writes (decisions, heartbeats). Checked for every line of a
+//! request — the type validation read, or for a line validation refuses its type read alone — and
+//! one line out of scope refuses the whole request (403): nothing of it is appended, not even to
+//! the dead-letter log.
 //! See `specs/adr/0004-ingest-durability-and-idempotency.md` ("Producer credentials").
 
 use std::borrow::Cow;

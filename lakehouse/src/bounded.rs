@@ -348,6 +348,14 @@ mod tests {
         ctx.sql(sql).await?.collect().await
     }
 
+    /// `sql`'s answer as a printed table.
+    async fn table(sql: &str) -> String {
+        let batches = run(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string()
+    }
+
     #[tokio::test]
     async fn large_values_are_refused_before_they_are_made() {
         for sql in [
@@ -373,35 +381,22 @@ mod tests {
 
     #[tokio::test]
     async fn ordinary_uses_still_work() {
-        let batches = run(
+        let text = table(
             "SELECT repeat('ab', 3) AS r, lpad('7', 3, '0') AS l, cardinality(range(1, 11)) AS n, \
              cardinality(array_repeat('x', 4)) AS a",
         )
-        .await
-        .expect("runs");
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-            .expect("format")
-            .to_string();
+        .await;
         assert!(text.contains("ababab") && text.contains("007"), "{text}");
-        let batches = run(
+        // An hourly series over a day.
+        let text = table(
             "SELECT count(*) AS n FROM generate_series(TIMESTAMP '2026-01-01 00:00:00', \
              TIMESTAMP '2026-01-02 00:00:00', INTERVAL '1 hour')",
         )
-        .await
-        .expect("an hourly series over a day");
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-            .expect("format")
-            .to_string();
+        .await;
         assert!(text.contains("25"), "{text}");
-        run("SELECT count(*) FROM generate_series(-5, 5)")
-            .await
-            .expect("a negative bound");
-        let batches = run("SELECT count(*) AS n FROM generate_series(1, 1000000)")
-            .await
-            .expect("runs");
-        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-            .expect("format")
-            .to_string();
+        // A negative bound.
+        table("SELECT count(*) FROM generate_series(-5, 5)").await;
+        let text = table("SELECT count(*) AS n FROM generate_series(1, 1000000)").await;
         assert!(text.contains("1000000"), "{text}");
     }
 }

@@ -44,26 +44,22 @@ pub fn contains_card_number(s: &str) -> bool {
 /// `s` with every digit of each card number replaced by `*`, except the last four, as PCI DSS
 /// allows to be shown. Paths and messages that echo input are masked with it.
 pub fn mask_card_numbers(s: &str) -> Cow<'_, str> {
-    let bytes = s.as_bytes();
-    if cannot_hold_a_card(bytes, Reading::Text) {
-        return Cow::Borrowed(s);
-    }
-    match Scan::of(bytes, Reading::Text, None).masked(bytes) {
-        None => Cow::Borrowed(s),
-        // Whole characters were replaced by `*`: still UTF-8.
-        Some(out) => Cow::Owned(String::from_utf8(out).expect("whole characters replaced")),
-    }
+    mask_str(s, Reading::Text)
 }
 
 /// Like [`mask_card_numbers`], for text that quotes input with escapes: an error message from
 /// serde (`invalid type: string "4111\u{200b}1111…"`) or a JSON text. Escaped digits are
 /// masked as a whole escape.
 pub fn mask_card_numbers_in_quoted(s: &str) -> Cow<'_, str> {
+    mask_str(s, Reading::Json)
+}
+
+fn mask_str(s: &str, reading: Reading) -> Cow<'_, str> {
     let bytes = s.as_bytes();
-    if cannot_hold_a_card(bytes, Reading::Json) {
+    if cannot_hold_a_card(bytes, reading) {
         return Cow::Borrowed(s);
     }
-    match Scan::of(bytes, Reading::Json, None).masked(bytes) {
+    match Scan::of(bytes, reading, None).masked(bytes) {
         None => Cow::Borrowed(s),
         // Whole characters or whole escapes were replaced by `*`: still UTF-8.
         Some(out) => Cow::Owned(String::from_utf8(out).expect("whole characters replaced")),
