@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::pipeline::{CheckpointConfig, PipelineConfig, RunningPipeline};
-use emporium_ingest::log::EVENTS_TOPIC;
+use emporium_log::EVENTS_TOPIC;
+use emporium_pipeline::{CheckpointConfig, PipelineConfig, RunningPipeline};
 use emporium_schemas::EventKind;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;

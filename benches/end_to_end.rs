@@ -29,13 +29,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
+use emporium_generator::output::{Endpoint, Limits, Progress, send_http, send_http_lines};
+use emporium_generator::{Generator, GeneratorConfig};
 use emporium_ingest::api;
-use emporium_ingest::generator::output::{Endpoint, Limits, Progress, send_http, send_http_lines};
-use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::intake::{Intake, IntakeConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_schemas::{Event, EventKind, Payload};
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
@@ -345,7 +345,7 @@ async fn main() {
                 a(0.9),
                 a(0.99)
             );
-            let ms = |h: &emporium_dataflows::pipeline::LatencyHistogram, x| {
+            let ms = |h: &emporium_pipeline::LatencyHistogram, x| {
                 h.quantile(x).unwrap_or_default().as_millis()
             };
             println!(

@@ -7,8 +7,8 @@ mod support;
 
 use std::io::BufWriter;
 
-use emporium_ingest::generator::output::{Limits, Progress, write_ndjson};
-use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_generator::output::{Limits, Progress, write_ndjson};
+use emporium_generator::{Generator, GeneratorConfig};
 use support::*;
 
 fn main() {

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use emporium_generator::{Generator, GeneratorConfig};
 use emporium_ingest::api;
-use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::intake::{Intake, IntakeConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
 use rdkafka::mocking::MockCluster;
 use support::*;
 

@@ -13,9 +13,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Instant;
 
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{EventLog, Record};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{EventLog, Record};
 use rdkafka::mocking::MockCluster;
 use support::*;
 

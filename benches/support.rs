@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record};
+use emporium_generator::{Generator, GeneratorConfig};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EVENTS_TOPIC, EventLog, Record};
 use emporium_schemas::Event;
 
 /// Runs `f` `runs` times and returns each run's duration.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use emporium_ingest::dead_letter::{self, StoredDeadLetter};
-use emporium_ingest::log::EventLog;
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::EventLog;
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
 
 #[derive(Args)]
 pub struct DlqArgs {

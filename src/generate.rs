@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use emporium_ingest::generator::output::{self, Limits, Progress};
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog};
+use emporium_generator::output::{self, Limits, Progress};
+use emporium_generator::{Generator, GeneratorConfig};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{EVENTS_TOPIC, EventLog};
 
 #[derive(Args)]
 pub struct GenerateArgs {

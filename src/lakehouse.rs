@@ -15,13 +15,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use clap::Args;
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog};
 use emporium_lakehouse::sql::{Format, SqlEngine, SqlError, SqlLimits, encode};
 use emporium_lakehouse::{Sink, SinkConfig, SinkStats};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{EVENTS_TOPIC, EventLog};
 use emporium_serving::auth::{Audience, Authenticator, Principal};
-use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
@@ -117,6 +116,10 @@ pub fn status(stats: &SinkStats) -> String {
 
 #[derive(Args)]
 pub struct LakehouseArgs {
+    /// Address of this process's /healthz, /readyz and /metrics (port 0: a free port, printed
+    /// at start).
+    #[arg(long, env = "EMPORIUM_OPS_LISTEN", default_value = "127.0.0.1:0")]
+    ops_listen: std::net::SocketAddr,
     /// Read this Kafka log (host:port,...) instead of the embedded log in --data-dir (which must
     /// then not be open in an `emporium run`: that one runs the sink itself).
     #[arg(long, env = "EMPORIUM_KAFKA")]
@@ -171,6 +174,11 @@ async fn run(args: LakehouseArgs) -> anyhow::Result<()> {
         args.data_dir.display()
     );
     let sink = RunningSink::start(Arc::clone(&log), config).await?;
+    let cancel = emporium_ops::shutdown::on_signal();
+    let readiness = emporium_ops::Readiness::new().with(Arc::new(
+        emporium_ingest::api::LogReachable(Arc::clone(&log)),
+    ));
+    let ops = crate::ops::serve(args.ops_listen, readiness, cancel.clone()).await?;
     println!("Press Ctrl-C to stop.");
     let stats = Arc::clone(&sink.stats);
     let status_lines = (args.status_every > 0).then(|| {
@@ -205,14 +213,16 @@ async fn run(args: LakehouseArgs) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        _ = crate::run::shutdown_signal() => {}
+        _ = cancel.cancelled() => {}
         _ = finished => eprintln!("The lakehouse sink stopped on an error."),
     }
     if let Some(lines) = status_lines {
         lines.abort();
     }
     let stats = Arc::clone(&sink.stats);
+    cancel.cancel();
     sink.stop(crate::run::SHUTDOWN_GRACE).await?;
+    let _ = ops.await;
     println!("Stopped cleanly: {}.", status(&stats));
     Ok(())
 }
@@ -306,12 +316,8 @@ pub fn sql_router(engine: Arc<SqlEngine>, auth: Authenticator) -> Router {
         })
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    let mut response = (
-        status,
-        axum::Json(json!({"error": code, "message": message})),
-    )
-        .into_response();
+fn error(status: StatusCode, code: &'static str, message: String) -> Response {
+    let mut response = emporium_ops::ApiError::new(status, code, message).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()

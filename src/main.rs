@@ -6,6 +6,7 @@ mod dlq;
 mod generate;
 mod keys;
 mod lakehouse;
+mod ops;
 mod pipeline;
 mod run;
 mod schema;
@@ -59,6 +60,8 @@ const DEFAULT_LOG_FILTER: &str =
 fn main() -> anyhow::Result<()> {
     alloc::keep_freed_memory_a_while();
     let cli = Cli::parse();
+    // Before anything emits a metric: those emitted earlier would be lost.
+    emporium_ops::metrics::install();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EMPORIUM_LOG")

@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use emporium_dataflows::pipeline::{ClusterConfig, PipelineConfig, RunningPipeline};
-use emporium_ingest::log::EventLog;
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{EVENTS_TOPIC, EventLog};
+use emporium_pipeline::{ClusterConfig, PipelineConfig, RunningPipeline};
 
 #[derive(Args)]
 pub struct PipelineArgs {
+    /// Address of this process's /healthz, /readyz and /metrics (port 0: a free port, printed
+    /// at start).
+    #[arg(long, env = "EMPORIUM_OPS_LISTEN", default_value = "127.0.0.1:0")]
+    ops_listen: std::net::SocketAddr,
     /// Kafka brokers (host:port,...) of the log every process reads.
     #[arg(long, env = "EMPORIUM_KAFKA")]
     kafka: String,
@@ -125,6 +129,17 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     if cluster.is_some() {
         println!("  waiting for every process to connect…");
     }
+    let cancel = emporium_ops::shutdown::on_signal();
+    let replay = Arc::new(crate::ops::Replay {
+        stats: std::sync::OnceLock::new(),
+        ends: log.end_offsets(EVENTS_TOPIC).await?,
+    });
+    let readiness = emporium_ops::Readiness::new()
+        .with(Arc::new(emporium_ingest::api::LogReachable(Arc::clone(
+            &log,
+        ))))
+        .with(Arc::clone(&replay) as Arc<dyn emporium_ops::ReadinessCheck>);
+    let ops = crate::ops::serve(args.ops_listen, readiness, cancel.clone()).await?;
     let pipeline = RunningPipeline::start(
         Arc::clone(&log),
         store,
@@ -138,6 +153,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     )
     .context("starting the dataflow thread")?;
     let stats = Arc::clone(&pipeline.stats);
+    let _ = replay.stats.set(Arc::clone(&stats));
     let status = (args.status_every > 0).then(|| {
         let stats = Arc::clone(&stats);
         let every = Duration::from_secs(args.status_every);
@@ -154,12 +170,14 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
             }
         })
     });
-    crate::run::until_stop_or_failure(&stats).await;
+    crate::run::until_stop_or_failure(&stats, &cancel).await;
+    cancel.cancel();
     if let Some(status) = status {
         status.abort();
     }
     println!("Stopping…");
     crate::run::stop_dataflow(pipeline, "stop every process of the pipeline together").await?;
+    let _ = ops.await;
     println!(
         "Stopped cleanly: {} records read, {} decisions appended.",
         stats.records_read.load(Ordering::Relaxed),
@@ -169,7 +187,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
 }
 
 /// Where the run resumed from and the checkpoints it took, for status lines.
-pub(crate) fn checkpoint_status(stats: &emporium_dataflows::pipeline::PipelineStats) -> String {
+pub(crate) fn checkpoint_status(stats: &emporium_pipeline::PipelineStats) -> String {
     let resumed = match stats.resumed_from_seq.load(Ordering::Relaxed) {
         0 => "replayed the log from the start".to_owned(),
         seq => format!("resumed from a checkpoint at event {seq}"),

@@ -12,14 +12,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use emporium_dataflows::orders::OrderStatus;
-use emporium_dataflows::pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
+use emporium_generator::output::{self, Limits, Progress};
+use emporium_generator::{Generator, GeneratorConfig};
 use emporium_ingest::api;
-use emporium_ingest::generator::output::{self, Limits, Progress};
-use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::intake::{Intake, IntakeConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
+use emporium_ops::http::{instrument, serve};
+use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
+use emporium_pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_serving::auth::Scope;
 use tokio::net::TcpListener;
 
@@ -147,37 +149,33 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     println!("  operations  GET {base}/healthz  {base}/readyz  {base}/metrics");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cancel = emporium_ops::shutdown::on_signal();
     let lakehouse_root = args.lakehouse.root(&args.data_dir);
     let sql = Arc::new(emporium_lakehouse::sql::SqlEngine::new(
         &lakehouse_root,
         crate::lakehouse::sql_limits(args.sql_timeout, args.sql_memory_mb),
     ));
-    let router = api::router(Arc::clone(&intake), auth.clone())
-        .merge(emporium_serving::api::router(
-            Arc::clone(&store),
-            auth.clone(),
-        ))
-        .merge(crate::lakehouse::sql_router(sql, auth.clone()));
-    // `/readyz` waits for the dataflow to read what the log held at the start (a replay after a
-    // restart can take minutes); until then the store's answers are behind.
-    let replay = Arc::new(Replay {
+    // `/readyz` waits for the log, and for the dataflow to read what the log held at the start (a
+    // replay after a restart can take minutes); until then the store's answers are behind.
+    let replay = Arc::new(crate::ops::Replay {
         stats: std::sync::OnceLock::new(),
         ends: ends_at_start,
     });
-    let router = if args.no_dataflow {
-        router
-    } else {
-        router.layer(axum::Extension(api::Readiness(vec![
-            Arc::clone(&replay) as Arc<dyn api::ReadinessCheck>
-        ])))
-    };
-    let server = tokio::spawn(api::serve(listener, router, {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }));
+    let mut readiness = Readiness::new().with(Arc::new(api::LogReachable(Arc::clone(&log))));
+    if !args.no_dataflow {
+        readiness.add(Arc::clone(&replay) as Arc<dyn ReadinessCheck>);
+    }
+    let router = instrument(api::router(Arc::clone(&intake), auth.clone()), "ingest")
+        .merge(instrument(
+            emporium_serving::api::router(Arc::clone(&store), auth.clone()),
+            "serving",
+        ))
+        .merge(instrument(
+            crate::lakehouse::sql_router(sql, auth.clone()),
+            "sql",
+        ))
+        .merge(emporium_ops::router::router(readiness));
+    let server = tokio::spawn(serve(listener, router, cancel.clone()));
 
     let progress = Arc::new(Progress::default());
     let demo = args.demo.then(|| {
@@ -361,7 +359,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        _ = until_stop_or_failure(&pipeline_stats) => {}
+        _ = until_stop_or_failure(&pipeline_stats, &cancel) => {}
         _ = sink_failed => eprintln!("The lakehouse sink stopped on an error (see the log above); shutting down."),
     }
     println!("Stopping: draining requests…");
@@ -374,7 +372,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(snapshots) = snapshots {
         snapshots.abort();
     }
-    let _ = stop_tx.send(true);
+    cancel.cancel();
     // Bounded drains: a stuck client or worker must not keep Ctrl-C from working.
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
@@ -425,74 +423,16 @@ pub(crate) async fn stop_dataflow(pipeline: RunningPipeline, hint: &str) -> anyh
     }
 }
 
-/// Waits for Ctrl-C / SIGTERM, or for the dataflow to stop on an error (said on stderr).
-pub(crate) async fn until_stop_or_failure(stats: &emporium_dataflows::pipeline::PipelineStats) {
+/// Waits for `cancel` (Ctrl-C / SIGTERM), or for the dataflow to stop on an error (said on
+/// stderr).
+pub(crate) async fn until_stop_or_failure(stats: &PipelineStats, cancel: &CancellationToken) {
     let failed = async {
         while !stats.failed.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
     tokio::select! {
-        _ = shutdown_signal() => {}
+        _ = cancel.cancelled() => {}
         _ = failed => eprintln!("The dataflow stopped on an error (see the log above); shutting down."),
-    }
-}
-
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-/// The dataflow's readiness (`/readyz`): it has read every partition up to where the log ended
-/// when `emporium run` started, and has not stopped on an error.
-struct Replay {
-    stats: std::sync::OnceLock<Arc<PipelineStats>>,
-    ends: Vec<u64>,
-}
-
-impl api::ReadinessCheck for Replay {
-    fn check(&self) -> Result<(), String> {
-        let Some(stats) = self.stats.get() else {
-            return Err("dataflow: starting".into());
-        };
-        if stats.failed.load(Ordering::Relaxed) {
-            return Err("dataflow: stopped on an error (see the process's log)".into());
-        }
-        let read = stats
-            .read_positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let total: u64 = self.ends.iter().sum();
-        let behind: u64 = self
-            .ends
-            .iter()
-            .enumerate()
-            .map(|(p, end)| end.saturating_sub(read.get(p).copied().unwrap_or(0)))
-            .sum();
-        if behind > 0 {
-            return Err(format!(
-                "dataflow: replaying the log, {behind} of {total} records to go"
-            ));
-        }
-        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -38,11 +39,14 @@ pub fn main(args: ServeArgs) -> anyhow::Result<()> {
         println!("Emporium read API on {base} over the {}", store.describe());
         println!("  keys        {}", keys.source);
         println!("  API         {base}/openapi.json");
-        let router = api::router(store, auth);
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+        println!("  operations  GET {base}/healthz  {base}/readyz  {base}/metrics");
+        let readiness = emporium_ops::Readiness::new()
+            .with(Arc::new(crate::ops::StoreReachable(Arc::clone(&store))));
+        let router = emporium_ops::http::instrument(api::router(store, auth), "serving")
+            .merge(emporium_ops::router::router(readiness));
+        // SIGTERM (a deployment's stop) or Ctrl-C: stop accepting, drain in-flight requests.
+        let cancel = emporium_ops::shutdown::on_signal();
+        emporium_ops::http::serve(listener, router, cancel)
             .await
             .context("HTTP server")
     })

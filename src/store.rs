@@ -76,8 +76,8 @@ impl CheckpointArgs {
     pub fn config(
         &self,
         data_dir: &std::path::Path,
-    ) -> Option<emporium_dataflows::pipeline::CheckpointConfig> {
-        (self.checkpoint_interval > 0).then(|| emporium_dataflows::pipeline::CheckpointConfig {
+    ) -> Option<emporium_pipeline::CheckpointConfig> {
+        (self.checkpoint_interval > 0).then(|| emporium_pipeline::CheckpointConfig {
             dir: data_dir.join("checkpoints"),
             interval: std::time::Duration::from_secs(self.checkpoint_interval),
         })

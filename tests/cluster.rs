@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::decide_all;
-use emporium_dataflows::pipeline::{PipelineConfig, decision_events};
-use emporium_dataflows::views::reference_documents;
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_dataflows::products::reference_documents;
+use emporium_generator::{Generator, GeneratorConfig};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_pipeline::{PipelineConfig, decision_events};
 use emporium_schemas::Event;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
@@ -145,7 +145,10 @@ async fn two_processes_decide_exactly_as_the_reference() {
     );
 
     let store = EmbeddedStore::open(&dir.path().join("store")).expect("store");
-    let documents = reference_documents(&partitions, config.allowed_lateness, config.inventory);
+    let documents = reference_documents(&partitions, config.allowed_lateness, config.inventory)
+        .into_iter()
+        .map(emporium_pipeline::documents::upsert)
+        .collect::<Vec<_>>();
     for u in &documents {
         let (seq, found) = match u {
             Upsert::Product { seq, view } => (seq, store.product(&view.product_id).await),

@@ -16,11 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::pipeline::PipelineConfig;
-use emporium_dataflows::views::reference_documents;
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, read_all};
+use emporium_dataflows::products::reference_documents;
+use emporium_generator::{Generator, GeneratorConfig};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EVENTS_TOPIC, EventLog, read_all};
+use emporium_pipeline::PipelineConfig;
 use emporium_schemas::Event;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
@@ -265,7 +265,10 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         }
     }
     let config = PipelineConfig::default();
-    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory);
+    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory)
+        .into_iter()
+        .map(emporium_pipeline::documents::upsert)
+        .collect::<Vec<_>>();
     let store = EmbeddedStore::open(&dir.path().join("store")).expect("open store");
     let mut orders = 0;
     for u in &reference {

@@ -45,7 +45,10 @@ async fn run_probed(base: &str, key: &str, sql: &str) -> (u16, String, Duration,
                 .expect("sql request");
             let status = r.status().as_u16();
             let body: serde_json::Value = r.json().await.unwrap_or_default();
-            (status, body["error"].as_str().unwrap_or("").to_owned())
+            (
+                status,
+                body["error"]["code"].as_str().unwrap_or("").to_owned(),
+            )
         })
     };
     let mut probes = Vec::new();

@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, read_all};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EVENTS_TOPIC, read_all};
 use emporium_schemas::{Event, EventKind};
 
 fn emporium(args: &[&str], data_dir: &std::path::Path) -> std::process::Output {
@@ -192,7 +192,7 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
     .expect("sql");
     assert_eq!(write.status().as_u16(), 403);
     let body: serde_json::Value = write.json().await.expect("json");
-    assert_eq!(body["error"], "read_only", "{body}");
+    assert_eq!(body["error"]["code"], "read_only", "{body}");
     let bad = sql(
         "SELECT nope FROM order_placed".into(),
         Some(operator.clone()),
@@ -203,7 +203,10 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
     assert_eq!(bad.status().as_u16(), 400);
     let body: serde_json::Value = bad.json().await.expect("json");
     assert!(
-        body["message"].as_str().expect("message").contains("nope"),
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("nope"),
         "{body}"
     );
     let csv = sql(
@@ -250,13 +253,13 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
     // `emporium lakehouse` alone on the same data directory writes what arrived since: here,
     // events appended straight into the log while nothing ran.
     let log = EmbeddedLog::open(EmbeddedConfig::in_dir(data.join("log"))).expect("log");
-    let more: Vec<emporium_ingest::log::Record> = (0..500)
+    let more: Vec<emporium_log::Record> = (0..500)
         .map(|_| {
             let e = generator.next_event();
-            emporium_ingest::log::Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
+            emporium_log::Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
         })
         .collect();
-    emporium_ingest::log::EventLog::append(&log, EVENTS_TOPIC, more)
+    emporium_log::EventLog::append(&log, EVENTS_TOPIC, more)
         .await
         .expect("append");
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();

@@ -7,8 +7,8 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, read_all};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EVENTS_TOPIC, read_all};
 use emporium_schemas::{Event, EventKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,16 +13,16 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::{Event, EventKind};
 
-use emporium_serving::views::{SkuAvailability, Upsert};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Listing};
+use crate::changes::{Change, SkuAvailable};
 use crate::event_time::PartitionClock;
 use crate::inventory::{Inventory, InventoryConfig, Output};
 use crate::orders::{Anomaly, Orders};
-use crate::views::{self, Id, ListingKey, Names, ProductSkus, ViewChanges};
+use crate::products::{self, Id, ListingKey, Names, ProductInputs, ProductSkus};
 
-struct Pending {
+struct Buffered {
     at: DateTime<Utc>,
     id: u128,
     /// Boxed: the heap moves entries on every push and pop.
@@ -31,27 +31,27 @@ struct Pending {
     appended_ms: i64,
 }
 
-impl PartialEq for Pending {
+impl PartialEq for Buffered {
     fn eq(&self, other: &Self) -> bool {
         self.key() == other.key()
     }
 }
 
-impl Eq for Pending {}
+impl Eq for Buffered {}
 
-impl PartialOrd for Pending {
+impl PartialOrd for Buffered {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Pending {
+impl Ord for Buffered {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.key().cmp(&other.key())
     }
 }
 
-impl Pending {
+impl Buffered {
     /// Decision time first, event id to break ties: a total order every reader agrees on.
     fn key(&self) -> (DateTime<Utc>, u128) {
         (self.at, self.id)
@@ -64,10 +64,10 @@ impl Pending {
 /// changed, at the `seq` of the change (the rank of the step — an event applied or a reservation
 /// expired — in the order steps are taken, the same in every run over the same log): the orders
 /// and skus whose documents changed, and the availability and listings the documents dataflow
-/// ([`crate::views`]) derives the product documents from.
+/// ([`crate::products`]) derives the product documents from.
 pub struct Decider {
     clocks: Vec<PartitionClock>,
-    pending: BinaryHeap<Reverse<Pending>>,
+    pending: BinaryHeap<Reverse<Buffered>>,
     applied: HashSet<u128>,
     inventory: Inventory,
     orders: Orders,
@@ -82,7 +82,7 @@ pub struct Decider {
     /// Skus whose inventory document changed since the last
     /// [`Decider::take_inventory_changes`], with the `seq` of their last change.
     changed_skus: HashMap<String, u64>,
-    view_changes: ViewChanges,
+    view_changes: ProductInputs,
     /// The documents dataflow's ids of skus and products (not checkpointed: see [`Names`]).
     sku_names: Names,
     product_names: Names,
@@ -92,7 +92,7 @@ pub struct Decider {
     /// ([`Decider::product_documents`], [`Decider::forget_superseded`]).
     superseded: HashMap<(Id, u32), (u64, Listing)>,
     /// The products whose listing changed in each step, for
-    /// [`crate::views::reference_documents`] (when `report_steps`).
+    /// [`crate::products::reference_documents`] (when `report_steps`).
     report_steps: bool,
     relisted: Vec<String>,
     applied_appended_ms: Vec<i64>,
@@ -115,7 +115,7 @@ impl Decider {
             track_changes: false,
             changed_orders: HashMap::new(),
             changed_skus: HashMap::new(),
-            view_changes: ViewChanges::default(),
+            view_changes: ProductInputs::default(),
             sku_names: Names::default(),
             product_names: Names::default(),
             superseded: HashMap::new(),
@@ -187,7 +187,7 @@ impl Decider {
             return;
         }
         let at = self.stamp(partition, event.occurred_at);
-        self.pending.push(Reverse(Pending {
+        self.pending.push(Reverse(Buffered {
             at,
             id: event.event_id.as_u128(),
             event: Box::new(event),
@@ -433,13 +433,13 @@ impl Decider {
 
     /// The inventory documents changed since the last call, as full values with the `seq` of
     /// their last change (needs [`Decider::tracking_changes`]).
-    pub fn take_inventory_changes(&mut self) -> Vec<Upsert> {
+    pub fn take_inventory_changes(&mut self) -> Vec<Change> {
         let changed = std::mem::take(&mut self.changed_skus);
         changed
             .into_iter()
-            .map(|(sku, seq)| Upsert::Inventory {
+            .map(|(sku, seq)| Change::Inventory {
                 seq,
-                view: views::inventory(&self.inventory, &sku),
+                stock: products::stock(&self.inventory, &sku),
             })
             .collect()
     }
@@ -447,7 +447,7 @@ impl Decider {
     /// The product documents of the documents dataflow's outputs (product, seq, skus): each
     /// with the listing of its revision, which is this decider's catalog entry unless the
     /// decider has moved past it since.
-    pub fn product_documents(&self, products: Vec<(Id, u64, ProductSkus)>) -> Vec<Upsert> {
+    pub fn product_documents(&self, products: Vec<(Id, u64, ProductSkus)>) -> Vec<Change> {
         let mut documents = Vec::with_capacity(products.len());
         for (id, seq, (revision, skus)) in products {
             let Some(product_id) = self.product_names.name(id) else {
@@ -469,15 +469,15 @@ impl Decider {
             let skus = skus
                 .into_iter()
                 .filter_map(|(sku, available)| {
-                    Some(SkuAvailability {
+                    Some(SkuAvailable {
                         sku: self.sku_names.name(sku)?.to_owned(),
                         available,
                     })
                 })
                 .collect();
-            documents.push(Upsert::Product {
+            documents.push(Change::Product {
                 seq,
-                view: views::product_view(product_id, listing, skus),
+                product: products::product(product_id, listing, skus),
             });
         }
         documents
@@ -491,20 +491,20 @@ impl Decider {
 
     /// The order documents changed since the last call, as full values with the `seq` of their
     /// last change (needs [`Decider::tracking_changes`]).
-    pub fn take_order_changes(&mut self) -> Vec<Upsert> {
+    pub fn take_order_changes(&mut self) -> Vec<Change> {
         let changed = std::mem::take(&mut self.changed_orders);
         changed
             .into_iter()
             .filter_map(|(order_id, seq)| {
-                let view = self.orders.get(&order_id)?.clone();
-                Some(Upsert::Order { seq, view })
+                let order = self.orders.get(&order_id)?.clone();
+                Some(Change::Order { seq, order })
             })
             .collect()
     }
 
     /// The changes to the document dataflow's inputs since the last call, each at the `seq` of
     /// the event that made it (needs [`Decider::tracking_changes`]).
-    pub fn take_view_changes(&mut self) -> ViewChanges {
+    pub fn take_view_changes(&mut self) -> ProductInputs {
         std::mem::take(&mut self.view_changes)
     }
 
@@ -602,7 +602,7 @@ impl Decider {
         let mut pending = BinaryHeap::with_capacity(state.pending.len());
         for (at, appended_ms, json) in state.pending {
             let event = Event::decode(&json).map_err(|e| StateError::Event(e.to_string()))?;
-            pending.push(Reverse(Pending {
+            pending.push(Reverse(Buffered {
                 at,
                 id: event.event_id.as_u128(),
                 event: Box::new(event),
@@ -626,9 +626,9 @@ impl Decider {
 
     /// Every row of the document dataflow's inputs now, at the current `seq`: what a dataflow
     /// started from a checkpoint is loaded with.
-    pub fn view_rows(&mut self) -> ViewChanges {
+    pub fn view_rows(&mut self) -> ProductInputs {
         let seq = self.seq;
-        let mut rows = ViewChanges::default();
+        let mut rows = ProductInputs::default();
         // The stock is in (sku, warehouse) order: a sku's rows are adjacent.
         let mut per_sku: Vec<(&str, i64)> = Vec::new();
         for ((sku, _), stock) in self.inventory.all_stock() {

@@ -15,8 +15,73 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
-pub use emporium_serving::views::{OrderStatus, OrderView, Transition};
+use serde::{Deserialize, Serialize};
+
+/// Where an order is in its life (the machine in the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OrderStatus {
+    Placed = 0,
+    Reserved,
+    Rejected,
+    Paid,
+    PaymentFailed,
+    Cancelled,
+    Expired,
+    Shipped,
+    Delivered,
+    Returned,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 10] = [
+        OrderStatus::Placed,
+        OrderStatus::Reserved,
+        OrderStatus::Rejected,
+        OrderStatus::Paid,
+        OrderStatus::PaymentFailed,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Returned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "placed",
+            OrderStatus::Reserved => "reserved",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Paid => "paid",
+            OrderStatus::PaymentFailed => "payment_failed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Returned => "returned",
+        }
+    }
+}
+
+/// One transition of an order, at the event time it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub status: OrderStatus,
+    pub at: DateTime<Utc>,
+}
+
+/// One order's state: its lines, its status and every transition, oldest first (the first is
+/// `placed`). The dataflows' own type, checkpointed as is; the read API's document is mapped
+/// from it at the edge, so an API change is not a checkpoint change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: String,
+    pub user_id: String,
+    pub lines: Vec<OrderLine>,
+    pub status: OrderStatus,
+    pub history: Vec<Transition>,
+}
 
 /// An event that made no sense for its order (or, from the catalog, its product).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +96,7 @@ pub struct Anomaly {
 /// Every order's view, folded from the log.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Orders {
-    orders: HashMap<String, OrderView>,
+    orders: HashMap<String, Order>,
     /// Orders per status, indexed by `OrderStatus as usize`.
     counts: [usize; 10],
     /// Orders changed since the last `take_touched`.
@@ -40,7 +105,7 @@ pub struct Orders {
 }
 
 impl Orders {
-    pub fn get(&self, order_id: &str) -> Option<&OrderView> {
+    pub fn get(&self, order_id: &str) -> Option<&Order> {
         self.orders.get(order_id)
     }
 
@@ -57,7 +122,7 @@ impl Orders {
         self.orders.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &OrderView> {
+    pub fn iter(&self) -> impl Iterator<Item = &Order> {
         self.orders.values()
     }
 
@@ -82,7 +147,7 @@ impl Orders {
                 } else {
                     self.orders.insert(
                         e.order_id.clone(),
-                        OrderView {
+                        Order {
                             order_id: e.order_id.clone(),
                             user_id: e.user_id.clone(),
                             lines: e.lines.clone(),

@@ -3,9 +3,10 @@
 //! documents it hands the store, through restarts, against the reference documents.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::{Decider, decide_all};
 use emporium_dataflows::inventory::{Inventory, InventoryConfig, Output};
-use emporium_dataflows::views::{ViewChanges, documents_of, reference_documents};
+use emporium_dataflows::products::{ProductInputs, documents_of, reference_documents};
 use emporium_schemas::catalog::{PriceChanged, ProductUpserted};
 use emporium_schemas::decisions::{ReservedLine, ShortLine};
 use emporium_schemas::orders::{
@@ -14,7 +15,6 @@ use emporium_schemas::orders::{
 use emporium_schemas::shopper::ProductViewed;
 use emporium_schemas::stock::{StockAdjusted, StockReceived};
 use emporium_schemas::{Event, Money, Payload};
-use emporium_serving::views::Upsert;
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -487,20 +487,22 @@ fn emporium_partition(key: &str, partitions: usize) -> usize {
 }
 
 /// A document as the store keys it, with its seq and JSON.
-fn keyed(u: &Upsert) -> (String, u64, String) {
+fn keyed(u: &Change) -> (String, u64, String) {
     let (key, seq, json) = match u {
-        Upsert::Product { seq, view } => (
-            format!("p/{}", view.product_id),
+        Change::Product { seq, product } => (
+            format!("p/{}", product.product_id),
             *seq,
-            serde_json::to_string(view),
+            serde_json::to_string(product),
         ),
-        Upsert::Inventory { seq, view } => {
-            (format!("i/{}", view.sku), *seq, serde_json::to_string(view))
-        }
-        Upsert::Order { seq, view } => (
-            format!("o/{}", view.order_id),
+        Change::Inventory { seq, stock } => (
+            format!("i/{}", stock.sku),
             *seq,
-            serde_json::to_string(view),
+            serde_json::to_string(stock),
+        ),
+        Change::Order { seq, order } => (
+            format!("o/{}", order.order_id),
+            *seq,
+            serde_json::to_string(order),
         ),
     };
     (key, seq, json.expect("views serialize"))
@@ -597,7 +599,7 @@ proptest! {
         let config = InventoryConfig { reservation_ttl: Duration::seconds(ttl) };
         // The store's contract, as a map: a document is replaced by an equal or higher seq only.
         let mut store: std::collections::HashMap<String, (u64, String)> = Default::default();
-        let mut upsert = |changes: Vec<Upsert>| -> Result<(), TestCaseError> {
+        let mut upsert = |changes: Vec<Change>| -> Result<(), TestCaseError> {
             for u in &changes {
                 let (key, seq, json) = keyed(u);
                 match store.get(&key) {
@@ -617,7 +619,7 @@ proptest! {
         for (stop_after, shift) in runs {
             let mut decider = Decider::new(partitions, lateness, config.clone()).tracking_changes();
             // The run's document dataflow: fed every change since the run began.
-            let mut fed = ViewChanges::default();
+            let mut fed = ProductInputs::default();
             let mut cursors = vec![0usize; partitions];
             let mut choices = interleaving.iter().cycle();
             let mut take = takes.iter().cycle();

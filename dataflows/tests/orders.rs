@@ -3,10 +3,10 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use emporium_dataflows::decider::decide_all;
+use emporium_dataflows::decisions::decision_events;
 use emporium_dataflows::inventory::InventoryConfig;
 use emporium_dataflows::orders::{OrderStatus, Orders};
-use emporium_dataflows::pipeline::decision_events;
-use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::decisions::{InventoryReserved, ReservationReleased, ReservedLine};
 use emporium_schemas::orders::{
     OrderCancelled, OrderDelivered, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized,

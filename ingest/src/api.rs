@@ -1,14 +1,13 @@
 //! The HTTP surface of the write path: `POST /v1/events` (producers, with a token whose scopes
-//! allow the types they send), `GET /v1/dlq` (operators), and the operational endpoints
-//! `/healthz`, `/readyz`, `/metrics`. Handlers only translate HTTP to [`Intake`] calls and errors
-//! to status codes with JSON bodies; they never block. The caller is authenticated before the
+//! allow the types they send) and `GET /v1/dlq` (operators); the process's operational routes
+//! (`/healthz`, `/readyz`, `/metrics`) come from `emporium-ops`, with [`LogReachable`] among the
+//! readiness checks. Handlers only translate HTTP to [`Intake`] calls and errors to status codes
+//! with the one JSON error envelope; they never block. The caller is authenticated before the
 //! body is read.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,15 +15,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use emporium_auth::{Audience, AuthError, Authenticator, Principal};
+use emporium_ops::http::{instrument, serve};
+use emporium_ops::{ApiError, CancellationToken, Readiness, ReadinessCheck};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::dead_letter;
 use crate::intake::{BodyFormat, Intake, IntakeError};
-use crate::log::{EVENTS_TOPIC, LogError};
 use crate::metrics;
 use crate::producers::Grant;
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
 
 #[derive(Clone)]
 struct WritePath {
@@ -39,40 +40,22 @@ pub fn router(intake: Arc<Intake>, auth: Authenticator) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/dlq", get(get_dead_letters))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(get_metrics))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(WritePath { intake, auth })
 }
 
-/// Something besides the log that the process needs before its answers are current: the
-/// dataflow's replay of the log after a start, say. `/readyz` answers 503, with the reasons,
-/// while any check fails, as a load balancer or Kubernetes expects of a process that should get
-/// no traffic yet; `/healthz` stays 200 (the process is alive).
-pub trait ReadinessCheck: Send + Sync {
-    /// `Err(why)` while not ready, e.g. `"dataflow: replaying the log, 1200 of 3400 records to
-    /// go"`.
-    fn check(&self) -> Result<(), String>;
-}
+/// Readiness: the event log answers (its end offsets), for `/readyz`.
+pub struct LogReachable(pub Arc<dyn EventLog>);
 
-/// The checks `/readyz` runs after the log's: add them to the platform's router with
-/// `.layer(axum::Extension(Readiness(checks)))`.
-#[derive(Clone, Default)]
-pub struct Readiness(pub Vec<Arc<dyn ReadinessCheck>>);
-
-/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+#[async_trait::async_trait]
+impl ReadinessCheck for LogReachable {
+    async fn check(&self) -> Result<(), String> {
+        self.0
+            .end_offsets(EVENTS_TOPIC)
+            .await
+            .map(drop)
+            .map_err(|e| format!("event log: {e}"))
+    }
 }
 
 /// The write path served on a free loopback port, for tests and benchmarks (the mini-redis
@@ -90,9 +73,15 @@ impl LocalServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, router(intake, auth), async move {
+        let readiness = Readiness::new().with(Arc::new(LogReachable(Arc::clone(intake.log()))));
+        let router = instrument(router(intake, auth), "ingest")
+            .merge(emporium_ops::router::router(readiness));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, router, cancel.clone()));
+        tokio::spawn(async move {
             let _ = stopped.await;
-        }));
+            cancel.cancel();
+        });
         Ok(Self {
             base,
             stop: Some(stop),
@@ -132,10 +121,9 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
     metrics::request(status.as_u16());
-    let body = json!({ "error": { "code": code, "message": message.into() } });
-    (status, Json(body)).into_response()
+    ApiError::new(status, code, message).into_response()
 }
 
 /// The body format named by the Content-Type header, or the 415 answer.
@@ -259,16 +247,13 @@ async fn post_events(
         }
         Err(e @ IntakeError::Unavailable(_)) => {
             tracing::warn!(error = %e, "append failed; answering 503");
-            let mut response = error(
-                StatusCode::SERVICE_UNAVAILABLE,
+            metrics::request(503);
+            ApiError::unavailable(
                 "log_unavailable",
                 e.to_string(),
-            );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(intake.config().retry_after_secs),
-            );
-            response
+                intake.config().retry_after_secs,
+            )
+            .into_response()
         }
     }
 }
@@ -364,35 +349,4 @@ fn unavailable(e: &LogError) -> Response {
         "log_unavailable",
         e.to_string(),
     )
-}
-
-async fn readyz(
-    State(WritePath { intake, .. }): State<WritePath>,
-    checks: Option<Extension<Readiness>>,
-) -> Response {
-    if let Err(e) = intake.log().end_offsets(EVENTS_TOPIC).await {
-        return unavailable(&e);
-    }
-    let reasons: Vec<String> = checks
-        .iter()
-        .flat_map(|Extension(Readiness(checks))| checks.iter())
-        .filter_map(|check| check.check().err())
-        .collect();
-    if reasons.is_empty() {
-        "ready\n".into_response()
-    } else {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            reasons.join("; "),
-        )
-    }
-}
-
-async fn get_metrics() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(),
-    )
-        .into_response()
 }

@@ -11,17 +11,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::Utc;
+pub use emporium_schemas::intake::{IntakeReport, RejectedField, RejectedLine};
 use emporium_schemas::{
     Event, EventKind, FieldError, Limits, RejectReason, ValidationContext, ValidationError,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{self, DeadLetter};
 use crate::dedup::{Claim, Dedup};
-use crate::log::{self, DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog, LogError, Record};
 use crate::metrics;
 use crate::producers::{Grant, peek_kind};
+use emporium_log::{self as log, DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog, LogError, Record};
 
 /// Settings of the ingest path; defaults suit one machine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,40 +54,6 @@ impl Default for IntakeConfig {
             event_partitions: 4,
             retry_after_secs: 1,
             max_future_skew_secs: 300,
-        }
-    }
-}
-
-/// What happened to each line of a request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IntakeReport {
-    /// Lines appended to the log by this request.
-    pub accepted: usize,
-    /// Lines whose `event_id` was already in the log: acknowledged, not appended again.
-    pub duplicates: usize,
-    pub rejected: Vec<RejectedLine>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RejectedLine {
-    /// 0-based index of the line in the body.
-    pub index: usize,
-    pub errors: Vec<RejectedField>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RejectedField {
-    pub path: String,
-    pub message: String,
-    pub reason: String,
-}
-
-impl From<&FieldError> for RejectedField {
-    fn from(e: &FieldError) -> Self {
-        Self {
-            path: e.path.clone(),
-            message: e.message.clone(),
-            reason: e.reason.as_str().to_owned(),
         }
     }
 }
@@ -141,7 +108,7 @@ pub struct Intake {
 impl Intake {
     /// Creates the topics if needed and rebuilds the idempotency window from the log's tail.
     pub async fn start(log: Arc<dyn EventLog>, config: IntakeConfig) -> log::Result<Arc<Self>> {
-        metrics::install();
+        emporium_ops::metrics::install();
         log.ensure_topic(EVENTS_TOPIC, config.event_partitions)
             .await?;
         log.ensure_topic(DEAD_LETTER_TOPIC, 1).await?;
@@ -202,15 +169,14 @@ impl Intake {
                 .iter()
                 .map(|l| {
                     metrics::event_rejected(l.error.reason());
-                    DeadLetter::new(
+                    dead_letter::record(&DeadLetter::new(
                         received_at,
                         &source,
                         l.index,
                         l.error.reason(),
                         &l.error.errors,
                         &l.raw,
-                    )
-                    .to_record()
+                    ))
                 })
                 .collect();
             Ok::<_, IntakeError>((valid, invalid, letters))

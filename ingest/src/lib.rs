@@ -1,13 +1,12 @@
-//! Emporium's write path: the event log every other part reads ([`log`]), the intake that
-//! validates events and appends them durably ([`intake`]) behind the HTTP API ([`api`]) for the
-//! producers whose tokens allow them ([`producers`]), the
-//! dead-letter log ([`dead_letter`]), and the shop-traffic generator ([`generator`]).
+//! Emporium's HTTP intake: validates events and appends them durably to the event log
+//! ([`intake`]) behind the HTTP API ([`api`]) for the producers whose tokens allow them
+//! ([`producers`]), and keeps what it refuses in the dead-letter log ([`dead_letter`]).
+//! The log itself is the `emporium-log` crate; the traffic generator, a producer, is
+//! `emporium-generator`.
 
 pub mod api;
 pub mod dead_letter;
 pub mod dedup;
-pub mod generator;
 pub mod intake;
-pub mod log;
 pub mod metrics;
 pub mod producers;

@@ -2,16 +2,18 @@
 //! idempotency, the dead-letter log, metrics, and the 503 path when the log is down.
 
 use std::sync::Arc;
+
+use emporium_ops::{Readiness, ReadinessCheck};
 use std::time::Duration;
 
 use emporium_auth::{Authenticator, KeySet, Scope};
+use emporium_generator::output::{self, Limits, Progress};
+use emporium_generator::{Generator, GeneratorConfig};
 use emporium_ingest::api;
-use emporium_ingest::generator::output::{self, Limits, Progress};
-use emporium_ingest::generator::{Generator, GeneratorConfig};
 use emporium_ingest::intake::{Intake, IntakeConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog, read_all};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog, read_all};
 use emporium_schemas::EventKind;
 use emporium_schemas::examples::example;
 use rdkafka::mocking::MockCluster;
@@ -598,8 +600,9 @@ async fn when_kafka_is_down_ingest_answers_503_and_a_resend_lands_once() {
 /// A check that is not ready until told.
 struct Gate(std::sync::atomic::AtomicBool);
 
-impl api::ReadinessCheck for Gate {
-    fn check(&self) -> Result<(), String> {
+#[async_trait::async_trait]
+impl ReadinessCheck for Gate {
+    async fn check(&self) -> Result<(), String> {
         if self.0.load(std::sync::atomic::Ordering::SeqCst) {
             Ok(())
         } else {
@@ -618,17 +621,16 @@ async fn readyz_reports_a_failing_check_until_it_passes() {
         .await
         .expect("intake");
     let gate = Arc::new(Gate(std::sync::atomic::AtomicBool::new(false)));
-    let router = api::router(intake, auth()).layer(axum::Extension(api::Readiness(vec![
-        Arc::clone(&gate) as Arc<dyn api::ReadinessCheck>,
-    ])));
+    let readiness = Readiness::new()
+        .with(Arc::new(api::LogReachable(Arc::clone(intake.log()))))
+        .with(Arc::clone(&gate) as Arc<dyn ReadinessCheck>);
+    let router = api::router(intake, auth()).merge(emporium_ops::router::router(readiness));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, router, async {
-        let _ = stopped.await;
-    }));
+    let stop = emporium_ops::CancellationToken::new();
+    let server = tokio::spawn(emporium_ops::http::serve(listener, router, stop.clone()));
 
     let r = reqwest::get(format!("{base}/readyz")).await.expect("get");
     assert_eq!(r.status().as_u16(), 503);
@@ -644,7 +646,7 @@ async fn readyz_reports_a_failing_check_until_it_passes() {
     gate.0.store(true, std::sync::atomic::Ordering::SeqCst);
     let r = reqwest::get(format!("{base}/readyz")).await.expect("get");
     assert_eq!(r.status().as_u16(), 200);
-    let _ = stop.send(());
+    stop.cancel();
     server.await.expect("join").expect("serve");
 }
 

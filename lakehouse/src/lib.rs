@@ -50,7 +50,7 @@ pub enum LakeError {
     #[error("the commit task stopped: {0}")]
     Task(String),
     #[error("reading the event log: {0}")]
-    Log(#[from] emporium_ingest::log::LogError),
+    Log(#[from] emporium_log::LogError),
 }
 
 impl LakeError {

@@ -13,8 +13,8 @@ use arrow::json::ReaderBuilder;
 use arrow::json::reader::Decoder;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
-use emporium_ingest::dead_letter::DeadLetter;
-use emporium_ingest::log::ConsumedRecord;
+use emporium_log::ConsumedRecord;
+use emporium_schemas::dead_letter::DeadLetter;
 use emporium_schemas::{Event, RejectReason};
 
 use crate::LakeError;

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::record_batch::RecordBatch;
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, PartitionReader};
+use emporium_log::{EVENTS_TOPIC, EventLog, PartitionReader};
 use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
 

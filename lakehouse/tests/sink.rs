@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_generator::{Generator, GeneratorConfig};
 use emporium_lakehouse::sql::{SqlEngine, SqlError, SqlLimits};
 use emporium_lakehouse::{Sink, SinkConfig, SinkStats};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
 use emporium_schemas::Event;
 
 const PARTITIONS: u32 = 3;
@@ -320,8 +320,8 @@ async fn a_column_added_later_reads_as_null_in_older_files() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("lake");
-    let records: Vec<emporium_ingest::log::ConsumedRecord> = (0..4u64)
-        .map(|i| emporium_ingest::log::ConsumedRecord {
+    let records: Vec<emporium_log::ConsumedRecord> = (0..4u64)
+        .map(|i| emporium_log::ConsumedRecord {
             partition: 0,
             offset: i,
             timestamp_ms: 1_764_000_000_000,
@@ -331,7 +331,7 @@ async fn a_column_added_later_reads_as_null_in_older_files() {
                 .into(),
         })
         .collect();
-    let batch_of = |records: &[emporium_ingest::log::ConsumedRecord]| {
+    let batch_of = |records: &[emporium_log::ConsumedRecord]| {
         let mut buffers = RowBuffers::new();
         for r in records {
             buffers.push(r).expect("a row");
@@ -398,7 +398,7 @@ async fn a_filter_on_date_reads_only_that_days_files() {
         let mut event = examples::example(EventKind::ProductViewed, i);
         event.occurred_at += chrono::Duration::days(i as i64 % 2);
         buffers
-            .push(&emporium_ingest::log::ConsumedRecord {
+            .push(&emporium_log::ConsumedRecord {
                 partition: 0,
                 offset: i,
                 timestamp_ms: 1_764_000_000_000,

@@ -10,9 +10,11 @@
 
 pub mod arrow;
 pub mod catalog;
+pub mod dead_letter;
 pub mod decisions;
 pub mod envelope;
 pub mod examples;
+pub mod intake;
 pub mod json_schema;
 pub mod money;
 pub mod orders;

@@ -48,7 +48,8 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
         .with_state(Serving { store, auth })
 }
 
-/// An error answer: a status and a JSON body `{"error": code, "message": text}`.
+/// An error answer of the read API, sent in the one envelope (`emporium_ops::ApiError`):
+/// `{"error": {"code": code, "message": text}}`.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -110,11 +111,9 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(json!({"error": self.code, "message": self.message})),
-        )
-            .into_response();
+        // The one envelope of every route: `{"error": {"code", "message"}}`.
+        let mut response =
+            emporium_ops::ApiError::new(self.status, self.code, self.message).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

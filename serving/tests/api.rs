@@ -112,7 +112,7 @@ async fn orders_need_a_token_and_shoppers_see_only_their_own() {
 
     let (status, body, headers) = f.get("/v1/orders/o-1", None).await;
     assert_eq!(status, 401);
-    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(body["error"]["code"], "unauthorized");
     assert_eq!(headers["www-authenticate"], "Bearer");
     let (status, _, _) = f.get("/v1/orders/o-1", Some("v1.forged.token")).await;
     assert_eq!(status, 401);
@@ -125,15 +125,26 @@ async fn orders_need_a_token_and_shoppers_see_only_their_own() {
     assert_eq!(body["history"][0]["status"], "placed");
 
     let (status, body, _) = f.get("/v1/orders/o-bob", Some(&alice)).await;
-    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
     let (status, _, _) = f
         .get("/v1/orders/o-bob", Some("operator-key-of-the-tests"))
         .await;
     assert_eq!(status, 200, "the operator sees every order");
 
     let (status, body, _) = f.get("/v1/orders/o-missing", Some(&alice)).await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
-    assert!(body["message"].as_str().unwrap_or("").contains("o-missing"));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("o-missing")
+    );
 
     let (status, _, _) = f.get("/v1/users/bob/orders", Some(&alice)).await;
     assert_eq!(status, 403);
@@ -183,7 +194,7 @@ async fn a_users_orders_come_newest_first_in_pages() {
             .get(&format!("/v1/users/alice/orders?{bad}"), Some(&alice))
             .await;
         assert_eq!(
-            (status, body["error"].as_str()),
+            (status, body["error"]["code"].as_str()),
             (400, Some("bad_request")),
             "{bad}"
         );
@@ -194,7 +205,10 @@ async fn a_users_orders_come_newest_first_in_pages() {
 async fn catalog_reads_are_public_and_missing_ones_are_404() {
     let f = fixture().await;
     let (status, body, _) = f.get("/v1/products/p-none", None).await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     let (status, _, _) = f.get("/v1/inventory/sku-none", None).await;
     assert_eq!(status, 404);
 }

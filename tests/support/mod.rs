@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use emporium_ingest::generator::{Generator, GeneratorConfig};
+use emporium_generator::{Generator, GeneratorConfig};
 
 /// A running `emporium run`.
 pub struct Run {

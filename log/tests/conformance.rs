@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-use emporium_ingest::log::{EventLog, Position, Record, partition_for, read_all};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_log::{EventLog, Position, Record, partition_for, read_all};
 use rdkafka::mocking::MockCluster;
 
 const PARTITIONS: u32 = 4;
@@ -142,10 +142,10 @@ async fn concurrent_appends_all_land_once(log: &dyn EventLog, topic: &str) {
 }
 
 async fn poll_until(
-    consumer: &mut dyn emporium_ingest::log::LogConsumer,
+    consumer: &mut dyn emporium_log::LogConsumer,
     want: usize,
     limit: Duration,
-) -> Vec<emporium_ingest::log::ConsumedRecord> {
+) -> Vec<emporium_log::ConsumedRecord> {
     let start = Instant::now();
     let mut got = Vec::new();
     while got.len() < want && start.elapsed() < limit {
@@ -159,7 +159,7 @@ async fn poll_until(
     got
 }
 
-fn next_positions(records: &[emporium_ingest::log::ConsumedRecord]) -> Vec<Position> {
+fn next_positions(records: &[emporium_log::ConsumedRecord]) -> Vec<Position> {
     let mut next: BTreeMap<u32, u64> = BTreeMap::new();
     for r in records {
         let e = next.entry(r.partition).or_default();
@@ -319,7 +319,7 @@ async fn kafka_log_on_external_broker_conforms() {
 /// once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_partition_reader_rides_out_a_broker_outage() {
-    emporium_ingest::metrics::install();
+    emporium_ops::metrics::install();
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic("outage", 1, 1).expect("mock topic");
     let log = KafkaLog::connect(kafka_test_config(cluster.bootstrap_servers())).expect("connect");
@@ -342,7 +342,7 @@ async fn a_kafka_partition_reader_rides_out_a_broker_outage() {
     // Counted by code; other tests in this process use other clusters, but none of them loses
     // a broker.
     let outage_errors = || {
-        emporium_ingest::metrics::render()
+        emporium_ops::metrics::render()
             .lines()
             .filter(|l| l.starts_with("emporium_log_consumer_errors_total"))
             .filter(|l| l.contains("BrokerTransportFailure") || l.contains("AllBrokersDown"))

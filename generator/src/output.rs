@@ -12,8 +12,8 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::{Generated, Generator};
-use crate::intake::IntakeReport;
-use crate::log::{EVENTS_TOPIC, EventLog, Record};
+use emporium_log::{EVENTS_TOPIC, EventLog, Record};
+use emporium_schemas::intake::IntakeReport;
 
 /// When to stop and how fast to go.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,7 +45,7 @@ pub enum OutputError {
     #[error("HTTP request to {url} failed: {message}")]
     Http { url: String, message: String },
     #[error("appending to the log: {0}")]
-    Log(#[from] crate::log::LogError),
+    Log(#[from] emporium_log::LogError),
     #[error("{0}")]
     Usage(String),
 }

@@ -1,4 +1,5 @@
-//! The store's product documents, maintained by differential dataflow.
+//! The products dataflow: every product's listing with the skus it owns and their availability,
+//! maintained by differential dataflow.
 //!
 //! A product document is its listing (title, brand, category, price) and the skus it owns with
 //! the units of each available to order. Which product owns a sku, and so which availability
@@ -36,13 +37,11 @@ use chrono::Duration;
 use differential_dataflow::VecCollection;
 use differential_dataflow::input::InputSession;
 use emporium_schemas::Event;
-use emporium_serving::views::{
-    InventoryView, ProductView, SkuAvailability, Upsert, WarehouseStock,
-};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 
 use crate::catalog::Listing;
+use crate::changes::{Change, Product, SkuAvailable, SkuStock, WarehouseStock};
 use crate::decider::Decider;
 use crate::inventory::{Inventory, InventoryConfig};
 
@@ -100,13 +99,13 @@ impl Names {
 
 /// Changes to the document dataflow's inputs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ViewChanges {
+pub struct ProductInputs {
     pub available: Vec<Update<AvailableRow>>,
     pub listings: Vec<Update<ListingRow>>,
 }
 
-impl ViewChanges {
-    pub fn extend(&mut self, other: ViewChanges) {
+impl ProductInputs {
+    pub fn extend(&mut self, other: ProductInputs) {
         self.available.extend(other.available);
         self.listings.extend(other.listings);
     }
@@ -180,20 +179,15 @@ pub fn documents<'scope>(
         })
 }
 
-/// A product document from its listing and the skus it owns with their availability.
-pub fn product_view(
-    product_id: &str,
-    listing: &Listing,
-    skus: Vec<SkuAvailability>,
-) -> ProductView {
-    ProductView {
+/// A product from its listing and the skus it owns with their availability.
+pub fn product(product_id: &str, listing: &Listing, skus: Vec<SkuAvailable>) -> Product {
+    Product {
         product_id: product_id.to_owned(),
         title: listing.title.clone(),
         brand: listing.brand.clone(),
         category_path: listing.category_path.clone(),
         price: listing.price.clone(),
         discontinued: listing.discontinued,
-        available: skus.iter().map(|s| s.available).sum(),
         skus,
     }
 }
@@ -250,7 +244,7 @@ impl Latest {
 /// Runs [`documents`] once over `changes` (on this thread) and returns every product document
 /// with the `seq` of its last change, made by `decider` (which made the changes): what a
 /// pipeline fed the same changes writes, over all its rounds, besides the inventory documents.
-pub fn documents_of(changes: ViewChanges, decider: &Decider) -> Vec<Upsert> {
+pub fn documents_of(changes: ProductInputs, decider: &Decider) -> Vec<Change> {
     let outputs = timely::execute_directly(move |worker| {
         let mut available = InputSession::new();
         let mut listings = InputSession::new();
@@ -284,8 +278,8 @@ pub fn documents_of(changes: ViewChanges, decider: &Decider) -> Vec<Upsert> {
     decider.product_documents(outputs)
 }
 
-/// The inventory document of `sku`.
-pub fn inventory(inventory: &Inventory, sku: &str) -> InventoryView {
+/// The stock of `sku` in every warehouse.
+pub fn stock(inventory: &Inventory, sku: &str) -> SkuStock {
     let warehouses = inventory
         .stock_of(sku)
         .map(|(warehouse, s)| WarehouseStock {
@@ -295,14 +289,17 @@ pub fn inventory(inventory: &Inventory, sku: &str) -> InventoryView {
             available: s.available(),
         })
         .collect();
-    InventoryView::new(sku.to_owned(), warehouses)
+    SkuStock {
+        sku: sku.to_owned(),
+        warehouses,
+    }
 }
 
 /// A document of the reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Document {
-    Inventory(InventoryView),
-    Product(ProductView),
+    Inventory(SkuStock),
+    Product(Product),
 }
 
 impl Document {
@@ -314,10 +311,10 @@ impl Document {
         }
     }
 
-    fn into_upsert(self, seq: u64) -> Upsert {
+    fn into_change(self, seq: u64) -> Change {
         match self {
-            Document::Inventory(view) => Upsert::Inventory { seq, view },
-            Document::Product(view) => Upsert::Product { seq, view },
+            Document::Inventory(stock) => Change::Inventory { seq, stock },
+            Document::Product(product) => Change::Product { seq, product },
         }
     }
 }
@@ -334,7 +331,7 @@ pub fn reference_documents(
     partitions: &[Vec<Event>],
     allowed_lateness: Duration,
     config: InventoryConfig,
-) -> Vec<Upsert> {
+) -> Vec<Change> {
     let mut decider = Decider::new(partitions.len(), allowed_lateness, config).reporting_steps();
     for (p, events) in partitions.iter().enumerate() {
         for e in events {
@@ -354,7 +351,7 @@ pub fn reference_documents(
             .take_inventory_changes()
             .into_iter()
             .filter_map(|upsert| match upsert {
-                Upsert::Inventory { view, .. } => Some(view.sku),
+                Change::Inventory { stock, .. } => Some(stock.sku),
                 _ => None,
             })
             .collect();
@@ -392,7 +389,7 @@ pub fn reference_documents(
         let documents = skus
             .iter()
             .filter(|sku| decider.inventory().stock_of(sku).next().is_some())
-            .map(|sku| Document::Inventory(inventory(decider.inventory(), sku)))
+            .map(|sku| Document::Inventory(stock(decider.inventory(), sku)))
             .chain(
                 products
                     .iter()
@@ -415,7 +412,7 @@ pub fn reference_documents(
         .collect();
     let all = skus
         .into_iter()
-        .map(|sku| Document::Inventory(inventory(decider.inventory(), sku)))
+        .map(|sku| Document::Inventory(stock(decider.inventory(), sku)))
         .chain(
             decider
                 .catalog()
@@ -436,7 +433,7 @@ pub fn reference_documents(
     }
     assert_eq!(count, kept.len(), "a kept document no longer exists");
     kept.into_values()
-        .map(|(seq, document)| document.into_upsert(seq))
+        .map(|(seq, document)| document.into_change(seq))
         .chain(decider.take_order_changes())
         .collect()
 }
@@ -445,17 +442,17 @@ fn reference_product(
     decider: &Decider,
     listers: &HashMap<String, BTreeSet<(u64, String)>>,
     product_id: &str,
-) -> Option<ProductView> {
+) -> Option<Product> {
     let listing = decider.catalog().get(product_id)?;
     let owner = |sku: &str| listers.get(sku)?.last().map(|l| l.1.as_str());
     let skus = listing
         .skus
         .iter()
         .filter(|sku| owner(sku) == Some(product_id))
-        .map(|sku| SkuAvailability {
+        .map(|sku| SkuAvailable {
             sku: sku.clone(),
-            available: inventory(decider.inventory(), sku).available,
+            available: stock(decider.inventory(), sku).available(),
         })
         .collect();
-    Some(product_view(product_id, listing, skus))
+    Some(product(product_id, listing, skus))
 }

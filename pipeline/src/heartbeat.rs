@@ -17,11 +17,16 @@
 //! the wall clock, as for any producer's event.
 
 use chrono::{DateTime, Utc};
-use emporium_ingest::log::{Record, partition_for};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError, Record, partition_for};
 use emporium_schemas::Event;
 use emporium_schemas::decisions::PartitionHeartbeat;
 
-use crate::decider::Decider;
+use emporium_dataflows::decider::Decider;
+
+use crate::{PipelineError, PipelineStats, metrics};
 
 /// What worker 0 saw arrive on each partition, and the heartbeats it sent.
 #[derive(Debug, Clone)]
@@ -132,6 +137,43 @@ pub fn routing_key(partition: u32, partitions: u32) -> String {
         .expect("invariant: murmur2 reaches every partition")
 }
 
+/// Appends the heartbeats [`Arrivals::due`] finds due. A partition counts as read to its end
+/// when the readers' published position has reached the log's end offset.
+pub(crate) fn send_heartbeats(
+    log: &Arc<dyn EventLog>,
+    runtime: &tokio::runtime::Handle,
+    decider: &Decider,
+    arrivals: &mut Arrivals,
+    idle_after: std::time::Duration,
+    stats: &PipelineStats,
+) -> Result<(), PipelineError> {
+    let read = stats
+        .read_positions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // The end offsets only when a partition is otherwise due (a request to Kafka).
+    let mut ends: Option<Result<Vec<u64>, LogError>> = None;
+    let due = arrivals.due(decider, now_ms, idle_after, |p| {
+        let ends = ends.get_or_insert_with(|| runtime.block_on(log.end_offsets(EVENTS_TOPIC)));
+        let p = p as usize;
+        ends.as_ref()
+            .is_ok_and(|ends| read.get(p).zip(ends.get(p)).is_some_and(|(r, e)| r >= e))
+    });
+    if let Some(Err(e)) = ends {
+        return Err(e.into());
+    }
+    if due.is_empty() {
+        return Ok(());
+    }
+    let n = due.len() as u64;
+    runtime.block_on(log.append(EVENTS_TOPIC, due.into_iter().map(|(_, r)| r).collect()))?;
+    stats.heartbeats.fetch_add(n, Ordering::Relaxed);
+    metrics::heartbeats(n);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
@@ -139,7 +181,7 @@ mod tests {
     use emporium_schemas::examples::{example, example_time};
 
     use super::*;
-    use crate::inventory::{InventoryConfig, Output};
+    use emporium_dataflows::inventory::{InventoryConfig, Output};
 
     const IDLE: std::time::Duration = std::time::Duration::from_millis(200);
 

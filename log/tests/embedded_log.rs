@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EventLog, LogError, Record, read_all};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EventLog, LogError, Record, read_all};
 
 fn segments(dir: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir.join(topic).join(format!("{partition:04}")))
@@ -19,7 +19,7 @@ fn segments(dir: &Path, topic: &str, partition: u32) -> Vec<PathBuf> {
     v
 }
 
-fn values(records: &[emporium_ingest::log::ConsumedRecord]) -> Vec<String> {
+fn values(records: &[emporium_log::ConsumedRecord]) -> Vec<String> {
     let mut v: Vec<String> = records
         .iter()
         .map(|r| String::from_utf8_lossy(&r.value).into_owned())

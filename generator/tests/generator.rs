@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use emporium_ingest::generator::{Generated, Generator, GeneratorConfig};
+use emporium_generator::{Generated, Generator, GeneratorConfig};
 use emporium_schemas::{Event, EventKind, Payload, ValidationContext};
 
 fn config(seed: u64) -> GeneratorConfig {
@@ -157,10 +157,7 @@ fn invalid_lines_are_rejected_with_the_defect_they_carry() {
             }
         }
     }
-    assert_eq!(
-        defects.len(),
-        emporium_ingest::generator::corrupt::DEFECTS.len()
-    );
+    assert_eq!(defects.len(), emporium_generator::corrupt::DEFECTS.len());
 }
 
 #[test]
@@ -178,9 +175,9 @@ fn settings_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn straight_to_kafka_every_event_lands_on_its_keys_partition() {
-    use emporium_ingest::generator::output::{Limits, Progress, send_to_log};
-    use emporium_ingest::log::kafka::{KafkaConfig, KafkaLog};
-    use emporium_ingest::log::{EVENTS_TOPIC, partition_for, read_all};
+    use emporium_generator::output::{Limits, Progress, send_to_log};
+    use emporium_log::kafka::{KafkaConfig, KafkaLog};
+    use emporium_log::{EVENTS_TOPIC, partition_for, read_all};
     use std::sync::Arc;
 
     let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::decide_all;
-use emporium_dataflows::pipeline::{
+use emporium_dataflows::products::reference_documents;
+use emporium_generator::{Generator, GeneratorConfig};
+use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_pipeline::{
     CheckpointConfig, PipelineConfig, PipelineStats, RunningPipeline, decision_events,
 };
-use emporium_dataflows::views::reference_documents;
-use emporium_ingest::generator::{Generator, GeneratorConfig};
-use emporium_ingest::log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_ingest::log::{EVENTS_TOPIC, EventLog, Record, read_all};
 use emporium_schemas::{Event, EventKind};
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
@@ -217,7 +217,10 @@ fn a_restart_replays_the_log_and_appends_nothing_twice() {
 fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dyn Store) -> usize {
     let (partitions, _) = split_log(rt, log);
     let config = PipelineConfig::default();
-    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory);
+    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory)
+        .into_iter()
+        .map(emporium_pipeline::documents::upsert)
+        .collect::<Vec<_>>();
     let (mut products, mut skus, mut orders) = (0, 0, 0);
     rt.block_on(async {
         for upsert in &reference {
@@ -331,7 +334,7 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
     );
 
     // A checkpoint that does not read back is refused, and the log replayed from the start.
-    let file = emporium_dataflows::checkpoint::path(checkpoints.path());
+    let file = emporium_pipeline::checkpoint::path(checkpoints.path());
     let mut bytes = std::fs::read(&file).expect("checkpoint");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

@@ -407,7 +407,8 @@ fn recoverable(e: &KafkaError) -> bool {
     );
     if outage {
         tracing::warn!(error = %e, "Kafka unreachable for now; librdkafka retries");
-        crate::metrics::consumer_error(&format!("{code:?}"));
+        metrics::counter!("emporium_log_consumer_errors_total", "code" => format!("{code:?}"))
+            .increment(1);
     }
     outage
 }

@@ -1,0 +1,196 @@
+//! The edge of the inventory dataflow: it reads every partition of the events topic through the
+//! [`EventLog`] trait, runs the decider as a timely dataflow on several worker threads, appends
+//! the decisions to the log, runs the documents dataflow ([`crate::views`]) and writes the store,
+//! and checkpoints the decider. All I/O of `dataflows/` lives here and in [`crate::checkpoint`];
+//! the computations it runs are the pure [`Decider`] and the documents dataflow.
+//!
+//! Workers split the partitions (partition `p` is read by worker `p mod workers`) and route
+//! every record to worker 0 ([`route`]: whole if the decider reads its type, else its time
+//! alone), where one [`Decider`] applies them at the event-time watermark: decisions are
+//! therefore the same for any number of workers (ADR 0005). Decision events get
+//! deterministic ids (UUIDv5 of kind and order id), and ids already in the log are never appended
+//! again, so a restart that replays the log from the start converges to the same log as an
+//! uninterrupted run: nothing decided twice, nothing lost.
+
+pub mod checkpoint;
+mod config;
+mod decisions;
+pub mod documents;
+pub mod heartbeat;
+mod metrics;
+mod resume;
+mod route;
+mod stats;
+mod worker;
+mod writer;
+
+pub use config::{CheckpointConfig, ClusterConfig, PipelineConfig};
+pub use decisions::{DECISION_NAMESPACE, decision_event, decision_events};
+pub use stats::{LatencyHistogram, PipelineStats};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
+use emporium_serving::store::Store;
+
+use crate::{decisions::*, resume::*, worker::*};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    #[error("store: {0}")]
+    Store(#[from] emporium_serving::store::StoreError),
+    #[error("timely: {0}")]
+    Timely(String),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error(transparent)]
+    State(#[from] emporium_dataflows::decider::StateError),
+}
+
+/// The pipeline running on its own thread. Dropping it asks it to stop (without waiting).
+pub struct RunningPipeline {
+    pub stats: Arc<PipelineStats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), PipelineError>>>,
+}
+
+impl RunningPipeline {
+    /// Starts [`run`] on a thread named `emporium-dataflow`.
+    pub fn start(
+        log: Arc<dyn EventLog>,
+        store: Option<Arc<dyn Store>>,
+        runtime: tokio::runtime::Handle,
+        config: PipelineConfig,
+    ) -> std::io::Result<Self> {
+        let stats = Arc::new(PipelineStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("emporium-dataflow".into())
+                .spawn(move || {
+                    let result = run(log, store, runtime, config, Arc::clone(&stats), stop);
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "the dataflow stopped");
+                        stats.failed.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })?
+        };
+        Ok(Self {
+            stats,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after the current round and waits for the workers (blocking).
+    pub fn stop(mut self) -> Result<(), PipelineError> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(PipelineError::Timely("the pipeline thread panicked".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningPipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs until `stop` is set. Blocking: give it its own thread (or use [`RunningPipeline`]).
+/// With a `store`, worker 0 writes the documents each round changed, with the log positions read.
+pub fn run(
+    log: Arc<dyn EventLog>,
+    store: Option<Arc<dyn Store>>,
+    runtime: tokio::runtime::Handle,
+    config: PipelineConfig,
+    stats: Arc<PipelineStats>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), PipelineError> {
+    let partitions = runtime.block_on(log.partition_count(EVENTS_TOPIC))?;
+    stats.watermark_ms.store(i64::MIN, Ordering::Relaxed);
+    // Records appended before this run are a replay: not freshness.
+    stats
+        .freshness_from_ms
+        .fetch_max(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    let resumed = match (&config.checkpoint, &store) {
+        (Some(checkpoints), Some(store)) => {
+            resume(checkpoints, store.as_ref(), &runtime, partitions, &config)?
+        }
+        _ => None,
+    };
+    let start: Arc<Vec<u64>> = Arc::new(match &resumed {
+        Some((_, checkpoint)) => checkpoint.positions.clone(),
+        None => vec![0; partitions as usize],
+    });
+    let resumed_seq = resumed.as_ref().map_or(0, |(_, c)| c.seq);
+    stats.resumed_from_seq.store(resumed_seq, Ordering::Relaxed);
+    metrics::resumed_from(resumed_seq);
+    // Decisions appended after the checkpoint lie after its positions: only those can be in the
+    // log already.
+    let logged = Arc::new(runtime.block_on(decisions_in_log(log.as_ref(), &start))?);
+    tracing::info!(
+        partitions,
+        workers = config.workers,
+        decisions_in_log = logged.len(),
+        resumed_from_seq = resumed_seq,
+        "inventory pipeline starting"
+    );
+    let resumed = Arc::new(std::sync::Mutex::new(resumed.map(|(decider, _)| decider)));
+    let workers = config.workers.max(1);
+    let timely_config = match &config.cluster {
+        None => timely::Config::process(workers),
+        Some(cluster) => {
+            if cluster.process >= cluster.addresses.len() {
+                return Err(PipelineError::Timely(format!(
+                    "process {} of {}: expected an index below the number of addresses",
+                    cluster.process,
+                    cluster.addresses.len()
+                )));
+            }
+            timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: workers,
+                    process: cluster.process,
+                    addresses: cluster.addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            }
+        }
+    };
+    let guards = timely::execute(timely_config, move |worker| {
+        let shared = WorkerContext {
+            log: &log,
+            store: &store,
+            runtime: &runtime,
+            config: &config,
+            stats: &stats,
+            stop: &stop,
+            logged: &logged,
+            start: &start,
+            resumed: &resumed,
+        };
+        let result = worker_main(worker, partitions, shared);
+        if result.is_err() {
+            // Stop the other workers too: their inputs would otherwise stay open and the
+            // dataflows never finish, leaving the pipeline silently dead.
+            stats.failed.store(true, Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
+        }
+        result
+    })
+    .map_err(PipelineError::Timely)?;
+    for result in guards.join() {
+        result.map_err(PipelineError::Timely)??;
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Resuming from a checkpoint, when it fits this log, these settings and this store.
+
+use emporium_dataflows::decider::Decider;
+use emporium_serving::store::Store;
+
+use crate::PipelineError;
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::*;
+
+/// The checkpoint to resume from, with the decider it holds, if there is one that fits this log,
+/// these settings and this store (see [`checkpoint`]); `None`: replay from the start.
+pub(crate) fn resume(
+    checkpoints: &CheckpointConfig,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    partitions: u32,
+    config: &PipelineConfig,
+) -> Result<Option<(Decider, Checkpoint)>, PipelineError> {
+    let checkpoint = match checkpoint::read(&checkpoints.dir) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the checkpoint: replaying the log from the start");
+            return Ok(None);
+        }
+    };
+    let stored = runtime.block_on(store.positions())?;
+    let refuse = |why: String| {
+        tracing::warn!(
+            seq = checkpoint.seq,
+            "ignoring the checkpoint ({why}): replaying the log from the start"
+        );
+        Ok(None)
+    };
+    if checkpoint.allowed_lateness_ms != config.allowed_lateness.num_milliseconds()
+        || checkpoint.reservation_ttl_ms != config.inventory.reservation_ttl.num_milliseconds()
+    {
+        return refuse("taken with another allowed lateness or reservation TTL".into());
+    }
+    if checkpoint.positions.len() != partitions as usize {
+        return refuse(format!(
+            "taken over {} partitions, the log has {partitions}",
+            checkpoint.positions.len()
+        ));
+    }
+    let behind = stored.as_ref().is_none_or(|stored| {
+        stored.len() != checkpoint.positions.len()
+            || stored.iter().zip(&checkpoint.positions).any(|(s, c)| s < c)
+    });
+    if behind {
+        return refuse("the store is behind it: it was taken with another store".into());
+    }
+    let decider = match Decider::resume(
+        &checkpoint.state,
+        partitions as usize,
+        config.allowed_lateness,
+        config.inventory.clone(),
+    ) {
+        Ok(d) => d,
+        Err(e) => return refuse(e.to_string()),
+    };
+    tracing::info!(
+        seq = checkpoint.seq,
+        positions = ?checkpoint.positions,
+        "resuming from the checkpoint"
+    );
+    Ok(Some((decider, checkpoint)))
+}

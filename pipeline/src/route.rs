@@ -1,0 +1,45 @@
+//! Routing records to the decider by their head alone (ADR 0005).
+
+use std::sync::atomic::Ordering;
+
+use emporium_dataflows::decider::Decider;
+use emporium_schemas::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::*;
+
+/// A record on its way to the decider, as its reader routed it ([`route`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Raw {
+    pub(crate) partition: u32,
+    pub(crate) offset: u64,
+    pub(crate) appended_ms: i64,
+    pub(crate) read: Read,
+}
+
+/// What the decider gets of a record: the event when it reads its type, only its time when it
+/// does not, only its position for a decision (its own output) or a record that is not an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Read {
+    Event(Vec<u8>),
+    /// `occurred_at`, as seconds and nanoseconds since the epoch.
+    Tick(i64, u32),
+    Position,
+}
+
+/// Routes a record by its head alone ([`Event::decode_head`]): only the events the decider reads
+/// ([`Decider::reads`], about one in five of a shop's) are decoded, copied and sent whole, by
+/// the one worker that decides; the others cost their reader a partial parse. See ADR 0005.
+pub(crate) fn route(bytes: &[u8], stats: &PipelineStats) -> Read {
+    match Event::decode_head(bytes) {
+        Ok((kind, _)) if kind.is_decision() => Read::Position,
+        Ok((kind, at)) if !Decider::reads(kind) => {
+            Read::Tick(at.timestamp(), at.timestamp_subsec_nanos())
+        }
+        Ok(_) => Read::Event(bytes.to_vec()),
+        Err(_) => {
+            stats.undecodable.fetch_add(1, Ordering::Relaxed);
+            Read::Position
+        }
+    }
+}

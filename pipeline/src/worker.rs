@@ -1,0 +1,568 @@
+//! One timely worker's loop: read its partitions, route to worker 0's decider, and (worker 0)
+//! run the documents dataflow and hand each round to the store writer.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use differential_dataflow::input::InputSession;
+use emporium_dataflows::changes::Change;
+use emporium_dataflows::decider::Decider;
+use emporium_dataflows::inventory::Output;
+use emporium_dataflows::orders::OrderStatus;
+use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow, ProductInputs};
+use emporium_log::{EVENTS_TOPIC, EventLog};
+use emporium_schemas::{Event, Payload};
+use emporium_serving::store::Store;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::Filter as _;
+use timely::dataflow::operators::{Exchange as _, Input, Inspect, Operator, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+use uuid::Uuid;
+
+use crate::PipelineError;
+use crate::checkpoint::{self, Checkpoint};
+use crate::heartbeat::*;
+use crate::metrics;
+use crate::{config::*, decisions::*, route::*, stats::*, writer::*};
+
+/// What every worker of this process shares.
+pub(crate) struct WorkerContext<'a> {
+    pub(crate) log: &'a Arc<dyn EventLog>,
+    pub(crate) store: &'a Option<Arc<dyn Store>>,
+    pub(crate) runtime: &'a tokio::runtime::Handle,
+    pub(crate) config: &'a PipelineConfig,
+    pub(crate) stats: &'a Arc<PipelineStats>,
+    pub(crate) stop: &'a Arc<AtomicBool>,
+    pub(crate) logged: &'a Arc<HashSet<Uuid>>,
+    /// Per partition, the first offset to decide on (a checkpoint's positions, or 0).
+    pub(crate) start: &'a Arc<Vec<u64>>,
+    /// The decider resumed from a checkpoint, for worker 0 to take.
+    pub(crate) resumed: &'a Arc<std::sync::Mutex<Option<Decider>>>,
+}
+
+/// A decider output, with the append time of the `order_placed` it decides (for latency).
+pub(crate) type Decided = (Output, Option<i64>);
+
+/// What worker 0 writes to the store after a round.
+#[derive(Default)]
+pub(crate) struct StoreWork {
+    pub(crate) changes: Vec<Change>,
+    /// What the round changed in the document dataflow's inputs.
+    pub(crate) views: ProductInputs,
+    /// Next offset to read, per partition, over the records the decider received.
+    pub(crate) positions: Vec<u64>,
+    /// Append times of the events applied, for freshness.
+    pub(crate) applied_ms: Vec<i64>,
+    /// The decider's seq after the round.
+    pub(crate) seq: u64,
+    /// A checkpoint to write once the store holds the documents up to its seq.
+    pub(crate) checkpoint: Option<Checkpoint>,
+    pub(crate) dirty: bool,
+}
+
+pub(crate) fn worker_main(
+    worker: &mut timely::worker::Worker,
+    partitions: u32,
+    shared: WorkerContext<'_>,
+) -> Result<(), PipelineError> {
+    let WorkerContext {
+        log,
+        store,
+        runtime,
+        config,
+        stats,
+        stop,
+        logged,
+        start,
+        resumed,
+    } = shared;
+    let index = worker.index();
+    let peers = worker.peers();
+    let writes_store = store.is_some();
+    // Worker 0's decider, shared with the dataflow's operator so it can be checkpointed.
+    let decider = Rc::new(RefCell::new({
+        let resumed = match index {
+            0 => resumed.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            _ => None,
+        };
+        let decider = resumed.unwrap_or_else(|| {
+            Decider::new(
+                partitions as usize,
+                config.allowed_lateness,
+                config.inventory.clone(),
+            )
+        });
+        if writes_store {
+            decider.tracking_changes()
+        } else {
+            decider
+        }
+    }));
+    let arrivals = Rc::new(RefCell::new(Arrivals::new(partitions)));
+    let resumed_seq = decider.borrow().seq();
+    if resumed_seq > 0 {
+        // What the resumed state holds, before any new event arrives.
+        publish_state(&decider.borrow(), stats);
+    }
+    let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Raw>>> = InputHandle::new();
+    let probe = ProbeHandle::new();
+    let decided: Rc<RefCell<Vec<Decided>>> = Rc::new(RefCell::new(Vec::new()));
+    let store_work: Rc<RefCell<StoreWork>> = Rc::new(RefCell::new(StoreWork {
+        positions: start.to_vec(),
+        seq: resumed_seq,
+        ..StoreWork::default()
+    }));
+    {
+        let (decided_out, stats) = (Rc::clone(&decided), Arc::clone(stats));
+        let work = Rc::clone(&store_work);
+        let (decider, start) = (Rc::clone(&decider), Arc::clone(start));
+        let arrivals = Rc::clone(&arrivals);
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .unary::<CapacityContainerBuilder<Vec<Decided>>, _, _, _>(
+                    // Every record to worker 0: one decider sees the whole log.
+                    Exchange::new(|_: &Raw| 0u64),
+                    "InventoryDecider",
+                    move |_capability, _info| {
+                        let mut outputs = Vec::new();
+                        // Append time of each undecided order_placed, for decision latency.
+                        let mut placed_at: HashMap<String, i64> = HashMap::new();
+                        move |input, _output| {
+                            input.for_each(|_time, data| {
+                                let mut work = work.borrow_mut();
+                                let mut decider = decider.borrow_mut();
+                                let mut arrivals = arrivals.borrow_mut();
+                                for Raw {
+                                    partition,
+                                    offset,
+                                    appended_ms,
+                                    read,
+                                } in data.drain(..)
+                                {
+                                    // Already in the resumed state (another process may read
+                                    // from the start).
+                                    if start.get(partition as usize).is_some_and(|s| offset < *s) {
+                                        continue;
+                                    }
+                                    if let Some(next) = work.positions.get_mut(partition as usize) {
+                                        *next = (*next).max(offset + 1);
+                                        work.dirty = true;
+                                    }
+                                    let bytes = match read {
+                                        Read::Event(bytes) => bytes,
+                                        Read::Tick(secs, nanos) => {
+                                            if let Some(at) =
+                                                chrono::DateTime::from_timestamp(secs, nanos)
+                                            {
+                                                arrivals.observe(partition, appended_ms, at);
+                                                decider.push_tick(partition as usize, at);
+                                            }
+                                            continue;
+                                        }
+                                        Read::Position => continue,
+                                    };
+                                    match Event::decode(&bytes) {
+                                        Ok(event) => {
+                                            arrivals.observe(
+                                                partition,
+                                                appended_ms,
+                                                event.occurred_at,
+                                            );
+                                            if let Payload::OrderPlaced(o) = &event.payload {
+                                                // The first copy's append time: a duplicate must not move it.
+                                                placed_at
+                                                    .entry(o.order_id.clone())
+                                                    .or_insert(appended_ms);
+                                            }
+                                            decider.push_appended(
+                                                partition as usize,
+                                                event,
+                                                appended_ms,
+                                            )
+                                        }
+                                        Err(_) => {
+                                            stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    }
+                                }
+                                decider.decide(&mut outputs);
+                                if writes_store {
+                                    work.changes.extend(decider.take_order_changes());
+                                    work.changes.extend(decider.take_inventory_changes());
+                                    work.views.extend(decider.take_view_changes());
+                                    work.seq = decider.seq();
+                                    let applied = decider.take_applied_append_times();
+                                    record_since(&stats.applied, &stats, &applied);
+                                    work.applied_ms.extend(applied);
+                                }
+                                drop(work);
+                                publish_state(&decider, &stats);
+                                for a in decider.take_anomalies() {
+                                    stats.anomalies.fetch_add(1, Ordering::Relaxed);
+                                    metrics::anomaly(a.kind);
+                                }
+                                let decided = outputs.drain(..).map(|o| {
+                                    // Reserve or reject ends an order's wait for a decision.
+                                    let placed = match &o {
+                                        Output::Decision { payload, .. }
+                                            if matches!(
+                                                payload,
+                                                Payload::InventoryReserved(_)
+                                                    | Payload::OrderRejected(_)
+                                            ) =>
+                                        {
+                                            placed_at.remove(payload.partition_key())
+                                        }
+                                        _ => None,
+                                    };
+                                    (o, placed)
+                                });
+                                // Straight to worker 0's loop, not down the stream: so the
+                                // decisions and the decider's state always agree between two
+                                // operator runs, which is what a checkpoint takes.
+                                decided_out.borrow_mut().extend(decided);
+                            });
+                        }
+                    },
+                )
+                .probe_with(&probe);
+        });
+    }
+
+    // The product documents: a differential dataflow over the availability and listings the
+    // decider changes, at the seq of each change (`views`). Every worker builds it and maintains
+    // its share of the products; worker 0 alone feeds it and receives each changed product's
+    // skus, which its decider makes into documents for the store writer.
+    let mut available_in: InputSession<u64, AvailableRow, isize> = InputSession::new();
+    let mut listings_in: InputSession<u64, ListingRow, isize> = InputSession::new();
+    let documents: Rc<RefCell<Latest>> = Rc::new(RefCell::new(Latest::after(resumed_seq)));
+    let views_probe = ProbeHandle::new();
+    {
+        let documents = Rc::clone(&documents);
+        worker.dataflow::<u64, _, _>(|scope| {
+            products::documents(
+                available_in.to_collection(scope),
+                listings_in.to_collection(scope),
+            )
+            .inner
+            // A changed product is its old value retracted and its new one inserted, at the
+            // same time; documents are never deleted, so only the new values need to travel.
+            .filter(|(_, _, diff)| *diff > 0)
+            .exchange(|_| 0)
+            .inspect(move |update| documents.borrow_mut().add(update.clone()))
+            .probe_with(&views_probe);
+        });
+    }
+    let mut views_in = if index == 0 && store.is_some() {
+        if resumed_seq > 0 {
+            // Load the resumed state's rows at its seq; the documents they give are in the
+            // store already (the checkpoint was written after them).
+            let rows = decider.borrow_mut().view_rows();
+            for (row, seq, diff) in rows.available {
+                available_in.update_at(row, seq, diff);
+            }
+            for (row, seq, diff) in rows.listings {
+                listings_in.update_at(row, seq, diff);
+            }
+            available_in.advance_to(resumed_seq + 1);
+            listings_in.advance_to(resumed_seq + 1);
+            available_in.flush();
+            listings_in.flush();
+            while views_probe.less_than(&(resumed_seq + 1)) && !stop.load(Ordering::Relaxed) {
+                worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+            }
+        }
+        Some((available_in, listings_in))
+    } else {
+        // Closed: the dataflow's progress is worker 0's inputs alone.
+        drop((available_in, listings_in));
+        None
+    };
+
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let mut readers = Vec::new();
+    for p in (0..partitions).filter(|p| *p as usize % peers == index) {
+        readers.push((
+            p,
+            runtime.block_on(log.partition_reader(EVENTS_TOPIC, p, start[p as usize]))?,
+        ));
+    }
+    // Worker 0 hands each round's documents to a writer thread and goes on deciding: a slow
+    // store write delays freshness, not decisions.
+    let writer = match store {
+        Some(store) if index == 0 => Some(StoreWriter::start(
+            Arc::clone(store),
+            runtime.clone(),
+            Arc::clone(stats),
+            started_ms,
+            config.checkpoint.as_ref().map(|c| c.dir.clone()),
+        )?),
+        _ => None,
+    };
+    let append =
+        |outputs: Vec<Decided>| append_decisions(log, runtime, outputs, stats, logged, started_ms);
+    let round_end = RoundEnd {
+        decider: &decider,
+        decided: &decided,
+        append: &append,
+        store_work: &store_work,
+        views_probe: &views_probe,
+        documents: &documents,
+        config,
+        stats,
+    };
+    let mut last_checkpoint = std::time::Instant::now();
+    let mut changed_since_checkpoint = false;
+    let mut complete = true;
+    let publish_positions = |positions: &[(u32, u64)]| {
+        let mut read = stats
+            .read_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        read.resize(partitions as usize, 0);
+        for &(p, next) in positions {
+            read[p as usize] = next;
+        }
+        metrics::consumer_position(read.iter().sum());
+    };
+    let mut next_offsets: Vec<(u32, u64)> = readers
+        .iter()
+        .map(|(p, _)| (*p, start[*p as usize]))
+        .collect();
+    publish_positions(&next_offsets);
+    let mut round = 0u64;
+    let mut last_heartbeat_check = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut read = 0;
+        for ((p, reader), (_, next)) in readers.iter_mut().zip(&mut next_offsets) {
+            let records = runtime.block_on(reader.next_batch(config.read_batch))?;
+            read += records.len();
+            if let Some(last) = records.last() {
+                *next = last.offset + 1;
+            }
+            for r in records {
+                input.send(Raw {
+                    partition: *p,
+                    offset: r.offset,
+                    appended_ms: r.timestamp_ms,
+                    read: route(&r.value, stats),
+                });
+            }
+        }
+        stats.records_read.fetch_add(read as u64, Ordering::Relaxed);
+        if read > 0 {
+            publish_positions(&next_offsets);
+        }
+        metrics::records_read(read as u64);
+        round += 1;
+        input.advance_to(round);
+        // Park rather than spin while other workers block on the log; give up when stopping
+        // (a failed or panicked peer would otherwise hold the probe back forever).
+        while probe.less_than(input.time()) && !stop.load(Ordering::Relaxed) {
+            worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+        }
+        if writer.is_none() {
+            append(std::mem::take(&mut *decided.borrow_mut()))?;
+        }
+        if let Some(writer) = &writer {
+            // Something to checkpoint (the decider took records in since the last one), and time.
+            let changed = changed_since_checkpoint || store_work.borrow().dirty;
+            let due = changed
+                && config
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| last_checkpoint.elapsed() >= c.interval);
+            // A stop lets the round's documents complete (a clean stop then checkpoints), for a
+            // while: if they do not, its positions must not be written without them (the next
+            // start resumes from the last checkpoint instead).
+            let stopping_since = std::cell::Cell::new(None);
+            let give_up = || {
+                if !stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                let since = stopping_since.get().unwrap_or_else(std::time::Instant::now);
+                stopping_since.set(Some(since));
+                since.elapsed() > STOP_GRACE
+            };
+            let Some(work) = round_end.take(worker, &mut views_in, due, give_up)? else {
+                complete = false;
+                break;
+            };
+            if work.checkpoint.is_some() {
+                last_checkpoint = std::time::Instant::now();
+                changed_since_checkpoint = false;
+            } else {
+                changed_since_checkpoint |= work.dirty;
+            }
+            writer.hand_off(work)?;
+        }
+        if index == 0
+            && let Some(idle_after) = config.idle_heartbeat
+            && last_heartbeat_check.elapsed() >= idle_after / 4
+        {
+            last_heartbeat_check = std::time::Instant::now();
+            send_heartbeats(
+                log,
+                runtime,
+                &decider.borrow(),
+                &mut arrivals.borrow_mut(),
+                idle_after,
+                stats,
+            )?;
+        }
+        if read == 0 {
+            std::thread::sleep(config.idle_sleep);
+        }
+    }
+    if let Some(writer) = writer {
+        if complete {
+            // A clean stop: what the decider took in while the last round was handed over, and
+            // a checkpoint where it stopped, so the next start reads nothing twice. The other
+            // workers keep stepping until every dataflow is done, so the documents complete
+            // unless one of them failed (hence the time limit).
+            let changed = changed_since_checkpoint || store_work.borrow().dirty;
+            let limit = std::time::Instant::now() + STOP_GRACE;
+            let checkpoint = changed && config.checkpoint.is_some();
+            let give_up = || std::time::Instant::now() > limit;
+            if let Some(work) = round_end.take(worker, &mut views_in, checkpoint, give_up)? {
+                writer.hand_off(work)?;
+            }
+        }
+        writer.finish()?;
+    }
+    Ok(())
+}
+
+/// Worker 0's inputs of the documents dataflow.
+pub(crate) type ViewInputs = (
+    InputSession<u64, AvailableRow, isize>,
+    InputSession<u64, ListingRow, isize>,
+);
+
+/// The end of one of worker 0's rounds, when it writes the store.
+pub(crate) struct RoundEnd<'a> {
+    pub(crate) decider: &'a RefCell<Decider>,
+    /// The decider's outputs not appended yet.
+    pub(crate) decided: &'a RefCell<Vec<Decided>>,
+    /// Appends decisions to the log.
+    pub(crate) append: &'a dyn Fn(Vec<Decided>) -> Result<(), PipelineError>,
+    pub(crate) store_work: &'a RefCell<StoreWork>,
+    pub(crate) views_probe: &'a ProbeHandle<u64>,
+    pub(crate) documents: &'a RefCell<Latest>,
+    pub(crate) config: &'a PipelineConfig,
+    pub(crate) stats: &'a PipelineStats,
+}
+
+impl RoundEnd<'_> {
+    /// Takes what the decider produced since the last round, with a checkpoint if `checkpoint`
+    /// (taken at the same moment, so state, decisions, positions and documents agree: the
+    /// decider keeps deciding while worker 0 steps); appends the decisions (before the
+    /// checkpoint can be written, which is after the hand-off); and adds the documents of its
+    /// changes, once the documents dataflow has passed them. `None` if `give_up` said so first.
+    pub(crate) fn take(
+        &self,
+        worker: &mut timely::worker::Worker,
+        views_in: &mut Option<ViewInputs>,
+        checkpoint: bool,
+        give_up: impl Fn() -> bool,
+    ) -> Result<Option<StoreWork>, PipelineError> {
+        let mut work = std::mem::take(&mut *self.store_work.borrow_mut());
+        let decided = std::mem::take(&mut *self.decided.borrow_mut());
+        {
+            let mut next = self.store_work.borrow_mut();
+            next.positions = work.positions.clone();
+            next.seq = work.seq;
+        }
+        if checkpoint {
+            work.checkpoint = Some(take_checkpoint(
+                &self.decider.borrow(),
+                &work,
+                self.config,
+                self.stats,
+            )?);
+            work.dirty = true;
+        }
+        let began = std::time::Instant::now();
+        (self.append)(decided)?;
+        self.stats.decision_append.record(began.elapsed());
+        let began = std::time::Instant::now();
+        if let Some((available_in, listings_in)) = views_in {
+            // The round's documents: complete once the dataflow has passed its last seq.
+            let changes = std::mem::take(&mut work.views);
+            for (row, seq, diff) in changes.available {
+                available_in.update_at(row, seq, diff);
+            }
+            for (row, seq, diff) in changes.listings {
+                listings_in.update_at(row, seq, diff);
+            }
+            let next = (work.seq + 1).max(*available_in.time());
+            available_in.advance_to(next);
+            listings_in.advance_to(next);
+            available_in.flush();
+            listings_in.flush();
+            while self.views_probe.less_than(&next) {
+                if give_up() {
+                    return Ok(None);
+                }
+                worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+            }
+            let products = self.documents.borrow_mut().take();
+            let mut decider = self.decider.borrow_mut();
+            work.changes.extend(decider.product_documents(products));
+            decider.forget_superseded(work.seq);
+        }
+        self.stats.documents_wait.record(began.elapsed());
+        Ok(Some(work))
+    }
+}
+
+/// The decider's watermark, open reservations, stock and orders per status, for metrics and
+/// status lines.
+pub(crate) fn publish_state(decider: &Decider, stats: &PipelineStats) {
+    if let Some(w) = decider.watermark() {
+        stats
+            .watermark_ms
+            .store(w.timestamp_millis(), Ordering::Relaxed);
+        let lag = chrono::Utc::now() - w;
+        metrics::watermark_lag(lag.to_std().unwrap_or_default());
+    }
+    metrics::open_reservations(decider.inventory().open_reservations());
+    stats
+        .late_events
+        .store(decider.late_events(), Ordering::Relaxed);
+    metrics::late_events(decider.late_events());
+    stats
+        .units_on_hand
+        .store(decider.inventory().units_on_hand(), Ordering::Relaxed);
+    for status in OrderStatus::ALL {
+        let n = decider.orders().count(status) as u64;
+        stats.orders_by_status[status as usize].store(n, Ordering::Relaxed);
+    }
+}
+
+/// The decider's state with the positions it reflects (the round's changes already taken).
+pub(crate) fn take_checkpoint(
+    decider: &Decider,
+    work: &StoreWork,
+    config: &PipelineConfig,
+    stats: &PipelineStats,
+) -> Result<Checkpoint, PipelineError> {
+    let began = std::time::Instant::now();
+    let state = decider.state()?;
+    stats
+        .checkpoint_pause_ms
+        .store(began.elapsed().as_millis() as u64, Ordering::Relaxed);
+    Ok(Checkpoint {
+        format: checkpoint::FORMAT,
+        seq: decider.seq(),
+        positions: work.positions.clone(),
+        allowed_lateness_ms: config.allowed_lateness.num_milliseconds(),
+        reservation_ttl_ms: config.inventory.reservation_ttl.num_milliseconds(),
+        state,
+    })
+}
