@@ -52,9 +52,10 @@ impl Readiness {
     }
 }
 
-/// `/healthz`, `/readyz` and `/metrics`, to merge into a process's router.
+/// `/healthz`, `/readyz` and `/metrics`, to merge into a process's router; their own requests
+/// are counted under `emporium_ops_request_duration_seconds`.
 pub fn router(readiness: Readiness) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
@@ -63,7 +64,8 @@ pub fn router(readiness: Readiness) -> Router {
                 async move { readyz(&readiness).await }
             }),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    crate::http::instrument(router, "ops")
 }
 
 async fn readyz(readiness: &Readiness) -> Response {
