@@ -110,14 +110,14 @@ fn main() {
                 // The pipeline hands changes to the store every round.
                 drop(decider.take_order_changes());
                 drop(decider.take_inventory_changes());
-                drop(decider.take_view_changes());
+                drop(decider.take_product_inputs());
                 decider.take_applied_append_times();
             }
         }
         decider.finish(&mut out);
         drop(decider.take_order_changes());
         drop(decider.take_inventory_changes());
-        drop(decider.take_view_changes());
+        drop(decider.take_product_inputs());
         let open = decider.inventory().open_reservations();
         assert!(open + 1 >= n, "every order stays open: {open} of {n}");
         let grown = rss_bytes().saturating_sub(before);

@@ -186,10 +186,20 @@ fn main() {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        // A route that does nothing: the ceiling of HTTP on this machine, for the ratio.
-        let router = api::router(Arc::clone(&store) as Arc<dyn Store>, auth.clone())
-            .route("/noop", axum::routing::get(|| async { "ok" }));
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        // A route that does nothing: the ceiling of HTTP on this machine, for the ratio. The read
+        // routes are served as `emporium run` and `emporium serve` serve them: traced and timed
+        // by route and status (`emporium-ops`), with the recorder installed.
+        emporium_ops::metrics::install();
+        let router = emporium_ops::http::instrument(
+            api::router(Arc::clone(&store) as Arc<dyn Store>, auth.clone()),
+            "serving",
+        )
+        .route("/noop", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(emporium_ops::http::serve(
+            listener,
+            router,
+            emporium_ops::CancellationToken::new(),
+        ));
         base
     });
     let mut rng_state = 0x2545_f491_4f6c_dd1d_u64;

@@ -145,10 +145,15 @@ async fn two_processes_decide_exactly_as_the_reference() {
     );
 
     let store = EmbeddedStore::open(&dir.path().join("store")).expect("store");
-    let documents = reference_documents(&partitions, config.allowed_lateness, config.inventory)
-        .into_iter()
-        .map(emporium_pipeline::documents::upsert)
-        .collect::<Vec<_>>();
+    let documents = reference_documents(
+        &partitions,
+        config.allowed_lateness,
+        config.inventory,
+        &config.views,
+    )
+    .into_iter()
+    .map(emporium_pipeline::documents::upsert)
+    .collect::<Vec<_>>();
     for u in &documents {
         let (seq, found) = match u {
             Upsert::Product { seq, view } => (seq, store.product(&view.product_id).await),
@@ -162,6 +167,7 @@ async fn two_processes_decide_exactly_as_the_reference() {
                     })
                 }),
             ),
+            Upsert::View { seq, view, key, .. } => (seq, store.view(view, key).await),
         };
         let doc = found.expect("read").expect("document in the store");
         assert_eq!(doc.seq, *seq);

@@ -265,10 +265,15 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         }
     }
     let config = PipelineConfig::default();
-    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory)
-        .into_iter()
-        .map(emporium_pipeline::documents::upsert)
-        .collect::<Vec<_>>();
+    let reference = reference_documents(
+        &partitions,
+        config.allowed_lateness,
+        config.inventory,
+        &config.views,
+    )
+    .into_iter()
+    .map(emporium_pipeline::documents::upsert)
+    .collect::<Vec<_>>();
     let store = EmbeddedStore::open(&dir.path().join("store")).expect("open store");
     let mut orders = 0;
     for u in &reference {
@@ -302,6 +307,15 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
                     serde_json::to_value(view),
                     doc,
                 )
+            }
+            Upsert::View {
+                seq,
+                view,
+                key,
+                json,
+            } => {
+                let doc = store.view(view, key).await.expect("read");
+                ("view", key, seq, serde_json::from_slice(json), doc)
             }
         };
         let got = got.unwrap_or_else(|| panic!("{what} {key} missing from the store"));

@@ -29,9 +29,11 @@ fn start(args: &[&str], data_dir: &Path, prefix: &str) -> (Child, String, Receiv
         }
     });
     loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("emporium {args:?} printed a line starting {prefix:?}"));
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("emporium {args:?} did not print a line starting {prefix:?}");
+        };
         if let Some(rest) = line.trim().strip_prefix(prefix) {
             let url = rest.trim().split(' ').next().unwrap_or("").to_owned();
             let base = url.trim_end_matches("/healthz").to_owned();

@@ -55,9 +55,25 @@ pub struct Product {
 /// A full value that changed, with the `seq` of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Product { seq: u64, product: Product },
-    Inventory { seq: u64, stock: SkuStock },
-    Order { seq: u64, order: Order },
+    Product {
+        seq: u64,
+        product: Product,
+    },
+    Inventory {
+        seq: u64,
+        stock: SkuStock,
+    },
+    Order {
+        seq: u64,
+        order: Order,
+    },
+    /// A maintained view's document for a key ([`crate::view`]); `None`: the key left the view.
+    View {
+        view: &'static str,
+        key: String,
+        seq: u64,
+        document: Option<serde_json::Value>,
+    },
 }
 
 impl Change {
@@ -65,17 +81,19 @@ impl Change {
         match self {
             Change::Product { seq, .. }
             | Change::Inventory { seq, .. }
-            | Change::Order { seq, .. } => *seq,
+            | Change::Order { seq, .. }
+            | Change::View { seq, .. } => *seq,
         }
     }
 
-    /// What it is a change of: a kind (0 product, 1 sku, 2 order) and an id. Two changes with one
-    /// key replace each other; the later `seq` wins.
-    pub fn key(&self) -> (u8, &str) {
+    /// What it is a change of: a table (`products`, `inventory`, `orders`, or a view's name) and
+    /// an id. Two changes with one key replace each other; the later `seq` wins.
+    pub fn key(&self) -> (&'static str, &str) {
         match self {
-            Change::Product { product, .. } => (0, &product.product_id),
-            Change::Inventory { stock, .. } => (1, &stock.sku),
-            Change::Order { order, .. } => (2, &order.order_id),
+            Change::Product { product, .. } => ("products", &product.product_id),
+            Change::Inventory { stock, .. } => ("inventory", &stock.sku),
+            Change::Order { order, .. } => ("orders", &order.order_id),
+            Change::View { view, key, .. } => (view, key),
         }
     }
 }

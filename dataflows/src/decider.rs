@@ -82,7 +82,7 @@ pub struct Decider {
     /// Skus whose inventory document changed since the last
     /// [`Decider::take_inventory_changes`], with the `seq` of their last change.
     changed_skus: HashMap<String, u64>,
-    view_changes: ProductInputs,
+    product_inputs: ProductInputs,
     /// The documents dataflow's ids of skus and products (not checkpointed: see [`Names`]).
     sku_names: Names,
     product_names: Names,
@@ -99,6 +99,15 @@ pub struct Decider {
     /// Events pushed since this decider was made that were late: counted at their partition's
     /// bound, not their own time (not checkpointed: a count for metrics).
     late: u64,
+    /// The event types the maintained views read ([`Decider::feeding_views`]), one bit per
+    /// `EventKind as usize`: their events are steps too, so views share the `seq`s.
+    view_kinds: u64,
+    /// Events applied for the views since the last [`Decider::take_view_events`], at their `seq`.
+    view_events: Vec<(u64, Event)>,
+}
+
+fn kind_bit(kind: EventKind) -> u64 {
+    1u64 << (kind as u32)
 }
 
 impl Decider {
@@ -115,7 +124,7 @@ impl Decider {
             track_changes: false,
             changed_orders: HashMap::new(),
             changed_skus: HashMap::new(),
-            view_changes: ProductInputs::default(),
+            product_inputs: ProductInputs::default(),
             sku_names: Names::default(),
             product_names: Names::default(),
             superseded: HashMap::new(),
@@ -123,11 +132,36 @@ impl Decider {
             relisted: Vec::new(),
             applied_appended_ms: Vec::new(),
             late: 0,
+            view_kinds: 0,
+            view_events: Vec::new(),
         }
     }
 
+    /// Also applies, in decision-time order and as steps of their own, the events of the types
+    /// `reads` says maintained views read ([`crate::view`]), and keeps them for
+    /// [`Decider::take_view_events`] (when tracking changes). Every decider over one log must be
+    /// given the same views: they change the `seq`s.
+    pub fn feeding_views(mut self, reads: impl Fn(EventKind) -> bool) -> Self {
+        self.view_kinds = EventKind::ALL
+            .iter()
+            .filter(|k| reads(**k))
+            .fold(0, |mask, k| mask | kind_bit(*k));
+        self
+    }
+
+    /// Whether events of this type are steps: the folds or a view read them (the others only
+    /// move their partition's clock).
+    pub fn steps_on(&self, kind: EventKind) -> bool {
+        Self::reads(kind) || self.view_kinds & kind_bit(kind) != 0
+    }
+
+    /// The events applied for the views since the last call, each with its `seq`.
+    pub fn take_view_events(&mut self) -> Vec<(u64, Event)> {
+        std::mem::take(&mut self.view_events)
+    }
+
     /// Keeps the changes for [`Decider::take_order_changes`],
-    /// [`Decider::take_inventory_changes`] and [`Decider::take_view_changes`], and the append
+    /// [`Decider::take_inventory_changes`] and [`Decider::take_product_inputs`], and the append
     /// times of applied events for [`Decider::take_applied_append_times`].
     pub fn tracking_changes(mut self) -> Self {
         self.track_changes = true;
@@ -182,7 +216,7 @@ impl Decider {
         if kind.is_decision() {
             return;
         }
-        if !Self::reads(kind) {
+        if !self.steps_on(kind) {
             self.push_tick(partition, event.occurred_at);
             return;
         }
@@ -330,6 +364,15 @@ impl Decider {
             return true;
         }
         self.seq += 1;
+        let kind = next.event.kind();
+        if self.view_kinds & kind_bit(kind) != 0 && self.track_changes {
+            self.view_events.push((self.seq, (*next.event).clone()));
+        }
+        if !Self::reads(kind) {
+            // A step for the views alone.
+            self.mark_changes(Some(next.appended_ms));
+            return true;
+        }
         // The event, then what it decided: the order states see every transition in
         // decision-time order (the expiries before it were steps of their own).
         self.orders.apply(&next.event, &mut self.anomalies);
@@ -395,7 +438,7 @@ impl Decider {
             if delta != 0 {
                 let now = available(&self.inventory, &sku);
                 let id = self.sku_names.id(&sku);
-                let changes = &mut self.view_changes.available;
+                let changes = &mut self.product_inputs.available;
                 if now - delta != 0 {
                     changes.push(((id, now - delta), seq, -1));
                 }
@@ -419,9 +462,11 @@ impl Decider {
                 if before.revision != after.revision {
                     self.superseded.insert((id, before.revision), (seq, before));
                 }
-                self.view_changes.listings.push(((id, before_key), seq, -1));
+                self.product_inputs
+                    .listings
+                    .push(((id, before_key), seq, -1));
             }
-            self.view_changes.listings.push(((id, after_key), seq, 1));
+            self.product_inputs.listings.push(((id, after_key), seq, 1));
         }
     }
 
@@ -504,8 +549,8 @@ impl Decider {
 
     /// The changes to the document dataflow's inputs since the last call, each at the `seq` of
     /// the event that made it (needs [`Decider::tracking_changes`]).
-    pub fn take_view_changes(&mut self) -> ProductInputs {
-        std::mem::take(&mut self.view_changes)
+    pub fn take_product_inputs(&mut self) -> ProductInputs {
+        std::mem::take(&mut self.product_inputs)
     }
 
     /// Append times of the events applied since the last call (needs
@@ -626,7 +671,7 @@ impl Decider {
 
     /// Every row of the document dataflow's inputs now, at the current `seq`: what a dataflow
     /// started from a checkpoint is loaded with.
-    pub fn view_rows(&mut self) -> ProductInputs {
+    pub fn product_rows(&mut self) -> ProductInputs {
         let seq = self.seq;
         let mut rows = ProductInputs::default();
         // The stock is in (sku, warehouse) order: a sku's rows are adjacent.

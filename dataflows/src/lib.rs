@@ -13,6 +13,8 @@
 //!   from the availability and listings the decider changes, and the plain-fold reference for
 //!   everything the dataflows emit;
 //! - [`decisions`]: the decision events of the decider's outputs, with deterministic ids;
+//! - [`view`]: the one shape of a maintained view (events read, input rows, the differential
+//!   collection, its documents), and [`ratings`], the example: reviews per product;
 //! - [`changes`]: what they emit — full values with the `seq` of their last change.
 //!
 //! The decision rule is specified in `specs/adr/0005-inventory-decisions.md`, the documents and the
@@ -27,3 +29,5 @@ pub mod event_time;
 pub mod inventory;
 pub mod orders;
 pub mod products;
+pub mod ratings;
+pub mod view;

@@ -327,12 +327,18 @@ impl Document {
 /// After each event it recomputes, from the folds' state, every document the event may have
 /// changed, and keeps those that differ. At the end it recomputes every document and panics if
 /// one differs from what it kept (a change the decider failed to report).
+///
+/// `views`: the maintained views the pipeline runs with (their events are steps too, so they
+/// move the `seq`s; their own documents are checked against their own folds).
 pub fn reference_documents(
     partitions: &[Vec<Event>],
     allowed_lateness: Duration,
     config: InventoryConfig,
+    views: &[crate::view::Spec],
 ) -> Vec<Change> {
-    let mut decider = Decider::new(partitions.len(), allowed_lateness, config).reporting_steps();
+    let mut decider = Decider::new(partitions.len(), allowed_lateness, config)
+        .feeding_views(|kind| crate::view::any_reads(views, kind))
+        .reporting_steps();
     for (p, events) in partitions.iter().enumerate() {
         for e in events {
             decider.push(p, e.clone());
@@ -355,7 +361,8 @@ pub fn reference_documents(
                 _ => None,
             })
             .collect();
-        decider.take_view_changes();
+        decider.take_product_inputs();
+        decider.take_view_events();
         let relisted = decider.take_relisted();
         let mut products = BTreeSet::new();
         for product_id in relisted {

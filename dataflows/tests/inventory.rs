@@ -504,6 +504,16 @@ fn keyed(u: &Change) -> (String, u64, String) {
             *seq,
             serde_json::to_string(order),
         ),
+        Change::View {
+            view,
+            key,
+            seq,
+            document,
+        } => (
+            format!("v/{view}/{key}"),
+            *seq,
+            serde_json::to_string(document),
+        ),
     };
     (key, seq, json.expect("views serialize"))
 }
@@ -635,19 +645,19 @@ proptest! {
                 if *take.next().unwrap_or(&true) {
                     upsert(decider.take_order_changes())?;
                     upsert(decider.take_inventory_changes())?;
-                    fed.extend(decider.take_view_changes());
+                    fed.extend(decider.take_product_inputs());
                     upsert(documents_of(fed.clone(), &decider))?;
                 }
             }
             if stop_after.is_none() {
                 upsert(decider.take_order_changes())?;
                 upsert(decider.take_inventory_changes())?;
-                fed.extend(decider.take_view_changes());
+                fed.extend(decider.take_product_inputs());
                 upsert(documents_of(fed.clone(), &decider))?;
             }
         }
         let mut want: std::collections::HashMap<String, (u64, String)> = Default::default();
-        for u in reference_documents(&parts, lateness, config) {
+        for u in reference_documents(&parts, lateness, config, &[]) {
             let (key, seq, json) = keyed(&u);
             prop_assert!(want.insert(key, (seq, json)).is_none(), "one document per key");
         }

@@ -24,7 +24,7 @@ const FILE: &str = "decider.ckpt";
 
 /// The version of [`Checkpoint`] and of the decider state inside: bumped whenever either changes,
 /// so another version of Emporium refuses a checkpoint instead of misreading it.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// The decider at the end of one round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,8 +38,11 @@ pub struct Checkpoint {
     /// The settings the state was taken with; another setting would decide differently.
     pub allowed_lateness_ms: i64,
     pub reservation_ttl_ms: i64,
-    /// [`crate::decider::Decider::state`].
+    /// [`emporium_dataflows::decider::Decider::state`].
     pub state: Vec<u8>,
+    /// Each maintained view's name and input collection
+    /// ([`emporium_dataflows::view::Installed::state`]), in the pipeline's order.
+    pub views: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +155,7 @@ mod tests {
             allowed_lateness_ms: 500,
             reservation_ttl_ms: 900_000,
             state: vec![1, 2, 3, 4],
+            views: vec![("product_ratings".into(), vec![5, 6])],
         }
     }
 

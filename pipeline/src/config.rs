@@ -2,6 +2,7 @@
 
 use chrono::Duration;
 use emporium_dataflows::inventory::InventoryConfig;
+use emporium_dataflows::view::Spec;
 
 /// Settings of the decision pipeline.
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub struct PipelineConfig {
     /// ([`crate::heartbeat`]); `None`: never (a quiet partition then holds decisions until its
     /// next event).
     pub idle_heartbeat: Option<std::time::Duration>,
+    /// The maintained views, besides the decider's folds and the products dataflow
+    /// ([`emporium_dataflows::view`]); every process over one log must run the same.
+    pub views: Vec<Spec>,
 }
 
 /// Where and how often the decider is checkpointed (ADR 0008). Only the process that writes the
@@ -58,6 +62,7 @@ impl Default for PipelineConfig {
             cluster: None,
             checkpoint: None,
             idle_heartbeat: Some(std::time::Duration::from_millis(200)),
+            views: emporium_dataflows::view::standard(),
         }
     }
 }

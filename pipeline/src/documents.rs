@@ -21,6 +21,20 @@ pub fn upsert(change: Change) -> Upsert {
             seq,
             view: order_view(order),
         },
+        Change::View {
+            view,
+            key,
+            seq,
+            document,
+        } => Upsert::View {
+            view: view.to_owned(),
+            key,
+            seq,
+            // A struct of plain values always serializes; `null`: the key left the view.
+            json: serde_json::to_vec(&document.unwrap_or(serde_json::Value::Null))
+                .unwrap_or_else(|_| b"null".to_vec())
+                .into(),
+        },
     }
 }
 

@@ -143,7 +143,12 @@ pub fn run(
         resumed_from_seq = resumed_seq,
         "inventory pipeline starting"
     );
-    let resumed = Arc::new(std::sync::Mutex::new(resumed.map(|(decider, _)| decider)));
+    let resumed = Arc::new(std::sync::Mutex::new(resumed.map(
+        |(decider, checkpoint)| worker::Resumed {
+            decider,
+            views: checkpoint.views,
+        },
+    )));
     let workers = config.workers.max(1);
     let timely_config = match &config.cluster {
         None => timely::Config::process(workers),

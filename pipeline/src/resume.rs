@@ -37,6 +37,14 @@ pub(crate) fn resume(
     {
         return refuse("taken with another allowed lateness or reservation TTL".into());
     }
+    let names: Vec<&str> = checkpoint.views.iter().map(|(n, _)| n.as_str()).collect();
+    let running: Vec<&str> = config.views.iter().map(|v| v.name).collect();
+    if names != running {
+        // Views' events are steps: other views would give other seqs.
+        return refuse(format!(
+            "taken with the views {names:?}, this pipeline runs {running:?}"
+        ));
+    }
     if checkpoint.positions.len() != partitions as usize {
         return refuse(format!(
             "taken over {} partitions, the log has {partitions}",

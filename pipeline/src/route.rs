@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use emporium_dataflows::decider::Decider;
+use emporium_dataflows::view::{Spec, any_reads};
 use emporium_schemas::Event;
 use serde::{Deserialize, Serialize};
 
@@ -27,13 +28,14 @@ pub(crate) enum Read {
     Position,
 }
 
-/// Routes a record by its head alone ([`Event::decode_head`]): only the events the decider reads
-/// ([`Decider::reads`], about one in five of a shop's) are decoded, copied and sent whole, by
-/// the one worker that decides; the others cost their reader a partial parse. See ADR 0005.
-pub(crate) fn route(bytes: &[u8], stats: &PipelineStats) -> Read {
+/// Routes a record by its head alone ([`Event::decode_head`]): only the events the decider
+/// steps on ([`Decider::reads`], about one in five of a shop's, and those a maintained view
+/// reads: `views`) are decoded, copied and sent whole, by the one worker that decides; the others
+/// cost their reader a partial parse. See ADR 0005.
+pub(crate) fn route(bytes: &[u8], stats: &PipelineStats, views: &[Spec]) -> Read {
     match Event::decode_head(bytes) {
         Ok((kind, _)) if kind.is_decision() => Read::Position,
-        Ok((kind, at)) if !Decider::reads(kind) => {
+        Ok((kind, at)) if !Decider::reads(kind) && !any_reads(views, kind) => {
             Read::Tick(at.timestamp(), at.timestamp_subsec_nanos())
         }
         Ok(_) => Read::Event(bytes.to_vec()),

@@ -13,6 +13,7 @@ use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::Output;
 use emporium_dataflows::orders::OrderStatus;
 use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow, ProductInputs};
+use emporium_dataflows::view::{Installed, any_reads};
 use emporium_log::{EVENTS_TOPIC, EventLog};
 use emporium_schemas::{Event, Payload};
 use emporium_serving::store::Store;
@@ -40,8 +41,14 @@ pub(crate) struct WorkerContext<'a> {
     pub(crate) logged: &'a Arc<HashSet<Uuid>>,
     /// Per partition, the first offset to decide on (a checkpoint's positions, or 0).
     pub(crate) start: &'a Arc<Vec<u64>>,
-    /// The decider resumed from a checkpoint, for worker 0 to take.
-    pub(crate) resumed: &'a Arc<std::sync::Mutex<Option<Decider>>>,
+    /// The decider and the views' states resumed from a checkpoint, for worker 0 to take.
+    pub(crate) resumed: &'a Arc<std::sync::Mutex<Option<Resumed>>>,
+}
+
+/// What worker 0 resumes from: the checkpoint's decider, and each view's input collection.
+pub(crate) struct Resumed {
+    pub(crate) decider: Decider,
+    pub(crate) views: Vec<(String, Vec<u8>)>,
 }
 
 /// A decider output, with the append time of the `order_placed` it decides (for latency).
@@ -51,8 +58,10 @@ pub(crate) type Decided = (Output, Option<i64>);
 #[derive(Default)]
 pub(crate) struct StoreWork {
     pub(crate) changes: Vec<Change>,
-    /// What the round changed in the document dataflow's inputs.
-    pub(crate) views: ProductInputs,
+    /// What the round changed in the products dataflow's inputs.
+    pub(crate) products: ProductInputs,
+    /// The events the maintained views read, applied this round, at their `seq`.
+    pub(crate) view_events: Vec<(u64, Event)>,
     /// Next offset to read, per partition, over the records the decider received.
     pub(crate) positions: Vec<u64>,
     /// Append times of the events applied, for freshness.
@@ -84,18 +93,24 @@ pub(crate) fn worker_main(
     let peers = worker.peers();
     let writes_store = store.is_some();
     // Worker 0's decider, shared with the dataflow's operator so it can be checkpointed.
+    let resumed = match index {
+        0 => resumed.lock().unwrap_or_else(|e| e.into_inner()).take(),
+        _ => None,
+    };
+    let (resumed, resumed_views) = match resumed {
+        Some(Resumed { decider, views }) => (Some(decider), views),
+        None => (None, Vec::new()),
+    };
     let decider = Rc::new(RefCell::new({
-        let resumed = match index {
-            0 => resumed.lock().unwrap_or_else(|e| e.into_inner()).take(),
-            _ => None,
-        };
-        let decider = resumed.unwrap_or_else(|| {
-            Decider::new(
-                partitions as usize,
-                config.allowed_lateness,
-                config.inventory.clone(),
-            )
-        });
+        let decider = resumed
+            .unwrap_or_else(|| {
+                Decider::new(
+                    partitions as usize,
+                    config.allowed_lateness,
+                    config.inventory.clone(),
+                )
+            })
+            .feeding_views(|kind| any_reads(&config.views, kind));
         if writes_store {
             decider.tracking_changes()
         } else {
@@ -194,7 +209,8 @@ pub(crate) fn worker_main(
                                 if writes_store {
                                     work.changes.extend(decider.take_order_changes());
                                     work.changes.extend(decider.take_inventory_changes());
-                                    work.views.extend(decider.take_view_changes());
+                                    work.products.extend(decider.take_product_inputs());
+                                    work.view_events.extend(decider.take_view_events());
                                     work.seq = decider.seq();
                                     let applied = decider.take_applied_append_times();
                                     record_since(&stats.applied, &stats, &applied);
@@ -258,11 +274,26 @@ pub(crate) fn worker_main(
             .probe_with(&views_probe);
         });
     }
+    // The maintained views (`config.views`): built by every worker in the same order, fed by
+    // worker 0 alone, like the products dataflow.
+    let mut views: Vec<Box<dyn Installed>> = config
+        .views
+        .iter()
+        .map(|spec| (spec.install)(worker))
+        .collect();
     let mut views_in = if index == 0 && store.is_some() {
         if resumed_seq > 0 {
+            // The views' input collections at the checkpoint's seq (resume checked the names).
+            for view in &mut views {
+                if let Some((_, state)) = resumed_views.iter().find(|(n, _)| n == view.name()) {
+                    view.resume(state, resumed_seq)
+                        .map_err(emporium_dataflows::decider::StateError::from)?;
+                }
+                view.advance_to(resumed_seq + 1);
+            }
             // Load the resumed state's rows at its seq; the documents they give are in the
             // store already (the checkpoint was written after them).
-            let rows = decider.borrow_mut().view_rows();
+            let rows = decider.borrow_mut().product_rows();
             for (row, seq, diff) in rows.available {
                 available_in.update_at(row, seq, diff);
             }
@@ -273,14 +304,21 @@ pub(crate) fn worker_main(
             listings_in.advance_to(resumed_seq + 1);
             available_in.flush();
             listings_in.flush();
-            while views_probe.less_than(&(resumed_seq + 1)) && !stop.load(Ordering::Relaxed) {
+            let loaded = |views: &[Box<dyn Installed>]| {
+                !views_probe.less_than(&(resumed_seq + 1))
+                    && views.iter().all(|v| v.passed(resumed_seq + 1))
+            };
+            while !loaded(&views) && !stop.load(Ordering::Relaxed) {
                 worker.step_or_park(Some(std::time::Duration::from_millis(10)));
             }
         }
         Some((available_in, listings_in))
     } else {
-        // Closed: the dataflow's progress is worker 0's inputs alone.
+        // Closed: the dataflows' progress is worker 0's inputs alone.
         drop((available_in, listings_in));
+        for view in &mut views {
+            view.close();
+        }
         None
     };
 
@@ -350,7 +388,7 @@ pub(crate) fn worker_main(
                     partition: *p,
                     offset: r.offset,
                     appended_ms: r.timestamp_ms,
-                    read: route(&r.value, stats),
+                    read: route(&r.value, stats, &config.views),
                 });
             }
         }
@@ -389,7 +427,8 @@ pub(crate) fn worker_main(
                 stopping_since.set(Some(since));
                 since.elapsed() > STOP_GRACE
             };
-            let Some(work) = round_end.take(worker, &mut views_in, due, give_up)? else {
+            let Some(work) = round_end.take(worker, &mut views_in, &mut views, due, give_up)?
+            else {
                 complete = false;
                 break;
             };
@@ -429,7 +468,9 @@ pub(crate) fn worker_main(
             let limit = std::time::Instant::now() + STOP_GRACE;
             let checkpoint = changed && config.checkpoint.is_some();
             let give_up = || std::time::Instant::now() > limit;
-            if let Some(work) = round_end.take(worker, &mut views_in, checkpoint, give_up)? {
+            if let Some(work) =
+                round_end.take(worker, &mut views_in, &mut views, checkpoint, give_up)?
+            {
                 writer.hand_off(work)?;
             }
         }
@@ -468,6 +509,7 @@ impl RoundEnd<'_> {
         &self,
         worker: &mut timely::worker::Worker,
         views_in: &mut Option<ViewInputs>,
+        views: &mut [Box<dyn Installed>],
         checkpoint: bool,
         give_up: impl Fn() -> bool,
     ) -> Result<Option<StoreWork>, PipelineError> {
@@ -478,9 +520,18 @@ impl RoundEnd<'_> {
             next.positions = work.positions.clone();
             next.seq = work.seq;
         }
+        // The views' rows first, so a checkpoint's view states are at the decider's seq.
+        if views_in.is_some() {
+            for (seq, event) in work.view_events.drain(..) {
+                for view in views.iter_mut() {
+                    view.feed(seq, &event);
+                }
+            }
+        }
         if checkpoint {
             work.checkpoint = Some(take_checkpoint(
                 &self.decider.borrow(),
+                views,
                 &work,
                 self.config,
                 self.stats,
@@ -493,7 +544,7 @@ impl RoundEnd<'_> {
         let began = std::time::Instant::now();
         if let Some((available_in, listings_in)) = views_in {
             // The round's documents: complete once the dataflow has passed its last seq.
-            let changes = std::mem::take(&mut work.views);
+            let changes = std::mem::take(&mut work.products);
             for (row, seq, diff) in changes.available {
                 available_in.update_at(row, seq, diff);
             }
@@ -505,11 +556,17 @@ impl RoundEnd<'_> {
             listings_in.advance_to(next);
             available_in.flush();
             listings_in.flush();
-            while self.views_probe.less_than(&next) {
+            for view in views.iter_mut() {
+                view.advance_to(next);
+            }
+            while self.views_probe.less_than(&next) || views.iter().any(|v| !v.passed(next)) {
                 if give_up() {
                     return Ok(None);
                 }
                 worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+            }
+            for view in views.iter_mut() {
+                work.changes.extend(view.take());
             }
             let products = self.documents.borrow_mut().take();
             let mut decider = self.decider.borrow_mut();
@@ -548,12 +605,18 @@ pub(crate) fn publish_state(decider: &Decider, stats: &PipelineStats) {
 /// The decider's state with the positions it reflects (the round's changes already taken).
 pub(crate) fn take_checkpoint(
     decider: &Decider,
+    views: &[Box<dyn Installed>],
     work: &StoreWork,
     config: &PipelineConfig,
     stats: &PipelineStats,
 ) -> Result<Checkpoint, PipelineError> {
     let began = std::time::Instant::now();
     let state = decider.state()?;
+    let views = views
+        .iter()
+        .map(|v| Ok((v.name().to_owned(), v.state()?)))
+        .collect::<Result<Vec<_>, bincode::Error>>()
+        .map_err(emporium_dataflows::decider::StateError::from)?;
     stats
         .checkpoint_pause_ms
         .store(began.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -564,5 +627,6 @@ pub(crate) fn take_checkpoint(
         allowed_lateness_ms: config.allowed_lateness.num_milliseconds(),
         reservation_ttl_ms: config.inventory.reservation_ttl.num_milliseconds(),
         state,
+        views,
     })
 }

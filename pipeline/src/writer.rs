@@ -25,7 +25,7 @@ pub(crate) const STORE_COMMIT_INTERVAL: std::time::Duration = std::time::Duratio
 /// written once, at its latest `seq`.
 #[derive(Default)]
 pub(crate) struct Unwritten {
-    pub(crate) changes: HashMap<(u8, String), Change>,
+    pub(crate) changes: HashMap<(&'static str, String), Change>,
     pub(crate) positions: Vec<u64>,
     pub(crate) seq: u64,
     pub(crate) applied_ms: Vec<i64>,
@@ -71,7 +71,8 @@ impl StoreWriter {
                             p.dirty = false;
                             StoreWork {
                                 changes: std::mem::take(&mut p.changes).into_values().collect(),
-                                views: ProductInputs::default(),
+                                products: ProductInputs::default(),
+                                view_events: Vec::new(),
                                 positions: p.positions.clone(),
                                 applied_ms: std::mem::take(&mut p.applied_ms),
                                 seq: p.seq,

@@ -2,12 +2,12 @@
 //! batch reference's, for 1 and 3 workers; the documents it writes to the store are the reference
 //! documents; and a restart that replays the log appends nothing twice and leaves the store as is.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::decider::decide_all;
+use emporium_dataflows::decider::{Decider, decide_all};
 use emporium_dataflows::products::reference_documents;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
@@ -15,7 +15,7 @@ use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
 use emporium_pipeline::{
     CheckpointConfig, PipelineConfig, PipelineStats, RunningPipeline, decision_events,
 };
-use emporium_schemas::{Event, EventKind};
+use emporium_schemas::{Event, EventKind, Payload};
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use emporium_serving::views::{InventoryView, OrderView, ProductView, Upsert};
@@ -36,6 +36,8 @@ fn shop_events(n: usize) -> Vec<Record> {
         products: 150,
         users: 2_000,
         events_per_day: 20_000.0,
+        // Fulfilment 100× faster, so orders are delivered and reviewed within the log.
+        fulfilment_scale: 0.01,
         ..GeneratorConfig::default()
     })
     .expect("generator");
@@ -217,10 +219,15 @@ fn a_restart_replays_the_log_and_appends_nothing_twice() {
 fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dyn Store) -> usize {
     let (partitions, _) = split_log(rt, log);
     let config = PipelineConfig::default();
-    let reference = reference_documents(&partitions, config.allowed_lateness, config.inventory)
-        .into_iter()
-        .map(emporium_pipeline::documents::upsert)
-        .collect::<Vec<_>>();
+    let reference = reference_documents(
+        &partitions,
+        config.allowed_lateness,
+        config.inventory,
+        &config.views,
+    )
+    .into_iter()
+    .map(emporium_pipeline::documents::upsert)
+    .collect::<Vec<_>>();
     let (mut products, mut skus, mut orders) = (0, 0, 0);
     rt.block_on(async {
         for upsert in &reference {
@@ -246,7 +253,21 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
                     assert_eq!((doc.seq, &got, &doc.user_id), (*seq, view, &view.user_id));
                     orders += 1;
                 }
+                Upsert::View { .. } => unreachable!("the reference holds no view documents"),
             }
+        }
+    });
+    // The product_ratings view against a plain fold of the reviews the decider applied.
+    let ratings = reference_ratings(&partitions);
+    assert!(ratings.len() > 10, "{} products reviewed", ratings.len());
+    rt.block_on(async {
+        for (product, stars) in &ratings {
+            let doc = store.view("product_ratings", product).await.expect("read");
+            let doc = doc.unwrap_or_else(|| panic!("ratings of {product} missing"));
+            let got: serde_json::Value = serde_json::from_slice(&doc.json).expect("json");
+            let reviews: u64 = stars.iter().sum();
+            assert_eq!(got["stars"], serde_json::json!(stars), "{product}: {got}");
+            assert_eq!(got["reviews"], reviews, "{product}");
         }
     });
     assert!(
@@ -254,6 +275,29 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         "{products} {skus} {orders}"
     );
     reference.len()
+}
+
+/// Per product, how many reviews of each star the log's applied reviews hold: a fold over the
+/// review events a decider with the pipeline's views applies (the watermark's cut), not the view.
+fn reference_ratings(partitions: &[Vec<Event>]) -> BTreeMap<String, [u64; 5]> {
+    let config = PipelineConfig::default();
+    let mut decider = Decider::new(partitions.len(), config.allowed_lateness, config.inventory)
+        .feeding_views(|k| emporium_dataflows::view::any_reads(&config.views, k))
+        .tracking_changes();
+    for (p, events) in partitions.iter().enumerate() {
+        for e in events {
+            decider.push(p, e.clone());
+        }
+    }
+    decider.decide(&mut Vec::new());
+    let mut stars: BTreeMap<String, [u64; 5]> = BTreeMap::new();
+    for (_, event) in decider.take_view_events() {
+        if let Payload::ReviewPosted(r) = &event.payload {
+            let n = stars.entry(r.product_id.clone()).or_default();
+            n[(r.rating - 1) as usize] += 1;
+        }
+    }
+    stars
 }
 
 #[test]

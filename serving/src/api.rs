@@ -44,6 +44,7 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
         .route("/v1/inventory/{sku}", get(get_inventory))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/users/{id}/orders", get(get_user_orders))
+        .route("/v1/views/{view}/{key}", get(get_view))
         .route("/openapi.json", get(get_openapi))
         .with_state(Serving { store, auth })
 }
@@ -160,6 +161,27 @@ async fn get_product(
     metrics::read("product", started.elapsed());
     let doc = doc.ok_or_else(|| ApiError::not_found("product", &id))?;
     Ok(json_bytes(doc.json))
+}
+
+/// The maintained views shoppers may read without a token (ADR 0010). A view that holds anything
+/// personal gets a route of its own, with authorization, instead of a place here.
+pub const PUBLIC_VIEWS: &[&str] = &["product_ratings"];
+
+async fn get_view(
+    State(s): State<Serving>,
+    Path((view, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if !PUBLIC_VIEWS.contains(&view.as_str()) {
+        return Err(ApiError::not_found("view", &view));
+    }
+    let started = Instant::now();
+    let doc = s.store.view(&view, &key).await?;
+    metrics::read("view", started.elapsed());
+    match doc {
+        // `null`: the key left the view.
+        Some(doc) if doc.json.as_ref() != b"null" => Ok(json_bytes(doc.json)),
+        _ => Err(ApiError::not_found(&format!("{view} document"), &key)),
+    }
 }
 
 async fn get_inventory(

@@ -160,9 +160,26 @@ pub struct SkuAvailability {
 /// A document to upsert, with the `seq` it reflects (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upsert {
-    Product { seq: u64, view: ProductView },
-    Inventory { seq: u64, view: InventoryView },
-    Order { seq: u64, view: OrderView },
+    Product {
+        seq: u64,
+        view: ProductView,
+    },
+    Inventory {
+        seq: u64,
+        view: InventoryView,
+    },
+    Order {
+        seq: u64,
+        view: OrderView,
+    },
+    /// A maintained view's document for `key`, as JSON (`null`: the key left the view), served
+    /// at `GET /v1/views/{view}/{key}`.
+    View {
+        view: String,
+        key: String,
+        seq: u64,
+        json: bytes::Bytes,
+    },
 }
 
 impl Upsert {
@@ -170,7 +187,8 @@ impl Upsert {
         match self {
             Upsert::Product { seq, .. }
             | Upsert::Inventory { seq, .. }
-            | Upsert::Order { seq, .. } => *seq,
+            | Upsert::Order { seq, .. }
+            | Upsert::View { seq, .. } => *seq,
         }
     }
 }

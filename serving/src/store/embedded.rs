@@ -25,6 +25,7 @@ const PRODUCTS: TableDefinition<&str, &[u8]> = TableDefinition::new("products");
 const INVENTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("inventory");
 const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 const USER_ORDERS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("user_orders");
+const VIEWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("views");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const POSITIONS: &str = "positions";
 
@@ -68,6 +69,7 @@ impl EmbeddedStore {
             txn.open_table(table).map_err(redb_error)?;
         }
         txn.open_table(USER_ORDERS).map_err(redb_error)?;
+        txn.open_table(VIEWS).map_err(redb_error)?;
         txn.commit().map_err(redb_error)?;
         Ok(Self {
             db: Arc::new(db),
@@ -128,11 +130,12 @@ fn stored_seq(
 }
 
 /// A document's table and key, for ordering a batch.
-fn upsert_key(upsert: &Upsert) -> (u8, &str) {
+fn upsert_key(upsert: &Upsert) -> (u8, &str, &str) {
     match upsert {
-        Upsert::Product { view, .. } => (0, &view.product_id),
-        Upsert::Inventory { view, .. } => (1, &view.sku),
-        Upsert::Order { view, .. } => (2, &view.order_id),
+        Upsert::Product { view, .. } => (0, "", &view.product_id),
+        Upsert::Inventory { view, .. } => (1, "", &view.sku),
+        Upsert::Order { view, .. } => (2, "", &view.order_id),
+        Upsert::View { view, key, .. } => (3, view, key),
     }
 }
 
@@ -183,6 +186,7 @@ fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
         let mut inventory = txn.open_table(INVENTORY).map_err(redb_error)?;
         let mut orders = txn.open_table(ORDERS).map_err(redb_error)?;
         let mut user_orders = txn.open_table(USER_ORDERS).map_err(redb_error)?;
+        let mut views = txn.open_table(VIEWS).map_err(redb_error)?;
         // In key order: neighbouring inserts walk the same B-tree pages, which stay cached.
         let mut upserts: Vec<&Upsert> = batch.upserts.iter().collect();
         upserts.sort_by(|a, b| upsert_key(a).cmp(&upsert_key(b)));
@@ -215,6 +219,23 @@ fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
                         let entry = to_json(&view.summary());
                         user_orders
                             .insert(key, entry.as_slice())
+                            .map_err(redb_error)?;
+                    }
+                }
+                Upsert::View {
+                    view, key, json, ..
+                } => {
+                    let newer = match views
+                        .get((view.as_str(), key.as_str()))
+                        .map_err(redb_error)?
+                    {
+                        Some(old) => seq_of(key, old.value())? <= seq,
+                        None => true,
+                    };
+                    if newer {
+                        let value = encode(seq, &[], json);
+                        views
+                            .insert((view.as_str(), key.as_str()), value.as_slice())
                             .map_err(redb_error)?;
                     }
                 }
@@ -254,6 +275,16 @@ impl Store for EmbeddedStore {
                 key: POSITIONS.into(),
                 detail: e.to_string(),
             })
+    }
+
+    async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {
+        let txn = self.db.begin_read().map_err(redb_error)?;
+        let table = txn.open_table(VIEWS).map_err(redb_error)?;
+        let raw = table
+            .get((view, key))
+            .map_err(redb_error)?
+            .map(|v| v.value().to_vec());
+        document(key, raw)
     }
 
     async fn product(&self, product_id: &str) -> Result<Option<Document>> {

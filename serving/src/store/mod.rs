@@ -112,6 +112,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>>;
 
+    /// A maintained view's document for `key` (`None`: never written; its JSON is `null` when
+    /// the key left the view).
+    async fn view(&self, view: &str, key: &str) -> Result<Option<Document>>;
+
     /// A user's orders, newest placed first (ties: larger order id first), `limit` per page,
     /// starting after the cursor `after` of the previous page.
     async fn user_orders(

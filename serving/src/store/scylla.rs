@@ -109,6 +109,8 @@ struct Statements {
     get_user_orders: PreparedStatement,
     get_user_orders_after: PreparedStatement,
     get_positions: PreparedStatement,
+    put_view: PreparedStatement,
+    get_view: PreparedStatement,
 }
 
 /// The statement texts, by name (unit-tested; prepared on connect).
@@ -178,6 +180,18 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
         (
             "get_positions",
             format!("SELECT log_partition, next_offset FROM {ks}.positions WHERE pipeline = ?"),
+        ),
+        (
+            "put_view",
+            format!(
+                "INSERT INTO {ks}.view_documents (view, key, doc) VALUES (?, ?, ?) USING TIMESTAMP ?"
+            ),
+        ),
+        (
+            "get_view",
+            format!(
+                "SELECT doc, WRITETIME(doc) FROM {ks}.view_documents WHERE view = ? AND key = ?"
+            ),
         ),
     ]
 }
@@ -278,6 +292,8 @@ impl ScyllaStore {
             get_user_orders: take("get_user_orders")?,
             get_user_orders_after: take("get_user_orders_after")?,
             get_positions: take("get_positions")?,
+            put_view: take("put_view")?,
+            get_view: take("get_view")?,
         };
         Ok(Self {
             session: Arc::new(session),
@@ -300,6 +316,15 @@ impl ScyllaStore {
             Upsert::Inventory { view, .. } => {
                 session
                     .execute_unpaged(&s.put_inventory, (&view.sku, json(view), t))
+                    .await
+                    .map_err(exec_error)?;
+            }
+            Upsert::View {
+                view, key, json, ..
+            } => {
+                let doc = String::from_utf8_lossy(json).into_owned();
+                session
+                    .execute_unpaged(&s.put_view, (view, key, doc, t))
                     .await
                     .map_err(exec_error)?;
             }
@@ -410,6 +435,26 @@ impl Store for ScyllaStore {
     async fn product(&self, product_id: &str) -> Result<Option<Document>> {
         self.document(&self.statements.get_product, product_id)
             .await
+    }
+
+    async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.get_view, (view, key))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read", e))?;
+        let row = rows
+            .maybe_first_row::<(Option<String>, Option<i64>)>()
+            .map_err(|e| scylla_error("read", e))?;
+        Ok(match row {
+            Some((Some(doc), seq)) => Some(Document {
+                seq: seq.unwrap_or(0).max(0) as u64,
+                json: Bytes::from(doc),
+            }),
+            _ => None,
+        })
     }
 
     async fn inventory(&self, sku: &str) -> Result<Option<Document>> {
@@ -540,7 +585,7 @@ mod tests {
         config.keyspace = "shop_test".into();
         config.replication_factor = 1;
         let statements = schema_statements(&config).expect("valid");
-        assert_eq!(statements.len(), 6, "{statements:#?}");
+        assert_eq!(statements.len(), 7, "{statements:#?}");
         assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS shop_test"));
         assert!(statements[0].contains("'replication_factor': 1"));
         for s in &statements {
@@ -552,6 +597,7 @@ mod tests {
             "inventory",
             "orders",
             "user_orders",
+            "view_documents",
             "positions",
         ] {
             assert!(

@@ -1,0 +1,291 @@
+//! The one shape of a maintained view: which events it reads, the rows each adds to (or retracts
+//! from) its input collection, and the differential computation from those rows to one value per
+//! key. Everything else — reading the log, ordering the events, timestamps, checkpoints, the sink
+//! — is the pipeline's, the same for every view (ADR 0010):
+//!
+//! - the decider applies the events a view reads at the event-time watermark, each as a step of
+//!   its own, so a view's timestamps are the same `seq`s as every other change's and the same in
+//!   every run over the same log;
+//! - the view's state in a checkpoint is its input collection, consolidated ([`Installed::state`]);
+//!   a resumed pipeline loads it back at the checkpoint's `seq`;
+//! - what it emits is a [`Change::View`] per key whose value changed, with the JSON of
+//!   [`View::document`], which the pipeline writes to the store under the view's name and the read
+//!   API serves at `GET /v1/views/{name}/{key}`.
+//!
+//! A view is tested against a plain fold of the same events with [`evaluate`], which runs the
+//! same dataflow on one thread. [`crate::ratings`] is the example.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use differential_dataflow::input::InputSession;
+use differential_dataflow::{ExchangeData, Hashable, VecCollection};
+use emporium_schemas::{Event, EventKind};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use timely::dataflow::ProbeHandle;
+use timely::dataflow::operators::{Exchange as _, Inspect, Probe};
+
+use crate::changes::Change;
+
+/// A view maintained by differential dataflow over the events it reads.
+pub trait View: 'static {
+    /// Its name: the store's table of its documents, its route, its part of a checkpoint.
+    const NAME: &'static str;
+    /// A row of its input collection.
+    type Row: ExchangeData + Hashable + std::hash::Hash + Serialize + DeserializeOwned;
+    /// What it maintains one value of.
+    type Key: ExchangeData + Hashable + std::hash::Hash + std::fmt::Display;
+    type Value: ExchangeData;
+
+    /// Whether it reads events of this type (only those reach [`View::rows`]).
+    fn reads(kind: EventKind) -> bool;
+
+    /// The rows `event` adds (diff +1) or retracts (−1).
+    fn rows(event: &Event, out: &mut Vec<(Self::Row, isize)>);
+
+    /// The collection it maintains: at most one value per key at any time.
+    fn maintain<'s>(
+        rows: VecCollection<'s, u64, Self::Row>,
+    ) -> VecCollection<'s, u64, (Self::Key, Self::Value)>;
+
+    /// The document the store keeps for a key's value (what the read API answers).
+    fn document(key: &Self::Key, value: &Self::Value) -> serde_json::Value;
+}
+
+/// A view as the pipeline drives it, whatever its types: installed in a timely worker
+/// ([`install`]), fed the events it reads at their `seq`, and drained of its changes.
+pub trait Installed {
+    fn name(&self) -> &'static str;
+    fn reads(&self, kind: EventKind) -> bool;
+    /// Adds `event`'s rows at `seq` (worker 0 only; a no-op once closed).
+    fn feed(&mut self, seq: u64, event: &Event);
+    /// Promises no more rows before `next` and lets the dataflow run up to it.
+    fn advance_to(&mut self, next: u64);
+    /// Whether every output before `next` has arrived.
+    fn passed(&self, next: u64) -> bool;
+    /// The documents changed since the last call, each at the `seq` of its last change.
+    fn take(&mut self) -> Vec<Change>;
+    /// The input collection, consolidated: the view's part of a checkpoint.
+    fn state(&self) -> Result<Vec<u8>, bincode::Error>;
+    /// Loads a checkpoint's input collection at `seq`; its outputs up to `seq` are not emitted
+    /// (the store has them already).
+    fn resume(&mut self, state: &[u8], seq: u64) -> Result<(), bincode::Error>;
+    /// Drops the input: on every worker but 0, which alone feeds the views.
+    fn close(&mut self);
+}
+
+/// The views the pipeline maintains, in the order their dataflows are built (every worker builds
+/// the same, in the same order). A new view is one line here.
+pub fn standard() -> Vec<Spec> {
+    vec![Spec::of::<crate::ratings::ProductRatings>()]
+}
+
+/// A view's name, its event filter, and how to install it, without its types.
+#[derive(Clone, Copy)]
+pub struct Spec {
+    pub name: &'static str,
+    pub reads: fn(EventKind) -> bool,
+    pub install: fn(&mut timely::worker::Worker) -> Box<dyn Installed>,
+}
+
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Spec {
+    pub fn of<V: View>() -> Self {
+        Self {
+            name: V::NAME,
+            reads: V::reads,
+            install: install::<V>,
+        }
+    }
+}
+
+/// Whether any of `views` reads events of this type.
+pub fn any_reads(views: &[Spec], kind: EventKind) -> bool {
+    views.iter().any(|v| (v.reads)(kind))
+}
+
+/// Builds `V`'s dataflow in `worker`; its outputs go to worker 0.
+pub fn install<V: View>(worker: &mut timely::worker::Worker) -> Box<dyn Installed> {
+    Box::new(build::<V>(worker))
+}
+
+fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
+    let mut input: InputSession<u64, V::Row, isize> = InputSession::new();
+    let latest: Rc<RefCell<Outputs<V>>> = Rc::default();
+    let probe = ProbeHandle::new();
+    {
+        let latest = Rc::clone(&latest);
+        worker.dataflow::<u64, _, _>(|scope| {
+            V::maintain(input.to_collection(scope))
+                .inner
+                .exchange(|_| 0)
+                .inspect(move |update| latest.borrow_mut().add(update))
+                .probe_with(&probe);
+        });
+    }
+    Running::<V> {
+        input: Some(input),
+        probe,
+        latest,
+        rows: HashMap::new(),
+        scratch: Vec::new(),
+    }
+}
+
+/// Each key's latest output: its value inserted at the highest time (`None`: retracted then).
+struct Outputs<V: View> {
+    keys: HashMap<V::Key, (u64, Option<V::Value>)>,
+    /// Outputs at or before this time are not emitted (a resumed checkpoint's).
+    floor: u64,
+}
+
+impl<V: View> Default for Outputs<V> {
+    fn default() -> Self {
+        Self {
+            keys: HashMap::new(),
+            floor: 0,
+        }
+    }
+}
+
+impl<V: View> Outputs<V> {
+    fn add(&mut self, ((key, value), time, diff): &((V::Key, V::Value), u64, isize)) {
+        if *time <= self.floor {
+            return;
+        }
+        let inserted = *diff > 0;
+        match self.keys.get_mut(key) {
+            Some((at, _)) if *at > *time => {}
+            // At one time a value is retracted (the old) and inserted (the new), in any order.
+            Some((at, latest)) if *at == *time => {
+                if inserted {
+                    *latest = Some(value.clone());
+                }
+            }
+            _ => {
+                self.keys
+                    .insert(key.clone(), (*time, inserted.then(|| value.clone())));
+            }
+        }
+    }
+}
+
+struct Running<V: View> {
+    input: Option<InputSession<u64, V::Row, isize>>,
+    probe: ProbeHandle<u64>,
+    latest: Rc<RefCell<Outputs<V>>>,
+    /// The input collection as fed so far, consolidated (for checkpoints).
+    rows: HashMap<V::Row, isize>,
+    scratch: Vec<(V::Row, isize)>,
+}
+
+impl<V: View> Installed for Running<V> {
+    fn name(&self) -> &'static str {
+        V::NAME
+    }
+
+    fn reads(&self, kind: EventKind) -> bool {
+        V::reads(kind)
+    }
+
+    fn feed(&mut self, seq: u64, event: &Event) {
+        let Some(input) = &mut self.input else { return };
+        if !V::reads(event.kind()) {
+            return;
+        }
+        V::rows(event, &mut self.scratch);
+        for (row, diff) in self.scratch.drain(..) {
+            let n = self.rows.entry(row.clone()).or_insert(0);
+            *n += diff;
+            if *n == 0 {
+                self.rows.remove(&row);
+            }
+            input.update_at(row, seq, diff);
+        }
+    }
+
+    fn advance_to(&mut self, next: u64) {
+        if let Some(input) = &mut self.input
+            && next > *input.time()
+        {
+            input.advance_to(next);
+            input.flush();
+        }
+    }
+
+    fn passed(&self, next: u64) -> bool {
+        !self.probe.less_than(&next)
+    }
+
+    fn take(&mut self) -> Vec<Change> {
+        let mut latest = self.latest.borrow_mut();
+        latest
+            .keys
+            .drain()
+            .map(|(key, (seq, value))| Change::View {
+                view: V::NAME,
+                key: key.to_string(),
+                seq,
+                document: value.map(|v| V::document(&key, &v)),
+            })
+            .collect()
+    }
+
+    fn state(&self) -> Result<Vec<u8>, bincode::Error> {
+        let mut rows: Vec<(&V::Row, &isize)> = self.rows.iter().collect();
+        rows.sort();
+        bincode::serialize(&rows)
+    }
+
+    fn resume(&mut self, state: &[u8], seq: u64) -> Result<(), bincode::Error> {
+        let rows: Vec<(V::Row, isize)> = bincode::deserialize(state)?;
+        self.latest.borrow_mut().floor = seq;
+        if let Some(input) = &mut self.input {
+            for (row, diff) in rows {
+                self.rows.insert(row.clone(), diff);
+                input.update_at(row, seq, diff);
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.input = None;
+    }
+}
+
+/// Runs `V`'s dataflow over `events` as the pipeline does — each event fed at its own `seq` (its
+/// index + 1), incrementally — on this thread, and gives the collection it maintains at the end,
+/// by key. For tests against a plain fold.
+pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
+    let events = events.to_vec();
+    timely::execute_directly(move |worker| {
+        let mut view = build::<V>(worker);
+        let end = events.len() as u64 + 1;
+        for (i, event) in events.iter().enumerate() {
+            view.feed(i as u64 + 1, event);
+            // Let the dataflow work between some events, as rounds do.
+            if i % 7 == 0 {
+                view.advance_to(i as u64 + 2);
+                worker.step();
+            }
+        }
+        view.advance_to(end);
+        while !view.passed(end) {
+            worker.step();
+        }
+        let latest = view.latest.borrow();
+        latest
+            .keys
+            .iter()
+            .filter_map(|(k, (_, v))| Some((k.clone(), v.clone()?)))
+            .collect()
+    })
+}
