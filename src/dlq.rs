@@ -41,12 +41,9 @@ pub fn main(args: DlqArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let letters: Vec<serde_json::Value> = rt.block_on(async {
         if let Some(dir) = &args.data_dir {
-            let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log")))
-                .with_context(|| format!("opening the log in {}", dir.display()))?;
-            from_log(Arc::new(log), args.from, args.limit).await
+            from_log(crate::open::embedded(dir)?, args.from, args.limit).await
         } else if let Some(brokers) = &args.kafka {
-            let log = KafkaLog::connect(KafkaConfig::new(brokers.clone()))?;
-            from_log(Arc::new(log), args.from, args.limit).await
+            from_log(crate::open::kafka(brokers, 1)?, args.from, args.limit).await
         } else {
             let url = format!(
                 "{}/v1/dlq?from={}&limit={}",

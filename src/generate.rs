@@ -166,11 +166,11 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
         let rt = tokio::runtime::Runtime::new()?;
         let reporter = spawn_reporter(Arc::clone(&progress));
         rt.block_on(async {
-            let log = KafkaLog::connect(KafkaConfig::new(brokers.clone()))?;
+            let log = crate::open::kafka(brokers, 1)?;
             log.ensure_topic(EVENTS_TOPIC, args.partitions).await?;
             output::send_to_log(
                 &mut generator,
-                &log,
+                log.as_ref(),
                 args.batch,
                 limits,
                 Arc::clone(&progress),

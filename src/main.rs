@@ -6,6 +6,7 @@ mod dlq;
 mod generate;
 mod keys;
 mod lakehouse;
+mod open;
 mod ops;
 mod pipeline;
 mod run;

@@ -1,15 +1,57 @@
 //! The operational side every subcommand shares: the `/healthz`, `/readyz` and `/metrics`
 //! listener of the processes that serve no API of their own (`emporium pipeline`, `emporium
-//! lakehouse`), and the readiness checks of the parts the binary wires.
+//! lakehouse`), the readiness checks of the parts the binary wires, and how long-running
+//! subcommands wait for a stop and drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context;
 use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
-use emporium_pipeline::PipelineStats;
+use emporium_pipeline::{PipelineStats, RunningPipeline};
 use tokio::net::TcpListener;
+
+/// How long Ctrl-C waits for in-flight requests and the dataflow before giving up on them.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Stops the dataflow and waits for it, at most [`SHUTDOWN_GRACE`]; `hint` says what to do if it
+/// does not stop in time.
+pub(crate) async fn stop_dataflow(pipeline: RunningPipeline, hint: &str) -> anyhow::Result<()> {
+    match tokio::time::timeout(
+        SHUTDOWN_GRACE,
+        tokio::task::spawn_blocking(move || pipeline.stop()),
+    )
+    .await
+    {
+        Ok(joined) => Ok(joined
+            .context("joining the dataflow thread")?
+            .context("inventory dataflow")?),
+        Err(_) => anyhow::bail!(
+            "the inventory dataflow did not stop within {} s ({hint})",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
+}
+
+/// Waits for `cancel` (Ctrl-C / SIGTERM), or for the dataflow to stop on an error (said on
+/// stderr).
+pub(crate) async fn until_stop_or_failure(
+    pipeline: Option<&RunningPipeline>,
+    cancel: &CancellationToken,
+) {
+    let failed = async {
+        match pipeline {
+            Some(pipeline) => pipeline.ended().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = failed => eprintln!("The dataflow stopped on an error (see the log above); shutting down."),
+    }
+}
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on `listen` until `cancel`; prints where.
 pub async fn serve(

@@ -105,10 +105,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
             c.addresses.len()
         );
     }
-    let log: Arc<dyn EventLog> = Arc::new(
-        KafkaLog::connect(KafkaConfig::new(args.kafka.clone()))
-            .with_context(|| format!("connecting to Kafka at {}", args.kafka))?,
-    );
+    let log = crate::open::log(Some(&args.kafka), 1, &args.data_dir)?;
     // Only the deciding process writes the store.
     let store = if args.process == 0 {
         Some(args.store.open(&args.data_dir).await?)
@@ -154,29 +151,30 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     .context("starting the dataflow thread")?;
     let stats = Arc::clone(&pipeline.stats);
     let _ = replay.stats.set(Arc::clone(&stats));
-    let status = (args.status_every > 0).then(|| {
+    let status = {
         let stats = Arc::clone(&stats);
-        let every = Duration::from_secs(args.status_every);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                println!(
+        emporium_ops::status::spawn(
+            Duration::from_secs(args.status_every),
+            cancel.clone(),
+            move |_| {
+                let line = format!(
                     "records read: {} | decisions appended: {} | documents written: {} | {}",
                     stats.records_read.load(Ordering::Relaxed),
                     stats.decisions_appended.load(Ordering::Relaxed),
                     stats.documents_written.load(Ordering::Relaxed),
                     checkpoint_status(&stats),
                 );
-            }
-        })
-    });
-    crate::run::until_stop_or_failure(&stats, &cancel).await;
+                async move { vec![line] }
+            },
+        )
+    };
+    crate::ops::until_stop_or_failure(Some(&pipeline), &cancel).await;
     cancel.cancel();
     if let Some(status) = status {
-        status.abort();
+        let _ = status.await;
     }
     println!("Stopping…");
-    crate::run::stop_dataflow(pipeline, "stop every process of the pipeline together").await?;
+    crate::ops::stop_dataflow(pipeline, "stop every process of the pipeline together").await?;
     let _ = ops.await;
     println!(
         "Stopped cleanly: {} records read, {} decisions appended.",

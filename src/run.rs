@@ -16,17 +16,16 @@ use emporium_generator::output::{self, Limits, Progress};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_ingest::api;
 use emporium_ingest::intake::{Intake, IntakeConfig};
-use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_log::kafka::{KafkaConfig, KafkaLog};
+use emporium_lakehouse::SinkStats;
+use emporium_lakehouse::sink::RunningSink;
 use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
+use emporium_ops::status::{self, Rate};
 use emporium_ops::http::{instrument, serve};
 use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
 use emporium_pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_serving::auth::Scope;
 use tokio::net::TcpListener;
 
-/// How long Ctrl-C waits for in-flight requests and the dataflow before giving up on them.
-pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -89,19 +88,11 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let log: Arc<dyn EventLog> = match &args.kafka {
-        Some(brokers) => Arc::new(KafkaLog::connect(KafkaConfig {
-            replication_factor: args.kafka_replication,
-            ..KafkaConfig::new(brokers.clone())
-        })?),
-        None => {
-            let dir = args.data_dir.join("log");
-            Arc::new(
-                EmbeddedLog::open(EmbeddedConfig::in_dir(&dir))
-                    .with_context(|| format!("opening the embedded log in {}", dir.display()))?,
-            )
-        }
-    };
+    let log = crate::open::log(
+        args.kafka.as_deref(),
+        args.kafka_replication,
+        &args.data_dir,
+    )?;
     let intake = Intake::start(
         Arc::clone(&log),
         IntakeConfig {
@@ -171,7 +162,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "serving",
         ))
         .merge(instrument(
-            crate::lakehouse::sql_router(sql, auth.clone()),
+            emporium_lakehouse::http::router(sql, auth.clone()),
             "sql",
         ))
         .merge(emporium_ops::router::router(readiness));
@@ -253,7 +244,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None
     } else {
         let config = args.lakehouse.config(&args.data_dir);
-        let sink = crate::lakehouse::RunningSink::start(Arc::clone(&log), config.clone()).await?;
+        let sink = RunningSink::start(Arc::clone(&log), config.clone())
+            .await
+            .with_context(|| format!("opening the lakehouse at {}", config.root.display()))?;
         println!(
             "  lakehouse   every event into Delta tables at {} (commits every {} s)",
             config.root.display(),
@@ -266,7 +259,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "              inventory snapshots from the store every {} s (table inventory_snapshots)",
             args.lakehouse.snapshot_secs
         );
-        crate::lakehouse::spawn_snapshots(
+        emporium_lakehouse::snapshots::spawn_snapshots(
             Arc::clone(&store),
             lakehouse_root.clone(),
             Duration::from_secs(args.lakehouse.snapshot_secs),
@@ -280,113 +273,65 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let dataflow = pipeline.is_some();
     println!("Press Ctrl-C to stop.");
 
-    let status = (args.status_every > 0).then(|| {
+    let status = {
         let log = Arc::clone(&log);
         let stats = Arc::clone(&pipeline_stats);
-        let every = Duration::from_secs(args.status_every);
         let sink_stats = sink_stats.clone();
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut last = (start, events_at_start);
-            loop {
-                tokio::time::sleep(every).await;
-                let events: u64 = log
-                    .end_offsets(EVENTS_TOPIC)
-                    .await
-                    .map(|e| e.iter().sum())
-                    .unwrap_or(0);
-                let dead: u64 = log
-                    .end_offsets(DEAD_LETTER_TOPIC)
-                    .await
-                    .map(|e| e.iter().sum())
-                    .unwrap_or(0);
-                let now = Instant::now();
-                let rate = events.saturating_sub(last.1) as f64 / (now - last.0).as_secs_f64();
-                last = (now, events);
-                let watermark = stats.watermark_ms.load(Ordering::Relaxed);
-                let lag = if watermark == i64::MIN {
-                    "waiting for every partition".to_owned()
-                } else {
-                    let ms = chrono::Utc::now().timestamp_millis() - watermark;
-                    format!("watermark {:.1} s behind", ms as f64 / 1000.0)
-                };
-                let lakehouse = sink_stats
-                    .as_deref()
-                    .map(crate::lakehouse::status)
-                    .unwrap_or_else(|| "lakehouse: off".to_owned());
-                if !dataflow {
-                    println!(
-                        "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead}",
-                        start.elapsed().as_secs_f64(),
+        let rate = Arc::new(Rate::new(events_at_start));
+        status::spawn(
+            Duration::from_secs(args.status_every),
+            cancel.clone(),
+            move |_| {
+                let (log, stats, sink_stats, rate) = (
+                    Arc::clone(&log),
+                    Arc::clone(&stats),
+                    sink_stats.clone(),
+                    Arc::clone(&rate),
+                );
+                async move {
+                    let (events, dead) = (
+                        total(log.as_ref(), EVENTS_TOPIC).await,
+                        total(log.as_ref(), DEAD_LETTER_TOPIC).await,
                     );
-                    println!("         {lakehouse}");
-                    continue;
+                    status_lines(events, &rate, dead, dataflow, &stats, sink_stats.as_deref())
                 }
-                println!(
-                    "[{:>5.0}s] log: {events} events (+{rate:.0}/s) | dead letters: {dead} | decisions: {} ({lag}), anomalies: {}, late events: {}, heartbeats: {}",
-                    start.elapsed().as_secs_f64(),
-                    stats.decisions_appended.load(Ordering::Relaxed),
-                    stats.anomalies.load(Ordering::Relaxed),
-                    stats.late_events.load(Ordering::Relaxed),
-                    stats.heartbeats.load(Ordering::Relaxed),
-                );
-                let orders: Vec<String> = OrderStatus::ALL
-                    .iter()
-                    .map(|s| (s, stats.orders_by_status[*s as usize].load(Ordering::Relaxed)))
-                    .filter(|(_, n)| *n > 0)
-                    .map(|(s, n)| format!("{n} {}", s.as_str()))
-                    .collect();
-                println!(
-                    "         orders: {} | stock on hand: {} units | store: {} documents written | {}",
-                    if orders.is_empty() { "none yet".to_owned() } else { orders.join(", ") },
-                    stats.units_on_hand.load(Ordering::Relaxed),
-                    stats.documents_written.load(Ordering::Relaxed),
-                    crate::pipeline::checkpoint_status(&stats),
-                );
-                println!("         {lakehouse}");
-            }
-        })
-    });
-
-    let sink_failed = async {
-        match &sink {
-            Some(sink) => {
-                while !sink.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-            None => std::future::pending::<()>().await,
-        }
+            },
+        )
     };
     tokio::select! {
-        _ = until_stop_or_failure(&pipeline_stats, &cancel) => {}
-        _ = sink_failed => eprintln!("The lakehouse sink stopped on an error (see the log above); shutting down."),
+        _ = crate::ops::until_stop_or_failure(pipeline.as_ref(), &cancel) => {}
+        _ = async {
+            match &sink {
+                Some(sink) => sink.finished().await,
+                None => std::future::pending().await,
+            }
+        } => eprintln!("The lakehouse sink stopped on an error (see the log above); shutting down."),
     }
     println!("Stopping: draining requests…");
     if let Some(demo) = demo {
         demo.abort();
     }
-    if let Some(status) = status {
-        status.abort();
-    }
     if let Some(snapshots) = snapshots {
         snapshots.abort();
     }
     cancel.cancel();
+    if let Some(status) = status {
+        let _ = status.await;
+    }
     // Bounded drains: a stuck client or worker must not keep Ctrl-C from working.
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+    match tokio::time::timeout(crate::ops::SHUTDOWN_GRACE, server).await {
         Ok(joined) => joined.context("HTTP server task")?.context("HTTP server")?,
         Err(_) => anyhow::bail!(
             "requests still running after {} s; stopping without waiting for them (nothing unacknowledged was promised)",
-            SHUTDOWN_GRACE.as_secs()
+            crate::ops::SHUTDOWN_GRACE.as_secs()
         ),
     }
     if let Some(pipeline) = pipeline {
-        stop_dataflow(pipeline, "a restart resumes from its last checkpoint").await?;
+        crate::ops::stop_dataflow(pipeline, "a restart resumes from its last checkpoint").await?;
     }
     // After the dataflow: its last decisions are in the log, and the sink writes them too.
     if let Some(sink) = sink {
-        sink.stop(SHUTDOWN_GRACE).await?;
+        sink.stop(crate::ops::SHUTDOWN_GRACE).await?;
     }
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);
@@ -404,35 +349,62 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops the dataflow and waits for it, at most [`SHUTDOWN_GRACE`]; `hint` says what to do if it
-/// does not stop in time.
-pub(crate) async fn stop_dataflow(pipeline: RunningPipeline, hint: &str) -> anyhow::Result<()> {
-    match tokio::time::timeout(
-        SHUTDOWN_GRACE,
-        tokio::task::spawn_blocking(move || pipeline.stop()),
-    )
-    .await
-    {
-        Ok(joined) => Ok(joined
-            .context("joining the dataflow thread")?
-            .context("inventory dataflow")?),
-        Err(_) => anyhow::bail!(
-            "the inventory dataflow did not stop within {} s ({hint})",
-            SHUTDOWN_GRACE.as_secs()
-        ),
-    }
+/// Records in every partition of `topic` (0 when the log does not answer).
+async fn total(log: &dyn EventLog, topic: &str) -> u64 {
+    log.end_offsets(topic)
+        .await
+        .map(|e| e.iter().sum())
+        .unwrap_or(0)
 }
 
-/// Waits for `cancel` (Ctrl-C / SIGTERM), or for the dataflow to stop on an error (said on
-/// stderr).
-pub(crate) async fn until_stop_or_failure(stats: &PipelineStats, cancel: &CancellationToken) {
-    let failed = async {
-        while !stats.failed.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        _ = failed => eprintln!("The dataflow stopped on an error (see the log above); shutting down."),
+/// The status report of `emporium run`: the log, the dataflow's decisions and orders, the store
+/// and the lakehouse.
+fn status_lines(
+    events: u64,
+    rate: &Rate,
+    dead: u64,
+    dataflow: bool,
+    stats: &PipelineStats,
+    sink: Option<&SinkStats>,
+) -> Vec<String> {
+    let per_s = rate.per_second(events);
+    let log = format!("log: {events} events (+{per_s:.0}/s) | dead letters: {dead}");
+    let lakehouse = sink.map_or_else(|| "lakehouse: off".to_owned(), SinkStats::summary);
+    if !dataflow {
+        return vec![log, lakehouse];
     }
+    let watermark = stats.watermark_ms.load(Ordering::Relaxed);
+    let lag = if watermark == i64::MIN {
+        "waiting for every partition".to_owned()
+    } else {
+        let ms = chrono::Utc::now().timestamp_millis() - watermark;
+        format!("watermark {:.1} s behind", ms as f64 / 1000.0)
+    };
+    let orders: Vec<String> = OrderStatus::ALL
+        .iter()
+        .map(|s| (s, stats.orders_by_status[*s as usize].load(Ordering::Relaxed)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    vec![
+        format!(
+            "{log} | decisions: {} ({lag}), anomalies: {}, late events: {}, heartbeats: {}",
+            stats.decisions_appended.load(Ordering::Relaxed),
+            stats.anomalies.load(Ordering::Relaxed),
+            stats.late_events.load(Ordering::Relaxed),
+            stats.heartbeats.load(Ordering::Relaxed),
+        ),
+        format!(
+            "orders: {} | stock on hand: {} units | store: {} documents written | {}",
+            if orders.is_empty() {
+                "none yet".to_owned()
+            } else {
+                orders.join(", ")
+            },
+            stats.units_on_hand.load(Ordering::Relaxed),
+            stats.documents_written.load(Ordering::Relaxed),
+            crate::pipeline::checkpoint_status(stats),
+        ),
+        lakehouse,
+    ]
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::decide_all;
-use emporium_dataflows::products::reference_documents;
+use emporium_dataflows::reference::reference_documents;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::kafka::{KafkaConfig, KafkaLog};
 use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::products::reference_documents;
+use emporium_dataflows::reference::reference_documents;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_log::{EVENTS_TOPIC, EventLog, read_all};

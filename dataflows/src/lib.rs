@@ -10,8 +10,8 @@
 //! - [`decider`]: the streaming driver that buffers events from every partition and applies them
 //!   once the watermark has passed them, so decisions do not depend on how partitions interleave;
 //! - [`products`]: the differential dataflow that derives each product's skus and availability
-//!   from the availability and listings the decider changes, and the plain-fold reference for
-//!   everything the dataflows emit;
+//!   from the availability and listings the decider changes; [`reference`]: the plain-fold
+//!   reference for what the pipeline writes, for tests;
 //! - [`decisions`]: the decision events of the decider's outputs, with deterministic ids;
 //! - [`view`]: the one shape of a maintained view (events read, input rows, the differential
 //!   collection, its documents), and [`ratings`], the example: reviews per product;
@@ -30,4 +30,5 @@ pub mod inventory;
 pub mod orders;
 pub mod products;
 pub mod ratings;
+pub mod reference;
 pub mod view;

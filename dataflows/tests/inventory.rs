@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::{Decider, decide_all};
 use emporium_dataflows::inventory::{Inventory, InventoryConfig, Output};
-use emporium_dataflows::products::{ProductInputs, documents_of, reference_documents};
+use emporium_dataflows::products::ProductInputs;
+use emporium_dataflows::reference::{documents_of, reference_documents};
 use emporium_schemas::catalog::{PriceChanged, ProductUpserted};
 use emporium_schemas::decisions::{ReservedLine, ShortLine};
 use emporium_schemas::orders::{

@@ -4,21 +4,29 @@
 //! - [`schema`]: the tables and their columns, one table per event type;
 //! - [`rows`]: log records to Arrow rows (and unreadable records to the rejected table);
 //! - [`table`]: the Delta tables, and commits that carry the log positions they reach;
-//! - [`sink`]: the loop that reads the log and commits, inside `emporium run` or alone;
-//! - [`sql`]: read-only SQL over every table, with time and memory limits.
+//! - [`sink`]: the loop that reads the log and commits, inside `emporium run` or alone, and
+//!   [`sink::RunningSink`], the loop as a task that stops on request;
+//! - [`snapshots`]: the store's inventory as rows of `inventory_snapshots`, on a schedule;
+//! - [`sql`]: read-only SQL over every table, with time and memory limits, and [`http`], the
+//!   operators' `POST /v1/sql`; the planner rules its sessions add, each named for its rule:
+//!   [`sorted_windows`], [`shared_subplans`], [`row_estimates`], [`unnest_filter`]; the bounds on
+//!   functions that could exhaust memory ([`bounded`], [`functions`]); and the isolation of each
+//!   query ([`sandbox`]).
 
 pub mod bounded;
-pub mod dynamic;
-pub mod estimates;
 pub mod functions;
-pub mod plan;
+pub mod http;
+pub mod row_estimates;
 pub mod rows;
 pub mod sandbox;
 pub mod schema;
-pub mod shared;
+pub mod shared_subplans;
 pub mod sink;
+pub mod snapshots;
+pub mod sorted_windows;
 pub mod sql;
 pub mod table;
+pub mod unnest_filter;
 
 use std::path::PathBuf;
 
@@ -49,6 +57,8 @@ pub enum LakeError {
     },
     #[error("the commit task stopped: {0}")]
     Task(String),
+    #[error("inventory snapshot: {0}")]
+    Snapshot(String),
     #[error("reading the event log: {0}")]
     Log(#[from] emporium_log::LogError),
 }

@@ -92,6 +92,100 @@ impl SinkStats {
     pub fn committed_records(&self) -> u64 {
         self.committed_positions.lock().iter().sum()
     }
+
+    /// `lakehouse: 12345 rows committed to 21 tables (2 rejected), 40 commits, 1 compactions`,
+    /// for status lines.
+    pub fn summary(&self) -> String {
+        let tables = self.rows_per_table.lock().len();
+        format!(
+            "lakehouse: {} rows committed to {tables} tables ({} rejected), {} commits, {} compactions",
+            self.rows_committed.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+            self.commits.load(Ordering::Relaxed),
+            self.compactions.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A [`Sink`] running on a thread of its own, with its own single-threaded Tokio runtime: decoding
+/// records into Arrow rows, Parquet encoding and compaction are CPU work that must not take the
+/// HTTP runtime's workers. It stops on [`RunningSink::stop`] (committing what it holds) or on an
+/// error ([`RunningSink::finished`] then resolves).
+pub struct RunningSink {
+    pub stats: Arc<SinkStats>,
+    stop: Arc<AtomicBool>,
+    /// Cancelled when the thread ends, however it ends.
+    ended: emporium_ops::CancellationToken,
+    thread: std::thread::JoinHandle<Result<(), LakeError>>,
+}
+
+impl RunningSink {
+    pub async fn start(log: Arc<dyn EventLog>, config: SinkConfig) -> Result<Self, LakeError> {
+        let stats = Arc::new(SinkStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let ended = emporium_ops::CancellationToken::new();
+        let (opened_tx, opened) = tokio::sync::oneshot::channel();
+        let thread = {
+            let (stats, stop, ended) = (Arc::clone(&stats), Arc::clone(&stop), ended.clone());
+            std::thread::Builder::new()
+                .name("emporium-lakehouse".into())
+                .spawn(move || {
+                    let _ended = ended.drop_guard();
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| LakeError::Task(format!("the sink's runtime: {e}")))?;
+                    runtime.block_on(async move {
+                        match Sink::open(log, config, stats).await {
+                            Ok(sink) => {
+                                let _ = opened_tx.send(Ok(()));
+                                sink.run(stop).await
+                            }
+                            Err(e) => {
+                                let message = e.to_string();
+                                let _ = opened_tx.send(Err(e));
+                                Err(LakeError::Task(message))
+                            }
+                        }
+                    })
+                })
+                .map_err(|e| LakeError::Task(format!("the sink's thread: {e}")))?
+        };
+        match opened.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(LakeError::Task("the sink's thread ended at start".into())),
+        }
+        Ok(Self {
+            stats,
+            stop,
+            ended,
+            thread,
+        })
+    }
+
+    /// Resolves when the sink has ended on its own (an error: a stop goes through `stop`).
+    pub async fn finished(&self) {
+        self.ended.cancelled().await
+    }
+
+    /// Commits what is buffered and stops, within `grace`.
+    pub async fn stop(self, grace: Duration) -> Result<(), LakeError> {
+        self.stop.store(true, Ordering::SeqCst);
+        if tokio::time::timeout(grace, self.ended.cancelled())
+            .await
+            .is_err()
+        {
+            return Err(LakeError::Task(format!(
+                "the lakehouse sink did not stop within {} s (a restart writes what it had not committed)",
+                grace.as_secs()
+            )));
+        }
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(LakeError::Task("the sink's thread panicked".into())),
+        }
+    }
 }
 
 /// The positions a table records after a commit: per partition, the larger of what it had and what

@@ -38,11 +38,11 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
-use crate::dynamic::FilterAboveUnnest;
-use crate::estimates;
+use crate::unnest_filter::FilterAboveUnnest;
+use crate::row_estimates;
 use crate::functions::UtcDateTrunc;
-use crate::plan::SortedWindows;
-use crate::shared::{ShareRepeatedSubplans, insert_before_late_pushdown};
+use crate::sorted_windows::SortedWindows;
+use crate::shared_subplans::{ShareRepeatedSubplans, insert_before_late_pushdown};
 use crate::table::{is_table, open_table, table_names};
 
 #[derive(Debug, thiserror::Error)]
@@ -167,7 +167,7 @@ impl SqlEngine {
             // A CTE read twice runs once (`shared.rs`); the joins' dynamic filters reach the
             // rows an unnest makes (`dynamic.rs`).
             .with_physical_optimizer_rules(late_rules())
-            .with_statistics_registry(estimates::registry())
+            .with_statistics_registry(row_estimates::registry())
             .with_physical_optimizer_rule(Arc::new(SortedWindows))
             .build();
         let ctx = SessionContext::new_with_state(state);

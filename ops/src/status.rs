@@ -44,25 +44,26 @@ pub fn format_lines(elapsed: Duration, lines: &[String]) -> String {
     out
 }
 
-/// Events per second between two readings of a counter.
+/// Events per second between two readings of a counter (shareable: a status task reads it).
 #[derive(Debug)]
 pub struct Rate {
-    last: (Instant, u64),
+    last: std::sync::Mutex<(Instant, u64)>,
 }
 
 impl Rate {
     pub fn new(start: u64) -> Self {
         Self {
-            last: (Instant::now(), start),
+            last: std::sync::Mutex::new((Instant::now(), start)),
         }
     }
 
     /// The rate since the last call (or since `new`), and remembers `now_count`.
-    pub fn per_second(&mut self, now_count: u64) -> f64 {
+    pub fn per_second(&self, now_count: u64) -> f64 {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let secs = (now - self.last.0).as_secs_f64().max(1e-9);
-        let rate = now_count.saturating_sub(self.last.1) as f64 / secs;
-        self.last = (now, now_count);
+        let secs = (now - last.0).as_secs_f64().max(1e-9);
+        let rate = now_count.saturating_sub(last.1) as f64 / secs;
+        *last = (now, now_count);
         rate
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::PipelineError;
 use crate::metrics;
-use crate::{stats::*, worker::*};
+use crate::{stats::*, round::*, worker::*};
 
 pub use emporium_dataflows::decisions::{DECISION_NAMESPACE, decision_event, decision_events};
 

@@ -19,6 +19,7 @@ pub mod documents;
 pub mod heartbeat;
 mod metrics;
 mod resume;
+mod round;
 mod route;
 mod stats;
 mod worker;
@@ -54,6 +55,8 @@ pub enum PipelineError {
 pub struct RunningPipeline {
     pub stats: Arc<PipelineStats>,
     stop: Arc<AtomicBool>,
+    /// Cancelled when the pipeline's thread ends, however it ends.
+    ended: tokio_util::sync::CancellationToken,
     thread: Option<std::thread::JoinHandle<Result<(), PipelineError>>>,
 }
 
@@ -67,11 +70,13 @@ impl RunningPipeline {
     ) -> std::io::Result<Self> {
         let stats = Arc::new(PipelineStats::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let ended = tokio_util::sync::CancellationToken::new();
         let thread = {
-            let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
+            let (stats, stop, ended) = (Arc::clone(&stats), Arc::clone(&stop), ended.clone());
             std::thread::Builder::new()
                 .name("emporium-dataflow".into())
                 .spawn(move || {
+                    let _ended = ended.drop_guard();
                     let result = run(log, store, runtime, config, Arc::clone(&stats), stop);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "the dataflow stopped");
@@ -83,8 +88,14 @@ impl RunningPipeline {
         Ok(Self {
             stats,
             stop,
+            ended,
             thread: Some(thread),
         })
+    }
+
+    /// Resolves when the pipeline's thread has ended (on an error: a stop goes through `stop`).
+    pub async fn ended(&self) {
+        self.ended.cancelled().await
     }
 
     /// Stops after the current round and waits for the workers (blocking).

@@ -13,7 +13,7 @@ use emporium_serving::views::WriteBatch;
 use crate::PipelineError;
 use crate::checkpoint::{self, Checkpoint};
 use crate::metrics;
-use crate::{stats::*, worker::*};
+use crate::{stats::*, round::*, worker::*};
 
 /// How long a stop waits for the documents of the round in progress.
 pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

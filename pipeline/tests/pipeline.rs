@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::{Decider, decide_all};
-use emporium_dataflows::products::reference_documents;
+use emporium_dataflows::reference::reference_documents;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};

@@ -36,7 +36,7 @@ use datafusion::physical_plan::{
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{StreamExt, stream};
 
-use crate::plan::only_child;
+use crate::sorted_windows::only_child;
 
 /// Shares subtrees that appear more than once in a physical plan.
 ///
