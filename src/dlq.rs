@@ -8,8 +8,6 @@ use anyhow::Context;
 use clap::Args;
 use emporium_ingest::dead_letter::{self, StoredDeadLetter};
 use emporium_log::EventLog;
-use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_log::kafka::{KafkaConfig, KafkaLog};
 
 #[derive(Args)]
 pub struct DlqArgs {

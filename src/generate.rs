@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use emporium_generator::output::{self, Limits, Progress};
 use emporium_generator::{Generator, GeneratorConfig};
-use emporium_log::kafka::{KafkaConfig, KafkaLog};
-use emporium_log::{EVENTS_TOPIC, EventLog};
+use emporium_log::EVENTS_TOPIC;
 
 #[derive(Args)]
 pub struct GenerateArgs {

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use emporium_log::kafka::{KafkaConfig, KafkaLog};
-use emporium_log::{EVENTS_TOPIC, EventLog};
+use emporium_log::EVENTS_TOPIC;
 use emporium_pipeline::{ClusterConfig, PipelineConfig, RunningPipeline};
 
 #[derive(Args)]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -19,13 +19,12 @@ use emporium_ingest::intake::{Intake, IntakeConfig};
 use emporium_lakehouse::SinkStats;
 use emporium_lakehouse::sink::RunningSink;
 use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
-use emporium_ops::status::{self, Rate};
 use emporium_ops::http::{instrument, serve};
-use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
+use emporium_ops::status::{self, Rate};
+use emporium_ops::{Readiness, ReadinessCheck};
 use emporium_pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_serving::auth::Scope;
 use tokio::net::TcpListener;
-
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -382,7 +381,12 @@ fn status_lines(
     };
     let orders: Vec<String> = OrderStatus::ALL
         .iter()
-        .map(|s| (s, stats.orders_by_status[*s as usize].load(Ordering::Relaxed)))
+        .map(|s| {
+            (
+                s,
+                stats.orders_by_status[*s as usize].load(Ordering::Relaxed),
+            )
+        })
         .filter(|(_, n)| *n > 0)
         .map(|(s, n)| format!("{n} {}", s.as_str()))
         .collect();

@@ -28,21 +28,15 @@
 //! workers, processes or interleaving (ADR 0005, ADR 0006). [`crate::reference`] computes the
 //! same documents with a plain fold, for tests.
 
-use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
-use std::rc::Rc;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::Duration;
 use differential_dataflow::VecCollection;
-use differential_dataflow::input::InputSession;
-use emporium_schemas::Event;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::operators::probe::Handle as ProbeHandle;
 
 use crate::catalog::Listing;
-use crate::changes::{Change, Product, SkuAvailable, SkuStock, WarehouseStock};
-use crate::inventory::{Inventory, InventoryConfig};
+use crate::changes::{Product, SkuAvailable, SkuStock, WarehouseStock};
+use crate::inventory::Inventory;
 
 /// A sku's or a product's id in the documents dataflow (see [`Names`]).
 pub type Id = u32;

@@ -163,4 +163,3 @@ async fn post_sql(State(service): State<SqlService>, headers: HeaderMap, body: B
         Err(e) => sql_error(SqlError::Execution(e.to_string())),
     }
 }
-

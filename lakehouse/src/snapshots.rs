@@ -56,11 +56,7 @@ pub async fn snapshot_inventory(
 }
 
 /// Takes an inventory snapshot every `every`, until the task is aborted; failures are logged.
-pub fn spawn_snapshots(
-    store: Arc<dyn Store>,
-    root: PathBuf,
-    every: Duration,
-) -> JoinHandle<()> {
+pub fn spawn_snapshots(store: Arc<dyn Store>, root: PathBuf, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
@@ -75,4 +71,3 @@ pub fn spawn_snapshots(
         }
     })
 }
-

@@ -38,12 +38,12 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 
 use crate::LakeError;
-use crate::unnest_filter::FilterAboveUnnest;
-use crate::row_estimates;
 use crate::functions::UtcDateTrunc;
-use crate::sorted_windows::SortedWindows;
+use crate::row_estimates;
 use crate::shared_subplans::{ShareRepeatedSubplans, insert_before_late_pushdown};
+use crate::sorted_windows::SortedWindows;
 use crate::table::{is_table, open_table, table_names};
+use crate::unnest_filter::FilterAboveUnnest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::PipelineError;
 use crate::metrics;
-use crate::{stats::*, round::*, worker::*};
+use crate::stats::PipelineStats;
+use crate::worker::Decided;
 
 pub use emporium_dataflows::decisions::{DECISION_NAMESPACE, decision_event, decision_events};
 

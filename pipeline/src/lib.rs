@@ -35,7 +35,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
 use emporium_serving::store::Store;
 
-use crate::{decisions::*, resume::*, worker::*};
+use crate::decisions::decisions_in_log;
+use crate::resume::resume;
+use crate::worker::{WorkerContext, worker_main};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -5,7 +5,7 @@ use emporium_serving::store::Store;
 
 use crate::PipelineError;
 use crate::checkpoint::{self, Checkpoint};
-use crate::config::*;
+use crate::config::{CheckpointConfig, PipelineConfig};
 
 /// The checkpoint to resume from, with the decider it holds, if there is one that fits this log,
 /// these settings and this store (see [`checkpoint`]); `None`: replay from the start.

@@ -3,33 +3,21 @@
 //! up to the round's `seq`, and their documents added.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use differential_dataflow::input::InputSession;
-use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::Decider;
-use emporium_dataflows::inventory::Output;
 use emporium_dataflows::orders::OrderStatus;
-use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow, ProductInputs};
-use emporium_dataflows::view::{Installed, any_reads};
-use emporium_log::{EVENTS_TOPIC, EventLog};
-use emporium_schemas::{Event, Payload};
-use emporium_serving::store::Store;
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::core::Filter as _;
-use timely::dataflow::operators::{Exchange as _, Input, Inspect, Operator, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle};
-use uuid::Uuid;
+use emporium_dataflows::products::{AvailableRow, Latest, ListingRow};
+use emporium_dataflows::view::Installed;
+use timely::dataflow::ProbeHandle;
 
 use crate::PipelineError;
 use crate::checkpoint::{self, Checkpoint};
-use crate::heartbeat::*;
+use crate::config::PipelineConfig;
 use crate::metrics;
-use crate::{config::*, decisions::*, route::*, stats::*, worker::*, writer::*};
+use crate::stats::PipelineStats;
+use crate::worker::{Decided, StoreWork};
 
 /// Worker 0's inputs of the documents dataflow.
 pub(crate) type ViewInputs = (

@@ -7,7 +7,7 @@ use emporium_dataflows::view::{Spec, any_reads};
 use emporium_schemas::Event;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::*;
+use crate::stats::PipelineStats;
 
 /// A record on its way to the decider, as its reader routed it ([`route`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,6 @@ use differential_dataflow::input::InputSession;
 use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::Output;
-use emporium_dataflows::orders::OrderStatus;
 use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow, ProductInputs};
 use emporium_dataflows::view::{Installed, any_reads};
 use emporium_log::{EVENTS_TOPIC, EventLog};
@@ -25,10 +24,15 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
 
 use crate::PipelineError;
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::Checkpoint;
+use crate::config::PipelineConfig;
+use crate::decisions::append_decisions;
 use crate::heartbeat::*;
 use crate::metrics;
-use crate::{config::*, decisions::*, round::*, route::*, stats::*, writer::*};
+use crate::round::{RoundEnd, publish_state};
+use crate::route::{Raw, Read, route};
+use crate::stats::{PipelineStats, record_since};
+use crate::writer::{STOP_GRACE, StoreWriter};
 
 /// What every worker of this process shares.
 pub(crate) struct WorkerContext<'a> {
