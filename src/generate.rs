@@ -220,31 +220,30 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints progress to stderr every 2 s until dropped.
-struct Reporter(Arc<std::sync::atomic::AtomicBool>);
+/// Prints progress to stderr every 2 s until dropped (the thread wakes at once on the drop).
+struct Reporter(Option<std::sync::mpsc::Sender<()>>);
 
 impl Drop for Reporter {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.take();
     }
 }
 
 fn spawn_reporter(progress: Arc<Progress>) -> Reporter {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let start = Instant::now();
-        while !flag.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
-            if start.elapsed().as_millis() % 2000 < 100 && start.elapsed() > Duration::from_secs(1)
-            {
-                let n = progress.generated.load(Ordering::Relaxed);
-                eprintln!(
-                    "  … {n} events ({:.0}/s)",
-                    n as f64 / start.elapsed().as_secs_f64()
-                );
-            }
+        let rate = emporium_ops::status::Rate::new(0);
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(Duration::from_secs(2))
+        {
+            let n = progress.generated.load(Ordering::Relaxed);
+            let line = format!("generated: {n} events (+{:.0}/s)", rate.per_second(n));
+            eprintln!(
+                "{}",
+                emporium_ops::status::format_lines(start.elapsed(), &[line])
+            );
         }
     });
-    Reporter(stop)
+    Reporter(Some(stop))
 }

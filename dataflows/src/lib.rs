@@ -32,3 +32,9 @@ pub mod products;
 pub mod ratings;
 pub mod reference;
 pub mod view;
+
+/// The maintained views the pipeline runs ([`view`]), in the order their dataflows are built
+/// (every worker builds the same, in the same order). A new view is one line here.
+pub fn views() -> Vec<view::Spec> {
+    vec![view::Spec::of::<ratings::ProductRatings>()]
+}

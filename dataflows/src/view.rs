@@ -13,7 +13,8 @@
 //!   API serves at `GET /v1/views/{name}/{key}`.
 //!
 //! A view is tested against a plain fold of the same events with [`evaluate`], which runs the
-//! same dataflow on one thread. [`crate::ratings`] is the example.
+//! same dataflow on one thread. [`crate::ratings`] is the example; [`crate::views`] lists the
+//! views the pipeline runs.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -74,12 +75,6 @@ pub trait Installed {
     fn resume(&mut self, state: &[u8], seq: u64) -> Result<(), bincode::Error>;
     /// Drops the input: on every worker but 0, which alone feeds the views.
     fn close(&mut self);
-}
-
-/// The views the pipeline maintains, in the order their dataflows are built (every worker builds
-/// the same, in the same order). A new view is one line here.
-pub fn standard() -> Vec<Spec> {
-    vec![Spec::of::<crate::ratings::ProductRatings>()]
 }
 
 /// A view's name, its event filter, and how to install it, without its types.

@@ -71,3 +71,22 @@ impl LakeError {
         }
     }
 }
+
+/// Why a SQL query was refused or failed ([`sql`], [`sandbox`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("SQL syntax error: {0}")]
+    Syntax(String),
+    #[error("only queries are allowed (SELECT, WITH, VALUES, EXPLAIN): {0} is refused")]
+    NotReadOnly(String),
+    #[error("{0}")]
+    Plan(String),
+    #[error("the query needs more than the {limit} bytes of memory it may use: {detail}")]
+    ResourcesExhausted { limit: usize, detail: String },
+    #[error("the query ran longer than its limit of {0:?} and was cancelled")]
+    Timeout(std::time::Duration),
+    #[error("the query failed: {0}")]
+    Execution(String),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+}

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::sql::SqlError;
+use crate::SqlError;
 
 /// How often the deadline and the memory are checked while a query runs.
 const CHECK_EVERY: Duration = Duration::from_millis(20);

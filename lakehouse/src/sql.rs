@@ -45,23 +45,7 @@ use crate::sorted_windows::SortedWindows;
 use crate::table::{is_table, open_table, table_names};
 use crate::unnest_filter::FilterAboveUnnest;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SqlError {
-    #[error("SQL syntax error: {0}")]
-    Syntax(String),
-    #[error("only queries are allowed (SELECT, WITH, VALUES, EXPLAIN): {0} is refused")]
-    NotReadOnly(String),
-    #[error("{0}")]
-    Plan(String),
-    #[error("the query needs more than the {limit} bytes of memory it may use: {detail}")]
-    ResourcesExhausted { limit: usize, detail: String },
-    #[error("the query ran longer than its limit of {0:?} and was cancelled")]
-    Timeout(Duration),
-    #[error("the query failed: {0}")]
-    Execution(String),
-    #[error(transparent)]
-    Lake(#[from] LakeError),
-}
+pub use crate::SqlError;
 
 /// Limits on one query.
 #[derive(Debug, Clone, Copy)]

@@ -62,7 +62,7 @@ impl Default for PipelineConfig {
             cluster: None,
             checkpoint: None,
             idle_heartbeat: Some(std::time::Duration::from_millis(200)),
-            views: emporium_dataflows::view::standard(),
+            views: emporium_dataflows::views(),
         }
     }
 }

@@ -14,9 +14,11 @@ use uuid::Uuid;
 use crate::PipelineError;
 use crate::metrics;
 use crate::stats::PipelineStats;
-use crate::worker::Decided;
 
 pub use emporium_dataflows::decisions::{DECISION_NAMESPACE, decision_event, decision_events};
+
+/// A decider output, with the append time of the `order_placed` it decides (for latency).
+pub(crate) type Decided = (Output, Option<i64>);
 
 pub(crate) fn append_decisions(
     log: &Arc<dyn EventLog>,

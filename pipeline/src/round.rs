@@ -6,18 +6,39 @@ use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 
 use differential_dataflow::input::InputSession;
+use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::orders::OrderStatus;
-use emporium_dataflows::products::{AvailableRow, Latest, ListingRow};
+use emporium_dataflows::products::{AvailableRow, Latest, ListingRow, ProductInputs};
 use emporium_dataflows::view::Installed;
+use emporium_schemas::Event;
 use timely::dataflow::ProbeHandle;
 
 use crate::PipelineError;
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::PipelineConfig;
+use crate::decisions::Decided;
 use crate::metrics;
 use crate::stats::PipelineStats;
-use crate::worker::{Decided, StoreWork};
+
+/// What worker 0 writes to the store after a round.
+#[derive(Default)]
+pub(crate) struct StoreWork {
+    pub(crate) changes: Vec<Change>,
+    /// What the round changed in the products dataflow's inputs.
+    pub(crate) products: ProductInputs,
+    /// The events the maintained views read, applied this round, at their `seq`.
+    pub(crate) view_events: Vec<(u64, Event)>,
+    /// Next offset to read, per partition, over the records the decider received.
+    pub(crate) positions: Vec<u64>,
+    /// Append times of the events applied, for freshness.
+    pub(crate) applied_ms: Vec<i64>,
+    /// The decider's seq after the round.
+    pub(crate) seq: u64,
+    /// A checkpoint to write once the store holds the documents up to its seq.
+    pub(crate) checkpoint: Option<Checkpoint>,
+    pub(crate) dirty: bool,
+}
 
 /// Worker 0's inputs of the documents dataflow.
 pub(crate) type ViewInputs = (

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use differential_dataflow::input::InputSession;
-use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::Output;
-use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow, ProductInputs};
+use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow};
 use emporium_dataflows::view::{Installed, any_reads};
 use emporium_log::{EVENTS_TOPIC, EventLog};
 use emporium_schemas::{Event, Payload};
@@ -24,12 +23,11 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
 
 use crate::PipelineError;
-use crate::checkpoint::Checkpoint;
 use crate::config::PipelineConfig;
-use crate::decisions::append_decisions;
+use crate::decisions::{Decided, append_decisions};
 use crate::heartbeat::*;
 use crate::metrics;
-use crate::round::{RoundEnd, publish_state};
+use crate::round::{RoundEnd, StoreWork, publish_state};
 use crate::route::{Raw, Read, route};
 use crate::stats::{PipelineStats, record_since};
 use crate::writer::{STOP_GRACE, StoreWriter};
@@ -53,28 +51,6 @@ pub(crate) struct WorkerContext<'a> {
 pub(crate) struct Resumed {
     pub(crate) decider: Decider,
     pub(crate) views: Vec<(String, Vec<u8>)>,
-}
-
-/// A decider output, with the append time of the `order_placed` it decides (for latency).
-pub(crate) type Decided = (Output, Option<i64>);
-
-/// What worker 0 writes to the store after a round.
-#[derive(Default)]
-pub(crate) struct StoreWork {
-    pub(crate) changes: Vec<Change>,
-    /// What the round changed in the products dataflow's inputs.
-    pub(crate) products: ProductInputs,
-    /// The events the maintained views read, applied this round, at their `seq`.
-    pub(crate) view_events: Vec<(u64, Event)>,
-    /// Next offset to read, per partition, over the records the decider received.
-    pub(crate) positions: Vec<u64>,
-    /// Append times of the events applied, for freshness.
-    pub(crate) applied_ms: Vec<i64>,
-    /// The decider's seq after the round.
-    pub(crate) seq: u64,
-    /// A checkpoint to write once the store holds the documents up to its seq.
-    pub(crate) checkpoint: Option<Checkpoint>,
-    pub(crate) dirty: bool,
 }
 
 pub(crate) fn worker_main(

@@ -13,8 +13,8 @@ use emporium_serving::views::WriteBatch;
 use crate::PipelineError;
 use crate::checkpoint::{self, Checkpoint};
 use crate::metrics;
+use crate::round::StoreWork;
 use crate::stats::PipelineStats;
-use crate::worker::StoreWork;
 
 /// How long a stop waits for the documents of the round in progress.
 pub(crate) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -3,8 +3,6 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::validate::Validator;
-
 /// An amount of money in the currency's minor unit (cents for USD, yen for JPY).
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
@@ -25,32 +23,5 @@ impl Money {
             amount_minor,
             currency: currency.to_owned(),
         }
-    }
-
-    pub(crate) fn validate_non_negative(&self, v: &mut Validator) {
-        v.field("amount_minor", |v| {
-            if self.amount_minor < 0 {
-                v.invalid(format!(
-                    "expected a non-negative amount in minor units, got {}",
-                    self.amount_minor
-                ));
-            } else if self.amount_minor > crate::validate::MAX_AMOUNT_MINOR {
-                v.invalid(format!(
-                    "expected an amount of at most {} minor units, got {}",
-                    crate::validate::MAX_AMOUNT_MINOR,
-                    self.amount_minor
-                ));
-            }
-        });
-        v.field("currency", |v| {
-            let ok =
-                self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase());
-            if !ok {
-                v.invalid(format!(
-                    "expected an ISO 4217 code of three upper-case letters, got {:?}",
-                    crate::validate::echo(&self.currency, 16)
-                ));
-            }
-        });
     }
 }

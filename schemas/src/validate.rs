@@ -396,7 +396,7 @@ impl<'c> Validator<'c> {
     }
 
     pub fn price(&mut self, name: &'static str, money: &Money) {
-        self.field(name, |v| money.validate_non_negative(v));
+        self.field(name, |v| non_negative_money(money, v));
     }
 
     /// A non-empty list of at most `max_items`, each item checked by `each`.
@@ -495,6 +495,33 @@ impl<'c> Validator<'c> {
             }
         });
     }
+}
+
+/// A price: a non-negative amount within bounds and an ISO 4217 currency.
+fn non_negative_money(money: &Money, v: &mut Validator) {
+    v.field("amount_minor", |v| {
+        if money.amount_minor < 0 {
+            v.invalid(format!(
+                "expected a non-negative amount in minor units, got {}",
+                money.amount_minor
+            ));
+        } else if money.amount_minor > MAX_AMOUNT_MINOR {
+            v.invalid(format!(
+                "expected an amount of at most {} minor units, got {}",
+                MAX_AMOUNT_MINOR, money.amount_minor
+            ));
+        }
+    });
+    v.field("currency", |v| {
+        let ok =
+            money.currency.len() == 3 && money.currency.bytes().all(|b| b.is_ascii_uppercase());
+        if !ok {
+            v.invalid(format!(
+                "expected an ISO 4217 code of three upper-case letters, got {:?}",
+                echo(&money.currency, 16)
+            ));
+        }
+    });
 }
 
 #[cfg(test)]

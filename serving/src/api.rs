@@ -172,7 +172,14 @@ async fn get_view(
     Path((view, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     if !PUBLIC_VIEWS.contains(&view.as_str()) {
-        return Err(ApiError::not_found("view", &view));
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!(
+                "no view named {view:?}; the views served are {}",
+                PUBLIC_VIEWS.join(", ")
+            ),
+        });
     }
     let started = Instant::now();
     let doc = s.store.view(&view, &key).await?;
