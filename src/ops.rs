@@ -85,11 +85,35 @@ impl ReadinessCheck for StoreReachable {
     }
 }
 
-/// The dataflow's readiness (`/readyz`): it has read every partition up to where the log ended
-/// when the process started, and has not stopped on an error.
+/// The dataflow's readiness (`/readyz`): it has read every partition this process reads up to
+/// where the log ended when the process started, and has not stopped on an error.
 pub struct Replay {
     pub stats: std::sync::OnceLock<Arc<PipelineStats>>,
     pub ends: Vec<u64>,
+    /// The partitions this process reads (its workers' share; every one for a single process):
+    /// the others' positions are another process's.
+    pub mine: Vec<bool>,
+}
+
+impl Replay {
+    /// For a process reading every partition of a log that ended at `ends`.
+    pub fn all(ends: Vec<u64>) -> Self {
+        Self::of(ends, 0, 1, 1)
+    }
+
+    /// For process `process` of `processes`, each with `workers` workers: partition `p` is read
+    /// by global worker `p mod (processes × workers)`, of process that index ÷ `workers`.
+    pub fn of(ends: Vec<u64>, process: usize, processes: usize, workers: usize) -> Self {
+        let (workers, total) = (workers.max(1), processes.max(1) * workers.max(1));
+        let mine = (0..ends.len())
+            .map(|p| (p % total) / workers == process)
+            .collect();
+        Self {
+            stats: std::sync::OnceLock::new(),
+            ends,
+            mine,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -106,11 +130,14 @@ impl ReadinessCheck for Replay {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let total: u64 = self.ends.iter().sum();
-        let behind: u64 = self
-            .ends
-            .iter()
-            .enumerate()
+        let mine = || {
+            self.ends
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| self.mine.get(*p).copied().unwrap_or(false))
+        };
+        let total: u64 = mine().map(|(_, end)| end).sum();
+        let behind: u64 = mine()
             .map(|(p, end)| end.saturating_sub(read.get(p).copied().unwrap_or(0)))
             .sum();
         if behind > 0 {
@@ -119,5 +146,41 @@ impl ReadinessCheck for Replay {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_waits_only_for_the_partitions_its_workers_read() {
+        // 2 processes × 2 workers over 6 partitions: global workers 0..4, process 0 has 0 and 1.
+        let mine = |process| Replay::of(vec![0; 6], process, 2, 2).mine;
+        assert_eq!(mine(0), [true, true, false, false, true, true]);
+        assert_eq!(mine(1), [false, false, true, true, false, false]);
+        assert!(Replay::all(vec![0; 3]).mine.iter().all(|m| *m));
+    }
+
+    #[tokio::test]
+    async fn replay_is_ready_once_this_process_s_partitions_are_read() {
+        let replay = Replay::of(vec![5, 7], 0, 2, 1);
+        let stats = Arc::new(PipelineStats::default());
+        *stats
+            .read_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = vec![3, 0];
+        let _ = replay.stats.set(Arc::clone(&stats));
+        let why = replay.check().await.expect_err("2 records to go");
+        assert!(why.contains("2 of 5 records to go"), "{why}");
+        *stats
+            .read_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = vec![5, 0];
+        assert_eq!(
+            replay.check().await,
+            Ok(()),
+            "partition 1 is the other process's"
+        );
     }
 }

@@ -126,10 +126,12 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
         println!("  waiting for every process to connect…");
     }
     let cancel = emporium_ops::shutdown::on_signal();
-    let replay = Arc::new(crate::ops::Replay {
-        stats: std::sync::OnceLock::new(),
-        ends: log.end_offsets(EVENTS_TOPIC).await?,
-    });
+    let replay = Arc::new(crate::ops::Replay::of(
+        log.end_offsets(EVENTS_TOPIC).await?,
+        args.process,
+        args.addresses.len().max(1),
+        args.workers,
+    ));
     let readiness = emporium_ops::Readiness::new()
         .with(Arc::new(emporium_ingest::api::LogReachable(Arc::clone(
             &log,

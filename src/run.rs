@@ -147,10 +147,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     // `/readyz` waits for the log, and for the dataflow to read what the log held at the start (a
     // replay after a restart can take minutes); until then the store's answers are behind.
-    let replay = Arc::new(crate::ops::Replay {
-        stats: std::sync::OnceLock::new(),
-        ends: ends_at_start,
-    });
+    let replay = Arc::new(crate::ops::Replay::all(ends_at_start));
     let mut readiness = Readiness::new().with(Arc::new(api::LogReachable(Arc::clone(&log))));
     if !args.no_dataflow {
         readiness.add(Arc::clone(&replay) as Arc<dyn ReadinessCheck>);

@@ -68,6 +68,14 @@ async fn assert_ops(base: &str, want: &str) {
     assert_eq!(status, 404);
     let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(body["error"]["code"], "not_found", "{body}");
+    let r = reqwest::Client::new()
+        .delete(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.status().as_u16(), 405);
+    let body: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
 }
 
 /// SIGTERM drains and exits 0 within a few seconds.

@@ -40,7 +40,8 @@ pub trait View: 'static {
     type Key: ExchangeData + Hashable + std::hash::Hash + std::fmt::Display;
     type Value: ExchangeData;
 
-    /// Whether it reads events of this type (only those reach [`View::rows`]).
+    /// Whether it reads events of this type (only those reach [`View::rows`]). Never a decision
+    /// type: decisions are the decider's outputs, not steps ([`Spec::of`] refuses such a view).
     fn reads(kind: EventKind) -> bool;
 
     /// The rows `event` adds (diff +1) or retracts (−1).
@@ -92,7 +93,21 @@ impl std::fmt::Debug for Spec {
 }
 
 impl Spec {
+    /// `V` as the pipeline runs it. Panics (at start, a programming error) when `V` reads a
+    /// decision type or takes the name of one of the store's own tables.
     pub fn of<V: View>() -> Self {
+        assert!(
+            !EventKind::ALL
+                .iter()
+                .any(|k| k.is_decision() && V::reads(*k)),
+            "view {}: decisions are the decider's outputs, not events a view can read",
+            V::NAME
+        );
+        assert!(
+            !["products", "inventory", "orders"].contains(&V::NAME),
+            "view {}: the name of one of the store's own tables",
+            V::NAME
+        );
         Self {
             name: V::NAME,
             reads: V::reads,

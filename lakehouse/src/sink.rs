@@ -107,10 +107,11 @@ impl SinkStats {
     }
 }
 
-/// A [`Sink`] running on a thread of its own, with its own single-threaded Tokio runtime: decoding
-/// records into Arrow rows, Parquet encoding and compaction are CPU work that must not take the
-/// HTTP runtime's workers. It stops on [`RunningSink::stop`] (committing what it holds) or on an
-/// error ([`RunningSink::finished`] then resolves).
+/// A [`Sink`] running on a Tokio runtime of its own (two worker threads besides the one that
+/// drives it): decoding records into Arrow rows, Parquet encoding, commits and compaction are CPU
+/// work that must not take the HTTP runtime's workers, and a commit must be able to run while the
+/// sink reads on (deltalake spawns tasks for its writes). It stops on [`RunningSink::stop`]
+/// (committing what it holds) or on an error ([`RunningSink::finished`] then resolves).
 pub struct RunningSink {
     pub stats: Arc<SinkStats>,
     stop: Arc<AtomicBool>,
@@ -124,17 +125,27 @@ impl RunningSink {
         let stats = Arc::new(SinkStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let ended = emporium_ops::CancellationToken::new();
-        let (opened_tx, opened) = tokio::sync::oneshot::channel();
+        let (opened_tx, opened) = tokio::sync::oneshot::channel::<Result<(), LakeError>>();
         let thread = {
             let (stats, stop, ended) = (Arc::clone(&stats), Arc::clone(&stop), ended.clone());
             std::thread::Builder::new()
                 .name("emporium-lakehouse".into())
                 .spawn(move || {
                     let _ended = ended.drop_guard();
-                    let runtime = tokio::runtime::Builder::new_current_thread()
+                    let runtime = match tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .thread_name("emporium-lakehouse")
                         .enable_all()
                         .build()
-                        .map_err(|e| LakeError::Task(format!("the sink's runtime: {e}")))?;
+                    {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let e = LakeError::Task(format!("the sink's runtime: {e}"));
+                            let message = e.to_string();
+                            let _ = opened_tx.send(Err(e));
+                            return Err(LakeError::Task(message));
+                        }
+                    };
                     runtime.block_on(async move {
                         match Sink::open(log, config, stats).await {
                             Ok(sink) => {
@@ -154,7 +165,21 @@ impl RunningSink {
         match opened.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(LakeError::Task("the sink's thread ended at start".into())),
+            // The thread ended without a word: it panicked; its join says how.
+            Err(_) => {
+                let why = match thread.join() {
+                    Err(panic) => panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "a panic".into()),
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "no error".into(),
+                };
+                return Err(LakeError::Task(format!(
+                    "the sink's thread ended at start: {why}"
+                )));
+            }
         }
         Ok(Self {
             stats,

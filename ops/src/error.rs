@@ -101,10 +101,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Axum's own rejections (a missing route, a wrong method, an unreadable query) in the same
-/// envelope: a fallback for routers.
+/// A route nobody declared, in the same envelope: the fallback of every served router.
 pub async fn no_route() -> ApiError {
     ApiError::not_found("no such route: see /openapi.json")
+}
+
+/// A declared route asked with a method it does not answer, in the same envelope.
+pub async fn wrong_method() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not answer that method: see /openapi.json",
+    )
 }
 
 #[cfg(test)]

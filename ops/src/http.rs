@@ -1,7 +1,8 @@
-//! Serving a process's router: every request traced (`tower_http`), timed into
-//! `emporium_<service>_request_duration_seconds{route,status}` and counted in
-//! `emporium_<service>_requests_total{route,status}`; unknown routes answered in the one error
-//! envelope; in-flight requests drained when the process's token is cancelled.
+//! Serving a process's router: the requests of every instrumented router traced (`tower_http`),
+//! timed into `emporium_<service>_request_duration_seconds{route,status}` and counted in
+//! `emporium_<service>_requests_total{route,status}`; unknown routes (404) and wrong methods (405)
+//! answered in the one error envelope; in-flight requests drained when the process's token is
+//! cancelled.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -30,11 +31,11 @@ pub fn instrument(router: Router, service: &'static str) -> Router {
 
 async fn record(names: &'static (String, String), request: Request, next: Next) -> Response {
     let began = Instant::now();
+    // Instrumented routers see only their own routes, each with its matched path.
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or_else(String::new, |p| p.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::histogram!(names.0.as_str(), "route" => route.clone(), "status" => status.clone())
@@ -55,6 +56,7 @@ pub async fn serve(
         listener,
         router
             .fallback(crate::error::no_route)
+            .method_not_allowed_fallback(crate::error::wrong_method)
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move { cancel.cancelled().await })

@@ -40,7 +40,13 @@ pub(crate) fn resume(
     let names: Vec<&str> = checkpoint.views.iter().map(|(n, _)| n.as_str()).collect();
     let running: Vec<&str> = config.views.iter().map(|v| v.name).collect();
     if names != running {
-        // Views' events are steps: other views would give other seqs.
+        // Views' events are steps: other views give other seqs. Adding a view only raises them
+        // (a replay overwrites every document); removing one lowers them, and documents stored
+        // at the higher seqs stay until the replay passes them.
+        tracing::warn!(
+            "the views changed from {names:?} to {running:?}: if one was removed, documents in \
+             the store keep their higher seqs; start from an empty store to rebuild them"
+        );
         return refuse(format!(
             "taken with the views {names:?}, this pipeline runs {running:?}"
         ));
