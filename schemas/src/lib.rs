@@ -20,6 +20,7 @@ pub mod money;
 pub mod orders;
 pub mod pci;
 pub mod reviews;
+mod serde_errors;
 pub mod shopper;
 pub mod stock;
 pub mod validate;
