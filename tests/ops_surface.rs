@@ -1,9 +1,10 @@
 //! Every subcommand that runs for long answers the same operational routes (`/healthz`,
 //! `/readyz`, `/metrics`), errors in the one envelope, and drains and exits 0 on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -13,21 +14,7 @@ use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 /// Starts `emporium ARGS` and waits for a printed line starting with `prefix`; gives the URL that
 /// follows it (up to the next space) and the process.
 fn start(args: &[&str], data_dir: &Path, prefix: &str) -> (Child, String, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start emporium");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, lines) = support::spawn_printing(args, data_dir);
     loop {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();

@@ -24,22 +24,9 @@ pub struct Run {
 /// Starts `emporium run` on a free loopback port with `args` and `data_dir`, and waits until it
 /// printed its address and then a line starting with `ready`.
 pub fn start_run(data_dir: &Path, args: &[&str], ready: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(["run", "--listen", "127.0.0.1:0", "--status-every", "0"])
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start emporium");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut run_args = vec!["run", "--listen", "127.0.0.1:0", "--status-every", "0"];
+    run_args.extend_from_slice(args);
+    let (child, lines) = spawn_printing(&run_args, data_dir);
     let mut printed = Vec::new();
     let mut base = None;
     loop {
@@ -60,6 +47,27 @@ pub fn start_run(data_dir: &Path, args: &[&str], ready: &str) -> Run {
         printed,
         lines,
     }
+}
+
+/// Starts `emporium ARGS --data-dir DIR` with its stdout read line by line into a channel (its
+/// stderr dropped).
+pub fn spawn_printing(args: &[&str], data_dir: &Path) -> (Child, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emporium"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start emporium");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
 }
 
 /// What `emporium token ARGS --data-dir DIR` prints: a token signed with the keys of the data
