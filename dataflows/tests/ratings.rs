@@ -12,12 +12,20 @@ use emporium_schemas::shopper::ProductViewed;
 use emporium_schemas::{Event, Payload};
 use proptest::prelude::*;
 
-fn review(i: usize, product: u8, rating: i64) -> Event {
+/// The `i`-th event of a test log.
+fn event(i: usize, payload: Payload) -> Event {
     Event::new(
         uuid::Uuid::from_u128(i as u128 + 1),
         Utc.timestamp_opt(1_767_225_600 + i as i64, 0)
             .single()
             .expect("time"),
+        payload,
+    )
+}
+
+fn review(i: usize, product: u8, rating: i64) -> Event {
+    event(
+        i,
         Payload::ReviewPosted(ReviewPosted {
             review_id: format!("r-{i}"),
             product_id: format!("p-{product}"),
@@ -29,11 +37,8 @@ fn review(i: usize, product: u8, rating: i64) -> Event {
 }
 
 fn view(i: usize, product: u8) -> Event {
-    Event::new(
-        uuid::Uuid::from_u128(i as u128 + 1),
-        Utc.timestamp_opt(1_767_225_600 + i as i64, 0)
-            .single()
-            .expect("time"),
+    event(
+        i,
         Payload::ProductViewed(ProductViewed {
             user_id: format!("u-{i}"),
             product_id: format!("p-{product}"),

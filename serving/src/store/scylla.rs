@@ -352,10 +352,15 @@ impl ScyllaStore {
         Ok(())
     }
 
-    async fn document(&self, statement: &PreparedStatement, key: &str) -> Result<Option<Document>> {
+    /// The document a `SELECT doc, WRITETIME(doc) … WHERE <key>` statement reads for `key`.
+    async fn document(
+        &self,
+        statement: &PreparedStatement,
+        key: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Option<Document>> {
         let rows = self
             .session
-            .execute_unpaged(statement, (key,))
+            .execute_unpaged(statement, key)
             .await
             .map_err(exec_error)?
             .into_rows_result()
@@ -433,32 +438,16 @@ impl Store for ScyllaStore {
     }
 
     async fn product(&self, product_id: &str) -> Result<Option<Document>> {
-        self.document(&self.statements.get_product, product_id)
+        self.document(&self.statements.get_product, (product_id,))
             .await
     }
 
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {
-        let rows = self
-            .session
-            .execute_unpaged(&self.statements.get_view, (view, key))
-            .await
-            .map_err(exec_error)?
-            .into_rows_result()
-            .map_err(|e| scylla_error("read", e))?;
-        let row = rows
-            .maybe_first_row::<(Option<String>, Option<i64>)>()
-            .map_err(|e| scylla_error("read", e))?;
-        Ok(match row {
-            Some((Some(doc), seq)) => Some(Document {
-                seq: seq.unwrap_or(0).max(0) as u64,
-                json: Bytes::from(doc),
-            }),
-            _ => None,
-        })
+        self.document(&self.statements.get_view, (view, key)).await
     }
 
     async fn inventory(&self, sku: &str) -> Result<Option<Document>> {
-        self.document(&self.statements.get_inventory, sku).await
+        self.document(&self.statements.get_inventory, (sku,)).await
     }
 
     async fn scan_inventory(
