@@ -15,6 +15,8 @@
 //! A view is tested against a plain fold of the same events with [`evaluate`], which runs the
 //! same dataflow on one thread. [`crate::ratings`] is the example; [`crate::views`] lists the
 //! views the pipeline runs.
+//!
+//! See `specs/adr/0010-crates-along-the-data-path.md`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

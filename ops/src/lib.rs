@@ -7,6 +7,8 @@
 //!   status, and a graceful drain on shutdown;
 //! - [`shutdown`]: one [`CancellationToken`] cancelled by SIGTERM or Ctrl-C;
 //! - [`status`]: the one-line progress reports long-running subcommands print.
+//!
+//! See `specs/adr/0010-crates-along-the-data-path.md`.
 
 pub mod error;
 pub mod http;

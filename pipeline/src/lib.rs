@@ -11,6 +11,8 @@
 //! deterministic ids (UUIDv5 of kind and order id), and ids already in the log are never appended
 //! again, so a restart that replays the log from the start converges to the same log as an
 //! uninterrupted run: nothing decided twice, nothing lost.
+//!
+//! The crate layout and the view shape: `specs/adr/0010-crates-along-the-data-path.md`.
 
 pub mod checkpoint;
 mod config;
