@@ -1,0 +1,69 @@
+//! The decider's checkpointed state, pinned: a fixed log gives these exact bytes. Checkpoints
+//! written by a deployed version must resume in the next (`pipeline/src/checkpoint.rs`), and the
+//! tests that write and resume with one binary cannot see a layout change. If this fails, the
+//! layout changed: bump the checkpoint `FORMAT` (a checkpoint of another format is refused and
+//! the log replayed) and update the fixture below.
+//!
+//! The log holds one applied event and one pending: the state's hash collections (applied ids,
+//! stock, orders, catalog) have at most one entry each, so their bytes do not depend on hashing.
+
+use chrono::Duration;
+use emporium_dataflows::decider::Decider;
+use emporium_dataflows::inventory::InventoryConfig;
+use emporium_schemas::EventKind;
+use emporium_schemas::examples::{example, example_time};
+
+/// The state after a stock receipt is applied and an order waits above the watermark.
+fn state() -> Vec<u8> {
+    let mut decider = Decider::new(1, Duration::zero(), InventoryConfig::default());
+    let mut received = example(EventKind::StockReceived, 1);
+    received.occurred_at = example_time();
+    let mut placed = example(EventKind::OrderPlaced, 2);
+    placed.occurred_at = example_time() + Duration::seconds(5);
+    decider.push(0, received);
+    decider.push(0, placed);
+    decider.decide(&mut Vec::new());
+    assert_eq!(
+        (decider.seq(), decider.pending()),
+        (1, 1),
+        "one applied, one pending"
+    );
+    decider.state().expect("state")
+}
+
+/// `state()`'s bytes, as hex, when the layout was last changed (checkpoint FORMAT 3).
+const PINNED: &str = concat!(
+    "0100000000000000011400000000000000323032362d30312d30315431323a30303a30355a01000000000000",
+    "001400000000000000323032362d30312d30315431323a30303a30355a000000000000000044010000000000",
+    "007b226576656e745f6964223a2230623566386132652d376331642d346539612d303030302d303030303030",
+    "303030303032222c2274797065223a226f726465725f706c61636564222c22736368656d615f76657273696f",
+    "6e223a312c226f636375727265645f6174223a22323032362d30312d30315431323a30303a30352e3030305a",
+    "222c227061796c6f6164223a7b226f726465725f6964223a226f2d31222c22757365725f6964223a22752d31",
+    "222c226c696e6573223a5b7b22736b75223a22702d312d626c61636b222c22717479223a322c22756e69745f",
+    "7072696365223a7b22616d6f756e745f6d696e6f72223a31323939392c2263757272656e6379223a22555344",
+    "227d7d5d2c227368697070696e675f726567696f6e223a2275732d65617374222c227061796d656e745f746f",
+    "6b656e223a22746f6b5f39663263227d7d010000000000000001000000000000009a4e1d7c2e8a5f0b010000",
+    "00000000000900000000000000702d312d626c61636b040000000000000077682d3164000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000640000000000",
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000100000000000000",
+);
+
+#[test]
+fn the_decider_state_keeps_its_layout() {
+    let bytes = state();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex, PINNED,
+        "the decider's state layout changed: bump the checkpoint FORMAT and update PINNED"
+    );
+    let resumed = Decider::resume(&bytes, 1, Duration::zero(), InventoryConfig::default())
+        .expect("the pinned state resumes");
+    assert_eq!(resumed.seq(), 1);
+    assert_eq!(
+        resumed.state().expect("state"),
+        bytes,
+        "resume and state round-trip"
+    );
+}
