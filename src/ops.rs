@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
-use emporium_pipeline::{PipelineStats, RunningPipeline};
+use emporium_pipeline::{PipelineStats, RunningPipeline, reader_of};
 use tokio::net::TcpListener;
 
 /// How long Ctrl-C waits for in-flight requests and the dataflow before giving up on them.
@@ -101,12 +101,12 @@ impl Replay {
         Self::of(ends, 0, 1, 1)
     }
 
-    /// For process `process` of `processes`, each with `workers` workers: partition `p` is read
-    /// by global worker `p mod (processes × workers)`, of process that index ÷ `workers`.
+    /// For process `process` of `processes`, each with `workers` workers: a partition is this
+    /// process's when its reader ([`emporium_pipeline::reader_of`]) is one of its workers.
     pub fn of(ends: Vec<u64>, process: usize, processes: usize, workers: usize) -> Self {
-        let (workers, total) = (workers.max(1), processes.max(1) * workers.max(1));
-        let mine = (0..ends.len())
-            .map(|p| (p % total) / workers == process)
+        let workers = workers.max(1);
+        let mine = (0..ends.len() as u32)
+            .map(|p| reader_of(p, processes.max(1) * workers) / workers == process)
             .collect();
         Self {
             stats: std::sync::OnceLock::new(),

@@ -27,6 +27,7 @@ pub mod decider;
 pub mod decisions;
 pub mod event_time;
 pub mod inventory;
+pub mod latest;
 pub mod orders;
 pub mod products;
 pub mod ratings;

@@ -185,53 +185,16 @@ pub fn product(product_id: &str, listing: &Listing, skus: Vec<SkuAvailable>) -> 
     }
 }
 
-/// The latest output of each product among output changes: per product, the value inserted at
-/// the highest time. Changes may come in any order.
-#[derive(Debug, Default)]
-pub struct Latest {
-    products: HashMap<Id, (u64, Option<ProductSkus>)>,
-    /// Changes at or before this time are ignored (see [`Latest::after`]).
-    floor: u64,
-}
+/// The latest output of each product after a round ([`crate::latest::Latest`]).
+pub type Latest = crate::latest::Latest<Id, ProductSkus>;
 
-impl Latest {
-    /// Keeps only changes after `seq`: the documents a dataflow loaded with a checkpoint's rows
-    /// at its `seq` outputs then are in the store already, and must not be rewritten with that
-    /// `seq` (it is not the seq of their last change).
-    pub fn after(seq: u64) -> Self {
-        Self {
-            floor: seq,
-            ..Self::default()
-        }
-    }
-
-    pub fn add(&mut self, ((product, skus), time, diff): Update<(Id, ProductSkus)>) {
-        if time <= self.floor && self.floor > 0 {
-            return;
-        }
-        let inserted = diff > 0;
-        match self.products.get_mut(&product) {
-            Some((at, _)) if *at > time => {}
-            // At one time a document is retracted (its old value) and inserted (its new one).
-            Some((at, latest)) if *at == time => {
-                if inserted {
-                    *latest = Some(skus);
-                }
-            }
-            _ => {
-                self.products
-                    .insert(product, (time, inserted.then_some(skus)));
-            }
-        }
-    }
-
-    /// Each product's latest output with its time, and empties the set.
-    pub fn take(&mut self) -> Vec<(Id, u64, ProductSkus)> {
-        self.products
-            .drain()
-            .filter_map(|(product, (seq, skus))| Some((product, seq, skus?)))
-            .collect()
-    }
+/// The products of a round's outputs that have a value (documents are never deleted), with the
+/// `seq` of their last change.
+pub fn present(outputs: Vec<(Id, u64, Option<ProductSkus>)>) -> Vec<(Id, u64, ProductSkus)> {
+    outputs
+        .into_iter()
+        .filter_map(|(product, seq, skus)| Some((product, seq, skus?)))
+        .collect()
 }
 
 /// The stock of `sku` in every warehouse.

@@ -30,7 +30,11 @@ pub fn documents_of(changes: ProductInputs, decider: &Decider) -> Vec<Change> {
                 available.to_collection(scope),
                 listings.to_collection(scope),
             )
-            .inspect(move |update| outputs.borrow_mut().add(update.clone()))
+            .inspect(move |((product, skus), time, diff)| {
+                outputs
+                    .borrow_mut()
+                    .add(*product, skus.clone(), *time, *diff)
+            })
             .probe()
             .0
         });
@@ -48,7 +52,7 @@ pub fn documents_of(changes: ProductInputs, decider: &Decider) -> Vec<Change> {
         available.flush();
         listings.flush();
         worker.step_while(|| probe.less_than(&(end + 1)));
-        outputs.borrow_mut().take()
+        crate::products::present(outputs.borrow_mut().take())
     });
     decider.product_documents(outputs)
 }

@@ -31,6 +31,7 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Exchange as _, Inspect, Probe};
 
 use crate::changes::Change;
+use crate::latest::Latest;
 
 /// A view maintained by differential dataflow over the events it reads.
 pub trait View: 'static {
@@ -62,7 +63,6 @@ pub trait View: 'static {
 /// ([`install`]), fed the events it reads at their `seq`, and drained of its changes.
 pub trait Installed {
     fn name(&self) -> &'static str;
-    fn reads(&self, kind: EventKind) -> bool;
     /// Adds `event`'s rows at `seq` (worker 0 only; a no-op once closed).
     fn feed(&mut self, seq: u64, event: &Event);
     /// Promises no more rows before `next` and lets the dataflow run up to it.
@@ -130,7 +130,7 @@ pub fn install<V: View>(worker: &mut timely::worker::Worker) -> Box<dyn Installe
 
 fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
     let mut input: InputSession<u64, V::Row, isize> = InputSession::new();
-    let latest: Rc<RefCell<Outputs<V>>> = Rc::default();
+    let latest: Rc<RefCell<Latest<V::Key, V::Value>>> = Rc::default();
     let probe = ProbeHandle::new();
     {
         let latest = Rc::clone(&latest);
@@ -138,7 +138,11 @@ fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
             V::maintain(input.to_collection(scope))
                 .inner
                 .exchange(|_| 0)
-                .inspect(move |update| latest.borrow_mut().add(update))
+                .inspect(move |((key, value), time, diff)| {
+                    latest
+                        .borrow_mut()
+                        .add(key.clone(), value.clone(), *time, *diff)
+                })
                 .probe_with(&probe);
         });
     }
@@ -151,48 +155,10 @@ fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
     }
 }
 
-/// Each key's latest output: its value inserted at the highest time (`None`: retracted then).
-struct Outputs<V: View> {
-    keys: HashMap<V::Key, (u64, Option<V::Value>)>,
-    /// Outputs at or before this time are not emitted (a resumed checkpoint's).
-    floor: u64,
-}
-
-impl<V: View> Default for Outputs<V> {
-    fn default() -> Self {
-        Self {
-            keys: HashMap::new(),
-            floor: 0,
-        }
-    }
-}
-
-impl<V: View> Outputs<V> {
-    fn add(&mut self, ((key, value), time, diff): &((V::Key, V::Value), u64, isize)) {
-        if *time <= self.floor {
-            return;
-        }
-        let inserted = *diff > 0;
-        match self.keys.get_mut(key) {
-            Some((at, _)) if *at > *time => {}
-            // At one time a value is retracted (the old) and inserted (the new), in any order.
-            Some((at, latest)) if *at == *time => {
-                if inserted {
-                    *latest = Some(value.clone());
-                }
-            }
-            _ => {
-                self.keys
-                    .insert(key.clone(), (*time, inserted.then(|| value.clone())));
-            }
-        }
-    }
-}
-
 struct Running<V: View> {
     input: Option<InputSession<u64, V::Row, isize>>,
     probe: ProbeHandle<u64>,
-    latest: Rc<RefCell<Outputs<V>>>,
+    latest: Rc<RefCell<Latest<V::Key, V::Value>>>,
     /// The input collection as fed so far, consolidated (for checkpoints).
     rows: HashMap<V::Row, isize>,
     scratch: Vec<(V::Row, isize)>,
@@ -201,10 +167,6 @@ struct Running<V: View> {
 impl<V: View> Installed for Running<V> {
     fn name(&self) -> &'static str {
         V::NAME
-    }
-
-    fn reads(&self, kind: EventKind) -> bool {
-        V::reads(kind)
     }
 
     fn feed(&mut self, seq: u64, event: &Event) {
@@ -237,11 +199,11 @@ impl<V: View> Installed for Running<V> {
     }
 
     fn take(&mut self) -> Vec<Change> {
-        let mut latest = self.latest.borrow_mut();
-        latest
-            .keys
-            .drain()
-            .map(|(key, (seq, value))| Change::View {
+        self.latest
+            .borrow_mut()
+            .take()
+            .into_iter()
+            .map(|(key, seq, value)| Change::View {
                 view: V::NAME,
                 key: key.to_string(),
                 seq,
@@ -258,7 +220,7 @@ impl<V: View> Installed for Running<V> {
 
     fn resume(&mut self, state: &[u8], seq: u64) -> Result<(), bincode::Error> {
         let rows: Vec<(V::Row, isize)> = bincode::deserialize(state)?;
-        self.latest.borrow_mut().floor = seq;
+        *self.latest.borrow_mut() = Latest::after(seq);
         if let Some(input) = &mut self.input {
             for (row, diff) in rows {
                 self.rows.insert(row.clone(), diff);
@@ -295,9 +257,8 @@ pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
         }
         let latest = view.latest.borrow();
         latest
-            .keys
-            .iter()
-            .filter_map(|(k, (_, v))| Some((k.clone(), v.clone()?)))
+            .values()
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     })
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -165,13 +165,9 @@ fn caller(auth: &Authenticator, headers: &HeaderMap) -> Result<Principal, AuthEr
     auth.authenticate(header, Audience::Ingest)
 }
 
-/// The 401 answer.
+/// The 401 answer (with its `WWW-Authenticate: Bearer`).
 fn unauthorized(e: AuthError) -> Response {
-    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+    error(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
 }
 
 async fn post_events(

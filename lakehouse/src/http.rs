@@ -45,13 +45,7 @@ pub fn router(engine: Arc<SqlEngine>, auth: Authenticator) -> Router {
 }
 
 fn error(status: StatusCode, code: &'static str, message: String) -> Response {
-    let mut response = emporium_ops::ApiError::new(status, code, message).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
+    emporium_ops::ApiError::new(status, code, message).into_response()
 }
 
 fn sql_error(e: SqlError) -> Response {
@@ -129,14 +123,12 @@ async fn post_sql(State(service): State<SqlService>, headers: HeaderMap, body: B
     )
     .await
     else {
-        let mut busy = error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return emporium_ops::ApiError::unavailable(
             "busy",
             format!("{CONCURRENT_QUERIES} queries are running; try again shortly"),
-        );
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        return busy;
+            2,
+        )
+        .into_response();
     };
     // On threads of its own, answered by the deadline: the server keeps answering meanwhile.
     // The slot is held until the query's thread ends, not just until the answer: a cancelled

@@ -92,6 +92,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = self.body();
         let mut response = (self.status, Json(body)).into_response();
+        // Every 401 of this surface asks for a bearer token (RFC 6750).
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -126,6 +132,8 @@ mod tests {
             e.body(),
             json!({"error": {"code": "invalid", "message": "line 3 is not JSON", "line": 3}})
         );
+        let r = ApiError::unauthorized("no token").into_response();
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
         let r = ApiError::unavailable("log_unavailable", "down", 2).into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");

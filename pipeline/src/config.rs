@@ -66,3 +66,9 @@ impl Default for PipelineConfig {
         }
     }
 }
+
+/// The global worker that reads `partition` when the pipeline has `global_workers` workers over
+/// all its processes (worker `w` of process `p` is global worker `p × workers + w`).
+pub fn reader_of(partition: u32, global_workers: usize) -> usize {
+    partition as usize % global_workers.max(1)
+}

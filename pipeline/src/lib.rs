@@ -27,7 +27,7 @@ mod stats;
 mod worker;
 mod writer;
 
-pub use config::{CheckpointConfig, ClusterConfig, PipelineConfig};
+pub use config::{CheckpointConfig, ClusterConfig, PipelineConfig, reader_of};
 pub use decisions::{DECISION_NAMESPACE, decision_event, decision_events};
 pub use stats::{LatencyHistogram, PipelineStats};
 

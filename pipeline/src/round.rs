@@ -9,7 +9,7 @@ use differential_dataflow::input::InputSession;
 use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::orders::OrderStatus;
-use emporium_dataflows::products::{AvailableRow, Latest, ListingRow, ProductInputs};
+use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow, ProductInputs};
 use emporium_dataflows::view::Installed;
 use emporium_schemas::Event;
 use timely::dataflow::ProbeHandle;
@@ -129,7 +129,7 @@ impl RoundEnd<'_> {
             for view in views.iter_mut() {
                 work.changes.extend(view.take());
             }
-            let products = self.documents.borrow_mut().take();
+            let products = products::present(self.documents.borrow_mut().take());
             let mut decider = self.decider.borrow_mut();
             work.changes.extend(decider.product_documents(products));
             decider.forget_superseded(work.seq);

@@ -2,9 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use emporium_dataflows::decider::Decider;
-use emporium_dataflows::view::{Spec, any_reads};
-use emporium_schemas::Event;
+use emporium_schemas::{Event, EventKinds};
 use serde::{Deserialize, Serialize};
 
 use crate::stats::PipelineStats;
@@ -29,13 +27,13 @@ pub(crate) enum Read {
 }
 
 /// Routes a record by its head alone ([`Event::decode_head`]): only the events the decider
-/// steps on ([`Decider::reads`], about one in five of a shop's, and those a maintained view
-/// reads: `views`) are decoded, copied and sent whole, by the one worker that decides; the others
-/// cost their reader a partial parse. See ADR 0005.
-pub(crate) fn route(bytes: &[u8], stats: &PipelineStats, views: &[Spec]) -> Read {
+/// steps on (`steps`: [`emporium_dataflows::decider::Decider::steps_on`], the folds' types, about one in five of a shop's
+/// events, and those a maintained view reads) are decoded, copied and sent whole, by the one
+/// worker that decides; the others cost their reader a partial parse. See ADR 0005.
+pub(crate) fn route(bytes: &[u8], stats: &PipelineStats, steps: EventKinds) -> Read {
     match Event::decode_head(bytes) {
         Ok((kind, _)) if kind.is_decision() => Read::Position,
-        Ok((kind, at)) if !Decider::reads(kind) && !any_reads(views, kind) => {
+        Ok((kind, at)) if !steps.contains(kind) => {
             Read::Tick(at.timestamp(), at.timestamp_subsec_nanos())
         }
         Ok(_) => Read::Event(bytes.to_vec()),

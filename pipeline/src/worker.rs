@@ -13,7 +13,7 @@ use emporium_dataflows::inventory::Output;
 use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow};
 use emporium_dataflows::view::{Installed, any_reads};
 use emporium_log::{EVENTS_TOPIC, EventLog};
-use emporium_schemas::{Event, Payload};
+use emporium_schemas::{Event, EventKinds, Payload};
 use emporium_serving::store::Store;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -23,7 +23,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
 
 use crate::PipelineError;
-use crate::config::PipelineConfig;
+use crate::config::{PipelineConfig, reader_of};
 use crate::decisions::{Decided, append_decisions};
 use crate::heartbeat::*;
 use crate::metrics;
@@ -97,6 +97,8 @@ pub(crate) fn worker_main(
             decider
         }
     }));
+    // The types sent whole to the decider, once: routing asks for every record.
+    let steps = EventKinds::matching(|kind| decider.borrow().steps_on(kind));
     let arrivals = Rc::new(RefCell::new(Arrivals::new(partitions)));
     let resumed_seq = decider.borrow().seq();
     if resumed_seq > 0 {
@@ -250,7 +252,11 @@ pub(crate) fn worker_main(
             // same time; documents are never deleted, so only the new values need to travel.
             .filter(|(_, _, diff)| *diff > 0)
             .exchange(|_| 0)
-            .inspect(move |update| documents.borrow_mut().add(update.clone()))
+            .inspect(move |((product, skus), time, diff)| {
+                documents
+                    .borrow_mut()
+                    .add(*product, skus.clone(), *time, *diff)
+            })
             .probe_with(&views_probe);
         });
     }
@@ -304,7 +310,7 @@ pub(crate) fn worker_main(
 
     let started_ms = chrono::Utc::now().timestamp_millis();
     let mut readers = Vec::new();
-    for p in (0..partitions).filter(|p| *p as usize % peers == index) {
+    for p in (0..partitions).filter(|p| reader_of(*p, peers) == index) {
         readers.push((
             p,
             runtime.block_on(log.partition_reader(EVENTS_TOPIC, p, start[p as usize]))?,
@@ -368,7 +374,7 @@ pub(crate) fn worker_main(
                     partition: *p,
                     offset: r.offset,
                     appended_ms: r.timestamp_ms,
-                    read: route(&r.value, stats, &config.views),
+                    read: route(&r.value, stats, steps),
                 });
             }
         }

@@ -154,6 +154,31 @@ impl EventKind {
     }
 }
 
+/// A set of event types, one bit each: a constant-time "does this reader take this type" for the
+/// paths every record goes through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventKinds(u64);
+
+impl EventKinds {
+    /// The types for which `pred` holds.
+    pub fn matching(pred: impl Fn(EventKind) -> bool) -> Self {
+        Self(
+            EventKind::ALL
+                .iter()
+                .filter(|k| pred(**k))
+                .fold(0, |mask, k| mask | Self::bit(*k)),
+        )
+    }
+
+    pub fn contains(self, kind: EventKind) -> bool {
+        self.0 & Self::bit(kind) != 0
+    }
+
+    fn bit(kind: EventKind) -> u64 {
+        1 << (kind as u32)
+    }
+}
+
 impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -25,6 +25,6 @@ pub mod shopper;
 pub mod stock;
 pub mod validate;
 
-pub use envelope::{Event, EventKind, Payload};
+pub use envelope::{Event, EventKind, EventKinds, Payload};
 pub use money::Money;
 pub use validate::{FieldError, Limits, RejectReason, ValidationContext, ValidationError};

@@ -112,15 +112,9 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // The one envelope of every route: `{"error": {"code", "message"}}`.
-        let mut response =
-            emporium_ops::ApiError::new(self.status, self.code, self.message).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        // The one envelope of every route (`{"error": {"code", "message"}}`, a bearer challenge
+        // on 401).
+        emporium_ops::ApiError::new(self.status, self.code, self.message).into_response()
     }
 }
 

@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
-use emporium_schemas::{Event, EventKind};
+use emporium_schemas::{Event, EventKind, EventKinds};
 
 use serde::{Deserialize, Serialize};
 
@@ -104,15 +104,11 @@ pub struct Decider {
     /// Events pushed since this decider was made that were late: counted at their partition's
     /// bound, not their own time (not checkpointed: a count for metrics).
     late: u64,
-    /// The event types the maintained views read ([`Decider::feeding_views`]), one bit per
-    /// `EventKind as usize`: their events are steps too, so views share the `seq`s.
-    view_kinds: u64,
+    /// The event types the maintained views read ([`Decider::feeding_views`]): their events are
+    /// steps too, so views share the `seq`s.
+    view_kinds: EventKinds,
     /// Events applied for the views since the last [`Decider::take_view_events`], at their `seq`.
     view_events: Vec<(u64, Event)>,
-}
-
-fn kind_bit(kind: EventKind) -> u64 {
-    1u64 << (kind as u32)
 }
 
 impl Decider {
@@ -137,7 +133,7 @@ impl Decider {
             relisted: Vec::new(),
             applied_appended_ms: Vec::new(),
             late: 0,
-            view_kinds: 0,
+            view_kinds: EventKinds::default(),
             view_events: Vec::new(),
         }
     }
@@ -147,17 +143,14 @@ impl Decider {
     /// [`Decider::take_view_events`] (when tracking changes). Every decider over one log must be
     /// given the same views: they change the `seq`s.
     pub fn feeding_views(mut self, reads: impl Fn(EventKind) -> bool) -> Self {
-        self.view_kinds = EventKind::ALL
-            .iter()
-            .filter(|k| reads(**k))
-            .fold(0, |mask, k| mask | kind_bit(*k));
+        self.view_kinds = EventKinds::matching(reads);
         self
     }
 
     /// Whether events of this type are steps: the folds or a view read them (the others only
     /// move their partition's clock).
     pub fn steps_on(&self, kind: EventKind) -> bool {
-        Self::reads(kind) || self.view_kinds & kind_bit(kind) != 0
+        Self::reads(kind) || self.view_kinds.contains(kind)
     }
 
     /// The events applied for the views since the last call, each with its `seq`.
@@ -370,13 +363,17 @@ impl Decider {
         }
         self.seq += 1;
         let kind = next.event.kind();
-        if self.view_kinds & kind_bit(kind) != 0 && self.track_changes {
-            self.view_events.push((self.seq, (*next.event).clone()));
-        }
+        let for_views = self.view_kinds.contains(kind) && self.track_changes;
         if !Self::reads(kind) {
-            // A step for the views alone.
+            // A step for the views alone: they take the event itself.
+            if for_views {
+                self.view_events.push((self.seq, *next.event));
+            }
             self.mark_changes(Some(next.appended_ms));
             return true;
+        }
+        if for_views {
+            self.view_events.push((self.seq, (*next.event).clone()));
         }
         // The event, then what it decided: the order states see every transition in
         // decision-time order (the expiries before it were steps of their own).

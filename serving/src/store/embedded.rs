@@ -150,17 +150,18 @@ fn seq_of(key: &str, value: &[u8]) -> Result<u64> {
         })
 }
 
-/// Writes `value` (`seq ‖ …`) at `key` unless the stored value has a higher seq; `true` if
-/// written. One B-tree walk: the insert gives back the old value, which is put back in the rare
-/// case it was newer (a replay after a restart writes older seqs).
-fn write_newer(
-    table: &mut redb::Table<&str, &[u8]>,
-    key: &str,
+/// Writes `value` (`seq ‖ …`) at `key` (`label` names it in errors) unless the stored value has
+/// a higher seq; `true` if written. One B-tree walk: the insert gives back the old value, which
+/// is put back in the rare case it was newer (a replay after a restart writes older seqs).
+fn write_newer<'k, K: redb::Key + 'static>(
+    table: &mut redb::Table<K, &[u8]>,
+    key: &K::SelfType<'k>,
+    label: &str,
     seq: u64,
     value: &[u8],
 ) -> Result<bool> {
     let newer = match table.insert(key, value).map_err(redb_error)? {
-        Some(old) if seq_of(key, old.value())? > seq => Some(old.value().to_vec()),
+        Some(old) if seq_of(label, old.value())? > seq => Some(old.value().to_vec()),
         _ => None,
     };
     match newer {
@@ -195,11 +196,17 @@ fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
             match upsert {
                 Upsert::Product { view, .. } => {
                     let value = encode(seq, &[], &to_json(view));
-                    write_newer(&mut products, &view.product_id, seq, &value)?;
+                    write_newer(
+                        &mut products,
+                        &view.product_id.as_str(),
+                        &view.product_id,
+                        seq,
+                        &value,
+                    )?;
                 }
                 Upsert::Inventory { view, .. } => {
                     let value = encode(seq, &[], &to_json(view));
-                    write_newer(&mut inventory, &view.sku, seq, &value)?;
+                    write_newer(&mut inventory, &view.sku.as_str(), &view.sku, seq, &value)?;
                 }
                 Upsert::Order { view, .. } => {
                     let user = view.user_id.as_bytes();
@@ -210,7 +217,13 @@ fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
                     let mut prefix = len.to_be_bytes().to_vec();
                     prefix.extend_from_slice(user);
                     let value = encode(seq, &prefix, &to_json(view));
-                    if write_newer(&mut orders, &view.order_id, seq, &value)? {
+                    if write_newer(
+                        &mut orders,
+                        &view.order_id.as_str(),
+                        &view.order_id,
+                        seq,
+                        &value,
+                    )? {
                         let key = (
                             view.user_id.as_str(),
                             view.placed_at().timestamp_micros(),
@@ -225,19 +238,8 @@ fn apply_batch(db: &Database, batch: &WriteBatch) -> Result<()> {
                 Upsert::View {
                     view, key, json, ..
                 } => {
-                    let newer = match views
-                        .get((view.as_str(), key.as_str()))
-                        .map_err(redb_error)?
-                    {
-                        Some(old) => seq_of(key, old.value())? <= seq,
-                        None => true,
-                    };
-                    if newer {
-                        let value = encode(seq, &[], json);
-                        views
-                            .insert((view.as_str(), key.as_str()), value.as_slice())
-                            .map_err(redb_error)?;
-                    }
+                    let value = encode(seq, &[], json);
+                    write_newer(&mut views, &(view.as_str(), key.as_str()), key, seq, &value)?;
                 }
             }
         }
