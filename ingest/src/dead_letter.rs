@@ -20,13 +20,22 @@ pub struct StoredDeadLetter {
     pub letter: DeadLetter,
 }
 
-/// Reads up to `limit` dead letters starting at `from`.
+/// Reads up to `limit` dead letters starting at `from`, or at the oldest one retention kept when
+/// `from` is older (a browse, like a Kafka consumer at `earliest`: each entry carries its offset).
 pub async fn read(
     log: &dyn EventLog,
     from: u64,
     limit: usize,
 ) -> log::Result<Vec<StoredDeadLetter>> {
-    let records = log.read(DEAD_LETTER_TOPIC, 0, from, limit).await?;
+    let first = log
+        .start_offsets(DEAD_LETTER_TOPIC)
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(0);
+    let records = log
+        .read(DEAD_LETTER_TOPIC, 0, from.max(first), limit)
+        .await?;
     Ok(records
         .into_iter()
         .filter_map(|r| {

@@ -375,10 +375,13 @@ async fn rebuild_window(log: &dyn EventLog, dedup: &Dedup, window: usize) -> log
     struct IdOnly {
         event_id: Uuid,
     }
+    let starts = log.start_offsets(EVENTS_TOPIC).await?;
     let ends = log.end_offsets(EVENTS_TOPIC).await?;
     let per_partition = (window / ends.len().max(1)) as u64;
     for (partition, &end) in ends.iter().enumerate() {
-        let mut from = end.saturating_sub(per_partition);
+        // The newest records that retention kept.
+        let first = starts.get(partition).copied().unwrap_or(0);
+        let mut from = end.saturating_sub(per_partition).max(first);
         while from < end {
             let batch = log
                 .read(EVENTS_TOPIC, partition as u32, from, 50_000)

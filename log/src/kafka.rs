@@ -276,6 +276,20 @@ impl EventLog for KafkaLog {
         .await
     }
 
+    async fn start_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        let n = self.partition_count(topic).await?;
+        let name = topic.to_owned();
+        self.blocking(move |meta| {
+            (0..n)
+                .map(|p| {
+                    let (low, _) = meta.fetch_watermarks(&name, p as i32, METADATA_TIMEOUT)?;
+                    Ok(low.max(0) as u64)
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn read(
         &self,
         topic: &str,
@@ -294,8 +308,10 @@ impl EventLog for KafkaLog {
         let name = topic.to_owned();
         self.blocking(move |meta| {
             let (low, high) = meta.fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)?;
-            let high = high.max(0) as u64;
-            let from = from.max(low.max(0) as u64);
+            let (low, high) = (low.max(0) as u64, high.max(0) as u64);
+            if from < low {
+                return Err(LogError::gap(&name, partition, from, low));
+            }
             let mut out = Vec::new();
             if from >= high || max == 0 {
                 return Ok(out);
@@ -304,7 +320,7 @@ impl EventLog for KafkaLog {
                 .clone()
                 .set("group.id", "emporium-reader")
                 .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "earliest")
+                .set("auto.offset.reset", "error")
                 .set("enable.partition.eof", "false")
                 .create()?;
             let mut tpl = TopicPartitionList::new();
@@ -315,6 +331,10 @@ impl EventLog for KafkaLog {
             while out.len() < wanted && Instant::now() < deadline {
                 match reader.poll(Duration::from_millis(100)) {
                     Some(Ok(m)) => out.push(owned(&m)),
+                    Some(Err(e)) if is_offset_reset(&e) => {
+                        let next = out.last().map_or(from, |r| r.offset + 1);
+                        return Err(gap_at(&reader, &name, partition, next));
+                    }
                     Some(Err(e)) => return Err(e.into()),
                     None => {}
                 }
@@ -344,19 +364,35 @@ impl EventLog for KafkaLog {
                 partition,
             });
         }
-        // One long-lived consumer assigned to the partition: no group, no commits.
+        // One long-lived consumer assigned to the partition: no group, no commits. Retention
+        // overtaking it later is an error from `poll`, not a silent jump (`auto.offset.reset`).
         let consumer: BaseConsumer = self
             .config
             .client()
             .set("group.id", "emporium-partition-reader")
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
+            .set("auto.offset.reset", "error")
             .set("enable.partition.eof", "false")
             .create()?;
+        let name = topic.to_owned();
+        let (consumer, low) = self
+            .blocking(move |_| {
+                let (low, _) = consumer.fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)?;
+                Ok((consumer, low.max(0) as u64))
+            })
+            .await?;
+        if from < low {
+            return Err(LogError::gap(topic, partition, from, low));
+        }
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))?;
         consumer.assign(&tpl)?;
-        Ok(Box::new(KafkaPartitionReader { consumer }))
+        Ok(Box::new(KafkaPartitionReader {
+            consumer,
+            topic: topic.to_owned(),
+            partition,
+            next: from,
+        }))
     }
 
     async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>> {
@@ -423,8 +459,34 @@ fn owned<M: Message>(m: &M) -> ConsumedRecord {
     }
 }
 
+/// Whether librdkafka reports that a fetch position is out of range (with
+/// `auto.offset.reset=error`): retention removed what the reader was about to read.
+fn is_offset_reset(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
+        )
+    )
+}
+
+/// The gap error for a reader whose position `next` fell below the partition's start.
+fn gap_at(consumer: &BaseConsumer, topic: &str, partition: u32, next: u64) -> LogError {
+    match consumer.fetch_watermarks(topic, partition as i32, METADATA_TIMEOUT) {
+        Ok((low, _)) => LogError::gap(topic, partition, next, low.max(0) as u64),
+        Err(e) => LogError::Unavailable(format!(
+            "offset {next} of {topic}/{partition} is out of range, and the partition's start \
+             could not be fetched: {e}"
+        )),
+    }
+}
+
 struct KafkaPartitionReader {
     consumer: BaseConsumer,
+    topic: String,
+    partition: u32,
+    /// The offset after the last record handed out.
+    next: u64,
 }
 
 #[async_trait]
@@ -434,7 +496,19 @@ impl PartitionReader for KafkaPartitionReader {
         // Only what librdkafka has already fetched: a zero timeout never blocks the caller.
         while out.len() < max {
             match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(m)) => out.push(owned(&m)),
+                Some(Ok(m)) => {
+                    let record = owned(&m);
+                    self.next = record.offset + 1;
+                    out.push(record);
+                }
+                Some(Err(e)) if is_offset_reset(&e) => {
+                    return Err(gap_at(
+                        &self.consumer,
+                        &self.topic,
+                        self.partition,
+                        self.next,
+                    ));
+                }
                 // What was fetched so far; the next call polls again.
                 Some(Err(e)) if recoverable(&e) => break,
                 Some(Err(e)) => return Err(e.into()),

@@ -75,6 +75,19 @@ pub enum LogError {
     UnknownTopic(String),
     #[error("partition {partition} does not exist in topic {topic:?}")]
     UnknownPartition { topic: String, partition: u32 },
+    /// A read asked for offsets that retention has already removed: the partition now starts at
+    /// `first`. Never skipped silently: a reader that went on from `first` would decide on, or
+    /// store, a history with a hole in it (ADR 0003). Counted in `emporium_log_gaps_total`.
+    #[error(
+        "offsets {requested}..{first} of {topic}/{partition} are no longer in the log (removed by \
+         retention); the partition now starts at offset {first}"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        requested: u64,
+        first: u64,
+    },
     #[error("record of {size} bytes exceeds the limit of {max} bytes")]
     RecordTooLarge { size: usize, max: usize },
     #[error("I/O error on {path}: {source}")]
@@ -100,6 +113,29 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// The error for a read below a partition's first retained offset; counts the gap.
+    pub(crate) fn gap(topic: &str, partition: u32, requested: u64, first: u64) -> Self {
+        metrics::counter!(
+            "emporium_log_gaps_total",
+            "topic" => topic.to_owned(),
+            "partition" => partition.to_string()
+        )
+        .increment(1);
+        tracing::error!(
+            topic,
+            partition,
+            requested,
+            first,
+            "read below the first retained offset"
+        );
+        LogError::OffsetOutOfRange {
+            topic: topic.to_owned(),
+            partition,
+            requested,
+            first,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LogError::Io {
             path: path.into(),
@@ -143,7 +179,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// The next offset to be written in each partition (Kafka's high watermark).
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>>;
 
+    /// The first offset each partition still holds (Kafka's log start offset): retention removed
+    /// everything below it. Equal to the end offset when retention emptied the partition.
+    async fn start_offsets(&self, topic: &str) -> Result<Vec<u64>>;
+
     /// Reads up to `max` records of one partition from offset `from`, without waiting for more.
+    /// A `from` below the partition's first retained offset is an error
+    /// ([`LogError::OffsetOutOfRange`]), never a read that silently starts later.
     async fn read(
         &self,
         topic: &str,
@@ -153,11 +195,15 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<ConsumedRecord>>;
 
     /// A member of consumer group `group` reading `topic` from the group's committed positions
-    /// (the earliest offset where the group has none).
+    /// (the first retained offset where the group has none, or where retention removed its
+    /// position: Kafka's `auto.offset.reset=earliest`, for tools; Emporium's own readers keep
+    /// their positions and use [`EventLog::partition_reader`]).
     async fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn LogConsumer>>;
 
     /// A cursor over one partition from offset `from`, for readers that keep their own positions
-    /// (the dataflows: positions are part of their state, not of a consumer group).
+    /// (the dataflows: positions are part of their state, not of a consumer group). A `from`
+    /// below the first retained offset, now or when retention overtakes the cursor later, is
+    /// [`LogError::OffsetOutOfRange`] (from this call or from `next_batch`).
     async fn partition_reader(
         &self,
         topic: &str,
@@ -184,13 +230,14 @@ pub trait LogConsumer: Send {
     async fn commit(&mut self, next: &[Position]) -> Result<()>;
 }
 
-/// Reads a whole topic from the beginning up to its current end (for tests and tools).
+/// Reads a whole topic, from what retention kept up to its current end (for tests and tools).
 pub async fn read_all(log: &dyn EventLog, topic: &str) -> Result<Vec<ConsumedRecord>> {
+    let starts = log.start_offsets(topic).await?;
     let ends = log.end_offsets(topic).await?;
     let mut out = Vec::new();
     for (partition, &end) in ends.iter().enumerate() {
+        let mut from = starts.get(partition).copied().unwrap_or(0);
         let partition = partition as u32;
-        let mut from = 0;
         while from < end {
             let batch = log.read(topic, partition, from, 10_000).await?;
             let Some(last) = batch.last() else { break };

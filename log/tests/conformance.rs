@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_log::kafka::{KafkaConfig, KafkaLog};
-use emporium_log::{EventLog, Position, Record, partition_for, read_all};
+use emporium_log::{EventLog, LogError, Position, Record, partition_for, read_all};
 use rdkafka::mocking::MockCluster;
 
 const PARTITIONS: u32 = 4;
@@ -261,6 +261,89 @@ async fn partition_readers_follow_one_partition(log: &dyn EventLog, topic: &str)
     );
 }
 
+/// Appends `record_bytes`-sized records to one partition until retention removes its oldest ones;
+/// then every read below the first retained offset is an error naming that offset, never a read
+/// that silently starts later (ADR 0003), while reads from it on work.
+async fn reads_below_the_first_retained_offset_fail(
+    log: &dyn EventLog,
+    topic: &str,
+    record_bytes: usize,
+) {
+    log.ensure_topic(topic, PARTITIONS).await.expect("create");
+    let key = "o-7";
+    let p = partition_for(key.as_bytes(), PARTITIONS);
+    let starts = log.start_offsets(topic).await.expect("start offsets");
+    assert_eq!(starts, vec![0; PARTITIONS as usize], "nothing removed yet");
+    // Incompressible (a producer may compress batches): xorshift bytes.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let value: Vec<u8> = (0..record_bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let mut first = 0;
+    for _ in 0..400 {
+        log.append(topic, vec![Record::new(key, value.clone())])
+            .await
+            .expect("append");
+        first = log.start_offsets(topic).await.expect("start offsets")[p as usize];
+        if first > 0 {
+            break;
+        }
+    }
+    assert!(first > 0, "retention never removed a record of {topic}/{p}");
+    let end = log.end_offsets(topic).await.expect("ends")[p as usize];
+    assert!(first <= end);
+    let starts = log.start_offsets(topic).await.expect("start offsets");
+    for (other, &start) in starts.iter().enumerate() {
+        if other as u32 != p {
+            assert_eq!(start, 0, "partition {other} kept everything");
+        }
+    }
+
+    let gap = |e: LogError, requested: u64| match e {
+        LogError::OffsetOutOfRange {
+            topic: t,
+            partition,
+            requested: r,
+            first: f,
+        } => {
+            assert_eq!((t.as_str(), partition, r), (topic, p, requested));
+            assert!(f >= first, "the partition starts at {f}, not below {first}");
+        }
+        other => panic!("expected a gap error, got {other}"),
+    };
+    for below in [0, first - 1] {
+        gap(
+            log.read(topic, p, below, 10).await.expect_err("a read below the start"),
+            below,
+        );
+        let reader = match log.partition_reader(topic, p, below).await {
+            Err(e) => Err(e),
+            Ok(mut reader) => reader.next_batch(10).await,
+        };
+        gap(reader.expect_err("a cursor below the start"), below);
+    }
+    // From the first retained offset on, everything is there.
+    let from = log.start_offsets(topic).await.expect("start offsets")[p as usize];
+    let got = log.read(topic, p, from, 1).await.expect("read at the start");
+    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![from]);
+    let mut reader = log.partition_reader(topic, p, from).await.expect("reader");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = Vec::new();
+    while got.is_empty() && Instant::now() < deadline {
+        got = reader.next_batch(1).await.expect("batch at the start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![from]);
+    // Tools that read "everything" read what is kept.
+    let all = read_all(log, topic).await.expect("read all");
+    assert_eq!(all.len() as u64, end - from);
+}
+
 async fn conformance(log: &dyn EventLog, prefix: &str) {
     appends_are_ordered_per_key_and_readable(log, &format!("{prefix}.order")).await;
     concurrent_appends_all_land_once(log, &format!("{prefix}.concurrent")).await;
@@ -285,6 +368,30 @@ async fn embedded_log_with_tiny_segments_conforms() {
     };
     let log = EmbeddedLog::open(config).expect("open");
     conformance(&log, "t").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_log_reads_below_retention_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EmbeddedConfig {
+        segment_bytes: 64 * 1024,
+        retention_bytes: Some(256 * 1024),
+        ..EmbeddedConfig::in_dir(dir.path())
+    };
+    let log = EmbeddedLog::open(config).expect("open");
+    reads_below_the_first_retained_offset_fail(&log, "t.retention", 10 * 1024).await;
+}
+
+/// The mock broker keeps at most 5 MB per partition (librdkafka's `rd_kafka_mock_msgset_new`),
+/// the real protocol's log start offset moving as a broker's retention would move it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_log_reads_below_retention_fail() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster
+        .create_topic("t.retention", PARTITIONS as i32, 1)
+        .expect("mock topic");
+    let log = KafkaLog::connect(kafka_test_config(cluster.bootstrap_servers())).expect("connect");
+    reads_below_the_first_retained_offset_fail(&log, "t.retention", 200 * 1024).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,12 +148,62 @@ async fn segments_roll_and_retention_deletes_old_ones() {
         total <= 8 * 1024 + 4096,
         "retention keeps about 8 KiB, kept {total}"
     );
-    // Reading from offset 0 starts at the oldest record still kept, and reads to the end.
-    let from_start = log.read("t", 0, 0, 10_000).await.expect("read");
-    let first = from_start.first().expect("records remain").offset;
+    // The log starts at the oldest record kept: reading from before it is an error, not a read
+    // that silently starts later; reading from it reads to the end. Reopening keeps the start.
+    let first = log.start_offsets("t").await.expect("starts")[0];
     assert!(first > 0, "the oldest records were deleted");
-    assert_eq!(from_start.last().expect("records").offset, 199);
-    assert_eq!(from_start.len() as u64, 200 - first);
+    assert!(matches!(
+        log.read("t", 0, 0, 10_000).await,
+        Err(LogError::OffsetOutOfRange { requested: 0, first: f, .. }) if f == first
+    ));
+    let kept = log.read("t", 0, first, 10_000).await.expect("read");
+    assert_eq!(kept.first().expect("records remain").offset, first);
+    assert_eq!(kept.last().expect("records").offset, 199);
+    assert_eq!(kept.len() as u64, 200 - first);
+    drop(log);
+    let log = EmbeddedLog::open(EmbeddedConfig {
+        segment_bytes: 2048,
+        retention: None,
+        retention_bytes: Some(8 * 1024),
+        ..EmbeddedConfig::in_dir(dir.path())
+    })
+    .expect("reopen");
+    assert_eq!(log.start_offsets("t").await.expect("starts"), vec![first]);
+}
+
+/// A cursor that retention overtakes (it deletes the segment the cursor is in) fails with the
+/// gap at its next batch instead of jumping to the oldest record left.
+#[tokio::test]
+async fn a_cursor_overtaken_by_retention_reports_the_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EmbeddedConfig {
+        segment_bytes: 2048,
+        retention: None,
+        retention_bytes: Some(8 * 1024),
+        ..EmbeddedConfig::in_dir(dir.path())
+    };
+    let log = EmbeddedLog::open(config).expect("open");
+    log.ensure_topic("t", 1).await.expect("topic");
+    let fill = |round: usize| {
+        (0..5)
+            .map(|i| Record::new("k", format!("{round}-{i}-{}", "x".repeat(100))))
+            .collect::<Vec<_>>()
+    };
+    log.append("t", fill(0)).await.expect("append");
+    let mut reader = log.partition_reader("t", 0, 0).await.expect("reader");
+    let first = reader.next_batch(2).await.expect("batch");
+    assert_eq!(first.iter().map(|r| r.offset).collect::<Vec<_>>(), [0, 1]);
+    for round in 1..40 {
+        log.append("t", fill(round)).await.expect("append");
+    }
+    let start = log.start_offsets("t").await.expect("starts")[0];
+    assert!(start > 2, "retention moved the start past the cursor");
+    match reader.next_batch(10).await {
+        Err(LogError::OffsetOutOfRange {
+            requested, first, ..
+        }) => assert_eq!((requested, first), (2, start)),
+        other => panic!("expected the gap at offset 2, got {other:?}"),
+    }
 }
 
 #[tokio::test]

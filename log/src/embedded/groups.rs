@@ -12,6 +12,7 @@ pub(super) struct GroupPositions {
 /// The only member of its consumer group: it owns every partition of the topic.
 pub(super) struct EmbeddedConsumer {
     pub(super) topic: Arc<Topic>,
+    pub(super) name: String,
     pub(super) group_file: PathBuf,
     /// Next offset to hand out per partition (ahead of the committed position until commit).
     pub(super) next: Vec<u64>,
@@ -33,8 +34,13 @@ impl LogConsumer for EmbeddedConsumer {
                     break;
                 }
                 let p = (self.turn + i) % n;
+                let partition = &self.topic.partitions[p];
+                // Kafka's `auto.offset.reset=earliest`: a position retention removed (or none
+                // committed) reads from the first offset kept.
+                self.next[p] = self.next[p].max(partition.first_retained());
                 let batch = read_partition(
-                    &self.topic.partitions[p],
+                    partition,
+                    &self.name,
                     p as u32,
                     self.next[p],
                     max - out.len(),

@@ -130,6 +130,18 @@ struct Partition {
     segments: RwLock<Vec<SegmentIndex>>,
 }
 
+impl Partition {
+    /// The first offset retention kept: the oldest segment's base (the durable end once every
+    /// record is gone; the active segment is never deleted, so it is its base then).
+    fn first_retained(&self) -> u64 {
+        let end = self.durable_end.load(Ordering::Acquire);
+        self.segments
+            .read()
+            .first()
+            .map_or(end, |s| s.base.min(end))
+    }
+}
+
 /// Where a segment's records are: its first offset, its file, and a sparse offset → byte index.
 #[derive(Clone)]
 struct SegmentIndex {
@@ -315,6 +327,12 @@ impl EventLog for EmbeddedLog {
             .collect())
     }
 
+    async fn start_offsets(&self, topic: &str) -> Result<Vec<u64>> {
+        self.shared.check()?;
+        let topic = self.topic(topic)?;
+        Ok(topic.partitions.iter().map(Partition::first_retained).collect())
+    }
+
     async fn read(
         &self,
         topic_name: &str,
@@ -331,7 +349,7 @@ impl EventLog for EmbeddedLog {
                     topic: topic_name.to_owned(),
                     partition,
                 })?;
-        read_partition(p, partition, from, max)
+        read_partition(p, topic_name, partition, from, max)
     }
 
     async fn partition_reader(
@@ -341,14 +359,19 @@ impl EventLog for EmbeddedLog {
         from: u64,
     ) -> Result<Box<dyn PartitionReader>> {
         let topic = self.topic(topic_name)?;
-        if partition as usize >= topic.partitions.len() {
+        let Some(p) = topic.partitions.get(partition as usize) else {
             return Err(LogError::UnknownPartition {
                 topic: topic_name.to_owned(),
                 partition,
             });
+        };
+        let first = p.first_retained();
+        if from < first {
+            return Err(LogError::gap(topic_name, partition, from, first));
         }
         Ok(Box::new(EmbeddedReader {
             topic,
+            name: topic_name.to_owned(),
             partition,
             next: from,
         }))
@@ -366,6 +389,7 @@ impl EventLog for EmbeddedLog {
         next.resize(t.partitions.len(), 0);
         Ok(Box::new(EmbeddedConsumer {
             topic: t,
+            name: topic.to_owned(),
             group_file: path,
             next,
             turn: 0,

@@ -5,6 +5,7 @@ use super::*;
 /// A cursor over one partition of the embedded log.
 pub(super) struct EmbeddedReader {
     pub(super) topic: Arc<Topic>,
+    pub(super) name: String,
     pub(super) partition: u32,
     pub(super) next: u64,
 }
@@ -14,6 +15,7 @@ impl PartitionReader for EmbeddedReader {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<ConsumedRecord>> {
         let batch = read_partition(
             &self.topic.partitions[self.partition as usize],
+            &self.name,
             self.partition,
             self.next,
             max,
@@ -25,22 +27,27 @@ impl PartitionReader for EmbeddedReader {
     }
 }
 
-/// Reads up to `max` durable records of a partition starting at `from`.
+/// Reads up to `max` durable records of a partition starting at `from`; a `from` below the first
+/// retained offset (or a segment that retention deletes before it is read) is a gap, an error.
 pub(super) fn read_partition(
     partition: &Partition,
+    topic: &str,
     id: u32,
     from: u64,
     max: usize,
 ) -> Result<Vec<ConsumedRecord>> {
     let end = partition.durable_end.load(Ordering::Acquire);
     let mut out = Vec::new();
-    if from >= end || max == 0 {
-        return Ok(out);
-    }
     let segments: Vec<SegmentIndex> = {
         let all = partition.segments.read();
-        // The segment holding `from`, and every later one; an offset removed by retention reads
-        // from the oldest segment still kept.
+        let first = all.first().map_or(end, |s| s.base.min(end));
+        if from < first {
+            return Err(LogError::gap(topic, id, from, first));
+        }
+        if from >= end || max == 0 {
+            return Ok(out);
+        }
+        // The segment holding `from`, and every later one.
         let start = all.partition_point(|s| s.base <= from).saturating_sub(1);
         all[start..].to_vec()
     };
@@ -57,8 +64,10 @@ pub(super) fn read_partition(
         };
         let file = match File::open(&seg.path) {
             Ok(f) => f,
-            // Deleted by retention between the listing and the open: move on.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // Deleted by retention between the listing and the open: its records are gone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LogError::gap(topic, id, next, partition.first_retained()));
+            }
             Err(e) => return Err(LogError::io(&seg.path, e)),
         };
         let file_len = file
