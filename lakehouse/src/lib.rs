@@ -61,6 +61,13 @@ pub enum LakeError {
     Snapshot(String),
     #[error("reading the event log: {0}")]
     Log(#[from] emporium_log::LogError),
+    /// The tables hold a partition up to an offset that retention has since removed from the
+    /// log: the events in between can no longer reach the lakehouse (ADR 0003).
+    #[error(
+        "the lakehouse cannot go on: {0}. Its tables end before the log's start, so the events in \
+         between are missing from them; see README, \"When the log no longer holds the beginning\""
+    )]
+    Gap(#[source] emporium_log::LogError),
 }
 
 impl LakeError {

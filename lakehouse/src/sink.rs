@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::record_batch::RecordBatch;
-use emporium_log::{EVENTS_TOPIC, EventLog, PartitionReader};
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError, PartitionReader};
 use metrics::{counter, gauge, histogram};
 use parking_lot::Mutex;
 
@@ -343,6 +343,17 @@ impl Sink {
             topic,
             self.config.root.display()
         );
+        let firsts = self.log.start_offsets(&topic).await?;
+        for (partition, (&from, &first)) in start.iter().zip(&firsts).enumerate() {
+            if from < first {
+                return Err(LakeError::Gap(LogError::out_of_range(
+                    &topic,
+                    partition as u32,
+                    from,
+                    first,
+                )));
+            }
+        }
         let mut readers: Vec<Box<dyn PartitionReader>> = Vec::with_capacity(start.len());
         for (partition, &from) in start.iter().enumerate() {
             readers.push(
@@ -366,7 +377,14 @@ impl Sink {
             }
             let mut got = 0;
             for (partition, reader) in readers.iter_mut().enumerate() {
-                let batch = reader.next_batch(self.config.read_batch).await?;
+                let batch = reader
+                    .next_batch(self.config.read_batch)
+                    .await
+                    .map_err(|e| match e {
+                        // Retention overtook the sink: never skip what it did not write.
+                        LogError::OffsetOutOfRange { .. } => LakeError::Gap(e),
+                        e => LakeError::Log(e),
+                    })?;
                 for record in &batch {
                     let kept = buffers.push_if(record, |table| {
                         committed

@@ -491,3 +491,47 @@ async fn a_table_ahead_of_the_restart_position_gets_nothing_twice() {
     let engine = SqlEngine::new(&root, SqlLimits::default());
     assert_eq!(lake_rows(&engine).await, expected_rows(&log).await);
 }
+
+/// The log's retention removed events the lakehouse never wrote (the sink was stopped for longer
+/// than the retention): the sink refuses to go on past the hole, naming it, and writes nothing.
+/// Once it has written them, a later retention is harmless: it restarts from its own positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_behind_the_logs_retention_stops_and_says_what_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(
+        EmbeddedLog::open(EmbeddedConfig {
+            segment_bytes: 64 * 1024,
+            retention: None,
+            retention_bytes: Some(256 * 1024),
+            ..EmbeddedConfig::in_dir(dir.path().join("log"))
+        })
+        .expect("open the log"),
+    );
+    log.ensure_topic(EVENTS_TOPIC, PARTITIONS)
+        .await
+        .expect("topic");
+    let events = shop_events(12_000, 5);
+    append(&log, &events[..500]).await;
+    let root = dir.path().join("lake");
+    run_to_end(&log, config(&root)).await;
+    append(&log, &events[500..]).await;
+    let starts = log.start_offsets(EVENTS_TOPIC).await.expect("starts");
+    assert!(starts.iter().all(|&s| s > 0), "retention moved: {starts:?}");
+
+    let stats = Arc::new(SinkStats::default());
+    let sink = Sink::open(log.clone(), config(&root), stats.clone())
+        .await
+        .expect("open the sink");
+    let result = sink.run(Arc::new(AtomicBool::new(false))).await;
+    match result {
+        Err(e @ emporium_lakehouse::LakeError::Gap(_)) => {
+            let message = e.to_string();
+            assert!(message.contains("no longer in the log"), "{message}");
+            assert!(message.contains("When the log no longer holds"), "{message}");
+        }
+        other => panic!("expected the sink to stop at the gap, got {other:?}"),
+    }
+    let engine = SqlEngine::new(&root, SqlLimits::default());
+    let rows: usize = lake_rows(&engine).await.values().map(Vec::len).sum();
+    assert_eq!(rows, 500, "the first events, nothing after the hole");
+}

@@ -113,6 +113,12 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// The error for a read below a partition's first retained offset, for readers that check
+    /// positions up front; counts the gap in `emporium_log_gaps_total`.
+    pub fn out_of_range(topic: &str, partition: u32, requested: u64, first: u64) -> Self {
+        Self::gap(topic, partition, requested, first)
+    }
+
     /// The error for a read below a partition's first retained offset; counts the gap.
     pub(crate) fn gap(topic: &str, partition: u32, requested: u64, first: u64) -> Self {
         metrics::counter!(

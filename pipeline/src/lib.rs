@@ -38,7 +38,7 @@ use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
 use emporium_serving::store::Store;
 
 use crate::decisions::decisions_in_log;
-use crate::resume::resume;
+use crate::resume::{check_retained, resume};
 use crate::worker::{WorkerContext, worker_main};
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,19 @@ pub enum PipelineError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error(transparent)]
     State(#[from] emporium_dataflows::decider::StateError),
+    /// The pipeline must read a partition from an offset retention already removed: deciding on
+    /// the rest would answer from a history with a hole in it (ADR 0003).
+    #[error(
+        "cannot {what}: {source}. Deciding on what is left would give other answers than the \
+         full history. Restore the checkpoint that goes with this store, or rebuild the log from \
+         the lakehouse (README, \"When the log no longer holds the beginning\")"
+    )]
+    Gap {
+        /// "resume from the checkpoint" or "replay the log from the start (no usable checkpoint)".
+        what: &'static str,
+        #[source]
+        source: LogError,
+    },
 }
 
 /// The pipeline running on its own thread. Dropping it asks it to stop (without waiting).
@@ -145,6 +158,7 @@ pub fn run(
         Some((_, checkpoint)) => checkpoint.positions.clone(),
         None => vec![0; partitions as usize],
     });
+    check_retained(log.as_ref(), &runtime, &start, resumed.is_some())?;
     let resumed_seq = resumed.as_ref().map_or(0, |(_, c)| c.seq);
     stats.resumed_from_seq.store(resumed_seq, Ordering::Relaxed);
     metrics::resumed_from(resumed_seq);

@@ -1,6 +1,7 @@
 //! Resuming from a checkpoint, when it fits this log, these settings and this store.
 
 use emporium_dataflows::decider::Decider;
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
 use emporium_serving::store::Store;
 
 use crate::PipelineError;
@@ -79,4 +80,28 @@ pub(crate) fn resume(
         "resuming from the checkpoint"
     );
     Ok(Some((decider, checkpoint)))
+}
+
+/// Fails with [`PipelineError::Gap`] when the log no longer holds a partition from `start` on
+/// (retention removed it): the pipeline never decides on a truncated history.
+pub(crate) fn check_retained(
+    log: &dyn EventLog,
+    runtime: &tokio::runtime::Handle,
+    start: &[u64],
+    resumed: bool,
+) -> Result<(), PipelineError> {
+    let firsts = runtime.block_on(log.start_offsets(EVENTS_TOPIC))?;
+    for (partition, (&from, &first)) in start.iter().zip(&firsts).enumerate() {
+        if from < first {
+            return Err(PipelineError::Gap {
+                what: if resumed {
+                    "resume from the checkpoint"
+                } else {
+                    "replay the log from the start (no usable checkpoint)"
+                },
+                source: LogError::out_of_range(EVENTS_TOPIC, partition as u32, from, first),
+            });
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::Output;
 use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow};
 use emporium_dataflows::view::{Installed, any_reads};
-use emporium_log::{EVENTS_TOPIC, EventLog};
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
 use emporium_schemas::{Event, EventKinds, Payload};
 use emporium_serving::store::Store;
 use timely::container::CapacityContainerBuilder;
@@ -364,7 +364,16 @@ pub(crate) fn worker_main(
     while !stop.load(Ordering::Relaxed) {
         let mut read = 0;
         for ((p, reader), (_, next)) in readers.iter_mut().zip(&mut next_offsets) {
-            let records = runtime.block_on(reader.next_batch(config.read_batch))?;
+            let records = runtime
+                .block_on(reader.next_batch(config.read_batch))
+                .map_err(|e| match e {
+                    // Retention overtook the reader: never decide past a hole.
+                    LogError::OffsetOutOfRange { .. } => PipelineError::Gap {
+                        what: "read on",
+                        source: e,
+                    },
+                    e => PipelineError::Log(e),
+                })?;
             read += records.len();
             if let Some(last) = records.last() {
                 *next = last.offset + 1;

@@ -460,3 +460,77 @@ fn heartbeats_to_idle_partitions_let_a_quiet_shops_order_be_decided() {
         assert_eq!(got, reference, "the decision is the reference's");
     }
 }
+
+/// Retention removed the beginning of the log. With no checkpoint, and with a checkpoint older
+/// than the log's start, the pipeline refuses to decide on the rest (it would answer differently
+/// from the full history) and says so, naming the partition and offsets; nothing is appended.
+#[test]
+fn a_log_whose_beginning_retention_removed_is_never_decided_on() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(
+        EmbeddedLog::open(EmbeddedConfig {
+            segment_bytes: 64 * 1024,
+            retention: None,
+            retention_bytes: Some(256 * 1024),
+            ..EmbeddedConfig::in_dir(dir.path())
+        })
+        .expect("open"),
+    );
+    rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
+        .expect("topic");
+    let events = shop_events(12_000);
+    let (first, later) = events.split_at(1_000);
+    append(&rt, &log, first);
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let config = PipelineConfig {
+        checkpoint: Some(CheckpointConfig {
+            dir: checkpoints.path().to_owned(),
+            interval: Duration::from_secs(3600),
+        }),
+        ..PipelineConfig::default()
+    };
+    // A checkpoint over the first events, while the log still holds them.
+    let one = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
+    assert_eq!(one.checkpoints.load(Ordering::Relaxed), 1);
+    append(&rt, &log, later);
+    let starts = rt.block_on(log.start_offsets(EVENTS_TOPIC)).expect("starts");
+    assert!(starts.iter().all(|&s| s > 0), "retention removed the beginning: {starts:?}");
+    let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
+
+    let refused = |config: PipelineConfig, store: Option<Arc<dyn Store>>, what: &str| {
+        let stats = Arc::new(PipelineStats::default());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let result = emporium_pipeline::run(
+            Arc::clone(&log),
+            store,
+            rt.handle().clone(),
+            config,
+            Arc::clone(&stats),
+            stop,
+        );
+        match result {
+            Err(e @ emporium_pipeline::PipelineError::Gap { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains(what), "{message}");
+                assert!(message.contains("no longer in the log"), "{message}");
+                assert!(message.contains("When the log no longer holds"), "{message}");
+            }
+            other => panic!("expected a refusal to {what}, got {other:?}"),
+        }
+        assert_eq!(stats.decisions_appended.load(Ordering::Relaxed), 0);
+    };
+    refused(
+        config.clone(),
+        Some(Arc::clone(&store)),
+        "resume from the checkpoint",
+    );
+    refused(PipelineConfig::default(), None, "replay the log from the start");
+    assert_eq!(
+        rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends"),
+        ends,
+        "nothing appended"
+    );
+}
