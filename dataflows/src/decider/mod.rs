@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Listing};
 use crate::changes::{Change, SkuAvailable};
-use crate::event_time::PartitionClock;
+use crate::event_time::{KeyClock, PartitionClock};
 use crate::inventory::{Inventory, InventoryConfig, Output};
 use crate::orders::{Anomaly, Orders};
 use crate::products::{self, Id, ListingKey, Names, ProductInputs, ProductSkus};
@@ -29,6 +29,8 @@ pub use state::StateError;
 
 struct Buffered {
     at: DateTime<Utc>,
+    /// Its rank among its key's events ([`PartitionClock::stamp_keyed`]): log order at one time.
+    rank: u64,
     id: u128,
     /// Boxed: the heap moves entries on every push and pop.
     event: Box<Event>,
@@ -57,9 +59,11 @@ impl Ord for Buffered {
 }
 
 impl Buffered {
-    /// Decision time first, event id to break ties: a total order every reader agrees on.
-    fn key(&self) -> (DateTime<Utc>, u128) {
-        (self.at, self.id)
+    /// Decision time first, then the rank among its key's events (a key's events at one time in
+    /// log order), then the event id: a total order every reader agrees on, whatever the number
+    /// of partitions.
+    fn key(&self) -> (DateTime<Utc>, u64, u128) {
+        (self.at, self.rank, self.id)
     }
 }
 
@@ -218,9 +222,18 @@ impl Decider {
             self.push_tick(partition, event.occurred_at);
             return;
         }
-        let at = self.stamp(partition, event.occurred_at);
+        let (at, rank) = if Self::reads(kind) {
+            // The folds' events keep their key's log order (a payment never before its order).
+            let n = self.clocks.len();
+            let stamp = self.clocks[partition % n].stamp_keyed(event.partition_key(), event.occurred_at);
+            self.late += u64::from(stamp.late);
+            (stamp.at, stamp.rank)
+        } else {
+            (self.stamp(partition, event.occurred_at), 0)
+        };
         self.pending.push(Reverse(Buffered {
             at,
+            rank,
             id: event.event_id.as_u128(),
             event: Box::new(event),
             appended_ms,
@@ -419,19 +432,25 @@ pub fn decide_all(
     allowed_lateness: Duration,
     config: InventoryConfig,
 ) -> (Vec<Output>, Inventory) {
-    let mut stamped: Vec<(DateTime<Utc>, u128, &Event)> = Vec::new();
+    let mut stamped: Vec<(DateTime<Utc>, u64, u128, &Event)> = Vec::new();
     for events in partitions {
         let mut clock = PartitionClock::new(allowed_lateness);
         // Decisions are outputs: a log's own decisions are not read again.
         for e in events.iter().filter(|e| !e.kind().is_decision()) {
-            stamped.push((clock.stamp(e.occurred_at), e.event_id.as_u128(), e));
+            let (at, rank) = if Decider::reads(e.kind()) {
+                let stamp = clock.stamp_keyed(e.partition_key(), e.occurred_at);
+                (stamp.at, stamp.rank)
+            } else {
+                (clock.stamp(e.occurred_at), 0)
+            };
+            stamped.push((at, rank, e.event_id.as_u128(), e));
         }
     }
-    stamped.sort_by_key(|(at, id, _)| (*at, *id));
+    stamped.sort_by_key(|(at, rank, id, _)| (*at, *rank, *id));
     let mut inventory = Inventory::new(config);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (at, id, e) in stamped {
+    for (at, _, id, e) in stamped {
         // Time passes with every event, a duplicate or one the inventory ignores included.
         inventory.advance_to(at, &mut out);
         if seen.insert(id) {

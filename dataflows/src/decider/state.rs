@@ -7,7 +7,8 @@ use super::*;
 #[derive(Serialize)]
 struct StateRef<'a> {
     newest: Vec<Option<DateTime<Utc>>>,
-    pending: Vec<(DateTime<Utc>, i64, Vec<u8>)>,
+    keys: Vec<Vec<(String, KeyClock)>>,
+    pending: Vec<(DateTime<Utc>, u64, i64, Vec<u8>)>,
     applied: &'a HashSet<u128>,
     inventory: &'a Inventory,
     orders: &'a Orders,
@@ -21,9 +22,12 @@ struct StateRef<'a> {
 struct State {
     /// Per partition, the newest event time seen.
     newest: Vec<Option<DateTime<Utc>>>,
-    /// Events buffered above the watermark: decision time, append time (ms), the event as JSON
-    /// (its own format: payloads are tagged by `type`, which bincode cannot carry).
-    pending: Vec<(DateTime<Utc>, i64, Vec<u8>)>,
+    /// Per partition, the keys' clocks that can still change a stamp, in key order.
+    keys: Vec<Vec<(String, KeyClock)>>,
+    /// Events buffered above the watermark: decision time, rank among its key's events, append
+    /// time (ms), the event as JSON (its own format: payloads are tagged by `type`, which
+    /// bincode cannot carry).
+    pending: Vec<(DateTime<Utc>, u64, i64, Vec<u8>)>,
     applied: HashSet<u128>,
     inventory: Inventory,
     orders: Orders,
@@ -48,10 +52,11 @@ impl Decider {
     pub fn state(&self) -> Result<Vec<u8>, StateError> {
         let state = StateRef {
             newest: self.clocks.iter().map(PartitionClock::newest).collect(),
+            keys: self.clocks.iter().map(PartitionClock::keys).collect(),
             pending: self
                 .pending
                 .iter()
-                .map(|Reverse(p)| (p.at, p.appended_ms, p.event.to_json()))
+                .map(|Reverse(p)| (p.at, p.rank, p.appended_ms, p.event.to_json()))
                 .collect(),
             applied: &self.applied,
             inventory: &self.inventory,
@@ -78,20 +83,28 @@ impl Decider {
             });
         }
         let mut pending = BinaryHeap::with_capacity(state.pending.len());
-        for (at, appended_ms, json) in state.pending {
+        for (at, rank, appended_ms, json) in state.pending {
             let event = Event::decode(&json).map_err(|e| StateError::Event(e.to_string()))?;
             pending.push(Reverse(Buffered {
                 at,
+                rank,
                 id: event.event_id.as_u128(),
                 event: Box::new(event),
                 appended_ms,
             }));
         }
         let mut decider = Self::new(partitions, allowed_lateness, config.clone());
+        if state.keys.len() != state.newest.len() {
+            return Err(StateError::Partitions {
+                found: state.keys.len(),
+                expected: state.newest.len(),
+            });
+        }
         decider.clocks = state
             .newest
             .into_iter()
-            .map(|newest| PartitionClock::resumed(allowed_lateness, newest))
+            .zip(state.keys)
+            .map(|(newest, keys)| PartitionClock::resumed(allowed_lateness, newest, keys))
             .collect();
         decider.pending = pending;
         decider.applied = state.applied;
