@@ -227,3 +227,91 @@ proptest! {
         prop_assert_eq!(out, reference);
     }
 }
+
+/// A decider resumed from its state mid-stream decides exactly as an uninterrupted one, with
+/// thousands of keys (so the clocks forget old keys) and many events at one time (so ties between
+/// keys are common). Ranks restart at 0 for a forgotten key: a tie-break comparing ranks across
+/// keys made the resumed decider order differently (`tests/crash_recovery.rs` caught it).
+#[test]
+fn a_resumed_decider_orders_ties_as_an_uninterrupted_one() {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let partitions = 3;
+    let mut events: Vec<(usize, Event)> = Vec::new();
+    let stock = Event::new(
+        Uuid::from_u128(1),
+        t(0),
+        StockReceived {
+            sku: "sku-1".into(),
+            warehouse: "wh-1".into(),
+            quantity: 2_500,
+            reason: "po".into(),
+        },
+    );
+    events.push((partition(stock.partition_key(), partitions), stock));
+    for i in 0..6_000u64 {
+        // Whole seconds, 20 orders a second, clocks off by up to 2 s: many ties between keys.
+        let order = format!("o-{}", next() % 4_000);
+        let at = t(((i / 20) as i64 - (next() % 3) as i64) * 1_000);
+        let id = Uuid::from_u128(u128::from(next()) << 64 | u128::from(i));
+        let payload: Payload = match next() % 3 {
+            0 => OrderPlaced {
+                order_id: order.clone(),
+                user_id: "u-1".into(),
+                lines: vec![OrderLine {
+                    sku: "sku-1".into(),
+                    qty: 1,
+                    unit_price: Money::new(100, "USD"),
+                }],
+                shipping_region: "eu-west".into(),
+                payment_token: "tok_abc".into(),
+            }
+            .into(),
+            1 => PaymentAuthorized {
+                order_id: order.clone(),
+                amount: Money::new(100, "USD"),
+                payment_token: "tok_abc".into(),
+            }
+            .into(),
+            _ => OrderCancelled {
+                order_id: order.clone(),
+                reason: "x".into(),
+            }
+            .into(),
+        };
+        let e = Event::new(id, at, payload);
+        events.push((partition(e.partition_key(), partitions), e));
+    }
+    let lateness = Duration::seconds(1);
+    let config = InventoryConfig {
+        reservation_ttl: Duration::seconds(30),
+    };
+    let run = |resume_every: Option<usize>| {
+        let mut decider = Decider::new(partitions, lateness, config.clone());
+        let mut out = Vec::new();
+        for (i, (p, e)) in events.iter().enumerate() {
+            decider.push(*p, e.clone());
+            decider.decide(&mut out);
+            if resume_every.is_some_and(|n| i % n == n - 1) {
+                let bytes = decider.state().expect("state");
+                decider =
+                    Decider::resume(&bytes, partitions, lateness, config.clone()).expect("resume");
+            }
+        }
+        decider.finish(&mut out);
+        (out, decider.seq())
+    };
+    let uninterrupted = run(None);
+    assert!(uninterrupted.1 > 3_000, "steps: {}", uninterrupted.1);
+    for every in [997, 1_500] {
+        assert!(
+            run(Some(every)) == uninterrupted,
+            "resumed every {every} events"
+        );
+    }
+}

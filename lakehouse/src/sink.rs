@@ -377,14 +377,15 @@ impl Sink {
             }
             let mut got = 0;
             for (partition, reader) in readers.iter_mut().enumerate() {
-                let batch = reader
-                    .next_batch(self.config.read_batch)
-                    .await
-                    .map_err(|e| match e {
-                        // Retention overtook the sink: never skip what it did not write.
-                        LogError::OffsetOutOfRange { .. } => LakeError::Gap(e),
-                        e => LakeError::Log(e),
-                    })?;
+                let batch =
+                    reader
+                        .next_batch(self.config.read_batch)
+                        .await
+                        .map_err(|e| match e {
+                            // Retention overtook the sink: never skip what it did not write.
+                            LogError::OffsetOutOfRange { .. } => LakeError::Gap(e),
+                            e => LakeError::Log(e),
+                        })?;
                 for record in &batch {
                     let kept = buffers.push_if(record, |table| {
                         committed

@@ -527,7 +527,10 @@ async fn a_sink_behind_the_logs_retention_stops_and_says_what_is_missing() {
         Err(e @ emporium_lakehouse::LakeError::Gap(_)) => {
             let message = e.to_string();
             assert!(message.contains("no longer in the log"), "{message}");
-            assert!(message.contains("When the log no longer holds"), "{message}");
+            assert!(
+                message.contains("When the log no longer holds"),
+                "{message}"
+            );
         }
         other => panic!("expected the sink to stop at the gap, got {other:?}"),
     }

@@ -377,7 +377,8 @@ impl EventLog for KafkaLog {
         let name = topic.to_owned();
         let (consumer, low) = self
             .blocking(move |_| {
-                let (low, _) = consumer.fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)?;
+                let (low, _) =
+                    consumer.fetch_watermarks(&name, partition as i32, METADATA_TIMEOUT)?;
                 Ok((consumer, low.max(0) as u64))
             })
             .await?;

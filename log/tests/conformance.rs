@@ -318,7 +318,9 @@ async fn reads_below_the_first_retained_offset_fail(
     };
     for below in [0, first - 1] {
         gap(
-            log.read(topic, p, below, 10).await.expect_err("a read below the start"),
+            log.read(topic, p, below, 10)
+                .await
+                .expect_err("a read below the start"),
             below,
         );
         let reader = match log.partition_reader(topic, p, below).await {
@@ -329,7 +331,10 @@ async fn reads_below_the_first_retained_offset_fail(
     }
     // From the first retained offset on, everything is there.
     let from = log.start_offsets(topic).await.expect("start offsets")[p as usize];
-    let got = log.read(topic, p, from, 1).await.expect("read at the start");
+    let got = log
+        .read(topic, p, from, 1)
+        .await
+        .expect("read at the start");
     assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![from]);
     let mut reader = log.partition_reader(topic, p, from).await.expect("reader");
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -9,8 +9,10 @@
 //!
 //! The pipeline writes a checkpoint only after the store holds every document up to its `seq`
 //! and the log every decision up to it; it resumes from one only if the store's positions are at
-//! or past the checkpoint's. Anything else falls back to a replay from the start, which is always
-//! correct, only slower.
+//! or past the checkpoint's. Anything else falls back to a replay from the start, which is
+//! correct, only slower, while the log still holds its beginning: when retention has removed it
+//! (or the records after the checkpoint's positions), the pipeline stops with
+//! [`crate::PipelineError::Gap`] instead of deciding on what is left.
 
 use std::fs::{self, File};
 use std::io::Write;

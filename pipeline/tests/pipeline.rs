@@ -496,8 +496,13 @@ fn a_log_whose_beginning_retention_removed_is_never_decided_on() {
     let one = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
     assert_eq!(one.checkpoints.load(Ordering::Relaxed), 1);
     append(&rt, &log, later);
-    let starts = rt.block_on(log.start_offsets(EVENTS_TOPIC)).expect("starts");
-    assert!(starts.iter().all(|&s| s > 0), "retention removed the beginning: {starts:?}");
+    let starts = rt
+        .block_on(log.start_offsets(EVENTS_TOPIC))
+        .expect("starts");
+    assert!(
+        starts.iter().all(|&s| s > 0),
+        "retention removed the beginning: {starts:?}"
+    );
     let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
 
     let refused = |config: PipelineConfig, store: Option<Arc<dyn Store>>, what: &str| {
@@ -516,7 +521,10 @@ fn a_log_whose_beginning_retention_removed_is_never_decided_on() {
                 let message = e.to_string();
                 assert!(message.contains(what), "{message}");
                 assert!(message.contains("no longer in the log"), "{message}");
-                assert!(message.contains("When the log no longer holds"), "{message}");
+                assert!(
+                    message.contains("When the log no longer holds"),
+                    "{message}"
+                );
             }
             other => panic!("expected a refusal to {what}, got {other:?}"),
         }
@@ -527,7 +535,11 @@ fn a_log_whose_beginning_retention_removed_is_never_decided_on() {
         Some(Arc::clone(&store)),
         "resume from the checkpoint",
     );
-    refused(PipelineConfig::default(), None, "replay the log from the start");
+    refused(
+        PipelineConfig::default(),
+        None,
+        "replay the log from the start",
+    );
     assert_eq!(
         rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends"),
         ends,

@@ -59,11 +59,13 @@ impl Ord for Buffered {
 }
 
 impl Buffered {
-    /// Decision time first, then the rank among its key's events (a key's events at one time in
-    /// log order), then the event id: a total order every reader agrees on, whatever the number
-    /// of partitions.
-    fn key(&self) -> (DateTime<Utc>, u64, u128) {
-        (self.at, self.rank, self.id)
+    /// Decision time first, then the key, then the rank among the key's events (a key's events at
+    /// one time in log order), then the event id: a total order every reader agrees on, whatever
+    /// the number of partitions. Ranks are compared within one key only: a key forgotten by the
+    /// clock ([`PartitionClock`] prunes) ranks from 0 again, but its earlier events are all at
+    /// earlier times, so a resumed decider orders exactly as an uninterrupted one.
+    fn key(&self) -> (DateTime<Utc>, &str, u64, u128) {
+        (self.at, self.event.partition_key(), self.rank, self.id)
     }
 }
 
@@ -225,7 +227,8 @@ impl Decider {
         let (at, rank) = if Self::reads(kind) {
             // The folds' events keep their key's log order (a payment never before its order).
             let n = self.clocks.len();
-            let stamp = self.clocks[partition % n].stamp_keyed(event.partition_key(), event.occurred_at);
+            let stamp =
+                self.clocks[partition % n].stamp_keyed(event.partition_key(), event.occurred_at);
             self.late += u64::from(stamp.late);
             (stamp.at, stamp.rank)
         } else {
@@ -432,7 +435,7 @@ pub fn decide_all(
     allowed_lateness: Duration,
     config: InventoryConfig,
 ) -> (Vec<Output>, Inventory) {
-    let mut stamped: Vec<(DateTime<Utc>, u64, u128, &Event)> = Vec::new();
+    let mut stamped: Vec<(DateTime<Utc>, &str, u64, u128, &Event)> = Vec::new();
     for events in partitions {
         let mut clock = PartitionClock::new(allowed_lateness);
         // Decisions are outputs: a log's own decisions are not read again.
@@ -443,14 +446,14 @@ pub fn decide_all(
             } else {
                 (clock.stamp(e.occurred_at), 0)
             };
-            stamped.push((at, rank, e.event_id.as_u128(), e));
+            stamped.push((at, e.partition_key(), rank, e.event_id.as_u128(), e));
         }
     }
-    stamped.sort_by_key(|(at, rank, id, _)| (*at, *rank, *id));
+    stamped.sort_by_key(|(at, key, rank, id, _)| (*at, *key, *rank, *id));
     let mut inventory = Inventory::new(config);
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for (at, _, id, e) in stamped {
+    for (at, _, _, id, e) in stamped {
         // Time passes with every event, a duplicate or one the inventory ignores included.
         inventory.advance_to(at, &mut out);
         if seen.insert(id) {

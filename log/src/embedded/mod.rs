@@ -330,7 +330,11 @@ impl EventLog for EmbeddedLog {
     async fn start_offsets(&self, topic: &str) -> Result<Vec<u64>> {
         self.shared.check()?;
         let topic = self.topic(topic)?;
-        Ok(topic.partitions.iter().map(Partition::first_retained).collect())
+        Ok(topic
+            .partitions
+            .iter()
+            .map(Partition::first_retained)
+            .collect())
     }
 
     async fn read(
