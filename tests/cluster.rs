@@ -3,6 +3,11 @@
 //! broker, in this test's process). Their decisions must be exactly the batch reference's, and the
 //! store that process 0 writes must hold exactly the reference documents — the same as one
 //! process with any number of threads gives (`dataflows/tests/pipeline.rs`).
+//!
+//! Partition 3, read by process 1, goes quiet after its first events: only heartbeats that
+//! process 0 appends to it move the watermark (they never did: process 0 took process 1's
+//! partitions for unread). Both processes are then stopped and restarted from process 0's
+//! checkpoint: process 1 must resume where the checkpoint left its partitions, not at offset 0.
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -13,8 +18,8 @@ use emporium_dataflows::decider::decide_all;
 use emporium_dataflows::reference::reference_documents;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::kafka::{KafkaConfig, KafkaLog};
-use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
-use emporium_pipeline::{PipelineConfig, decision_events};
+use emporium_log::{EVENTS_TOPIC, EventLog, Record, partition_for, read_all};
+use emporium_pipeline::{PipelineConfig, decision_events, reader_of};
 use emporium_schemas::Event;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
@@ -30,7 +35,13 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn start(process: usize, addresses: &str, brokers: &str, data_dir: &std::path::Path) -> Child {
+fn start(
+    process: usize,
+    addresses: &str,
+    brokers: &str,
+    ops: u16,
+    data_dir: &std::path::Path,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_emporium"))
         .args([
             "pipeline",
@@ -44,6 +55,8 @@ fn start(process: usize, addresses: &str, brokers: &str, data_dir: &std::path::P
             "1",
             "--status-every",
             "0",
+            "--ops-listen",
+            &format!("127.0.0.1:{ops}"),
             "--data-dir",
         ])
         .arg(data_dir)
@@ -68,6 +81,72 @@ async fn split(log: &dyn EventLog) -> (Vec<Vec<Event>>, Vec<Event>) {
     (partitions, decisions)
 }
 
+/// `count` generated events, without those of partition 3 after its first `quiet_after`.
+fn events(generator: &mut Generator, count: usize, quiet_after: &mut usize) -> Vec<Record> {
+    (0..count)
+        .map(|_| generator.next_event())
+        .filter(|e| {
+            if partition_for(e.partition_key().as_bytes(), PARTITIONS as u32) != QUIET {
+                return true;
+            }
+            *quiet_after = quiet_after.saturating_sub(1);
+            *quiet_after > 0
+        })
+        .map(|e| Record::new(e.partition_key().as_bytes().to_vec(), e.to_json()))
+        .collect()
+}
+
+/// Waits until the decisions in the log stop changing; returns how many there are.
+async fn steady_decisions(log: &dyn EventLog, at_least: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (usize::MAX, Instant::now());
+    loop {
+        let (_, decisions) = split(log).await;
+        if decisions.len() != last.0 {
+            last = (decisions.len(), Instant::now());
+        } else if decisions.len() >= at_least && last.1.elapsed() > Duration::from_secs(3) {
+            return decisions.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no steady decisions (at least {at_least}): {}",
+            last.0
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Stops every process together (one alone cannot make progress without the other).
+fn stop_all(processes: &mut Vec<Child>) {
+    for p in processes.iter() {
+        let status = Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status()
+            .expect("SIGTERM");
+        assert!(status.success());
+    }
+    for mut p in processes.drain(..) {
+        let exit = p.wait().expect("exit");
+        assert!(exit.success(), "a pipeline process failed: {exit}");
+    }
+}
+
+/// A counter of a process's /metrics.
+async fn counter(port: u16, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// The partition process 1 reads that goes quiet.
+const QUIET: u32 = 3;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_decide_exactly_as_the_reference() {
     let cluster = MockCluster::new(1).expect("mock cluster");
@@ -84,48 +163,63 @@ async fn two_processes_decide_exactly_as_the_reference() {
         ..GeneratorConfig::default()
     })
     .expect("generator");
+    assert_eq!(
+        reader_of(QUIET, 2),
+        1,
+        "process 1 reads the quiet partition"
+    );
+    let mut quiet_after = 6;
     for _ in 0..10 {
-        let batch: Vec<Record> = (0..1_000)
-            .map(|_| {
-                let e = generator.next_event();
-                Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
-            })
-            .collect();
+        let batch = events(&mut generator, 1_000, &mut quiet_after);
         log.append(EVENTS_TOPIC, batch).await.expect("append");
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
     let addresses = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let ops = [free_port(), free_port()];
     let mut processes = vec![
-        start(0, &addresses, &brokers, dir.path()),
-        start(1, &addresses, &brokers, dir.path()),
+        start(0, &addresses, &brokers, ops[0], dir.path()),
+        start(1, &addresses, &brokers, ops[1], dir.path()),
     ];
+    // Most decided (without heartbeats to it, the quiet partition holds every decision after
+    // its fifth event; unpaid reservations of the last TTL wait for later events to expire).
+    let (partitions, _) = split(log.as_ref()).await;
+    let config = PipelineConfig::default();
+    let (reference, _) = decide_all(
+        &partitions,
+        config.allowed_lateness,
+        config.inventory.clone(),
+    );
+    steady_decisions(log.as_ref(), reference.len() / 2).await;
+    stop_all(&mut processes);
+    let ends = log.end_offsets(EVENTS_TOPIC).await.expect("ends");
+    let process_1_had = ends[1] + ends[QUIET as usize];
 
-    // Until the decisions in the log stop changing.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last = (usize::MAX, Instant::now());
-    loop {
-        let (_, decisions) = split(log.as_ref()).await;
-        if decisions.len() != last.0 {
-            last = (decisions.len(), Instant::now());
-        } else if decisions.len() > 100 && last.1.elapsed() > Duration::from_secs(3) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no steady decisions: {}", last.0);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    // Stop both together (one process alone cannot make progress without the other).
-    for p in &processes {
-        let status = Command::new("kill")
-            .args(["-TERM", &p.id().to_string()])
-            .status()
-            .expect("SIGTERM");
-        assert!(status.success());
-    }
-    for p in &mut processes {
-        let exit = p.wait().expect("exit");
-        assert!(exit.success(), "a pipeline process failed: {exit}");
-    }
+    // More traffic, then both again: process 1 resumes from the checkpoint's positions.
+    log.append(
+        EVENTS_TOPIC,
+        events(&mut generator, 1_000, &mut quiet_after),
+    )
+    .await
+    .expect("append");
+    let mut processes = vec![
+        start(0, &addresses, &brokers, ops[0], dir.path()),
+        start(1, &addresses, &brokers, ops[1], dir.path()),
+    ];
+    let (partitions, _) = split(log.as_ref()).await;
+    let (reference, _) = decide_all(
+        &partitions,
+        config.allowed_lateness,
+        config.inventory.clone(),
+    );
+    steady_decisions(log.as_ref(), reference.len() / 2).await;
+    let read_again = counter(ops[1], "emporium_dataflow_records_read_total").await;
+    stop_all(&mut processes);
+    assert!(
+        read_again < process_1_had / 2,
+        "process 1 read {read_again} records after the restart, of {process_1_had} it had read \
+         before: it must resume from the checkpoint, not from offset 0"
+    );
 
     let (partitions, decisions) = split(log.as_ref()).await;
     let config = PipelineConfig::default();

@@ -138,20 +138,17 @@ pub fn routing_key(partition: u32, partitions: u32) -> String {
 }
 
 /// Appends the heartbeats [`Arrivals::due`] finds due. A partition counts as read to its end
-/// when the readers' published position has reached the log's end offset.
+/// when `read` (per partition, the next offset the decider has received, whichever process read
+/// it) has reached the log's end offset.
 pub(crate) fn send_heartbeats(
     log: &Arc<dyn EventLog>,
     runtime: &tokio::runtime::Handle,
     decider: &Decider,
     arrivals: &mut Arrivals,
     idle_after: std::time::Duration,
+    read: &[u64],
     stats: &PipelineStats,
 ) -> Result<(), PipelineError> {
-    let read = stats
-        .read_positions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
     let now_ms = chrono::Utc::now().timestamp_millis();
     // The end offsets only when a partition is otherwise due (a request to Kafka).
     let mut ends: Option<Result<Vec<u64>, LogError>> = None;

@@ -158,13 +158,22 @@ pub fn run(
         Some((_, checkpoint)) => checkpoint.positions.clone(),
         None => vec![0; partitions as usize],
     });
-    check_retained(log.as_ref(), &runtime, &start, resumed.is_some())?;
+    // A process ≥ 1 reads from process 0's positions (sent at start, `worker`): only the process
+    // that decides checks them, and only it appends decisions.
+    let decides = config.cluster.as_ref().is_none_or(|c| c.process == 0);
+    if decides {
+        check_retained(log.as_ref(), &runtime, &start, resumed.is_some())?;
+    }
     let resumed_seq = resumed.as_ref().map_or(0, |(_, c)| c.seq);
     stats.resumed_from_seq.store(resumed_seq, Ordering::Relaxed);
     metrics::resumed_from(resumed_seq);
     // Decisions appended after the checkpoint lie after its positions: only those can be in the
     // log already.
-    let logged = Arc::new(runtime.block_on(decisions_in_log(log.as_ref(), &start))?);
+    let logged = Arc::new(if decides {
+        runtime.block_on(decisions_in_log(log.as_ref(), &start))?
+    } else {
+        Default::default()
+    });
     tracing::info!(
         partitions,
         workers = config.workers,

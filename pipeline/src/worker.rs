@@ -18,6 +18,7 @@ use emporium_serving::store::Store;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::Filter as _;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Exchange as _, Input, Inspect, Operator, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
@@ -53,6 +54,37 @@ pub(crate) struct Resumed {
     pub(crate) views: Vec<(String, Vec<u8>)>,
 }
 
+/// The start positions of worker 0 (the one that resumed from a checkpoint, or 0s), broadcast to
+/// every worker of every process before any reads.
+fn start_from_worker_0(
+    worker: &mut timely::worker::Worker,
+    start: &[u64],
+) -> Result<Vec<u64>, PipelineError> {
+    let mut input: InputHandle<u64, CapacityContainerBuilder<Vec<Vec<u64>>>> = InputHandle::new();
+    let got: Rc<RefCell<Option<Vec<u64>>>> = Rc::default();
+    let probe = {
+        let got = Rc::clone(&got);
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope
+                .input_from(&mut input)
+                .broadcast()
+                .inspect(move |positions: &Vec<u64>| *got.borrow_mut() = Some(positions.clone()))
+                .probe()
+                .0
+        })
+    };
+    if worker.index() == 0 {
+        input.send(start.to_vec());
+    }
+    input.close();
+    while !probe.done() {
+        worker.step_or_park(Some(std::time::Duration::from_millis(10)));
+    }
+    got.borrow_mut().take().ok_or_else(|| {
+        PipelineError::Timely("the start positions did not arrive from worker 0".into())
+    })
+}
+
 pub(crate) fn worker_main(
     worker: &mut timely::worker::Worker,
     partitions: u32,
@@ -72,6 +104,9 @@ pub(crate) fn worker_main(
     let index = worker.index();
     let peers = worker.peers();
     let writes_store = store.is_some();
+    // Worker 0's start positions for every worker: in cluster mode only process 0 holds the
+    // checkpoint, and a process ≥ 1 must resume its partitions where the checkpoint left them.
+    let start = &Arc::new(start_from_worker_0(worker, start)?);
     // Worker 0's decider, shared with the dataflow's operator so it can be checkpointed.
     let resumed = match index {
         0 => resumed.lock().unwrap_or_else(|e| e.into_inner()).take(),
@@ -311,10 +346,16 @@ pub(crate) fn worker_main(
     let started_ms = chrono::Utc::now().timestamp_millis();
     let mut readers = Vec::new();
     for p in (0..partitions).filter(|p| reader_of(*p, peers) == index) {
-        readers.push((
-            p,
-            runtime.block_on(log.partition_reader(EVENTS_TOPIC, p, start[p as usize]))?,
-        ));
+        let reader = runtime
+            .block_on(log.partition_reader(EVENTS_TOPIC, p, start[p as usize]))
+            .map_err(|e| match e {
+                LogError::OffsetOutOfRange { .. } => PipelineError::Gap {
+                    what: "resume from worker 0's positions",
+                    source: e,
+                },
+                e => PipelineError::Log(e),
+            })?;
+        readers.push((p, reader));
     }
     // Worker 0 hands each round's documents to a writer thread and goes on deciding: a slow
     // store write delays freshness, not decisions.
@@ -440,12 +481,16 @@ pub(crate) fn worker_main(
             && last_heartbeat_check.elapsed() >= idle_after / 4
         {
             last_heartbeat_check = std::time::Instant::now();
+            // Caught up as the decider sees it: worker 0 receives every partition's records,
+            // those that other processes read included.
+            let positions = store_work.borrow().positions.clone();
             send_heartbeats(
                 log,
                 runtime,
                 &decider.borrow(),
                 &mut arrivals.borrow_mut(),
                 idle_after,
+                &positions,
                 stats,
             )?;
         }
