@@ -20,6 +20,8 @@ pub struct DlqArgs {
     /// Read the dead-letter topic from Kafka at these brokers.
     #[arg(long, conflicts_with = "data_dir")]
     kafka: Option<String>,
+    #[command(flatten)]
+    kafka_client: crate::open::KafkaClientArgs,
     /// First dead-letter offset to show.
     #[arg(long, default_value_t = 0)]
     from: u64,
@@ -41,7 +43,12 @@ pub fn main(args: DlqArgs) -> anyhow::Result<()> {
         if let Some(dir) = &args.data_dir {
             from_log(crate::open::embedded(dir)?, args.from, args.limit).await
         } else if let Some(brokers) = &args.kafka {
-            from_log(crate::open::kafka(brokers, 1)?, args.from, args.limit).await
+            from_log(
+                crate::open::kafka(brokers, 1, &args.kafka_client)?,
+                args.from,
+                args.limit,
+            )
+            .await
         } else {
             let url = format!(
                 "{}/v1/dlq?from={}&limit={}",

@@ -71,6 +71,8 @@ pub struct GenerateArgs {
     /// Append straight to Kafka at these brokers (host:port,...), bypassing ingest.
     #[arg(long)]
     kafka: Option<String>,
+    #[command(flatten)]
+    kafka_client: crate::open::KafkaClientArgs,
     /// Lines per HTTP request or Kafka append.
     #[arg(long, default_value_t = 500)]
     batch: usize,
@@ -165,7 +167,7 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
         let rt = tokio::runtime::Runtime::new()?;
         let reporter = spawn_reporter(Arc::clone(&progress));
         rt.block_on(async {
-            let log = crate::open::kafka(brokers, 1)?;
+            let log = crate::open::kafka(brokers, 1, &args.kafka_client)?;
             log.ensure_topic(EVENTS_TOPIC, args.partitions).await?;
             output::send_to_log(
                 &mut generator,

@@ -65,6 +65,8 @@ pub struct LakehouseArgs {
     /// then not be open in an `emporium run`: that one runs the sink itself).
     #[arg(long, env = "EMPORIUM_KAFKA")]
     kafka: Option<String>,
+    #[command(flatten)]
+    kafka_client: crate::open::KafkaClientArgs,
     /// The data directory of the embedded log, and of the lakehouse unless --lakehouse-dir.
     #[arg(long, env = "EMPORIUM_DATA_DIR", default_value = "emporium-data")]
     data_dir: PathBuf,
@@ -83,7 +85,7 @@ pub fn main(args: LakehouseArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: LakehouseArgs) -> anyhow::Result<()> {
-    let log = crate::open::log(args.kafka.as_deref(), 1, &args.data_dir)?;
+    let log = crate::open::log(args.kafka.as_deref(), 1, &args.kafka_client, &args.data_dir)?;
     log.partition_count(EVENTS_TOPIC).await.with_context(|| {
         format!(
             "the {} has no events topic yet: start `emporium run` (or ingest) first",

@@ -22,6 +22,8 @@ pub struct PipelineArgs {
     /// Kafka brokers (host:port,...) of the log every process reads.
     #[arg(long, env = "EMPORIUM_KAFKA")]
     kafka: String,
+    #[command(flatten)]
+    kafka_client: crate::open::KafkaClientArgs,
     /// This process's index in --addresses (0 decides and writes the store).
     #[arg(long, default_value_t = 0)]
     process: usize,
@@ -104,7 +106,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
             c.addresses.len()
         );
     }
-    let log = crate::open::log(Some(&args.kafka), 1, &args.data_dir)?;
+    let log = crate::open::log(Some(&args.kafka), 1, &args.kafka_client, &args.data_dir)?;
     // Only the deciding process writes the store.
     let store = if args.process == 0 {
         Some(args.store.open(&args.data_dir).await?)

@@ -40,6 +40,8 @@ pub struct RunArgs {
     /// Replication factor of topics Emporium creates in Kafka.
     #[arg(long, default_value_t = 1, requires = "kafka")]
     kafka_replication: i32,
+    #[command(flatten)]
+    kafka_client: crate::open::KafkaClientArgs,
     /// Partitions of the events topic when it is created.
     #[arg(long, default_value_t = 4)]
     partitions: u32,
@@ -90,6 +92,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let log = crate::open::log(
         args.kafka.as_deref(),
         args.kafka_replication,
+        &args.kafka_client,
         &args.data_dir,
     )?;
     let intake = Intake::start(
