@@ -48,7 +48,7 @@ pub fn fmt_rate(r: f64) -> String {
     }
 }
 
-pub fn header(title: &str, workload: &str) {
+fn header(title: &str, workload: &str) {
     println!();
     println!("== {title}");
     println!("   workload: {workload}");
