@@ -17,7 +17,8 @@
 //! Run: `cargo bench --bench analyst_queries` (add `-- --quick` for a smoke run on 100k events;
 //! `-- --events N` to change the size; `-- --data DIR` to keep the generated lakehouse in DIR
 //! and reuse it on the next run with the same size; `-- --query K` to run only query K; `-- --runs
-//! N` for more timed runs).
+//! N` for more timed runs). Writes `<target dir>/bench-results/analyst_queries.json` (see
+//! `support::Report`).
 
 mod support;
 
@@ -43,6 +44,10 @@ use serde_json::Value;
 use support::*;
 
 /// The queries, in the order of the issue.
+// The target as the README's Numbers table and slos.md state it; `SOURCE` quotes both lines.
+const TARGET_RATIO: f64 = 1.0;
+const SOURCE: &str = "README Numbers, analyst queries (analyst_queries): <= 1.0x DuckDB on each; slos.md single-machine targets, Five analyst queries on 10M events: each <= 1.0x DuckDB's time, same answers";
+
 const QUERIES: [(&str, &str); 5] = [
     (
         "funnel by category",
@@ -411,7 +416,7 @@ fn main() {
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir).expect("data dir");
-    header(
+    let mut report = Report::start(
         "analyst queries: DataFusion (emporium sql) against DuckDB, same files, same answers",
         &format!(
             "{} generated events ({} products, {} users, 3 warehouses, {DAYS} days) with \
@@ -431,11 +436,12 @@ fn main() {
             memory_limit: 16 << 30,
         },
     );
-    let queries: Vec<(String, String)> = QUERIES
+    let chosen: Vec<usize> = (1..=QUERIES.len())
+        .filter(|k| args.only.is_none_or(|only| only == *k))
+        .collect();
+    let queries: Vec<(String, String)> = chosen
         .iter()
-        .enumerate()
-        .filter(|(i, _)| args.only.is_none_or(|only| only == i + 1))
-        .map(|(_, (n, q))| (n.to_string(), q.to_string()))
+        .map(|k| (QUERIES[k - 1].0.to_string(), QUERIES[k - 1].1.to_string()))
         .collect();
 
     let scratch = dir.join("duckdb");
@@ -493,11 +499,16 @@ fn main() {
     let mut wrong = Vec::new();
     for (i, (name, _)) in queries.iter().enumerate() {
         let (seconds, answer) = &ours[i];
+        let (their_seconds, their_rows) = &theirs[i];
         let ours_median = median(seconds.clone());
-        let (theirs, ratio, verdict) = match &duck {
+        let key = format!("q{}", chosen[i]);
+        report.figure(format!("{key}.datafusion_s"), ours_median, "s");
+        let mut ratio = f64::NAN;
+        let (their_cell, ratio_cell, verdict) = match &duck {
             Ok(_) => {
-                let (their_seconds, their_rows) = &theirs[i];
-                let theirs = median(their_seconds.clone());
+                let their_median = median(their_seconds.clone());
+                report.figure(format!("{key}.duckdb_s"), their_median, "s");
+                ratio = ours_median / their_median;
                 let verdict = match same(answer, their_rows) {
                     Ok(()) => "yes".to_owned(),
                     Err(diff) => {
@@ -505,21 +516,37 @@ fn main() {
                         "NO".to_owned()
                     }
                 };
-                ratios.push(ours_median / theirs);
+                ratios.push(ratio);
                 (
-                    format!("{:.3} s", theirs),
-                    format!("{:.2}x", ours_median / theirs),
+                    format!("{their_median:.3} s"),
+                    format!("{ratio:.2}x"),
                     verdict,
                 )
             }
             Err(_) => ("-".into(), "-".into(), "-".into()),
         };
+        report.target(
+            format!("{key}.datafusion_vs_duckdb"),
+            ratio,
+            "x",
+            Op::AtMost,
+            TARGET_RATIO,
+            SOURCE,
+        );
+        report.row(serde_json::json!({
+            "query": key,
+            "name": name,
+            "rows": answer.len(),
+            "datafusion_s": seconds,
+            "duckdb_s": their_seconds,
+            "same_answer": verdict,
+        }));
         row(&[
             name.clone(),
             answer.len().to_string(),
             format!("{ours_median:.3} s"),
-            theirs,
-            ratio,
+            their_cell,
+            ratio_cell,
             verdict,
         ]);
     }
@@ -530,6 +557,20 @@ fn main() {
             median(ratios)
         );
     }
+    let compared = if duck.is_ok() {
+        wrong.len() as f64
+    } else {
+        f64::NAN
+    };
+    report.target(
+        "queries_answering_differently",
+        compared,
+        "queries",
+        Op::AtMost,
+        0.0,
+        SOURCE,
+    );
+    report.finish();
     assert!(
         wrong.is_empty(),
         "DataFusion and DuckDB answer differently:\n{}",

@@ -7,7 +7,11 @@
 //! checkpoint (nothing left to read: the cost is loading the state and the documents dataflow);
 //! a restart without checkpoints replays it all (decisions already logged, documents stored).
 //!
-//! Run: `cargo bench --bench decision_replay` (add `-- --quick` for a smoke run).
+//! No target: slos.md ("recovery time for 1M orders": "reported, no target") and the README
+//! report it.
+//!
+//! Run: `cargo bench --bench decision_replay` (add `-- --quick` for a smoke run). Writes
+//! `<target dir>/bench-results/decision_replay.json` (see `support::Report`).
 
 mod support;
 
@@ -30,7 +34,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    header(
+    let mut report = Report::start(
         "inventory dataflow: first run, restart from a checkpoint, restart replaying the log",
         &format!("{events} generated events, 100k products, 1M users, 4 partitions, embedded log"),
     );
@@ -56,10 +60,14 @@ fn main() {
             // Only the one a clean stop takes.
             interval: Duration::from_secs(3600),
         };
-        for (run, checkpoint) in [
-            ("first run", Some(checkpoints.clone())),
-            ("restart from checkpoint", Some(checkpoints.clone())),
-            ("restart, replay", None),
+        for (run, key, checkpoint) in [
+            ("first run", "first_run", Some(checkpoints.clone())),
+            (
+                "restart from checkpoint",
+                "from_checkpoint",
+                Some(checkpoints.clone()),
+            ),
+            ("restart, replay", "replay", None),
         ] {
             let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
             let total: u64 = ends.iter().sum();
@@ -97,29 +105,59 @@ fn main() {
             let elapsed = start.elapsed();
             pipeline.stop().expect("pipeline");
             let read = stats.records_read.load(Ordering::Relaxed);
-            let checkpoint = match stats.checkpoints.load(Ordering::Relaxed) {
+            let seconds = elapsed.as_secs_f64();
+            let rate = read as f64 / seconds.max(1e-9);
+            let per_million_orders = seconds * 1_000_000.0 / orders.max(1) as f64;
+            let checkpoint_mib =
+                stats.checkpoint_bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64;
+            let pause_ms = stats.checkpoint_pause_ms.load(Ordering::Relaxed);
+            let checkpoints_taken = stats.checkpoints.load(Ordering::Relaxed);
+            let checkpoint = match checkpoints_taken {
                 0 => "-".to_owned(),
-                _ => format!(
-                    "{:.1} MiB, {} ms pause",
-                    stats.checkpoint_bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
-                    stats.checkpoint_pause_ms.load(Ordering::Relaxed)
-                ),
+                _ => format!("{checkpoint_mib:.1} MiB, {pause_ms} ms pause"),
             };
+            let prefix = format!("workers_{workers}.{key}");
+            report.figure(format!("{prefix}_s"), seconds, "s");
+            report.figure(format!("{prefix}_events_per_s"), rate, "events/s");
+            report.row(serde_json::json!({
+                "workers": workers,
+                "run": key,
+                "seconds": seconds,
+                "records_read": read,
+                "records_in_log": total,
+                "events_per_s": rate,
+                "documents_written": stats.documents_written.load(Ordering::Relaxed),
+                "orders": orders,
+                "seconds_per_million_orders": per_million_orders,
+                "checkpoints_taken": checkpoints_taken,
+                "checkpoint_mib": checkpoint_mib,
+                "checkpoint_pause_ms": pause_ms,
+            }));
+            if key == "first_run" {
+                report.figure(
+                    format!("workers_{workers}.checkpoint_mib"),
+                    checkpoint_mib,
+                    "MiB",
+                );
+                report.figure(
+                    format!("workers_{workers}.checkpoint_pause_ms"),
+                    pause_ms as f64,
+                    "ms",
+                );
+            }
             row(&[
                 format!("{workers}"),
                 run.into(),
-                fmt_rate(read as f64 / elapsed.as_secs_f64().max(1e-9)),
-                format!("{:.2} s ({read} of {total} records)", elapsed.as_secs_f64()),
+                fmt_rate(rate),
+                format!("{seconds:.2} s ({read} of {total} records)"),
                 format!(
                     "{} ({orders} orders)",
                     stats.documents_written.load(Ordering::Relaxed)
                 ),
-                format!(
-                    "{:.0} s",
-                    elapsed.as_secs_f64() * 1_000_000.0 / orders.max(1) as f64
-                ),
+                format!("{per_million_orders:.0} s"),
                 checkpoint,
             ]);
         }
     }
+    report.finish();
 }

@@ -3,7 +3,8 @@
 //! the embedded log and into Kafka in the same run. Target (issue 2): ≥ 200k events/s into the
 //! embedded log on a 2-core machine (clients, server and log share those 2 cores).
 //!
-//! Run: `cargo bench --bench ingest_throughput` (add `-- --quick` for a smoke run).
+//! Run: `cargo bench --bench ingest_throughput` (add `-- --quick` for a smoke run). Writes
+//! `<target dir>/bench-results/ingest_throughput.json` (see `support::Report`).
 
 mod support;
 
@@ -22,6 +23,16 @@ use support::*;
 
 const BATCH: usize = 500;
 const CLIENTS: usize = 8;
+
+// The targets as the README's Numbers table and slos.md state them; each `SOURCE_*` quotes its
+// lines. The request latency bound is slos.md's read-path SLO for the ingest acknowledgement
+// (server-side, in a distributed deployment): here it is timed by the client on loopback, which
+// includes more than the server's part, so meeting it here is the stricter test.
+const TARGET_EVENTS_PER_S: f64 = 200_000.0;
+const SOURCE_RATE: &str = "README Numbers, ingest over HTTP -> embedded log (ingest_throughput): >= 200k/s; slos.md single-machine targets, Ingest into the embedded log, durable acks: >= 200k events/s";
+const TARGET_REQUEST_P99_MS: f64 = 50.0;
+const SOURCE_LATENCY: &str =
+    "slos.md read paths, Ingest acknowledgement, POST /v1/events (batch of 500): latency p99 50 ms";
 
 /// Pre-generated request bodies (generation is not part of what is measured).
 fn bodies(seed: u64, events: usize) -> (Vec<Bytes>, usize) {
@@ -121,7 +132,7 @@ async fn main() {
     let runs = if quick() { 1 } else { 3 };
     let (bodies, bytes) = bodies(1, events);
     let bodies = Arc::new(bodies);
-    header(
+    let mut report = Report::start(
         "ingest over HTTP, durable acks",
         &format!(
             "{events} generated events ({:.0} B avg), NDJSON batches of {BATCH}, {CLIENTS} concurrent clients on loopback; median of {runs} runs",
@@ -134,7 +145,7 @@ async fn main() {
         "p50 / p99 request".into(),
         "runs".into(),
     ]);
-    let embedded = measure("embedded", runs, &bodies, |_| {
+    let embedded = measure("embedded", runs, &bodies, &mut report, |_| {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
         (
@@ -143,7 +154,7 @@ async fn main() {
         )
     })
     .await;
-    let kafka = measure("kafka (mock)", runs, &bodies, |_| {
+    let kafka = measure("kafka (mock)", runs, &bodies, &mut report, |_| {
         let cluster = MockCluster::new(1).expect("mock cluster");
         cluster.create_topic(EVENTS_TOPIC, 4, 1).expect("topic");
         cluster
@@ -158,39 +169,69 @@ async fn main() {
     })
     .await;
     println!(
-        "embedded: {} (target ≥ 200k/s: ratio {:.2}×); embedded / kafka-mock: {:.2}×",
-        fmt_rate(embedded),
-        embedded / 200_000.0,
-        embedded / kafka
+        "embedded: {}; embedded / kafka-mock: {:.2}×",
+        fmt_rate(embedded.rate),
+        embedded.rate / kafka.rate
     );
+    report.target(
+        "embedded.events_per_s",
+        embedded.rate,
+        "events/s",
+        Op::AtLeast,
+        TARGET_EVENTS_PER_S,
+        SOURCE_RATE,
+    );
+    report.figure("embedded.request_p50_ms", embedded.p50_ms, "ms");
+    report.target(
+        "embedded.request_p99_ms",
+        embedded.p99_ms,
+        "ms",
+        Op::AtMost,
+        TARGET_REQUEST_P99_MS,
+        SOURCE_LATENCY,
+    );
+    report.figure("kafka_mock.events_per_s", kafka.rate, "events/s");
+    report.figure("kafka_mock.request_p50_ms", kafka.p50_ms, "ms");
+    report.figure("kafka_mock.request_p99_ms", kafka.p99_ms, "ms");
+    report.figure("embedded_vs_kafka_mock", embedded.rate / kafka.rate, "x");
+    report.finish();
+}
+
+/// One log's median rate and its request latencies over all runs.
+struct Measured {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
 }
 
 /// Runs `runs` times on a fresh log from `make` (which also returns what must outlive the run)
-/// and prints one row; returns the median rate.
+/// and prints one row.
 async fn measure(
     name: &str,
     runs: usize,
     bodies: &Arc<Vec<Bytes>>,
+    report: &mut Report,
     make: impl Fn(usize) -> (Arc<dyn EventLog>, Box<dyn std::any::Any>),
-) -> f64 {
+) -> Measured {
     let mut rates = Vec::new();
     let mut latencies = Vec::new();
     for run in 0..runs {
         let (log, keep) = make(run);
         let (rate, l) = run_once(log, Arc::clone(bodies)).await;
         drop(keep);
+        report.row(serde_json::json!({ "log": name, "run": run, "events_per_s": rate }));
         rates.push(rate);
         latencies.extend(l);
     }
-    let m = median(rates.clone());
+    let m = Measured {
+        rate: median(rates.clone()),
+        p50_ms: percentile(&mut latencies, 50.0),
+        p99_ms: percentile(&mut latencies, 99.0),
+    };
     row(&[
         name.into(),
-        fmt_rate(m),
-        format!(
-            "{:.1} / {:.1} ms",
-            percentile(&mut latencies, 50.0),
-            percentile(&mut latencies, 99.0)
-        ),
+        fmt_rate(m.rate),
+        format!("{:.1} / {:.1} ms", m.p50_ms, m.p99_ms),
         rates
             .iter()
             .map(|r| fmt_rate(*r))

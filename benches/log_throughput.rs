@@ -6,7 +6,11 @@
 //! (in-process, memory only) unless `EMPORIUM_BENCH_KAFKA_BROKERS` names a broker process (e.g.
 //! tansu), which is then measured too.
 //!
-//! Run: `cargo bench --bench log_throughput` (add `-- --quick` for a smoke run).
+//! No target: slos.md ("Embedded log append and read vs Kafka": "ratio reported, no target") and
+//! the README report the ratios.
+//!
+//! Run: `cargo bench --bench log_throughput` (add `-- --quick` for a smoke run). Writes
+//! `<target dir>/bench-results/log_throughput.json` (see `support::Report`).
 
 mod support;
 
@@ -87,25 +91,49 @@ async fn read_all_rate(log: &dyn EventLog, topic: &str, n: usize) -> f64 {
     (got - before) as f64 / start.elapsed().as_secs_f64().max(1e-9)
 }
 
+/// One backend's median append and read rates.
+struct Measured {
+    name: &'static str,
+    /// The backend in figure names.
+    key: &'static str,
+    append: f64,
+    read: f64,
+}
+
+/// Appends and reads `n` records `runs` times (a topic each), prints one row and keeps each
+/// run in `report`.
 async fn measure(
-    name: &str,
+    (name, key): (&'static str, &'static str),
     log: Arc<dyn EventLog>,
     n: usize,
     runs: usize,
-    results: &mut Vec<(String, f64, f64)>,
-) {
+    report: &mut Report,
+) -> Measured {
     let batches = Arc::new(records(n));
     let mut appends = Vec::new();
     let mut reads = Vec::new();
     for run in 0..runs {
         let topic = format!("bench-{run}-{}", std::process::id());
         log.ensure_topic(&topic, PARTITIONS).await.expect("topic");
-        appends.push(append_all(Arc::clone(&log), &topic, Arc::clone(&batches)).await);
-        reads.push(read_all_rate(log.as_ref(), &topic, n).await);
+        let append = append_all(Arc::clone(&log), &topic, Arc::clone(&batches)).await;
+        let read = read_all_rate(log.as_ref(), &topic, n).await;
+        report.row(serde_json::json!({
+            "backend": key,
+            "run": run,
+            "append_records_per_s": append,
+            "read_records_per_s": read,
+        }));
+        appends.push(append);
+        reads.push(read);
     }
-    let (a, r) = (median(appends), median(reads));
-    row(&[name.into(), fmt_rate(a), fmt_rate(r)]);
-    results.push((name.into(), a, r));
+    let (append, read) = (median(appends), median(reads));
+    row(&[name.into(), fmt_rate(append), fmt_rate(read)]);
+    Measured {
+        name,
+        key,
+        append,
+        read,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +141,7 @@ async fn main() {
     support::alloc::keep_freed_memory_a_while();
     let n = if quick() { 50_000 } else { 500_000 };
     let runs = if quick() { 1 } else { 3 };
-    header(
+    let mut report = Report::start(
         "event log: append and read throughput",
         &format!(
             "{n} records × ~300 B, batches of {BATCH}, {APPENDERS} appenders, {PARTITIONS} partitions; median of {runs} runs"
@@ -124,14 +152,15 @@ async fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let embedded = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
-    measure(
-        "embedded (fsync)",
+    let measured = measure(
+        ("embedded (fsync)", "embedded"),
         Arc::new(embedded),
         n,
         runs,
-        &mut results,
+        &mut report,
     )
     .await;
+    results.push(measured);
 
     let cluster = MockCluster::new(1).expect("mock cluster");
     for run in 0..runs {
@@ -144,19 +173,55 @@ async fn main() {
             .expect("topic");
     }
     let kafka = KafkaLog::connect(KafkaConfig::new(cluster.bootstrap_servers())).expect("connect");
-    measure("kafka (mock)", Arc::new(kafka), n, runs, &mut results).await;
+    let measured = measure(
+        ("kafka (mock)", "kafka_mock"),
+        Arc::new(kafka),
+        n,
+        runs,
+        &mut report,
+    )
+    .await;
+    results.push(measured);
 
     if let Ok(brokers) = std::env::var("EMPORIUM_BENCH_KAFKA_BROKERS") {
         let kafka = KafkaLog::connect(KafkaConfig::new(brokers)).expect("connect");
-        measure("kafka (broker)", Arc::new(kafka), n, runs, &mut results).await;
+        let measured = measure(
+            ("kafka (broker)", "kafka_broker"),
+            Arc::new(kafka),
+            n,
+            runs,
+            &mut report,
+        )
+        .await;
+        results.push(measured);
     }
 
-    let (_, ea, er) = results[0].clone();
-    for (name, a, r) in &results[1..] {
+    for m in &results {
+        report.figure(
+            format!("{}.append_records_per_s", m.key),
+            m.append,
+            "records/s",
+        );
+        report.figure(format!("{}.read_records_per_s", m.key), m.read, "records/s");
+    }
+    let embedded = &results[0];
+    for m in &results[1..] {
         println!(
-            "embedded / {name}: append {:.2}×, read {:.2}×",
-            ea / a,
-            er / r
+            "embedded / {}: append {:.2}×, read {:.2}×",
+            m.name,
+            embedded.append / m.append,
+            embedded.read / m.read
+        );
+        report.figure(
+            format!("embedded_vs_{}.append", m.key),
+            embedded.append / m.append,
+            "x",
+        );
+        report.figure(
+            format!("embedded_vs_{}.read", m.key),
+            embedded.read / m.read,
+            "x",
         );
     }
+    report.finish();
 }

@@ -8,7 +8,11 @@
 //!   move on);
 //! - read: point reads of random order ids from 2 threads, the API's `GET /v1/orders/{id}`.
 //!
-//! Run: `cargo bench --bench store_engines` (add `-- --quick` for a smoke run).
+//! No target: the README reports the ratios behind the choice of redb (ADR 0006); slos.md has no
+//! line for it.
+//!
+//! Run: `cargo bench --bench store_engines` (add `-- --quick` for a smoke run). Writes
+//! `<target dir>/bench-results/store_engines.json` (see `support::Report`).
 
 mod support;
 
@@ -239,7 +243,7 @@ fn main() {
     } else {
         (300_000, 600_000, 3)
     };
-    header(
+    let mut report = Report::start(
         "embedded store engines: conditional upserts in durable batches, point reads",
         &format!(
             "{orders} order documents (~370 B) inserted then updated in batches of {BATCH} (fsync each), \
@@ -266,6 +270,15 @@ fn main() {
             };
             let name = engine.name();
             let r = measure(engine, dir.path(), orders, reads);
+            report.row(serde_json::json!({
+                "engine": which,
+                "insert_docs_per_s": r.insert_rate,
+                "update_docs_per_s": r.update_rate,
+                "reads_per_s": r.read_rate,
+                "read_p50_us": r.p50.as_secs_f64() * 1e6,
+                "read_p99_us": r.p99.as_secs_f64() * 1e6,
+                "on_disk_bytes": r.bytes,
+            }));
             results.push((name, r));
         }
         let name = results[0].0;
@@ -287,6 +300,12 @@ fn main() {
             format!("{:.1} µs", m.4),
             format!("{:.0} MiB", m.5),
         ]);
+        report.figure(format!("{which}.insert_docs_per_s"), m.0, "docs/s");
+        report.figure(format!("{which}.update_docs_per_s"), m.1, "docs/s");
+        report.figure(format!("{which}.reads_per_s"), m.2, "reads/s");
+        report.figure(format!("{which}.read_p50_us"), m.3, "µs");
+        report.figure(format!("{which}.read_p99_us"), m.4, "µs");
+        report.figure(format!("{which}.on_disk_mib"), m.5, "MiB");
         medians.push(m);
     }
     let (r, f) = (medians[0], medians[1]);
@@ -297,4 +316,9 @@ fn main() {
         r.2 / f.2,
         r.4 / f.4
     );
+    report.figure("redb_vs_fjall.inserts", r.0 / f.0, "x");
+    report.figure("redb_vs_fjall.updates", r.1 / f.1, "x");
+    report.figure("redb_vs_fjall.reads", r.2 / f.2, "x");
+    report.figure("redb_vs_fjall.read_p99", r.4 / f.4, "x");
+    report.finish();
 }
