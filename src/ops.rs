@@ -9,6 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use emporium_lakehouse::sink::RunningSink;
+use emporium_ops::supervisor::Part;
 use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
 use emporium_pipeline::{PipelineStats, RunningPipeline, reader_of};
 use tokio::net::TcpListener;
@@ -32,6 +34,52 @@ pub(crate) async fn stop_dataflow(pipeline: RunningPipeline, hint: &str) -> anyh
             "the inventory dataflow did not stop within {} s ({hint})",
             SHUTDOWN_GRACE.as_secs()
         ),
+    }
+}
+
+/// The dataflow as a part `emporium run` restarts when it fails ([`emporium_ops::supervisor`]).
+pub(crate) struct Dataflow(pub RunningPipeline);
+
+#[async_trait::async_trait]
+impl Part for Dataflow {
+    async fn ended(&self) {
+        self.0.ended().await
+    }
+    async fn stop(self: Box<Self>) -> anyhow::Result<()> {
+        stop_dataflow(self.0, "a restart resumes from its last checkpoint").await
+    }
+}
+
+/// The lakehouse sink as a part `emporium run` restarts when it fails.
+pub(crate) struct Lakehouse(pub RunningSink);
+
+#[async_trait::async_trait]
+impl Part for Lakehouse {
+    async fn ended(&self) {
+        self.0.finished().await
+    }
+    async fn stop(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(self.0.stop(SHUTDOWN_GRACE).await?)
+    }
+}
+
+/// The current instance of a part that is restarted (its stats, for status lines and
+/// `/readyz`): empty until the first start.
+pub struct Current<T>(std::sync::RwLock<Option<Arc<T>>>);
+
+impl<T> Default for Current<T> {
+    fn default() -> Self {
+        Self(std::sync::RwLock::new(None))
+    }
+}
+
+impl<T> Current<T> {
+    pub fn set(&self, value: Arc<T>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(value);
+    }
+
+    pub fn get(&self) -> Option<Arc<T>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -88,7 +136,8 @@ impl ReadinessCheck for StoreReachable {
 /// The dataflow's readiness (`/readyz`): it has read every partition this process reads up to
 /// where the log ended when the process started, and has not stopped on an error.
 pub struct Replay {
-    pub stats: std::sync::OnceLock<Arc<PipelineStats>>,
+    /// The running dataflow's stats (a restarted one replaces them).
+    pub stats: Current<PipelineStats>,
     pub ends: Vec<u64>,
     /// The partitions this process reads (its workers' share; every one for a single process):
     /// the others' positions are another process's.
@@ -109,7 +158,7 @@ impl Replay {
             .map(|p| reader_of(p, processes.max(1) * workers) / workers == process)
             .collect();
         Self {
-            stats: std::sync::OnceLock::new(),
+            stats: Current::default(),
             ends,
             mine,
         }
@@ -170,7 +219,7 @@ mod tests {
             .read_positions
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = vec![3, 0];
-        let _ = replay.stats.set(Arc::clone(&stats));
+        replay.stats.set(Arc::clone(&stats));
         let why = replay.check().await.expect_err("2 records to go");
         assert!(why.contains("2 of 5 records to go"), "{why}");
         *stats

@@ -153,7 +153,7 @@ async fn run(args: PipelineArgs) -> anyhow::Result<()> {
     )
     .context("starting the dataflow thread")?;
     let stats = Arc::clone(&pipeline.stats);
-    let _ = replay.stats.set(Arc::clone(&stats));
+    replay.stats.set(Arc::clone(&stats));
     let status = {
         let stats = Arc::clone(&stats);
         emporium_ops::status::spawn(

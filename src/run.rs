@@ -21,7 +21,8 @@ use emporium_lakehouse::sink::RunningSink;
 use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog};
 use emporium_ops::http::{instrument, serve};
 use emporium_ops::status::{self, Rate};
-use emporium_ops::{Readiness, ReadinessCheck};
+use emporium_ops::supervisor::{Backoff, Health, Part, supervise};
+use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
 use emporium_pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_serving::auth::Scope;
 use tokio::net::TcpListener;
@@ -151,9 +152,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // `/readyz` waits for the log, and for the dataflow to read what the log held at the start (a
     // replay after a restart can take minutes); until then the store's answers are behind.
     let replay = Arc::new(crate::ops::Replay::all(ends_at_start));
+    // The dataflow and the sink are restarted when they fail; ingest and reads go on meanwhile,
+    // and `/readyz` says which is down and why.
+    let dataflow_health = Arc::new(Health::new("dataflow"));
+    let sink_health = Arc::new(Health::new("lakehouse"));
     let mut readiness = Readiness::new().with(Arc::new(api::LogReachable(Arc::clone(&log))));
     if !args.no_dataflow {
+        readiness.add(Arc::clone(&dataflow_health) as Arc<dyn ReadinessCheck>);
         readiness.add(Arc::clone(&replay) as Arc<dyn ReadinessCheck>);
+    }
+    if !args.no_lakehouse {
+        readiness.add(Arc::clone(&sink_health) as Arc<dyn ReadinessCheck>);
     }
     let router = instrument(api::router(Arc::clone(&intake), auth.clone()), "ingest")
         .merge(instrument(
@@ -213,45 +222,83 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     // The inventory dataflow: decides every order at the event-time watermark and appends the
     // decisions to the log (ADR 0005). Its own threads: timely workers block on the log.
-    let pipeline = if args.no_dataflow {
+    let backoff = Backoff::default();
+    let dataflow_cancel = CancellationToken::new();
+    let dataflow = if args.no_dataflow {
         println!(
             "  dataflows   off (--no-dataflow): `emporium pipeline` processes decide and write the store"
         );
         None
     } else {
-        let pipeline = RunningPipeline::start(
-            Arc::clone(&log),
-            Some(Arc::clone(&store)),
-            tokio::runtime::Handle::current(),
-            args.decisions.apply(PipelineConfig {
-                workers: args.workers,
-                checkpoint: args.checkpoints.config(&args.data_dir),
-                ..PipelineConfig::default()
-            }),
-        )
-        .context("starting the dataflow thread")?;
-        let _ = replay.stats.set(Arc::clone(&pipeline.stats));
+        let config = args.decisions.apply(PipelineConfig {
+            workers: args.workers,
+            checkpoint: args.checkpoints.config(&args.data_dir),
+            ..PipelineConfig::default()
+        });
+        let (log, store, replay) = (Arc::clone(&log), Arc::clone(&store), Arc::clone(&replay));
+        let (health, cancel, backoff) = (
+            Arc::clone(&dataflow_health),
+            dataflow_cancel.clone(),
+            backoff.clone(),
+        );
         println!(
             "  dataflows   inventory decisions on {} timely worker(s), appended to the log as events; documents to the store",
             args.workers
         );
-        Some(pipeline)
+        Some(tokio::spawn(async move {
+            supervise(&health, &cancel, &backoff, || {
+                let pipeline = RunningPipeline::start(
+                    Arc::clone(&log),
+                    Some(Arc::clone(&store)),
+                    tokio::runtime::Handle::current(),
+                    config.clone(),
+                )
+                .context("starting the dataflow thread")
+                .map(|pipeline| {
+                    replay.stats.set(Arc::clone(&pipeline.stats));
+                    Box::new(crate::ops::Dataflow(pipeline)) as Box<dyn Part>
+                });
+                std::future::ready(pipeline)
+            })
+            .await
+        }))
     };
     // The lakehouse sink: every event into Delta tables, exactly once (ADR 0009).
+    let sink_cancel = CancellationToken::new();
+    let sink_stats: Arc<crate::ops::Current<SinkStats>> = Arc::default();
     let sink = if args.no_lakehouse {
         println!("  lakehouse   off (--no-lakehouse)");
         None
     } else {
         let config = args.lakehouse.config(&args.data_dir);
-        let sink = RunningSink::start(Arc::clone(&log), config.clone())
-            .await
-            .with_context(|| format!("opening the lakehouse at {}", config.root.display()))?;
         println!(
             "  lakehouse   every event into Delta tables at {} (commits every {} s)",
             config.root.display(),
             config.flush_interval.as_secs()
         );
-        Some(sink)
+        let (log, current) = (Arc::clone(&log), Arc::clone(&sink_stats));
+        let (health, cancel, backoff) = (
+            Arc::clone(&sink_health),
+            sink_cancel.clone(),
+            backoff.clone(),
+        );
+        Some(tokio::spawn(async move {
+            supervise(&health, &cancel, &backoff, || {
+                let (log, config, current) =
+                    (Arc::clone(&log), config.clone(), Arc::clone(&current));
+                async move {
+                    let sink =
+                        RunningSink::start(log, config.clone())
+                            .await
+                            .with_context(|| {
+                                format!("opening the lakehouse at {}", config.root.display())
+                            })?;
+                    current.set(Arc::clone(&sink.stats));
+                    Ok(Box::new(crate::ops::Lakehouse(sink)) as Box<dyn Part>)
+                }
+            })
+            .await
+        }))
     };
     let snapshots = (!args.no_lakehouse && args.lakehouse.snapshot_secs > 0).then(|| {
         println!(
@@ -264,48 +311,45 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.lakehouse.snapshot_secs),
         )
     });
-    let sink_stats = sink.as_ref().map(|s| Arc::clone(&s.stats));
-    // Without a dataflow, stats that stay at zero (and never fail).
-    let pipeline_stats = pipeline
-        .as_ref()
-        .map_or_else(Arc::default, |p| Arc::clone(&p.stats));
-    let dataflow = pipeline.is_some();
+    let has_dataflow = dataflow.is_some();
+    let has_sink = sink.is_some();
     println!("Press Ctrl-C to stop.");
 
     let status = {
         let log = Arc::clone(&log);
-        let stats = Arc::clone(&pipeline_stats);
-        let sink_stats = sink_stats.clone();
+        let (replay, sink_stats) = (Arc::clone(&replay), Arc::clone(&sink_stats));
+        let (dataflow_health, sink_health) =
+            (Arc::clone(&dataflow_health), Arc::clone(&sink_health));
         let rate = Arc::new(Rate::new(events_at_start));
         status::spawn(
             Duration::from_secs(args.status_every),
             cancel.clone(),
             move |_| {
-                let (log, stats, sink_stats, rate) = (
-                    Arc::clone(&log),
-                    Arc::clone(&stats),
-                    sink_stats.clone(),
-                    Arc::clone(&rate),
-                );
+                let (log, rate) = (Arc::clone(&log), Arc::clone(&rate));
+                // The running instances' stats (a restarted part has new ones); without a
+                // dataflow, stats that stay at zero.
+                let stats = replay.stats.get().unwrap_or_default();
+                let sink = has_sink.then(|| sink_stats.get()).flatten();
+                let down: Vec<String> =
+                    [(has_dataflow, &dataflow_health), (has_sink, &sink_health)]
+                        .into_iter()
+                        .filter(|(on, _)| *on)
+                        .filter_map(|(_, health)| health.down().map(|why| format!("DOWN {why}")))
+                        .collect();
                 async move {
                     let (events, dead) = (
                         total(log.as_ref(), EVENTS_TOPIC).await,
                         total(log.as_ref(), DEAD_LETTER_TOPIC).await,
                     );
-                    status_lines(events, &rate, dead, dataflow, &stats, sink_stats.as_deref())
+                    let mut lines =
+                        status_lines(events, &rate, dead, has_dataflow, &stats, sink.as_deref());
+                    lines.extend(down);
+                    lines
                 }
             },
         )
     };
-    tokio::select! {
-        _ = crate::ops::until_stop_or_failure(pipeline.as_ref(), &cancel) => {}
-        _ = async {
-            match &sink {
-                Some(sink) => sink.finished().await,
-                None => std::future::pending().await,
-            }
-        } => eprintln!("The lakehouse sink stopped on an error (see the log above); shutting down."),
-    }
+    cancel.cancelled().await;
     println!("Stopping: draining requests…");
     if let Some(demo) = demo {
         demo.abort();
@@ -325,12 +369,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             crate::ops::SHUTDOWN_GRACE.as_secs()
         ),
     }
-    if let Some(pipeline) = pipeline {
-        crate::ops::stop_dataflow(pipeline, "a restart resumes from its last checkpoint").await?;
+    dataflow_cancel.cancel();
+    if let Some(dataflow) = dataflow {
+        dataflow.await.context("the dataflow's supervisor")??;
     }
     // After the dataflow: its last decisions are in the log, and the sink writes them too.
+    sink_cancel.cancel();
     if let Some(sink) = sink {
-        sink.stop(crate::ops::SHUTDOWN_GRACE).await?;
+        sink.await.context("the lakehouse sink's supervisor")??;
     }
     let events: u64 = log.end_offsets(EVENTS_TOPIC).await?.iter().sum();
     drop(intake);

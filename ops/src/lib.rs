@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod router;
 pub mod shutdown;
 pub mod status;
+pub mod supervisor;
 
 pub use error::ApiError;
 pub use router::{Readiness, ReadinessCheck};

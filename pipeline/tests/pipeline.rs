@@ -16,8 +16,8 @@ use emporium_pipeline::{
     CheckpointConfig, PipelineConfig, PipelineStats, RunningPipeline, decision_events,
 };
 use emporium_schemas::{Event, EventKind, Payload};
-use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
+use emporium_serving::store::{Result as StoreResult, Store};
 use emporium_serving::views::{InventoryView, OrderView, ProductView, Upsert};
 
 const PARTITIONS: u32 = 4;
@@ -544,5 +544,198 @@ fn a_log_whose_beginning_retention_removed_is_never_decided_on() {
         rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends"),
         ends,
         "nothing appended"
+    );
+}
+
+/// A store that refuses every write while `broken` (a ScyllaDB that times out, a full disk).
+struct Breakable {
+    inner: EmbeddedStore,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Store for Breakable {
+    fn describe(&self) -> String {
+        format!("breakable {}", self.inner.describe())
+    }
+    async fn apply(&self, batch: emporium_serving::views::WriteBatch) -> StoreResult<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(emporium_serving::store::StoreError::Embedded(
+                "the disk is full (test)".into(),
+            ));
+        }
+        self.inner.apply(batch).await
+    }
+    async fn positions(&self) -> StoreResult<Option<Vec<u64>>> {
+        self.inner.positions().await
+    }
+    async fn product(&self, id: &str) -> StoreResult<Option<emporium_serving::store::Document>> {
+        self.inner.product(id).await
+    }
+    async fn inventory(&self, sku: &str) -> StoreResult<Option<emporium_serving::store::Document>> {
+        self.inner.inventory(sku).await
+    }
+    async fn scan_inventory(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, emporium_serving::store::Document)>> {
+        self.inner.scan_inventory(after, limit).await
+    }
+    async fn order(&self, id: &str) -> StoreResult<Option<emporium_serving::store::OrderDocument>> {
+        self.inner.order(id).await
+    }
+    async fn view(
+        &self,
+        view: &str,
+        key: &str,
+    ) -> StoreResult<Option<emporium_serving::store::Document>> {
+        self.inner.view(view, key).await
+    }
+    async fn user_orders(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<emporium_serving::store::OrderPage> {
+        self.inner.user_orders(user, after, limit).await
+    }
+}
+
+/// The pipeline as a supervised part (`emporium run` does the same, with a time limit on stop).
+struct Supervised(RunningPipeline);
+
+#[async_trait::async_trait]
+impl emporium_ops::supervisor::Part for Supervised {
+    async fn ended(&self) {
+        self.0.ended().await
+    }
+    async fn stop(self: Box<Self>) -> anyhow::Result<()> {
+        let pipeline = self.0;
+        Ok(tokio::task::spawn_blocking(move || pipeline.stop()).await??)
+    }
+}
+
+/// The store refuses writes mid-run: the dataflow stops, is reported down and is started again
+/// with backoff, from its checkpoint, until the store takes writes again; then it catches up, and
+/// the store and the log's decisions are exactly the reference's (nothing lost, nothing twice).
+#[test]
+fn a_dataflow_stopped_by_store_failures_restarts_from_its_checkpoint_and_converges() {
+    use emporium_ops::supervisor::{Backoff, Health, Part, supervise};
+
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = shop_events(14_000);
+    let log = shop_log(&rt, dir.path(), 0);
+    append(&rt, &log, &events[..8_000]);
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Breakable {
+        inner: EmbeddedStore::open(store_dir.path()).expect("store"),
+        broken: std::sync::atomic::AtomicBool::new(false),
+    });
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let config = PipelineConfig {
+        workers: 2,
+        checkpoint: Some(CheckpointConfig {
+            dir: checkpoints.path().to_owned(),
+            interval: Duration::from_millis(200),
+        }),
+        ..PipelineConfig::default()
+    };
+    let health = Arc::new(Health::new("dataflow"));
+    let cancel = emporium_ops::CancellationToken::new();
+    let runs: Arc<std::sync::Mutex<Vec<Arc<PipelineStats>>>> = Arc::default();
+    let supervisor = {
+        let (log, store, health, cancel, runs) = (
+            Arc::clone(&log),
+            Arc::clone(&store),
+            Arc::clone(&health),
+            cancel.clone(),
+            Arc::clone(&runs),
+        );
+        let handle = rt.handle().clone();
+        let backoff = Backoff {
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+            reset_after: Duration::from_secs(60),
+        };
+        rt.spawn(async move {
+            supervise(&health, &cancel, &backoff, || {
+                let pipeline = RunningPipeline::start(
+                    Arc::clone(&log),
+                    Some(Arc::clone(&store) as Arc<dyn Store>),
+                    handle.clone(),
+                    config.clone(),
+                )
+                .map_err(anyhow::Error::from)
+                .map(|p| {
+                    runs.lock().expect("runs").push(Arc::clone(&p.stats));
+                    Box::new(Supervised(p)) as Box<dyn Part>
+                });
+                std::future::ready(pipeline)
+            })
+            .await
+        })
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let written = || {
+        rt.block_on(store.positions())
+            .expect("positions")
+            .is_some_and(|p| p.iter().sum::<u64>() > 0)
+    };
+    wait("the first documents", &written);
+    wait("a checkpoint", &|| {
+        runs.lock().expect("runs")[0]
+            .checkpoints
+            .load(Ordering::Relaxed)
+            > 0
+    });
+    store.broken.store(true, Ordering::SeqCst);
+    append(&rt, &log, &events[8_000..]);
+    wait("the dataflow reported down", &|| {
+        health
+            .down()
+            .is_some_and(|why| why.contains("disk is full"))
+    });
+    // Down for a while: several attempts fail the same way.
+    wait("restarts", &|| runs.lock().expect("runs").len() >= 3);
+    store.broken.store(false, Ordering::SeqCst);
+    let caught_up = || {
+        let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
+        health.down().is_none()
+            && rt
+                .block_on(store.positions())
+                .expect("positions")
+                .as_deref()
+                == Some(&ends[..])
+    };
+    wait("catching up after the repair", &caught_up);
+    std::thread::sleep(Duration::from_millis(500));
+    wait("catching up with its own decisions", &caught_up);
+    cancel.cancel();
+    rt.block_on(supervisor)
+        .expect("joined")
+        .expect("a clean stop");
+
+    let runs = runs.lock().expect("runs").clone();
+    assert!(
+        runs.iter()
+            .skip(1)
+            .any(|s| s.resumed_from_seq.load(Ordering::Relaxed) > 0),
+        "a restart resumed from a checkpoint"
+    );
+    check_store(&rt, &log, &store.inner);
+    check_against_reference(
+        &rt,
+        &log,
+        runs.iter()
+            .map(|s| s.decisions_appended.load(Ordering::Relaxed))
+            .sum(),
     );
 }
