@@ -69,6 +69,11 @@ pub struct DecisionArgs {
     /// decisions stay a function of the log.
     #[arg(long, env = "EMPORIUM_IDLE_HEARTBEAT_MS", default_value_t = 200)]
     idle_heartbeat_ms: u64,
+    /// No heartbeat for this long (ms) after a start, so that producers backing off while the
+    /// process was down resend their events before any heartbeat moves their partitions' clocks
+    /// (set it above the producers' longest retry back-off).
+    #[arg(long, env = "EMPORIUM_HEARTBEAT_GRACE_MS", default_value_t = 10_000)]
+    heartbeat_grace_ms: u64,
 }
 
 impl DecisionArgs {
@@ -80,6 +85,7 @@ impl DecisionArgs {
             chrono::Duration::seconds(self.reservation_ttl_secs.into());
         config.idle_heartbeat = (self.idle_heartbeat_ms > 0)
             .then(|| std::time::Duration::from_millis(self.idle_heartbeat_ms));
+        config.heartbeat_grace = std::time::Duration::from_millis(self.heartbeat_grace_ms);
         config
     }
 }
@@ -228,6 +234,11 @@ mod tests {
         assert_eq!(defaults.allowed_lateness, want.allowed_lateness);
         assert_eq!(defaults.inventory, want.inventory);
         assert_eq!(defaults.idle_heartbeat, want.idle_heartbeat);
+        assert_eq!(defaults.heartbeat_grace, want.heartbeat_grace);
+        assert_eq!(
+            config(&["--heartbeat-grace-ms", "1500"]).heartbeat_grace,
+            std::time::Duration::from_millis(1500)
+        );
         assert_eq!(
             config(&["--idle-heartbeat-ms", "0"]).idle_heartbeat,
             None,

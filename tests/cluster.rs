@@ -57,6 +57,8 @@ fn start(
             "0",
             "--ops-listen",
             &format!("127.0.0.1:{ops}"),
+            "--heartbeat-grace-ms",
+            "1000",
             "--data-dir",
         ])
         .arg(data_dir)

@@ -25,6 +25,10 @@ pub struct PipelineConfig {
     /// ([`crate::heartbeat`]); `None`: never (a quiet partition then holds decisions until its
     /// next event).
     pub idle_heartbeat: Option<std::time::Duration>,
+    /// No heartbeat for this long after a start: producers that were backing off while the
+    /// process was down resend first, at their own times, instead of finding their partitions'
+    /// clocks pushed past them by heartbeats (ADR 0005, ADR 0008).
+    pub heartbeat_grace: std::time::Duration,
     /// The maintained views, besides the decider's folds and the products dataflow
     /// ([`emporium_dataflows::view`]); every process over one log must run the same.
     pub views: Vec<Spec>,
@@ -62,6 +66,7 @@ impl Default for PipelineConfig {
             cluster: None,
             checkpoint: None,
             idle_heartbeat: Some(std::time::Duration::from_millis(200)),
+            heartbeat_grace: std::time::Duration::from_secs(10),
             views: emporium_dataflows::views(),
         }
     }

@@ -15,6 +15,15 @@
 //! Heartbeats are records of the log, so a replay reads them where they were appended: decisions
 //! stay a function of the log's contents, as without them. Only when one is appended depends on
 //! the wall clock, as for any producer's event.
+//!
+//! After a start, two things hold (ADR 0005, ADR 0008):
+//! - No heartbeat for a grace period ([`crate::PipelineConfig::heartbeat_grace`]). While the
+//!   process was down, producers were backing off; the events they resend carry the times they
+//!   occurred at, during the outage. A heartbeat at the wall clock before they arrive would make
+//!   them late, and a restart would decide differently from an uninterrupted run.
+//! - The producers' lag is known before any new record arrives: [`seed`] reads the newest records
+//!   of every partition. Without it, a process restarted after traffic stopped never sent a
+//!   heartbeat, and its open reservations never expired.
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -39,6 +48,8 @@ pub struct Arrivals {
     newest_appended_ms: i64,
     lag_ms: i64,
     routing_keys: Vec<String>,
+    /// No heartbeat before this (wall clock, ms): the start's grace period.
+    quiet_until_ms: i64,
 }
 
 impl Arrivals {
@@ -53,7 +64,15 @@ impl Arrivals {
             routing_keys: (0..partitions)
                 .map(|p| routing_key(p, partitions))
                 .collect(),
+            quiet_until_ms: i64::MIN,
         }
+    }
+
+    /// No heartbeat before `now_ms + grace`.
+    pub fn with_grace(mut self, now_ms: i64, grace: std::time::Duration) -> Self {
+        let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        self.quiet_until_ms = now_ms.saturating_add(grace);
+        self
     }
 
     /// A record of `partition` that moves its clock (an event or a tick) was read: appended at
@@ -81,7 +100,7 @@ impl Arrivals {
         let Some(waiting) = decider.next_step_at() else {
             return Vec::new();
         };
-        if self.newest_appended_ms == i64::MIN {
+        if self.newest_appended_ms == i64::MIN || now_ms < self.quiet_until_ms {
             return Vec::new();
         }
         let idle_ms = i64::try_from(idle_after.as_millis()).unwrap_or(i64::MAX);
@@ -127,6 +146,34 @@ impl Arrivals {
         }
         out
     }
+}
+
+/// Records read from the end of each partition by [`seed`].
+const SEED_TAIL: u64 = 64;
+
+/// Observes the newest records of every partition (up to [`SEED_TAIL`] each, those that move a
+/// clock), so the producers' lag is known at once after a start, even when no record comes
+/// after it.
+pub(crate) async fn seed(log: &dyn EventLog, arrivals: &mut Arrivals) -> Result<(), LogError> {
+    let starts = log.start_offsets(EVENTS_TOPIC).await?;
+    let ends = log.end_offsets(EVENTS_TOPIC).await?;
+    for (p, (&first, &end)) in starts.iter().zip(&ends).enumerate() {
+        let from = end.saturating_sub(SEED_TAIL).max(first);
+        if from >= end {
+            continue;
+        }
+        for r in log
+            .read(EVENTS_TOPIC, p as u32, from, SEED_TAIL as usize)
+            .await?
+        {
+            if let Ok(e) = Event::decode(&r.value)
+                && !e.kind().is_decision()
+            {
+                arrivals.observe(p as u32, r.timestamp_ms, e.occurred_at);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A key Kafka's partitioner puts in `partition` of `partitions`: the first of `heartbeat-{p}-{n}`.

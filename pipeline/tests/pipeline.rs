@@ -427,6 +427,7 @@ fn heartbeats_to_idle_partitions_let_a_quiet_shops_order_be_decided() {
         append(&rt, &log, &records);
         let config = PipelineConfig {
             idle_heartbeat: heartbeats.then(|| Duration::from_millis(100)),
+            heartbeat_grace: Duration::from_millis(300),
             ..PipelineConfig::default()
         };
         let pipeline = RunningPipeline::start(Arc::clone(&log), None, rt.handle().clone(), config)
@@ -737,5 +738,228 @@ fn a_dataflow_stopped_by_store_failures_restarts_from_its_checkpoint_and_converg
         runs.iter()
             .map(|s| s.decisions_appended.load(Ordering::Relaxed))
             .sum(),
+    );
+}
+
+/// A record of `event`, keyed as the log keys it.
+fn record_of(event: &Event) -> Record {
+    Record::new(event.partition_key().as_bytes().to_vec(), event.to_json())
+}
+
+/// An order's status and its last transition, in the store.
+fn order_status(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn Store,
+    id: &str,
+) -> Option<(String, String)> {
+    let doc = rt.block_on(store.order(id)).expect("read")?;
+    let v: serde_json::Value = serde_json::from_slice(&doc.json).expect("json");
+    let last = v["history"].as_array()?.last()?.clone();
+    Some((
+        v["status"].as_str()?.to_owned(),
+        last["at"].as_str()?.to_owned(),
+    ))
+}
+
+/// Traffic stops with a reservation open, and the process restarts (from its checkpoint, so it
+/// reads no record): heartbeats still move time once the start's grace has passed, and the
+/// reservation expires at its deadline. Before, a restart that read nothing never sent one.
+#[test]
+fn a_restart_after_traffic_stopped_still_expires_open_reservations() {
+    use emporium_schemas::examples::example;
+    let rt = runtime();
+    let now = chrono::Utc::now();
+    let events: Vec<Event> = [
+        EventKind::ProductUpserted,
+        EventKind::StockReceived,
+        EventKind::OrderPlaced,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, kind)| {
+        let mut e = example(kind, n as u64);
+        e.occurred_at = now + chrono::Duration::milliseconds(n as i64);
+        e
+    })
+    .collect();
+    let Payload::OrderPlaced(order) = &events[2].payload else {
+        panic!("an order");
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = shop_log(&rt, dir.path(), 0);
+    append(&rt, &log, &events.iter().map(record_of).collect::<Vec<_>>());
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let ttl = chrono::Duration::seconds(4);
+    let mut config = PipelineConfig {
+        idle_heartbeat: Some(Duration::from_millis(100)),
+        heartbeat_grace: Duration::from_millis(300),
+        checkpoint: Some(CheckpointConfig {
+            dir: checkpoints.path().to_owned(),
+            interval: Duration::from_secs(3600),
+        }),
+        ..PipelineConfig::default()
+    };
+    config.inventory.reservation_ttl = ttl;
+    let wait_for = |status: &str, within: Duration| {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = order_status(&rt, store.as_ref(), &order.order_id);
+            if got.as_ref().is_some_and(|(s, _)| s == status) {
+                return got.expect("status").1;
+            }
+            assert!(Instant::now() < deadline, "never {status}: {got:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let one = RunningPipeline::start(
+        Arc::clone(&log),
+        Some(Arc::clone(&store)),
+        rt.handle().clone(),
+        config.clone(),
+    )
+    .expect("start");
+    wait_for("reserved", Duration::from_secs(3));
+    one.stop().expect("a clean stop checkpoints");
+
+    let two = RunningPipeline::start(
+        Arc::clone(&log),
+        Some(Arc::clone(&store)),
+        rt.handle().clone(),
+        config,
+    )
+    .expect("restart");
+    let expired_at = wait_for("expired", Duration::from_secs(30));
+    let read = two.stats.records_read.load(Ordering::Relaxed);
+    two.stop().expect("stop");
+    let deadline =
+        (events[2].occurred_at + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(
+        expired_at, deadline,
+        "expired at its deadline, in event time"
+    );
+    assert!(
+        read > 0,
+        "read only what it appended itself (heartbeats, the release)"
+    );
+}
+
+/// A process killed while producers are sending restarts; the producers, backing off, resend a
+/// few seconds later the events they made during the outage, at the times they occurred. Within
+/// the start's grace no heartbeat moves a partition's clock past them: none is late, and the
+/// decisions are those of the log without any heartbeat (as an uninterrupted run decides).
+#[test]
+fn events_resent_after_a_restart_are_not_made_late_by_heartbeats() {
+    use emporium_schemas::Money;
+    use emporium_schemas::orders::{OrderLine, OrderPlaced};
+    use emporium_schemas::stock::StockReceived;
+    let order = |i: usize, at: chrono::DateTime<chrono::Utc>| {
+        Event::new(
+            uuid::Uuid::new_v4(),
+            at,
+            OrderPlaced {
+                order_id: format!("o-{i}"),
+                user_id: "u-1".into(),
+                lines: vec![OrderLine {
+                    sku: "sku-1".into(),
+                    qty: 1,
+                    unit_price: Money::new(100, "USD"),
+                }],
+                shipping_region: "eu-west".into(),
+                payment_token: "tok_abc".into(),
+            },
+        )
+    };
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = shop_log(&rt, dir.path(), 0);
+    // Stock, and orders on every partition, made a moment ago and appended now.
+    let t0 = chrono::Utc::now() - chrono::Duration::milliseconds(200);
+    let mut first = vec![Event::new(
+        uuid::Uuid::new_v4(),
+        t0,
+        StockReceived {
+            sku: "sku-1".into(),
+            warehouse: "wh-1".into(),
+            quantity: 1_000,
+            reason: "po".into(),
+        },
+    )];
+    first.extend((0..40).map(|i| order(i, t0 + chrono::Duration::milliseconds(i as i64))));
+    append(&rt, &log, &first.iter().map(record_of).collect::<Vec<_>>());
+    let config = PipelineConfig {
+        idle_heartbeat: Some(Duration::from_millis(100)),
+        heartbeat_grace: Duration::from_secs(4),
+        // No checkpoint: the restart replays, as after a kill -9 before the first checkpoint.
+        checkpoint: None,
+        ..PipelineConfig::default()
+    };
+    let one = run_with(&rt, &log, None, config.clone());
+    // Down for a second and a half; producers keep making orders and back off.
+    let outage = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let resent: Vec<Event> = (40..80)
+        .map(|i| order(i, outage + chrono::Duration::milliseconds(i as i64)))
+        .collect();
+    let two = RunningPipeline::start(Arc::clone(&log), None, rt.handle().clone(), config.clone())
+        .expect("restart");
+    // The producers' back-off ends a second after the restart.
+    std::thread::sleep(Duration::from_secs(1));
+    append(&rt, &log, &resent.iter().map(record_of).collect::<Vec<_>>());
+    let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while {
+        let read = two.stats.read_positions.lock().expect("positions").clone();
+        read.iter().zip(&ends).any(|(r, e)| r < e)
+    } {
+        assert!(Instant::now() < deadline, "the restart did not catch up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Once the grace has passed, heartbeats let everything be decided (the last orders are
+    // held back by the allowed lateness until then).
+    while two.stats.decisions_appended.load(Ordering::Relaxed) < 80 {
+        assert!(
+            Instant::now() < deadline,
+            "not every order decided: {}",
+            two.stats.decisions_appended.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let late = two.stats.late_events.load(Ordering::Relaxed);
+    let appended = two.stats.decisions_appended.load(Ordering::Relaxed);
+    two.stop().expect("stop");
+    assert_eq!(late, 0, "no resent event was made late");
+    let (partitions, decisions) = split_log(&rt, &log);
+    let without_heartbeats: Vec<Vec<Event>> = partitions
+        .iter()
+        .map(|p| {
+            p.iter()
+                .filter(|e| e.kind() != EventKind::PartitionHeartbeat)
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let defaults = PipelineConfig::default();
+    let (reference, _) = decide_all(
+        &without_heartbeats,
+        defaults.allowed_lateness,
+        defaults.inventory,
+    );
+    let text = |e: Event| String::from_utf8(e.to_json()).expect("utf-8");
+    let reference: Vec<String> = decision_events(reference).map(text).collect();
+    // The log holds them partition by partition: as sets, the reference's first n.
+    let got: BTreeSet<String> = decisions.into_iter().map(text).collect();
+    let n = got.len();
+    assert_eq!(n, 80, "every order decided once the grace passed");
+    let want: BTreeSet<String> = reference.into_iter().take(n).collect();
+    let differ: Vec<&String> = got.symmetric_difference(&want).take(2).collect();
+    assert!(
+        differ.is_empty(),
+        "the decisions are not those of the log without heartbeats: {differ:?}"
+    );
+    assert_eq!(
+        one.decisions_appended.load(Ordering::Relaxed) + appended,
+        n as u64
     );
 }
