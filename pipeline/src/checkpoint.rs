@@ -5,7 +5,10 @@
 //! renamed, directory fsynced): a crash leaves the previous checkpoint or the new one, never a
 //! mix. Format: the magic line `EMPORIUM-CHECKPOINT-1\n`, the bincode encoding of
 //! [`Checkpoint`], then the SHA-256 of both (32 bytes), so a torn or altered file is refused
-//! instead of resumed from.
+//! instead of resumed from. The same bytes are also put in the store
+//! ([`emporium_serving::store::Store::put_checkpoint`]), beside the documents they go with: that
+//! copy outlives process 0's disk (a new machine, a lost volume) and the log's retention, and a
+//! restart resumes from the newer of the two.
 //!
 //! The pipeline writes a checkpoint only after the store holds every document up to its `seq`
 //! and the log every decision up to it; it resumes from one only if the store's positions are at
@@ -63,34 +66,46 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Replaces the checkpoint in `dir` (created if missing); returns the file's size in bytes.
-pub fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<u64, CheckpointError> {
+/// The checkpoint's bytes: the magic line, the bincode body, the SHA-256 of both. The same bytes
+/// go to the file and to the store's copy ([`emporium_serving::store::Store::put_checkpoint`]).
+pub fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
+    let body = bincode::serialize(checkpoint).map_err(|e| CheckpointError::Corrupt {
+        path: PathBuf::from(FILE),
+        reason: format!("cannot encode: {e}"),
+    })?;
+    let mut bytes = Vec::with_capacity(MAGIC.len() + body.len() + 32);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&body);
+    let sum = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&sum);
+    Ok(bytes)
+}
+
+/// Replaces the checkpoint in `dir` (created if missing) with `bytes` ([`encode`]); returns
+/// their size.
+pub fn write_bytes(dir: &Path, bytes: &[u8]) -> Result<u64, CheckpointError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| CheckpointError::Io { path, source }
     };
     let target = path(dir);
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let body = bincode::serialize(checkpoint).map_err(|e| CheckpointError::Corrupt {
-        path: target.clone(),
-        reason: format!("cannot encode: {e}"),
-    })?;
-    let mut digest = Sha256::new();
-    digest.update(MAGIC);
-    digest.update(&body);
     let tmp = dir.join(format!("{FILE}.tmp"));
     {
         let mut file = File::create(&tmp).map_err(io(&tmp))?;
-        file.write_all(MAGIC).map_err(io(&tmp))?;
-        file.write_all(&body).map_err(io(&tmp))?;
-        file.write_all(&digest.finalize()).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
     }
     fs::rename(&tmp, &target).map_err(io(&target))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))?;
-    Ok((MAGIC.len() + body.len() + 32) as u64)
+    Ok(bytes.len() as u64)
+}
+
+/// Replaces the checkpoint in `dir` (created if missing); returns the file's size in bytes.
+pub fn write(dir: &Path, checkpoint: &Checkpoint) -> Result<u64, CheckpointError> {
+    write_bytes(dir, &encode(checkpoint)?)
 }
 
 /// The checkpoint in `dir`; `None` if there is none.
@@ -106,8 +121,13 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
             });
         }
     };
+    decode(&bytes, &target).map(Some)
+}
+
+/// The checkpoint in `bytes` ([`encode`]), read from `origin` (named in errors).
+pub fn decode(bytes: &[u8], origin: &Path) -> Result<Checkpoint, CheckpointError> {
     let corrupt = |reason: String| CheckpointError::Corrupt {
-        path: target.clone(),
+        path: origin.to_owned(),
         reason,
     };
     if bytes.len() < MAGIC.len() + 32 || !bytes.starts_with(MAGIC) {
@@ -140,9 +160,7 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
         }
         Err(e) => return Err(corrupt(format!("cannot decode: {e}"))),
     }
-    bincode::deserialize(body)
-        .map(Some)
-        .map_err(|e| corrupt(format!("cannot decode: {e}")))
+    bincode::deserialize(body).map_err(|e| corrupt(format!("cannot decode: {e}")))
 }
 
 #[cfg(test)]

@@ -17,13 +17,38 @@ pub(crate) fn resume(
     partitions: u32,
     config: &PipelineConfig,
 ) -> Result<Option<(Decider, Checkpoint)>, PipelineError> {
-    let checkpoint = match checkpoint::read(&checkpoints.dir) {
-        Ok(Some(c)) => c,
-        Ok(None) => return Ok(None),
+    // The local file and the store's copy: the newer that reads back.
+    let local = checkpoint::read(&checkpoints.dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring the checkpoint file");
+        None
+    });
+    let kept = match runtime.block_on(store.checkpoint()) {
+        Ok(Some(bytes)) => checkpoint::decode(&bytes, std::path::Path::new("in the store"))
+            .map_err(|e| tracing::warn!(error = %e, "ignoring the store's checkpoint"))
+            .ok(),
+        Ok(None) => None,
         Err(e) => {
-            tracing::warn!(error = %e, "ignoring the checkpoint: replaying the log from the start");
-            return Ok(None);
+            tracing::warn!(error = %e, "ignoring the store's checkpoint: reading it failed");
+            None
         }
+    };
+    let checkpoint = match (local, kept) {
+        (Some(local), Some(kept)) if kept.seq > local.seq => {
+            tracing::info!(
+                seq = kept.seq,
+                "the store's checkpoint is newer than the file"
+            );
+            kept
+        }
+        (Some(local), _) => local,
+        (None, Some(kept)) => {
+            tracing::info!(
+                seq = kept.seq,
+                "no checkpoint file: resuming from the store's copy"
+            );
+            kept
+        }
+        (None, None) => return Ok(None),
     };
     let stored = runtime.block_on(store.positions())?;
     let refuse = |why: String| {

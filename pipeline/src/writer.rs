@@ -182,12 +182,29 @@ pub(crate) fn save_checkpoint(
             return;
         }
     }
-    match checkpoint::write(dir, checkpoint) {
-        Ok(bytes) => {
+    let bytes = match checkpoint::encode(checkpoint) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");
+            metrics::checkpoint_failed();
+            return;
+        }
+    };
+    // The file, then the store's copy (which outlives this machine and the log's retention).
+    let written = checkpoint::write_bytes(dir, &bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|size| {
+            runtime
+                .block_on(store.put_checkpoint(&bytes))
+                .map(|()| size)
+                .map_err(|e| format!("the store's copy: {e}"))
+        });
+    match written {
+        Ok(size) => {
             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-            stats.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+            stats.checkpoint_bytes.store(size, Ordering::Relaxed);
             let pause = stats.checkpoint_pause_ms.load(Ordering::Relaxed);
-            metrics::checkpoint(bytes, std::time::Duration::from_millis(pause));
+            metrics::checkpoint(size, std::time::Duration::from_millis(pause));
         }
         Err(e) => {
             tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");

@@ -377,16 +377,32 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
             + two.decisions_appended.load(Ordering::Relaxed),
     );
 
-    // A checkpoint that does not read back is refused, and the log replayed from the start.
-    let file = emporium_pipeline::checkpoint::path(checkpoints.path());
-    let mut bytes = std::fs::read(&file).expect("checkpoint");
+    // The checkpoint directory lost (a new machine for process 0): the store's copy resumes.
+    let documents = check_store(&rt, &log, store.as_ref());
+    let resumed_at = two.resumed_from_seq.load(Ordering::Relaxed);
+    std::fs::remove_dir_all(checkpoints.path()).expect("lose the checkpoint directory");
+    let three = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
+    assert!(
+        three.resumed_from_seq.load(Ordering::Relaxed) > resumed_at,
+        "resumed from the store's copy of the last checkpoint"
+    );
+    assert_eq!(three.decisions_appended.load(Ordering::Relaxed), 0);
+    assert_eq!(check_store(&rt, &log, store.as_ref()), documents);
+
+    // A checkpoint that does not read back, in the file and in the store, is refused, and the
+    // log replayed from the start.
+    let mut bytes = rt
+        .block_on(store.checkpoint())
+        .expect("read")
+        .expect("the store's copy");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    std::fs::write(&file, bytes).expect("alter");
-    let documents = check_store(&rt, &log, store.as_ref());
-    let three = run_with(&rt, &log, Some(Arc::clone(&store)), config);
-    assert_eq!(three.resumed_from_seq.load(Ordering::Relaxed), 0);
-    assert_eq!(three.decisions_appended.load(Ordering::Relaxed), 0);
+    emporium_pipeline::checkpoint::write_bytes(checkpoints.path(), &bytes).expect("alter");
+    rt.block_on(store.put_checkpoint(&bytes))
+        .expect("alter the store's copy");
+    let four = run_with(&rt, &log, Some(Arc::clone(&store)), config);
+    assert_eq!(four.resumed_from_seq.load(Ordering::Relaxed), 0);
+    assert_eq!(four.decisions_appended.load(Ordering::Relaxed), 0);
     assert_eq!(check_store(&rt, &log, store.as_ref()), documents);
 }
 
@@ -592,6 +608,12 @@ impl Store for Breakable {
         key: &str,
     ) -> StoreResult<Option<emporium_serving::store::Document>> {
         self.inner.view(view, key).await
+    }
+    async fn put_checkpoint(&self, bytes: &[u8]) -> StoreResult<()> {
+        self.inner.put_checkpoint(bytes).await
+    }
+    async fn checkpoint(&self) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.checkpoint().await
     }
     async fn user_orders(
         &self,

@@ -348,6 +348,17 @@ async fn conformance(store: &dyn Store) {
         .expect("read")
         .expect("stored");
     assert_eq!(&other.json[..], br#"{"n":1}"#);
+
+    // The checkpoint slot: empty, then the last one put, whole (several chunks in ScyllaDB).
+    assert_eq!(store.checkpoint().await.expect("checkpoint"), None);
+    let big: Vec<u8> = (0..1_300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    store.put_checkpoint(&big).await.expect("put");
+    assert_eq!(store.checkpoint().await.expect("checkpoint"), Some(big));
+    store.put_checkpoint(b"smaller").await.expect("replace");
+    assert_eq!(
+        store.checkpoint().await.expect("checkpoint").as_deref(),
+        Some(&b"smaller"[..])
+    );
 }
 
 #[tokio::test]
@@ -359,6 +370,11 @@ async fn embedded_store_conforms() {
     drop(store);
     let store = EmbeddedStore::open(dir.path()).expect("reopen");
     assert!(store.order("o-4").await.expect("read").is_some());
+    assert_eq!(
+        store.checkpoint().await.expect("checkpoint").as_deref(),
+        Some(&b"smaller"[..]),
+        "the checkpoint is durable too"
+    );
     assert_eq!(store.counts().expect("counts"), (1, 8, 5));
 }
 

@@ -28,6 +28,8 @@ const USER_ORDERS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::
 const VIEWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("views");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const POSITIONS: &str = "positions";
+/// The pipeline's checkpoint (opaque bytes), beside the documents it goes with.
+const CHECKPOINT: &str = "checkpoint";
 
 /// The file name of the store inside a data directory.
 pub const FILE_NAME: &str = "store.redb";
@@ -277,6 +279,25 @@ impl Store for EmbeddedStore {
                 key: POSITIONS.into(),
                 detail: e.to_string(),
             })
+    }
+
+    async fn put_checkpoint(&self, bytes: &[u8]) -> Result<()> {
+        let (db, bytes) = (Arc::clone(&self.db), bytes.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(redb_error)?;
+            {
+                let mut meta = txn.open_table(META).map_err(redb_error)?;
+                meta.insert(CHECKPOINT, bytes.as_slice())
+                    .map_err(redb_error)?;
+            }
+            txn.commit().map_err(redb_error)
+        })
+        .await
+        .map_err(|e| StoreError::Embedded(format!("checkpoint task failed: {e}")))?
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        self.read(META, CHECKPOINT)
     }
 
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {

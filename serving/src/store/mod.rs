@@ -116,6 +116,14 @@ pub trait Store: Send + Sync + 'static {
     /// the key left the view).
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>>;
 
+    /// Replaces the pipeline's checkpoint kept beside the documents it goes with (ADR 0008): a
+    /// copy that outlives the machine of the process that wrote it and the log's retention.
+    /// Opaque bytes (the checkpoint file's format, which checks itself); durable on return.
+    async fn put_checkpoint(&self, bytes: &[u8]) -> Result<()>;
+
+    /// The checkpoint last put (`None`: none yet).
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>>;
+
     /// A user's orders, newest placed first (ties: larger order id first), `limit` per page,
     /// starting after the cursor `after` of the previous page.
     async fn user_orders(

@@ -111,6 +111,11 @@ struct Statements {
     get_positions: PreparedStatement,
     put_view: PreparedStatement,
     get_view: PreparedStatement,
+    put_checkpoint_chunk: PreparedStatement,
+    put_checkpoint_head: PreparedStatement,
+    get_checkpoint_head: PreparedStatement,
+    get_checkpoint_chunks: PreparedStatement,
+    delete_checkpoint: PreparedStatement,
 }
 
 /// The statement texts, by name (unit-tested; prepared on connect).
@@ -193,8 +198,39 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
                 "SELECT doc, WRITETIME(doc) FROM {ks}.view_documents WHERE view = ? AND key = ?"
             ),
         ),
+        (
+            "put_checkpoint_chunk",
+            format!(
+                "INSERT INTO {ks}.checkpoint_chunks (pipeline, generation, chunk, body) \
+                 VALUES (?, ?, ?, ?)"
+            ),
+        ),
+        (
+            "put_checkpoint_head",
+            format!(
+                "INSERT INTO {ks}.checkpoint_head (pipeline, generation, chunks) VALUES (?, ?, ?)"
+            ),
+        ),
+        (
+            "get_checkpoint_head",
+            format!("SELECT generation, chunks FROM {ks}.checkpoint_head WHERE pipeline = ?"),
+        ),
+        (
+            "get_checkpoint_chunks",
+            format!(
+                "SELECT chunk, body FROM {ks}.checkpoint_chunks \
+                 WHERE pipeline = ? AND generation = ?"
+            ),
+        ),
+        (
+            "delete_checkpoint",
+            format!("DELETE FROM {ks}.checkpoint_chunks WHERE pipeline = ? AND generation = ?"),
+        ),
     ]
 }
+
+/// A checkpoint is written in chunks of this size: ScyllaDB warns on cells over 1 MiB.
+const CHECKPOINT_CHUNK: usize = 512 * 1024;
 
 /// Is this error worth retrying later (the cluster is busy or a node is down), as opposed to a
 /// mistake that a retry would repeat?
@@ -294,6 +330,11 @@ impl ScyllaStore {
             get_positions: take("get_positions")?,
             put_view: take("put_view")?,
             get_view: take("get_view")?,
+            put_checkpoint_chunk: take("put_checkpoint_chunk")?,
+            put_checkpoint_head: take("put_checkpoint_head")?,
+            get_checkpoint_head: take("get_checkpoint_head")?,
+            get_checkpoint_chunks: take("get_checkpoint_chunks")?,
+            delete_checkpoint: take("delete_checkpoint")?,
         };
         Ok(Self {
             session: Arc::new(session),
@@ -353,6 +394,22 @@ impl ScyllaStore {
     }
 
     /// The document a `SELECT doc, WRITETIME(doc) … WHERE <key>` statement reads for `key`.
+    /// The current checkpoint's generation and chunk count.
+    async fn checkpoint_head(&self) -> Result<Option<(i64, i32)>> {
+        let rows = self
+            .session
+            .execute_unpaged(
+                &self.statements.get_checkpoint_head,
+                (&self.config.pipeline,),
+            )
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read checkpoint", e))?;
+        rows.maybe_first_row::<(i64, i32)>()
+            .map_err(|e| scylla_error("read checkpoint", e))
+    }
+
     async fn document(
         &self,
         statement: &PreparedStatement,
@@ -440,6 +497,80 @@ impl Store for ScyllaStore {
     async fn product(&self, product_id: &str) -> Result<Option<Document>> {
         self.document(&self.statements.get_product, (product_id,))
             .await
+    }
+
+    async fn put_checkpoint(&self, bytes: &[u8]) -> Result<()> {
+        let pipeline = &self.config.pipeline;
+        let previous = self.checkpoint_head().await?;
+        // A new generation each time (microseconds, above the previous one): its chunks are
+        // written first, then the head names it, then the previous generation is deleted.
+        let generation = chrono::Utc::now()
+            .timestamp_micros()
+            .max(previous.map_or(0, |(g, _)| g + 1));
+        let chunks = bytes.chunks(CHECKPOINT_CHUNK).collect::<Vec<_>>();
+        for (i, chunk) in chunks.iter().enumerate() {
+            self.session
+                .execute_unpaged(
+                    &self.statements.put_checkpoint_chunk,
+                    (pipeline, generation, i as i32, *chunk),
+                )
+                .await
+                .map_err(exec_error)?;
+        }
+        self.session
+            .execute_unpaged(
+                &self.statements.put_checkpoint_head,
+                (pipeline, generation, chunks.len() as i32),
+            )
+            .await
+            .map_err(exec_error)?;
+        if let Some((old, _)) = previous {
+            // Best effort: a leftover generation is only space.
+            if let Err(e) = self
+                .session
+                .execute_unpaged(&self.statements.delete_checkpoint, (pipeline, old))
+                .await
+            {
+                tracing::warn!(error = %e, generation = old, "old checkpoint not deleted");
+            }
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        let Some((generation, chunks)) = self.checkpoint_head().await? else {
+            return Ok(None);
+        };
+        let rows = self
+            .session
+            .execute_unpaged(
+                &self.statements.get_checkpoint_chunks,
+                (&self.config.pipeline, generation),
+            )
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read checkpoint", e))?;
+        let mut bytes = Vec::new();
+        let mut next = 0;
+        for row in rows
+            .rows::<(i32, Vec<u8>)>()
+            .map_err(|e| scylla_error("read checkpoint", e))?
+        {
+            let (chunk, body) = row.map_err(|e| scylla_error("read checkpoint", e))?;
+            if chunk != next {
+                break;
+            }
+            bytes.extend_from_slice(&body);
+            next += 1;
+        }
+        if next != chunks {
+            return Err(StoreError::Corrupt {
+                key: format!("checkpoint generation {generation}"),
+                detail: format!("{next} of its {chunks} chunks read back"),
+            });
+        }
+        Ok(Some(bytes))
     }
 
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {
