@@ -313,6 +313,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let has_dataflow = dataflow.is_some();
     let has_sink = sink.is_some();
+    // Started (or failed, and being retried) before saying so: the lakehouse's tables exist
+    // once this prints, as before the parts were supervised.
+    if has_dataflow {
+        dataflow_health.started().await;
+    }
+    if has_sink {
+        sink_health.started().await;
+    }
     println!("Press Ctrl-C to stop.");
 
     let status = {

@@ -42,6 +42,21 @@ fn then() -> impl Strategy<Value = Then> {
     ]
 }
 
+/// An order of one unit of `sku-1`.
+fn placed(order: &str) -> OrderPlaced {
+    OrderPlaced {
+        order_id: order.to_owned(),
+        user_id: "u-1".into(),
+        lines: vec![OrderLine {
+            sku: "sku-1".into(),
+            qty: 1,
+            unit_price: Money::new(100, "USD"),
+        }],
+        shipping_region: "eu-west".into(),
+        payment_token: "tok_abc".into(),
+    }
+}
+
 /// The partition of a key (any deterministic function keeps per-key log order).
 fn partition(key: &str, partitions: usize) -> usize {
     key.bytes()
@@ -74,21 +89,7 @@ fn shop(orders: &[(Then, i64)], partitions: usize, ids: &mut impl FnMut() -> Uui
     for (i, &(then, skew)) in orders.iter().enumerate() {
         let order = format!("o-{i}");
         let placed_at = 1_000 + i as i64 * 2_000;
-        push(Event::new(
-            ids(),
-            t(placed_at),
-            OrderPlaced {
-                order_id: order.clone(),
-                user_id: "u-1".into(),
-                lines: vec![OrderLine {
-                    sku: "sku-1".into(),
-                    qty: 1,
-                    unit_price: Money::new(100, "USD"),
-                }],
-                shipping_region: "eu-west".into(),
-                payment_token: "tok_abc".into(),
-            },
-        ));
+        push(Event::new(ids(), t(placed_at), placed(&order)));
         let paid = || PaymentAuthorized {
             order_id: order.clone(),
             amount: Money::new(100, "USD"),
@@ -260,18 +261,7 @@ fn a_resumed_decider_orders_ties_as_an_uninterrupted_one() {
         let at = t(((i / 20) as i64 - (next() % 3) as i64) * 1_000);
         let id = Uuid::from_u128(u128::from(next()) << 64 | u128::from(i));
         let payload: Payload = match next() % 3 {
-            0 => OrderPlaced {
-                order_id: order.clone(),
-                user_id: "u-1".into(),
-                lines: vec![OrderLine {
-                    sku: "sku-1".into(),
-                    qty: 1,
-                    unit_price: Money::new(100, "USD"),
-                }],
-                shipping_region: "eu-west".into(),
-                payment_token: "tok_abc".into(),
-            }
-            .into(),
+            0 => placed(&order).into(),
             1 => PaymentAuthorized {
                 order_id: order.clone(),
                 amount: Money::new(100, "USD"),

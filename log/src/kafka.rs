@@ -134,6 +134,21 @@ impl KafkaLog {
             .map_err(|e| LogError::Unavailable(format!("metadata task failed: {e}")))?
     }
 
+    /// Each partition's (low, high) watermarks: its first retained offset and its end.
+    async fn watermarks(&self, topic: &str) -> Result<Vec<(u64, u64)>> {
+        let n = self.partition_count(topic).await?;
+        let name = topic.to_owned();
+        self.blocking(move |meta| {
+            (0..n)
+                .map(|p| {
+                    let (low, high) = meta.fetch_watermarks(&name, p as i32, METADATA_TIMEOUT)?;
+                    Ok((low.max(0) as u64, high.max(0) as u64))
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The partition count from cluster metadata (`None` when the topic does not exist yet).
     async fn fetch_partition_count(&self, topic: &str) -> Result<Option<u32>> {
         let name = topic.to_owned();
@@ -263,31 +278,21 @@ impl EventLog for KafkaLog {
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
-        let n = self.partition_count(topic).await?;
-        let name = topic.to_owned();
-        self.blocking(move |meta| {
-            (0..n)
-                .map(|p| {
-                    let (_, high) = meta.fetch_watermarks(&name, p as i32, METADATA_TIMEOUT)?;
-                    Ok(high.max(0) as u64)
-                })
-                .collect()
-        })
-        .await
+        Ok(self
+            .watermarks(topic)
+            .await?
+            .into_iter()
+            .map(|(_, high)| high)
+            .collect())
     }
 
     async fn start_offsets(&self, topic: &str) -> Result<Vec<u64>> {
-        let n = self.partition_count(topic).await?;
-        let name = topic.to_owned();
-        self.blocking(move |meta| {
-            (0..n)
-                .map(|p| {
-                    let (low, _) = meta.fetch_watermarks(&name, p as i32, METADATA_TIMEOUT)?;
-                    Ok(low.max(0) as u64)
-                })
-                .collect()
-        })
-        .await
+        Ok(self
+            .watermarks(topic)
+            .await?
+            .into_iter()
+            .map(|(low, _)| low)
+            .collect())
     }
 
     async fn read(

@@ -58,11 +58,16 @@ impl Backoff {
     }
 }
 
+/// What [`Health`] says before the first start has been tried.
+const STARTING: &str = "starting";
+
 /// Whether a supervised part is up, for `/readyz`: down with the reason while it is being
 /// restarted.
 pub struct Health {
     name: &'static str,
     down: Mutex<Option<String>>,
+    /// Notified when the state changes.
+    changed: tokio::sync::Notify,
 }
 
 impl Health {
@@ -70,12 +75,27 @@ impl Health {
     pub fn new(name: &'static str) -> Self {
         Self {
             name,
-            down: Mutex::new(Some("starting".into())),
+            down: Mutex::new(Some(STARTING.into())),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
     fn set(&self, down: Option<String>) {
         *self.down.lock().unwrap_or_else(|e| e.into_inner()) = down;
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once the first start has been tried (the part is up, or down with a reason).
+    pub async fn started(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.down().as_deref() != Some(STARTING) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Why the part is down (`None`: up).

@@ -68,6 +68,17 @@ pub enum PipelineError {
     },
 }
 
+impl PipelineError {
+    /// For a read's error: a gap (retention removed what must be read) is [`PipelineError::Gap`]
+    /// saying what could not be done, anything else the log's error.
+    pub(crate) fn reading(what: &'static str) -> impl Fn(LogError) -> PipelineError {
+        move |e| match e {
+            LogError::OffsetOutOfRange { .. } => PipelineError::Gap { what, source: e },
+            e => PipelineError::Log(e),
+        }
+    }
+}
+
 /// The pipeline running on its own thread. Dropping it asks it to stop (without waiting).
 pub struct RunningPipeline {
     pub stats: Arc<PipelineStats>,

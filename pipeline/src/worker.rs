@@ -12,7 +12,7 @@ use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::Output;
 use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow};
 use emporium_dataflows::view::{Installed, any_reads};
-use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
+use emporium_log::{EVENTS_TOPIC, EventLog};
 use emporium_schemas::{Event, EventKinds, Payload};
 use emporium_serving::store::Store;
 use timely::container::CapacityContainerBuilder;
@@ -357,13 +357,7 @@ pub(crate) fn worker_main(
     for p in (0..partitions).filter(|p| reader_of(*p, peers) == index) {
         let reader = runtime
             .block_on(log.partition_reader(EVENTS_TOPIC, p, start[p as usize]))
-            .map_err(|e| match e {
-                LogError::OffsetOutOfRange { .. } => PipelineError::Gap {
-                    what: "resume from worker 0's positions",
-                    source: e,
-                },
-                e => PipelineError::Log(e),
-            })?;
+            .map_err(PipelineError::reading("resume from worker 0's positions"))?;
         readers.push((p, reader));
     }
     // Worker 0 hands each round's documents to a writer thread and goes on deciding: a slow
@@ -416,14 +410,8 @@ pub(crate) fn worker_main(
         for ((p, reader), (_, next)) in readers.iter_mut().zip(&mut next_offsets) {
             let records = runtime
                 .block_on(reader.next_batch(config.read_batch))
-                .map_err(|e| match e {
-                    // Retention overtook the reader: never decide past a hole.
-                    LogError::OffsetOutOfRange { .. } => PipelineError::Gap {
-                        what: "read on",
-                        source: e,
-                    },
-                    e => PipelineError::Log(e),
-                })?;
+                // Retention overtook the reader: never decide past a hole.
+                .map_err(PipelineError::reading("read on"))?;
             read += records.len();
             if let Some(last) = records.last() {
                 *next = last.offset + 1;

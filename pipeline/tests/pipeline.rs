@@ -411,22 +411,8 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
 /// it is, within seconds, and the decision is the reference's over the log (heartbeats included).
 #[test]
 fn heartbeats_to_idle_partitions_let_a_quiet_shops_order_be_decided() {
-    use emporium_schemas::examples::example;
     let rt = runtime();
-    let now = chrono::Utc::now();
-    let records: Vec<Record> = [
-        EventKind::ProductUpserted,
-        EventKind::StockReceived,
-        EventKind::OrderPlaced,
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(n, kind)| {
-        let mut e = example(kind, n as u64);
-        e.occurred_at = now + chrono::Duration::milliseconds(n as i64);
-        Record::new(e.partition_key().as_bytes().to_vec(), e.to_json())
-    })
-    .collect();
+    let records: Vec<Record> = quiet_shop().iter().map(record_of).collect();
     let decided = |log: &Arc<dyn EventLog>| {
         let (_, decisions) = split_log(&rt, log);
         decisions
@@ -763,6 +749,25 @@ fn a_dataflow_stopped_by_store_failures_restarts_from_its_checkpoint_and_converg
     );
 }
 
+/// A quiet shop, now: a product, its stock and one order of it (on 2 of the 4 partitions).
+fn quiet_shop() -> Vec<Event> {
+    use emporium_schemas::examples::example;
+    let now = chrono::Utc::now();
+    [
+        EventKind::ProductUpserted,
+        EventKind::StockReceived,
+        EventKind::OrderPlaced,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, kind)| {
+        let mut e = example(kind, n as u64);
+        e.occurred_at = now + chrono::Duration::milliseconds(n as i64);
+        e
+    })
+    .collect()
+}
+
 /// A record of `event`, keyed as the log keys it.
 fn record_of(event: &Event) -> Record {
     Record::new(event.partition_key().as_bytes().to_vec(), event.to_json())
@@ -788,22 +793,8 @@ fn order_status(
 /// reservation expires at its deadline. Before, a restart that read nothing never sent one.
 #[test]
 fn a_restart_after_traffic_stopped_still_expires_open_reservations() {
-    use emporium_schemas::examples::example;
     let rt = runtime();
-    let now = chrono::Utc::now();
-    let events: Vec<Event> = [
-        EventKind::ProductUpserted,
-        EventKind::StockReceived,
-        EventKind::OrderPlaced,
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(n, kind)| {
-        let mut e = example(kind, n as u64);
-        e.occurred_at = now + chrono::Duration::milliseconds(n as i64);
-        e
-    })
-    .collect();
+    let events = quiet_shop();
     let Payload::OrderPlaced(order) = &events[2].payload else {
         panic!("an order");
     };

@@ -705,7 +705,7 @@ mod tests {
         config.keyspace = "shop_test".into();
         config.replication_factor = 1;
         let statements = schema_statements(&config).expect("valid");
-        assert_eq!(statements.len(), 7, "{statements:#?}");
+        assert_eq!(statements.len(), 9, "{statements:#?}");
         assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS shop_test"));
         assert!(statements[0].contains("'replication_factor': 1"));
         for s in &statements {
@@ -719,6 +719,8 @@ mod tests {
             "user_orders",
             "view_documents",
             "positions",
+            "checkpoint_chunks",
+            "checkpoint_head",
         ] {
             assert!(
                 statements
