@@ -111,8 +111,8 @@ struct Statements {
     get_positions: PreparedStatement,
     put_view: PreparedStatement,
     get_view: PreparedStatement,
-    put_checkpoint_chunk: PreparedStatement,
-    put_checkpoint_head: PreparedStatement,
+    write_checkpoint_chunk: PreparedStatement,
+    write_checkpoint_head: PreparedStatement,
     get_checkpoint_head: PreparedStatement,
     get_checkpoint_chunks: PreparedStatement,
     delete_checkpoint: PreparedStatement,
@@ -199,14 +199,14 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
             ),
         ),
         (
-            "put_checkpoint_chunk",
+            "write_checkpoint_chunk",
             format!(
                 "INSERT INTO {ks}.checkpoint_chunks (pipeline, generation, chunk, body) \
                  VALUES (?, ?, ?, ?)"
             ),
         ),
         (
-            "put_checkpoint_head",
+            "write_checkpoint_head",
             format!(
                 "INSERT INTO {ks}.checkpoint_head (pipeline, generation, chunks) VALUES (?, ?, ?)"
             ),
@@ -330,8 +330,8 @@ impl ScyllaStore {
             get_positions: take("get_positions")?,
             put_view: take("put_view")?,
             get_view: take("get_view")?,
-            put_checkpoint_chunk: take("put_checkpoint_chunk")?,
-            put_checkpoint_head: take("put_checkpoint_head")?,
+            write_checkpoint_chunk: take("write_checkpoint_chunk")?,
+            write_checkpoint_head: take("write_checkpoint_head")?,
             get_checkpoint_head: take("get_checkpoint_head")?,
             get_checkpoint_chunks: take("get_checkpoint_chunks")?,
             delete_checkpoint: take("delete_checkpoint")?,
@@ -511,7 +511,7 @@ impl Store for ScyllaStore {
         for (i, chunk) in chunks.iter().enumerate() {
             self.session
                 .execute_unpaged(
-                    &self.statements.put_checkpoint_chunk,
+                    &self.statements.write_checkpoint_chunk,
                     (pipeline, generation, i as i32, *chunk),
                 )
                 .await
@@ -519,7 +519,7 @@ impl Store for ScyllaStore {
         }
         self.session
             .execute_unpaged(
-                &self.statements.put_checkpoint_head,
+                &self.statements.write_checkpoint_head,
                 (pipeline, generation, chunks.len() as i32),
             )
             .await
