@@ -115,6 +115,8 @@ pub struct Decider {
     view_kinds: EventKinds,
     /// Events applied for the views since the last [`Decider::take_view_events`], at their `seq`.
     view_events: Vec<(u64, Event)>,
+    /// [`Decider::causal`], as a set.
+    causal: EventKinds,
 }
 
 impl Decider {
@@ -141,6 +143,7 @@ impl Decider {
             late: 0,
             view_kinds: EventKinds::default(),
             view_events: Vec::new(),
+            causal: EventKinds::matching(Self::causal),
         }
     }
 
@@ -192,6 +195,14 @@ impl Decider {
         self.seq
     }
 
+    /// Whether events of this type keep their order's log order (ADR 0005, step 1b): the types
+    /// the folds read that are keyed by the order (placed, paid, failed, cancelled, shipped,
+    /// delivered, returned). Catalog and stock events keep the partition rule alone: there are
+    /// millions of their keys in a catalog load, and no lifecycle to put out of order.
+    pub fn causal(kind: EventKind) -> bool {
+        Self::reads(kind) && kind.partition_key_field() == "order_id"
+    }
+
     /// Whether the decider's folds (inventory, orders, catalog) read events of this type. The
     /// others (views, searches, carts, reviews) only move their partition's clock
     /// ([`Decider::push_tick`]); decisions are the decider's own outputs, never its inputs.
@@ -224,8 +235,8 @@ impl Decider {
             self.push_tick(partition, event.occurred_at);
             return;
         }
-        let (at, rank) = if Self::reads(kind) {
-            // The folds' events keep their key's log order (a payment never before its order).
+        let (at, rank) = if self.causal.contains(kind) {
+            // An order's events keep their log order (a payment never before its order).
             let n = self.clocks.len();
             let stamp =
                 self.clocks[partition % n].stamp_keyed(event.partition_key(), event.occurred_at);
@@ -440,7 +451,7 @@ pub fn decide_all(
         let mut clock = PartitionClock::new(allowed_lateness);
         // Decisions are outputs: a log's own decisions are not read again.
         for e in events.iter().filter(|e| !e.kind().is_decision()) {
-            let (at, rank) = if Decider::reads(e.kind()) {
+            let (at, rank) = if Decider::causal(e.kind()) {
                 let stamp = clock.stamp_keyed(e.partition_key(), e.occurred_at);
                 (stamp.at, stamp.rank)
             } else {
