@@ -177,6 +177,7 @@ fn main() {
                     upserts,
                     positions: vec![],
                     seq: b as u64 + 1,
+                    writer: 0,
                 })
                 .await
                 .expect("apply");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emporium_lakehouse::sink::RunningSink;
-use emporium_ops::supervisor::Part;
+use emporium_ops::supervisor::{Part, Permanent};
 use emporium_ops::{CancellationToken, Readiness, ReadinessCheck};
 use emporium_pipeline::{PipelineStats, RunningPipeline, reader_of};
 use tokio::net::TcpListener;
@@ -27,9 +27,14 @@ pub(crate) async fn stop_dataflow(pipeline: RunningPipeline, hint: &str) -> anyh
     )
     .await
     {
-        Ok(joined) => Ok(joined
-            .context("joining the dataflow thread")?
-            .context("inventory dataflow")?),
+        Ok(joined) => match joined.context("joining the dataflow thread")? {
+            Ok(()) => Ok(()),
+            // A newer writer took over: starting again would take its place back (ADR 0012).
+            Err(e) if e.is_fenced() => {
+                Err(anyhow::Error::new(Permanent(e.to_string()))).context("inventory dataflow")
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("inventory dataflow")),
+        },
         Err(_) => anyhow::bail!(
             "the inventory dataflow did not stop within {} s ({hint})",
             SHUTDOWN_GRACE.as_secs()

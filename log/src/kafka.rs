@@ -20,15 +20,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::{
     ConsumedRecord, EventLog, LogConsumer, LogError, PartitionReader, Position, Record, Result,
-    partition_for,
+    WriterClaim, partition_for,
 };
 
 /// Settings of the Kafka backend.
@@ -88,12 +88,36 @@ pub struct KafkaLog {
     /// Metadata and watermark queries.
     meta: Arc<BaseConsumer>,
     partitions: RwLock<HashMap<String, u32>>,
+    /// The writers claimed by this client, by name: the newest claim of each (ADR 0012).
+    writers: parking_lot::Mutex<HashMap<String, Arc<TransactionalWriter>>>,
+}
+
+/// A claimed writer: a transactional producer, one transaction per append.
+struct TransactionalWriter {
+    epoch: u64,
+    producer: Arc<FutureProducer>,
+    /// One transaction at a time.
+    busy: tokio::sync::Mutex<()>,
+}
+
+/// Whether a transactional call failed because a newer claim of the `transactional.id` fenced
+/// this producer (the broker's answer, or librdkafka's fatal error after it).
+fn is_fenced(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        )
+    )
 }
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl KafkaLog {
-    pub fn connect(config: KafkaConfig) -> Result<Self> {
+    /// The producer's settings: every producer of this client, transactional or not.
+    fn producer_config(config: &KafkaConfig) -> ClientConfig {
         let mut producer_config = config.client();
         producer_config
             .set("enable.idempotence", "true")
@@ -108,7 +132,11 @@ impl KafkaLog {
         for (k, v) in &config.properties {
             producer_config.set(k, v);
         }
-        let producer: FutureProducer = producer_config.create()?;
+        producer_config
+    }
+
+    pub fn connect(config: KafkaConfig) -> Result<Self> {
+        let producer: FutureProducer = Self::producer_config(&config).create()?;
         let admin: AdminClient<DefaultClientContext> = config.client().create()?;
         let meta: BaseConsumer = config
             .client()
@@ -121,6 +149,7 @@ impl KafkaLog {
             admin,
             meta: Arc::new(meta),
             partitions: RwLock::new(HashMap::new()),
+            writers: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
@@ -277,6 +306,139 @@ impl EventLog for KafkaLog {
         }
     }
 
+    async fn claim_writer(&self, writer: &str) -> Result<WriterClaim> {
+        if writer.is_empty()
+            || !writer
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(LogError::Config(format!(
+                "writer name {writer:?}: expected letters, digits, '.', '_' or '-'"
+            )));
+        }
+        let mut config = Self::producer_config(&self.config);
+        // A transaction must outlive the deliveries in it.
+        let timeout = self.config.delivery_timeout.max(Duration::from_secs(60));
+        config
+            .set("transactional.id", format!("emporium-{writer}"))
+            .set("transaction.timeout.ms", timeout.as_millis().to_string());
+        let producer: Arc<FutureProducer> = Arc::new(config.create()?);
+        // Registers the id with the transaction coordinator: the previous producer with this id
+        // is fenced, and its open transaction aborted.
+        let init = Arc::clone(&producer);
+        let wait = self.config.delivery_timeout;
+        tokio::task::spawn_blocking(move || init.init_transactions(wait))
+            .await
+            .map_err(|e| LogError::Unavailable(format!("claim task failed: {e}")))?
+            .map_err(|e| LogError::Unavailable(format!("claiming writer {writer:?}: {e}")))?;
+        let mut writers = self.writers.lock();
+        let epoch = writers.get(writer).map_or(0, |w| w.epoch) + 1;
+        writers.insert(
+            writer.to_owned(),
+            Arc::new(TransactionalWriter {
+                epoch,
+                producer,
+                busy: tokio::sync::Mutex::new(()),
+            }),
+        );
+        Ok(WriterClaim {
+            name: writer.to_owned(),
+            epoch,
+        })
+    }
+
+    async fn append_as(
+        &self,
+        claim: &WriterClaim,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<Position>> {
+        let fenced = || LogError::Fenced {
+            writer: claim.name.clone(),
+            epoch: claim.epoch,
+        };
+        let writer = self
+            .writers
+            .lock()
+            .get(&claim.name)
+            .filter(|w| w.epoch == claim.epoch)
+            .cloned()
+            .ok_or_else(fenced)?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = self.partition_count(topic).await?;
+        let _one_at_a_time = writer.busy.lock().await;
+        let timeout = self.config.delivery_timeout;
+        let call = |what: &'static str, f: fn(&FutureProducer, Duration) -> KafkaResult<()>| {
+            let producer = Arc::clone(&writer.producer);
+            async move {
+                tokio::task::spawn_blocking(move || f(&producer, timeout))
+                    .await
+                    .map_err(|e| LogError::Unavailable(format!("{what} task failed: {e}")))?
+                    .map_err(|e| {
+                        if is_fenced(&e) {
+                            fenced()
+                        } else {
+                            LogError::Unavailable(format!("{what}: {e}"))
+                        }
+                    })
+            }
+        };
+        call("begin the transaction", |p, _| p.begin_transaction()).await?;
+        let sends = records.iter().map(|r| {
+            let partition = partition_for(&r.key, n);
+            let record = FutureRecord::to(topic)
+                .key(r.key.as_ref())
+                .payload(r.value.as_ref())
+                .partition(partition as i32);
+            writer.producer.send(record, timeout)
+        });
+        let mut positions = Vec::with_capacity(records.len());
+        let mut failure = None;
+        for delivery in join_all(sends).await {
+            match delivery {
+                Ok(d) => positions.push(Position {
+                    partition: d.partition as u32,
+                    offset: d.offset as u64,
+                }),
+                Err((e, _)) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            // Nothing of the batch becomes visible: abort (a fenced producer cannot, and the
+            // broker aborted its transaction already).
+            if is_fenced(&e) {
+                return Err(fenced());
+            }
+            call("abort the transaction", |p, t| p.abort_transaction(t)).await?;
+            return Err(LogError::Unavailable(format!(
+                "Kafka did not acknowledge the append (the transaction was aborted): {e}"
+            )));
+        }
+        // A retriable commit error leaves the outcome open: committing again settles it.
+        let commit = |p: &FutureProducer, t: Duration| {
+            let mut tries = 0;
+            loop {
+                match p.commit_transaction(t) {
+                    Err(KafkaError::Transaction(e)) if e.is_retriable() && tries < 3 => tries += 1,
+                    result => return result,
+                }
+            }
+        };
+        if let Err(e) = call("commit the transaction", commit).await {
+            if !matches!(e, LogError::Fenced { .. }) {
+                // Whatever the commit's outcome, abort what may still be open; an aborted
+                // batch is safe to send again.
+                let _ = call("abort the transaction", |p, t| p.abort_transaction(t)).await;
+            }
+            return Err(e);
+        }
+        Ok(positions)
+    }
+
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>> {
         Ok(self
             .watermarks(topic)
@@ -326,16 +488,24 @@ impl EventLog for KafkaLog {
                 .set("group.id", "emporium-reader")
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "error")
-                .set("enable.partition.eof", "false")
+                .set("enable.partition.eof", "true")
                 .create()?;
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&name, partition as i32, Offset::Offset(from as i64))?;
             reader.assign(&tpl)?;
-            let wanted = (high - from).min(max as u64) as usize;
+            // Records up to `max` or the partition's end (`PartitionEOF`, at the last stable
+            // offset). Not `high - from` records: transaction markers and aborted records take
+            // offsets that are never returned (ADR 0012).
             let deadline = Instant::now() + METADATA_TIMEOUT;
-            while out.len() < wanted && Instant::now() < deadline {
+            let mut at_end = false;
+            while out.len() < max && !at_end && Instant::now() < deadline {
                 match reader.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => out.push(owned(&m)),
+                    Some(Ok(m)) => {
+                        let record = owned(&m);
+                        at_end = record.offset + 1 >= high;
+                        out.push(record);
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => at_end = true,
                     Some(Err(e)) if is_offset_reset(&e) => {
                         let next = out.last().map_or(from, |r| r.offset + 1);
                         return Err(gap_at(&reader, &name, partition, next));
@@ -345,9 +515,10 @@ impl EventLog for KafkaLog {
                 }
             }
             // Callers take a short read for the end of the partition: never return one early.
-            if out.len() < wanted {
+            if out.len() < max && !at_end {
                 return Err(LogError::Unavailable(format!(
-                    "read {} of {wanted} records of {name}/{partition} from offset {from} before the deadline",
+                    "read {} records of {name}/{partition} from offset {from} (ending at {high}) \
+                     before the deadline",
                     out.len()
                 )));
             }
@@ -518,10 +689,35 @@ impl PartitionReader for KafkaPartitionReader {
                 // What was fetched so far; the next call polls again.
                 Some(Err(e)) if recoverable(&e) => break,
                 Some(Err(e)) => return Err(e.into()),
-                None => break,
+                None => {
+                    // Transaction markers take offsets but are never returned: librdkafka's
+                    // position moves past those it skipped (ADR 0012).
+                    if let Some(position) = self.consumer_position() {
+                        self.next = self.next.max(position);
+                    }
+                    break;
+                }
             }
         }
         Ok(out)
+    }
+
+    fn position(&self) -> u64 {
+        self.next
+    }
+}
+
+impl KafkaPartitionReader {
+    /// The consumer's own position in the partition (local, no request), if it has one.
+    fn consumer_position(&self) -> Option<u64> {
+        let tpl = self.consumer.position().ok()?;
+        match tpl
+            .find_partition(&self.topic, self.partition as i32)?
+            .offset()
+        {
+            Offset::Offset(o) if o >= 0 => Some(o as u64),
+            _ => None,
+        }
     }
 }
 

@@ -44,6 +44,17 @@ impl Record {
     }
 }
 
+/// The claim of one writer name, from [`EventLog::claim_writer`]: pass it to
+/// [`EventLog::append_as`]. A later claim of the same name fences this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterClaim {
+    /// The writer's name (`decider`): one process at a time appends under it.
+    pub name: String,
+    /// Claims of this name so far, this one included (embedded: kept in the log directory;
+    /// Kafka: the claims made by this client, the broker's producer epoch doing the fencing).
+    pub epoch: u64,
+}
+
 /// Where a record sits: its partition and its offset within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Position {
@@ -108,6 +119,14 @@ pub enum LogError {
     Config(String),
     #[error("the event log has been closed")]
     Closed,
+    /// Another process claimed this writer's name since this one did ([`EventLog::claim_writer`]):
+    /// this one must stop appending (and deciding). Not retryable: retrying would take the
+    /// name back and fence the newer writer in turn (ADR 0012).
+    #[error(
+        "writer {writer:?} (claim {epoch}) was fenced: another process claimed that name since, \
+         so this one stops appending"
+    )]
+    Fenced { writer: String, epoch: u64 },
     #[error("Kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
 }
@@ -182,6 +201,24 @@ pub trait EventLog: Send + Sync + 'static {
     /// [`LogError::PartiallyAppended`]; the caller resends the rest (ADR 0004).
     async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Position>>;
 
+    /// Makes this process the one writer named `writer` (ADR 0012): every append through an
+    /// earlier claim of the name, by this process or another, fails with [`LogError::Fenced`]
+    /// from now on. Embedded: an epoch kept in the log directory. Kafka: a transactional producer
+    /// with `transactional.id = emporium-<writer>`, which fences the previous one at the broker
+    /// and aborts its open transaction.
+    async fn claim_writer(&self, writer: &str) -> Result<WriterClaim>;
+
+    /// Appends `records` as the claimed writer, all of them or none (Kafka: one transaction),
+    /// and returns once they are durable. [`LogError::Fenced`] once the name was claimed again.
+    /// Readers skip what an aborted transaction wrote (Kafka's `read_committed`, librdkafka's
+    /// default), and offsets may then have gaps: transaction markers take an offset each.
+    async fn append_as(
+        &self,
+        claim: &WriterClaim,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<Position>>;
+
     /// The next offset to be written in each partition (Kafka's high watermark).
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>>;
 
@@ -224,6 +261,11 @@ pub trait PartitionReader: Send {
     /// Up to `max` records from the cursor, without waiting for more (empty at the end of the
     /// partition); the cursor moves past what it returns.
     async fn next_batch(&mut self, max: usize) -> Result<Vec<ConsumedRecord>>;
+
+    /// The offset the cursor reads next: past the last record returned, and past any Kafka
+    /// transaction markers (and aborted records) after it, which take offsets but are never
+    /// returned. At the partition's end offset once everything there was read.
+    fn position(&self) -> u64;
 }
 
 /// One member of a consumer group. Positions advance only when committed.

@@ -349,8 +349,72 @@ async fn reads_below_the_first_retained_offset_fail(
     assert_eq!(all.len() as u64, end - from);
 }
 
+/// One writer per name (ADR 0012): a claim fences every earlier claim of its name, and an
+/// append through a fenced claim appends nothing; appends as a writer read back like any others.
+async fn a_claim_fences_the_earlier_claims_of_its_name(log: &dyn EventLog, topic: &str) {
+    log.ensure_topic(topic, PARTITIONS).await.expect("topic");
+    let batch = |from: usize| {
+        (from..from + 5)
+            .map(|n| record(&format!("k{}", n % 3), n))
+            .collect::<Vec<_>>()
+    };
+    let first = log.claim_writer("decider").await.expect("claim");
+    let kept = log
+        .append_as(&first, topic, batch(0))
+        .await
+        .expect("the only claim appends");
+    let second = log.claim_writer("decider").await.expect("claim again");
+    assert_ne!(first, second);
+    for _ in 0..2 {
+        let refused = log.append_as(&first, topic, batch(100)).await;
+        assert!(
+            matches!(&refused, Err(LogError::Fenced { writer, .. }) if writer == "decider"),
+            "the earlier claim is fenced: {refused:?}"
+        );
+        assert!(!refused.expect_err("fenced").is_retryable());
+    }
+    let other = log
+        .claim_writer("other-writer")
+        .await
+        .expect("another name");
+    let later = log
+        .append_as(&second, topic, batch(5))
+        .await
+        .expect("the newest claim appends");
+    log.append_as(&other, topic, batch(10))
+        .await
+        .expect("names are independent");
+    log.append(topic, vec![record("k0", 99)])
+        .await
+        .expect("plain appends are not writers'");
+    let all = read_all(log, topic).await.expect("read");
+    let values: HashSet<Vec<u8>> = all.iter().map(|r| r.value.to_vec()).collect();
+    assert_eq!(
+        all.len(),
+        16,
+        "5 + 5 + 5 + 1, nothing of the fenced appends"
+    );
+    for n in 100..105 {
+        assert!(
+            !values.contains(format!("k{}#{n}", n % 3).as_bytes()),
+            "fenced #{n} landed"
+        );
+    }
+    let read_at: HashSet<Position> = all
+        .iter()
+        .map(|r| Position {
+            partition: r.partition,
+            offset: r.offset,
+        })
+        .collect();
+    for p in kept.iter().chain(&later) {
+        assert!(read_at.contains(p), "{p:?} acknowledged and read back");
+    }
+}
+
 async fn conformance(log: &dyn EventLog, prefix: &str) {
     appends_are_ordered_per_key_and_readable(log, &format!("{prefix}.order")).await;
+    a_claim_fences_the_earlier_claims_of_its_name(log, &format!("{prefix}.writers")).await;
     concurrent_appends_all_land_once(log, &format!("{prefix}.concurrent")).await;
     consumer_groups_resume_from_commits(log, &format!("{prefix}.groups")).await;
     partition_readers_follow_one_partition(log, &format!("{prefix}.cursor")).await;
@@ -373,6 +437,73 @@ async fn embedded_log_with_tiny_segments_conforms() {
     };
     let log = EmbeddedLog::open(config).expect("open");
     conformance(&log, "t").await;
+}
+
+/// A claim outlives the process: reopened, the log still fences the claims before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_writer_claims_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = || EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open");
+    let log = open();
+    log.ensure_topic("t", PARTITIONS).await.expect("topic");
+    let first = log.claim_writer("decider").await.expect("claim");
+    let second = log.claim_writer("decider").await.expect("claim");
+    drop(log);
+    let log = open();
+    assert!(matches!(
+        log.append_as(&first, "t", vec![record("k", 1)]).await,
+        Err(LogError::Fenced { .. })
+    ));
+    log.append_as(&second, "t", vec![record("k", 2)])
+        .await
+        .expect("the newest claim still appends");
+    let third = log.claim_writer("decider").await.expect("claim");
+    assert_eq!(third.epoch, second.epoch + 1);
+    assert!(matches!(
+        log.claim_writer("../escape").await,
+        Err(LogError::Config(_))
+    ));
+}
+
+/// Two clients of one broker claim the same writer: the broker fences the first one's
+/// transactional producer (its `transactional.id` was initialised again, bumping the producer
+/// epoch), so its appends fail as fenced and none of their records is read back. librdkafka's
+/// mock cluster cannot show this: it gives every new producer of a `transactional.id` a fresh
+/// producer id instead of bumping the epoch (`rd_kafka_mock_handle_InitProducerId`), so the
+/// older producer is never fenced there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a broker that fences transactional producers (librdkafka's mock cluster does not): EMPORIUM_TEST_KAFKA_BROKERS=host:port, then --ignored"]
+async fn a_kafka_writer_claimed_by_another_client_is_fenced_by_the_broker() {
+    let brokers = std::env::var("EMPORIUM_TEST_KAFKA_BROKERS")
+        .expect("EMPORIUM_TEST_KAFKA_BROKERS=host:port names the broker");
+    let topic = format!("fence-{}", std::process::id());
+    let connect = || KafkaLog::connect(kafka_test_config(brokers.clone())).expect("connect");
+    let (one, two) = (connect(), connect());
+    one.ensure_topic(&topic, PARTITIONS).await.expect("topic");
+    let name = format!("fence-test-{}", std::process::id());
+    let first = one.claim_writer(&name).await.expect("claim");
+    one.append_as(&first, &topic, vec![record("k", 1)])
+        .await
+        .expect("appends while it is the only one");
+    let second = two
+        .claim_writer(&name)
+        .await
+        .expect("claim from the other client");
+    let refused = one.append_as(&first, &topic, vec![record("k", 2)]).await;
+    assert!(
+        matches!(refused, Err(LogError::Fenced { .. })),
+        "the broker fenced the first: {refused:?}"
+    );
+    two.append_as(&second, &topic, vec![record("k", 3)])
+        .await
+        .expect("the second appends");
+    let values: Vec<Vec<u8>> = read_all(&two, &topic)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|r| r.value.to_vec())
+        .collect();
+    assert_eq!(values, [b"k#1".to_vec(), b"k#3".to_vec()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,7 +534,7 @@ async fn kafka_log_reads_below_retention_fail() {
 async fn kafka_log_on_librdkafka_mock_cluster_conforms() {
     let cluster = MockCluster::new(3).expect("mock cluster");
     // librdkafka's mock cluster does not implement CreateTopics: create them the mock's way.
-    for suffix in ["order", "concurrent", "groups", "cursor"] {
+    for suffix in ["order", "writers", "concurrent", "groups", "cursor"] {
         cluster
             .create_topic(&format!("t.{suffix}"), PARTITIONS as i32, 3)
             .expect("mock topic");

@@ -58,6 +58,20 @@ impl Backoff {
     }
 }
 
+/// An error after which the part must not be started again: another process took over its role
+/// (a newer writer fenced it, ADR 0012), and starting again would take the role back. The
+/// supervisor then leaves the part down, with the reason in `/readyz`, until the process stops.
+#[derive(Debug)]
+pub struct Permanent(pub String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
+
 /// What [`Health`] says before the first start has been tried.
 const STARTING: &str = "starting";
 
@@ -142,9 +156,26 @@ where
                     attempt = 0;
                 }
                 match part.stop().await {
-                    Err(e) => format!("{e:#}"),
-                    Ok(()) => "ended without an error".into(),
+                    Err(e) => Err(e),
+                    Ok(()) => Ok("ended without an error".to_owned()),
                 }
+            }
+            Err(e) => Err(e),
+        };
+        let failure = match failure {
+            Ok(failure) => failure,
+            Err(e) if e.chain().any(|c| c.is::<Permanent>()) => {
+                let failure = format!("{e:#}");
+                tracing::error!(
+                    part = health.name,
+                    error = %failure,
+                    "stopped for good: not starting it again"
+                );
+                metrics::counter!("emporium_part_stopped_total", "part" => health.name)
+                    .increment(1);
+                health.set(Some(format!("stopped for good: {failure}")));
+                cancel.cancelled().await;
+                return Ok(());
             }
             Err(e) => format!("{e:#}"),
         };
@@ -173,6 +204,8 @@ where
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use anyhow::Context as _;
 
     use super::*;
 
@@ -245,5 +278,46 @@ mod tests {
         cancel.cancel();
         run.await.expect("joined").expect("a clean stop");
         assert_eq!(starts.load(Ordering::SeqCst), 5);
+    }
+
+    /// A part that ends at once, fenced by a newer writer.
+    struct Fenced;
+
+    #[async_trait]
+    impl Part for Fenced {
+        async fn ended(&self) {}
+        async fn stop(self: Box<Self>) -> anyhow::Result<()> {
+            Err(anyhow::Error::new(Permanent(
+                "writer \"decider\" (claim 1) was fenced".into(),
+            )))
+            .context("inventory dataflow")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_part_stopped_for_good_is_not_started_again() {
+        let health = Arc::new(Health::new("dataflow"));
+        let cancel = CancellationToken::new();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let run = {
+            let (health, cancel, starts) =
+                (Arc::clone(&health), cancel.clone(), Arc::clone(&starts));
+            tokio::spawn(async move {
+                supervise(&health, &cancel, &Backoff::default(), || {
+                    starts.fetch_add(1, Ordering::SeqCst);
+                    async { Ok(Box::new(Fenced) as Box<dyn Part>) }
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(starts.load(Ordering::SeqCst), 1, "never started again");
+        let why = health.check().await.expect_err("down");
+        assert!(
+            why.starts_with("dataflow: stopped for good: inventory dataflow: writer"),
+            "{why}"
+        );
+        cancel.cancel();
+        run.await.expect("joined").expect("returns once cancelled");
     }
 }

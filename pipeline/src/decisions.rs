@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use emporium_dataflows::inventory::Output;
-use emporium_log::{EVENTS_TOPIC, EventLog, LogError, Record};
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError, Record, WriterClaim};
 use emporium_schemas::{EventKind, Payload};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -22,6 +22,7 @@ pub(crate) type Decided = (Output, Option<i64>);
 
 pub(crate) fn append_decisions(
     log: &Arc<dyn EventLog>,
+    claim: &WriterClaim,
     runtime: &tokio::runtime::Handle,
     outputs: Vec<Decided>,
     stats: &PipelineStats,
@@ -45,6 +46,20 @@ pub(crate) fn append_decisions(
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                // The log's answer stands: an order already reserved (or rejected) by an
+                // earlier decider, run with other settings, is never given the other answer too.
+                if let Some(opposite) = opposite_decision(&event.payload)
+                    && logged.contains(&opposite)
+                {
+                    stats.decisions_conflicting.fetch_add(1, Ordering::Relaxed);
+                    metrics::decision_conflict();
+                    tracing::warn!(
+                        order_id = event.payload.partition_key(),
+                        decided = outcome,
+                        "the log already holds the other answer for this order: it stands"
+                    );
+                    continue;
+                }
                 metrics::decision(outcome);
                 placed.extend(placed_ms);
                 records.push(Record::new(
@@ -66,7 +81,8 @@ pub(crate) fn append_decisions(
     }
     let n = records.len() as u64;
     if n > 0 {
-        runtime.block_on(log.append(EVENTS_TOPIC, records))?;
+        // As the claimed writer, all or nothing: a fenced decider appends nothing (ADR 0012).
+        runtime.block_on(log.append_as(claim, EVENTS_TOPIC, records))?;
         stats.decisions_appended.fetch_add(n, Ordering::Relaxed);
         let now_ms = chrono::Utc::now().timestamp_millis();
         // Orders appended before this run started are a replay, not decision latency.
@@ -77,6 +93,18 @@ pub(crate) fn append_decisions(
         }
     }
     Ok(())
+}
+
+/// The id of the answer that excludes this one for the same order (reserved and rejected), if
+/// the payload is one of those two.
+fn opposite_decision(payload: &Payload) -> Option<Uuid> {
+    let opposite = match payload {
+        Payload::InventoryReserved(_) => EventKind::OrderRejected,
+        Payload::OrderRejected(_) => EventKind::InventoryReserved,
+        _ => return None,
+    };
+    let name = format!("{opposite}:{}", payload.partition_key());
+    Some(Uuid::new_v5(&DECISION_NAMESPACE, name.as_bytes()))
 }
 
 /// Ids of the decision events in the log from `from` on, per partition (read once at start).

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use emporium_log::{EVENTS_TOPIC, EventLog, LogError, Record, partition_for};
+use emporium_log::{EVENTS_TOPIC, EventLog, LogError, Record, WriterClaim, partition_for};
 use emporium_schemas::Event;
 use emporium_schemas::decisions::PartitionHeartbeat;
 
@@ -189,6 +189,7 @@ pub fn routing_key(partition: u32, partitions: u32) -> String {
 /// it) has reached the log's end offset.
 pub(crate) fn send_heartbeats(
     log: &Arc<dyn EventLog>,
+    claim: &WriterClaim,
     runtime: &tokio::runtime::Handle,
     decider: &Decider,
     arrivals: &mut Arrivals,
@@ -212,7 +213,12 @@ pub(crate) fn send_heartbeats(
         return Ok(());
     }
     let n = due.len() as u64;
-    runtime.block_on(log.append(EVENTS_TOPIC, due.into_iter().map(|(_, r)| r).collect()))?;
+    // As the claimed writer: a fenced decider's heartbeats would move idle partitions' clocks.
+    runtime.block_on(log.append_as(
+        claim,
+        EVENTS_TOPIC,
+        due.into_iter().map(|(_, r)| r).collect(),
+    ))?;
     stats.heartbeats.fetch_add(n, Ordering::Relaxed);
     metrics::heartbeats(n);
     Ok(())

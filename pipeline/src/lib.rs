@@ -69,6 +69,16 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// Whether a newer writer fenced this pipeline (ADR 0012): it must stop, not restart, or it
+    /// would take the role back and fence the newer one in turn.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Log(LogError::Fenced { .. })
+                | PipelineError::Store(emporium_serving::store::StoreError::Fenced { .. })
+        )
+    }
+
     /// For a read's error: a gap (retention removed what must be read) is [`PipelineError::Gap`]
     /// saying what could not be done, anything else the log's error.
     pub(crate) fn reading(what: &'static str) -> impl Fn(LogError) -> PipelineError {
@@ -77,6 +87,16 @@ impl PipelineError {
             e => PipelineError::Log(e),
         }
     }
+}
+
+/// The name the deciding process claims in the log ([`EventLog::claim_writer`]; Kafka
+/// `transactional.id` `emporium-decider`).
+pub const WRITER_NAME: &str = "decider";
+
+/// The deciding process's claims (ADR 0012): what it appends and writes carries them.
+pub(crate) struct Claims {
+    pub(crate) log: emporium_log::WriterClaim,
+    pub(crate) store: u64,
 }
 
 /// The pipeline running on its own thread. Dropping it asks it to stop (without waiting).
@@ -154,6 +174,30 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), PipelineError> {
     let partitions = runtime.block_on(log.partition_count(EVENTS_TOPIC))?;
+    // A process ≥ 1 reads from process 0's positions (sent at start, `worker`): only the process
+    // that decides checks them, appends decisions and writes the store.
+    let decides = config.cluster.as_ref().is_none_or(|c| c.process == 0);
+    // One writer at a time (ADR 0012): claiming the log's writer name and the store fences any
+    // earlier decider (an overlapping redeploy, a second `emporium run` on the same log), before
+    // this one reads the checkpoint and the decisions already appended.
+    let claims = if decides {
+        let log_claim = runtime.block_on(log.claim_writer(WRITER_NAME))?;
+        let store_claim = match &store {
+            Some(store) => runtime.block_on(store.claim_writer())?,
+            None => 0,
+        };
+        tracing::info!(
+            log_claim = log_claim.epoch,
+            store_claim,
+            "claimed the decider's writer role: earlier deciders are fenced"
+        );
+        Some(Claims {
+            log: log_claim,
+            store: store_claim,
+        })
+    } else {
+        None
+    };
     stats.watermark_ms.store(i64::MIN, Ordering::Relaxed);
     // Records appended before this run are a replay: not freshness.
     stats
@@ -169,9 +213,6 @@ pub fn run(
         Some((_, checkpoint)) => checkpoint.positions.clone(),
         None => vec![0; partitions as usize],
     });
-    // A process ≥ 1 reads from process 0's positions (sent at start, `worker`): only the process
-    // that decides checks them, and only it appends decisions.
-    let decides = config.cluster.as_ref().is_none_or(|c| c.process == 0);
     if decides {
         check_retained(log.as_ref(), &runtime, &start, resumed.is_some())?;
     }
@@ -230,6 +271,7 @@ pub fn run(
             stats: &stats,
             stop: &stop,
             logged: &logged,
+            claims: &claims,
             start: &start,
             resumed: &resumed,
         };

@@ -13,6 +13,11 @@ pub(crate) fn decision(outcome: &'static str) {
     counter!("emporium_dataflow_decisions_total", "outcome" => outcome).increment(1);
 }
 
+/// A decision not appended: the log holds the other answer for its order (ADR 0012).
+pub(crate) fn decision_conflict() {
+    counter!("emporium_dataflow_decision_conflicts_total").increment(1);
+}
+
 pub(crate) fn anomaly(kind: &'static str) {
     counter!("emporium_dataflow_anomalies_total", "kind" => kind).increment(1);
 }

@@ -12,6 +12,9 @@ pub struct PipelineStats {
     pub decisions_appended: AtomicU64,
     /// Decisions already in the log (a replay after a restart).
     pub decisions_already_logged: AtomicU64,
+    /// Decisions not appended because the log holds the other answer for the order (an earlier
+    /// decider with other settings reserved what this one rejects, or the reverse: ADR 0012).
+    pub decisions_conflicting: AtomicU64,
     pub anomalies: AtomicU64,
     /// Events counted at their partition's bound, not their own time ([`Decider::late_events`]).
     pub late_events: AtomicU64,

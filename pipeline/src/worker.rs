@@ -23,7 +23,6 @@ use timely::dataflow::operators::{Exchange as _, Input, Inspect, Operator, Probe
 use timely::dataflow::{InputHandle, ProbeHandle};
 use uuid::Uuid;
 
-use crate::PipelineError;
 use crate::config::{PipelineConfig, reader_of};
 use crate::decisions::{Decided, append_decisions};
 use crate::heartbeat::*;
@@ -32,6 +31,7 @@ use crate::round::{RoundEnd, StoreWork, publish_state};
 use crate::route::{Raw, Read, route};
 use crate::stats::{PipelineStats, record_since};
 use crate::writer::{STOP_GRACE, StoreWriter};
+use crate::{Claims, PipelineError};
 
 /// What every worker of this process shares.
 pub(crate) struct WorkerContext<'a> {
@@ -42,6 +42,8 @@ pub(crate) struct WorkerContext<'a> {
     pub(crate) stats: &'a Arc<PipelineStats>,
     pub(crate) stop: &'a Arc<AtomicBool>,
     pub(crate) logged: &'a Arc<HashSet<Uuid>>,
+    /// The writer claims, on the process that decides (`None` on the others).
+    pub(crate) claims: &'a Option<Claims>,
     /// Per partition, the first offset to decide on (a checkpoint's positions, or 0).
     pub(crate) start: &'a Arc<Vec<u64>>,
     /// The decider and the views' states resumed from a checkpoint, for worker 0 to take.
@@ -98,6 +100,7 @@ pub(crate) fn worker_main(
         stats,
         stop,
         logged,
+        claims,
         start,
         resumed,
     } = shared;
@@ -369,11 +372,18 @@ pub(crate) fn worker_main(
             Arc::clone(stats),
             started_ms,
             config.checkpoint.as_ref().map(|c| c.dir.clone()),
+            claims.as_ref().map_or(0, |c| c.store),
         )?),
         _ => None,
     };
-    let append =
-        |outputs: Vec<Decided>| append_decisions(log, runtime, outputs, stats, logged, started_ms);
+    let claim = || {
+        claims.as_ref().map(|c| &c.log).ok_or_else(|| {
+            PipelineError::Timely("only the process that decides appends to the log".into())
+        })
+    };
+    let append = |outputs: Vec<Decided>| {
+        append_decisions(log, claim()?, runtime, outputs, stats, logged, started_ms)
+    };
     let round_end = RoundEnd {
         decider: &decider,
         decided: &decided,
@@ -407,15 +417,14 @@ pub(crate) fn worker_main(
     let mut last_heartbeat_check = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut read = 0;
+        let mut moved = false;
         for ((p, reader), (_, next)) in readers.iter_mut().zip(&mut next_offsets) {
             let records = runtime
                 .block_on(reader.next_batch(config.read_batch))
                 // Retention overtook the reader: never decide past a hole.
                 .map_err(PipelineError::reading("read on"))?;
             read += records.len();
-            if let Some(last) = records.last() {
-                *next = last.offset + 1;
-            }
+            let after_records = records.last().map_or(*next, |r| r.offset + 1);
             for r in records {
                 input.send(Raw {
                     partition: *p,
@@ -424,9 +433,25 @@ pub(crate) fn worker_main(
                     read: route(&r.value, stats, steps),
                 });
             }
+            // The reader's position: past its records and past the transaction markers after
+            // them, which take offsets on Kafka (ADR 0012). Sent on as a position alone, so the
+            // decider's positions (the store's, the heartbeats' "caught up") pass them too.
+            let position = reader.position();
+            if position > after_records {
+                input.send(Raw {
+                    partition: *p,
+                    offset: position - 1,
+                    appended_ms: 0,
+                    read: Read::Position,
+                });
+            }
+            if position != *next {
+                moved = true;
+                *next = position;
+            }
         }
         stats.records_read.fetch_add(read as u64, Ordering::Relaxed);
-        if read > 0 {
+        if moved {
             publish_positions(&next_offsets);
         }
         metrics::records_read(read as u64);
@@ -483,6 +508,7 @@ pub(crate) fn worker_main(
             let positions = store_work.borrow().positions.clone();
             send_heartbeats(
                 log,
+                claim()?,
                 runtime,
                 &decider.borrow(),
                 &mut arrivals.borrow_mut(),

@@ -49,6 +49,7 @@ impl StoreWriter {
         stats: Arc<PipelineStats>,
         started_ms: i64,
         checkpoints: Option<std::path::PathBuf>,
+        claim: u64,
     ) -> Result<Self, PipelineError> {
         let shared = Arc::new((
             std::sync::Mutex::new(Unwritten::default()),
@@ -85,11 +86,10 @@ impl StoreWriter {
                         // The checkpoint after the documents it covers: a crash between the two
                         // leaves the previous checkpoint, which the store is past.
                         let result =
-                            write_store(store.as_ref(), &runtime, work, &stats, started_ms);
+                            write_store(store.as_ref(), &runtime, work, claim, &stats, started_ms);
                         let result = match (result, &checkpoints) {
                             (Ok(Some(c)), Some(dir)) => {
-                                save_checkpoint(store.as_ref(), &runtime, dir, &c, &stats);
-                                Ok(())
+                                save_checkpoint(store.as_ref(), &runtime, dir, &c, claim, &stats)
                             }
                             (result, _) => result.map(drop),
                         };
@@ -160,8 +160,9 @@ pub(crate) fn save_checkpoint(
     runtime: &tokio::runtime::Handle,
     dir: &std::path::Path,
     checkpoint: &Checkpoint,
+    claim: u64,
     stats: &PipelineStats,
-) {
+) -> Result<(), PipelineError> {
     match runtime.block_on(store.positions()) {
         Ok(Some(stored))
             if stored.len() == checkpoint.positions.len()
@@ -174,12 +175,12 @@ pub(crate) fn save_checkpoint(
                 seq = checkpoint.seq,
                 "checkpoint skipped: the store's positions are from a later seq"
             );
-            return;
+            return Ok(());
         }
         Err(e) => {
             tracing::warn!(error = %e, "checkpoint skipped: reading the store's positions");
             metrics::checkpoint_failed();
-            return;
+            return Ok(());
         }
     }
     let bytes = match checkpoint::encode(checkpoint) {
@@ -187,19 +188,21 @@ pub(crate) fn save_checkpoint(
         Err(e) => {
             tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");
             metrics::checkpoint_failed();
-            return;
+            return Ok(());
         }
     };
-    // The file, then the store's copy (which outlives this machine and the log's retention).
-    let written = checkpoint::write_bytes(dir, &bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|size| {
-            runtime
-                .block_on(store.put_checkpoint(&bytes))
-                .map(|()| size)
-                .map_err(|e| format!("the store's copy: {e}"))
-        });
-    match written {
+    // The store's copy first (refused once a newer writer claimed the store: this one then
+    // stops, and its checkpoint file is not written either), then the file.
+    match runtime.block_on(store.put_checkpoint(&bytes, claim)) {
+        Err(e @ emporium_serving::store::StoreError::Fenced { .. }) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");
+            metrics::checkpoint_failed();
+            return Ok(());
+        }
+        Ok(()) => {}
+    }
+    match checkpoint::write_bytes(dir, &bytes) {
         Ok(size) => {
             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
             stats.checkpoint_bytes.store(size, Ordering::Relaxed);
@@ -207,10 +210,11 @@ pub(crate) fn save_checkpoint(
             metrics::checkpoint(size, std::time::Duration::from_millis(pause));
         }
         Err(e) => {
-            tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");
+            tracing::warn!(error = %e, "checkpoint file not written (the store's copy is newer)");
             metrics::checkpoint_failed();
         }
     }
+    Ok(())
 }
 
 /// Writes a round's documents and positions to the store; records freshness. Gives back the
@@ -219,6 +223,7 @@ pub(crate) fn write_store(
     store: &dyn Store,
     runtime: &tokio::runtime::Handle,
     work: StoreWork,
+    claim: u64,
     stats: &PipelineStats,
     started_ms: i64,
 ) -> Result<Option<Checkpoint>, PipelineError> {
@@ -236,6 +241,7 @@ pub(crate) fn write_store(
                 .collect(),
             positions: work.positions,
             seq: work.seq,
+            writer: claim,
         }),
     )?;
     emporium_serving::metrics::write(documents, began.elapsed());

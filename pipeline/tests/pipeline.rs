@@ -398,7 +398,9 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     emporium_pipeline::checkpoint::write_bytes(checkpoints.path(), &bytes).expect("alter");
-    rt.block_on(store.put_checkpoint(&bytes))
+    // As a writer of its own: the runs before claimed the store, fencing the unclaimed writer.
+    let claim = rt.block_on(store.claim_writer()).expect("claim the store");
+    rt.block_on(store.put_checkpoint(&bytes, claim))
         .expect("alter the store's copy");
     let four = run_with(&rt, &log, Some(Arc::clone(&store)), config);
     assert_eq!(four.resumed_from_seq.load(Ordering::Relaxed), 0);
@@ -595,8 +597,11 @@ impl Store for Breakable {
     ) -> StoreResult<Option<emporium_serving::store::Document>> {
         self.inner.view(view, key).await
     }
-    async fn put_checkpoint(&self, bytes: &[u8]) -> StoreResult<()> {
-        self.inner.put_checkpoint(bytes).await
+    async fn claim_writer(&self) -> StoreResult<u64> {
+        self.inner.claim_writer().await
+    }
+    async fn put_checkpoint(&self, bytes: &[u8], writer: u64) -> StoreResult<()> {
+        self.inner.put_checkpoint(bytes, writer).await
     }
     async fn checkpoint(&self) -> StoreResult<Option<Vec<u8>>> {
         self.inner.checkpoint().await
@@ -975,4 +980,128 @@ fn events_resent_after_a_restart_are_not_made_late_by_heartbeats() {
         one.decisions_appended.load(Ordering::Relaxed) + appended,
         n as u64
     );
+}
+
+/// The decision events in the log, as (type, order id), in log order per partition.
+fn decisions_in(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>) -> Vec<(String, String)> {
+    split_log(rt, log)
+        .1
+        .into_iter()
+        .map(|e| (e.kind().to_string(), e.partition_key().to_owned()))
+        .collect()
+}
+
+/// Two deciders over one log and store, as in an overlapping redeploy with another reservation
+/// TTL. The second claims the writer role: the first is fenced (it stops with that error, and
+/// appends and writes nothing more); the second's different answer for an order the first had
+/// already decided is not appended (the log's answer stands); no decision is in the log twice.
+/// Before fencing, both appended every new decision, and the order got both answers.
+#[test]
+fn a_second_decider_fences_the_first_and_no_order_gets_two_answers() {
+    use emporium_schemas::examples::example;
+    let rt = runtime();
+    // 100 in stock; o-1 takes 2 at t, o-2 wants 99 at t + 2 min: rejected while o-1's
+    // reservation holds (TTL 15 min), reserved once it has expired (TTL 1 min).
+    let t = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let mut events: Vec<Event> = [
+        EventKind::ProductUpserted,
+        EventKind::StockReceived,
+        EventKind::OrderPlaced,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, kind)| {
+        let mut e = example(kind, n as u64);
+        e.occurred_at = t + chrono::Duration::milliseconds(n as i64);
+        e
+    })
+    .collect();
+    let order = |id: &str, qty: u32, at: chrono::DateTime<chrono::Utc>, n: u64| {
+        let mut e = example(EventKind::OrderPlaced, n);
+        let Payload::OrderPlaced(o) = &mut e.payload else {
+            panic!("an order");
+        };
+        o.order_id = id.into();
+        o.lines[0].qty = i64::from(qty);
+        e.occurred_at = at;
+        e
+    };
+    events.push(order("o-2", 99, t + chrono::Duration::minutes(2), 10));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = shop_log(&rt, dir.path(), 0);
+    append(&rt, &log, &events.iter().map(record_of).collect::<Vec<_>>());
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+    let config = |ttl_minutes: i64| {
+        let mut config = PipelineConfig {
+            idle_heartbeat: Some(Duration::from_millis(100)),
+            heartbeat_grace: Duration::from_millis(200),
+            ..PipelineConfig::default()
+        };
+        config.inventory.reservation_ttl = chrono::Duration::minutes(ttl_minutes);
+        config
+    };
+    let wait_for = |what: &str, decision: (&str, &str)| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let want = (decision.0.to_owned(), decision.1.to_owned());
+        while !decisions_in(&rt, &log).contains(&want) {
+            assert!(Instant::now() < deadline, "{what}: never {decision:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = RunningPipeline::start(
+        Arc::clone(&log),
+        Some(Arc::clone(&store)),
+        rt.handle().clone(),
+        config(15),
+    )
+    .expect("start the first");
+    wait_for("the first decider", ("order_rejected", "o-2"));
+
+    let second = RunningPipeline::start(
+        Arc::clone(&log),
+        Some(Arc::clone(&store)),
+        rt.handle().clone(),
+        config(1),
+    )
+    .expect("start the second");
+    // o-1's reservation expires under the second's TTL: its release is new, and o-2's
+    // reservation conflicts with the rejection in the log.
+    wait_for("the second decider", ("reservation_released", "o-1"));
+    // A new order: both would decide it.
+    let o3 = order("o-3", 1, chrono::Utc::now(), 11);
+    append(&rt, &log, &[record_of(&o3)]);
+    wait_for("the second decider", ("inventory_reserved", "o-3"));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !first.stats.failed.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "the first decider never noticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fenced = first.stop().expect_err("the first decider is fenced");
+    assert!(fenced.is_fenced(), "stopped as fenced: {fenced}");
+    assert!(fenced.to_string().contains("fenced"), "says so: {fenced}");
+    // Settle, so anything either appended late is in the log.
+    std::thread::sleep(Duration::from_millis(500));
+    let conflicts = second.stats.decisions_conflicting.load(Ordering::Relaxed);
+    second.stop().expect("the second stops cleanly");
+
+    let decisions = decisions_in(&rt, &log);
+    let mut seen = BTreeSet::new();
+    for d in &decisions {
+        assert!(
+            seen.insert(d.clone()),
+            "{d:?} appended twice: {decisions:?}"
+        );
+    }
+    for (kind, id) in &decisions {
+        if kind == "inventory_reserved" {
+            assert!(
+                !seen.contains(&("order_rejected".to_owned(), id.clone())),
+                "{id} both reserved and rejected: {decisions:?}"
+            );
+        }
+    }
+    assert!(seen.contains(&("order_rejected".to_owned(), "o-2".to_owned())));
+    assert_eq!(conflicts, 1, "o-2's reservation was not appended");
 }

@@ -203,6 +203,10 @@ pub struct WriteBatch {
     /// The decider's `seq` when the batch was taken: positions with a lower one (a replay) never
     /// replace stored positions.
     pub seq: u64,
+    /// The sender's claim ([`crate::store::Store::claim_writer`]; 0 for a sender that never
+    /// claimed, such as tools and tests on an unclaimed store): a batch with a claim below the
+    /// store's current one is refused whole.
+    pub writer: u64,
 }
 
 /// An entry of `GET /v1/users/{id}/orders`, newest first.

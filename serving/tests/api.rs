@@ -60,6 +60,7 @@ async fn fixture() -> Fixture {
             upserts,
             positions: vec![6],
             seq: 9,
+            writer: 0,
         })
         .await
         .expect("apply");

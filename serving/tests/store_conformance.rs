@@ -77,6 +77,7 @@ fn batch(seq: u64, positions: Vec<u64>, upserts: Vec<Upsert>) -> WriteBatch {
         upserts,
         positions,
         seq,
+        writer: 0,
     }
 }
 
@@ -352,13 +353,69 @@ async fn conformance(store: &dyn Store) {
     // The checkpoint slot: empty, then the last one put, whole (several chunks in ScyllaDB).
     assert_eq!(store.checkpoint().await.expect("checkpoint"), None);
     let big: Vec<u8> = (0..1_300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    store.put_checkpoint(&big).await.expect("put");
+    store.put_checkpoint(&big, 0).await.expect("put");
     assert_eq!(store.checkpoint().await.expect("checkpoint"), Some(big));
-    store.put_checkpoint(b"smaller").await.expect("replace");
+    store.put_checkpoint(b"smaller", 0).await.expect("replace");
     assert_eq!(
         store.checkpoint().await.expect("checkpoint").as_deref(),
         Some(&b"smaller"[..])
     );
+
+    // One writer at a time (ADR 0012): each claim fences every earlier one, the unclaimed
+    // writer (0) included, for batches and checkpoints alike; nothing of a refused batch lands.
+    let first = store.claim_writer().await.expect("claim");
+    let mut fenced_batch = batch(
+        1_000,
+        vec![9_000, 9_000],
+        vec![Upsert::Product {
+            seq: 1_000,
+            view: product("Written by a fenced writer", 1),
+        }],
+    );
+    fenced_batch.writer = 0;
+    assert!(
+        matches!(
+            store.apply(fenced_batch.clone()).await,
+            Err(StoreError::Fenced { epoch: 0, current }) if current == first
+        ),
+        "the unclaimed writer is fenced by the first claim"
+    );
+    let mut ours = batch(40, vec![40, 40], vec![]);
+    ours.writer = first;
+    store.apply(ours).await.expect("the current claim writes");
+    store
+        .put_checkpoint(b"first's", first)
+        .await
+        .expect("the current claim checkpoints");
+    let second = store.claim_writer().await.expect("claim again");
+    assert!(second > first, "claims grow: {first} then {second}");
+    fenced_batch.writer = first;
+    assert!(matches!(
+        store.apply(fenced_batch).await,
+        Err(StoreError::Fenced { epoch, current }) if epoch == first && current == second
+    ));
+    assert!(matches!(
+        store.put_checkpoint(b"stale", first).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        store.checkpoint().await.expect("checkpoint").as_deref(),
+        Some(&b"first's"[..]),
+        "a fenced checkpoint leaves the one before"
+    );
+    assert_eq!(
+        store.positions().await.expect("positions"),
+        Some(vec![40, 40]),
+        "a fenced batch records no positions"
+    );
+    let p1 = store.product("p-1").await.expect("read");
+    assert!(
+        p1.is_none_or(|d| !String::from_utf8_lossy(&d.json).contains("fenced writer")),
+        "a fenced batch writes no document"
+    );
+    let mut next = batch(41, vec![41, 41], vec![]);
+    next.writer = second;
+    store.apply(next).await.expect("the newest claim writes");
 }
 
 #[tokio::test]

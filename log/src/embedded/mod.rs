@@ -26,7 +26,7 @@ use tokio::sync::{Notify, oneshot};
 
 use super::{
     ConsumedRecord, EventLog, LogConsumer, LogError, PartitionReader, Position, Record, Result,
-    partition_for,
+    WriterClaim, partition_for,
 };
 
 mod groups;
@@ -169,7 +169,23 @@ enum Command {
         partitions: u32,
         reply: oneshot::Sender<Result<u32>>,
     },
+    /// Raises a writer name's epoch (durably) and answers with the new one.
+    ClaimWriter {
+        name: String,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    /// An append that goes in only while `claim` is its name's current epoch: checked by the
+    /// writer thread, which also takes the claims, so no claim can slip between check and write.
+    AppendAs {
+        claim: WriterClaim,
+        topic: String,
+        records: Vec<Record>,
+        reply: oneshot::Sender<Result<Vec<Position>>>,
+    },
 }
+
+/// The file, in the log directory, that keeps each writer name's epoch (ADR 0012).
+const WRITERS_FILE: &str = "writers.json";
 
 impl EmbeddedLog {
     /// Opens (creating if needed) the log in `config.dir`, recovering every partition's tail.
@@ -218,10 +234,17 @@ impl EmbeddedLog {
             failure: Mutex::new(None),
             _lock: lock,
         });
+        let writers_path = shared.config.dir.join(WRITERS_FILE);
+        let writers: HashMap<String, u64> = if writers_path.is_file() {
+            read_json(&writers_path)?
+        } else {
+            HashMap::new()
+        };
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: Arc::clone(&shared),
             active,
+            writers,
         };
         let handle = std::thread::Builder::new()
             .name("emporium-log-writer".into())
@@ -310,6 +333,35 @@ impl EventLog for EmbeddedLog {
             return Ok(Vec::new());
         }
         self.request(|reply| Command::Append {
+            topic: topic.to_owned(),
+            records,
+            reply,
+        })
+        .await
+    }
+
+    async fn claim_writer(&self, writer: &str) -> Result<WriterClaim> {
+        check_name("writer", writer)?;
+        let epoch = self
+            .request(|reply| Command::ClaimWriter {
+                name: writer.to_owned(),
+                reply,
+            })
+            .await?;
+        Ok(WriterClaim {
+            name: writer.to_owned(),
+            epoch,
+        })
+    }
+
+    async fn append_as(
+        &self,
+        claim: &WriterClaim,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> Result<Vec<Position>> {
+        self.request(|reply| Command::AppendAs {
+            claim: claim.clone(),
             topic: topic.to_owned(),
             records,
             reply,

@@ -25,6 +25,10 @@ impl PartitionReader for EmbeddedReader {
         }
         Ok(batch)
     }
+
+    fn position(&self) -> u64 {
+        self.next
+    }
 }
 
 /// Reads up to `max` durable records of a partition starting at `from`; a `from` below the first

@@ -7,6 +7,8 @@ use super::*;
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) active: HashMap<String, Vec<ActiveSegment>>,
+    /// Each writer name's current epoch, as in `writers.json` (ADR 0012).
+    pub(super) writers: HashMap<String, u64>,
 }
 
 pub(super) struct ActiveSegment {
@@ -72,7 +74,39 @@ impl Writer {
                 let result = self.stage(&topic, records);
                 group.push(Staged { reply, result });
             }
+            Command::ClaimWriter { name, reply } => {
+                let _ = reply.send(self.claim_writer(&name));
+            }
+            Command::AppendAs {
+                claim,
+                topic,
+                records,
+                reply,
+            } => {
+                let current = self.writers.get(&claim.name).copied().unwrap_or(0);
+                let result = if current == claim.epoch {
+                    self.stage(&topic, records)
+                } else {
+                    Err(LogError::Fenced {
+                        writer: claim.name,
+                        epoch: claim.epoch,
+                    })
+                };
+                group.push(Staged { reply, result });
+            }
         }
+    }
+
+    /// The next epoch of writer `name`, durable before it is answered: a claim that survives a
+    /// crash keeps fencing the claims before it.
+    pub(super) fn claim_writer(&mut self, name: &str) -> Result<u64> {
+        self.shared.check()?;
+        let mut writers = self.writers.clone();
+        let epoch = writers.get(name).copied().unwrap_or(0) + 1;
+        writers.insert(name.to_owned(), epoch);
+        write_json_durably(&self.shared.config.dir.join(WRITERS_FILE), &writers)?;
+        self.writers = writers;
+        Ok(epoch)
     }
 
     pub(super) fn ensure_topic(&mut self, name: &str, partitions: u32) -> Result<u32> {

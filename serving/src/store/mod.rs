@@ -34,6 +34,13 @@ pub enum StoreError {
     Corrupt { key: String, detail: String },
     #[error("bad page cursor {0:?}: expected one returned by a previous page")]
     BadCursor(String),
+    /// A newer writer claimed the store ([`Store::claim_writer`]) since the one that sent this
+    /// write: it is refused, and that writer must stop (ADR 0012).
+    #[error(
+        "this writer (claim {epoch}) was fenced: claim {current} is the store's writer now, so \
+         this one stops writing"
+    )]
+    Fenced { epoch: u64, current: u64 },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -89,8 +96,15 @@ pub trait Store: Send + Sync + 'static {
     /// A short description for logs (`embedded store at ./data/store.redb`).
     fn describe(&self) -> String;
 
+    /// Makes the caller the store's one writer and returns its claim (1, 2, …): from now on a
+    /// batch or checkpoint sent with an earlier claim is refused with [`StoreError::Fenced`]
+    /// (ADR 0012). Claims are durable and totally ordered (embedded: one write transaction;
+    /// ScyllaDB: a lightweight transaction).
+    async fn claim_writer(&self) -> Result<u64>;
+
     /// Upserts every document of `batch` (each only if its `seq` is not below the stored one),
-    /// then records `batch.positions`.
+    /// then records `batch.positions`. Refused whole ([`StoreError::Fenced`]) when
+    /// `batch.writer` is below the store's current claim.
     async fn apply(&self, batch: WriteBatch) -> Result<()>;
 
     /// The positions recorded by the last `apply` (`None` on a new store).
@@ -119,7 +133,8 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the pipeline's checkpoint kept beside the documents it goes with (ADR 0008): a
     /// copy that outlives the machine of the process that wrote it and the log's retention.
     /// Opaque bytes (the checkpoint file's format, which checks itself); durable on return.
-    async fn put_checkpoint(&self, bytes: &[u8]) -> Result<()>;
+    /// Refused ([`StoreError::Fenced`]) when `writer` is below the store's current claim.
+    async fn put_checkpoint(&self, bytes: &[u8], writer: u64) -> Result<()>;
 
     /// The checkpoint last put (`None`: none yet).
     async fn checkpoint(&self) -> Result<Option<Vec<u8>>>;

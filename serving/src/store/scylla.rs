@@ -19,8 +19,8 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{ExecutionError, RequestAttemptError};
 use scylla::policies::retry::DefaultRetryPolicy;
 use scylla::response::PagingState;
-use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency, SerialConsistency};
 
 use super::{Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor};
 use crate::views::{Upsert, WriteBatch};
@@ -116,6 +116,9 @@ struct Statements {
     get_checkpoint_head: PreparedStatement,
     get_checkpoint_chunks: PreparedStatement,
     delete_checkpoint: PreparedStatement,
+    get_writer_claim: PreparedStatement,
+    insert_writer_claim: PreparedStatement,
+    raise_writer_claim: PreparedStatement,
 }
 
 /// The statement texts, by name (unit-tested; prepared on connect).
@@ -226,6 +229,20 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
             "delete_checkpoint",
             format!("DELETE FROM {ks}.checkpoint_chunks WHERE pipeline = ? AND generation = ?"),
         ),
+        // Writer claims (ADR 0012): lightweight transactions, read at SERIAL consistency.
+        (
+            "get_writer_claim",
+            format!("SELECT claim FROM {ks}.writer_claims WHERE pipeline = ?"),
+        ),
+        (
+            "insert_writer_claim",
+            format!("INSERT INTO {ks}.writer_claims (pipeline, claim) VALUES (?, ?) IF NOT EXISTS"),
+        ),
+        // Raises the claim, or (with the same value twice) checks it is still the current one.
+        (
+            "raise_writer_claim",
+            format!("UPDATE {ks}.writer_claims SET claim = ? WHERE pipeline = ? IF claim = ?"),
+        ),
     ]
 }
 
@@ -305,8 +322,19 @@ impl ScyllaStore {
                 .prepare(text.as_str())
                 .await
                 .map_err(|e| scylla_error(&format!("prepare {name}"), e))?;
-            p.set_consistency(Consistency::LocalQuorum);
-            p.set_is_idempotent(true);
+            if name.ends_with("_writer_claim") {
+                // Lightweight transactions: linearizable, and not retried blindly (a raise that
+                // went through would fail its condition on a retry).
+                p.set_serial_consistency(Some(SerialConsistency::LocalSerial));
+                if name.starts_with("get_") {
+                    p.set_consistency(Consistency::LocalSerial);
+                } else {
+                    p.set_consistency(Consistency::LocalQuorum);
+                }
+            } else {
+                p.set_consistency(Consistency::LocalQuorum);
+                p.set_is_idempotent(true);
+            }
             prepared.insert(name, p);
         }
         let mut take = |name: &str| {
@@ -335,6 +363,9 @@ impl ScyllaStore {
             get_checkpoint_head: take("get_checkpoint_head")?,
             get_checkpoint_chunks: take("get_checkpoint_chunks")?,
             delete_checkpoint: take("delete_checkpoint")?,
+            get_writer_claim: take("get_writer_claim")?,
+            insert_writer_claim: take("insert_writer_claim")?,
+            raise_writer_claim: take("raise_writer_claim")?,
         };
         Ok(Self {
             session: Arc::new(session),
@@ -393,7 +424,70 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// The document a `SELECT doc, WRITETIME(doc) … WHERE <key>` statement reads for `key`.
+    /// The store's current writer claim (0: never claimed), read at SERIAL consistency.
+    async fn writer_claim(&self) -> Result<u64> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.get_writer_claim, (&self.config.pipeline,))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read the writer claim", e))?;
+        let claim = rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(|e| scylla_error("read the writer claim", e))?;
+        Ok(claim.and_then(|(c,)| c).map_or(0, |c| c.max(0) as u64))
+    }
+
+    /// Runs a lightweight transaction; whether it was applied (the first column, `[applied]`).
+    async fn conditional(
+        &self,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<bool> {
+        let rows = self
+            .session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("writer claim", e))?;
+        let row = rows
+            .maybe_first_row::<scylla::value::Row>()
+            .map_err(|e| scylla_error("writer claim", e))?;
+        Ok(matches!(
+            row.as_ref().and_then(|r| r.columns.first()),
+            Some(Some(scylla::value::CqlValue::Boolean(true)))
+        ))
+    }
+
+    /// Refuses a write by a writer a newer claim fenced: a lightweight transaction that sets
+    /// the claim to itself if it is still `writer`'s.
+    async fn check_writer(&self, writer: u64) -> Result<()> {
+        let current = if writer == 0 {
+            self.writer_claim().await?
+        } else {
+            let w = i64::try_from(writer).unwrap_or(i64::MAX);
+            let still = self
+                .conditional(
+                    &self.statements.raise_writer_claim,
+                    (w, &self.config.pipeline, w),
+                )
+                .await?;
+            if still {
+                return Ok(());
+            }
+            self.writer_claim().await?
+        };
+        if writer < current || (writer > 0 && writer != current) {
+            return Err(StoreError::Fenced {
+                epoch: writer,
+                current,
+            });
+        }
+        Ok(())
+    }
+
     /// The current checkpoint's generation and chunk count.
     async fn checkpoint_head(&self) -> Result<Option<(i64, i32)>> {
         let rows = self
@@ -449,7 +543,37 @@ impl Store for ScyllaStore {
         )
     }
 
+    async fn claim_writer(&self) -> Result<u64> {
+        // Compare-and-set on the claim; a lost race reads the winner's claim and tries again.
+        for _ in 0..16 {
+            let current = self.writer_claim().await?;
+            let next = i64::try_from(current + 1).unwrap_or(i64::MAX);
+            let applied = if current == 0 {
+                self.conditional(
+                    &self.statements.insert_writer_claim,
+                    (&self.config.pipeline, next),
+                )
+                .await?
+            } else {
+                self.conditional(
+                    &self.statements.raise_writer_claim,
+                    (next, &self.config.pipeline, current as i64),
+                )
+                .await?
+            };
+            if applied {
+                return Ok(current + 1);
+            }
+        }
+        Err(StoreError::Scylla(
+            "claiming the writer: 16 compare-and-set attempts lost to other writers".into(),
+        ))
+    }
+
     async fn apply(&self, batch: WriteBatch) -> Result<()> {
+        // One lightweight transaction per batch (at most 10 a second): a fenced writer's batch
+        // is refused before any of its documents is written.
+        self.check_writer(batch.writer).await?;
         let writes: Vec<_> = batch.upserts.iter().map(|u| self.write(u)).collect();
         futures::stream::iter(writes)
             .buffer_unordered(WRITE_CONCURRENCY)
@@ -499,7 +623,8 @@ impl Store for ScyllaStore {
             .await
     }
 
-    async fn put_checkpoint(&self, bytes: &[u8]) -> Result<()> {
+    async fn put_checkpoint(&self, bytes: &[u8], writer: u64) -> Result<()> {
+        self.check_writer(writer).await?;
         let pipeline = &self.config.pipeline;
         let previous = self.checkpoint_head().await?;
         // A new generation each time (microseconds, above the previous one): its chunks are
@@ -705,7 +830,7 @@ mod tests {
         config.keyspace = "shop_test".into();
         config.replication_factor = 1;
         let statements = schema_statements(&config).expect("valid");
-        assert_eq!(statements.len(), 9, "{statements:#?}");
+        assert_eq!(statements.len(), 10, "{statements:#?}");
         assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS shop_test"));
         assert!(statements[0].contains("'replication_factor': 1"));
         for s in &statements {
@@ -721,6 +846,7 @@ mod tests {
             "positions",
             "checkpoint_chunks",
             "checkpoint_head",
+            "writer_claims",
         ] {
             assert!(
                 statements
