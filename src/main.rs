@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Generate(args) => generate::main(args),
         Command::Dlq(args) => dlq::main(args),
@@ -80,5 +80,22 @@ fn main() -> anyhow::Result<()> {
         Command::Lakehouse(args) => lakehouse::main(args),
         Command::Sql(args) => sql::main(args),
         Command::Token(args) => token::main(args),
+    };
+    // Fenced by a newer decider (ADR 0012): a distinct exit code, so that a supervisor that
+    // restarts failed processes can be told not to restart this one (which would take the role
+    // back): systemd `RestartPreventExitStatus=3`, or a restart policy keyed on it.
+    if let Err(e) = &result
+        && e.chain()
+            .any(|c| c.is::<emporium_ops::supervisor::Permanent>())
+    {
+        eprintln!("Error: {e:#}");
+        eprintln!(
+            "Exit code {FENCED_EXIT_CODE}: a newer decider took over; do not restart this one."
+        );
+        std::process::exit(FENCED_EXIT_CODE);
     }
+    result
 }
+
+/// The exit code of a process whose dataflow a newer decider fenced (ADR 0012).
+const FENCED_EXIT_CODE: i32 = 3;

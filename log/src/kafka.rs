@@ -489,6 +489,8 @@ impl EventLog for KafkaLog {
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "error")
                 .set("enable.partition.eof", "true")
+                // The end is seen on an empty fetch: do not let the broker hold it long.
+                .set("fetch.wait.max.ms", "10")
                 .create()?;
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&name, partition as i32, Offset::Offset(from as i64))?;
@@ -511,7 +513,10 @@ impl EventLog for KafkaLog {
                         return Err(gap_at(&reader, &name, partition, next));
                     }
                     Some(Err(e)) => return Err(e.into()),
-                    None => {}
+                    // Nothing fetched: at the end if the position passed the markers up to it.
+                    None => {
+                        at_end = position_of(&reader, &name, partition).is_some_and(|p| p >= high)
+                    }
                 }
             }
             // Callers take a short read for the end of the partition: never return one early.
@@ -708,16 +713,18 @@ impl PartitionReader for KafkaPartitionReader {
 }
 
 impl KafkaPartitionReader {
-    /// The consumer's own position in the partition (local, no request), if it has one.
     fn consumer_position(&self) -> Option<u64> {
-        let tpl = self.consumer.position().ok()?;
-        match tpl
-            .find_partition(&self.topic, self.partition as i32)?
-            .offset()
-        {
-            Offset::Offset(o) if o >= 0 => Some(o as u64),
-            _ => None,
-        }
+        position_of(&self.consumer, &self.topic, self.partition)
+    }
+}
+
+/// A consumer's own position in a partition (local, no request), if it has one: past the last
+/// record polled and past the control records (transaction markers) librdkafka skipped.
+fn position_of(consumer: &BaseConsumer, topic: &str, partition: u32) -> Option<u64> {
+    let tpl = consumer.position().ok()?;
+    match tpl.find_partition(topic, partition as i32)?.offset() {
+        Offset::Offset(o) if o >= 0 => Some(o as u64),
+        _ => None,
     }
 }
 

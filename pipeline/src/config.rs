@@ -32,6 +32,10 @@ pub struct PipelineConfig {
     /// The maintained views, besides the decider's folds and the products dataflow
     /// ([`emporium_dataflows::view`]); every process over one log must run the same.
     pub views: Vec<Spec>,
+    /// The store claim this pipeline took last, shared by its restarts (clones of the config):
+    /// a restart that finds a newer claim in the store stops as fenced instead of claiming
+    /// again, which would fence the newer decider in turn (ADR 0012). 0: none yet.
+    pub claimed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where and how often the decider is checkpointed (ADR 0008). Only the process that writes the
@@ -68,6 +72,7 @@ impl Default for PipelineConfig {
             idle_heartbeat: Some(std::time::Duration::from_millis(200)),
             heartbeat_grace: std::time::Duration::from_secs(10),
             views: emporium_dataflows::views(),
+            claimed: Default::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Decision events: their deterministic ids, appending them (never one already in the log),
 //! and finding those a previous run appended.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,13 +21,18 @@ pub use emporium_dataflows::decisions::{DECISION_NAMESPACE, decision_event, deci
 /// A decider output, with the append time of the `order_placed` it decides (for latency).
 pub(crate) type Decided = (Output, Option<i64>);
 
+/// Appends the decisions among `outputs` as the claimed writer (`None` on a process that does
+/// not decide, which never has any), but none already in the log (`logged`), none whose order
+/// the log already answered the other way, and no release of such an order (`conflicted`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn append_decisions(
     log: &Arc<dyn EventLog>,
-    claim: &WriterClaim,
+    claim: Option<&WriterClaim>,
     runtime: &tokio::runtime::Handle,
     outputs: Vec<Decided>,
     stats: &PipelineStats,
     logged: &HashSet<Uuid>,
+    conflicted: &RefCell<HashSet<String>>,
     started_ms: i64,
 ) -> Result<(), PipelineError> {
     let mut records = Vec::new();
@@ -48,15 +54,20 @@ pub(crate) fn append_decisions(
                 }
                 // The log's answer stands: an order already reserved (or rejected) by an
                 // earlier decider, run with other settings, is never given the other answer too.
-                if let Some(opposite) = opposite_decision(&event.payload)
-                    && logged.contains(&opposite)
-                {
+                let order = event.payload.partition_key();
+                let conflicts = match opposite_decision(&event.payload) {
+                    Some(opposite) => logged.contains(&opposite),
+                    // A release of an order whose reservation was not appended.
+                    None => conflicted.borrow().contains(order),
+                };
+                if conflicts {
+                    conflicted.borrow_mut().insert(order.to_owned());
                     stats.decisions_conflicting.fetch_add(1, Ordering::Relaxed);
                     metrics::decision_conflict();
                     tracing::warn!(
-                        order_id = event.payload.partition_key(),
+                        order_id = order,
                         decided = outcome,
-                        "the log already holds the other answer for this order: it stands"
+                        "the log holds another answer for this order: it stands"
                     );
                     continue;
                 }
@@ -82,6 +93,9 @@ pub(crate) fn append_decisions(
     let n = records.len() as u64;
     if n > 0 {
         // As the claimed writer, all or nothing: a fenced decider appends nothing (ADR 0012).
+        let claim = claim.ok_or_else(|| {
+            PipelineError::Timely("only the process that decides appends decisions".into())
+        })?;
         runtime.block_on(log.append_as(claim, EVENTS_TOPIC, records))?;
         stats.decisions_appended.fetch_add(n, Ordering::Relaxed);
         let now_ms = chrono::Utc::now().timestamp_millis();

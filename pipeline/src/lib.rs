@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use emporium_log::{EVENTS_TOPIC, EventLog, LogError};
-use emporium_serving::store::Store;
+use emporium_serving::store::{Store, StoreError};
 
 use crate::decisions::decisions_in_log;
 use crate::resume::{check_retained, resume};
@@ -181,11 +181,36 @@ pub fn run(
     // earlier decider (an overlapping redeploy, a second `emporium run` on the same log), before
     // this one reads the checkpoint and the decisions already appended.
     let claims = if decides {
-        let log_claim = runtime.block_on(log.claim_writer(WRITER_NAME))?;
+        // The store's claim first: it decides between two deciders that start at once.
         let store_claim = match &store {
-            Some(store) => runtime.block_on(store.claim_writer())?,
+            Some(store) => {
+                let mine = config.claimed.load(Ordering::Relaxed);
+                let current = runtime.block_on(store.writer_claim())?;
+                if mine > 0 && current > mine {
+                    // Taken over while this one was down: restarting must not take it back.
+                    return Err(StoreError::Fenced {
+                        epoch: mine,
+                        current,
+                    }
+                    .into());
+                }
+                let claim = runtime.block_on(store.claim_writer())?;
+                config.claimed.store(claim, Ordering::Relaxed);
+                claim
+            }
             None => 0,
         };
+        let log_claim = runtime.block_on(log.claim_writer(WRITER_NAME))?;
+        if let Some(store) = &store {
+            let current = runtime.block_on(store.writer_claim())?;
+            if current != store_claim {
+                return Err(StoreError::Fenced {
+                    epoch: store_claim,
+                    current,
+                }
+                .into());
+            }
+        }
         tracing::info!(
             log_claim = log_claim.epoch,
             store_claim,
@@ -262,6 +287,8 @@ pub fn run(
             }
         }
     };
+    let (checker, our_store_claim) = (store.clone(), claims.as_ref().map(|c| c.store));
+    let check_runtime = runtime.clone();
     let guards = timely::execute(timely_config, move |worker| {
         let shared = WorkerContext {
             log: &log,
@@ -285,8 +312,20 @@ pub fn run(
         result
     })
     .map_err(PipelineError::Timely)?;
-    for result in guards.join() {
-        result.map_err(PipelineError::Timely)??;
+    let outcome = guards
+        .join()
+        .into_iter()
+        .try_for_each(|result| result.map_err(PipelineError::Timely)?);
+    match (outcome, checker, our_store_claim) {
+        // Fenced in the log by a decider that lost the store's claim to this one (both started
+        // at once): this one is still the writer, so a restart claims the log back (ADR 0012).
+        (Err(e @ PipelineError::Log(LogError::Fenced { .. })), Some(store), Some(ours))
+            if check_runtime.block_on(store.writer_claim()).ok() == Some(ours) =>
+        {
+            Err(PipelineError::Log(LogError::Unavailable(format!(
+                "{e}, by a decider that lost the store's claim to this one: claiming the log again"
+            ))))
+        }
+        (outcome, _, _) => outcome,
     }
-    Ok(())
 }

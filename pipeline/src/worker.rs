@@ -381,8 +381,21 @@ pub(crate) fn worker_main(
             PipelineError::Timely("only the process that decides appends to the log".into())
         })
     };
+    // Orders whose answer the log already held otherwise (ADR 0012): their later releases are
+    // not appended either.
+    let conflicted = RefCell::new(HashSet::new());
     let append = |outputs: Vec<Decided>| {
-        append_decisions(log, claim()?, runtime, outputs, stats, logged, started_ms)
+        let claim = claims.as_ref().map(|c| &c.log);
+        append_decisions(
+            log,
+            claim,
+            runtime,
+            outputs,
+            stats,
+            logged,
+            &conflicted,
+            started_ms,
+        )
     };
     let round_end = RoundEnd {
         decider: &decider,

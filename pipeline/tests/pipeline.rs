@@ -402,6 +402,12 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
     let claim = rt.block_on(store.claim_writer()).expect("claim the store");
     rt.block_on(store.put_checkpoint(&bytes, claim))
         .expect("alter the store's copy");
+    // A new deployment, not a restart of the runs before (those would find themselves fenced
+    // by the claim just taken).
+    let config = PipelineConfig {
+        claimed: Default::default(),
+        ..config
+    };
     let four = run_with(&rt, &log, Some(Arc::clone(&store)), config);
     assert_eq!(four.resumed_from_seq.load(Ordering::Relaxed), 0);
     assert_eq!(four.decisions_appended.load(Ordering::Relaxed), 0);
@@ -599,6 +605,9 @@ impl Store for Breakable {
     }
     async fn claim_writer(&self) -> StoreResult<u64> {
         self.inner.claim_writer().await
+    }
+    async fn writer_claim(&self) -> StoreResult<u64> {
+        self.inner.writer_claim().await
     }
     async fn put_checkpoint(&self, bytes: &[u8], writer: u64) -> StoreResult<()> {
         self.inner.put_checkpoint(bytes, writer).await
@@ -1049,11 +1058,12 @@ fn a_second_decider_fences_the_first_and_no_order_gets_two_answers() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
+    let first_config = config(15);
     let first = RunningPipeline::start(
         Arc::clone(&log),
         Some(Arc::clone(&store)),
         rt.handle().clone(),
-        config(15),
+        first_config.clone(),
     )
     .expect("start the first");
     wait_for("the first decider", ("order_rejected", "o-2"));
@@ -1081,6 +1091,24 @@ fn a_second_decider_fences_the_first_and_no_order_gets_two_answers() {
     let fenced = first.stop().expect_err("the first decider is fenced");
     assert!(fenced.is_fenced(), "stopped as fenced: {fenced}");
     assert!(fenced.to_string().contains("fenced"), "says so: {fenced}");
+    // Restarted (as a supervisor would after any error), it finds the newer claim and stops
+    // again rather than take the role back.
+    let restarted = RunningPipeline::start(
+        Arc::clone(&log),
+        Some(Arc::clone(&store)),
+        rt.handle().clone(),
+        first_config,
+    )
+    .expect("restart the first");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !restarted.stats.failed.load(Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "the restart went on deciding");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let restart = restarted
+        .stop()
+        .expect_err("the restart finds itself fenced");
+    assert!(restart.is_fenced(), "{restart}");
     // Settle, so anything either appended late is in the log.
     std::thread::sleep(Duration::from_millis(500));
     let conflicts = second.stats.decisions_conflicting.load(Ordering::Relaxed);
@@ -1103,5 +1131,12 @@ fn a_second_decider_fences_the_first_and_no_order_gets_two_answers() {
         }
     }
     assert!(seen.contains(&("order_rejected".to_owned(), "o-2".to_owned())));
-    assert_eq!(conflicts, 1, "o-2's reservation was not appended");
+    assert!(
+        !seen.contains(&("reservation_released".to_owned(), "o-2".to_owned())),
+        "no release of a reservation the log never held: {decisions:?}"
+    );
+    assert_eq!(
+        conflicts, 2,
+        "o-2's reservation (under the 1 min TTL) and its release were not appended"
+    );
 }

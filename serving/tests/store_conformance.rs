@@ -363,7 +363,13 @@ async fn conformance(store: &dyn Store) {
 
     // One writer at a time (ADR 0012): each claim fences every earlier one, the unclaimed
     // writer (0) included, for batches and checkpoints alike; nothing of a refused batch lands.
+    assert_eq!(
+        store.writer_claim().await.expect("claim"),
+        0,
+        "never claimed"
+    );
     let first = store.claim_writer().await.expect("claim");
+    assert_eq!(store.writer_claim().await.expect("claim"), first);
     let mut fenced_batch = batch(
         1_000,
         vec![9_000, 9_000],
@@ -429,7 +435,7 @@ async fn embedded_store_conforms() {
     assert!(store.order("o-4").await.expect("read").is_some());
     assert_eq!(
         store.checkpoint().await.expect("checkpoint").as_deref(),
-        Some(&b"smaller"[..]),
+        Some(&b"first's"[..]),
         "the checkpoint is durable too"
     );
     assert_eq!(store.counts().expect("counts"), (1, 8, 5));

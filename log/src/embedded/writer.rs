@@ -75,6 +75,11 @@ impl Writer {
                 group.push(Staged { reply, result });
             }
             Command::ClaimWriter { name, reply } => {
+                // Appends staged before the claim are durable (and readable) before it is
+                // answered: the new writer then reads everything the fenced one appended.
+                if !group.is_empty() {
+                    self.commit(std::mem::take(group));
+                }
                 let _ = reply.send(self.claim_writer(&name));
             }
             Command::AppendAs {

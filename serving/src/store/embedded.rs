@@ -309,6 +309,11 @@ impl Store for EmbeddedStore {
         .map_err(|e| StoreError::Embedded(format!("claim task failed: {e}")))?
     }
 
+    async fn writer_claim(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(redb_error)?;
+        current_writer(&txn.open_table(META).map_err(redb_error)?)
+    }
+
     async fn apply(&self, batch: WriteBatch) -> Result<()> {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || apply_batch(&db, &batch))

@@ -102,6 +102,9 @@ pub trait Store: Send + Sync + 'static {
     /// ScyllaDB: a lightweight transaction).
     async fn claim_writer(&self) -> Result<u64>;
 
+    /// The store's current writer claim (0: never claimed).
+    async fn writer_claim(&self) -> Result<u64>;
+
     /// Upserts every document of `batch` (each only if its `seq` is not below the stored one),
     /// then records `batch.positions`. Refused whole ([`StoreError::Fenced`]) when
     /// `batch.writer` is below the store's current claim.

@@ -425,7 +425,7 @@ impl ScyllaStore {
     }
 
     /// The store's current writer claim (0: never claimed), read at SERIAL consistency.
-    async fn writer_claim(&self) -> Result<u64> {
+    async fn read_writer_claim(&self) -> Result<u64> {
         let rows = self
             .session
             .execute_unpaged(&self.statements.get_writer_claim, (&self.config.pipeline,))
@@ -465,7 +465,7 @@ impl ScyllaStore {
     /// the claim to itself if it is still `writer`'s.
     async fn check_writer(&self, writer: u64) -> Result<()> {
         let current = if writer == 0 {
-            self.writer_claim().await?
+            self.read_writer_claim().await?
         } else {
             let w = i64::try_from(writer).unwrap_or(i64::MAX);
             let still = self
@@ -477,7 +477,7 @@ impl ScyllaStore {
             if still {
                 return Ok(());
             }
-            self.writer_claim().await?
+            self.read_writer_claim().await?
         };
         if writer < current || (writer > 0 && writer != current) {
             return Err(StoreError::Fenced {
@@ -546,7 +546,7 @@ impl Store for ScyllaStore {
     async fn claim_writer(&self) -> Result<u64> {
         // Compare-and-set on the claim; a lost race reads the winner's claim and tries again.
         for _ in 0..16 {
-            let current = self.writer_claim().await?;
+            let current = self.read_writer_claim().await?;
             let next = i64::try_from(current + 1).unwrap_or(i64::MAX);
             let applied = if current == 0 {
                 self.conditional(
@@ -568,6 +568,10 @@ impl Store for ScyllaStore {
         Err(StoreError::Scylla(
             "claiming the writer: 16 compare-and-set attempts lost to other writers".into(),
         ))
+    }
+
+    async fn writer_claim(&self) -> Result<u64> {
+        self.read_writer_claim().await
     }
 
     async fn apply(&self, batch: WriteBatch) -> Result<()> {
