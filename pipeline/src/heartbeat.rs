@@ -187,6 +187,7 @@ pub fn routing_key(partition: u32, partitions: u32) -> String {
 /// Appends the heartbeats [`Arrivals::due`] finds due. A partition counts as read to its end
 /// when `read` (per partition, the next offset the decider has received, whichever process read
 /// it) has reached the log's end offset.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn send_heartbeats(
     log: &Arc<dyn EventLog>,
     claim: &WriterClaim,
