@@ -8,7 +8,7 @@
 //! of its own. See `specs/adr/0005-inventory-decisions.md`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::{Event, EventKind, EventKinds};
@@ -24,6 +24,19 @@ use crate::products::{self, Id, ListingKey, Names, ProductInputs, ProductSkus};
 
 mod changes;
 mod state;
+
+/// How long, in decision time, an applied event's id is remembered: an event whose id was
+/// applied less than this before its own decision time is a duplicate and dropped; one whose id
+/// was applied longer ago is applied again (ingest's own deduplication, ADR 0004, and producers'
+/// retries both work within minutes). Ids older than this behind the step being taken are
+/// forgotten, so the decider's memory of ids is bounded by a day of traffic, not by the history
+/// (issue 23). Part of the decisions' definition: [`decide_all`] keeps the same rule.
+pub fn duplicate_horizon() -> Duration {
+    Duration::hours(24)
+}
+
+/// Forget ids outside the horizon every this many steps (a pass over the ids).
+const FORGET_EVERY: u64 = 1 << 16;
 
 pub use state::StateError;
 
@@ -79,7 +92,9 @@ impl Buffered {
 pub struct Decider {
     clocks: Vec<PartitionClock>,
     pending: BinaryHeap<Reverse<Buffered>>,
-    applied: HashSet<u128>,
+    /// Ids of the events applied within [`duplicate_horizon`] of the last step, with the decision
+    /// time (µs since the epoch) they were applied at.
+    applied: HashMap<u128, i64>,
     inventory: Inventory,
     orders: Orders,
     catalog: Catalog,
@@ -124,7 +139,7 @@ impl Decider {
         Self {
             clocks: vec![PartitionClock::new(allowed_lateness); partitions.max(1)],
             pending: BinaryHeap::new(),
-            applied: HashSet::new(),
+            applied: HashMap::new(),
             inventory: Inventory::new(config),
             orders: Orders::default(),
             catalog: Catalog::default(),
@@ -280,6 +295,11 @@ impl Decider {
     }
 
     /// Events pushed and not applied yet (above the watermark).
+    /// Applied event ids still remembered for deduplication ([`duplicate_horizon`]).
+    pub fn remembered_ids(&self) -> usize {
+        self.applied.len()
+    }
+
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
@@ -385,10 +405,22 @@ impl Decider {
         let Some(Reverse(next)) = self.pending.pop() else {
             return false;
         };
-        if !self.applied.insert(next.id) {
-            return true;
+        // Decision times of the steps never decrease: an id applied more than the horizon before
+        // this step can match no later event, whenever it is forgotten, so forgetting is
+        // deterministic.
+        let at_us = next.at.timestamp_micros();
+        let horizon_us = duplicate_horizon().num_microseconds().unwrap_or(i64::MAX);
+        match self.applied.get(&next.id) {
+            Some(&first) if at_us.saturating_sub(first) <= horizon_us => return true,
+            _ => {
+                self.applied.insert(next.id, at_us);
+            }
         }
         self.seq += 1;
+        if self.seq.is_multiple_of(FORGET_EVERY) {
+            let bound = at_us.saturating_sub(horizon_us);
+            self.applied.retain(|_, at| *at >= bound);
+        }
         let kind = next.event.kind();
         let for_views = self.view_kinds.contains(kind) && self.track_changes;
         if !Self::reads(kind) {
@@ -462,12 +494,17 @@ pub fn decide_all(
     }
     stamped.sort_by_key(|(at, key, rank, id, _)| (*at, *key, *rank, *id));
     let mut inventory = Inventory::new(config);
-    let mut seen = HashSet::new();
+    // An id seen again within the horizon of its last application is a duplicate.
+    let mut seen: HashMap<u128, DateTime<Utc>> = HashMap::new();
     let mut out = Vec::new();
     for (at, _, _, id, e) in stamped {
         // Time passes with every event, a duplicate or one the inventory ignores included.
         inventory.advance_to(at, &mut out);
-        if seen.insert(id) {
+        let duplicate = seen
+            .get(&id)
+            .is_some_and(|first| at - *first <= duplicate_horizon());
+        if !duplicate {
+            seen.insert(id, at);
             inventory.apply(at, e, &mut out);
             inventory.take_touched();
         }

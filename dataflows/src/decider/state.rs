@@ -9,7 +9,7 @@ struct StateRef<'a> {
     newest: Vec<Option<DateTime<Utc>>>,
     keys: Vec<Vec<(String, KeyClock)>>,
     pending: Vec<(DateTime<Utc>, u64, i64, Vec<u8>)>,
-    applied: &'a HashSet<u128>,
+    applied: &'a HashMap<u128, i64>,
     inventory: &'a Inventory,
     orders: &'a Orders,
     catalog: &'a Catalog,
@@ -28,7 +28,8 @@ struct State {
     /// time (ms), the event as JSON (its own format: payloads are tagged by `type`, which
     /// bincode cannot carry).
     pending: Vec<(DateTime<Utc>, u64, i64, Vec<u8>)>,
-    applied: HashSet<u128>,
+    /// Applied ids within the duplicate horizon, with the decision time (µs) of their step.
+    applied: HashMap<u128, i64>,
     inventory: Inventory,
     orders: Orders,
     catalog: Catalog,
