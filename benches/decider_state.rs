@@ -1,0 +1,166 @@
+//! The decider's state over a long history (issue 23, item 3): does it stay flat? A 10M-event
+//! run of the generated shop (1M events a day of event time, so ten days: orders are placed,
+//! paid, shipped, delivered and returned within it), fed to one [`Decider`] as the pipeline feeds
+//! it (4 partitions by key, lateness 0.5 s, changes taken every 10,000 events), with no I/O. At
+//! 1M, 5M and 10M events it reports the process's resident memory, the state's parts (ids kept
+//! for deduplication, orders, open reservations), and a checkpoint: the state's size and how long
+//! taking it holds the decider (`Decider::state`, the pause worker 0 takes at each checkpoint).
+//!
+//! Target (issue 23: "decider memory and checkpoint pause stay flat over a 10M-event run"):
+//! the checkpoint's size and pause at 10M events at most 1.5× those at 1M.
+//!
+//! Run: `cargo bench --bench decider_state` (`-- --quick`: 100k events, a smoke run;
+//! `EMPORIUM_BENCH_EVENTS=N` for another length, sampled at N/10, N/2 and N). Writes
+//! `<target dir>/bench-results/decider_state.json` (see `support::Report`).
+
+mod support;
+
+use std::time::Instant;
+
+use chrono::Duration;
+use emporium_dataflows::decider::Decider;
+use emporium_dataflows::inventory::InventoryConfig;
+use emporium_generator::{Generator, GeneratorConfig};
+use emporium_log::partition_for;
+use support::*;
+
+const PARTITIONS: u32 = 4;
+
+fn rss_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    (pages * 4096) as f64 / (1 << 20) as f64
+}
+
+struct Sample {
+    events: u64,
+    rss_mib: f64,
+    ids: usize,
+    orders: usize,
+    open: usize,
+    state_mib: f64,
+    pause_ms: f64,
+}
+
+fn main() {
+    support::alloc::keep_freed_memory_a_while();
+    let n: u64 = if quick() {
+        100_000
+    } else {
+        std::env::var("EMPORIUM_BENCH_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000_000)
+    };
+    let marks = [n / 10, n / 2, n];
+    let mut report = Report::start(
+        "decider state over a long history",
+        &format!(
+            "{n} generated events (100k products, 1M users, 1M events per day of event time), \
+             4 partitions, one decider, changes taken every 10,000 events; sampled at {marks:?}"
+        ),
+    );
+    let mut generator = Generator::new(GeneratorConfig {
+        products: 100_000,
+        users: 1_000_000,
+        ..GeneratorConfig::default()
+    })
+    .expect("generator");
+    let mut decider = Decider::new(
+        PARTITIONS as usize,
+        Duration::milliseconds(500),
+        InventoryConfig::default(),
+    )
+    .tracking_changes();
+    row(&[
+        "events".into(),
+        "RSS".into(),
+        "ids kept".into(),
+        "orders".into(),
+        "open".into(),
+        "checkpoint".into(),
+        "pause".into(),
+    ]);
+    let mut out = Vec::new();
+    let mut samples = Vec::new();
+    let began = Instant::now();
+    for i in 1..=n {
+        let e = generator.next_event();
+        let p = partition_for(e.partition_key().as_bytes(), PARTITIONS);
+        decider.push(p as usize, e);
+        if i % 10_000 == 0 || marks.contains(&i) {
+            decider.decide(&mut out);
+            out.clear();
+            // The pipeline hands the changes to the store every round.
+            drop(decider.take_order_changes());
+            drop(decider.take_inventory_changes());
+            drop(decider.take_product_inputs());
+            drop(decider.take_view_events());
+            decider.take_applied_append_times();
+        }
+        if marks.contains(&i) {
+            let taken = Instant::now();
+            let state = decider.state().expect("state");
+            let pause_ms = taken.elapsed().as_secs_f64() * 1e3;
+            let sample = Sample {
+                events: i,
+                rss_mib: rss_mib(),
+                ids: decider.remembered_ids(),
+                orders: decider.orders().len(),
+                open: decider.inventory().open_reservations(),
+                state_mib: state.len() as f64 / (1 << 20) as f64,
+                pause_ms,
+            };
+            drop(state);
+            row(&[
+                format!("{}", sample.events),
+                format!("{:.0} MiB", sample.rss_mib),
+                format!("{}", sample.ids),
+                format!("{}", sample.orders),
+                format!("{}", sample.open),
+                format!("{:.1} MiB", sample.state_mib),
+                format!("{:.0} ms", sample.pause_ms),
+            ]);
+            report.row(serde_json::json!({
+                "events": sample.events,
+                "rss_mib": sample.rss_mib,
+                "ids_kept": sample.ids,
+                "orders": sample.orders,
+                "open_reservations": sample.open,
+                "checkpoint_mib": sample.state_mib,
+                "pause_ms": sample.pause_ms,
+            }));
+            samples.push(sample);
+        }
+    }
+    println!(
+        "   {n} events decided in {:.1} s ({} events/s, checkpoints included)",
+        began.elapsed().as_secs_f64(),
+        fmt_rate(n as f64 / began.elapsed().as_secs_f64())
+    );
+    let (first, last) = (&samples[0], &samples[samples.len() - 1]);
+    report.figure("rss_mib_at_end", last.rss_mib, "MiB");
+    report.figure("ids_kept_at_end", last.ids as f64, "ids");
+    report.figure("orders_kept_at_end", last.orders as f64, "orders");
+    report.target(
+        "checkpoint_size_growth",
+        last.state_mib / first.state_mib,
+        "x",
+        Op::AtMost,
+        1.5,
+        "issue 23: decider memory and checkpoint pause stay flat over a 10M-event run",
+    );
+    report.target(
+        "checkpoint_pause_growth",
+        last.pause_ms / first.pause_ms.max(0.001),
+        "x",
+        Op::AtMost,
+        1.5,
+        "issue 23: decider memory and checkpoint pause stay flat over a 10M-event run",
+    );
+    report.finish();
+}
