@@ -29,6 +29,8 @@ use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
 
+use crate::orders::closed_order_memory;
+
 /// Settings of the decider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InventoryConfig {
@@ -95,6 +97,9 @@ pub struct Inventory {
     stock: BTreeMap<(String, String), Stock>,
     orders: HashMap<String, OrderState>,
     expiries: BTreeSet<(DateTime<Utc>, String)>,
+    /// Orders closed here (rejected, released, shipped) by the decision time they closed at:
+    /// forgotten [`closed_order_memory`] later (no event changes their stock any more).
+    closed: BTreeSet<(DateTime<Utc>, String)>,
     /// Orders in `Reserved`, kept as a count so reading it costs nothing.
     open: usize,
     /// Units physically in every warehouse together, kept as a count.
@@ -188,9 +193,35 @@ impl Inventory {
         true
     }
 
+    /// Orders this fold still keeps (open or closed within [`closed_order_memory`]).
+    pub fn orders_kept(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Forgets the orders closed more than [`closed_order_memory`] before `at`.
+    fn forget_closed(&mut self, at: DateTime<Utc>) {
+        let bound = at - closed_order_memory();
+        while let Some((closed_at, _)) = self.closed.first()
+            && *closed_at < bound
+        {
+            if let Some((_, order_id)) = self.closed.pop_first() {
+                self.orders.remove(&order_id);
+            }
+        }
+    }
+
+    /// Marks `order_id` closed at `at`, in state `state`.
+    fn close(&mut self, order_id: &str, state: OrderState, at: DateTime<Utc>) {
+        self.orders.insert(order_id.to_owned(), state);
+        self.closed.insert((at, order_id.to_owned()));
+    }
+
     /// Applies one event at decision time `at` (events must come in decision-time order).
+    /// Orders closed more than [`closed_order_memory`] before `at` are forgotten first: an event
+    /// naming one then finds no order, as one never placed.
     pub fn apply(&mut self, at: DateTime<Utc>, event: &Event, out: &mut Vec<Output>) {
         self.advance_to(at, out);
+        self.forget_closed(at);
         match &event.payload {
             Payload::StockReceived(e) => {
                 self.change_on_hand(at, &e.sku, &e.warehouse, e.quantity, out);
@@ -341,8 +372,7 @@ impl Inventory {
             }
         }
         if !short.is_empty() {
-            self.orders
-                .insert(order_id.to_owned(), OrderState::Rejected);
+            self.close(order_id, OrderState::Rejected, at);
             out.push(Output::Decision {
                 at,
                 payload: Payload::OrderRejected(OrderRejected {
@@ -394,8 +424,7 @@ impl Inventory {
             self.entry(&line.sku, &line.warehouse).reserved -= line.qty;
         }
         self.expiries.remove(&(deadline, order_id.to_owned()));
-        self.orders
-            .insert(order_id.to_owned(), OrderState::Released);
+        self.close(order_id, OrderState::Released, at);
         self.open -= 1;
         out.push(Output::Decision {
             at,
@@ -454,7 +483,7 @@ impl Inventory {
                 "shipping took a count past the largest or smallest i64; it was clamped".into(),
             );
         }
-        self.orders.insert(order_id.to_owned(), OrderState::Shipped);
+        self.close(order_id, OrderState::Shipped, at);
         self.open -= 1;
     }
 }

@@ -12,12 +12,22 @@
 //! placed → reserved | rejected → paid | payment_failed → shipped → delivered → returned, plus
 //! cancelled (before shipping) and expired (a reservation released for want of payment).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
+
+/// How long, in decision time, the decider keeps a closed order (rejected, payment failed,
+/// cancelled, expired, delivered, returned) after its last transition; then it forgets it, so
+/// its state is bounded by the orders of the last weeks, not the history (issue 23). Its
+/// document stays in the store. An event that still names a forgotten order is an
+/// `unknown_order` anomaly (a return requested more than this after delivery included), and an
+/// `order_placed` that reuses its id places a new order.
+pub fn closed_order_memory() -> Duration {
+    Duration::days(14)
+}
 
 /// Where an order is in its life (the machine in the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,6 +57,19 @@ impl OrderStatus {
         OrderStatus::Delivered,
         OrderStatus::Returned,
     ];
+
+    /// Closed: no event moves it on but a return after delivery.
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Rejected
+                | OrderStatus::PaymentFailed
+                | OrderStatus::Cancelled
+                | OrderStatus::Expired
+                | OrderStatus::Delivered
+                | OrderStatus::Returned
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -99,6 +122,8 @@ pub struct Orders {
     orders: HashMap<String, Order>,
     /// Orders per status, indexed by `OrderStatus as usize`.
     counts: [usize; 10],
+    /// Closed orders by their last transition's time, to forget [`closed_order_memory`] later.
+    closed: BTreeSet<(DateTime<Utc>, String)>,
     /// Orders changed since the last `take_touched`.
     #[serde(skip)]
     touched: Vec<String>,
@@ -124,6 +149,24 @@ impl Orders {
 
     pub fn iter(&self) -> impl Iterator<Item = &Order> {
         self.orders.values()
+    }
+
+    /// Forgets the orders closed before `bound` ([`closed_order_memory`] before the step being
+    /// taken) and gives them back, last state included.
+    pub fn forget_closed_before(&mut self, bound: DateTime<Utc>) -> Vec<Order> {
+        let mut gone = Vec::new();
+        while let Some((at, _)) = self.closed.first()
+            && *at < bound
+        {
+            let Some((_, order_id)) = self.closed.pop_first() else {
+                break;
+            };
+            if let Some(order) = self.orders.remove(&order_id) {
+                self.counts[order.status as usize] -= 1;
+                gone.push(order);
+            }
+        }
+        gone
     }
 
     /// Orders changed since the last call (an id may repeat).
@@ -188,6 +231,14 @@ impl Orders {
             return;
         };
         if allowed.contains(&order.status) {
+            if order.status.is_closed()
+                && let Some(last) = order.history.last()
+            {
+                self.closed.remove(&(last.at, order_id.to_owned()));
+            }
+            if next.is_closed() {
+                self.closed.insert((at, order_id.to_owned()));
+            }
             self.counts[order.status as usize] -= 1;
             self.counts[next as usize] += 1;
             order.status = next;

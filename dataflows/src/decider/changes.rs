@@ -149,13 +149,12 @@ impl Decider {
     /// last change (needs [`Decider::tracking_changes`]).
     pub fn take_order_changes(&mut self) -> Vec<Change> {
         let changed = std::mem::take(&mut self.changed_orders);
-        changed
-            .into_iter()
-            .filter_map(|(order_id, seq)| {
-                let order = self.orders.get(&order_id)?.clone();
-                Some(Change::Order { seq, order })
-            })
-            .collect()
+        let mut changes = std::mem::take(&mut self.forgotten);
+        changes.extend(changed.into_iter().filter_map(|(order_id, seq)| {
+            let order = self.orders.get(&order_id)?.clone();
+            Some(Change::Order { seq, order })
+        }));
+        changes
     }
 
     /// The changes to the document dataflow's inputs since the last call, each at the `seq` of

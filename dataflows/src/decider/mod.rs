@@ -105,6 +105,9 @@ pub struct Decider {
     /// Orders changed since the last [`Decider::take_order_changes`], with the `seq` of their
     /// last change.
     changed_orders: HashMap<String, u64>,
+    /// The last documents of orders forgotten ([`crate::orders::closed_order_memory`]) while
+    /// their change was still to be taken, for [`Decider::take_order_changes`].
+    forgotten: Vec<Change>,
     /// Skus whose inventory document changed since the last
     /// [`Decider::take_inventory_changes`], with the `seq` of their last change.
     changed_skus: HashMap<String, u64>,
@@ -147,6 +150,7 @@ impl Decider {
             seq: 0,
             track_changes: false,
             changed_orders: HashMap::new(),
+            forgotten: Vec::new(),
             changed_skus: HashMap::new(),
             product_inputs: ProductInputs::default(),
             sku_names: Names::default(),
@@ -433,6 +437,14 @@ impl Decider {
         }
         if for_views {
             self.view_events.push((self.seq, (*next.event).clone()));
+        }
+        // Orders closed long enough ago are forgotten first, at this step's time: the same
+        // orders at the same step in every run (the inventory does the same in `apply`).
+        let bound = next.at - crate::orders::closed_order_memory();
+        for order in self.orders.forget_closed_before(bound) {
+            if let Some(seq) = self.changed_orders.remove(&order.order_id) {
+                self.forgotten.push(Change::Order { seq, order });
+            }
         }
         // The event, then what it decided: the order states see every transition in
         // decision-time order (the expiries before it were steps of their own).
