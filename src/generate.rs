@@ -48,7 +48,9 @@ pub struct GenerateArgs {
     payment_failure_rate: f64,
     /// Number orders after this one (o-0000000001 by default). Feeding a log that already holds
     /// generated orders? Start after them (its event count is always enough), or their ids repeat
-    /// and the dataflow records `order_placed_twice` anomalies instead of deciding them.
+    /// and the dataflow records `order_placed_twice` anomalies instead of deciding them (or,
+    /// for orders it has forgotten, two weeks after they closed, decides them again under the
+    /// ids of the first decisions: order ids must never repeat).
     #[arg(long, default_value_t = 0)]
     first_order: u64,
     /// Event time of the first event: RFC 3339, or `now`.

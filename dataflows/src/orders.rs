@@ -19,12 +19,15 @@ use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
 
-/// How long, in decision time, the decider keeps a closed order (rejected, payment failed,
-/// cancelled, expired, delivered, returned) after its last transition; then it forgets it, so
-/// its state is bounded by the orders of the last weeks, not the history (issue 23). Its
-/// document stays in the store. An event that still names a forgotten order is an
-/// `unknown_order` anomaly (a return requested more than this after delivery included), and an
-/// `order_placed` that reuses its id places a new order.
+/// How long the decider keeps a closed order (rejected, payment failed, cancelled, expired,
+/// delivered, returned) after its closing transition (at that event's own time; a decision's is
+/// its decision time): it is forgotten once the step being taken is this much later, so the
+/// state is bounded by the orders of the last weeks and those still open, not the history
+/// (issue 23). Its document stays in the store. An event that still names a forgotten order is
+/// an `unknown_order` anomaly (a return requested more than this after delivery included).
+/// Order ids must never be reused: one placed again after its order was forgotten is decided as
+/// a new order, and its decisions, whose ids are those of the first order's
+/// ([`crate::decisions`]), are not appended again (the pipeline counts them as already logged).
 pub fn closed_order_memory() -> Duration {
     Duration::days(14)
 }
@@ -124,6 +127,8 @@ pub struct Orders {
     counts: [usize; 10],
     /// Closed orders by their last transition's time, to forget [`closed_order_memory`] later.
     closed: BTreeSet<(DateTime<Utc>, String)>,
+    /// Orders forgotten, per status they were in: [`Orders::count`] still counts them.
+    forgotten: [usize; 10],
     /// Orders changed since the last `take_touched`.
     #[serde(skip)]
     touched: Vec<String>,
@@ -134,9 +139,10 @@ impl Orders {
         self.orders.get(order_id)
     }
 
-    /// How many orders are in `status` now.
+    /// How many orders are in `status` now, those forgotten in it included (a forgotten order
+    /// is closed: it stays in its last status).
     pub fn count(&self, status: OrderStatus) -> usize {
-        self.counts[status as usize]
+        self.counts[status as usize] + self.forgotten[status as usize]
     }
 
     pub fn len(&self) -> usize {
@@ -163,6 +169,7 @@ impl Orders {
             };
             if let Some(order) = self.orders.remove(&order_id) {
                 self.counts[order.status as usize] -= 1;
+                self.forgotten[order.status as usize] += 1;
                 gone.push(order);
             }
         }

@@ -29,7 +29,7 @@ const FILE: &str = "decider.ckpt";
 
 /// The version of [`Checkpoint`] and of the decider state inside: bumped whenever either changes,
 /// so another version of Emporium refuses a checkpoint instead of misreading it.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 
 /// The decider at the end of one round.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

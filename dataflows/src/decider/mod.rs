@@ -35,8 +35,14 @@ pub fn duplicate_horizon() -> Duration {
     Duration::hours(24)
 }
 
-/// Forget ids outside the horizon every this many steps (a pass over the ids).
+/// Forget ids outside the horizon every this many applied events (a pass over the ids).
 const FORGET_EVERY: u64 = 1 << 16;
+
+/// Whether an event at `at_us` repeats one applied at `first_us` within [`duplicate_horizon`]
+/// (both µs since the epoch: the one arithmetic of the decider and the reference).
+fn within_horizon(first_us: i64, at_us: i64) -> bool {
+    at_us.saturating_sub(first_us) <= duplicate_horizon().num_microseconds().unwrap_or(i64::MAX)
+}
 
 pub use state::StateError;
 
@@ -95,6 +101,9 @@ pub struct Decider {
     /// Ids of the events applied within [`duplicate_horizon`] of the last step, with the decision
     /// time (µs since the epoch) they were applied at.
     applied: HashMap<u128, i64>,
+    /// Events applied since ids were last forgotten (not checkpointed: forgetting is
+    /// deterministic whenever it runs).
+    since_forgetting: u64,
     inventory: Inventory,
     orders: Orders,
     catalog: Catalog,
@@ -143,6 +152,7 @@ impl Decider {
             clocks: vec![PartitionClock::new(allowed_lateness); partitions.max(1)],
             pending: BinaryHeap::new(),
             applied: HashMap::new(),
+            since_forgetting: 0,
             inventory: Inventory::new(config),
             orders: Orders::default(),
             catalog: Catalog::default(),
@@ -415,13 +425,15 @@ impl Decider {
         let at_us = next.at.timestamp_micros();
         let horizon_us = duplicate_horizon().num_microseconds().unwrap_or(i64::MAX);
         match self.applied.get(&next.id) {
-            Some(&first) if at_us.saturating_sub(first) <= horizon_us => return true,
+            Some(&first) if within_horizon(first, at_us) => return true,
             _ => {
                 self.applied.insert(next.id, at_us);
             }
         }
         self.seq += 1;
-        if self.seq.is_multiple_of(FORGET_EVERY) {
+        self.since_forgetting += 1;
+        if self.since_forgetting >= FORGET_EVERY {
+            self.since_forgetting = 0;
             let bound = at_us.saturating_sub(horizon_us);
             self.applied.retain(|_, at| *at >= bound);
         }
@@ -507,16 +519,17 @@ pub fn decide_all(
     stamped.sort_by_key(|(at, key, rank, id, _)| (*at, *key, *rank, *id));
     let mut inventory = Inventory::new(config);
     // An id seen again within the horizon of its last application is a duplicate.
-    let mut seen: HashMap<u128, DateTime<Utc>> = HashMap::new();
+    let mut seen: HashMap<u128, i64> = HashMap::new();
     let mut out = Vec::new();
     for (at, _, _, id, e) in stamped {
         // Time passes with every event, a duplicate or one the inventory ignores included.
         inventory.advance_to(at, &mut out);
+        let at_us = at.timestamp_micros();
         let duplicate = seen
             .get(&id)
-            .is_some_and(|first| at - *first <= duplicate_horizon());
+            .is_some_and(|first| within_horizon(*first, at_us));
         if !duplicate {
-            seen.insert(id, at);
+            seen.insert(id, at_us);
             inventory.apply(at, e, &mut out);
             inventory.take_touched();
         }
