@@ -17,8 +17,8 @@ fn on_hand(inventory: &Inventory, sku: &str) -> i64 {
 #[test]
 fn applied_ids_are_forgotten_behind_the_horizon_and_decisions_match_the_reference() {
     // Four and a half days of stock receipts, one every 2 s (100 units each, distinct ids), and
-    // two resends: one an hour after its original (a duplicate), one 30 hours after (applied
-    // again: its id was forgotten, and the reference agrees).
+    // three resends: 30 min after the original (a duplicate), 90 min after and 30 hours after
+    // (applied again, and the reference agrees).
     let n = 200_000u64;
     let t0 = example_time();
     let receipt = |i: u64| {
@@ -32,12 +32,14 @@ fn applied_ids_are_forgotten_behind_the_horizon_and_decisions_match_the_referenc
         e.occurred_at += after;
         e
     };
-    let near = resend(10_000, Duration::hours(1));
+    let near = resend(10_000, Duration::minutes(30));
     let far = resend(20_000, Duration::hours(30));
     // Still remembered when it comes (before the first pass that forgets, at step 65,536), but
     // beyond the horizon: applied again by the time rule, not because its id was forgotten.
-    let remembered = resend(100, Duration::hours(25));
-    assert!(Duration::hours(1) < duplicate_horizon() && duplicate_horizon() < Duration::hours(25));
+    let remembered = resend(100, Duration::minutes(90));
+    assert!(
+        Duration::minutes(30) < duplicate_horizon() && duplicate_horizon() < Duration::minutes(90)
+    );
     // Into the log where they would arrive: in time order (one partition, no lateness).
     events.push(near);
     events.push(far);
@@ -64,12 +66,12 @@ fn applied_ids_are_forgotten_behind_the_horizon_and_decisions_match_the_referenc
     assert_eq!(
         on_hand(&reference, sku),
         100 * (n as i64 + 2),
-        "the resends after 25 h and 30 h counted, the one after 1 h not"
+        "the resends after 90 min and 30 h counted, the one after 30 min not"
     );
     assert_eq!(on_hand(decider.inventory(), sku), on_hand(&reference, sku));
-    // A day of receipts is 43,200 ids; forgetting runs every 65,536 steps.
+    // An hour of receipts is 1,800 ids; forgetting runs every 65,536 steps.
     assert!(
-        most_remembered < 43_200 + 65_536 + 10,
+        most_remembered < 1_800 + 65_536 + 10,
         "ids remembered at most: {most_remembered} of {n} applied"
     );
 }
