@@ -23,16 +23,6 @@ use emporium_schemas::{Event, Money};
 use support::*;
 use uuid::Uuid;
 
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
 fn main() {
     support::alloc::keep_freed_memory_a_while();
     // One size per process: memory freed by a first run stays mapped by the allocator and would

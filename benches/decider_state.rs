@@ -33,13 +33,7 @@ use support::*;
 const PARTITIONS: u32 = 4;
 
 fn rss_mib() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    (pages * 4096) as f64 / (1 << 20) as f64
+    rss_bytes() as f64 / (1 << 20) as f64
 }
 
 struct Sample {

@@ -83,6 +83,17 @@ pub fn bench_auth() -> (emporium_serving::auth::Authenticator, String) {
 }
 
 /// `--quick` (or EMPORIUM_BENCH_QUICK=1) shrinks the workload for a smoke run.
+/// The process's resident memory now, in bytes (`/proc/self/statm`; 0 where there is none).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
 pub fn quick() -> bool {
     std::env::args().any(|a| a == "--quick") || std::env::var_os("EMPORIUM_BENCH_QUICK").is_some()
 }

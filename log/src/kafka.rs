@@ -100,6 +100,25 @@ struct TransactionalWriter {
     busy: tokio::sync::Mutex<()>,
 }
 
+/// Sends every record to the partition of its key (of `n`) and waits for each delivery report.
+async fn send_all(
+    producer: &FutureProducer,
+    topic: &str,
+    n: u32,
+    records: &[Record],
+    timeout: Duration,
+) -> Vec<rdkafka::producer::future_producer::OwnedDeliveryResult> {
+    let sends = records.iter().map(|r| {
+        let partition = partition_for(&r.key, n);
+        let record = FutureRecord::to(topic)
+            .key(r.key.as_ref())
+            .payload(r.value.as_ref())
+            .partition(partition as i32);
+        producer.send(record, timeout)
+    });
+    join_all(sends).await
+}
+
 /// Whether a transactional call failed because a newer claim of the `transactional.id` fenced
 /// this producer (the broker's answer, or librdkafka's fatal error after it).
 fn is_fenced(e: &KafkaError) -> bool {
@@ -265,15 +284,14 @@ impl EventLog for KafkaLog {
             return Ok(Vec::new());
         }
         let n = self.partition_count(topic).await?;
-        let sends = records.iter().map(|r| {
-            let partition = partition_for(&r.key, n);
-            let record = FutureRecord::to(topic)
-                .key(r.key.as_ref())
-                .payload(r.value.as_ref())
-                .partition(partition as i32);
-            self.producer.send(record, self.config.delivery_timeout)
-        });
-        let deliveries = join_all(sends).await;
+        let deliveries = send_all(
+            &self.producer,
+            topic,
+            n,
+            &records,
+            self.config.delivery_timeout,
+        )
+        .await;
         let mut positions = Vec::with_capacity(deliveries.len());
         let mut failure = None;
         for d in deliveries {
@@ -386,17 +404,9 @@ impl EventLog for KafkaLog {
             }
         };
         call("begin the transaction", |p, _| p.begin_transaction()).await?;
-        let sends = records.iter().map(|r| {
-            let partition = partition_for(&r.key, n);
-            let record = FutureRecord::to(topic)
-                .key(r.key.as_ref())
-                .payload(r.value.as_ref())
-                .partition(partition as i32);
-            writer.producer.send(record, timeout)
-        });
         let mut positions = Vec::with_capacity(records.len());
         let mut failure = None;
-        for delivery in join_all(sends).await {
+        for delivery in send_all(&writer.producer, topic, n, &records, timeout).await {
             match delivery {
                 Ok(d) => positions.push(Position {
                     partition: d.partition as u32,
