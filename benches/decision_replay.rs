@@ -10,7 +10,9 @@
 //! No target: slos.md ("recovery time for 1M orders": "reported, no target") and the README
 //! report it.
 //!
-//! Run: `cargo bench --bench decision_replay` (add `-- --quick` for a smoke run). Writes
+//! Run: `cargo bench --bench decision_replay` (add `-- --quick` for a smoke run;
+//! `EMPORIUM_BENCH_EVENTS=10000000` for another log length, `EMPORIUM_BENCH_WORKERS=2` for one
+//! worker count). Writes
 //! `<target dir>/bench-results/decision_replay.json` (see `support::Report`).
 
 mod support;
@@ -28,7 +30,20 @@ use support::*;
 
 fn main() {
     support::alloc::keep_freed_memory_a_while();
-    let events = if quick() { 50_000 } else { 2_000_000 };
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let events = if quick() {
+        50_000
+    } else {
+        env("EMPORIUM_BENCH_EVENTS").unwrap_or(2_000_000)
+    };
+    let worker_counts: Vec<usize> = match env("EMPORIUM_BENCH_WORKERS") {
+        Some(w) => vec![w.max(1)],
+        None => vec![1, 2],
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -47,7 +62,7 @@ fn main() {
         "for 1M orders".into(),
         "checkpoint".into(),
     ]);
-    for workers in [1usize, 2] {
+    for workers in worker_counts {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut orders = 0;
         let log = generated_log(&rt, dir.path(), events, |e| {
