@@ -18,6 +18,8 @@ use crate::stats::PipelineStats;
 
 pub use emporium_dataflows::decisions::{DECISION_NAMESPACE, decision_event, decision_events};
 
+use emporium_dataflows::decisions::decision_id;
+
 /// A decider output, with the append time of the `order_placed` it decides (for latency).
 pub(crate) type Decided = (Output, Option<i64>);
 
@@ -117,8 +119,7 @@ fn opposite_decision(payload: &Payload) -> Option<Uuid> {
         Payload::OrderRejected(_) => EventKind::InventoryReserved,
         _ => return None,
     };
-    let name = format!("{opposite}:{}", payload.partition_key());
-    Some(Uuid::new_v5(&DECISION_NAMESPACE, name.as_bytes()))
+    Some(decision_id(opposite, payload.partition_key()))
 }
 
 /// Ids of the decision events in the log from `from` on, per partition (read once at start).

@@ -765,8 +765,12 @@ fn a_dataflow_stopped_by_store_failures_restarts_from_its_checkpoint_and_converg
 
 /// A quiet shop, now: a product, its stock and one order of it (on 2 of the 4 partitions).
 fn quiet_shop() -> Vec<Event> {
+    quiet_shop_at(chrono::Utc::now())
+}
+
+/// [`quiet_shop`] with its events from `now` on.
+fn quiet_shop_at(now: chrono::DateTime<chrono::Utc>) -> Vec<Event> {
     use emporium_schemas::examples::example;
-    let now = chrono::Utc::now();
     [
         EventKind::ProductUpserted,
         EventKind::StockReceived,
@@ -1012,19 +1016,7 @@ fn a_second_decider_fences_the_first_and_no_order_gets_two_answers() {
     // 100 in stock; o-1 takes 2 at t, o-2 wants 99 at t + 2 min: rejected while o-1's
     // reservation holds (TTL 15 min), reserved once it has expired (TTL 1 min).
     let t = chrono::Utc::now() - chrono::Duration::minutes(10);
-    let mut events: Vec<Event> = [
-        EventKind::ProductUpserted,
-        EventKind::StockReceived,
-        EventKind::OrderPlaced,
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(n, kind)| {
-        let mut e = example(kind, n as u64);
-        e.occurred_at = t + chrono::Duration::milliseconds(n as i64);
-        e
-    })
-    .collect();
+    let mut events = quiet_shop_at(t);
     let order = |id: &str, qty: u32, at: chrono::DateTime<chrono::Utc>, n: u64| {
         let mut e = example(EventKind::OrderPlaced, n);
         let Payload::OrderPlaced(o) = &mut e.payload else {
