@@ -69,6 +69,11 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. With this on (the default), the
+        // subscriber reports it with `eprintln!`, which panics when stderr fails too: a full disk
+        // under `2> file` then killed whatever thread logged next (the fault suite's full-disk
+        // case lost its dataflow and lakehouse threads, and their supervisor, that way).
+        .log_internal_errors(false)
         .init();
     let result = match cli.command {
         Command::Run(args) => run::main(args),

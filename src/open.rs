@@ -109,10 +109,17 @@ pub fn kafka(
 /// The embedded log in `<data_dir>/log`.
 pub fn embedded(data_dir: &Path) -> anyhow::Result<Arc<dyn EventLog>> {
     let dir = data_dir.join("log");
-    Ok(Arc::new(
-        EmbeddedLog::open(EmbeddedConfig::in_dir(&dir))
-            .with_context(|| format!("opening the embedded log in {}", dir.display()))?,
-    ))
+    let mut config = EmbeddedConfig::in_dir(&dir);
+    // Fault injection for `tests/faults/` (a slow disk); not a setting to run with.
+    if let Some(ms) = std::env::var("EMPORIUM_FAULT_FSYNC_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config.fsync_delay = std::time::Duration::from_millis(ms);
+    }
+    Ok(Arc::new(EmbeddedLog::open(config).with_context(|| {
+        format!("opening the embedded log in {}", dir.display())
+    })?))
 }
 
 #[cfg(test)]

@@ -16,15 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::reference::reference_documents;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_log::{EVENTS_TOPIC, EventLog, read_all};
-use emporium_pipeline::PipelineConfig;
 use emporium_schemas::Event;
-use emporium_serving::store::Store;
-use emporium_serving::store::embedded::EmbeddedStore;
-use emporium_serving::views::Upsert;
 
 struct Running {
     child: Child,
@@ -211,7 +206,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
     }
     // Let the dataflow of the second run catch up (from its checkpoint), then a clean stop.
     let acked_count = acked.lock().expect("acked").len() as u64;
-    wait_until_caught_up(&client, &second.base, acked_count).await;
+    support::wait_until_caught_up(&client, &second.base, acked_count).await;
     let ready = client
         .get(format!("{}/readyz", second.base))
         .send()
@@ -219,7 +214,7 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
         .expect("readyz");
     let code = ready.status().as_u16();
     assert_eq!(code, 200, "{}", ready.text().await.unwrap_or_default());
-    let resumed = gauge(&client, &second.base, "emporium_dataflow_resumed_from_seq")
+    let resumed = support::gauge(&client, &second.base, "emporium_dataflow_resumed_from_seq")
         .await
         .unwrap_or(0);
     assert!(resumed > 0, "the restart resumed from the checkpoint");
@@ -264,108 +259,11 @@ async fn acknowledged_events_survive_kill_9_and_restart() {
             partitions[r.partition as usize].push(e);
         }
     }
-    let config = PipelineConfig::default();
-    let reference = reference_documents(
+    let orders = support::assert_store_is_the_reference(
+        &dir.path().join("store"),
         &partitions,
-        config.allowed_lateness,
-        config.inventory,
-        &config.views,
+        &emporium_pipeline::PipelineConfig::default(),
     )
-    .into_iter()
-    .map(emporium_pipeline::documents::upsert)
-    .collect::<Vec<_>>();
-    let store = EmbeddedStore::open(&dir.path().join("store")).expect("open store");
-    let mut orders = 0;
-    for u in &reference {
-        let (what, key, seq, want, got) = match u {
-            Upsert::Product { seq, view } => {
-                let doc = store.product(&view.product_id).await.expect("read");
-                (
-                    "product",
-                    &view.product_id,
-                    seq,
-                    serde_json::to_value(view),
-                    doc,
-                )
-            }
-            Upsert::Inventory { seq, view } => {
-                let doc = store.inventory(&view.sku).await.expect("read");
-                ("inventory", &view.sku, seq, serde_json::to_value(view), doc)
-            }
-            Upsert::Order { seq, view } => {
-                orders += 1;
-                let doc = store.order(&view.order_id).await.expect("read").map(|d| {
-                    emporium_serving::store::Document {
-                        seq: d.seq,
-                        json: d.json,
-                    }
-                });
-                (
-                    "order",
-                    &view.order_id,
-                    seq,
-                    serde_json::to_value(view),
-                    doc,
-                )
-            }
-            Upsert::View {
-                seq,
-                view,
-                key,
-                json,
-            } => {
-                let doc = store.view(view, key).await.expect("read");
-                ("view", key, seq, serde_json::from_slice(json), doc)
-            }
-        };
-        let got = got.unwrap_or_else(|| panic!("{what} {key} missing from the store"));
-        let got_json: serde_json::Value = serde_json::from_slice(&got.json).expect("JSON");
-        assert_eq!(
-            (got.seq, got_json),
-            (*seq, want.expect("JSON")),
-            "{what} {key} differs from an uninterrupted run's"
-        );
-    }
-    let (p, i, o) = store.counts().expect("counts");
-    assert_eq!(
-        (p + i + o) as usize,
-        reference.len(),
-        "no document beyond the reference's"
-    );
+    .await;
     assert!(orders > 50, "the traffic placed orders: {orders}");
-}
-
-/// A metric's value from `/metrics`.
-async fn gauge(client: &reqwest::Client, base: &str, name: &str) -> Option<u64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-}
-
-/// Polls `/metrics` until the dataflow's position covers at least `at_least` records and then
-/// does not move for two seconds.
-async fn wait_until_caught_up(client: &reqwest::Client, base: &str, at_least: u64) {
-    let read = || gauge(client, base, "emporium_dataflow_consumer_position");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last = (0, Instant::now());
-    while Instant::now() < deadline {
-        let n = read().await.unwrap_or(0);
-        if n != last.0 {
-            last = (n, Instant::now());
-        } else if n >= at_least && last.1.elapsed() > Duration::from_secs(2) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the dataflow did not catch up: {} records read", last.0);
 }

@@ -1,6 +1,7 @@
 //! The status lines long-running subcommands print every few seconds: one shape for all of them,
 //! `[  12s] part: figures | part: figures`, with continuation lines indented under the first.
 
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,13 @@ where
                 _ = tokio::time::sleep(every) => {}
             }
             let lines = render(start.elapsed()).await;
-            println!("{}", format_lines(start.elapsed(), &lines));
+            // Not `println!`, which panics when stdout fails (a full disk under a redirect, a
+            // closed pipe): a status line is not worth the task that prints it.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                format_lines(start.elapsed(), &lines)
+            );
         }
     }))
 }

@@ -8,9 +8,18 @@
 //! appends a `partition_heartbeat` event to that partition. Read back, the heartbeat moves the
 //! partition's clock like any event the decider does not read.
 //!
-//! The heartbeat's time is the producers' clock as last seen: the wall clock minus the lag
-//! (append time − event time) of the newest record read. A producer whose events trail the wall
-//! clock by seconds therefore does not find its partition's clock pushed ahead of its next event.
+//! The heartbeat's time is the producers' clock as recently seen: the wall clock minus the
+//! largest lag (append time − event time) among the records appended in the minute before the
+//! newest one ([`LAG_WINDOW_MS`]), but no more than [`BATCH_ALLOWANCE_MS`] above the newest
+//! record's lag. A producer whose events trail the wall clock by seconds, or one that sends a
+//! second of events at a time (the first of them a second old when it is appended), therefore
+//! does not find its partition's clock pushed ahead of its next event. The lag of the newest
+//! record alone was not enough: between two batches of a batching producer the heartbeat ran
+//! ahead of the next batch's first events and made them late (the fault suite's `kill` case
+//! found hundreds). The allowance bounds the wait after a bulk load, whose records span minutes
+//! of event time in one append. Events that were late themselves (more than the allowed
+//! lateness behind their partition's newest) are left out: one event delivered hours late says
+//! nothing of when the next ones arrive.
 //!
 //! Heartbeats are records of the log, so a replay reads them where they were appended: decisions
 //! stay a function of the log's contents, as without them. Only when one is appended depends on
@@ -26,6 +35,7 @@
 //!   heartbeat, and its open reservations never expired.
 
 use chrono::{DateTime, Utc};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -44,9 +54,15 @@ pub struct Arrivals {
     last_appended_ms: Vec<i64>,
     /// Per partition: when (wall clock, ms) its last heartbeat was sent.
     last_sent_ms: Vec<i64>,
-    /// Append time of the newest record read, and its lag behind that (append − event time).
+    /// Append time of the newest record read.
     newest_appended_ms: i64,
-    lag_ms: i64,
+    /// (append time, lag) of records read, for the largest lag over [`LAG_WINDOW_MS`] before
+    /// the newest append: each entry's lag exceeds every later entry's (a sliding maximum).
+    lags: VecDeque<(i64, i64)>,
+    /// Per partition: the newest event time read (ms), and the allowed lateness (ms) behind it
+    /// past which an event is late and its lag not counted.
+    newest_occurred_ms: Vec<i64>,
+    lateness_ms: i64,
     routing_keys: Vec<String>,
     /// No heartbeat before this (wall clock, ms): the start's grace period.
     quiet_until_ms: i64,
@@ -60,7 +76,9 @@ impl Arrivals {
             last_appended_ms: vec![i64::MIN; n],
             last_sent_ms: vec![i64::MIN; n],
             newest_appended_ms: i64::MIN,
-            lag_ms: 0,
+            lags: VecDeque::new(),
+            newest_occurred_ms: vec![i64::MIN; n],
+            lateness_ms: i64::MAX,
             routing_keys: (0..partitions)
                 .map(|p| routing_key(p, partitions))
                 .collect(),
@@ -75,16 +93,45 @@ impl Arrivals {
         self
     }
 
+    /// Events more than `lateness` behind their partition's newest are late: their lag is not
+    /// the producers' (without this, every lag counts).
+    pub fn with_lateness(mut self, lateness: chrono::Duration) -> Self {
+        self.lateness_ms = lateness.num_milliseconds();
+        self
+    }
+
     /// A record of `partition` that moves its clock (an event or a tick) was read: appended at
     /// `appended_ms`, it occurred at `occurred_at`.
     pub fn observe(&mut self, partition: u32, appended_ms: i64, occurred_at: DateTime<Utc>) {
         if let Some(last) = self.last_appended_ms.get_mut(partition as usize) {
             *last = (*last).max(appended_ms);
         }
-        if appended_ms >= self.newest_appended_ms {
-            self.newest_appended_ms = appended_ms;
-            self.lag_ms = (appended_ms - occurred_at.timestamp_millis()).max(0);
+        let occurred_ms = occurred_at.timestamp_millis();
+        if let Some(newest) = self.newest_occurred_ms.get_mut(partition as usize) {
+            let late = *newest != i64::MIN && occurred_ms < newest.saturating_sub(self.lateness_ms);
+            *newest = (*newest).max(occurred_ms);
+            if late {
+                return;
+            }
         }
+        self.newest_appended_ms = self.newest_appended_ms.max(appended_ms);
+        let lag = (appended_ms - occurred_ms).max(0);
+        while self.lags.back().is_some_and(|&(_, l)| l <= lag) {
+            self.lags.pop_back();
+        }
+        self.lags.push_back((appended_ms, lag));
+        let since = self.newest_appended_ms.saturating_sub(LAG_WINDOW_MS);
+        while self.lags.len() > 1 && self.lags.front().is_some_and(|&(a, _)| a < since) {
+            self.lags.pop_front();
+        }
+    }
+
+    /// The producers' lag: the largest over the window, at most [`BATCH_ALLOWANCE_MS`] above
+    /// the newest record's (0 before any record).
+    fn lag_ms(&self) -> i64 {
+        let largest = self.lags.front().map_or(0, |&(_, lag)| lag);
+        let newest = self.lags.back().map_or(0, |&(_, lag)| lag);
+        largest.min(newest.saturating_add(BATCH_ALLOWANCE_MS))
     }
 
     /// The heartbeats to append at wall-clock time `now_ms`: one per partition that holds back
@@ -104,7 +151,7 @@ impl Arrivals {
             return Vec::new();
         }
         let idle_ms = i64::try_from(idle_after.as_millis()).unwrap_or(i64::MAX);
-        let Some(at) = DateTime::from_timestamp_millis(now_ms - self.lag_ms) else {
+        let Some(at) = DateTime::from_timestamp_millis(now_ms - self.lag_ms()) else {
             return Vec::new();
         };
         // Only a heartbeat that lets the step go: its partition's bound would pass it.
@@ -147,6 +194,14 @@ impl Arrivals {
         out
     }
 }
+
+/// How far back (ms of append time, before the newest record) the producers' largest lag is
+/// taken from.
+pub const LAG_WINDOW_MS: i64 = 60_000;
+
+/// How much more than the newest record's lag a heartbeat allows for: producers that send up
+/// to this much of event time in one batch never have a heartbeat run ahead of their next batch.
+pub const BATCH_ALLOWANCE_MS: i64 = 5_000;
 
 /// Records read from the end of each partition by [`seed`].
 const SEED_TAIL: u64 = 64;
@@ -334,5 +389,54 @@ mod tests {
                 .due(&decider, now + 10_000, IDLE, |_| true)
                 .is_empty()
         );
+    }
+
+    /// A producer that sends a second of events at a time: the heartbeat between two batches
+    /// trails the next batch's first event (by the lag of the batch's oldest event), and an
+    /// event delivered hours late does not hold heartbeats back.
+    #[test]
+    fn a_heartbeat_between_batches_does_not_run_ahead_of_the_next_batch() {
+        let lateness = Duration::milliseconds(500);
+        let mut arrivals = Arrivals::new(1).with_lateness(lateness);
+        let t0 = example_time().timestamp_millis();
+        // Batch k holds events that occurred over [t0 + k s, t0 + (k + 1) s), appended 200 ms
+        // after its last one (which occurred 100 ms before the batch ends).
+        for k in 0..3 {
+            let appended = t0 + (k + 1) * 1_000 + 200;
+            for i in 0..10 {
+                let at = DateTime::from_timestamp_millis(t0 + k * 1_000 + i * 100).expect("time");
+                arrivals.observe(0, appended, at);
+            }
+        }
+        let last_append = t0 + 3_000 + 200;
+        // 700 ms after the last append, the next batch (its first event at t0 + 3 s) is due.
+        let now = last_append + 700;
+        let heartbeat_at = now - arrivals.lag_ms();
+        assert!(
+            heartbeat_at <= t0 + 3_000 + lateness.num_milliseconds(),
+            "a heartbeat at {} ms would make the next batch's first event (at 3,000 ms) late",
+            heartbeat_at - t0
+        );
+        assert_eq!(
+            arrivals.lag_ms(),
+            1_200,
+            "the lag of each batch's oldest event"
+        );
+        // One event three hours late: late itself, its lag is not the producers'.
+        let stale = DateTime::from_timestamp_millis(t0 - 3 * 3_600_000).expect("time");
+        arrivals.observe(0, last_append + 10, stale);
+        assert_eq!(arrivals.lag_ms(), 1_200);
+        // A minute on, only the recent records count.
+        let later = last_append + LAG_WINDOW_MS + 5_000;
+        let at = DateTime::from_timestamp_millis(later - 300).expect("time");
+        arrivals.observe(0, later, at);
+        assert_eq!(arrivals.lag_ms(), 300);
+        // A bulk load of ten minutes of events in one append: the allowance bounds the wait.
+        let bulk = later + 10 * 60_000 + 200;
+        for i in 0..=10 {
+            let at = DateTime::from_timestamp_millis(later + i * 60_000).expect("time");
+            arrivals.observe(0, bulk, at);
+        }
+        assert_eq!(arrivals.lag_ms(), 200 + BATCH_ALLOWANCE_MS);
     }
 }

@@ -138,10 +138,12 @@ pub(crate) fn worker_main(
     // The types sent whole to the decider, once: routing asks for every record.
     let steps = EventKinds::matching(|kind| decider.borrow().steps_on(kind));
     let arrivals = Rc::new(RefCell::new({
-        let mut arrivals = Arrivals::new(partitions).with_grace(
-            chrono::Utc::now().timestamp_millis(),
-            config.heartbeat_grace,
-        );
+        let mut arrivals = Arrivals::new(partitions)
+            .with_grace(
+                chrono::Utc::now().timestamp_millis(),
+                config.heartbeat_grace,
+            )
+            .with_lateness(config.allowed_lateness);
         if index == 0 && config.idle_heartbeat.is_some() {
             runtime.block_on(seed(log.as_ref(), &mut arrivals))?;
         }

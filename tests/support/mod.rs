@@ -137,3 +137,110 @@ pub async fn post_generated(
         .await
         .expect("report")
 }
+
+/// A metric's value from `base`'s `/metrics` (`None`: not there, or no answer).
+pub async fn gauge(client: &reqwest::Client, base: &str, name: &str) -> Option<u64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// Polls `/metrics` until the dataflow's position covers at least `at_least` records and then
+/// does not move for two seconds.
+pub async fn wait_until_caught_up(client: &reqwest::Client, base: &str, at_least: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let mut last = (0, std::time::Instant::now());
+    while std::time::Instant::now() < deadline {
+        let n = gauge(client, base, "emporium_dataflow_consumer_position")
+            .await
+            .unwrap_or(0);
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        } else if n >= at_least && last.1.elapsed() > Duration::from_secs(2) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the dataflow did not catch up: {} records read", last.0);
+}
+
+/// Asserts that the embedded store in `store_dir` holds exactly the reference documents of the
+/// log whose producer events (and heartbeats) per partition are `partitions`, decided with
+/// `config`'s settings: every one with its seq, none beyond them. Returns how many order documents there are.
+pub async fn assert_store_is_the_reference(
+    store_dir: &Path,
+    partitions: &[Vec<emporium_schemas::Event>],
+    config: &emporium_pipeline::PipelineConfig,
+) -> usize {
+    use emporium_serving::store::Store;
+    use emporium_serving::views::Upsert;
+
+    let reference = emporium_dataflows::reference::reference_documents(
+        partitions,
+        config.allowed_lateness,
+        config.inventory.clone(),
+        &config.views,
+    )
+    .into_iter()
+    .map(emporium_pipeline::documents::upsert)
+    .collect::<Vec<_>>();
+    let store = emporium_serving::store::embedded::EmbeddedStore::open(store_dir).expect("store");
+    let mut orders = 0;
+    for u in &reference {
+        let (what, key, seq, want, got) = match u {
+            Upsert::Product { seq, view } => {
+                let doc = store.product(&view.product_id).await.expect("read");
+                let want = serde_json::to_value(view);
+                ("product", &view.product_id, seq, want, doc)
+            }
+            Upsert::Inventory { seq, view } => {
+                let doc = store.inventory(&view.sku).await.expect("read");
+                ("inventory", &view.sku, seq, serde_json::to_value(view), doc)
+            }
+            Upsert::Order { seq, view } => {
+                orders += 1;
+                let doc = store.order(&view.order_id).await.expect("read").map(|d| {
+                    emporium_serving::store::Document {
+                        seq: d.seq,
+                        json: d.json,
+                    }
+                });
+                let want = serde_json::to_value(view);
+                ("order", &view.order_id, seq, want, doc)
+            }
+            Upsert::View {
+                seq,
+                view,
+                key,
+                json,
+            } => {
+                let doc = store.view(view, key).await.expect("read");
+                ("view", key, seq, serde_json::from_slice(json), doc)
+            }
+        };
+        let got = got.unwrap_or_else(|| panic!("{what} {key} missing from the store"));
+        let got_json: serde_json::Value = serde_json::from_slice(&got.json).expect("JSON");
+        assert_eq!(
+            (got.seq, got_json),
+            (*seq, want.expect("JSON")),
+            "{what} {key} differs from an uninterrupted run's"
+        );
+    }
+    let (p, i, o) = store.counts().expect("counts");
+    assert_eq!(
+        (p + i + o) as usize,
+        reference.len(),
+        "no document beyond the reference's"
+    );
+    orders
+}

@@ -61,6 +61,9 @@ pub struct EmbeddedConfig {
     pub retention_bytes: Option<u64>,
     /// Largest record (key + value) accepted.
     pub max_record_bytes: usize,
+    /// A pause before every fsync of appended records: zero, except in the fault suite, which
+    /// emulates a slow disk with it (`EMPORIUM_FAULT_FSYNC_DELAY_MS` for the binary).
+    pub fsync_delay: Duration,
 }
 
 impl Default for EmbeddedConfig {
@@ -71,6 +74,7 @@ impl Default for EmbeddedConfig {
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             retention_bytes: None,
             max_record_bytes: 1024 * 1024,
+            fsync_delay: Duration::ZERO,
         }
     }
 }

@@ -275,7 +275,12 @@ impl Writer {
         }
         seg.file
             .write_all(&seg.staged)
-            .and_then(|()| seg.file.sync_data())
+            .and_then(|()| {
+                if !config.fsync_delay.is_zero() {
+                    std::thread::sleep(config.fsync_delay);
+                }
+                seg.file.sync_data()
+            })
             .map_err(|e| LogError::io(&seg.path, e))
     }
 }

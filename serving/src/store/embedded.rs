@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{Document, OrderDocument, OrderPage, Result, Store, StoreError, decode_cursor};
@@ -64,8 +65,69 @@ pub const FILE_NAME: &str = "store.redb";
 
 /// The redb store. Cheap to share: clone the `Arc`.
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<Handle>,
     path: PathBuf,
+}
+
+/// The database, closed and opened again after an I/O error. redb refuses every operation after
+/// one ("previous I/O error") until the file is reopened, so without this a disk that was full
+/// for a moment stopped the store for good, though the dataflow restarted (the fault suite's
+/// full-disk case).
+struct Handle {
+    path: PathBuf,
+    db: RwLock<Option<Database>>,
+}
+
+impl Handle {
+    fn open(path: &Path) -> Result<Database> {
+        Database::builder()
+            // 1 GiB of page cache (redb's default, filled only as pages are read): a million
+            // orders with their index fit, so reads rarely leave memory (benches/serving.rs).
+            .set_cache_size(1 << 30)
+            .create(path)
+            .map_err(redb_error)
+    }
+
+    /// Runs `f` on the database. After an I/O error the database is reopened, for the next call.
+    fn with<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        {
+            let guard = self.db.read();
+            if let Some(db) = guard.as_ref() {
+                let result = f(db);
+                if matches!(result, Err(StoreError::Io { .. })) {
+                    drop(guard);
+                    self.reopen();
+                }
+                return result;
+            }
+        }
+        self.reopen();
+        match self.db.read().as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Io {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other("closed after an I/O error, and not reopened yet"),
+            }),
+        }
+    }
+
+    /// Closes the database and opens it again (a reader or writer holds the lock until done).
+    fn reopen(&self) {
+        let mut db = self.db.write();
+        // Closed first: redb locks the file, so a second open would be refused.
+        drop(db.take());
+        match Self::open(&self.path) {
+            Ok(reopened) => {
+                tracing::warn!(path = %self.path.display(), "store reopened after an I/O error");
+                *db = Some(reopened);
+            }
+            Err(e) => tracing::warn!(
+                path = %self.path.display(),
+                error = %e,
+                "store not reopened after an I/O error; trying again at the next operation"
+            ),
+        }
+    }
 }
 
 fn redb_error(e: impl Into<redb::Error>) -> StoreError {
@@ -75,6 +137,16 @@ fn redb_error(e: impl Into<redb::Error>) -> StoreError {
              data directory?)"
                 .into(),
         ),
+        redb::Error::Io(source) => StoreError::Io {
+            path: FILE_NAME.into(),
+            source,
+        },
+        redb::Error::PreviousIo => StoreError::Io {
+            path: FILE_NAME.into(),
+            source: std::io::Error::other(
+                "an earlier write failed; the store is reopened before it is used again",
+            ),
+        },
         e => StoreError::Embedded(e.to_string()),
     }
 }
@@ -87,12 +159,7 @@ impl EmbeddedStore {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::builder()
-            // 1 GiB of page cache (redb's default, filled only as pages are read): a million
-            // orders with their index fit, so reads rarely leave memory (benches/serving.rs).
-            .set_cache_size(1 << 30)
-            .create(&path)
-            .map_err(redb_error)?;
+        let db = Handle::open(&path)?;
         // Create every table up front so readers never meet a missing one.
         let txn = db.begin_write().map_err(redb_error)?;
         for table in [PRODUCTS, INVENTORY, ORDERS, META] {
@@ -102,30 +169,37 @@ impl EmbeddedStore {
         txn.open_table(VIEWS).map_err(redb_error)?;
         txn.commit().map_err(redb_error)?;
         Ok(Self {
-            db: Arc::new(db),
+            db: Arc::new(Handle {
+                path: path.clone(),
+                db: RwLock::new(Some(db)),
+            }),
             path,
         })
     }
 
     /// Documents of each kind: (products, inventory, orders).
     pub fn counts(&self) -> Result<(u64, u64, u64)> {
-        let txn = self.db.begin_read().map_err(redb_error)?;
-        let len = |t| -> Result<u64> {
-            txn.open_table(t)
-                .map_err(redb_error)?
-                .len()
-                .map_err(redb_error)
-        };
-        Ok((len(PRODUCTS)?, len(INVENTORY)?, len(ORDERS)?))
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let len = |t| -> Result<u64> {
+                txn.open_table(t)
+                    .map_err(redb_error)?
+                    .len()
+                    .map_err(redb_error)
+            };
+            Ok((len(PRODUCTS)?, len(INVENTORY)?, len(ORDERS)?))
+        })
     }
 
     fn read(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read().map_err(redb_error)?;
-        let table = txn.open_table(table).map_err(redb_error)?;
-        Ok(table
-            .get(key)
-            .map_err(redb_error)?
-            .map(|v| v.value().to_vec()))
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(table).map_err(redb_error)?;
+            Ok(table
+                .get(key)
+                .map_err(redb_error)?
+                .map(|v| v.value().to_vec()))
+        })
     }
 }
 
@@ -294,29 +368,33 @@ impl Store for EmbeddedStore {
     async fn claim_writer(&self) -> Result<u64> {
         let db = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(redb_error)?;
-            let claim = {
-                let mut meta = txn.open_table(META).map_err(redb_error)?;
-                let claim = current_writer(&meta)? + 1;
-                meta.insert(WRITER, claim.to_be_bytes().as_slice())
-                    .map_err(redb_error)?;
-                claim
-            };
-            txn.commit().map_err(redb_error)?;
-            Ok(claim)
+            db.with(|db| {
+                let txn = db.begin_write().map_err(redb_error)?;
+                let claim = {
+                    let mut meta = txn.open_table(META).map_err(redb_error)?;
+                    let claim = current_writer(&meta)? + 1;
+                    meta.insert(WRITER, claim.to_be_bytes().as_slice())
+                        .map_err(redb_error)?;
+                    claim
+                };
+                txn.commit().map_err(redb_error)?;
+                Ok(claim)
+            })
         })
         .await
         .map_err(|e| StoreError::Embedded(format!("claim task failed: {e}")))?
     }
 
     async fn writer_claim(&self) -> Result<u64> {
-        let txn = self.db.begin_read().map_err(redb_error)?;
-        current_writer(&txn.open_table(META).map_err(redb_error)?)
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            current_writer(&txn.open_table(META).map_err(redb_error)?)
+        })
     }
 
     async fn apply(&self, batch: WriteBatch) -> Result<()> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || apply_batch(&db, &batch))
+        tokio::task::spawn_blocking(move || db.with(|db| apply_batch(db, &batch)))
             .await
             .map_err(|e| StoreError::Embedded(format!("write task failed: {e}")))?
     }
@@ -337,14 +415,16 @@ impl Store for EmbeddedStore {
     async fn put_checkpoint(&self, bytes: &[u8], writer: u64) -> Result<()> {
         let (db, bytes) = (Arc::clone(&self.db), bytes.to_vec());
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_write().map_err(redb_error)?;
-            {
-                let mut meta = txn.open_table(META).map_err(redb_error)?;
-                check_writer(&meta, writer)?;
-                meta.insert(CHECKPOINT, bytes.as_slice())
-                    .map_err(redb_error)?;
-            }
-            txn.commit().map_err(redb_error)
+            db.with(|db| {
+                let txn = db.begin_write().map_err(redb_error)?;
+                {
+                    let mut meta = txn.open_table(META).map_err(redb_error)?;
+                    check_writer(&meta, writer)?;
+                    meta.insert(CHECKPOINT, bytes.as_slice())
+                        .map_err(redb_error)?;
+                }
+                txn.commit().map_err(redb_error)
+            })
         })
         .await
         .map_err(|e| StoreError::Embedded(format!("checkpoint task failed: {e}")))?
@@ -355,12 +435,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {
-        let txn = self.db.begin_read().map_err(redb_error)?;
-        let table = txn.open_table(VIEWS).map_err(redb_error)?;
-        let raw = table
-            .get((view, key))
-            .map_err(redb_error)?
-            .map(|v| v.value().to_vec());
+        let raw = self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(VIEWS).map_err(redb_error)?;
+            Ok(table
+                .get((view, key))
+                .map_err(redb_error)?
+                .map(|v| v.value().to_vec()))
+        })?;
         document(key, raw)
     }
 
@@ -378,30 +460,32 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<(String, Document)>> {
         use std::ops::Bound;
-        let txn = self.db.begin_read().map_err(redb_error)?;
-        let table = txn.open_table(INVENTORY).map_err(redb_error)?;
-        let lower = match after {
-            Some(sku) => Bound::Excluded(sku),
-            None => Bound::Unbounded,
-        };
-        let mut page = Vec::with_capacity(limit.min(10_000));
-        for entry in table
-            .range::<&str>((lower, Bound::Unbounded))
-            .map_err(redb_error)?
-            .take(limit)
-        {
-            let (key, value) = entry.map_err(redb_error)?;
-            let sku = key.value().to_owned();
-            let (seq, json) = split_seq(&sku, value.value())?;
-            page.push((
-                sku,
-                Document {
-                    seq,
-                    json: Bytes::from(json),
-                },
-            ));
-        }
-        Ok(page)
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(INVENTORY).map_err(redb_error)?;
+            let lower = match after {
+                Some(sku) => Bound::Excluded(sku),
+                None => Bound::Unbounded,
+            };
+            let mut page = Vec::with_capacity(limit.min(10_000));
+            for entry in table
+                .range::<&str>((lower, Bound::Unbounded))
+                .map_err(redb_error)?
+                .take(limit)
+            {
+                let (key, value) = entry.map_err(redb_error)?;
+                let sku = key.value().to_owned();
+                let (seq, json) = split_seq(&sku, value.value())?;
+                page.push((
+                    sku,
+                    Document {
+                        seq,
+                        json: Bytes::from(json),
+                    },
+                ));
+            }
+            Ok(page)
+        })
     }
 
     async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>> {
@@ -437,19 +521,21 @@ impl Store for EmbeddedStore {
             Some(cursor) => decode_cursor(cursor)?,
             None => (i64::MAX, String::new()),
         };
-        let txn = self.db.begin_read().map_err(redb_error)?;
-        let table = txn.open_table(USER_ORDERS).map_err(redb_error)?;
-        let range = table
-            .range((user_id, i64::MIN, "")..(user_id, end_at, end_id.as_str()))
-            .map_err(redb_error)?;
-        let entries = range.rev().take(limit + 1).map(|entry| {
-            let (key, value) = entry.map_err(redb_error)?;
-            serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
-                key: format!("{:?}", key.value()),
-                detail: e.to_string(),
-            })
-        });
-        OrderPage::from_scan(limit, entries)
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(USER_ORDERS).map_err(redb_error)?;
+            let range = table
+                .range((user_id, i64::MIN, "")..(user_id, end_at, end_id.as_str()))
+                .map_err(redb_error)?;
+            let entries = range.rev().take(limit + 1).map(|entry| {
+                let (key, value) = entry.map_err(redb_error)?;
+                serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
+                    key: format!("{:?}", key.value()),
+                    detail: e.to_string(),
+                })
+            });
+            OrderPage::from_scan(limit, entries)
+        })
     }
 }
 

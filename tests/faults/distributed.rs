@@ -1,0 +1,1 @@
+//! `kill -9` of the distributed processes: see the module list in `main.rs`.
