@@ -9,6 +9,7 @@ mod lakehouse;
 mod open;
 mod ops;
 mod pipeline;
+mod rebuild;
 mod run;
 mod schema;
 mod serve;
@@ -48,6 +49,8 @@ enum Command {
     Lakehouse(lakehouse::LakehouseArgs),
     /// Query the lakehouse with SQL (DataFusion): one query, or an interactive prompt.
     Sql(sql::SqlArgs),
+    /// Rebuild an event log from the lakehouse, for when the log lost its beginning.
+    RebuildLog(rebuild::RebuildArgs),
     /// Mint bearer tokens: a shopper's for the read API, a producer's for ingest; print the operator
     /// key; or rotate the signing key.
     Token(token::TokenArgs),
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::main(args),
         Command::Lakehouse(args) => lakehouse::main(args),
         Command::Sql(args) => sql::main(args),
+        Command::RebuildLog(args) => rebuild::main(args),
         Command::Token(args) => token::main(args),
     };
     // Fenced by a newer decider (ADR 0012): a distinct exit code, so that a supervisor that

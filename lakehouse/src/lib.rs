@@ -16,6 +16,7 @@
 pub mod bounded;
 pub mod functions;
 pub mod http;
+pub mod rebuild;
 pub mod row_estimates;
 pub mod rows;
 pub mod sandbox;
