@@ -59,13 +59,16 @@ async fn a_log_rebuilt_from_the_lakehouse_decides_as_the_old_one() {
 
     // A new log from the lakehouse alone.
     let new = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(["rebuild-log", "--lakehouse-dir"])
-        .arg(old.path().join("lakehouse"))
-        .arg("--data-dir")
-        .arg(new.path())
-        .output()
-        .expect("emporium rebuild-log");
+    let rebuild = || {
+        Command::new(env!("CARGO_BIN_EXE_emporium"))
+            .args(["rebuild-log", "--lakehouse-dir"])
+            .arg(old.path().join("lakehouse"))
+            .arg("--data-dir")
+            .arg(new.path())
+            .output()
+            .expect("emporium rebuild-log")
+    };
+    let out = rebuild();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -84,13 +87,7 @@ async fn a_log_rebuilt_from_the_lakehouse_decides_as_the_old_one() {
         assert_eq!(json(a), json(b), "partition {p} differs from the old log's");
     }
     // Into a log that holds events already: refused.
-    let again = Command::new(env!("CARGO_BIN_EXE_emporium"))
-        .args(["rebuild-log", "--lakehouse-dir"])
-        .arg(old.path().join("lakehouse"))
-        .arg("--data-dir")
-        .arg(new.path())
-        .output()
-        .expect("emporium rebuild-log");
+    let again = rebuild();
     assert!(!again.status.success());
     let why = String::from_utf8_lossy(&again.stderr);
     assert!(why.contains("already holds"), "{why}");

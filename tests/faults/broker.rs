@@ -6,41 +6,24 @@
 use std::time::Duration;
 
 use emporium_log::kafka::{KafkaConfig, KafkaLog};
-use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC};
 use emporium_pipeline::PipelineConfig;
-use rdkafka::mocking::MockCluster;
 
-use super::harness::{self, Backoff, Process, Producers, Profile, Traffic};
-use super::support;
+use super::harness::{self, Backoff, Profile, Shop, Traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_down_and_back_loses_and_doubles_nothing() {
     let profile = Profile::get();
     let seed = harness::seed("the broker down and back", 5);
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    // The topics as `emporium run` would create them (the mock answers CreateTopics from
-    // another process with a timeout).
-    cluster
-        .create_topic(EVENTS_TOPIC, 4, 1)
-        .expect("events topic");
-    cluster
-        .create_topic(DEAD_LETTER_TOPIC, 1, 1)
-        .expect("dead-letter topic");
-    let brokers = cluster.bootstrap_servers();
-    let dir = harness::data_dir();
-    let port = harness::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let token = support::producer_token(dir.path());
-    let run = Process::run(dir.path(), port, &["--kafka", &brokers], &[]);
-    let producers = Producers::start(
-        &base,
-        &token,
+    let (cluster, brokers) = harness::mock_broker();
+    let shop = Shop::new();
+    let run = shop.run(&["--kafka", &brokers], &[]);
+    let producers = shop.producers(
         Traffic::new(seed, profile).batches(),
         4,
         Backoff {
             first: Duration::from_millis(500),
             cap: Duration::from_secs(4),
-            pause: Duration::ZERO,
+            pause: harness::PACED,
         },
         seed,
     );
@@ -60,12 +43,10 @@ async fn the_broker_down_and_back_loses_and_doubles_nothing() {
     }
     let failed = producers.failed_attempts();
     let acked = producers.finish().await;
-    let client = reqwest::Client::new();
-    support::wait_until_caught_up(&client, &base, acked.len() as u64).await;
-    run.stop();
+    shop.stop_caught_up(run, acked.len()).await;
 
     let log = KafkaLog::connect(KafkaConfig::new(brokers)).expect("connect");
-    let outcome = harness::check(dir.path(), &log, &acked, &PipelineConfig::default()).await;
+    let outcome = harness::check(shop.dir.path(), &log, &acked, &PipelineConfig::default()).await;
     println!("{outcome:?}; {failed} failed attempts retried");
     assert!(
         outcome.orders > 50,

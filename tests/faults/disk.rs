@@ -13,44 +13,38 @@ use std::time::Duration;
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_pipeline::PipelineConfig;
 
-use super::harness::{self, Backoff, Process, Producers, Profile, Traffic};
+use super::harness::{self, Backoff, Process, Producers, Profile, Shop, Traffic};
 use super::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_fsync_slows_acknowledgements_and_changes_nothing_else() {
     let profile = Profile::get();
     let seed = harness::seed("a slow fsync", 3);
-    let dir = harness::data_dir();
-    let port = harness::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let token = support::producer_token(dir.path());
+    let shop = Shop::new();
     let slow = [("EMPORIUM_FAULT_FSYNC_DELAY_MS", "40".to_owned())];
-    let run = Process::run(dir.path(), port, &[], &slow);
+    let run = shop.run(&[], &slow);
     let traffic = Traffic {
         batches: profile.batches / 2,
         ..Traffic::new(seed, profile)
     };
-    let producers = Producers::start(
-        &base,
-        &token,
+    let producers = shop.producers(
         traffic.batches(),
         4,
         Backoff {
             first: Duration::from_millis(200),
             cap: Duration::from_secs(2),
-            pause: Duration::ZERO,
+            pause: harness::PACED,
         },
         seed,
     );
     let started = std::time::Instant::now();
     let acked = producers.finish().await;
     let took = started.elapsed();
-    let client = reqwest::Client::new();
-    support::wait_until_caught_up(&client, &base, acked.len() as u64).await;
-    run.stop();
+    shop.stop_caught_up(run, acked.len()).await;
 
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path().join("log"))).expect("log");
-    let outcome = harness::check(dir.path(), &log, &acked, &PipelineConfig::default()).await;
+    let dir = shop.dir.path();
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
+    let outcome = harness::check(dir, &log, &acked, &PipelineConfig::default()).await;
     println!(
         "{outcome:?}; {} events acknowledged in {took:?}",
         acked.len()
@@ -111,7 +105,7 @@ async fn a_full_disk_refuses_appends_and_catches_up_once_it_is_grown() {
         Backoff {
             first: Duration::from_millis(200),
             cap: Duration::from_secs(2),
-            pause: Duration::ZERO,
+            pause: harness::PACED,
         },
         seed,
     );

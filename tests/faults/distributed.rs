@@ -11,12 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium_log::kafka::{KafkaConfig, KafkaLog};
-use emporium_log::{DEAD_LETTER_TOPIC, EVENTS_TOPIC, EventLog, read_all};
+use emporium_log::{EVENTS_TOPIC, EventLog, read_all};
 use emporium_pipeline::PipelineConfig;
 use emporium_schemas::Event;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rdkafka::mocking::MockCluster;
 
 use super::harness::{self, Backoff, Process, Producers, Profile, Traffic};
 use super::support;
@@ -102,14 +101,7 @@ async fn counts(log: &dyn EventLog) -> (u64, usize) {
 async fn kill_9_of_each_distributed_process_changes_no_decision() {
     let profile = Profile::get();
     let seed = harness::seed("kill -9 of the distributed processes", 17);
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    cluster
-        .create_topic(EVENTS_TOPIC, 4, 1)
-        .expect("events topic");
-    cluster
-        .create_topic(DEAD_LETTER_TOPIC, 1, 1)
-        .expect("dead-letter topic");
-    let brokers = cluster.bootstrap_servers();
+    let (_cluster, brokers) = harness::mock_broker();
     let data = harness::data_dir();
     let ingest_dir = harness::data_dir();
     let token = support::producer_token(ingest_dir.path());

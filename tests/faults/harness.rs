@@ -2,7 +2,7 @@
 //! careful client does (exponential back-off with jitter, the same batch again), the `emporium`
 //! process, and the end-of-case checks.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -89,6 +89,71 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The start most cases share: a data directory, a port its `emporium run` keeps across
+/// restarts, and a producer token signed with its keys.
+pub struct Shop {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub token: String,
+}
+
+impl Shop {
+    pub fn new() -> Self {
+        let dir = data_dir();
+        let port = free_port();
+        let token = super::support::producer_token(dir.path());
+        Self {
+            dir,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            token,
+        }
+    }
+
+    /// `emporium run` on this shop ([`Process::run`]).
+    pub fn run(&self, args: &[&str], env: &[(&str, String)]) -> Process {
+        Process::run(self.dir.path(), self.port, args, env)
+    }
+
+    /// `count` producers sending `batches` to this shop.
+    pub fn producers(
+        &self,
+        batches: Vec<Batch>,
+        count: usize,
+        backoff: Backoff,
+        seed: u64,
+    ) -> Producers {
+        Producers::start(&self.base, &self.token, batches, count, backoff, seed)
+    }
+
+    /// Waits until `run`'s dataflow has read at least `acked` records and stopped moving, then
+    /// stops it cleanly.
+    pub async fn stop_caught_up(&self, run: Process, acked: usize) {
+        let client = reqwest::Client::new();
+        super::support::wait_until_caught_up(&client, &self.base, acked as u64).await;
+        run.stop();
+    }
+}
+
+/// librdkafka's mock cluster (one broker) with the topics as `emporium run` makes them (the
+/// mock answers CreateTopics from another process with a timeout), and its address.
+pub fn mock_broker() -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    cluster
+        .create_topic(emporium_log::EVENTS_TOPIC, 4, 1)
+        .expect("events topic");
+    cluster
+        .create_topic(emporium_log::DEAD_LETTER_TOPIC, 1, 1)
+        .expect("dead-letter topic");
+    let brokers = cluster.bootstrap_servers();
+    (cluster, brokers)
+}
+
 /// One request body of NDJSON events and their ids.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -104,14 +169,25 @@ pub struct Traffic {
     pub seed: u64,
     pub batches: usize,
     pub batch_size: usize,
-    /// Event time per day of events (the generator's `events_per_day`).
+    /// Event time per day of events (the generator's `events_per_day`). The default,
+    /// [`PACED_EVENTS_PER_S`] a second, makes event time run at the wall clock's pace for
+    /// producers paced with [`PACED`], as in a real shop: heartbeats, which follow the wall
+    /// clock, then meet the traffic they are meant for.
     pub events_per_day: f64,
-    /// Share of events held back and delivered this many events later.
-    pub held_back: Option<(f64, usize)>,
+    /// Share of events whose time is set back this far (a device that was offline for hours
+    /// and sends what happened then).
+    pub skewed: Option<(f64, chrono::Duration)>,
     /// Resend earlier events inside later batches, send some batches again whole, and some
     /// twice at once.
     pub duplicates: bool,
 }
+
+/// Events a second that four producers send in batches of 200, pausing [`PACED`] after each.
+pub const PACED_EVENTS_PER_S: f64 = 3_200.0;
+
+/// The pause after each batch that makes four producers of 200-event batches send
+/// [`PACED_EVENTS_PER_S`].
+pub const PACED: Duration = Duration::from_millis(250);
 
 impl Traffic {
     pub fn new(seed: u64, profile: Profile) -> Self {
@@ -119,8 +195,8 @@ impl Traffic {
             seed,
             batches: profile.batches,
             batch_size: profile.batch_size,
-            events_per_day: 1_000_000.0,
-            held_back: None,
+            events_per_day: PACED_EVENTS_PER_S * 86_400.0,
+            skewed: None,
             duplicates: false,
         }
     }
@@ -136,29 +212,18 @@ impl Traffic {
         })
         .expect("generator");
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed);
-        let mut held: VecDeque<(usize, Event)> = VecDeque::new();
-        let mut lines: Vec<(String, String)> = Vec::new();
-        let total = self.batches * self.batch_size;
-        let mut n = 0;
-        while lines.len() < total {
-            let due = held.front().is_some_and(|(due, _)| *due <= n);
-            let event = if due {
-                held.pop_front().expect("a held event").1
-            } else {
-                n += 1;
-                let event = generator.next_event();
-                if let Some((share, delay)) = self.held_back
-                    && n + delay < total
+        let lines: Vec<(String, String)> = (0..self.batches * self.batch_size)
+            .map(|_| {
+                let mut event = generator.next_event();
+                if let Some((share, back)) = self.skewed
                     && rng.random_bool(share)
                 {
-                    held.push_back((n + delay, event));
-                    continue;
+                    event.occurred_at -= back;
                 }
-                event
-            };
-            let json = String::from_utf8(event.to_json()).expect("utf-8");
-            lines.push((event.event_id.to_string(), json));
-        }
+                let json = String::from_utf8(event.to_json()).expect("utf-8");
+                (event.event_id.to_string(), json)
+            })
+            .collect();
         let mut batches: Vec<Batch> = Vec::new();
         for (k, chunk) in lines.chunks(self.batch_size).enumerate() {
             let mut batch: Vec<&(String, String)> = chunk.iter().collect();

@@ -19,27 +19,22 @@ use emporium_schemas::{Event, EventKind};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::harness::{self, Backoff, Process, Producers, Profile, Traffic};
+use super::harness::{self, Backoff, Profile, Shop, Traffic};
 use super::support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_with_producers_backing_off_changes_no_decision() {
     let profile = Profile::get();
     let seed = harness::seed("kill -9 of emporium run under load", 23);
-    let dir = harness::data_dir();
-    let port = harness::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let token = support::producer_token(dir.path());
-    let mut run = Process::run(dir.path(), port, &[], &[]);
+    let shop = Shop::new();
+    let mut run = shop.run(&[], &[]);
     // A steady stream of ~800 events/s whose event time runs at about the wall clock's pace (as
     // a real shop's does), so the process heartbeats its idle partitions between batches.
     let traffic = Traffic {
         events_per_day: 800.0 * 86_400.0,
         ..Traffic::new(seed, profile)
     };
-    let producers = Producers::start(
-        &base,
-        &token,
+    let producers = shop.producers(
         traffic.batches(),
         4,
         Backoff {
@@ -59,17 +54,16 @@ async fn kill_9_under_load_with_producers_backing_off_changes_no_decision() {
         run.kill_9();
         // Down long enough that every producer (pausing 1 s between batches) meets it.
         tokio::time::sleep(Duration::from_millis(rng.random_range(1_500..4_000))).await;
-        run = Process::run(dir.path(), port, &[], &[]);
+        run = shop.run(&[], &[]);
         println!("killed after {killed_at} batches; restarted");
     }
     let failed = producers.failed_attempts();
     let acked = producers.finish().await;
-    let client = reqwest::Client::new();
-    support::wait_until_caught_up(&client, &base, acked.len() as u64).await;
-    run.stop();
+    shop.stop_caught_up(run, acked.len()).await;
 
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path().join("log"))).expect("log");
-    let outcome = harness::check(dir.path(), &log, &acked, &PipelineConfig::default()).await;
+    let dir = shop.dir.path();
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
+    let outcome = harness::check(dir, &log, &acked, &PipelineConfig::default()).await;
     println!("{outcome:?}; {failed} failed attempts retried");
     assert!(failed > 0, "the producers met the kill");
     assert!(
@@ -86,10 +80,8 @@ async fn kill_9_under_load_with_producers_backing_off_changes_no_decision() {
 async fn a_restart_after_traffic_stopped_still_expires_reservations_on_time() {
     let profile = Profile::get();
     let seed = harness::seed("a restart with no traffic", 7);
-    let dir = harness::data_dir();
-    let port = harness::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let token = support::producer_token(dir.path());
+    let shop = Shop::new();
+    let dir = shop.dir.path();
     // Reservations wait 5 s of event time for their payment; event time runs at about the wall
     // clock's pace (~800 events/s), so most reservations expire while traffic flows and the last
     // ones only by the heartbeats after it.
@@ -99,15 +91,13 @@ async fn a_restart_after_traffic_stopped_still_expires_reservations_on_time() {
         "--heartbeat-grace-ms",
         "1000",
     ];
-    let run = Process::run(dir.path(), port, &args, &[]);
+    let run = shop.run(&args, &[]);
     let traffic = Traffic {
         batches: 30,
         events_per_day: 800.0 * 86_400.0,
         ..Traffic::new(seed, profile)
     };
-    let producers = Producers::start(
-        &base,
-        &token,
+    let producers = shop.producers(
         traffic.batches(),
         2,
         Backoff {
@@ -119,11 +109,11 @@ async fn a_restart_after_traffic_stopped_still_expires_reservations_on_time() {
     );
     let acked = producers.finish().await;
     let client = reqwest::Client::new();
-    support::wait_until_caught_up(&client, &base, acked.len() as u64).await;
+    support::wait_until_caught_up(&client, &shop.base, acked.len() as u64).await;
     run.kill_9();
 
     // No traffic after the restart: only its heartbeats move time on.
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path().join("log"))).expect("log");
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
     let last_event = read_all(&log, EVENTS_TOPIC)
         .await
         .expect("read")
@@ -134,14 +124,14 @@ async fn a_restart_after_traffic_stopped_still_expires_reservations_on_time() {
         .max()
         .expect("events");
     drop(log);
-    let run = Process::run(dir.path(), port, &args, &[]);
+    let run = shop.run(&args, &[]);
     // Wait (up to 90 s) until the lakehouse shows every unpaid reservation released.
     let deadline = Instant::now() + Duration::from_secs(90);
-    while open_in_lakehouse(dir.path()) != Some(0) && Instant::now() < deadline {
+    while open_in_lakehouse(dir) != Some(0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     run.stop();
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path().join("log"))).expect("log");
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
     let open = open_reservations(&log).await;
     assert!(
         open.is_empty(),
@@ -165,7 +155,7 @@ async fn a_restart_after_traffic_stopped_still_expires_reservations_on_time() {
         },
         ..PipelineConfig::default()
     };
-    let outcome = harness::check(dir.path(), &log, &acked, &config).await;
+    let outcome = harness::check(dir, &log, &acked, &config).await;
     println!("{outcome:?}; {expired_after_traffic} released after the last event");
 }
 

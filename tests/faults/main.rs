@@ -16,7 +16,7 @@
 //! | the broker down and back (librdkafka's mock cluster) | `broker` |
 //! | the data directory's disk full, then grown (a size-capped tmpfs; needs root) | `disk` |
 //! | a slow fsync | `disk` |
-//! | events delivered hours out of order, and duplicate deliveries | `disorder` |
+//! | events sent hours after they occurred, and duplicate deliveries | `disorder` |
 
 #[path = "../support/mod.rs"]
 mod support;
