@@ -9,7 +9,7 @@
 //! partition's clock like any event the decider does not read.
 //!
 //! The heartbeat's time is the producers' clock as recently seen: the wall clock minus the
-//! largest lag (append time − event time) among the records appended in the minute before the
+//! largest lag (append time − event time) among the records appended in the 5 s before the
 //! newest one ([`LAG_WINDOW_MS`]), but no more than [`BATCH_ALLOWANCE_MS`] above the newest
 //! record's lag. A producer whose events trail the wall clock by seconds, or one that sends a
 //! second of events at a time (the first of them a second old when it is appended), therefore
@@ -197,7 +197,9 @@ impl Arrivals {
 
 /// How far back (ms of append time, before the newest record) the producers' largest lag is
 /// taken from.
-pub const LAG_WINDOW_MS: i64 = 60_000;
+/// Short: what matters is how the producers batch now. A longer window keeps a past stall's
+/// lag and holds the last events before a lull back by it (a minute was tried first).
+pub const LAG_WINDOW_MS: i64 = 5_000;
 
 /// How much more than the newest record's lag a heartbeat allows for: producers that send up
 /// to this much of event time in one batch never have a heartbeat run ahead of their next batch.
@@ -426,7 +428,7 @@ mod tests {
         let stale = DateTime::from_timestamp_millis(t0 - 3 * 3_600_000).expect("time");
         arrivals.observe(0, last_append + 10, stale);
         assert_eq!(arrivals.lag_ms(), 1_200);
-        // A minute on, only the recent records count.
+        // A window on, only the recent records count.
         let later = last_append + LAG_WINDOW_MS + 5_000;
         let at = DateTime::from_timestamp_millis(later - 300).expect("time");
         arrivals.observe(0, later, at);
