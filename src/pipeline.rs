@@ -69,9 +69,10 @@ pub struct DecisionArgs {
     /// decisions stay a function of the log.
     #[arg(long, env = "EMPORIUM_IDLE_HEARTBEAT_MS", default_value_t = 200)]
     idle_heartbeat_ms: u64,
-    /// No heartbeat for this long (ms) after a start, so that producers backing off while the
-    /// process was down resend their events before any heartbeat moves their partitions' clocks
-    /// (set it above the producers' longest retry back-off).
+    /// No heartbeat for this long (ms) after a start, or after Kafka was last unreachable, so
+    /// that producers backing off while the process or the broker was down resend their events
+    /// before any heartbeat moves their partitions' clocks (set it above the producers' longest
+    /// retry back-off).
     #[arg(long, env = "EMPORIUM_HEARTBEAT_GRACE_MS", default_value_t = 10_000)]
     heartbeat_grace_ms: u64,
 }

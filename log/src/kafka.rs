@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -73,6 +74,9 @@ impl KafkaConfig {
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        // Reconnect within a second of a broker's return, as Java clients do (librdkafka's
+        // default backs off up to 10 s): appends held during an outage land soon after it.
+        c.set("reconnect.backoff.max.ms", "1000");
         for (k, v) in &self.properties {
             c.set(k, v);
         }
@@ -216,6 +220,10 @@ impl KafkaLog {
 impl EventLog for KafkaLog {
     fn describe(&self) -> String {
         format!("Kafka at {}", self.config.brokers)
+    }
+
+    fn last_unreachable_ms(&self) -> Option<i64> {
+        Some(LAST_UNREACHABLE_MS.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
     }
 
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32> {
@@ -606,6 +614,10 @@ impl EventLog for KafkaLog {
     }
 }
 
+/// When a reader in this process last met a Kafka outage (ms since the epoch; 0: never):
+/// [`EventLog::last_unreachable_ms`].
+static LAST_UNREACHABLE_MS: AtomicI64 = AtomicI64::new(0);
+
 /// Whether a consumer error is a broker or network outage that librdkafka recovers from by
 /// itself, from the same fetch position, so that nothing is skipped: a broker down, a transport
 /// failure, a name that does not resolve, a leader or coordinator moving, a timeout. They come
@@ -634,6 +646,10 @@ fn recoverable(e: &KafkaError) -> bool {
             | C::NotCoordinator
     );
     if outage {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        LAST_UNREACHABLE_MS.store(now_ms, Ordering::Relaxed);
         tracing::warn!(error = %e, "Kafka unreachable for now; librdkafka retries");
         metrics::counter!("emporium_log_consumer_errors_total", "code" => format!("{code:?}"))
             .increment(1);

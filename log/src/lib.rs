@@ -189,6 +189,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// What and where this log is, for start-up messages (`embedded log at ./data/log`).
     fn describe(&self) -> String;
 
+    /// When (ms since the epoch) a reader of this log in this process last found it
+    /// unreachable and waited for it to come back (`None`: never). Producers' appends held
+    /// during such an outage land after it, late, so the pipeline sends no heartbeat for a grace
+    /// period after one, as after its own start (ADR 0005). The embedded log is never unreachable.
+    fn last_unreachable_ms(&self) -> Option<i64> {
+        None
+    }
+
     /// Creates `topic` with `partitions` partitions if it does not exist; returns the partition
     /// count it has (an existing topic keeps its count, as in Kafka).
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32>;

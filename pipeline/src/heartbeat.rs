@@ -54,8 +54,10 @@ pub struct Arrivals {
     last_appended_ms: Vec<i64>,
     /// Per partition: when (wall clock, ms) its last heartbeat was sent.
     last_sent_ms: Vec<i64>,
-    /// Append time of the newest record read.
+    /// Append time of the newest record read, and the smallest lag among the records appended
+    /// then (the producers' clock as the newest append showed it).
     newest_appended_ms: i64,
+    newest_lag_ms: i64,
     /// (append time, lag) of records read, for the largest lag over [`LAG_WINDOW_MS`] before
     /// the newest append: each entry's lag exceeds every later entry's (a sliding maximum).
     lags: VecDeque<(i64, i64)>,
@@ -64,8 +66,10 @@ pub struct Arrivals {
     newest_occurred_ms: Vec<i64>,
     lateness_ms: i64,
     routing_keys: Vec<String>,
-    /// No heartbeat before this (wall clock, ms): the start's grace period.
+    /// No heartbeat before this (wall clock, ms): the grace period after the start, or after
+    /// the log was last unreachable.
     quiet_until_ms: i64,
+    grace_ms: i64,
 }
 
 impl Arrivals {
@@ -76,6 +80,7 @@ impl Arrivals {
             last_appended_ms: vec![i64::MIN; n],
             last_sent_ms: vec![i64::MIN; n],
             newest_appended_ms: i64::MIN,
+            newest_lag_ms: 0,
             lags: VecDeque::new(),
             newest_occurred_ms: vec![i64::MIN; n],
             lateness_ms: i64::MAX,
@@ -83,14 +88,22 @@ impl Arrivals {
                 .map(|p| routing_key(p, partitions))
                 .collect(),
             quiet_until_ms: i64::MIN,
+            grace_ms: 0,
         }
     }
 
     /// No heartbeat before `now_ms + grace`.
     pub fn with_grace(mut self, now_ms: i64, grace: std::time::Duration) -> Self {
         let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        self.grace_ms = grace;
         self.quiet_until_ms = now_ms.saturating_add(grace);
         self
+    }
+
+    /// The log was unreachable at `at_ms`: appends held by producers meanwhile land after it,
+    /// so no heartbeat for the grace period from then, as after a start.
+    pub fn unreachable_at(&mut self, at_ms: i64) {
+        self.quiet_until_ms = self.quiet_until_ms.max(at_ms.saturating_add(self.grace_ms));
     }
 
     /// Events more than `lateness` behind their partition's newest are late: their lag is not
@@ -114,8 +127,12 @@ impl Arrivals {
                 return;
             }
         }
-        self.newest_appended_ms = self.newest_appended_ms.max(appended_ms);
         let lag = (appended_ms - occurred_ms).max(0);
+        if appended_ms > self.newest_appended_ms {
+            (self.newest_appended_ms, self.newest_lag_ms) = (appended_ms, lag);
+        } else if appended_ms == self.newest_appended_ms {
+            self.newest_lag_ms = self.newest_lag_ms.min(lag);
+        }
         while self.lags.back().is_some_and(|&(_, l)| l <= lag) {
             self.lags.pop_back();
         }
@@ -127,11 +144,12 @@ impl Arrivals {
     }
 
     /// The producers' lag: the largest over the window, at most [`BATCH_ALLOWANCE_MS`] above
-    /// the newest record's (0 before any record).
+    /// the newest append's (0 before any record). "Newest" is by append time, not by the order
+    /// records were read in: a worker reads partition after partition, and the last record it
+    /// read may be an old one of a quiet partition.
     fn lag_ms(&self) -> i64 {
         let largest = self.lags.front().map_or(0, |&(_, lag)| lag);
-        let newest = self.lags.back().map_or(0, |&(_, lag)| lag);
-        largest.min(newest.saturating_add(BATCH_ALLOWANCE_MS))
+        largest.min(self.newest_lag_ms.saturating_add(BATCH_ALLOWANCE_MS))
     }
 
     /// The heartbeats to append at wall-clock time `now_ms`: one per partition that holds back
@@ -256,6 +274,9 @@ pub(crate) fn send_heartbeats(
     stats: &PipelineStats,
 ) -> Result<(), PipelineError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
+    if let Some(at) = log.last_unreachable_ms() {
+        arrivals.unreachable_at(at);
+    }
     // The end offsets only when a partition is otherwise due (a request to Kafka).
     let mut ends: Option<Result<Vec<u64>, LogError>> = None;
     let due = arrivals.due(decider, now_ms, idle_after, |p| {
@@ -440,5 +461,15 @@ mod tests {
             arrivals.observe(0, bulk, at);
         }
         assert_eq!(arrivals.lag_ms(), 200 + BATCH_ALLOWANCE_MS);
+        // One append over two partitions, read partition by partition: the quiet partition's
+        // old record read last does not make the newest lag its own.
+        let mut other = Arrivals::new(2).with_lateness(lateness);
+        for i in 1..=10 {
+            let at = DateTime::from_timestamp_millis(later + i * 60_000).expect("time");
+            other.observe(0, bulk, at);
+        }
+        let old = DateTime::from_timestamp_millis(later).expect("time");
+        other.observe(1, bulk, old);
+        assert_eq!(other.lag_ms(), 200 + BATCH_ALLOWANCE_MS);
     }
 }

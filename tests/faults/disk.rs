@@ -51,6 +51,39 @@ async fn a_slow_fsync_slows_acknowledgements_and_changes_nothing_else() {
     );
 }
 
+/// Log lines that cannot be written (stderr on a full disk; here `/dev/full`, which refuses
+/// every write with "no space left", no root needed) are dropped and stop nothing. Before, the
+/// log subscriber reported each with `eprintln!`, which panics when stderr fails: the process
+/// died at its first log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_that_cannot_be_written_stop_nothing() {
+    let profile = Profile::get();
+    let seed = harness::seed("stderr on a full disk", 19);
+    let shop = Shop::new();
+    let run = shop.run_logging_to(&[], Path::new("/dev/full"));
+    let traffic = Traffic {
+        batches: profile.batches / 4,
+        ..Traffic::new(seed, profile)
+    };
+    let producers = shop.producers(
+        traffic.batches(),
+        4,
+        Backoff {
+            first: Duration::from_millis(200),
+            cap: Duration::from_secs(2),
+            pause: harness::PACED,
+        },
+        seed,
+    );
+    let acked = producers.finish().await;
+    shop.stop_caught_up(run, acked.len()).await;
+
+    let dir = shop.dir.path();
+    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
+    let outcome = harness::check(dir, &log, &acked, &PipelineConfig::default()).await;
+    println!("{outcome:?}");
+}
+
 /// A tmpfs of `mib` MiB mounted at `path`, unmounted on drop.
 struct Tmpfs(PathBuf);
 

@@ -117,6 +117,19 @@ impl Shop {
         Process::run(self.dir.path(), self.port, args, env)
     }
 
+    /// `emporium run` on this shop with its stderr written to `stderr_path`.
+    pub fn run_logging_to(&self, args: &[&str], stderr_path: &Path) -> Process {
+        let all = Process::run_args(self.port, args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Process::start_logging_to(
+            &all,
+            self.dir.path(),
+            &[],
+            Some("listening on"),
+            stderr_path,
+        )
+    }
+
     /// `count` producers sending `batches` to this shop.
     pub fn producers(
         &self,
@@ -422,19 +435,29 @@ impl Process {
     /// Starts `emporium ARGS --data-dir DIR` with `env`; its stderr goes to
     /// `<dir>/stderr-<pid>.log`. Waits for a line starting with `ready` if one is given.
     pub fn start(args: &[&str], dir: &Path, env: &[(&str, String)], ready: Option<&str>) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
-        command.args(args).arg("--data-dir").arg(dir);
-        for (k, v) in env {
-            command.env(k, v);
-        }
         let stderr_path = dir.join(format!(
             "stderr-{}.log",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros())
         ));
-        let stderr =
-            std::fs::File::create(&stderr_path).map_or_else(|_| Stdio::null(), Stdio::from);
+        Self::start_logging_to(args, dir, env, ready, &stderr_path)
+    }
+
+    /// [`Process::start`], its stderr written to `stderr_path` (created or truncated).
+    pub fn start_logging_to(
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, String)],
+        ready: Option<&str>,
+        stderr_path: &Path,
+    ) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_emporium"));
+        command.args(args).arg("--data-dir").arg(dir);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let stderr = std::fs::File::create(stderr_path).map_or_else(|_| Stdio::null(), Stdio::from);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -460,7 +483,7 @@ impl Process {
                     Err(_) => panic!(
                         "emporium {args:?} did not print {ready:?}: {:?}\nstderr: {}",
                         printed.lock().expect("printed"),
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                        stderr_of(stderr_path)
                     ),
                 }
             }
@@ -471,6 +494,12 @@ impl Process {
     /// `emporium run` listening on `port`, checkpointing every second, the lakehouse committing
     /// every second; `args` added.
     pub fn run(dir: &Path, port: u16, args: &[&str], env: &[(&str, String)]) -> Self {
+        let all = Self::run_args(port, args);
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Self::start(&all, dir, env, Some("listening on"))
+    }
+
+    fn run_args(port: u16, args: &[&str]) -> Vec<String> {
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec![
             "run",
@@ -484,7 +513,7 @@ impl Process {
             "1",
         ];
         all.extend_from_slice(args);
-        Self::start(&all, dir, env, Some("listening on"))
+        all.into_iter().map(str::to_owned).collect()
     }
 
     /// SIGKILL, and reaped.
@@ -506,6 +535,15 @@ impl Process {
         let printed = self.printed.lock().expect("printed").join("\n");
         assert!(printed.contains("Stopped cleanly"), "{printed}");
     }
+}
+
+/// What a process wrote to its stderr file (nothing read from a device: `/dev/full` reads as
+/// endless zeros).
+fn stderr_of(path: &Path) -> String {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return format!("(not a file: {})", path.display());
+    }
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// A case that fails leaves no process behind.

@@ -12,10 +12,11 @@
 //! |---|---|
 //! | `kill -9` of `emporium run` at random points; producers back off for seconds and resend | `kill` |
 //! | a restart after traffic stopped: reservations still expire on time | `kill` |
-//! | `kill -9` of a distributed `emporium pipeline` process | `distributed` |
+//! | `kill -9` of each distributed process (ingest, both pipelines, the lakehouse sink) | `distributed` |
 //! | the broker down and back (librdkafka's mock cluster) | `broker` |
 //! | the data directory's disk full, then grown (a size-capped tmpfs; needs root) | `disk` |
 //! | a slow fsync | `disk` |
+//! | log lines that cannot be written (stderr on `/dev/full`) | `disk` |
 //! | events sent hours after they occurred, and duplicate deliveries | `disorder` |
 
 #[path = "../support/mod.rs"]
