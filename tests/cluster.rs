@@ -119,7 +119,20 @@ async fn steady_decisions(log: &dyn EventLog, at_least: usize) -> usize {
 }
 
 /// Stops every process together (one alone cannot make progress without the other).
-fn stop_all(processes: &mut Vec<Child>) {
+/// The pipeline processes of a run: killed if the test fails before it stops them, so a failed
+/// run leaves none behind to slow the next.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for p in &mut self.0 {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+fn stop_all(Processes(processes): &mut Processes) {
     for p in processes.iter() {
         let status = Command::new("kill")
             .args(["-TERM", &p.id().to_string()])
@@ -179,10 +192,10 @@ async fn two_processes_decide_exactly_as_the_reference() {
     let dir = tempfile::tempdir().expect("tempdir");
     let addresses = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
     let ops = [free_port(), free_port()];
-    let mut processes = vec![
+    let mut processes = Processes(vec![
         start(0, &addresses, &brokers, ops[0], dir.path()),
         start(1, &addresses, &brokers, ops[1], dir.path()),
-    ];
+    ]);
     // Most decided (without heartbeats to it, the quiet partition holds every decision after
     // its fifth event; unpaid reservations of the last TTL wait for later events to expire).
     let (partitions, _) = split(log.as_ref()).await;
@@ -204,10 +217,10 @@ async fn two_processes_decide_exactly_as_the_reference() {
     )
     .await
     .expect("append");
-    let mut processes = vec![
+    let mut processes = Processes(vec![
         start(0, &addresses, &brokers, ops[0], dir.path()),
         start(1, &addresses, &brokers, ops[1], dir.path()),
-    ];
+    ]);
     let (partitions, _) = split(log.as_ref()).await;
     let (reference, _) = decide_all(
         &partitions,
