@@ -11,7 +11,7 @@
 //! The heartbeat's time is the producers' clock as recently seen: the wall clock minus the
 //! largest lag (append time − event time) among the records appended in the 5 s before the
 //! newest one ([`LAG_WINDOW_MS`]), but no more than [`BATCH_ALLOWANCE_MS`] above the newest
-//! record's lag. A producer whose events trail the wall clock by seconds, or one that sends a
+//! append's lag. A producer whose events trail the wall clock by seconds, or one that sends a
 //! second of events at a time (the first of them a second old when it is appended), therefore
 //! does not find its partition's clock pushed ahead of its next event. The lag of the newest
 //! record alone was not enough: between two batches of a batching producer the heartbeat ran

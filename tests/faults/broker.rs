@@ -21,9 +21,8 @@ async fn the_broker_down_and_back_loses_and_doubles_nothing() {
         Traffic::new(seed, profile).batches(),
         4,
         Backoff {
-            first: Duration::from_millis(500),
-            cap: Duration::from_secs(4),
             pause: harness::PACED,
+            ..Backoff::SLOW
         },
         seed,
     );

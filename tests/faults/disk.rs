@@ -10,9 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_pipeline::PipelineConfig;
-
 use super::harness::{self, Backoff, Process, Producers, Profile, Shop, Traffic};
 use super::support;
 
@@ -27,24 +24,13 @@ async fn a_slow_fsync_slows_acknowledgements_and_changes_nothing_else() {
         batches: profile.batches / 2,
         ..Traffic::new(seed, profile)
     };
-    let producers = shop.producers(
-        traffic.batches(),
-        4,
-        Backoff {
-            first: Duration::from_millis(200),
-            cap: Duration::from_secs(2),
-            pause: harness::PACED,
-        },
-        seed,
-    );
+    let producers = shop.producers(traffic.batches(), 4, Backoff::QUICK, seed);
     let started = std::time::Instant::now();
     let acked = producers.finish().await;
     let took = started.elapsed();
     shop.stop_caught_up(run, acked.len()).await;
 
-    let dir = shop.dir.path();
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
-    let outcome = harness::check(dir, &log, &acked, &PipelineConfig::default()).await;
+    let outcome = harness::check_embedded(shop.dir.path(), &acked).await;
     println!(
         "{outcome:?}; {} events acknowledged in {took:?}",
         acked.len()
@@ -65,22 +51,11 @@ async fn log_lines_that_cannot_be_written_stop_nothing() {
         batches: profile.batches / 4,
         ..Traffic::new(seed, profile)
     };
-    let producers = shop.producers(
-        traffic.batches(),
-        4,
-        Backoff {
-            first: Duration::from_millis(200),
-            cap: Duration::from_secs(2),
-            pause: harness::PACED,
-        },
-        seed,
-    );
+    let producers = shop.producers(traffic.batches(), 4, Backoff::QUICK, seed);
     let acked = producers.finish().await;
     shop.stop_caught_up(run, acked.len()).await;
 
-    let dir = shop.dir.path();
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
-    let outcome = harness::check(dir, &log, &acked, &PipelineConfig::default()).await;
+    let outcome = harness::check_embedded(shop.dir.path(), &acked).await;
     println!("{outcome:?}");
 }
 
@@ -135,11 +110,7 @@ async fn a_full_disk_refuses_appends_and_catches_up_once_it_is_grown() {
         &token,
         Traffic::new(seed, profile).batches(),
         4,
-        Backoff {
-            first: Duration::from_millis(200),
-            cap: Duration::from_secs(2),
-            pause: harness::PACED,
-        },
+        Backoff::QUICK,
         seed,
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -170,7 +141,6 @@ async fn a_full_disk_refuses_appends_and_catches_up_once_it_is_grown() {
     support::wait_until_caught_up(&client, &base, acked.len() as u64).await;
     run.stop();
 
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
-    let outcome = harness::check(&dir, &log, &acked, &PipelineConfig::default()).await;
+    let outcome = harness::check_embedded(&dir, &acked).await;
     println!("{outcome:?}");
 }

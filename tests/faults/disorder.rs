@@ -3,11 +3,6 @@
 //! attempt). Ingest keeps each event once; the late ones count at their partition's bound, as
 //! the reference counts them.
 
-use std::time::Duration;
-
-use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use emporium_pipeline::PipelineConfig;
-
 use super::harness::{self, Backoff, Profile, Shop, Traffic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,23 +22,12 @@ async fn events_hours_out_of_order_and_duplicate_deliveries_land_once_and_decide
     let batches = traffic.batches();
     let resent =
         batches.iter().map(|b| b.ids.len()).sum::<usize>() - profile.batches * profile.batch_size;
-    let producers = shop.producers(
-        batches,
-        4,
-        Backoff {
-            first: Duration::from_millis(200),
-            cap: Duration::from_secs(2),
-            pause: harness::PACED,
-        },
-        seed,
-    );
+    let producers = shop.producers(batches, 4, Backoff::QUICK, seed);
     let acked = producers.finish().await;
     assert_eq!(acked.len(), profile.batches * profile.batch_size);
     shop.stop_caught_up(run, acked.len()).await;
 
-    let dir = shop.dir.path();
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
-    let outcome = harness::check(dir, &log, &acked, &PipelineConfig::default()).await;
+    let outcome = harness::check_embedded(shop.dir.path(), &acked).await;
     println!("{outcome:?}; {resent} events delivered again");
     assert!(resent > 0);
     assert!(

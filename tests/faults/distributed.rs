@@ -199,11 +199,7 @@ async fn kill_9_of_each_distributed_process_changes_no_decision() {
         &token,
         traffic.batches(),
         4,
-        Backoff {
-            first: Duration::from_millis(500),
-            cap: Duration::from_secs(4),
-            pause: Duration::from_millis(1_000),
-        },
+        Backoff::SLOW,
         seed,
     );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -150,6 +150,15 @@ impl Shop {
     }
 }
 
+/// [`check`] of the embedded log and store in `dir`, decided with the default settings.
+pub async fn check_embedded(dir: &Path, acked: &HashSet<String>) -> Outcome {
+    let log = emporium_log::embedded::EmbeddedLog::open(
+        emporium_log::embedded::EmbeddedConfig::in_dir(dir.join("log")),
+    )
+    .expect("log");
+    check(dir, &log, acked, &PipelineConfig::default()).await
+}
+
 /// librdkafka's mock cluster (one broker) with the topics as `emporium run` makes them (the
 /// mock answers CreateTopics from another process with a timeout), and its address.
 pub fn mock_broker() -> (
@@ -273,6 +282,21 @@ pub struct Backoff {
     pub first: Duration,
     pub cap: Duration,
     pub pause: Duration,
+}
+
+impl Backoff {
+    /// Retries within a couple of seconds, at the paced rate.
+    pub const QUICK: Self = Self {
+        first: Duration::from_millis(200),
+        cap: Duration::from_secs(2),
+        pause: PACED,
+    };
+    /// Backs off for up to 4 s (longer than a restart takes), a batch a second per producer.
+    pub const SLOW: Self = Self {
+        first: Duration::from_millis(500),
+        cap: Duration::from_secs(4),
+        pause: Duration::from_millis(1_000),
+    };
 }
 
 struct Shared {

@@ -34,16 +34,7 @@ async fn kill_9_under_load_with_producers_backing_off_changes_no_decision() {
         events_per_day: 800.0 * 86_400.0,
         ..Traffic::new(seed, profile)
     };
-    let producers = shop.producers(
-        traffic.batches(),
-        4,
-        Backoff {
-            first: Duration::from_millis(500),
-            cap: Duration::from_secs(4),
-            pause: Duration::from_millis(1_000),
-        },
-        seed,
-    );
+    let producers = shop.producers(traffic.batches(), 4, Backoff::SLOW, seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let per_kill = producers.batches() / (profile.kills + 1);
     for k in 0..profile.kills {
@@ -61,9 +52,7 @@ async fn kill_9_under_load_with_producers_backing_off_changes_no_decision() {
     let acked = producers.finish().await;
     shop.stop_caught_up(run, acked.len()).await;
 
-    let dir = shop.dir.path();
-    let log = EmbeddedLog::open(EmbeddedConfig::in_dir(dir.join("log"))).expect("log");
-    let outcome = harness::check(dir, &log, &acked, &PipelineConfig::default()).await;
+    let outcome = harness::check_embedded(shop.dir.path(), &acked).await;
     println!("{outcome:?}; {failed} failed attempts retried");
     assert!(failed > 0, "the producers met the kill");
     assert!(
@@ -101,9 +90,8 @@ async fn a_restart_after_traffic_stopped_still_expires_reservations_on_time() {
         traffic.batches(),
         2,
         Backoff {
-            first: Duration::from_millis(200),
-            cap: Duration::from_secs(2),
             pause: Duration::from_millis(500),
+            ..Backoff::QUICK
         },
         seed,
     );
