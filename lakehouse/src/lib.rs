@@ -8,26 +8,23 @@
 //!   [`sink::RunningSink`], the loop as a task that stops on request;
 //! - [`snapshots`]: the store's inventory as rows of `inventory_snapshots`, on a schedule;
 //! - [`sql`]: read-only SQL over every table, with time and memory limits, and [`http`], the
-//!   operators' `POST /v1/sql`; the planner rules its sessions add, each named for its rule:
-//!   [`sorted_windows`], [`shared_subplans`], [`row_estimates`], [`unnest_filter`]; the bounds on
-//!   functions that could exhaust memory ([`bounded`], [`functions`]); and the isolation of each
-//!   query ([`sandbox`]).
+//!   operators' `POST /v1/sql`; what its sessions add to DataFusion's planner ([`planner`]: shared
+//!   subplans, sorted windows, filters above unnests, row estimates); the bounds on functions
+//!   that could exhaust memory ([`bounded`], [`functions`]); and the isolation of each query
+//!   ([`sandbox`]).
 
 pub mod bounded;
 pub mod functions;
 pub mod http;
+pub mod planner;
 pub mod rebuild;
-pub mod row_estimates;
 pub mod rows;
 pub mod sandbox;
 pub mod schema;
-pub mod shared_subplans;
 pub mod sink;
 pub mod snapshots;
-pub mod sorted_windows;
 pub mod sql;
 pub mod table;
-pub mod unnest_filter;
 
 use std::path::PathBuf;
 

@@ -28,8 +28,6 @@ use datafusion::execution::cache::cache_manager::{
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -39,11 +37,8 @@ use tokio::sync::Mutex;
 
 use crate::LakeError;
 use crate::functions::UtcDateTrunc;
-use crate::row_estimates;
-use crate::shared_subplans::{ShareRepeatedSubplans, insert_before_late_pushdown};
-use crate::sorted_windows::SortedWindows;
+use crate::planner::{Rules, add_rules};
 use crate::table::{is_table, open_table, table_names};
-use crate::unnest_filter::FilterAboveUnnest;
 
 pub use crate::SqlError;
 
@@ -84,6 +79,7 @@ impl QueryResult {
 pub struct SqlEngine {
     root: PathBuf,
     limits: SqlLimits,
+    rules: Rules,
     tables: Mutex<BTreeMap<String, Loaded>>,
     footers: Arc<FileMetadataCache>,
 }
@@ -99,11 +95,18 @@ impl SqlEngine {
         Self {
             root: root.into(),
             limits,
+            rules: Rules::default(),
             tables: Mutex::new(BTreeMap::new()),
             footers: Arc::new(
                 DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("lakehouse footers"),
             ),
         }
+    }
+
+    /// The same engine with the planner of `rules` (the lakehouse's rules by default).
+    pub fn with_rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
     }
 
     pub fn limits(&self) -> SqlLimits {
@@ -129,9 +132,6 @@ impl SqlEngine {
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("emporium", "lakehouse");
-        // Row estimates for unnests and groupings, so joins build on their smaller side
-        // (`estimates.rs`).
-        config.options_mut().optimizer.use_statistics_registry = true;
         // A partial aggregation that barely reduces its input (a GROUP BY on a near-unique key,
         // such as sku) stops after 10k rows instead of 100k and passes rows straight on.
         config
@@ -144,15 +144,11 @@ impl SqlEngine {
             .options_mut()
             .execution
             .skip_partial_aggregation_probe_ratio_threshold = 0.5;
-        let state = SessionStateBuilder::new()
-            .with_config(config)
+        let builder = SessionStateBuilder::new()
             .with_runtime_env(runtime)
-            .with_default_features()
-            // A CTE read twice runs once (`shared.rs`); the joins' dynamic filters reach the
-            // rows an unnest makes (`dynamic.rs`).
-            .with_physical_optimizer_rules(late_rules())
-            .with_statistics_registry(row_estimates::registry())
-            .with_physical_optimizer_rule(Arc::new(SortedWindows))
+            .with_default_features();
+        let state = add_rules(builder, &mut config, self.rules)
+            .with_config(config)
             .build();
         let ctx = SessionContext::new_with_state(state);
         // `date_trunc` on UTC timestamps by arithmetic (`functions.rs`).
@@ -301,16 +297,6 @@ impl SqlEngine {
             .await
             .map_err(|_| SqlError::Timeout(limits.timeout))?
     }
-}
-
-/// DataFusion's physical optimizer rules with the lakehouse's two that must run before the late
-/// filter pushdown.
-fn late_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-    let rules = insert_before_late_pushdown(
-        PhysicalOptimizer::new().rules,
-        Arc::new(ShareRepeatedSubplans),
-    );
-    insert_before_late_pushdown(rules, Arc::new(FilterAboveUnnest))
 }
 
 /// The statement, if it only reads.

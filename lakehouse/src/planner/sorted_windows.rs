@@ -1,5 +1,5 @@
-//! Physical plan rules the lakehouse's SQL sessions add to DataFusion's, and the operator one of
-//! them plans.
+//! Window functions over sorted input computed in one pass ([`SortedWindows`]), and the
+//! operator it plans ([`SortedWindowExec`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryConsumer;
-use datafusion::logical_expr::{WindowFrameBound, WindowFrameUnits};
+use datafusion::logical_expr::expr::NullTreatment;
+use datafusion::logical_expr::{Expr, LogicalPlan, WindowFrameBound, WindowFrameUnits};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::window::{PlainAggregateWindowExpr, StandardWindowExpr, WindowExpr};
 use datafusion::physical_expr_common::sort_expr::OrderingRequirements;
@@ -97,6 +98,34 @@ impl PhysicalOptimizerRule for SortedWindows {
     }
 }
 
+/// Whether `plan` has a window function [`SortedWindowExec`] must not compute: one with a
+/// `FILTER (WHERE ...)` or `IGNORE NULLS`. DataFusion 55's physical window expressions keep
+/// both private (`PlainAggregateWindowExpr::filter`, `WindowUDFExpr::ignore_nulls`), so the
+/// logical plan, where they are public, decides: such a query is planned without
+/// [`SortedWindows`] (`LakehouseQueryPlanner`).
+pub fn needs_datafusion_windows(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let stop = |found: bool| {
+        if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        }
+    };
+    let walked = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            found |= expr.exists(|e| {
+                Ok(matches!(e, Expr::WindowFunction(w)
+                    if w.params.filter.is_some()
+                        || w.params.null_treatment == Some(NullTreatment::IgnoreNulls)))
+            })?;
+            Ok(stop(found))
+        })?;
+        Ok(stop(found))
+    });
+    found || walked.is_err()
+}
+
 /// A window function [`SortedWindowExec`] computes in one pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Running {
@@ -135,9 +164,9 @@ fn running_expr(
     if let Some(aggregate) = expr.as_any().downcast_ref::<PlainAggregateWindowExpr>() {
         let function = aggregate.get_aggregate_expr();
         let args = function.expressions();
+        // A `FILTER (WHERE ...)` is not here: a query with one is planned without this rule
+        // ([`needs_datafusion_windows`]).
         if !running_from_start(aggregate)
-            // A `FILTER (WHERE ...)` has no public accessor in DataFusion 55; the Debug form shows it.
-            || !format!("{aggregate:?}").contains("filter: None")
             || function.is_distinct()
             || !function.order_bys().is_empty()
             || args.len() != 1
@@ -170,10 +199,7 @@ fn running_expr(
     else {
         return Ok(None);
     };
-    // `IGNORE NULLS` has no accessor in DataFusion 55; its Debug form shows it.
-    if format!("{udf:?}").contains("ignore_nulls: true") {
-        return Ok(None);
-    }
+    // `IGNORE NULLS` is not here either ([`needs_datafusion_windows`]).
     let args = udf.args();
     let (running, arg) = match (udf.fun().name(), args.len()) {
         ("lead", 1) => (Running::Lead, Some(Arc::clone(&args[0]))),

@@ -38,7 +38,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, SendableRecordBatchStream, apply_expression_roots,
 };
 
-use crate::sorted_windows::only_child;
+use crate::planner::sorted_windows::only_child;
 use futures::StreamExt;
 
 /// Puts a [`DynamicFilterExec`] over every [`UnnestExec`]. It must run before DataFusion's late
@@ -247,7 +247,7 @@ mod tests {
     use datafusion::prelude::{SessionConfig, SessionContext};
 
     use super::*;
-    use crate::shared_subplans::insert_before_late_pushdown;
+    use crate::planner::insert_before_late_pushdown;
 
     fn register(ctx: &SessionContext) -> Result<()> {
         // 3000 products, two skus each; orders name 40 of the skus, some twice.
