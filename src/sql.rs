@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use emporium_lakehouse::planner::Rules;
 use emporium_lakehouse::sql::{Format, SqlEngine, encode};
 
 #[derive(Args)]
@@ -43,6 +44,12 @@ pub struct SqlArgs {
     /// Memory a query may use, in MiB (it fails rather than use more).
     #[arg(long, default_value_t = 8192)]
     memory_mb: usize,
+    /// The planner: `lakehouse` (DataFusion's with the lakehouse's rules: shared subplans,
+    /// sorted windows, filters above unnests, row estimates) or `datafusion` (DataFusion's
+    /// alone). The answers are the same (the SQL corpus checks it); use `datafusion` to tell
+    /// whether a rule is behind a surprising plan or time.
+    #[arg(long, default_value = "lakehouse", value_parser = ["lakehouse", "datafusion"])]
+    planner: String,
 }
 
 pub fn main(args: SqlArgs) -> anyhow::Result<()> {
@@ -64,10 +71,15 @@ async fn run(args: SqlArgs) -> anyhow::Result<()> {
         );
     }
     let format = Format::from_name(&args.format).context("unknown --format")?;
+    let rules = match args.planner.as_str() {
+        "datafusion" => Rules::DataFusion,
+        _ => Rules::Lakehouse,
+    };
     let engine = SqlEngine::new(
         &root,
         crate::lakehouse::sql_limits(args.timeout, args.memory_mb),
-    );
+    )
+    .with_rules(rules);
     let query = match (&args.query, &args.file) {
         (Some(query), _) => Some(query.clone()),
         (None, Some(path)) if path.as_os_str() == "-" => {

@@ -332,6 +332,42 @@ async fn what_run_accepts_lands_in_the_lakehouse_and_sql_reads_it() {
         assert_eq!(counts, expected);
     }
 
+    // `--planner datafusion`: DataFusion's planner alone, the same answer; a CTE read twice
+    // is shared only with the lakehouse's rules.
+    let twice = "EXPLAIN WITH t AS (SELECT type, count(*) AS n FROM order_placed GROUP BY type) \
+                 SELECT a.type, a.n + b.n FROM t a JOIN t b ON a.type = b.type";
+    for (planner, shared) in [("lakehouse", true), ("datafusion", false)] {
+        let out = emporium(
+            &["sql", "--planner", planner, "--format", "csv", twice],
+            data,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let plan = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(plan.contains("SharedExec"), shared, "{planner}: {plan}");
+        let out = emporium(
+            &[
+                "sql",
+                "--planner",
+                planner,
+                "--format",
+                "json",
+                &count_by_type_sql(),
+            ],
+            data,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let counts = counts_of(&serde_json::from_slice(&out.stdout).expect("JSON rows"));
+        assert_eq!(counts, expected, "{planner}");
+    }
+
     // Errors at the command line are one clear line, not a backtrace.
     let out = emporium(&["sql", "INSERT INTO order_placed VALUES (1)"], data);
     assert!(!out.status.success());
