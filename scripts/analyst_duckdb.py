@@ -72,12 +72,18 @@ def main() -> int:
             sql = spec["queries"][int(line)]["sql"]
         began = time.perf_counter()
         try:
-            rows = con.execute(sql).fetchall()
+            cursor = con.execute(sql)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall()
         except duckdb.Error as e:
             print(json.dumps({"error": str(e)}), flush=True)
             continue
         seconds = time.perf_counter() - began
-        answer = {"seconds": seconds, "rows": [[plain(v) for v in row] for row in rows]}
+        answer = {
+            "seconds": seconds,
+            "columns": columns,
+            "rows": [[plain(v) for v in row] for row in rows],
+        }
         print(json.dumps(answer), flush=True)
     return 0
 

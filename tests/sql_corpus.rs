@@ -10,7 +10,8 @@
 //! (they are not only what DataFusion says). A record that only one of the engines can run
 //! carries `skipif duckdb` or `onlyif duckdb`, with the reason in a comment.
 //!
-//! Answers are compared as text: NULL, `true`/`false`, integral numbers as integers (3 and 3.0
+//! Each record's header has a letter per column, and the number of columns must match. Answers
+//! are compared as text: NULL, `true`/`false`, integral numbers as integers (3 and 3.0
 //! are equal), other numbers to 4 decimals, timestamps as `YYYY-MM-DD HH:MM:SS[.ffffff]` in UTC,
 //! lists `[a,b]` and structs `{k:v}`.
 //!
@@ -56,7 +57,13 @@ impl sqllogictest::AsyncDB for Engine {
             .await
             .map_err(|e| QueryError(e.to_string()))?;
         let rows = duck::rows(&result);
-        Ok(output(result.schema.fields().len(), &rows))
+        let types = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
+        Ok(output(types, &rows))
     }
 
     async fn shutdown(&mut self) {}
@@ -91,8 +98,8 @@ impl sqllogictest::AsyncDB for Duck {
                     .collect()
             })
             .unwrap_or_default();
-        let columns = rows.first().map_or(1, Vec::len);
-        Ok(output(columns, &rows))
+        let columns = answer["columns"].as_array().map_or(0, Vec::len);
+        Ok(output(vec![DefaultColumnType::Any; columns], &rows))
     }
 
     async fn shutdown(&mut self) {}
@@ -102,14 +109,41 @@ impl sqllogictest::AsyncDB for Duck {
     }
 }
 
-fn output(columns: usize, rows: &[Vec<Value>]) -> DBOutput<DefaultColumnType> {
+fn output(types: Vec<DefaultColumnType>, rows: &[Vec<Value>]) -> DBOutput<DefaultColumnType> {
     DBOutput::Rows {
-        types: vec![DefaultColumnType::Any; columns],
+        types,
         rows: rows
             .iter()
             .map(|row| row.iter().map(text).collect())
             .collect(),
     }
+}
+
+/// The letter a column gets in a record's header (`I`, `R`, `T`; `?` for booleans, which the
+/// default column types do not name).
+fn column_type(data_type: &arrow::datatypes::DataType) -> DefaultColumnType {
+    use arrow::datatypes::DataType;
+    if data_type.is_integer() {
+        DefaultColumnType::Integer
+    } else if data_type.is_floating()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+    {
+        DefaultColumnType::FloatingPoint
+    } else if data_type == &DataType::Boolean {
+        DefaultColumnType::Any
+    } else {
+        DefaultColumnType::Text
+    }
+}
+
+/// Only the number of columns is compared: the engines type some columns differently (DuckDB's
+/// `sum` of integers is a HUGEINT, a decimal here), and the values are compared as text anyway.
+#[allow(clippy::ptr_arg)] // the runner's signature
+fn same_column_count(actual: &Vec<DefaultColumnType>, expected: &Vec<DefaultColumnType>) -> bool {
+    actual.len() == expected.len()
 }
 
 /// One value as the corpus writes it.
@@ -264,7 +298,7 @@ where
             async move { Ok::<_, D::Error>(db) }
         });
         runner.add_label(label);
-        runner.with_column_validator(sqllogictest::default_column_validator);
+        runner.with_column_validator(same_column_count);
         let records = sqllogictest::parse_file::<DefaultColumnType>(&file)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for record in records {
@@ -306,7 +340,7 @@ fn the_rules_datafusion_and_duckdb_give_the_recorded_answers() {
                 " ",
                 sqllogictest::default_validator,
                 sqllogictest::default_normalizer,
-                sqllogictest::default_column_validator,
+                same_column_count,
             ))
             .unwrap_or_else(|e| panic!("completing {}: {e}", file.display()));
         }
