@@ -90,14 +90,7 @@ impl sqllogictest::AsyncDB for Duck {
         if let Some(error) = answer.get("error") {
             return Err(QueryError(format!("DuckDB: {error}")));
         }
-        let rows: Vec<Vec<Value>> = answer["rows"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| r.as_array().cloned().unwrap_or_default())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let rows = duck::answer_rows(&answer);
         let columns = answer["columns"].as_array().map_or(0, Vec::len);
         Ok(output(vec![DefaultColumnType::Any; columns], &rows))
     }

@@ -296,34 +296,40 @@ impl DuckDb {
 
     /// Runs `sql` once: DuckDB's answer as its script writes it (`rows`, or `error`).
     pub fn query(&mut self, sql: &str) -> Value {
-        use std::io::{BufRead, Write};
-        let request = serde_json::json!({ "sql": sql });
-        writeln!(self.input, "{request}").expect("DuckDB's stdin");
-        self.input.flush().expect("DuckDB's stdin");
-        let mut line = String::new();
-        self.output.read_line(&mut line).expect("DuckDB's answer");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("DuckDB stopped ({e}); see above"))
+        self.ask(&serde_json::json!({ "sql": sql }).to_string())
     }
 
     /// Runs query `index` once: its time in seconds and its rows.
     pub fn run(&mut self, index: usize) -> (f64, Vec<Vec<Value>>) {
+        let answer = self.ask(&index.to_string());
+        (
+            answer["seconds"].as_f64().unwrap_or(f64::NAN),
+            answer_rows(&answer),
+        )
+    }
+
+    /// One line to the script, and its answer.
+    fn ask(&mut self, request: &str) -> Value {
         use std::io::{BufRead, Write};
-        writeln!(self.input, "{index}").expect("DuckDB's stdin");
+        writeln!(self.input, "{request}").expect("DuckDB's stdin");
         self.input.flush().expect("DuckDB's stdin");
         let mut line = String::new();
         self.output.read_line(&mut line).expect("DuckDB's answer");
-        let answer: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("DuckDB failed on query {index} ({e}); see above"));
-        let rows = answer["rows"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| r.as_array().cloned().unwrap_or_default())
-                    .collect()
-            })
-            .unwrap_or_default();
-        (answer["seconds"].as_f64().unwrap_or(f64::NAN), rows)
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("DuckDB failed on {request} ({e}); see above"))
     }
+}
+
+/// The rows of one of the script's answers.
+pub fn answer_rows(answer: &Value) -> Vec<Vec<Value>> {
+    answer["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.as_array().cloned().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Drop for DuckDb {

@@ -90,7 +90,7 @@ impl QueryPlanner for LakehouseQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let marked = mark_repeated_subplans(logical_plan.clone())?;
+        let marked = mark_repeated_subplans(logical_plan)?;
         let planner =
             DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(SharedSubplanPlanner)]);
         let state = session.as_any().downcast_ref::<SessionState>();

@@ -104,18 +104,17 @@ fn same_everywhere(plan: &LogicalPlan) -> bool {
 /// limit) until the query ends, where the copies would have streamed. On the cohort query of
 /// `benches/analyst_queries.rs` (the first order of each of 330k shoppers, read twice), ADR 0009
 /// has the figures.
-pub fn mark_repeated_subplans(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let original = plan.clone();
+pub fn mark_repeated_subplans(plan: &LogicalPlan) -> Result<LogicalPlan> {
     // How often each subtree occurs; logical plans compare by their whole content.
     let mut seen: HashMap<&LogicalPlan, usize> = HashMap::new();
-    original.apply(|node| {
+    plan.apply(|node| {
         if !node.inputs().is_empty() {
             *seen.entry(node).or_default() += 1;
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
     if seen.values().all(|&n| n < 2) {
-        return Ok(plan);
+        return Ok(plan.clone());
     }
     let eligible = |node: &LogicalPlan| {
         seen.get(node).copied().unwrap_or(0) >= 2 && does_work(node) && same_everywhere(node)
@@ -124,20 +123,22 @@ pub fn mark_repeated_subplans(plan: LogicalPlan) -> Result<LogicalPlan> {
     // at). A subtree counted twice above may have one copy left outside a larger shared one: it
     // is not shared.
     let mut copies: HashMap<&LogicalPlan, usize> = HashMap::new();
-    original.apply(|node| {
+    plan.apply(|node| {
         if node.inputs().is_empty() || !eligible(node) {
             return Ok(TreeNodeRecursion::Continue);
         }
         *copies.entry(node).or_default() += 1;
         Ok(TreeNodeRecursion::Jump)
     })?;
+    if copies.values().all(|&n| n < 2) {
+        return Ok(plan.clone());
+    }
+    // The same walk again: it meets every subtree counted above (and equal subtrees are equally
+    // eligible), and nothing inside one.
     let mut shared: HashMap<&LogicalPlan, Arc<SharedSubplan>> = HashMap::new();
-    let marked = plan.transform_down(|node| {
-        if node.inputs().is_empty() || !eligible(&node) {
-            return Ok(Transformed::no(node));
-        }
+    let marked = plan.clone().transform_down(|node| {
         let Some((&key, &readers)) = copies.get_key_value(&node) else {
-            return Ok(Transformed::new(node, false, TreeNodeRecursion::Jump));
+            return Ok(Transformed::no(node));
         };
         if readers < 2 {
             // Eligible but alone: left as it is, and (as above) not looked into.
