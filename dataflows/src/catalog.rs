@@ -8,11 +8,14 @@
 //! an anomaly. Which product a sku belongs to is not kept here: it is derived in the document
 //! dataflow (the listing with the highest `listed_seq` among those naming the sku).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use emporium_schemas::money::Money;
 use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
+
+use crate::piece::Dirty;
 
 /// What the product document needs of a product's catalog entry (description and attributes are
 /// not served, so not kept).
@@ -50,11 +53,26 @@ impl Listing {
 pub type ListingChange = (String, Option<Listing>, Listing);
 
 /// Every product, folded from the log.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Catalog {
     products: HashMap<String, Listing>,
-    #[serde(skip)]
     changed: Vec<ListingChange>,
+    /// Products changed since the last checkpoint piece.
+    dirty: Dirty<String>,
+}
+
+/// [`CatalogPiece`] as written, borrowed from the fold.
+#[derive(Serialize)]
+pub(crate) struct CatalogPieceRef<'a> {
+    products: Vec<(Cow<'a, str>, Option<&'a Listing>)>,
+}
+
+/// The catalog of a checkpoint piece ([`crate::piece`]): every listing (a full piece), or those
+/// changed since the previous piece (a listing is never removed; the `Option` keeps the shape of
+/// the other folds' pieces).
+#[derive(Deserialize)]
+pub(crate) struct CatalogPiece {
+    products: Vec<(String, Option<Listing>)>,
 }
 
 impl Catalog {
@@ -72,6 +90,52 @@ impl Catalog {
 
     pub fn is_empty(&self) -> bool {
         self.products.is_empty()
+    }
+
+    /// Marks changed listings for checkpoint deltas from now on ([`crate::piece`]).
+    pub(crate) fn track_pieces(&mut self) {
+        self.dirty.track();
+    }
+
+    /// Every listing, for a full checkpoint piece.
+    pub(crate) fn full_piece(&self) -> CatalogPieceRef<'_> {
+        CatalogPieceRef {
+            products: self
+                .products
+                .iter()
+                .map(|(id, l)| (Cow::Borrowed(id.as_str()), Some(l)))
+                .collect(),
+        }
+    }
+
+    /// The listings changed since the last piece; the next delta starts from here.
+    pub(crate) fn delta_piece(&mut self) -> CatalogPieceRef<'_> {
+        let keys = self.dirty.take();
+        let products = &self.products;
+        CatalogPieceRef {
+            products: keys
+                .into_iter()
+                .map(|id| {
+                    let listing = products.get(&id);
+                    (Cow::Owned(id), listing)
+                })
+                .collect(),
+        }
+    }
+
+    /// Forgets the changes marked so far: a full piece was taken.
+    pub(crate) fn clear_dirty(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// Applies a piece's listings (a full piece to an empty catalog, then each delta in order).
+    pub(crate) fn apply_piece(&mut self, piece: CatalogPiece) {
+        for (id, listing) in piece.products {
+            match listing {
+                Some(listing) => self.products.insert(id, listing),
+                None => self.products.remove(&id),
+            };
+        }
     }
 
     /// Listings changed since the last call, in the order they changed (a product may repeat).
@@ -99,6 +163,7 @@ impl Catalog {
                         .wrapping_add(u32::from(!old.same_served_fields(&listing)));
                 }
                 let old = self.products.insert(e.product_id.clone(), listing.clone());
+                self.dirty.mark(e.product_id.as_str());
                 self.changed.push((e.product_id.clone(), old, listing));
                 None
             }
@@ -119,6 +184,7 @@ impl Catalog {
         };
         let old = listing.clone();
         change(listing);
+        self.dirty.mark(product_id);
         if !old.same_served_fields(listing) {
             listing.revision = listing.revision.wrapping_add(1);
         }

@@ -19,6 +19,7 @@
 //! 3. `payment_authorized` stops the expiry clock; `payment_failed` and `order_cancelled` release;
 //!    `order_shipped` turns the reservation into shipped units.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
@@ -30,6 +31,7 @@ use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
 
 use crate::orders::closed_order_memory;
+use crate::piece::Dirty;
 
 /// Settings of the decider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,16 +85,34 @@ enum OrderState {
         paid: bool,
         deadline: DateTime<Utc>,
     },
-    Rejected,
-    Released,
-    Shipped,
+    /// Closed, at the decision time given (forgotten [`closed_order_memory`] later).
+    Rejected {
+        at: DateTime<Utc>,
+    },
+    Released {
+        at: DateTime<Utc>,
+    },
+    Shipped {
+        at: DateTime<Utc>,
+    },
+}
+
+impl OrderState {
+    /// When it closed (`None`: a reservation still held).
+    fn closed_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            OrderState::Reserved { .. } => None,
+            OrderState::Rejected { at } | OrderState::Released { at } | OrderState::Shipped { at } => {
+                Some(*at)
+            }
+        }
+    }
 }
 
 /// The decider's state. Deterministic: the same events in the same order give the same outputs.
-/// Serializable for checkpoints, without its settings (given back on restore).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Checkpointed in pieces ([`crate::piece`]), without its settings (given back on restore).
+#[derive(Debug, Clone, Default)]
 pub struct Inventory {
-    #[serde(skip)]
     config: InventoryConfig,
     stock: BTreeMap<(String, String), Stock>,
     orders: HashMap<String, OrderState>,
@@ -106,8 +126,27 @@ pub struct Inventory {
     on_hand: i64,
     /// Every (sku, warehouse) whose stock changed since the last `take_touched`, once, with its
     /// stock before the first change (`None`: it had none).
-    #[serde(skip)]
     touched: Vec<StockKey>,
+    /// Stock rows and orders changed (or forgotten) since the last checkpoint piece.
+    dirty_stock: Dirty<(String, String)>,
+    dirty_orders: Dirty<String>,
+}
+
+/// [`InventoryPiece`] as written, borrowed from the fold.
+#[derive(Serialize)]
+pub(crate) struct InventoryPieceRef<'a> {
+    stock: Vec<(Cow<'a, (String, String)>, Option<&'a Stock>)>,
+    orders: Vec<(Cow<'a, str>, Option<&'a OrderState>)>,
+    on_hand: i64,
+}
+
+/// The inventory of a checkpoint piece ([`crate::piece`]): every stock row and order (a full
+/// piece), or those changed since the previous piece with their value now (`None`: gone).
+#[derive(Deserialize)]
+pub(crate) struct InventoryPiece {
+    stock: Vec<((String, String), Option<Stock>)>,
+    orders: Vec<(String, Option<OrderState>)>,
+    on_hand: i64,
 }
 
 /// A (sku, warehouse) whose stock changed, with its stock before (`None`: the row is new).
@@ -151,6 +190,99 @@ impl Inventory {
     /// before the first change: the change is that to its current [`Inventory::stock`].
     pub fn take_touched(&mut self) -> Vec<StockKey> {
         std::mem::take(&mut self.touched)
+    }
+
+    /// Marks changed stock rows and orders for checkpoint deltas from now on ([`crate::piece`]).
+    pub(crate) fn track_pieces(&mut self) {
+        self.dirty_stock.track();
+        self.dirty_orders.track();
+    }
+
+    /// Every stock row and order, for a full checkpoint piece.
+    pub(crate) fn full_piece(&self) -> InventoryPieceRef<'_> {
+        InventoryPieceRef {
+            stock: self
+                .stock
+                .iter()
+                .map(|(key, stock)| (Cow::Borrowed(key), Some(stock)))
+                .collect(),
+            orders: self
+                .orders
+                .iter()
+                .map(|(id, state)| (Cow::Borrowed(id.as_str()), Some(state)))
+                .collect(),
+            on_hand: self.on_hand,
+        }
+    }
+
+    /// The stock rows and orders changed since the last piece; the next delta starts from here.
+    pub(crate) fn delta_piece(&mut self) -> InventoryPieceRef<'_> {
+        let (keys, ids) = (self.dirty_stock.take(), self.dirty_orders.take());
+        let (stock, orders) = (&self.stock, &self.orders);
+        InventoryPieceRef {
+            stock: keys
+                .into_iter()
+                .map(|key| {
+                    let row = stock.get(&key);
+                    (Cow::Owned(key), row)
+                })
+                .collect(),
+            orders: ids
+                .into_iter()
+                .map(|id| {
+                    let state = orders.get(&id);
+                    (Cow::Owned(id), state)
+                })
+                .collect(),
+            on_hand: self.on_hand,
+        }
+    }
+
+    /// Forgets the changes marked so far: a full piece was taken.
+    pub(crate) fn clear_dirty(&mut self) {
+        self.dirty_stock.clear();
+        self.dirty_orders.clear();
+    }
+
+    /// Applies a piece's entries (a full piece to an empty fold, then each delta in order);
+    /// [`Inventory::reindex`] once they are all in.
+    pub(crate) fn apply_piece(&mut self, piece: InventoryPiece) {
+        for (key, row) in piece.stock {
+            match row {
+                Some(row) => self.stock.insert(key, row),
+                None => self.stock.remove(&key),
+            };
+        }
+        for (id, state) in piece.orders {
+            match state {
+                Some(state) => self.orders.insert(id, state),
+                None => self.orders.remove(&id),
+            };
+        }
+        self.on_hand = piece.on_hand;
+    }
+
+    /// Rebuilds the expiries of unpaid reservations, the closed orders by time and the count of
+    /// open reservations from the orders.
+    pub(crate) fn reindex(&mut self) {
+        self.expiries.clear();
+        self.closed.clear();
+        self.open = 0;
+        for (id, state) in &self.orders {
+            match state {
+                OrderState::Reserved { paid, deadline, .. } => {
+                    self.open += 1;
+                    if !*paid {
+                        self.expiries.insert((*deadline, id.clone()));
+                    }
+                }
+                closed => {
+                    if let Some(at) = closed.closed_at() {
+                        self.closed.insert((at, id.clone()));
+                    }
+                }
+            }
+        }
     }
 
     /// Every (sku, warehouse) with its stock, in key order.
@@ -206,14 +338,19 @@ impl Inventory {
         {
             if let Some((_, order_id)) = self.closed.pop_first() {
                 self.orders.remove(&order_id);
+                self.dirty_orders.mark(order_id.as_str());
             }
         }
     }
 
     /// Marks `order_id` closed at `at`, in state `state`.
-    fn close(&mut self, order_id: &str, state: OrderState, at: DateTime<Utc>) {
+    fn close(&mut self, order_id: &str, state: OrderState) {
+        let at = state.closed_at();
         self.orders.insert(order_id.to_owned(), state);
-        self.closed.insert((at, order_id.to_owned()));
+        self.dirty_orders.mark(order_id);
+        if let Some(at) = at {
+            self.closed.insert((at, order_id.to_owned()));
+        }
     }
 
     /// Applies one event at decision time `at` (events must come in decision-time order).
@@ -248,6 +385,7 @@ impl Inventory {
             Payload::PaymentAuthorized(e) => match self.orders.get_mut(&e.order_id) {
                 Some(OrderState::Reserved { paid, deadline, .. }) if !*paid => {
                     *paid = true;
+                    self.dirty_orders.mark(e.order_id.as_str());
                     let key = (*deadline, e.order_id.clone());
                     self.expiries.remove(&key);
                 }
@@ -302,6 +440,7 @@ impl Inventory {
     /// The stock to change: every change of stock goes through here, which marks the sku touched.
     fn entry(&mut self, sku: &str, warehouse: &str) -> &mut Stock {
         let key = (sku.to_owned(), warehouse.to_owned());
+        self.dirty_stock.mark(&key);
         // An event touches a handful of rows: a scan finds the repeat.
         if !self
             .touched
@@ -372,7 +511,7 @@ impl Inventory {
             }
         }
         if !short.is_empty() {
-            self.close(order_id, OrderState::Rejected, at);
+            self.close(order_id, OrderState::Rejected { at });
             out.push(Output::Decision {
                 at,
                 payload: Payload::OrderRejected(OrderRejected {
@@ -388,6 +527,7 @@ impl Inventory {
         let deadline = at + self.config.reservation_ttl;
         self.expiries.insert((deadline, order_id.to_owned()));
         self.open += 1;
+        self.dirty_orders.mark(order_id);
         self.orders.insert(
             order_id.to_owned(),
             OrderState::Reserved {
@@ -424,7 +564,7 @@ impl Inventory {
             self.entry(&line.sku, &line.warehouse).reserved -= line.qty;
         }
         self.expiries.remove(&(deadline, order_id.to_owned()));
-        self.close(order_id, OrderState::Released, at);
+        self.close(order_id, OrderState::Released { at });
         self.open -= 1;
         out.push(Output::Decision {
             at,
@@ -483,7 +623,7 @@ impl Inventory {
                 "shipping took a count past the largest or smallest i64; it was clamped".into(),
             );
         }
-        self.close(order_id, OrderState::Shipped, at);
+        self.close(order_id, OrderState::Shipped { at });
         self.open -= 1;
     }
 }
@@ -493,9 +633,9 @@ fn describe(state: Option<&OrderState>) -> String {
         None => "unknown order".into(),
         Some(OrderState::Reserved { paid: true, .. }) => "reserved and paid".into(),
         Some(OrderState::Reserved { .. }) => "reserved".into(),
-        Some(OrderState::Rejected) => "rejected".into(),
-        Some(OrderState::Released) => "released".into(),
-        Some(OrderState::Shipped) => "shipped".into(),
+        Some(OrderState::Rejected { .. }) => "rejected".into(),
+        Some(OrderState::Released { .. }) => "released".into(),
+        Some(OrderState::Shipped { .. }) => "shipped".into(),
     }
 }
 

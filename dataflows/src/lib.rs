@@ -15,6 +15,8 @@
 //! - [`decisions`]: the decision events of the decider's outputs, with deterministic ids;
 //! - [`view`]: the one shape of a maintained view (events read, input rows, the differential
 //!   collection, its documents), and [`ratings`], the example: reviews per product;
+//! - `piece`: which keys each fold changed since its last checkpoint piece (incremental
+//!   checkpoints);
 //! - [`changes`]: what they emit — full values with the `seq` of their last change.
 //!
 //! The decision rule is specified in `specs/adr/0005-inventory-decisions.md`, the documents and the
@@ -29,6 +31,7 @@ pub mod event_time;
 pub mod inventory;
 pub mod latest;
 pub mod orders;
+pub(crate) mod piece;
 pub mod products;
 pub mod ratings;
 pub mod reference;

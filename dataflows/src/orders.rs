@@ -12,12 +12,15 @@
 //! placed → reserved | rejected → paid | payment_failed → shipped → delivered → returned, plus
 //! cancelled (before shipping) and expired (a reservation released for want of payment).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
+
+use crate::piece::Dirty;
 
 /// How long the decider keeps a closed order (rejected, payment failed, cancelled, expired,
 /// delivered, returned) after its closing transition (at that event's own time; a decision's is
@@ -120,7 +123,7 @@ pub struct Anomaly {
 }
 
 /// Every order's view, folded from the log.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Orders {
     orders: HashMap<String, Order>,
     /// Orders per status, indexed by `OrderStatus as usize`.
@@ -130,8 +133,24 @@ pub struct Orders {
     /// Orders forgotten, per status they were in: [`Orders::count`] still counts them.
     forgotten: [usize; 10],
     /// Orders changed since the last `take_touched`.
-    #[serde(skip)]
     touched: Vec<String>,
+    /// Orders changed or forgotten since the last checkpoint piece.
+    dirty: Dirty<String>,
+}
+
+/// [`OrdersPiece`] as written, borrowed from the fold.
+#[derive(Serialize)]
+pub(crate) struct OrdersPieceRef<'a> {
+    orders: Vec<(Cow<'a, str>, Option<&'a Order>)>,
+    forgotten: [usize; 10],
+}
+
+/// The orders of a checkpoint piece ([`crate::piece`]): every order (a full piece), or every
+/// order changed since the previous piece with its state now (`None`: forgotten).
+#[derive(Deserialize)]
+pub(crate) struct OrdersPiece {
+    orders: Vec<(String, Option<Order>)>,
+    forgotten: [usize; 10],
 }
 
 impl Orders {
@@ -168,6 +187,7 @@ impl Orders {
                 break;
             };
             if let Some(order) = self.orders.remove(&order_id) {
+                self.dirty.mark(order_id.as_str());
                 self.counts[order.status as usize] -= 1;
                 self.forgotten[order.status as usize] += 1;
                 gone.push(order);
@@ -179,6 +199,70 @@ impl Orders {
     /// Orders changed since the last call (an id may repeat).
     pub fn take_touched(&mut self) -> Vec<String> {
         std::mem::take(&mut self.touched)
+    }
+
+    /// Marks changed orders for checkpoint deltas from now on ([`crate::piece`]).
+    pub(crate) fn track_pieces(&mut self) {
+        self.dirty.track();
+    }
+
+    /// Every order, for a full checkpoint piece.
+    pub(crate) fn full_piece(&self) -> OrdersPieceRef<'_> {
+        OrdersPieceRef {
+            orders: self
+                .orders
+                .iter()
+                .map(|(id, order)| (Cow::Borrowed(id.as_str()), Some(order)))
+                .collect(),
+            forgotten: self.forgotten,
+        }
+    }
+
+    /// The orders changed since the last piece; the next delta starts from here.
+    pub(crate) fn delta_piece(&mut self) -> OrdersPieceRef<'_> {
+        let keys = self.dirty.take();
+        let orders = &self.orders;
+        OrdersPieceRef {
+            orders: keys
+                .into_iter()
+                .map(|id| {
+                    let order = orders.get(&id);
+                    (Cow::Owned(id), order)
+                })
+                .collect(),
+            forgotten: self.forgotten,
+        }
+    }
+
+    /// Forgets the changes marked so far: a full piece was taken.
+    pub(crate) fn clear_dirty(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// Applies a piece's entries (a full piece to an empty fold, then each delta in order);
+    /// [`Orders::reindex`] once they are all in.
+    pub(crate) fn apply_piece(&mut self, piece: OrdersPiece) {
+        for (id, order) in piece.orders {
+            match order {
+                Some(order) => self.orders.insert(id, order),
+                None => self.orders.remove(&id),
+            };
+        }
+        self.forgotten = piece.forgotten;
+    }
+
+    /// Rebuilds the counts per status and the closed orders by time from the orders.
+    pub(crate) fn reindex(&mut self) {
+        self.counts = [0; 10];
+        self.closed.clear();
+        for (id, order) in &self.orders {
+            self.counts[order.status as usize] += 1;
+            if order.status.is_closed()
+                && let Some(last) = order.history.last()
+            {
+                self.closed.insert((last.at, id.clone()));
+            }
+        }
     }
 
     /// Applies the next event of an order (in its partition's log order).
@@ -207,6 +291,7 @@ impl Orders {
                     );
                     self.counts[Placed as usize] += 1;
                     self.touched.push(e.order_id.clone());
+                    self.dirty.mark(e.order_id.as_str());
                 }
                 return;
             }
@@ -251,6 +336,7 @@ impl Orders {
             order.status = next;
             order.history.push(Transition { status: next, at });
             self.touched.push(order_id.to_owned());
+            self.dirty.mark(order_id);
             return;
         }
         let kind = match (next, order.status) {
@@ -273,6 +359,7 @@ impl Orders {
                 at,
             });
             self.touched.push(order_id.to_owned());
+            self.dirty.mark(order_id);
         }
     }
 }

@@ -46,7 +46,7 @@ fn within_horizon(first_us: i64, at_us: i64) -> bool {
     at_us.saturating_sub(first_us) <= duplicate_horizon().num_microseconds().unwrap_or(i64::MAX)
 }
 
-pub use state::StateError;
+pub use state::{StateError, TakenState};
 
 struct Buffered {
     at: DateTime<Utc>,
@@ -107,6 +107,11 @@ pub struct Decider {
     /// (µs; not checkpointed: forgetting is deterministic whenever it runs).
     since_forgetting: u64,
     oldest_applied_us: i64,
+    /// Checkpoint deltas ([`Decider::checkpointed`]): whether they are taken, the ids applied
+    /// since the last piece, and the bound of the last forgetting pass since then.
+    tracking_pieces: bool,
+    applied_since_piece: Vec<u128>,
+    forgot_since_piece: Option<i64>,
     inventory: Inventory,
     orders: Orders,
     catalog: Catalog,
@@ -157,6 +162,9 @@ impl Decider {
             applied: HashMap::new(),
             since_forgetting: 0,
             oldest_applied_us: i64::MIN,
+            tracking_pieces: false,
+            applied_since_piece: Vec::new(),
+            forgot_since_piece: None,
             inventory: Inventory::new(config),
             orders: Orders::default(),
             catalog: Catalog::default(),
@@ -432,6 +440,9 @@ impl Decider {
             Some(&first) if within_horizon(first, at_us) => return true,
             _ => {
                 self.applied.insert(next.id, at_us);
+                if self.tracking_pieces {
+                    self.applied_since_piece.push(next.id);
+                }
             }
         }
         self.seq += 1;
@@ -450,6 +461,9 @@ impl Decider {
                 keep
             });
             self.oldest_applied_us = oldest;
+            if self.tracking_pieces {
+                self.forgot_since_piece = Some(bound);
+            }
         }
         let kind = next.event.kind();
         let for_views = self.view_kinds.contains(kind) && self.track_changes;
@@ -583,9 +597,9 @@ mod tests {
             orders.take_touched();
             catalog.take_changed();
             let before = (
-                bincode::serialize(&inventory).expect("state"),
-                bincode::serialize(&orders).expect("state"),
-                bincode::serialize(&catalog).expect("state"),
+                bincode::serialize(&inventory.full_piece()).expect("state"),
+                bincode::serialize(&orders.full_piece()).expect("state"),
+                bincode::serialize(&catalog.full_piece()).expect("state"),
             );
             let e = example(kind, 2);
             let (mut out, mut anomalies) = (Vec::new(), Vec::new());
@@ -603,9 +617,9 @@ mod tests {
             assert!(orders.take_touched().is_empty(), "{kind}");
             assert!(catalog.take_changed().is_empty(), "{kind}");
             let after = (
-                bincode::serialize(&inventory).expect("state"),
-                bincode::serialize(&orders).expect("state"),
-                bincode::serialize(&catalog).expect("state"),
+                bincode::serialize(&inventory.full_piece()).expect("state"),
+                bincode::serialize(&orders.full_piece()).expect("state"),
+                bincode::serialize(&catalog.full_piece()).expect("state"),
             );
             assert!(before == after, "{kind} changed a fold's state");
         }
