@@ -102,9 +102,9 @@ impl OrderState {
     fn closed_at(&self) -> Option<DateTime<Utc>> {
         match self {
             OrderState::Reserved { .. } => None,
-            OrderState::Rejected { at } | OrderState::Released { at } | OrderState::Shipped { at } => {
-                Some(*at)
-            }
+            OrderState::Rejected { at }
+            | OrderState::Released { at }
+            | OrderState::Shipped { at } => Some(*at),
         }
     }
 }

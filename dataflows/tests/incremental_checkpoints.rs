@@ -16,6 +16,8 @@ use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::Event;
 
 const PARTITIONS: usize = 4;
+/// Events of each partition pushed in a round.
+const ROUND: usize = 12;
 
 fn generated(n: usize) -> Vec<Vec<Event>> {
     let mut generator = Generator::new(GeneratorConfig {
@@ -85,6 +87,21 @@ fn folds(decider: &Decider) -> Folds {
     }
 }
 
+/// The outputs are the reference's: the first that differs, if any, is reported.
+fn same_decisions(out: &[Output], expected: &[Output]) {
+    if let Some(i) = (0..out.len().min(expected.len())).find(|i| out[*i] != expected[*i]) {
+        panic!(
+            "decision {i} differs from the reference's:\n  {:?}\n  {:?}",
+            out[i], expected[i]
+        );
+    }
+    assert_eq!(
+        out.len(),
+        expected.len(),
+        "as many decisions as the reference"
+    );
+}
+
 struct Chain {
     head: Vec<u8>,
     pieces: Vec<Vec<u8>>,
@@ -96,7 +113,7 @@ struct Chain {
 
 #[test]
 fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
-    let partitions = generated(400_000);
+    let partitions = generated(200_000);
     let lateness = Duration::milliseconds(500);
     let config = InventoryConfig::default();
     let (expected, _) = decide_all(&partitions, lateness, config.clone());
@@ -112,7 +129,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
     let mut cursors = vec![0usize; PARTITIONS];
     while cursors.iter().zip(&partitions).any(|(c, p)| *c < p.len()) {
         for (p, events) in partitions.iter().enumerate() {
-            let end = (cursors[p] + 250).min(events.len());
+            let end = (cursors[p] + ROUND).min(events.len());
             for e in &events[cursors[p]..end] {
                 plain.push(p, e.clone());
             }
@@ -123,9 +140,10 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
         plain.take_inventory_changes();
     }
     plain.finish(&mut plain_out);
-    assert_eq!(plain_out, expected, "the uninterrupted run is the reference's");
+    same_decisions(&plain_out, &expected);
 
-    // Checkpointed every 5 rounds, a full piece every 8th; a crash every 23 rounds.
+    // Checkpointed every 4 rounds (some 15 minutes of event time: a payment often falls in
+    // another delta than its order), a full piece every 8th; a crash every 37 rounds.
     let mut decider = new();
     let mut out: Vec<Output> = Vec::new();
     let mut cursors = vec![0usize; PARTITIONS];
@@ -134,7 +152,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
     let (mut crashes, mut round, mut most_ids, mut fewer_ids) = (0, 0u64, 0, false);
     while cursors.iter().zip(&partitions).any(|(c, p)| *c < p.len()) {
         for (p, events) in partitions.iter().enumerate() {
-            let end = (cursors[p] + 250).min(events.len());
+            let end = (cursors[p] + ROUND).min(events.len());
             for e in &events[cursors[p]..end] {
                 decider.push(p, e.clone());
             }
@@ -148,7 +166,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
         let ids = decider.remembered_ids();
         fewer_ids |= ids < most_ids;
         most_ids = most_ids.max(ids);
-        if round % 5 == 0 {
+        if round % 4 == 0 {
             let full = chain.as_ref().is_none_or(|c| c.pieces.len() >= 8);
             let TakenState { head, piece, full } = decider.take_state(full).expect("state");
             let taken = piece.clone();
@@ -171,16 +189,24 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
             // The chain taken so far holds exactly the decider (its remembered ids included).
             let c = chain.as_ref().expect("a chain");
             assert_eq!(c.pieces.last(), Some(&taken));
-            let again =
-                Decider::resume_pieces(&c.head, &c.pieces, PARTITIONS, lateness, config.clone())
-                    .expect("the chain resumes");
-            assert!(
-                folds(&again) == folds(&decider),
-                "round {round}: the chain of {} pieces resumes to another decider",
-                c.pieces.len()
-            );
+            // Every fifth checkpoint: a resume costs the whole state.
+            if round % 20 == 0 {
+                let again = Decider::resume_pieces(
+                    &c.head,
+                    &c.pieces,
+                    PARTITIONS,
+                    lateness,
+                    config.clone(),
+                )
+                .expect("the chain resumes");
+                assert!(
+                    folds(&again) == folds(&decider),
+                    "round {round}: the chain of {} pieces resumes to another decider",
+                    c.pieces.len()
+                );
+            }
         }
-        if round % 23 == 0
+        if round % 37 == 0
             && let Some(c) = &chain
         {
             crashes += 1;
@@ -194,7 +220,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
         }
     }
     decider.finish(&mut out);
-    assert_eq!(out, expected, "the decisions are the reference's");
+    same_decisions(&out, &expected);
     // The ids remembered differ: forgetting runs every so many steps, counted from the start
     // or the resume (it changes no decision); the chain's ids are checked at each checkpoint.
     let (resumed, uninterrupted) = (folds(&decider), folds(&plain));
@@ -212,14 +238,17 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
         fewer_ids,
         "applied ids were forgotten (at most {most_ids} kept)"
     );
+    let placed: usize = OrderStatus::ALL
+        .iter()
+        .map(|s| plain.orders().count(*s))
+        .sum();
     assert!(
-        plain.orders().count(OrderStatus::Returned) > 0
-            && plain.orders().len() < expected.len() / 2,
-        "closed orders were forgotten: {} kept",
+        plain.orders().len() + 1_000 < placed,
+        "closed orders were forgotten: {} kept of {placed}",
         plain.orders().len()
     );
     let mean = |v: &[usize]| v.iter().sum::<usize>() / v.len().max(1);
-    // A delta holds five rounds of changes, a full piece everything kept: two weeks of orders.
+    // A delta holds four rounds of changes, a full piece everything kept: two weeks of orders.
     assert!(
         deltas.len() > 5 * fulls.len() && mean(&deltas) * 3 < mean(&fulls),
         "pieces: {} full (mean {} B), {} deltas (mean {} B)",
@@ -247,24 +276,27 @@ fn a_broken_chain_is_refused_with_the_piece_at_fault() {
     let second = take(&mut decider, &partitions[0][1_000..], false);
     assert!(first.full && !second.full);
     let resume = |pieces: &[&Vec<u8>]| {
-        Decider::resume_pieces(&second.head, pieces, PARTITIONS, Duration::zero(), config.clone())
-            .map(|d| d.seq())
+        Decider::resume_pieces(
+            &second.head,
+            pieces,
+            PARTITIONS,
+            Duration::zero(),
+            config.clone(),
+        )
+        .map(|d| d.seq())
     };
     assert_eq!(
         resume(&[&first.piece, &second.piece]).expect("whole chain"),
         decider.seq()
     );
     let err = resume(&[&second.piece]).expect_err("a delta first");
+    assert!(matches!(err, StateError::Chain { index: 0, .. }), "{err}");
     assert!(
-        matches!(err, StateError::Chain { index: 0, .. }),
+        err.to_string().contains("starts with a full piece"),
         "{err}"
     );
-    assert!(err.to_string().contains("starts with a full piece"), "{err}");
     let err = resume(&[&first.piece, &first.piece]).expect_err("two full pieces");
-    assert!(
-        matches!(err, StateError::Chain { index: 1, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, StateError::Chain { index: 1, .. }), "{err}");
     assert!(matches!(resume(&[]), Err(StateError::NoPieces)));
     // A decider that does not track changes takes full pieces only.
     let mut untracked = Decider::new(PARTITIONS, Duration::zero(), config);
