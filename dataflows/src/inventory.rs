@@ -135,7 +135,7 @@ pub struct Inventory {
 /// [`InventoryPiece`] as written, borrowed from the fold.
 #[derive(Serialize)]
 pub(crate) struct InventoryPieceRef<'a> {
-    stock: Vec<(Cow<'a, (String, String)>, Option<&'a Stock>)>,
+    stock: Vec<(Cow<'a, SkuWarehouse>, Option<&'a Stock>)>,
     orders: Vec<(Cow<'a, str>, Option<&'a OrderState>)>,
     on_hand: i64,
 }
@@ -144,10 +144,13 @@ pub(crate) struct InventoryPieceRef<'a> {
 /// piece), or those changed since the previous piece with their value now (`None`: gone).
 #[derive(Deserialize)]
 pub(crate) struct InventoryPiece {
-    stock: Vec<((String, String), Option<Stock>)>,
+    stock: Vec<(SkuWarehouse, Option<Stock>)>,
     orders: Vec<(String, Option<OrderState>)>,
     on_hand: i64,
 }
+
+/// A stock row's key.
+type SkuWarehouse = (String, String);
 
 /// A (sku, warehouse) whose stock changed, with its stock before (`None`: the row is new).
 pub type StockKey = (String, String, Option<Stock>);

@@ -126,7 +126,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
     // The uninterrupted run.
     let mut plain = new();
     let mut plain_out = Vec::new();
-    let mut cursors = vec![0usize; PARTITIONS];
+    let mut cursors = [0usize; PARTITIONS];
     while cursors.iter().zip(&partitions).any(|(c, p)| *c < p.len()) {
         for (p, events) in partitions.iter().enumerate() {
             let end = (cursors[p] + ROUND).min(events.len());

@@ -62,10 +62,15 @@ pub(crate) fn resumed_from(seq: u64) {
     gauge!("emporium_dataflow_resumed_from_seq").set(seq as f64);
 }
 
-/// A checkpoint written: its size, and how long taking the state held worker 0.
-pub(crate) fn checkpoint(bytes: u64, pause: Duration) {
+/// A checkpoint written: what it wrote (its head and new pieces), what a restore reads (the
+/// chain), whether it started a new chain with a full piece, and how long taking the state held
+/// worker 0.
+pub(crate) fn checkpoint(bytes: u64, chain_bytes: u64, full: bool, pause: Duration) {
     counter!("emporium_dataflow_checkpoints_total").increment(1);
+    let kind = if full { "full" } else { "delta" };
+    counter!("emporium_dataflow_checkpoint_pieces_total", "kind" => kind).increment(1);
     gauge!("emporium_dataflow_checkpoint_bytes").set(bytes as f64);
+    gauge!("emporium_dataflow_checkpoint_chain_bytes").set(chain_bytes as f64);
     gauge!("emporium_dataflow_checkpoint_pause_seconds").set(pause.as_secs_f64());
 }
 

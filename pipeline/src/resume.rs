@@ -17,7 +17,7 @@ pub(crate) fn resume(
     partitions: u32,
     config: &PipelineConfig,
 ) -> Result<Option<(Decider, Checkpoint)>, PipelineError> {
-    // The local file and the store's copy: the newer that reads back.
+    // The local file and the store's copy: the newer whose pieces read back whole.
     let local = checkpoint::read(&checkpoints.dir).unwrap_or_else(|e| {
         tracing::warn!(error = %e, "ignoring the checkpoint file");
         None
@@ -32,23 +32,36 @@ pub(crate) fn resume(
             None
         }
     };
-    let checkpoint = match (local, kept) {
-        (Some(local), Some(kept)) if kept.seq > local.seq => {
-            tracing::info!(
-                seq = kept.seq,
-                "the store's checkpoint is newer than the file"
-            );
-            kept
+    // The newer first; the file first at equal seqs (no network).
+    let mut candidates: Vec<(Checkpoint, Origin)> = local
+        .map(|c| (c, Origin::File))
+        .into_iter()
+        .chain(kept.map(|c| (c, Origin::Store)))
+        .collect();
+    candidates.sort_by_key(|(c, origin)| (std::cmp::Reverse(c.seq), *origin));
+    let mut chosen = None;
+    for (candidate, origin) in candidates {
+        match read_pieces(&candidate, origin, &checkpoints.dir, store, runtime) {
+            Ok(pieces) => {
+                if origin == Origin::Store {
+                    tracing::info!(
+                        seq = candidate.seq,
+                        "resuming from the store's checkpoint (newer than the file, or no file)"
+                    );
+                }
+                chosen = Some((candidate, pieces));
+                break;
+            }
+            Err(e) => tracing::warn!(
+                seq = candidate.seq,
+                error = %e,
+                "ignoring the {} checkpoint: its pieces do not read back",
+                origin.name()
+            ),
         }
-        (Some(local), _) => local,
-        (None, Some(kept)) => {
-            tracing::info!(
-                seq = kept.seq,
-                "no checkpoint file: resuming from the store's copy"
-            );
-            kept
-        }
-        (None, None) => return Ok(None),
+    }
+    let Some((checkpoint, pieces)) = chosen else {
+        return Ok(None);
     };
     let stored = runtime.block_on(store.positions())?;
     let refuse = |why: String| {
@@ -90,8 +103,9 @@ pub(crate) fn resume(
     if behind {
         return refuse("the store is behind it: it was taken with another store".into());
     }
-    let decider = match Decider::resume(
+    let decider = match Decider::resume_pieces(
         &checkpoint.state,
+        &pieces,
         partitions as usize,
         config.allowed_lateness,
         config.inventory.clone(),
@@ -102,9 +116,54 @@ pub(crate) fn resume(
     tracing::info!(
         seq = checkpoint.seq,
         positions = ?checkpoint.positions,
+        pieces = pieces.len(),
+        bytes = pieces.iter().map(Vec::len).sum::<usize>(),
         "resuming from the checkpoint"
     );
     Ok(Some((decider, checkpoint)))
+}
+
+/// Where a checkpoint was read from: its pieces are read from the same place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Origin {
+    File,
+    Store,
+}
+
+impl Origin {
+    fn name(self) -> &'static str {
+        match self {
+            Origin::File => "file",
+            Origin::Store => "store's",
+        }
+    }
+}
+
+/// The pieces `checkpoint` names, read from where it was read and checked against it.
+fn read_pieces(
+    checkpoint: &Checkpoint,
+    origin: Origin,
+    dir: &std::path::Path,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Vec<Vec<u8>>, PipelineError> {
+    checkpoint
+        .pieces
+        .iter()
+        .map(|piece| match origin {
+            Origin::File => Ok(checkpoint::read_piece(dir, piece)?),
+            Origin::Store => {
+                let bytes = runtime
+                    .block_on(store.checkpoint_piece(&piece.name))?
+                    .ok_or_else(|| checkpoint::CheckpointError::Corrupt {
+                        path: format!("in the store: piece {}", piece.name).into(),
+                        reason: "missing".into(),
+                    })?;
+                piece.check(&bytes, "in the store")?;
+                Ok(bytes)
+            }
+        })
+        .collect()
 }
 
 /// Fails with [`PipelineError::Gap`] when the log no longer holds a partition from `start` on

@@ -15,7 +15,7 @@ use emporium_schemas::Event;
 use timely::dataflow::ProbeHandle;
 
 use crate::PipelineError;
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, NewPiece};
 use crate::config::PipelineConfig;
 use crate::decisions::Decided;
 use crate::metrics;
@@ -58,6 +58,9 @@ pub(crate) struct RoundEnd<'a> {
     pub(crate) documents: &'a RefCell<Latest>,
     pub(crate) config: &'a PipelineConfig,
     pub(crate) stats: &'a PipelineStats,
+    /// Set by the store writer when the next checkpoint must start a new chain with a full
+    /// piece ([`crate::writer::Chain`]); `None`: always full.
+    pub(crate) wants_full: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RoundEnd<'_> {
@@ -90,8 +93,13 @@ impl RoundEnd<'_> {
             }
         }
         if checkpoint {
+            let full = self
+                .wants_full
+                .as_ref()
+                .is_none_or(|w| w.load(std::sync::atomic::Ordering::Relaxed));
             work.checkpoint = Some(take_checkpoint(
-                &self.decider.borrow(),
+                &mut self.decider.borrow_mut(),
+                full,
                 views,
                 &work,
                 self.config,
@@ -163,16 +171,18 @@ pub(crate) fn publish_state(decider: &Decider, stats: &PipelineStats) {
     }
 }
 
-/// The decider's state with the positions it reflects (the round's changes already taken).
+/// The decider's state with the positions it reflects (the round's changes already taken): its
+/// head and a new piece, full when `full`, else a delta over the last piece taken.
 pub(crate) fn take_checkpoint(
-    decider: &Decider,
+    decider: &mut Decider,
+    full: bool,
     views: &[Box<dyn Installed>],
     work: &StoreWork,
     config: &PipelineConfig,
     stats: &PipelineStats,
 ) -> Result<Checkpoint, PipelineError> {
     let began = std::time::Instant::now();
-    let state = decider.state()?;
+    let taken = decider.take_state(full)?;
     let views = views
         .iter()
         .map(|v| Ok((v.name().to_owned(), v.state()?)))
@@ -187,7 +197,12 @@ pub(crate) fn take_checkpoint(
         positions: work.positions.clone(),
         allowed_lateness_ms: config.allowed_lateness.num_milliseconds(),
         reservation_ttl_ms: config.inventory.reservation_ttl.num_milliseconds(),
-        state,
+        state: taken.head,
         views,
+        pieces: Vec::new(),
+        new_pieces: vec![NewPiece {
+            full: taken.full,
+            bytes: taken.piece,
+        }],
     })
 }

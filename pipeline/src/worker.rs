@@ -129,10 +129,10 @@ pub(crate) fn worker_main(
                 )
             })
             .feeding_views(|kind| any_reads(&config.views, kind));
-        if writes_store {
-            decider.tracking_changes()
-        } else {
-            decider
+        match (writes_store, &config.checkpoint) {
+            (true, Some(_)) => decider.tracking_changes().checkpointed(),
+            (true, None) => decider.tracking_changes(),
+            (false, _) => decider,
         }
     }));
     // The types sent whole to the decider, once: routing asks for every record.
@@ -408,6 +408,7 @@ pub(crate) fn worker_main(
         documents: &documents,
         config,
         stats,
+        wants_full: writer.as_ref().map(|w| Arc::clone(&w.wants_full)),
     };
     let mut last_checkpoint = std::time::Instant::now();
     let mut changed_since_checkpoint = false;

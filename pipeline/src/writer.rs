@@ -1,9 +1,9 @@
 //! The store writer thread: merges rounds by key, writes a batch at most every 100 ms, then the
-//! checkpoint the store now covers.
+//! checkpoint the store now covers (its new pieces, then its head: [`crate::checkpoint`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use emporium_dataflows::changes::Change;
 use emporium_dataflows::products::ProductInputs;
@@ -11,7 +11,7 @@ use emporium_serving::store::Store;
 use emporium_serving::views::WriteBatch;
 
 use crate::PipelineError;
-use crate::checkpoint::{self, Checkpoint};
+use crate::checkpoint::{self, Checkpoint, Piece};
 use crate::metrics;
 use crate::round::StoreWork;
 use crate::stats::PipelineStats;
@@ -40,6 +40,90 @@ pub(crate) struct Unwritten {
 pub(crate) struct StoreWriter {
     pub(crate) shared: Arc<(std::sync::Mutex<Unwritten>, std::sync::Condvar)>,
     pub(crate) thread: std::thread::JoinHandle<()>,
+    /// Whether worker 0's next checkpoint must take a full piece ([`Chain`]).
+    pub(crate) wants_full: Arc<AtomicBool>,
+}
+
+/// New pieces with their names, and whether each is full.
+type Named = Vec<(Piece, bool)>;
+
+/// A chain this long starts over with a full piece, whatever the sizes: a restore reads at most
+/// this many pieces.
+const MAX_CHAIN: usize = 64;
+
+/// The chain of pieces the checkpoints written so far name (both copies: the file's and the
+/// store's hold the same pieces), and when to start a new one. Deltas since the last full piece
+/// are bounded by its size: a restore then reads at most about twice the state, and the pieces
+/// kept weigh at most about twice the state in each place.
+pub(crate) struct Chain {
+    /// Unique to this writer: pieces are named `<prefix>-<n>`, so no piece of another writer
+    /// (an earlier run, a fenced one) is ever overwritten.
+    prefix: String,
+    next: u64,
+    pieces: Vec<Piece>,
+    full_bytes: u64,
+    delta_bytes: u64,
+    /// A piece taken was not written (a failure, a skipped checkpoint): the deltas after it
+    /// cannot be applied, so nothing is written until a full piece starts a new chain.
+    broken: bool,
+    wants_full: Arc<AtomicBool>,
+}
+
+impl Chain {
+    pub(crate) fn new(claim: u64, started_ms: i64, wants_full: Arc<AtomicBool>) -> Self {
+        wants_full.store(true, Ordering::Relaxed);
+        Self {
+            prefix: format!("{claim:x}-{started_ms:x}"),
+            next: 0,
+            pieces: Vec::new(),
+            full_bytes: 0,
+            delta_bytes: 0,
+            broken: true,
+            wants_full,
+        }
+    }
+
+    fn breaks(&mut self) {
+        self.broken = true;
+        self.wants_full.store(true, Ordering::Relaxed);
+    }
+
+    /// The chain once `checkpoint`'s new pieces are added, with those pieces named; `None` when
+    /// they cannot continue this chain (a delta after a piece that was not written).
+    fn extended(&mut self, checkpoint: &Checkpoint) -> Option<(Vec<Piece>, Named)> {
+        let mut chain = if self.broken {
+            None
+        } else {
+            Some(self.pieces.clone())
+        };
+        let mut named = Vec::new();
+        for new in &checkpoint.new_pieces {
+            let piece = Piece::of(format!("{}-{:08}", self.prefix, self.next), &new.bytes);
+            self.next += 1;
+            if new.full {
+                chain = Some(Vec::new());
+            }
+            chain.as_mut()?.push(piece.clone());
+            named.push((piece, new.full));
+        }
+        chain.map(|chain| (chain, named))
+    }
+
+    /// Records the chain a head now names.
+    fn written(&mut self, chain: Vec<Piece>, named: &[(Piece, bool)]) {
+        for (piece, full) in named {
+            if *full {
+                self.full_bytes = piece.len;
+                self.delta_bytes = 0;
+            } else {
+                self.delta_bytes += piece.len;
+            }
+        }
+        self.pieces = chain;
+        self.broken = false;
+        let full = self.pieces.len() >= MAX_CHAIN || self.delta_bytes >= self.full_bytes;
+        self.wants_full.store(full, Ordering::Relaxed);
+    }
 }
 
 impl StoreWriter {
@@ -51,6 +135,8 @@ impl StoreWriter {
         checkpoints: Option<std::path::PathBuf>,
         claim: u64,
     ) -> Result<Self, PipelineError> {
+        let wants_full = Arc::new(AtomicBool::new(true));
+        let mut chain = Chain::new(claim, started_ms, Arc::clone(&wants_full));
         let shared = Arc::new((
             std::sync::Mutex::new(Unwritten::default()),
             std::sync::Condvar::new(),
@@ -88,9 +174,15 @@ impl StoreWriter {
                         let result =
                             write_store(store.as_ref(), &runtime, work, claim, &stats, started_ms);
                         let result = match (result, &checkpoints) {
-                            (Ok(Some(c)), Some(dir)) => {
-                                save_checkpoint(store.as_ref(), &runtime, dir, &c, claim, &stats)
-                            }
+                            (Ok(Some(c)), Some(dir)) => save_checkpoint(
+                                store.as_ref(),
+                                &runtime,
+                                dir,
+                                c,
+                                &mut chain,
+                                claim,
+                                &stats,
+                            ),
                             (result, _) => result.map(drop),
                         };
                         if let Err(e) = result {
@@ -107,7 +199,11 @@ impl StoreWriter {
                 })
                 .map_err(|e| PipelineError::Timely(format!("store writer thread: {e}")))?
         };
-        Ok(Self { shared, thread })
+        Ok(Self {
+            shared,
+            thread,
+            wants_full,
+        })
     }
 
     /// Merges a round's documents into what waits for the writer; fails if the writer failed.
@@ -127,8 +223,17 @@ impl StoreWriter {
         p.positions = work.positions;
         p.seq = p.seq.max(work.seq);
         p.applied_ms.extend(work.applied_ms);
-        if work.checkpoint.is_some() {
-            p.checkpoint = work.checkpoint;
+        if let Some(mut next) = work.checkpoint {
+            // A checkpoint not written yet is replaced, but its pieces are not dropped: the
+            // deltas after them need them (unless the newer one starts with a full piece).
+            if let Some(previous) = p.checkpoint.take()
+                && !next.new_pieces.first().is_some_and(|n| n.full)
+            {
+                let mut pieces = previous.new_pieces;
+                pieces.append(&mut next.new_pieces);
+                next.new_pieces = pieces;
+            }
+            p.checkpoint = Some(next);
         }
         p.dirty = true;
         ready.notify_one();
@@ -150,19 +255,28 @@ impl StoreWriter {
     }
 }
 
-/// Writes a checkpoint the store now covers. A failure is logged and counted, not fatal: the
-/// previous checkpoint stays, and checkpoints only shorten restarts. A checkpoint the store is not
-/// at or past in every partition is skipped, since a restart would refuse it: that happens while
-/// a restarted pipeline catches up with a store written further before a crash (the store keeps
-/// the positions of its highest `seq`).
+/// Writes a checkpoint the store now covers: its new pieces to the store and the directory, then
+/// its head naming the chain, in the store and then in the file; then deletes, in each place
+/// whose head was written, the pieces no longer named. A failure is logged and counted, not
+/// fatal: the previous checkpoint stays, and checkpoints only shorten restarts; a piece not
+/// written breaks the chain, and the next checkpoint takes a full piece. A checkpoint the store
+/// is not at or past in every partition is skipped, since a restart would refuse it: that
+/// happens while a restarted pipeline catches up with a store written further before a crash (the
+/// store keeps the positions of its highest `seq`).
 pub(crate) fn save_checkpoint(
     store: &dyn Store,
     runtime: &tokio::runtime::Handle,
     dir: &std::path::Path,
-    checkpoint: &Checkpoint,
+    mut checkpoint: Checkpoint,
+    chain: &mut Chain,
     claim: u64,
     stats: &PipelineStats,
 ) -> Result<(), PipelineError> {
+    let failed = |chain: &mut Chain, what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "checkpoint not written ({what}); the previous one stays");
+        metrics::checkpoint_failed();
+        chain.breaks();
+    };
     match runtime.block_on(store.positions()) {
         Ok(Some(stored))
             if stored.len() == checkpoint.positions.len()
@@ -175,45 +289,90 @@ pub(crate) fn save_checkpoint(
                 seq = checkpoint.seq,
                 "checkpoint skipped: the store's positions are from a later seq"
             );
+            chain.breaks();
             return Ok(());
         }
         Err(e) => {
-            tracing::warn!(error = %e, "checkpoint skipped: reading the store's positions");
-            metrics::checkpoint_failed();
+            failed(chain, "reading the store's positions", &e);
             return Ok(());
         }
     }
-    let bytes = match checkpoint::encode(checkpoint) {
+    let Some((pieces, named)) = chain.extended(&checkpoint) else {
+        tracing::debug!(
+            seq = checkpoint.seq,
+            "checkpoint skipped: its delta follows a piece that was not written"
+        );
+        chain.breaks();
+        return Ok(());
+    };
+    let new_pieces = std::mem::take(&mut checkpoint.new_pieces);
+    let mut written = 0u64;
+    for ((piece, _), new) in named.iter().zip(&new_pieces) {
+        // The store's copy first (refused once a newer writer claimed the store: this one then
+        // stops, and writes no file either), then the file.
+        match runtime.block_on(store.put_checkpoint_piece(&piece.name, &new.bytes, claim)) {
+            Err(e @ emporium_serving::store::StoreError::Fenced { .. }) => return Err(e.into()),
+            Err(e) => {
+                failed(chain, "a piece in the store", &e);
+                return Ok(());
+            }
+            Ok(()) => {}
+        }
+        if let Err(e) = checkpoint::write_piece(dir, &piece.name, &new.bytes) {
+            failed(chain, "a piece file", &e);
+            return Ok(());
+        }
+        written += piece.len;
+    }
+    checkpoint.pieces = pieces.clone();
+    let bytes = match checkpoint::encode(&checkpoint) {
         Ok(bytes) => bytes,
         Err(e) => {
-            tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");
-            metrics::checkpoint_failed();
+            failed(chain, "encoding the head", &e);
             return Ok(());
         }
     };
-    // The store's copy first (refused once a newer writer claimed the store: this one then
-    // stops, and its checkpoint file is not written either), then the file.
     match runtime.block_on(store.put_checkpoint(&bytes, claim)) {
         Err(e @ emporium_serving::store::StoreError::Fenced { .. }) => return Err(e.into()),
         Err(e) => {
+            // The pieces are written: the chain goes on, and the next head names them too.
             tracing::warn!(error = %e, "checkpoint not written (the previous one stays)");
             metrics::checkpoint_failed();
+            chain.written(pieces, &named);
             return Ok(());
         }
         Ok(()) => {}
     }
+    let names: Vec<String> = pieces.iter().map(|p| p.name.clone()).collect();
+    if let Err(e) = runtime.block_on(store.delete_checkpoint_pieces_except(&names, claim)) {
+        // Only space: the next checkpoint deletes them.
+        tracing::warn!(error = %e, "old checkpoint pieces not deleted from the store");
+    }
+    let chain_bytes: u64 = pieces.iter().map(|p| p.len).sum();
+    let full = named.iter().any(|(_, full)| *full);
     match checkpoint::write_bytes(dir, &bytes) {
         Ok(size) => {
+            if let Err(e) = checkpoint::remove_pieces_except(dir, &pieces) {
+                tracing::warn!(error = %e, "old checkpoint pieces not deleted");
+            }
             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-            stats.checkpoint_bytes.store(size, Ordering::Relaxed);
+            stats
+                .checkpoint_bytes
+                .store(size + written, Ordering::Relaxed);
             let pause = stats.checkpoint_pause_ms.load(Ordering::Relaxed);
-            metrics::checkpoint(size, std::time::Duration::from_millis(pause));
+            metrics::checkpoint(
+                size + written,
+                chain_bytes,
+                full,
+                std::time::Duration::from_millis(pause),
+            );
         }
         Err(e) => {
             tracing::warn!(error = %e, "checkpoint file not written (the store's copy is newer)");
             metrics::checkpoint_failed();
         }
     }
+    chain.written(pieces, &named);
     Ok(())
 }
 

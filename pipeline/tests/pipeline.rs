@@ -615,6 +615,21 @@ impl Store for Breakable {
     async fn checkpoint(&self) -> StoreResult<Option<Vec<u8>>> {
         self.inner.checkpoint().await
     }
+    async fn put_checkpoint_piece(&self, name: &str, bytes: &[u8], writer: u64) -> StoreResult<()> {
+        self.inner.put_checkpoint_piece(name, bytes, writer).await
+    }
+    async fn checkpoint_piece(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.checkpoint_piece(name).await
+    }
+    async fn delete_checkpoint_pieces_except(
+        &self,
+        keep: &[String],
+        writer: u64,
+    ) -> StoreResult<()> {
+        self.inner
+            .delete_checkpoint_pieces_except(keep, writer)
+            .await
+    }
     async fn user_orders(
         &self,
         user: &str,

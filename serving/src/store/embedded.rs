@@ -28,6 +28,8 @@ const ORDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("orders");
 const USER_ORDERS: TableDefinition<(&str, i64, &str), &[u8]> = TableDefinition::new("user_orders");
 const VIEWS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("views");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// The pieces of the incremental checkpoint, by name.
+const CHECKPOINT_PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint_pieces");
 const POSITIONS: &str = "positions";
 /// The pipeline's checkpoint (opaque bytes), beside the documents it goes with.
 const CHECKPOINT: &str = "checkpoint";
@@ -162,7 +164,7 @@ impl EmbeddedStore {
         let db = Handle::open(&path)?;
         // Create every table up front so readers never meet a missing one.
         let txn = db.begin_write().map_err(redb_error)?;
-        for table in [PRODUCTS, INVENTORY, ORDERS, META] {
+        for table in [PRODUCTS, INVENTORY, ORDERS, META, CHECKPOINT_PIECES] {
             txn.open_table(table).map_err(redb_error)?;
         }
         txn.open_table(USER_ORDERS).map_err(redb_error)?;
@@ -432,6 +434,50 @@ impl Store for EmbeddedStore {
 
     async fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
         self.read(META, CHECKPOINT)
+    }
+
+    async fn put_checkpoint_piece(&self, name: &str, bytes: &[u8], writer: u64) -> Result<()> {
+        let (db, name, bytes) = (Arc::clone(&self.db), name.to_owned(), bytes.to_vec());
+        tokio::task::spawn_blocking(move || {
+            db.with(|db| {
+                let txn = db.begin_write().map_err(redb_error)?;
+                {
+                    let meta = txn.open_table(META).map_err(redb_error)?;
+                    check_writer(&meta, writer)?;
+                    let mut pieces = txn.open_table(CHECKPOINT_PIECES).map_err(redb_error)?;
+                    pieces
+                        .insert(name.as_str(), bytes.as_slice())
+                        .map_err(redb_error)?;
+                }
+                txn.commit().map_err(redb_error)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Embedded(format!("checkpoint piece task failed: {e}")))?
+    }
+
+    async fn checkpoint_piece(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.read(CHECKPOINT_PIECES, name)
+    }
+
+    async fn delete_checkpoint_pieces_except(&self, keep: &[String], writer: u64) -> Result<()> {
+        let (db, keep) = (Arc::clone(&self.db), keep.to_vec());
+        tokio::task::spawn_blocking(move || {
+            db.with(|db| {
+                let txn = db.begin_write().map_err(redb_error)?;
+                {
+                    let meta = txn.open_table(META).map_err(redb_error)?;
+                    check_writer(&meta, writer)?;
+                    let mut pieces = txn.open_table(CHECKPOINT_PIECES).map_err(redb_error)?;
+                    pieces
+                        .retain(|name, _| keep.iter().any(|k| k == name))
+                        .map_err(redb_error)?;
+                }
+                txn.commit().map_err(redb_error)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Embedded(format!("checkpoint piece task failed: {e}")))?
     }
 
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {

@@ -142,6 +142,18 @@ pub trait Store: Send + Sync + 'static {
     /// The checkpoint last put (`None`: none yet).
     async fn checkpoint(&self) -> Result<Option<Vec<u8>>>;
 
+    /// Keeps a piece of an incremental checkpoint (ADR 0008) under `name`, durably, before a
+    /// checkpoint put later names it; opaque bytes (the head holds their size and checksum).
+    /// Refused ([`StoreError::Fenced`]) when `writer` is below the store's current claim.
+    async fn put_checkpoint_piece(&self, name: &str, bytes: &[u8], writer: u64) -> Result<()>;
+
+    /// The piece kept under `name` (`None`: none).
+    async fn checkpoint_piece(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Deletes every piece but those named in `keep` (the chain of the checkpoint last put);
+    /// refused ([`StoreError::Fenced`]) like a put.
+    async fn delete_checkpoint_pieces_except(&self, keep: &[String], writer: u64) -> Result<()>;
+
     /// A user's orders, newest placed first (ties: larger order id first), `limit` per page,
     /// starting after the cursor `after` of the previous page.
     async fn user_orders(

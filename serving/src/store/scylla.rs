@@ -116,6 +116,13 @@ struct Statements {
     get_checkpoint_head: PreparedStatement,
     get_checkpoint_chunks: PreparedStatement,
     delete_checkpoint: PreparedStatement,
+    write_piece_chunk: PreparedStatement,
+    write_piece_name: PreparedStatement,
+    get_piece_name: PreparedStatement,
+    get_piece_chunks: PreparedStatement,
+    list_piece_names: PreparedStatement,
+    delete_piece: PreparedStatement,
+    delete_piece_name: PreparedStatement,
     get_writer_claim: PreparedStatement,
     insert_writer_claim: PreparedStatement,
     raise_writer_claim: PreparedStatement,
@@ -228,6 +235,44 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
         (
             "delete_checkpoint",
             format!("DELETE FROM {ks}.checkpoint_chunks WHERE pipeline = ? AND generation = ?"),
+        ),
+        // The pieces of an incremental checkpoint: chunks, then the name that lists them.
+        (
+            "write_piece_chunk",
+            format!(
+                "INSERT INTO {ks}.checkpoint_pieces (pipeline, name, chunk, body) \
+                 VALUES (?, ?, ?, ?)"
+            ),
+        ),
+        (
+            "write_piece_name",
+            format!(
+                "INSERT INTO {ks}.checkpoint_piece_names (pipeline, name, chunks) VALUES (?, ?, ?)"
+            ),
+        ),
+        (
+            "get_piece_name",
+            format!(
+                "SELECT chunks FROM {ks}.checkpoint_piece_names WHERE pipeline = ? AND name = ?"
+            ),
+        ),
+        (
+            "get_piece_chunks",
+            format!(
+                "SELECT chunk, body FROM {ks}.checkpoint_pieces WHERE pipeline = ? AND name = ?"
+            ),
+        ),
+        (
+            "list_piece_names",
+            format!("SELECT name FROM {ks}.checkpoint_piece_names WHERE pipeline = ?"),
+        ),
+        (
+            "delete_piece",
+            format!("DELETE FROM {ks}.checkpoint_pieces WHERE pipeline = ? AND name = ?"),
+        ),
+        (
+            "delete_piece_name",
+            format!("DELETE FROM {ks}.checkpoint_piece_names WHERE pipeline = ? AND name = ?"),
         ),
         // Writer claims (ADR 0012): lightweight transactions, read at SERIAL consistency.
         (
@@ -363,6 +408,13 @@ impl ScyllaStore {
             get_checkpoint_head: take("get_checkpoint_head")?,
             get_checkpoint_chunks: take("get_checkpoint_chunks")?,
             delete_checkpoint: take("delete_checkpoint")?,
+            write_piece_chunk: take("write_piece_chunk")?,
+            write_piece_name: take("write_piece_name")?,
+            get_piece_name: take("get_piece_name")?,
+            get_piece_chunks: take("get_piece_chunks")?,
+            list_piece_names: take("list_piece_names")?,
+            delete_piece: take("delete_piece")?,
+            delete_piece_name: take("delete_piece_name")?,
             get_writer_claim: take("get_writer_claim")?,
             insert_writer_claim: take("insert_writer_claim")?,
             raise_writer_claim: take("raise_writer_claim")?,
@@ -702,6 +754,107 @@ impl Store for ScyllaStore {
         Ok(Some(bytes))
     }
 
+    async fn put_checkpoint_piece(&self, name: &str, bytes: &[u8], writer: u64) -> Result<()> {
+        self.check_writer(writer).await?;
+        let pipeline = &self.config.pipeline;
+        let chunks = bytes.chunks(CHECKPOINT_CHUNK).collect::<Vec<_>>();
+        for (i, chunk) in chunks.iter().enumerate() {
+            self.session
+                .execute_unpaged(
+                    &self.statements.write_piece_chunk,
+                    (pipeline, name, i as i32, *chunk),
+                )
+                .await
+                .map_err(exec_error)?;
+        }
+        self.session
+            .execute_unpaged(
+                &self.statements.write_piece_name,
+                (pipeline, name, chunks.len() as i32),
+            )
+            .await
+            .map_err(exec_error)?;
+        Ok(())
+    }
+
+    async fn checkpoint_piece(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let pipeline = &self.config.pipeline;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.get_piece_name, (pipeline, name))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read checkpoint piece", e))?;
+        let Some((chunks,)) = rows
+            .maybe_first_row::<(i32,)>()
+            .map_err(|e| scylla_error("read checkpoint piece", e))?
+        else {
+            return Ok(None);
+        };
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.get_piece_chunks, (pipeline, name))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read checkpoint piece", e))?;
+        let mut bytes = Vec::new();
+        let mut next = 0;
+        for row in rows
+            .rows::<(i32, Vec<u8>)>()
+            .map_err(|e| scylla_error("read checkpoint piece", e))?
+        {
+            let (chunk, body) = row.map_err(|e| scylla_error("read checkpoint piece", e))?;
+            if chunk != next {
+                break;
+            }
+            bytes.extend_from_slice(&body);
+            next += 1;
+        }
+        if next != chunks {
+            return Err(StoreError::Corrupt {
+                key: format!("checkpoint piece {name}"),
+                detail: format!("{next} of its {chunks} chunks read back"),
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    async fn delete_checkpoint_pieces_except(&self, keep: &[String], writer: u64) -> Result<()> {
+        self.check_writer(writer).await?;
+        let pipeline = &self.config.pipeline;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.list_piece_names, (pipeline,))
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("list checkpoint pieces", e))?;
+        let mut gone = Vec::new();
+        for row in rows
+            .rows::<(String,)>()
+            .map_err(|e| scylla_error("list checkpoint pieces", e))?
+        {
+            let (name,) = row.map_err(|e| scylla_error("list checkpoint pieces", e))?;
+            if !keep.contains(&name) {
+                gone.push(name);
+            }
+        }
+        for name in gone {
+            // The chunks first: a name left without chunks would read back as a torn piece.
+            self.session
+                .execute_unpaged(&self.statements.delete_piece, (pipeline, &name))
+                .await
+                .map_err(exec_error)?;
+            self.session
+                .execute_unpaged(&self.statements.delete_piece_name, (pipeline, &name))
+                .await
+                .map_err(exec_error)?;
+        }
+        Ok(())
+    }
+
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {
         self.document(&self.statements.get_view, (view, key)).await
     }
@@ -834,7 +987,7 @@ mod tests {
         config.keyspace = "shop_test".into();
         config.replication_factor = 1;
         let statements = schema_statements(&config).expect("valid");
-        assert_eq!(statements.len(), 10, "{statements:#?}");
+        assert_eq!(statements.len(), 12, "{statements:#?}");
         assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS shop_test"));
         assert!(statements[0].contains("'replication_factor': 1"));
         for s in &statements {
@@ -850,6 +1003,8 @@ mod tests {
             "positions",
             "checkpoint_chunks",
             "checkpoint_head",
+            "checkpoint_pieces",
+            "checkpoint_piece_names",
             "writer_claims",
         ] {
             assert!(
