@@ -89,24 +89,25 @@ impl Chain {
     }
 
     /// The chain once `checkpoint`'s new pieces are added, with those pieces named; `None` when
-    /// they cannot continue this chain (a delta after a piece that was not written).
-    fn extended(&mut self, checkpoint: &Checkpoint) -> Option<(Vec<Piece>, Named)> {
-        let mut chain = if self.broken {
-            None
-        } else {
-            Some(self.pieces.clone())
+    /// they cannot continue this chain (a delta after a piece that was not written). New pieces
+    /// before the last full one are dropped from `checkpoint`: no chain needs them.
+    fn extended(&mut self, checkpoint: &mut Checkpoint) -> Option<(Vec<Piece>, Named)> {
+        let mut chain = match checkpoint.new_pieces.iter().rposition(|n| n.full) {
+            Some(last_full) => {
+                checkpoint.new_pieces.drain(..last_full);
+                Vec::new()
+            }
+            None if self.broken => return None,
+            None => self.pieces.clone(),
         };
         let mut named = Vec::new();
         for new in &checkpoint.new_pieces {
             let piece = Piece::of(format!("{}-{:08}", self.prefix, self.next), &new.bytes);
             self.next += 1;
-            if new.full {
-                chain = Some(Vec::new());
-            }
-            chain.as_mut()?.push(piece.clone());
+            chain.push(piece.clone());
             named.push((piece, new.full));
         }
-        chain.map(|chain| (chain, named))
+        Some((chain, named))
     }
 
     /// Records the chain a head now names.
@@ -297,7 +298,7 @@ pub(crate) fn save_checkpoint(
             return Ok(());
         }
     }
-    let Some((pieces, named)) = chain.extended(&checkpoint) else {
+    let Some((pieces, named)) = chain.extended(&mut checkpoint) else {
         tracing::debug!(
             seq = checkpoint.seq,
             "checkpoint skipped: its delta follows a piece that was not written"
@@ -418,4 +419,75 @@ pub(crate) fn write_store(
         stats.freshness.record(latency);
     }
     Ok(work.checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::NewPiece;
+
+    fn taken(pieces: &[(bool, usize)]) -> Checkpoint {
+        Checkpoint {
+            format: checkpoint::FORMAT,
+            seq: 1,
+            positions: vec![0],
+            allowed_lateness_ms: 0,
+            reservation_ttl_ms: 0,
+            state: Vec::new(),
+            views: Vec::new(),
+            pieces: Vec::new(),
+            new_pieces: pieces
+                .iter()
+                .map(|(full, len)| NewPiece {
+                    full: *full,
+                    bytes: vec![7; *len],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_chain_starts_full_grows_by_deltas_and_starts_over_when_they_outweigh_it() {
+        let wants_full = Arc::new(AtomicBool::new(false));
+        let mut chain = Chain::new(3, 1_000, Arc::clone(&wants_full));
+        assert!(
+            wants_full.load(Ordering::Relaxed),
+            "a new writer starts full"
+        );
+        assert!(
+            chain.extended(&mut taken(&[(false, 10)])).is_none(),
+            "a delta cannot start a chain"
+        );
+        let (pieces, named) = chain.extended(&mut taken(&[(true, 100)])).expect("full");
+        assert_eq!(pieces.len(), 1);
+        chain.written(pieces, &named);
+        assert!(!wants_full.load(Ordering::Relaxed));
+        // Two deltas handed over together (a checkpoint replaced before it was written).
+        let (pieces, named) = chain
+            .extended(&mut taken(&[(false, 40), (false, 50)]))
+            .expect("deltas");
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces[0].name.starts_with("3-3e8-"), "{}", pieces[0].name);
+        assert_ne!(pieces[1].name, pieces[2].name);
+        chain.written(pieces, &named);
+        assert!(
+            !wants_full.load(Ordering::Relaxed),
+            "90 bytes of deltas over 100"
+        );
+        let (pieces, named) = chain.extended(&mut taken(&[(false, 10)])).expect("delta");
+        chain.written(pieces, &named);
+        assert!(
+            wants_full.load(Ordering::Relaxed),
+            "100 bytes of deltas over 100: start over"
+        );
+        // A piece lost breaks the chain until a full piece starts a new one.
+        chain.breaks();
+        assert!(chain.extended(&mut taken(&[(false, 10)])).is_none());
+        let (pieces, named) = chain
+            .extended(&mut taken(&[(false, 10), (true, 120), (false, 5)]))
+            .expect("a full piece in the middle starts a chain");
+        assert_eq!(pieces.iter().map(|p| p.len).collect::<Vec<_>>(), [120, 5]);
+        chain.written(pieces, &named);
+        assert!(!wants_full.load(Ordering::Relaxed));
+    }
 }

@@ -414,6 +414,111 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
     assert_eq!(check_store(&rt, &log, store.as_ref()), documents);
 }
 
+/// Incremental checkpoints (issue 23, item 3): with a checkpoint every round, the head names a
+/// chain of a full piece and deltas, the directory keeps exactly the pieces it names, and a
+/// restart from that chain (the file's, then the store's) converges to the reference.
+#[test]
+fn a_restart_resumes_from_a_chain_of_deltas_and_converges_to_the_reference() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = shop_events(16_000);
+    let (first, later) = events.split_at(10_000);
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"));
+    rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
+        .expect("topic");
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let config = PipelineConfig {
+        workers: 2,
+        read_batch: 50,
+        checkpoint: Some(CheckpointConfig {
+            dir: checkpoints.path().to_owned(),
+            interval: Duration::ZERO,
+        }),
+        ..PipelineConfig::default()
+    };
+    // A run ends with a clean stop's checkpoint, which starts a new chain when the deltas
+    // since the last full piece outweigh it: then a short run more (it resumes from that chain,
+    // starts one of its own and stops with a delta, all but always).
+    let (first, extra) = first.split_at(9_100);
+    append(&rt, &log, first);
+    let mut extra = extra.chunks(300);
+    let mut decisions = 0;
+    let head = loop {
+        let run = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
+        decisions += run.decisions_appended.load(Ordering::Relaxed);
+        let written = run.checkpoints.load(Ordering::Relaxed);
+        assert!(written >= 2, "{written} checkpoints written");
+        let head = emporium_pipeline::checkpoint::read(checkpoints.path())
+            .expect("read")
+            .expect("a head");
+        match extra.next() {
+            Some(more) if head.pieces.len() < 2 => append(&rt, &log, more),
+            _ => break head,
+        }
+    };
+    for more in extra {
+        append(&rt, &log, more);
+    }
+    assert!(
+        head.pieces.len() >= 2,
+        "a full piece and deltas: {:?}",
+        head.pieces
+    );
+    let full = head.pieces[0].len;
+    assert!(
+        head.pieces[1..].iter().all(|p| p.len < full),
+        "each delta is smaller than the full piece: {:?}",
+        head.pieces
+    );
+    // The directory keeps the pieces the head names, no others.
+    let mut files: Vec<String> = std::fs::read_dir(checkpoints.path().join("pieces"))
+        .expect("pieces")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut named: Vec<String> = head.pieces.iter().map(|p| p.name.clone()).collect();
+    named.sort();
+    assert_eq!(files, named);
+    // So does the store.
+    for piece in &head.pieces {
+        let bytes = rt
+            .block_on(store.checkpoint_piece(&piece.name))
+            .expect("read")
+            .expect("the store keeps the piece");
+        piece.check(&bytes, "store").expect("the same piece");
+    }
+
+    append(&rt, &log, later);
+    let two = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
+    assert_eq!(two.resumed_from_seq.load(Ordering::Relaxed), head.seq);
+    check_store(&rt, &log, store.as_ref());
+    check_against_reference(
+        &rt,
+        &log,
+        decisions + two.decisions_appended.load(Ordering::Relaxed),
+    );
+    // The pieces of run one's chain are gone from the store (run two started a chain of its own).
+    assert_eq!(
+        rt.block_on(store.checkpoint_piece(&head.pieces[0].name))
+            .expect("read"),
+        None
+    );
+
+    // The checkpoint directory lost: the store's chain resumes.
+    let documents = check_store(&rt, &log, store.as_ref());
+    let last = emporium_pipeline::checkpoint::read(checkpoints.path())
+        .expect("read")
+        .expect("a head");
+    std::fs::remove_dir_all(checkpoints.path()).expect("lose the checkpoint directory");
+    let three = run_with(&rt, &log, Some(Arc::clone(&store)), config.clone());
+    assert_eq!(three.resumed_from_seq.load(Ordering::Relaxed), last.seq);
+    assert_eq!(three.decisions_appended.load(Ordering::Relaxed), 0);
+    assert_eq!(check_store(&rt, &log, store.as_ref()), documents);
+}
+
 /// A quiet shop: one order, its product and stock, on 2 of 4 partitions, then nothing. Without
 /// heartbeats the empty partitions hold the watermark and the order is never decided; with them
 /// it is, within seconds, and the decision is the reference's over the log (heartbeats included).

@@ -361,6 +361,49 @@ async fn conformance(store: &dyn Store) {
         Some(&b"smaller"[..])
     );
 
+    // Checkpoint pieces (incremental checkpoints): kept by name, whole, until a delete keeps
+    // only the chain named.
+    assert_eq!(store.checkpoint_piece("a-0").await.expect("piece"), None);
+    let full: Vec<u8> = (0..1_100_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    store
+        .put_checkpoint_piece("a-0", &full, 0)
+        .await
+        .expect("put");
+    store
+        .put_checkpoint_piece("a-1", b"delta", 0)
+        .await
+        .expect("put");
+    store
+        .put_checkpoint_piece("b-0", b"next chain", 0)
+        .await
+        .expect("put");
+    assert_eq!(
+        store.checkpoint_piece("a-0").await.expect("piece"),
+        Some(full)
+    );
+    assert_eq!(
+        store
+            .checkpoint_piece("a-1")
+            .await
+            .expect("piece")
+            .as_deref(),
+        Some(&b"delta"[..])
+    );
+    store
+        .delete_checkpoint_pieces_except(&["b-0".into()], 0)
+        .await
+        .expect("delete");
+    assert_eq!(store.checkpoint_piece("a-0").await.expect("piece"), None);
+    assert_eq!(store.checkpoint_piece("a-1").await.expect("piece"), None);
+    assert_eq!(
+        store
+            .checkpoint_piece("b-0")
+            .await
+            .expect("piece")
+            .as_deref(),
+        Some(&b"next chain"[..])
+    );
+
     // One writer at a time (ADR 0012): each claim fences every earlier one, the unclaimed
     // writer (0) included, for batches and checkpoints alike; nothing of a refused batch lands.
     assert_eq!(
@@ -404,6 +447,27 @@ async fn conformance(store: &dyn Store) {
         store.put_checkpoint(b"stale", first).await,
         Err(StoreError::Fenced { .. })
     ));
+    assert!(matches!(
+        store.put_checkpoint_piece("stale-0", b"stale", first).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.delete_checkpoint_pieces_except(&[], first).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        store
+            .checkpoint_piece("b-0")
+            .await
+            .expect("piece")
+            .as_deref(),
+        Some(&b"next chain"[..]),
+        "a fenced writer deletes no piece"
+    );
+    assert_eq!(
+        store.checkpoint_piece("stale-0").await.expect("piece"),
+        None
+    );
     assert_eq!(
         store.checkpoint().await.expect("checkpoint").as_deref(),
         Some(&b"first's"[..]),
