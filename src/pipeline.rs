@@ -203,7 +203,7 @@ pub(crate) fn checkpoint_status(stats: &emporium_pipeline::PipelineStats) -> Str
     match stats.checkpoints.load(Ordering::Relaxed) {
         0 => format!("{resumed}, no checkpoint yet"),
         n => format!(
-            "{resumed}, {n} checkpoint(s), last {:.1} MiB, held the decider {} ms",
+            "{resumed}, {n} checkpoint(s), the last wrote {:.1} MiB, held the decider {} ms",
             stats.checkpoint_bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
             stats.checkpoint_pause_ms.load(Ordering::Relaxed)
         ),

@@ -49,8 +49,9 @@ pub struct PipelineStats {
     pub failed: AtomicBool,
     /// Time to write one batch to the store.
     pub store_write: LatencyHistogram,
-    /// Checkpoints written, the size of the last (bytes), and how long the last one held worker
-    /// 0 (taking the state, in ms; writing it is on the store writer's thread).
+    /// Checkpoints written, what the last wrote (bytes: its head and new pieces, a delta most of
+    /// the time), and how long the last one held worker 0 (taking the state, in ms; writing it is
+    /// on the store writer's thread).
     pub checkpoints: AtomicU64,
     pub checkpoint_bytes: AtomicU64,
     pub checkpoint_pause_ms: AtomicU64,
