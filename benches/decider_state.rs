@@ -53,7 +53,6 @@ struct Sample {
     delta_pause_ms: f64,
 }
 
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
