@@ -15,7 +15,7 @@ use emporium_schemas::money::Money;
 use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
 
-use crate::piece::Dirty;
+use crate::piece::{self, Dirty, Entries};
 
 /// What the product document needs of a product's catalog entry (description and attributes are
 /// not served, so not kept).
@@ -110,16 +110,9 @@ impl Catalog {
 
     /// The listings changed since the last piece; the next delta starts from here.
     pub(crate) fn delta_piece(&mut self) -> CatalogPieceRef<'_> {
-        let keys = self.dirty.take();
         let products = &self.products;
         CatalogPieceRef {
-            products: keys
-                .into_iter()
-                .map(|id| {
-                    let listing = products.get(&id);
-                    (Cow::Owned(id), listing)
-                })
-                .collect(),
+            products: piece::changed(self.dirty.take(), |id: &str| products.get(id)),
         }
     }
 
@@ -131,10 +124,7 @@ impl Catalog {
     /// Applies a piece's listings (a full piece to an empty catalog, then each delta in order).
     pub(crate) fn apply_piece(&mut self, piece: CatalogPiece) {
         for (id, listing) in piece.products {
-            match listing {
-                Some(listing) => self.products.insert(id, listing),
-                None => self.products.remove(&id),
-            };
+            self.products.set(id, listing);
         }
     }
 

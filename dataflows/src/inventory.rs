@@ -31,7 +31,7 @@ use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
 
 use crate::orders::closed_order_memory;
-use crate::piece::Dirty;
+use crate::piece::{self, Dirty, Entries};
 
 /// Settings of the decider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,23 +220,10 @@ impl Inventory {
 
     /// The stock rows and orders changed since the last piece; the next delta starts from here.
     pub(crate) fn delta_piece(&mut self) -> InventoryPieceRef<'_> {
-        let (keys, ids) = (self.dirty_stock.take(), self.dirty_orders.take());
         let (stock, orders) = (&self.stock, &self.orders);
         InventoryPieceRef {
-            stock: keys
-                .into_iter()
-                .map(|key| {
-                    let row = stock.get(&key);
-                    (Cow::Owned(key), row)
-                })
-                .collect(),
-            orders: ids
-                .into_iter()
-                .map(|id| {
-                    let state = orders.get(&id);
-                    (Cow::Owned(id), state)
-                })
-                .collect(),
+            stock: piece::changed(self.dirty_stock.take(), |key: &SkuWarehouse| stock.get(key)),
+            orders: piece::changed(self.dirty_orders.take(), |id: &str| orders.get(id)),
             on_hand: self.on_hand,
         }
     }
@@ -251,16 +238,10 @@ impl Inventory {
     /// [`Inventory::reindex`] once they are all in.
     pub(crate) fn apply_piece(&mut self, piece: InventoryPiece) {
         for (key, row) in piece.stock {
-            match row {
-                Some(row) => self.stock.insert(key, row),
-                None => self.stock.remove(&key),
-            };
+            self.stock.set(key, row);
         }
         for (id, state) in piece.orders {
-            match state {
-                Some(state) => self.orders.insert(id, state),
-                None => self.orders.remove(&id),
-            };
+            self.orders.set(id, state);
         }
         self.on_hand = piece.on_hand;
     }

@@ -20,7 +20,7 @@ use emporium_schemas::orders::OrderLine;
 use emporium_schemas::{Event, Payload};
 use serde::{Deserialize, Serialize};
 
-use crate::piece::Dirty;
+use crate::piece::{self, Dirty, Entries};
 
 /// How long the decider keeps a closed order (rejected, payment failed, cancelled, expired,
 /// delivered, returned) after its closing transition (at that event's own time; a decision's is
@@ -220,16 +220,9 @@ impl Orders {
 
     /// The orders changed since the last piece; the next delta starts from here.
     pub(crate) fn delta_piece(&mut self) -> OrdersPieceRef<'_> {
-        let keys = self.dirty.take();
         let orders = &self.orders;
         OrdersPieceRef {
-            orders: keys
-                .into_iter()
-                .map(|id| {
-                    let order = orders.get(&id);
-                    (Cow::Owned(id), order)
-                })
-                .collect(),
+            orders: piece::changed(self.dirty.take(), |id: &str| orders.get(id)),
             forgotten: self.forgotten,
         }
     }
@@ -243,10 +236,7 @@ impl Orders {
     /// [`Orders::reindex`] once they are all in.
     pub(crate) fn apply_piece(&mut self, piece: OrdersPiece) {
         for (id, order) in piece.orders {
-            match order {
-                Some(order) => self.orders.insert(id, order),
-                None => self.orders.remove(&id),
-            };
+            self.orders.set(id, order);
         }
         self.forgotten = piece.forgotten;
     }

@@ -12,8 +12,8 @@
 //! off unless the decider is checkpointed ([`crate::decider::Decider::checkpointed`]), so a
 //! decider that never takes a delta keeps no set.
 
-use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::borrow::{Borrow, Cow};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 
 /// Keys changed since the last piece was taken.
@@ -57,6 +57,46 @@ impl<K: Eq + Hash> Dirty<K> {
     /// Forgets the marks: a full piece holds every key.
     pub(crate) fn clear(&mut self) {
         self.keys.clear();
+    }
+}
+
+/// A delta's entries: each key marked, with its value now (`None`: gone).
+pub(crate) fn changed<'a, K, V>(
+    keys: HashSet<K::Owned>,
+    get: impl Fn(&K) -> Option<&'a V>,
+) -> Vec<(Cow<'a, K>, Option<&'a V>)>
+where
+    K: ToOwned + ?Sized + 'a,
+{
+    keys.into_iter()
+        .map(|key| {
+            let value = get(key.borrow());
+            (Cow::Owned(key), value)
+        })
+        .collect()
+}
+
+/// A fold's map, as a piece's entries change it.
+pub(crate) trait Entries<K, V> {
+    /// Sets `key` to `value`, or removes it (`None`).
+    fn set(&mut self, key: K, value: Option<V>);
+}
+
+impl<K: Eq + Hash, V> Entries<K, V> for HashMap<K, V> {
+    fn set(&mut self, key: K, value: Option<V>) {
+        match value {
+            Some(value) => self.insert(key, value),
+            None => self.remove(&key),
+        };
+    }
+}
+
+impl<K: Ord, V> Entries<K, V> for BTreeMap<K, V> {
+    fn set(&mut self, key: K, value: Option<V>) {
+        match value {
+            Some(value) => self.insert(key, value),
+            None => self.remove(&key),
+        };
     }
 }
 

@@ -87,6 +87,30 @@ fn folds(decider: &Decider) -> Folds {
     }
 }
 
+/// Pushes the next [`ROUND`] events of every partition and decides, taking the changes as the
+/// pipeline does each round; `false` once every event was pushed.
+fn round_decided(
+    decider: &mut Decider,
+    partitions: &[Vec<Event>],
+    cursors: &mut [usize],
+    out: &mut Vec<Output>,
+) -> bool {
+    if cursors.iter().zip(partitions).all(|(c, p)| *c >= p.len()) {
+        return false;
+    }
+    for (p, events) in partitions.iter().enumerate() {
+        let end = (cursors[p] + ROUND).min(events.len());
+        for e in &events[cursors[p]..end] {
+            decider.push(p, e.clone());
+        }
+        cursors[p] = end;
+    }
+    decider.decide(out);
+    decider.take_order_changes();
+    decider.take_inventory_changes();
+    true
+}
+
 /// The outputs are the reference's: the first that differs, if any, is reported.
 fn same_decisions(out: &[Output], expected: &[Output]) {
     if let Some(i) = (0..out.len().min(expected.len())).find(|i| out[*i] != expected[*i]) {
@@ -106,7 +130,7 @@ struct Chain {
     head: Vec<u8>,
     pieces: Vec<Vec<u8>>,
     /// Per partition, the next event to push after the checkpoint.
-    cursors: Vec<usize>,
+    cursors: [usize; PARTITIONS],
     /// Outputs handed over by then.
     outputs: usize,
 }
@@ -127,18 +151,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
     let mut plain = new();
     let mut plain_out = Vec::new();
     let mut cursors = [0usize; PARTITIONS];
-    while cursors.iter().zip(&partitions).any(|(c, p)| *c < p.len()) {
-        for (p, events) in partitions.iter().enumerate() {
-            let end = (cursors[p] + ROUND).min(events.len());
-            for e in &events[cursors[p]..end] {
-                plain.push(p, e.clone());
-            }
-            cursors[p] = end;
-        }
-        plain.decide(&mut plain_out);
-        plain.take_order_changes();
-        plain.take_inventory_changes();
-    }
+    while round_decided(&mut plain, &partitions, &mut cursors, &mut plain_out) {}
     plain.finish(&mut plain_out);
     same_decisions(&plain_out, &expected);
 
@@ -146,22 +159,11 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
     // another delta than its order), a full piece every 8th; a crash every 37 rounds.
     let mut decider = new();
     let mut out: Vec<Output> = Vec::new();
-    let mut cursors = vec![0usize; PARTITIONS];
+    let mut cursors = [0usize; PARTITIONS];
     let mut chain: Option<Chain> = None;
     let (mut fulls, mut deltas) = (Vec::new(), Vec::new());
     let (mut crashes, mut round, mut most_ids, mut fewer_ids) = (0, 0u64, 0, false);
-    while cursors.iter().zip(&partitions).any(|(c, p)| *c < p.len()) {
-        for (p, events) in partitions.iter().enumerate() {
-            let end = (cursors[p] + ROUND).min(events.len());
-            for e in &events[cursors[p]..end] {
-                decider.push(p, e.clone());
-            }
-            cursors[p] = end;
-        }
-        decider.decide(&mut out);
-        // What the pipeline takes each round before a checkpoint.
-        decider.take_order_changes();
-        decider.take_inventory_changes();
+    while round_decided(&mut decider, &partitions, &mut cursors, &mut out) {
         round += 1;
         let ids = decider.remembered_ids();
         fewer_ids |= ids < most_ids;
@@ -175,7 +177,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
                 chain = Some(Chain {
                     head,
                     pieces: vec![piece],
-                    cursors: cursors.clone(),
+                    cursors,
                     outputs: out.len(),
                 });
             } else {
@@ -183,7 +185,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
                 let c = chain.as_mut().expect("a chain starts with a full piece");
                 c.head = head;
                 c.pieces.push(piece);
-                c.cursors = cursors.clone();
+                c.cursors = cursors;
                 c.outputs = out.len();
             }
             // The chain taken so far holds exactly the decider (its remembered ids included).
@@ -216,7 +218,7 @@ fn a_chain_of_deltas_resumes_to_the_decider_it_was_taken_from() {
                     .tracking_changes()
                     .checkpointed();
             out.truncate(c.outputs);
-            cursors = c.cursors.clone();
+            cursors = c.cursors;
         }
     }
     decider.finish(&mut out);

@@ -84,6 +84,15 @@ fn run_until_caught_up(
 }
 
 /// [`run_until_caught_up`] with these settings; a resumed run need not read the whole log.
+/// An embedded log in `dir` with the events topic.
+fn embedded_log(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Arc<dyn EventLog> {
+    let log: Arc<dyn EventLog> =
+        Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir)).expect("open"));
+    rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
+        .expect("topic");
+    log
+}
+
 fn run_with(
     rt: &tokio::runtime::Runtime,
     log: &Arc<dyn EventLog>,
@@ -334,10 +343,7 @@ fn a_restart_resumes_from_its_checkpoint_and_converges_to_the_reference() {
     let dir = tempfile::tempdir().expect("tempdir");
     let events = shop_events(16_000);
     let (first, later) = events.split_at(10_000);
-    let log: Arc<dyn EventLog> =
-        Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"));
-    rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
-        .expect("topic");
+    let log = embedded_log(&rt, dir.path());
     append(&rt, &log, first);
     let store_dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
@@ -423,10 +429,7 @@ fn a_restart_resumes_from_a_chain_of_deltas_and_converges_to_the_reference() {
     let dir = tempfile::tempdir().expect("tempdir");
     let events = shop_events(16_000);
     let (first, later) = events.split_at(10_000);
-    let log: Arc<dyn EventLog> =
-        Arc::new(EmbeddedLog::open(EmbeddedConfig::in_dir(dir.path())).expect("open"));
-    rt.block_on(log.ensure_topic(EVENTS_TOPIC, PARTITIONS))
-        .expect("topic");
+    let log = embedded_log(&rt, dir.path());
     let store_dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
     let checkpoints = tempfile::tempdir().expect("tempdir");

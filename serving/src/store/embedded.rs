@@ -193,6 +193,27 @@ impl EmbeddedStore {
         })
     }
 
+    /// Runs `write` in one write transaction, on a blocking thread, once `writer` is checked to
+    /// hold the store's claim; commits it.
+    async fn write_as(
+        &self,
+        writer: u64,
+        what: &'static str,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            db.with(|db| {
+                let txn = db.begin_write().map_err(redb_error)?;
+                check_writer(&txn.open_table(META).map_err(redb_error)?, writer)?;
+                write(&txn)?;
+                txn.commit().map_err(redb_error)
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Embedded(format!("{what} task failed: {e}")))?
+    }
+
     fn read(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>> {
         self.db.with(|db| {
             let txn = db.begin_read().map_err(redb_error)?;
@@ -415,21 +436,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_checkpoint(&self, bytes: &[u8], writer: u64) -> Result<()> {
-        let (db, bytes) = (Arc::clone(&self.db), bytes.to_vec());
-        tokio::task::spawn_blocking(move || {
-            db.with(|db| {
-                let txn = db.begin_write().map_err(redb_error)?;
-                {
-                    let mut meta = txn.open_table(META).map_err(redb_error)?;
-                    check_writer(&meta, writer)?;
-                    meta.insert(CHECKPOINT, bytes.as_slice())
-                        .map_err(redb_error)?;
-                }
-                txn.commit().map_err(redb_error)
-            })
+        let bytes = bytes.to_vec();
+        self.write_as(writer, "checkpoint", move |txn| {
+            let mut meta = txn.open_table(META).map_err(redb_error)?;
+            meta.insert(CHECKPOINT, bytes.as_slice())
+                .map_err(redb_error)?;
+            Ok(())
         })
         .await
-        .map_err(|e| StoreError::Embedded(format!("checkpoint task failed: {e}")))?
     }
 
     async fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
@@ -437,23 +451,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_checkpoint_piece(&self, name: &str, bytes: &[u8], writer: u64) -> Result<()> {
-        let (db, name, bytes) = (Arc::clone(&self.db), name.to_owned(), bytes.to_vec());
-        tokio::task::spawn_blocking(move || {
-            db.with(|db| {
-                let txn = db.begin_write().map_err(redb_error)?;
-                {
-                    let meta = txn.open_table(META).map_err(redb_error)?;
-                    check_writer(&meta, writer)?;
-                    let mut pieces = txn.open_table(CHECKPOINT_PIECES).map_err(redb_error)?;
-                    pieces
-                        .insert(name.as_str(), bytes.as_slice())
-                        .map_err(redb_error)?;
-                }
-                txn.commit().map_err(redb_error)
-            })
+        let (name, bytes) = (name.to_owned(), bytes.to_vec());
+        self.write_as(writer, "checkpoint piece", move |txn| {
+            let mut pieces = txn.open_table(CHECKPOINT_PIECES).map_err(redb_error)?;
+            pieces
+                .insert(name.as_str(), bytes.as_slice())
+                .map_err(redb_error)?;
+            Ok(())
         })
         .await
-        .map_err(|e| StoreError::Embedded(format!("checkpoint piece task failed: {e}")))?
     }
 
     async fn checkpoint_piece(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -461,23 +467,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_checkpoint_pieces_except(&self, keep: &[String], writer: u64) -> Result<()> {
-        let (db, keep) = (Arc::clone(&self.db), keep.to_vec());
-        tokio::task::spawn_blocking(move || {
-            db.with(|db| {
-                let txn = db.begin_write().map_err(redb_error)?;
-                {
-                    let meta = txn.open_table(META).map_err(redb_error)?;
-                    check_writer(&meta, writer)?;
-                    let mut pieces = txn.open_table(CHECKPOINT_PIECES).map_err(redb_error)?;
-                    pieces
-                        .retain(|name, _| keep.iter().any(|k| k == name))
-                        .map_err(redb_error)?;
-                }
-                txn.commit().map_err(redb_error)
-            })
+        let keep = keep.to_vec();
+        self.write_as(writer, "checkpoint piece", move |txn| {
+            let mut pieces = txn.open_table(CHECKPOINT_PIECES).map_err(redb_error)?;
+            pieces
+                .retain(|name, _| keep.iter().any(|k| k == name))
+                .map_err(redb_error)?;
+            Ok(())
         })
         .await
-        .map_err(|e| StoreError::Embedded(format!("checkpoint piece task failed: {e}")))?
     }
 
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>> {

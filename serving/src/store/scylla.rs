@@ -541,6 +541,44 @@ impl ScyllaStore {
     }
 
     /// The current checkpoint's generation and chunk count.
+    /// The blob stored in `chunks` chunks (`chunk`, `body` rows of `statement` at `key`), whole;
+    /// [`StoreError::Corrupt`] naming `what` when some are missing.
+    async fn read_chunks(
+        &self,
+        statement: &PreparedStatement,
+        key: impl scylla::serialize::row::SerializeRow,
+        chunks: i32,
+        what: impl Fn() -> String,
+    ) -> Result<Vec<u8>> {
+        let rows = self
+            .session
+            .execute_unpaged(statement, key)
+            .await
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error("read checkpoint", e))?;
+        let mut bytes = Vec::new();
+        let mut next = 0;
+        for row in rows
+            .rows::<(i32, Vec<u8>)>()
+            .map_err(|e| scylla_error("read checkpoint", e))?
+        {
+            let (chunk, body) = row.map_err(|e| scylla_error("read checkpoint", e))?;
+            if chunk != next {
+                break;
+            }
+            bytes.extend_from_slice(&body);
+            next += 1;
+        }
+        if next != chunks {
+            return Err(StoreError::Corrupt {
+                key: what(),
+                detail: format!("{next} of its {chunks} chunks read back"),
+            });
+        }
+        Ok(bytes)
+    }
+
     async fn checkpoint_head(&self) -> Result<Option<(i64, i32)>> {
         let rows = self
             .session
@@ -722,35 +760,14 @@ impl Store for ScyllaStore {
         let Some((generation, chunks)) = self.checkpoint_head().await? else {
             return Ok(None);
         };
-        let rows = self
-            .session
-            .execute_unpaged(
+        let bytes = self
+            .read_chunks(
                 &self.statements.get_checkpoint_chunks,
                 (&self.config.pipeline, generation),
+                chunks,
+                || format!("checkpoint generation {generation}"),
             )
-            .await
-            .map_err(exec_error)?
-            .into_rows_result()
-            .map_err(|e| scylla_error("read checkpoint", e))?;
-        let mut bytes = Vec::new();
-        let mut next = 0;
-        for row in rows
-            .rows::<(i32, Vec<u8>)>()
-            .map_err(|e| scylla_error("read checkpoint", e))?
-        {
-            let (chunk, body) = row.map_err(|e| scylla_error("read checkpoint", e))?;
-            if chunk != next {
-                break;
-            }
-            bytes.extend_from_slice(&body);
-            next += 1;
-        }
-        if next != chunks {
-            return Err(StoreError::Corrupt {
-                key: format!("checkpoint generation {generation}"),
-                detail: format!("{next} of its {chunks} chunks read back"),
-            });
-        }
+            .await?;
         Ok(Some(bytes))
     }
 
@@ -792,32 +809,14 @@ impl Store for ScyllaStore {
         else {
             return Ok(None);
         };
-        let rows = self
-            .session
-            .execute_unpaged(&self.statements.get_piece_chunks, (pipeline, name))
-            .await
-            .map_err(exec_error)?
-            .into_rows_result()
-            .map_err(|e| scylla_error("read checkpoint piece", e))?;
-        let mut bytes = Vec::new();
-        let mut next = 0;
-        for row in rows
-            .rows::<(i32, Vec<u8>)>()
-            .map_err(|e| scylla_error("read checkpoint piece", e))?
-        {
-            let (chunk, body) = row.map_err(|e| scylla_error("read checkpoint piece", e))?;
-            if chunk != next {
-                break;
-            }
-            bytes.extend_from_slice(&body);
-            next += 1;
-        }
-        if next != chunks {
-            return Err(StoreError::Corrupt {
-                key: format!("checkpoint piece {name}"),
-                detail: format!("{next} of its {chunks} chunks read back"),
-            });
-        }
+        let bytes = self
+            .read_chunks(
+                &self.statements.get_piece_chunks,
+                (pipeline, name),
+                chunks,
+                || format!("checkpoint piece {name}"),
+            )
+            .await?;
         Ok(Some(bytes))
     }
 
