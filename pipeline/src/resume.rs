@@ -41,26 +41,41 @@ pub(crate) fn resume(
     candidates.sort_by_key(|(c, origin)| (std::cmp::Reverse(c.seq), *origin));
     let mut chosen = None;
     for (candidate, origin) in candidates {
-        match read_pieces(&candidate, origin, &checkpoints.dir, store, runtime) {
-            Ok(pieces) => {
+        let resumed =
+            read_pieces(&candidate, origin, &checkpoints.dir, store, runtime).and_then(|pieces| {
+                let decider = Decider::resume_pieces(
+                    &candidate.state,
+                    &pieces,
+                    partitions as usize,
+                    config.allowed_lateness,
+                    config.inventory.clone(),
+                )?;
+                Ok((
+                    decider,
+                    pieces.len(),
+                    pieces.iter().map(Vec::len).sum::<usize>(),
+                ))
+            });
+        match resumed {
+            Ok(resumed) => {
                 if origin == Origin::Store {
                     tracing::info!(
                         seq = candidate.seq,
                         "resuming from the store's checkpoint (newer than the file, or no file)"
                     );
                 }
-                chosen = Some((candidate, pieces));
+                chosen = Some((candidate, resumed));
                 break;
             }
             Err(e) => tracing::warn!(
                 seq = candidate.seq,
                 error = %e,
-                "ignoring the {} checkpoint: its pieces do not read back",
+                "ignoring the {} checkpoint: its state does not read back",
                 origin.name()
             ),
         }
     }
-    let Some((checkpoint, pieces)) = chosen else {
+    let Some((checkpoint, (decider, pieces, bytes))) = chosen else {
         return Ok(None);
     };
     let stored = runtime.block_on(store.positions())?;
@@ -103,21 +118,11 @@ pub(crate) fn resume(
     if behind {
         return refuse("the store is behind it: it was taken with another store".into());
     }
-    let decider = match Decider::resume_pieces(
-        &checkpoint.state,
-        &pieces,
-        partitions as usize,
-        config.allowed_lateness,
-        config.inventory.clone(),
-    ) {
-        Ok(d) => d,
-        Err(e) => return refuse(e.to_string()),
-    };
     tracing::info!(
         seq = checkpoint.seq,
         positions = ?checkpoint.positions,
-        pieces = pieces.len(),
-        bytes = pieces.iter().map(Vec::len).sum::<usize>(),
+        pieces,
+        bytes,
         "resuming from the checkpoint"
     );
     Ok(Some((decider, checkpoint)))

@@ -93,10 +93,11 @@ impl RoundEnd<'_> {
             }
         }
         if checkpoint {
+            // Taken: the next is a delta unless the writer asks again (a break, a long chain).
             let full = self
                 .wants_full
                 .as_ref()
-                .is_none_or(|w| w.load(std::sync::atomic::Ordering::Relaxed));
+                .is_none_or(|w| w.swap(false, std::sync::atomic::Ordering::Relaxed));
             work.checkpoint = Some(take_checkpoint(
                 &mut self.decider.borrow_mut(),
                 full,

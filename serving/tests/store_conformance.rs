@@ -362,42 +362,42 @@ async fn conformance(store: &dyn Store) {
     );
 
     // Checkpoint pieces (incremental checkpoints): kept by name, whole, until a delete keeps
-    // only the chain named.
-    assert_eq!(store.checkpoint_piece("a-0").await.expect("piece"), None);
+    // only the chain named. Names start with the writer's claim in hex.
+    assert_eq!(store.checkpoint_piece("0-1-0").await.expect("piece"), None);
     let full: Vec<u8> = (0..1_100_000u32).map(|i| (i * 13 % 241) as u8).collect();
     store
-        .put_checkpoint_piece("a-0", &full, 0)
+        .put_checkpoint_piece("0-1-0", &full, 0)
         .await
         .expect("put");
     store
-        .put_checkpoint_piece("a-1", b"delta", 0)
+        .put_checkpoint_piece("0-1-1", b"delta", 0)
         .await
         .expect("put");
     store
-        .put_checkpoint_piece("b-0", b"next chain", 0)
+        .put_checkpoint_piece("0-2-0", b"next chain", 0)
         .await
         .expect("put");
     assert_eq!(
-        store.checkpoint_piece("a-0").await.expect("piece"),
+        store.checkpoint_piece("0-1-0").await.expect("piece"),
         Some(full)
     );
     assert_eq!(
         store
-            .checkpoint_piece("a-1")
+            .checkpoint_piece("0-1-1")
             .await
             .expect("piece")
             .as_deref(),
         Some(&b"delta"[..])
     );
     store
-        .delete_checkpoint_pieces_except(&["b-0".into()], 0)
+        .delete_checkpoint_pieces_except(&["0-2-0".into()], 0)
         .await
         .expect("delete");
-    assert_eq!(store.checkpoint_piece("a-0").await.expect("piece"), None);
-    assert_eq!(store.checkpoint_piece("a-1").await.expect("piece"), None);
+    assert_eq!(store.checkpoint_piece("0-1-0").await.expect("piece"), None);
+    assert_eq!(store.checkpoint_piece("0-1-1").await.expect("piece"), None);
     assert_eq!(
         store
-            .checkpoint_piece("b-0")
+            .checkpoint_piece("0-2-0")
             .await
             .expect("piece")
             .as_deref(),
@@ -448,7 +448,7 @@ async fn conformance(store: &dyn Store) {
         Err(StoreError::Fenced { .. })
     ));
     assert!(matches!(
-        store.put_checkpoint_piece("stale-0", b"stale", first).await,
+        store.put_checkpoint_piece("0-3-0", b"stale", first).await,
         Err(StoreError::Fenced { .. })
     ));
     assert!(matches!(
@@ -457,17 +457,14 @@ async fn conformance(store: &dyn Store) {
     ));
     assert_eq!(
         store
-            .checkpoint_piece("b-0")
+            .checkpoint_piece("0-2-0")
             .await
             .expect("piece")
             .as_deref(),
         Some(&b"next chain"[..]),
         "a fenced writer deletes no piece"
     );
-    assert_eq!(
-        store.checkpoint_piece("stale-0").await.expect("piece"),
-        None
-    );
+    assert_eq!(store.checkpoint_piece("0-3-0").await.expect("piece"), None);
     assert_eq!(
         store.checkpoint().await.expect("checkpoint").as_deref(),
         Some(&b"first's"[..]),

@@ -150,7 +150,8 @@ pub trait Store: Send + Sync + 'static {
     /// The piece kept under `name` (`None`: none).
     async fn checkpoint_piece(&self, name: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Deletes every piece but those named in `keep` (the chain of the checkpoint last put);
+    /// Deletes every piece but those named in `keep` (the chain of the checkpoint last put) and
+    /// those of later writers (a piece's name starts with its writer's claim in hex, then `-`);
     /// refused ([`StoreError::Fenced`]) like a put.
     async fn delete_checkpoint_pieces_except(&self, keep: &[String], writer: u64) -> Result<()>;
 

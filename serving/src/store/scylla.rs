@@ -228,8 +228,8 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
         (
             "get_checkpoint_chunks",
             format!(
-                "SELECT chunk, body FROM {ks}.checkpoint_chunks \
-                 WHERE pipeline = ? AND generation = ?"
+                "SELECT body FROM {ks}.checkpoint_chunks \
+                 WHERE pipeline = ? AND generation = ? AND chunk = ?"
             ),
         ),
         (
@@ -259,7 +259,8 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
         (
             "get_piece_chunks",
             format!(
-                "SELECT chunk, body FROM {ks}.checkpoint_pieces WHERE pipeline = ? AND name = ?"
+                "SELECT body FROM {ks}.checkpoint_pieces \
+                 WHERE pipeline = ? AND name = ? AND chunk = ?"
             ),
         ),
         (
@@ -540,45 +541,41 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// The current checkpoint's generation and chunk count.
-    /// The blob stored in `chunks` chunks (`chunk`, `body` rows of `statement` at `key`), whole;
-    /// [`StoreError::Corrupt`] naming `what` when some are missing.
-    async fn read_chunks(
+    /// The blob stored in `chunks` chunks, read one chunk at a time (`statement` at `key(n)`
+    /// gives chunk `n`'s body: a whole piece in one unpaged read could pass ScyllaDB's limit for
+    /// unpaged reads, 100 MB by default); [`StoreError::Corrupt`] naming `what` when one is
+    /// missing.
+    async fn read_chunks<K: scylla::serialize::row::SerializeRow>(
         &self,
         statement: &PreparedStatement,
-        key: impl scylla::serialize::row::SerializeRow,
+        key: impl Fn(i32) -> K,
         chunks: i32,
         what: impl Fn() -> String,
     ) -> Result<Vec<u8>> {
-        let rows = self
-            .session
-            .execute_unpaged(statement, key)
-            .await
-            .map_err(exec_error)?
-            .into_rows_result()
-            .map_err(|e| scylla_error("read checkpoint", e))?;
         let mut bytes = Vec::new();
-        let mut next = 0;
-        for row in rows
-            .rows::<(i32, Vec<u8>)>()
-            .map_err(|e| scylla_error("read checkpoint", e))?
-        {
-            let (chunk, body) = row.map_err(|e| scylla_error("read checkpoint", e))?;
-            if chunk != next {
-                break;
-            }
+        for n in 0..chunks {
+            let rows = self
+                .session
+                .execute_unpaged(statement, key(n))
+                .await
+                .map_err(exec_error)?
+                .into_rows_result()
+                .map_err(|e| scylla_error("read checkpoint", e))?;
+            let Some((body,)) = rows
+                .maybe_first_row::<(Vec<u8>,)>()
+                .map_err(|e| scylla_error("read checkpoint", e))?
+            else {
+                return Err(StoreError::Corrupt {
+                    key: what(),
+                    detail: format!("{n} of its {chunks} chunks read back"),
+                });
+            };
             bytes.extend_from_slice(&body);
-            next += 1;
-        }
-        if next != chunks {
-            return Err(StoreError::Corrupt {
-                key: what(),
-                detail: format!("{next} of its {chunks} chunks read back"),
-            });
         }
         Ok(bytes)
     }
 
+    /// The current checkpoint's generation and chunk count.
     async fn checkpoint_head(&self) -> Result<Option<(i64, i32)>> {
         let rows = self
             .session
@@ -763,7 +760,7 @@ impl Store for ScyllaStore {
         let bytes = self
             .read_chunks(
                 &self.statements.get_checkpoint_chunks,
-                (&self.config.pipeline, generation),
+                |n| (&self.config.pipeline, generation, n),
                 chunks,
                 || format!("checkpoint generation {generation}"),
             )
@@ -775,6 +772,15 @@ impl Store for ScyllaStore {
         self.check_writer(writer).await?;
         let pipeline = &self.config.pipeline;
         let chunks = bytes.chunks(CHECKPOINT_CHUNK).collect::<Vec<_>>();
+        // The name first: chunks left by a failure half way are listed, so deleted later. A
+        // piece is only read once a head names it, which is after it was written whole.
+        self.session
+            .execute_unpaged(
+                &self.statements.write_piece_name,
+                (pipeline, name, chunks.len() as i32),
+            )
+            .await
+            .map_err(exec_error)?;
         for (i, chunk) in chunks.iter().enumerate() {
             self.session
                 .execute_unpaged(
@@ -784,13 +790,6 @@ impl Store for ScyllaStore {
                 .await
                 .map_err(exec_error)?;
         }
-        self.session
-            .execute_unpaged(
-                &self.statements.write_piece_name,
-                (pipeline, name, chunks.len() as i32),
-            )
-            .await
-            .map_err(exec_error)?;
         Ok(())
     }
 
@@ -812,7 +811,7 @@ impl Store for ScyllaStore {
         let bytes = self
             .read_chunks(
                 &self.statements.get_piece_chunks,
-                (pipeline, name),
+                |n| (pipeline, name, n),
                 chunks,
                 || format!("checkpoint piece {name}"),
             )
@@ -836,7 +835,14 @@ impl Store for ScyllaStore {
             .map_err(|e| scylla_error("list checkpoint pieces", e))?
         {
             let (name,) = row.map_err(|e| scylla_error("list checkpoint pieces", e))?;
-            if !keep.contains(&name) {
+            // The claim check above and these deletes are not one transaction: a writer fenced
+            // in between must not delete the pieces of the writer that fenced it (names start
+            // with the claim, in hex).
+            let claim = name
+                .split('-')
+                .next()
+                .and_then(|c| u64::from_str_radix(c, 16).ok());
+            if !keep.contains(&name) && claim.is_none_or(|c| c <= writer) {
                 gone.push(name);
             }
         }
