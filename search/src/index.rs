@@ -1,0 +1,251 @@
+//! The index: one tantivy document per product, upserted by product id, committed in batches
+//! (ADR 0013). Each commit records, as its payload, the log position the index reflects, so a
+//! restart reopens the index and replays only what follows. The reader is reloaded in process
+//! after each commit, so a commit is searchable at once (no directory watcher). Segments are
+//! merged by tantivy's log merge policy: a commit a second leaves a bounded number of them
+//! (`benches/search.rs` measures it).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tantivy::indexer::LogMergePolicy;
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::availability::Availability;
+use crate::document::SearchDocument;
+use crate::{Result, SearchError};
+
+/// The index's memory budget for buffering documents before it writes a segment.
+const WRITER_MEMORY: usize = 64 << 20;
+
+/// The fields of the index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields {
+    pub product_id: Field,
+    pub ordinal: Field,
+    pub title: Field,
+    pub brand: Field,
+    pub category: Field,
+    pub description: Field,
+    /// Exact values for filters and facets.
+    pub brand_exact: Field,
+    pub category_prefix: Field,
+    pub price: Field,
+    pub rating: Field,
+    pub popularity: Field,
+    pub listed: Field,
+    /// The whole document as JSON, for the hits.
+    pub source: Field,
+}
+
+impl Fields {
+    /// The text fields a query matches, with their boosts (title > brand > category >
+    /// description).
+    pub(crate) fn boosted(&self) -> [(Field, f32); 4] {
+        [
+            (self.title, 4.0),
+            (self.brand, 3.0),
+            (self.category, 2.0),
+            (self.description, 1.0),
+        ]
+    }
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    // Term frequencies for BM25; no positions (no phrase queries).
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        product_id: b.add_text_field("product_id", STRING | FAST),
+        ordinal: b.add_u64_field("ordinal", FAST),
+        title: b.add_text_field("title", text.clone()),
+        brand: b.add_text_field("brand", text.clone()),
+        category: b.add_text_field("category", text.clone()),
+        description: b.add_text_field("description", text),
+        brand_exact: b.add_text_field("brand_exact", STRING | FAST),
+        category_prefix: b.add_text_field("category_prefix", STRING | FAST),
+        price: b.add_i64_field("price", INDEXED | FAST),
+        rating: b.add_f64_field("rating", INDEXED | FAST),
+        popularity: b.add_f64_field("popularity", FAST),
+        listed: b.add_i64_field("listed", FAST),
+        source: b.add_bytes_field("source", STORED),
+    };
+    (b.build(), fields)
+}
+
+/// How big the index is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexStats {
+    pub documents: u64,
+    pub segments: usize,
+}
+
+/// The product search index.
+pub struct SearchIndex {
+    pub(crate) index: Index,
+    pub(crate) fields: Fields,
+    writer: Mutex<IndexWriter>,
+    pub(crate) reader: IndexReader,
+    pub(crate) availability: Arc<Availability>,
+    /// The position the searchable generation reflects (its commit's payload).
+    pub(crate) as_of: RwLock<Option<String>>,
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, creating it if there is none.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let open_error = |reason: String| SearchError::Open {
+            path: dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+        let directory =
+            tantivy::directory::MmapDirectory::open(dir).map_err(|e| open_error(e.to_string()))?;
+        let (schema, fields) = schema();
+        let index = Index::open_or_create(directory, schema.clone())?;
+        if index.schema() != schema {
+            return Err(open_error(
+                "written with another schema (another version of Emporium): delete the \
+                 directory and rebuild it with `emporium reindex`"
+                    .into(),
+            ));
+        }
+        Self::with_index(index, fields)
+    }
+
+    /// An index in memory (tests, benchmarks).
+    pub fn in_memory() -> Result<Self> {
+        let (schema, fields) = schema();
+        Self::with_index(Index::create_in_ram(schema), fields)
+    }
+
+    fn with_index(index: Index, fields: Fields) -> Result<Self> {
+        let writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        writer.set_merge_policy(Box::new(LogMergePolicy::default()));
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let as_of = index.load_metas()?.payload;
+        let this = Self {
+            index,
+            fields,
+            writer: Mutex::new(writer),
+            reader,
+            availability: Arc::new(Availability::default()),
+            as_of: RwLock::new(as_of),
+        };
+        this.restore_ordinals()?;
+        Ok(this)
+    }
+
+    /// Reads back every indexed product's ordinal, so the availability table and the index
+    /// agree after a reopen.
+    fn restore_ordinals(&self) -> Result<()> {
+        let searcher = self.reader.searcher();
+        for segment in searcher.segment_readers() {
+            let ordinals = segment.fast_fields().u64("ordinal")?;
+            let Some(ids) = segment.fast_fields().str("product_id")? else {
+                continue;
+            };
+            let mut id = String::new();
+            for doc in segment.doc_ids_alive() {
+                let (Some(ordinal), Some(term)) = (ordinals.first(doc), ids.term_ords(doc).next())
+                else {
+                    continue;
+                };
+                id.clear();
+                ids.ord_to_str(term, &mut id)
+                    .map_err(|e| SearchError::Index(e.into()))?;
+                self.availability.restore(id.clone(), ordinal);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces (or adds) the product's document; searchable after the next commit.
+    pub fn upsert(&self, doc: &SearchDocument) -> Result<()> {
+        let f = &self.fields;
+        let mut d = TantivyDocument::default();
+        d.add_text(f.product_id, &doc.product_id);
+        d.add_u64(f.ordinal, self.availability.ordinal(&doc.product_id));
+        d.add_text(f.title, &doc.title);
+        d.add_text(f.brand, &doc.brand);
+        d.add_text(f.category, doc.category_path.join(" "));
+        d.add_text(f.description, &doc.description);
+        d.add_text(f.brand_exact, &doc.brand);
+        for prefix in doc.category_prefixes() {
+            d.add_text(f.category_prefix, prefix);
+        }
+        d.add_i64(f.price, doc.price_minor);
+        d.add_f64(f.rating, doc.mean_rating);
+        d.add_f64(f.popularity, doc.popularity);
+        d.add_i64(f.listed, doc.listed_ms);
+        let source = serde_json::to_vec(doc).map_err(|e| SearchError::Facets(e.to_string()))?;
+        d.add_bytes(f.source, &source);
+        let writer = self.writer.lock();
+        writer.delete_term(Term::from_field_text(f.product_id, &doc.product_id));
+        writer.add_document(d)?;
+        Ok(())
+    }
+
+    /// Removes the product (discontinued); gone after the next commit.
+    pub fn remove(&self, product_id: &str) -> Result<()> {
+        let term = Term::from_field_text(self.fields.product_id, product_id);
+        self.writer.lock().delete_term(term);
+        self.availability.set(product_id, false);
+        Ok(())
+    }
+
+    /// Marks the product in stock or not: the next query sees it, no commit needed.
+    pub fn set_in_stock(&self, product_id: &str, in_stock: bool) {
+        self.availability.set(product_id, in_stock);
+    }
+
+    /// The live availability table.
+    pub fn availability(&self) -> &Arc<Availability> {
+        &self.availability
+    }
+
+    /// Commits what was upserted and removed, recording `position` (the log position the index
+    /// now reflects), and makes it searchable.
+    pub fn commit(&self, position: &str) -> Result<()> {
+        {
+            let mut writer = self.writer.lock();
+            let mut prepared = writer.prepare_commit()?;
+            prepared.set_payload(position);
+            prepared.commit()?;
+        }
+        self.reader.reload()?;
+        *self.as_of.write() = Some(position.to_owned());
+        Ok(())
+    }
+
+    /// The position recorded by the last commit (`None`: never committed).
+    pub fn position(&self) -> Option<String> {
+        self.as_of.read().clone()
+    }
+
+    /// Documents and segments searchable now.
+    pub fn stats(&self) -> IndexStats {
+        let searcher = self.reader.searcher();
+        IndexStats {
+            documents: searcher.num_docs(),
+            segments: searcher.segment_readers().len(),
+        }
+    }
+
+    /// Waits for the merges in flight (before a measurement of segments, or a clean stop).
+    pub fn wait_merging(self) -> Result<()> {
+        self.writer.into_inner().wait_merging_threads()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,46 @@
+//! Product search (issue 24): a tantivy index of one search document per product, and beside it
+//! a live table of which products are in stock, so that a reservation or a shipment changes what
+//! `in_stock=true` returns without re-indexing the product (ADR 0013).
+//!
+//! - [`document`]: what the index keeps of a product ([`SearchDocument`]);
+//! - [`availability`]: the live in-stock table, by a dense ordinal that each indexed document
+//!   carries as a fast field;
+//! - [`index`]: the index on disk (`<data dir>/search/`) or in memory: upserts, removals, commits
+//!   that record the log position they reflect, and a reader reloaded after each commit;
+//! - [`query`]: a shopper's query: BM25 with field boosts, typo tolerance by term length
+//!   (Elasticsearch's fuzziness `AUTO`), prefix match on the last term, filters, sorts with
+//!   in-stock products first, facets over the whole result set, highlights;
+//! - [`typo`]: the edit distances allowed and the Damerau–Levenshtein distance that highlights
+//!   use.
+//!
+//! No I/O but the index's own directory: the pipeline feeds it, the read API queries it.
+
+pub mod availability;
+pub mod document;
+pub mod index;
+pub mod query;
+pub mod typo;
+
+pub use availability::Availability;
+pub use document::SearchDocument;
+pub use index::{IndexStats, SearchIndex};
+pub use query::{Bucket, Facets, Hit, SearchRequest, SearchResponse, Sort};
+
+/// What went wrong in a search or an index operation.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("search index {path}: {reason}")]
+    Open { path: String, reason: String },
+    /// A request parameter out of its allowed range: which, and what is allowed.
+    #[error("{parameter}: {expected}")]
+    BadParameter {
+        parameter: &'static str,
+        expected: String,
+    },
+    #[error("search facets: {0}")]
+    Facets(String),
+}
+
+pub type Result<T, E = SearchError> = std::result::Result<T, E>;

@@ -1,0 +1,579 @@
+//! A shopper's query (issue 24; ADR 0013): the request as the read API takes it, checked; the
+//! tantivy query built from it; the hits, total, facets and highlights.
+//!
+//! - Matching: every query term must match the title, brand, category path or description. A
+//!   term matches exactly (scored by BM25, k1 = 1.2, b = 0.75, tantivy's defaults, as Lucene's)
+//!   or within the edits its length allows ([`crate::typo::allowed_edits`]; a constant score, a
+//!   fraction of the exact one, so an exact match always ranks above a typo); the last term also
+//!   matches as a prefix (as you type). Field boosts: title 4, brand 3, category 2,
+//!   description 1.
+//! - Filters (score-neutral): category (any level of the path, `Electronics/Audio`), brand
+//!   (exact), price range (minor units), minimum mean rating, and `in_stock=true` from the live
+//!   table ([`crate::availability`]).
+//! - Order: in-stock products first, then by relevance, price, popularity, rating or newest;
+//!   ties in index order.
+//! - Facets over the whole result set (every hit, not the page): brands, category levels, price
+//!   bands, ratings ("4 and up" counts every hit rated at least 4).
+
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::agg_result::AggregationResults;
+use tantivy::aggregation::{AggContextParams, AggregationCollector};
+use tantivy::collector::{Count, FilterCollector, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
+    TermQuery,
+};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::{DocAddress, DocId, Score, SegmentReader, TantivyDocument, Term};
+
+use crate::document::SearchDocument;
+use crate::index::SearchIndex;
+use crate::typo::{allowed_edits, matches};
+use crate::{Result, SearchError};
+
+/// The longest `q` taken, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
+/// The most hits a page holds.
+pub const MAX_PER_PAGE: usize = 100;
+/// How deep pages may go (as Elasticsearch's `max_result_window`).
+pub const MAX_WINDOW: usize = 10_000;
+/// A typo's score, as a fraction of the field's boost (an exact match scores its BM25 on top).
+const FUZZY_WEIGHT: f32 = 0.2;
+/// A prefix match's score, likewise.
+const PREFIX_WEIGHT: f32 = 0.3;
+/// Price bands of the facet, in minor units: under 10, 10–25, 25–50, 50–100, 100–250, 250–500,
+/// 500 and over.
+const PRICE_BANDS: [i64; 6] = [1_000, 2_500, 5_000, 10_000, 25_000, 50_000];
+
+/// How the hits are ordered (in-stock products first in every order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sort {
+    #[default]
+    Relevance,
+    PriceAsc,
+    PriceDesc,
+    Popularity,
+    Rating,
+    Newest,
+}
+
+impl Sort {
+    pub const NAMES: &'static str = "relevance, price_asc, price_desc, popularity, rating, newest";
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "relevance" => Sort::Relevance,
+            "price_asc" => Sort::PriceAsc,
+            "price_desc" => Sort::PriceDesc,
+            "popularity" => Sort::Popularity,
+            "rating" => Sort::Rating,
+            "newest" => Sort::Newest,
+            _ => {
+                return Err(SearchError::BadParameter {
+                    parameter: "sort",
+                    expected: format!("one of {}, got {s:?}", Self::NAMES),
+                });
+            }
+        })
+    }
+}
+
+/// A search as the read API takes it (`GET /v1/search?…`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub q: Option<String>,
+    pub category: Option<String>,
+    pub brand: Option<String>,
+    /// Price bounds in minor units, inclusive.
+    pub price_min: Option<i64>,
+    pub price_max: Option<i64>,
+    /// `true`: only products in stock; otherwise those out of stock come last.
+    pub in_stock: Option<bool>,
+    pub rating_min: Option<f64>,
+    pub sort: Option<String>,
+    /// From 1.
+    pub page: Option<usize>,
+    pub per_page: Option<usize>,
+}
+
+/// One hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub product_id: String,
+    pub title: String,
+    pub brand: String,
+    pub category_path: Vec<String>,
+    pub price_minor: i64,
+    pub currency: String,
+    pub reviews: u64,
+    pub mean_rating: f64,
+    pub in_stock: bool,
+    /// The relevance score (relevance order only).
+    pub score: Option<f32>,
+    /// The title with the words that matched in `<em>`.
+    pub highlight: String,
+}
+
+/// A facet value and how many hits have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub value: String,
+    pub count: u64,
+}
+
+/// Counts over every hit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facets {
+    pub brand: Vec<Bucket>,
+    pub category: Vec<Bucket>,
+    pub price: Vec<Bucket>,
+    pub rating: Vec<Bucket>,
+}
+
+/// The answer to a search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub total: u64,
+    pub page: usize,
+    pub per_page: usize,
+    pub hits: Vec<Hit>,
+    pub facets: Facets,
+    /// The log position the index reflected (its last commit's): availability may be newer.
+    pub as_of: Option<String>,
+}
+
+/// A request checked, with its defaults.
+#[derive(Debug, Clone)]
+struct Checked {
+    terms: Vec<String>,
+    sort: Sort,
+    page: usize,
+    per_page: usize,
+}
+
+fn bad(parameter: &'static str, expected: impl Into<String>) -> SearchError {
+    SearchError::BadParameter {
+        parameter,
+        expected: expected.into(),
+    }
+}
+
+impl SearchIndex {
+    /// The query's terms, as the index's tokenizer cuts and lowercases them.
+    fn terms(&self, q: &str) -> Result<Vec<String>> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.title)?;
+        let mut stream = analyzer.token_stream(q);
+        let mut terms = Vec::new();
+        while let Some(token) = stream.next() {
+            terms.push(token.text.clone());
+        }
+        Ok(terms)
+    }
+
+    fn check(&self, r: &SearchRequest) -> Result<Checked> {
+        let q = r.q.as_deref().map(str::trim).unwrap_or("");
+        let filtered = r.category.is_some()
+            || r.brand.is_some()
+            || r.price_min.is_some()
+            || r.price_max.is_some()
+            || r.in_stock == Some(true)
+            || r.rating_min.is_some();
+        let chars = q.chars().count();
+        if chars > MAX_QUERY_CHARS {
+            return Err(bad(
+                "q",
+                format!("at most {MAX_QUERY_CHARS} characters, got {chars}"),
+            ));
+        }
+        let terms = self.terms(q)?;
+        if terms.is_empty() && !filtered {
+            return Err(bad(
+                "q",
+                "a query of 1 to 256 characters with at least one word, or a filter \
+                 (category, brand, price_min, price_max, in_stock=true, rating_min)",
+            ));
+        }
+        let sort = Sort::parse(r.sort.as_deref().unwrap_or("relevance"))?;
+        let per_page = r.per_page.unwrap_or(20);
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(bad(
+                "per_page",
+                format!("1 to {MAX_PER_PAGE}, got {per_page}"),
+            ));
+        }
+        let page = r.page.unwrap_or(1);
+        if page == 0 || page.saturating_mul(per_page) > MAX_WINDOW {
+            return Err(bad(
+                "page",
+                format!(
+                    "from 1, within the first {MAX_WINDOW} hits (page × per_page ≤ {MAX_WINDOW}), \
+                     got page {page} of {per_page}"
+                ),
+            ));
+        }
+        if let (Some(min), Some(max)) = (r.price_min, r.price_max)
+            && min > max
+        {
+            return Err(bad(
+                "price_min",
+                format!("at most price_max ({max}), got {min}"),
+            ));
+        }
+        if r.price_min.is_some_and(|p| p < 0) || r.price_max.is_some_and(|p| p < 0) {
+            return Err(bad("price_min", "a price in minor units, 0 or more"));
+        }
+        if let Some(rating) = r.rating_min
+            && !(0.0..=5.0).contains(&rating)
+        {
+            return Err(bad("rating_min", format!("0 to 5, got {rating}")));
+        }
+        Ok(Checked {
+            terms,
+            sort,
+            page,
+            per_page,
+        })
+    }
+
+    /// The text part: every term must match some field, exactly, within its edits, or (the
+    /// last) as a prefix.
+    fn text_query(&self, terms: &[String]) -> Box<dyn Query> {
+        let mut musts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
+        for (i, t) in terms.iter().enumerate() {
+            let last = i + 1 == terms.len();
+            let edits = allowed_edits(t);
+            let mut shoulds: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for (field, boost) in self.fields.boosted() {
+                let term = Term::from_field_text(field, t);
+                let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+                shoulds.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(exact), boost)),
+                ));
+                if edits > 0 {
+                    let fuzzy = FuzzyTermQuery::new(term.clone(), edits, true);
+                    shoulds.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(Box::new(fuzzy), boost * FUZZY_WEIGHT)),
+                    ));
+                }
+                if last {
+                    let prefix = FuzzyTermQuery::new_prefix(term, edits.min(1), true);
+                    shoulds.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(Box::new(prefix), boost * PREFIX_WEIGHT)),
+                    ));
+                }
+            }
+            musts.push((Occur::Must, Box::new(BooleanQuery::new(shoulds))));
+        }
+        Box::new(BooleanQuery::new(musts))
+    }
+
+    fn query(&self, r: &SearchRequest, c: &Checked) -> Box<dyn Query> {
+        let f = &self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        clauses.push((
+            Occur::Must,
+            if c.terms.is_empty() {
+                Box::new(AllQuery)
+            } else {
+                self.text_query(&c.terms)
+            },
+        ));
+        let mut filter = |q: Box<dyn Query>| {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0))));
+        };
+        if let Some(category) = &r.category {
+            let term = Term::from_field_text(f.category_prefix, category);
+            filter(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
+        }
+        if let Some(brand) = &r.brand {
+            let term = Term::from_field_text(f.brand_exact, brand);
+            filter(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
+        }
+        if r.price_min.is_some() || r.price_max.is_some() {
+            let bound = |p: Option<i64>| {
+                p.map_or(Bound::Unbounded, |p| {
+                    Bound::Included(Term::from_field_i64(f.price, p))
+                })
+            };
+            filter(Box::new(RangeQuery::new(
+                bound(r.price_min),
+                bound(r.price_max),
+            )));
+        }
+        if let Some(rating) = r.rating_min {
+            filter(Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_f64(f.rating, rating)),
+                Bound::Unbounded,
+            )));
+        }
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// Runs a search.
+    pub fn search(&self, r: &SearchRequest) -> Result<SearchResponse> {
+        let c = self.check(r)?;
+        let query = self.query(r, &c);
+        let searcher = self.reader.searcher();
+        let in_stock = self.availability.snapshot();
+        let sort = c.sort;
+        let ranked = {
+            let in_stock = in_stock.clone();
+            TopDocs::with_limit(c.per_page)
+                .and_offset((c.page - 1) * c.per_page)
+                .tweak_score(move |segment: &SegmentReader| {
+                    let sort_key = SortKey::for_segment(segment, sort);
+                    let in_stock = in_stock.clone();
+                    move |doc: DocId, score: Score| {
+                        let available = u8::from(in_stock.contains(sort_key.ordinal(doc)));
+                        (available, sort_key.key(doc, score))
+                    }
+                })
+        };
+        let facets = AggregationCollector::from_aggs(facet_request()?, AggContextParams::default());
+        let collectors = (ranked, Count, facets);
+        let (top, total, aggregations) = if r.in_stock == Some(true) {
+            let in_stock = in_stock.clone();
+            searcher.search(
+                &query,
+                &FilterCollector::new(
+                    "ordinal".to_owned(),
+                    move |ordinal: u64| in_stock.contains(ordinal),
+                    collectors,
+                ),
+            )?
+        } else {
+            searcher.search(&query, &collectors)?
+        };
+        let mut hits = Vec::with_capacity(top.len());
+        for ((available, key), address) in top {
+            hits.push(self.hit(
+                &searcher,
+                address,
+                available == 1,
+                (sort == Sort::Relevance).then_some(key as f32),
+                &c.terms,
+            )?);
+        }
+        Ok(SearchResponse {
+            total: total as u64,
+            page: c.page,
+            per_page: c.per_page,
+            hits,
+            facets: facets_of(aggregations)?,
+            as_of: self.as_of.read().clone(),
+        })
+    }
+
+    fn hit(
+        &self,
+        searcher: &tantivy::Searcher,
+        address: DocAddress,
+        in_stock: bool,
+        score: Option<f32>,
+        terms: &[String],
+    ) -> Result<Hit> {
+        let stored: TantivyDocument = searcher.doc(address)?;
+        let source = stored
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_bytes())
+            .ok_or_else(|| SearchError::Facets("a document without its source".into()))?;
+        let doc: SearchDocument = serde_json::from_slice(source)
+            .map_err(|e| SearchError::Facets(format!("a document's source: {e}")))?;
+        let highlight = self.highlight(&doc.title, terms)?;
+        Ok(Hit {
+            product_id: doc.product_id,
+            title: doc.title,
+            brand: doc.brand,
+            category_path: doc.category_path,
+            price_minor: doc.price_minor,
+            currency: doc.currency,
+            reviews: doc.reviews,
+            mean_rating: doc.mean_rating,
+            in_stock,
+            score,
+            highlight,
+        })
+    }
+
+    /// `text` with every word that matches a query term (within its edits; the last term as a
+    /// prefix too) in `<em>`, the rest escaped for HTML.
+    fn highlight(&self, text: &str, terms: &[String]) -> Result<String> {
+        let mut analyzer = self.index.tokenizer_for_field(self.fields.title)?;
+        let mut stream = analyzer.token_stream(text);
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut at = 0;
+        while let Some(token) = stream.next() {
+            let hit = terms
+                .iter()
+                .enumerate()
+                .any(|(i, t)| matches(t, &token.text, i + 1 == terms.len()));
+            if hit && token.offset_from >= at && token.offset_to <= text.len() {
+                escape_into(&mut out, &text[at..token.offset_from]);
+                out.push_str("<em>");
+                escape_into(&mut out, &text[token.offset_from..token.offset_to]);
+                out.push_str("</em>");
+                at = token.offset_to;
+            }
+        }
+        escape_into(&mut out, &text[at..]);
+        Ok(out)
+    }
+}
+
+fn escape_into(out: &mut String, s: &str) {
+    for ch in s.chars() {
+        match ch {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(ch),
+        }
+    }
+}
+
+/// What a segment's hits are ordered by (after in stock first).
+struct SortKey {
+    sort: Sort,
+    ordinals: std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>,
+    price: Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<i64>>>,
+    float: Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<f64>>>,
+}
+
+impl SortKey {
+    fn for_segment(segment: &SegmentReader, sort: Sort) -> Self {
+        let ff = segment.fast_fields();
+        let ordinals = ff
+            .u64("ordinal")
+            .map(|c| c.first_or_default_col(u64::MAX))
+            .unwrap_or_else(|_| {
+                std::sync::Arc::new(tantivy::columnar::EmptyColumnValues)
+                    as std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>
+            });
+        let i64_column = |name: &str| ff.i64(name).ok().map(|c| c.first_or_default_col(0));
+        let f64_column = |name: &str| ff.f64(name).ok().map(|c| c.first_or_default_col(0.0));
+        let (price, float) = match sort {
+            Sort::PriceAsc | Sort::PriceDesc => (i64_column("price"), None),
+            Sort::Newest => (i64_column("listed"), None),
+            Sort::Popularity => (None, f64_column("popularity")),
+            Sort::Rating => (None, f64_column("rating")),
+            Sort::Relevance => (None, None),
+        };
+        Self {
+            sort,
+            ordinals,
+            price,
+            float,
+        }
+    }
+
+    fn ordinal(&self, doc: DocId) -> u64 {
+        if doc < self.ordinals.num_vals() {
+            self.ordinals.get_val(doc)
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// Larger first.
+    fn key(&self, doc: DocId, score: Score) -> f64 {
+        let int = |c: &Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<i64>>>| {
+            c.as_ref().map_or(0, |c| c.get_val(doc)) as f64
+        };
+        match self.sort {
+            Sort::Relevance => f64::from(score),
+            Sort::PriceAsc => -int(&self.price),
+            Sort::PriceDesc | Sort::Newest => int(&self.price),
+            Sort::Popularity | Sort::Rating => self.float.as_ref().map_or(0.0, |c| c.get_val(doc)),
+        }
+    }
+}
+
+/// The facets as tantivy aggregations.
+fn facet_request() -> Result<Aggregations> {
+    let mut price_ranges = Vec::new();
+    let mut from: Option<i64> = None;
+    for to in PRICE_BANDS {
+        price_ranges.push(serde_json::json!({"from": from, "to": to}));
+        from = Some(to);
+    }
+    price_ranges.push(serde_json::json!({"from": from}));
+    let request = serde_json::json!({
+        "brand": {"terms": {"field": "brand_exact", "size": 20}},
+        "category": {"terms": {"field": "category_prefix", "size": 50}},
+        "price": {"range": {"field": "price", "ranges": price_ranges}},
+        "rating": {"range": {"field": "rating", "ranges": [
+            {"to": 1.0}, {"from": 1.0, "to": 2.0}, {"from": 2.0, "to": 3.0},
+            {"from": 3.0, "to": 4.0}, {"from": 4.0}
+        ]}},
+    });
+    serde_json::from_value(request).map_err(|e| SearchError::Facets(e.to_string()))
+}
+
+/// The facets' buckets, from the aggregations' results.
+fn facets_of(results: AggregationResults) -> Result<Facets> {
+    let json = serde_json::to_value(&results).map_err(|e| SearchError::Facets(e.to_string()))?;
+    let buckets = |name: &str| -> Vec<(String, u64)> {
+        json[name]["buckets"]
+            .as_array()
+            .map(|b| {
+                b.iter()
+                    .map(|b| {
+                        let key = match &b["key"] {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (key, b["doc_count"].as_u64().unwrap_or(0))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let terms = |name: &str| {
+        buckets(name)
+            .into_iter()
+            .map(|(value, count)| Bucket { value, count })
+            .collect::<Vec<_>>()
+    };
+    // Price bands in the order asked, named in major units.
+    let price = buckets("price")
+        .into_iter()
+        .zip(price_band_names())
+        .map(|((_, count), value)| Bucket { value, count })
+        .collect();
+    // "n and up": every hit rated at least n (the disjoint bands summed from the top).
+    let bands: Vec<u64> = buckets("rating").into_iter().map(|(_, n)| n).collect();
+    let rating = (1..=4)
+        .rev()
+        .map(|n| Bucket {
+            value: format!("{n} and up"),
+            count: bands.iter().skip(n).sum(),
+        })
+        .collect();
+    Ok(Facets {
+        brand: terms("brand"),
+        category: terms("category"),
+        price,
+        rating,
+    })
+}
+
+fn price_band_names() -> Vec<String> {
+    let major = |p: i64| p / 100;
+    let mut names = vec![format!("under {}", major(PRICE_BANDS[0]))];
+    for pair in PRICE_BANDS.windows(2) {
+        names.push(format!("{}–{}", major(pair[0]), major(pair[1])));
+    }
+    names.push(format!(
+        "{} and over",
+        major(PRICE_BANDS[PRICE_BANDS.len() - 1])
+    ));
+    names
+}

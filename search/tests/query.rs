@@ -1,0 +1,306 @@
+//! The query semantics on a small catalog whose answers are known: filters, in-stock first and
+//! `in_stock=true` from the live table (no commit), sorts, facets over every hit, highlights,
+//! the parameters refused, and an index reopened from its directory at its last commit.
+
+use emporium_search::{SearchDocument, SearchError, SearchIndex, SearchRequest};
+
+fn doc(
+    id: &str,
+    title: &str,
+    brand: &str,
+    category: &[&str],
+    price: i64,
+    rating: f64,
+) -> SearchDocument {
+    SearchDocument {
+        product_id: id.into(),
+        title: title.into(),
+        brand: brand.into(),
+        category_path: category.iter().map(|c| (*c).to_owned()).collect(),
+        description: format!("{brand} {title}"),
+        price_minor: price,
+        currency: "USD".into(),
+        reviews: u64::from(rating > 0.0),
+        mean_rating: rating,
+        popularity: price as f64 / 100.0,
+        listed_ms: price,
+    }
+}
+
+fn shop(index: &SearchIndex) {
+    for d in [
+        doc(
+            "p-1",
+            "Wireless headphones",
+            "Acme",
+            &["Electronics", "Audio"],
+            5_999,
+            4.5,
+        ),
+        doc(
+            "p-2",
+            "Wired headphones",
+            "Globex",
+            &["Electronics", "Audio"],
+            1_999,
+            3.2,
+        ),
+        doc(
+            "p-3",
+            "Wireless speaker",
+            "Acme",
+            &["Electronics", "Audio"],
+            12_999,
+            4.1,
+        ),
+        doc(
+            "p-4",
+            "Kitchen scale",
+            "Initech",
+            &["Home", "Kitchen"],
+            2_499,
+            0.0,
+        ),
+        doc(
+            "p-5",
+            "Wireless charger",
+            "Globex",
+            &["Electronics", "Phones"],
+            2_999,
+            2.0,
+        ),
+    ] {
+        index.upsert(&d).expect("upsert");
+        index.set_in_stock(&d.product_id, d.product_id != "p-3");
+    }
+    index.commit("log@42").expect("commit");
+}
+
+fn ids(index: &SearchIndex, r: SearchRequest) -> Vec<String> {
+    index
+        .search(&r)
+        .expect("search")
+        .hits
+        .into_iter()
+        .map(|h| h.product_id)
+        .collect()
+}
+
+fn q(text: &str) -> SearchRequest {
+    SearchRequest {
+        q: Some(text.into()),
+        ..SearchRequest::default()
+    }
+}
+
+#[test]
+fn filters_sorts_stock_and_facets() {
+    let index = SearchIndex::in_memory().expect("index");
+    shop(&index);
+    // Out of stock last (p-3), whatever its score.
+    let wireless = ids(&index, q("wireless"));
+    assert_eq!(wireless.len(), 3);
+    assert_eq!(wireless.last().map(String::as_str), Some("p-3"));
+    // A sell-out is visible at once, without a commit.
+    let in_stock = |index: &SearchIndex| {
+        ids(
+            index,
+            SearchRequest {
+                in_stock: Some(true),
+                ..q("wireless")
+            },
+        )
+    };
+    assert_eq!(in_stock(&index).len(), 2);
+    index.set_in_stock("p-1", false);
+    assert_eq!(in_stock(&index), ["p-5"]);
+    index.set_in_stock("p-1", true);
+    // Filters.
+    let r = SearchRequest {
+        category: Some("Electronics/Audio".into()),
+        brand: Some("Acme".into()),
+        ..SearchRequest::default()
+    };
+    let mut found = ids(&index, r);
+    found.sort();
+    assert_eq!(found, ["p-1", "p-3"]);
+    let r = SearchRequest {
+        price_min: Some(2_000),
+        price_max: Some(6_000),
+        ..q("wireless")
+    };
+    let mut found = ids(&index, r);
+    found.sort();
+    assert_eq!(found, ["p-1", "p-5"]);
+    let r = SearchRequest {
+        rating_min: Some(4.0),
+        category: Some("Electronics".into()),
+        ..SearchRequest::default()
+    };
+    let mut found = ids(&index, r);
+    found.sort();
+    assert_eq!(found, ["p-1", "p-3"]);
+    // Sorts, in stock first.
+    let sorted = |sort: &str| {
+        ids(
+            &index,
+            SearchRequest {
+                sort: Some(sort.into()),
+                category: Some("Electronics".into()),
+                ..SearchRequest::default()
+            },
+        )
+    };
+    assert_eq!(sorted("price_asc"), ["p-2", "p-5", "p-1", "p-3"]);
+    assert_eq!(sorted("price_desc"), ["p-1", "p-5", "p-2", "p-3"]);
+    assert_eq!(sorted("rating"), ["p-1", "p-2", "p-5", "p-3"]);
+    // Facets count every hit, not the page.
+    let answer = index
+        .search(&SearchRequest {
+            per_page: Some(1),
+            ..q("wireless")
+        })
+        .expect("search");
+    assert_eq!((answer.total, answer.hits.len()), (3, 1));
+    let acme = answer
+        .facets
+        .brand
+        .iter()
+        .find(|b| b.value == "Acme")
+        .expect("Acme");
+    assert_eq!(acme.count, 2);
+    let audio = answer
+        .facets
+        .category
+        .iter()
+        .find(|b| b.value == "Electronics/Audio")
+        .expect("Audio");
+    assert_eq!(audio.count, 2);
+    let four = answer
+        .facets
+        .rating
+        .iter()
+        .find(|b| b.value == "4 and up")
+        .expect("4+");
+    assert_eq!(four.count, 2);
+    assert_eq!(answer.facets.price.iter().map(|b| b.count).sum::<u64>(), 3);
+    assert_eq!(answer.as_of.as_deref(), Some("log@42"));
+}
+
+#[test]
+fn typos_prefixes_and_highlights() {
+    let index = SearchIndex::in_memory().expect("index");
+    shop(&index);
+    // One typo in a 5-letter word, two in a 10-letter one, a prefix as typed.
+    assert_eq!(ids(&index, q("kitchn scale")), ["p-4"]);
+    assert_eq!(ids(&index, q("hedphoens wired"))[0], "p-2");
+    assert_eq!(ids(&index, q("kitchen sc")), ["p-4"]);
+    // Exact beats a typo: "wired" is within one edit of "wire" words, but p-2 matches exactly.
+    assert_eq!(ids(&index, q("wired"))[0], "p-2");
+    let hit = index.search(&q("wirless headphones")).expect("search").hits;
+    assert_eq!(hit[0].product_id, "p-1");
+    assert_eq!(hit[0].highlight, "<em>Wireless</em> <em>headphones</em>");
+    assert!(hit[0].score.is_some_and(|s| s > 0.0));
+}
+
+#[test]
+fn bad_parameters_are_refused_naming_them() {
+    let index = SearchIndex::in_memory().expect("index");
+    shop(&index);
+    let refused = |r: SearchRequest| match index.search(&r) {
+        Err(SearchError::BadParameter {
+            parameter,
+            expected,
+        }) => format!("{parameter}: {expected}"),
+        other => panic!("{r:?} gave {other:?}"),
+    };
+    assert!(refused(SearchRequest::default()).starts_with("q: a query of 1 to 256"));
+    assert!(refused(q(&"a".repeat(257))).starts_with("q: at most 256 characters"));
+    assert!(
+        refused(SearchRequest {
+            sort: Some("cheapest".into()),
+            ..q("x")
+        })
+        .starts_with("sort: one of")
+    );
+    assert!(
+        refused(SearchRequest {
+            per_page: Some(101),
+            ..q("x")
+        })
+        .starts_with("per_page: 1 to 100")
+    );
+    assert!(
+        refused(SearchRequest {
+            page: Some(501),
+            per_page: Some(20),
+            ..q("x")
+        })
+        .starts_with("page: ")
+    );
+    assert!(
+        refused(SearchRequest {
+            price_min: Some(10),
+            price_max: Some(5),
+            ..q("x")
+        })
+        .starts_with("price_min: at most price_max")
+    );
+    assert!(
+        refused(SearchRequest {
+            rating_min: Some(6.0),
+            ..q("x")
+        })
+        .starts_with("rating_min: 0 to 5")
+    );
+    // Punctuation alone is no query, but a filter is enough.
+    assert!(refused(q("?!")).starts_with("q: "));
+    assert!(
+        index
+            .search(&SearchRequest {
+                brand: Some("Acme".into()),
+                ..q("?!")
+            })
+            .is_ok()
+    );
+}
+
+#[test]
+fn an_index_reopens_at_its_last_commit_with_its_products() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let index = SearchIndex::open(dir.path()).expect("open");
+        assert_eq!(index.position(), None);
+        shop(&index);
+        index.remove("p-2").expect("remove");
+        index
+            .upsert(&doc("p-9", "Uncommitted", "Acme", &["Home"], 1, 0.0))
+            .expect("upsert");
+        index.commit("log@43").expect("commit");
+        index
+            .upsert(&doc("p-10", "Lost", "Acme", &["Home"], 1, 0.0))
+            .expect("upsert");
+        // Dropped without a commit: p-10 is not in the index.
+    }
+    let index = SearchIndex::open(dir.path()).expect("reopen");
+    assert_eq!(index.position().as_deref(), Some("log@43"));
+    assert_eq!(index.stats().documents, 5, "p-1, p-3, p-4, p-5, p-9");
+    assert!(ids(&index, q("lost")).is_empty());
+    assert!(
+        ids(&index, q("wired")).iter().all(|id| id != "p-2"),
+        "removed"
+    );
+    // Availability is fed again at start (not persisted); the ordinals read back agree.
+    assert_eq!(index.availability().products(), 5);
+    index.set_in_stock("p-9", true);
+    assert_eq!(
+        ids(
+            &index,
+            SearchRequest {
+                in_stock: Some(true),
+                ..q("uncommitted")
+            }
+        ),
+        ["p-9"]
+    );
+}
