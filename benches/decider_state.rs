@@ -53,11 +53,6 @@ struct Sample {
     delta_pause_ms: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn main() {
     support::alloc::keep_freed_memory_a_while();
     let n: u64 = if quick() {

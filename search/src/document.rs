@@ -3,6 +3,7 @@
 //! popularity, when it was listed). Availability is not in it: it changes with every reservation
 //! and lives beside the index ([`crate::availability`]).
 
+use emporium_schemas::catalog::ProductUpserted;
 use serde::{Deserialize, Serialize};
 
 /// One product as the index keeps it.
@@ -27,6 +28,24 @@ pub struct SearchDocument {
 }
 
 impl SearchDocument {
+    /// A listed product's document, before any review or interest: its text and price from
+    /// the `product_upserted` event, listed at `listed_ms`.
+    pub fn listed(p: &ProductUpserted, listed_ms: i64) -> Self {
+        Self {
+            product_id: p.product_id.clone(),
+            title: p.title.clone(),
+            brand: p.brand.clone(),
+            category_path: p.category_path.clone(),
+            description: p.description.clone(),
+            price_minor: p.price.amount_minor,
+            currency: p.price.currency.clone(),
+            reviews: 0,
+            mean_rating: 0.0,
+            popularity: 0.0,
+            listed_ms,
+        }
+    }
+
     /// The category path's prefixes, each a filter and facet value: `Electronics`,
     /// `Electronics/Audio`.
     pub fn category_prefixes(&self) -> Vec<String> {

@@ -189,7 +189,7 @@ impl SearchIndex {
         d.add_f64(f.rating, doc.mean_rating);
         d.add_f64(f.popularity, doc.popularity);
         d.add_i64(f.listed, doc.listed_ms);
-        let source = serde_json::to_vec(doc).map_err(|e| SearchError::Facets(e.to_string()))?;
+        let source = serde_json::to_vec(doc).map_err(|e| SearchError::Source(e.to_string()))?;
         d.add_bytes(f.source, &source);
         let writer = self.writer.lock();
         writer.delete_term(Term::from_field_text(f.product_id, &doc.product_id));

@@ -10,6 +10,7 @@
 //! - [`query`]: a shopper's query: BM25 with field boosts, typo tolerance by term length
 //!   (Elasticsearch's fuzziness `AUTO`), prefix match on the last term, filters, sorts with
 //!   in-stock products first, facets over the whole result set, highlights;
+//! - [`facets`]: the counts over every hit (brands, category levels, price and rating bands);
 //! - [`typo`]: the edit distances allowed and the Damerau–Levenshtein distance that highlights
 //!   use.
 //!
@@ -17,6 +18,7 @@
 
 pub mod availability;
 pub mod document;
+pub mod facets;
 pub mod index;
 pub mod query;
 pub mod typo;
@@ -39,8 +41,9 @@ pub enum SearchError {
         parameter: &'static str,
         expected: String,
     },
-    #[error("search facets: {0}")]
-    Facets(String),
+    /// A document's stored source that does not encode or decode.
+    #[error("search document source: {0}")]
+    Source(String),
 }
 
 pub type Result<T, E = SearchError> = std::result::Result<T, E>;

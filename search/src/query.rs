@@ -3,24 +3,23 @@
 //!
 //! - Matching: every query term must match the title, brand, category path or description. A
 //!   term matches exactly (scored by BM25, k1 = 1.2, b = 0.75, tantivy's defaults, as Lucene's)
-//!   or within the edits its length allows ([`crate::typo::allowed_edits`]; a constant score, a
-//!   fraction of the exact one, so an exact match always ranks above a typo); the last term also
-//!   matches as a prefix (as you type). Field boosts: title 4, brand 3, category 2,
-//!   description 1.
+//!   or, in the title, brand and category, within the edits its length allows
+//!   ([`crate::typo::allowed_edits`]; a constant score, a fraction of the exact one, so an exact
+//!   match always ranks above a typo); the last term also matches the words it starts, within
+//!   the same edits (as you type). A term of digits only matches exactly. Field boosts: title 4,
+//!   brand 3, category 2, description 1.
 //! - Filters (score-neutral): category (any level of the path, `Electronics/Audio`), brand
 //!   (exact), price range (minor units), minimum mean rating, and `in_stock=true` from the live
 //!   table ([`crate::availability`]).
 //! - Order: in-stock products first, then by relevance, price, popularity, rating or newest;
 //!   ties in index order.
 //! - Facets over the whole result set (every hit, not the page): brands, category levels, price
-//!   bands, ratings ("4 and up" counts every hit rated at least 4).
+//!   bands, ratings ("4 and up" counts every hit rated at least 4), in one pass over the hits'
+//!   fast fields ([`crate::facets`]).
 
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
-use tantivy::aggregation::agg_req::Aggregations;
-use tantivy::aggregation::agg_result::AggregationResults;
-use tantivy::aggregation::{AggContextParams, AggregationCollector};
 use tantivy::collector::{Count, FilterCollector, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
@@ -30,6 +29,7 @@ use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, DocId, Score, SegmentReader, TantivyDocument, Term};
 
 use crate::document::SearchDocument;
+use crate::facets::FacetCounts;
 use crate::index::SearchIndex;
 use crate::typo::{allowed_edits, matches};
 use crate::{Result, SearchError};
@@ -44,9 +44,6 @@ pub const MAX_WINDOW: usize = 10_000;
 const FUZZY_WEIGHT: f32 = 0.2;
 /// A prefix match's score, likewise.
 const PREFIX_WEIGHT: f32 = 0.3;
-/// Price bands of the facet, in minor units: under 10, 10–25, 25–50, 50–100, 100–250, 250–500,
-/// 500 and over.
-const PRICE_BANDS: [i64; 6] = [1_000, 2_500, 5_000, 10_000, 25_000, 50_000];
 
 /// How the hits are ordered (in-stock products first in every order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -244,8 +241,12 @@ impl SearchIndex {
     fn text_query(&self, terms: &[String]) -> Box<dyn Query> {
         let mut musts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
         for (i, t) in terms.iter().enumerate() {
-            let last = i + 1 == terms.len();
-            let edits = allowed_edits(t);
+            // Numbers (model numbers, sizes) match exactly, as Meilisearch's `disableOnNumbers`
+            // and Algolia's `allowTyposOnNumericTokens: false`: "123" is not a typo of "124",
+            // and a number as typed ("12") would match a tenth of the catalog's numbers.
+            let number = t.chars().all(|c| c.is_ascii_digit());
+            let last = i + 1 == terms.len() && !number;
+            let edits = if number { 0 } else { allowed_edits(t) };
             let mut shoulds: Vec<(Occur, Box<dyn Query>)> = Vec::new();
             for (field, boost) in self.fields.boosted() {
                 let term = Term::from_field_text(field, t);
@@ -254,20 +255,24 @@ impl SearchIndex {
                     Occur::Should,
                     Box::new(BoostQuery::new(Box::new(exact), boost)),
                 ));
-                if edits > 0 {
-                    let fuzzy = FuzzyTermQuery::new(term.clone(), edits, true);
-                    shoulds.push((
-                        Occur::Should,
-                        Box::new(BoostQuery::new(Box::new(fuzzy), boost * FUZZY_WEIGHT)),
-                    ));
+                // Typos and prefixes in the fields that name the product; the description
+                // matches exactly (it repeats those fields' words, and each fuzzy clause costs
+                // a pass over every hit).
+                if field == self.fields.description {
+                    continue;
                 }
-                if last {
-                    let prefix = FuzzyTermQuery::new_prefix(term, edits.min(1), true);
-                    shoulds.push((
-                        Occur::Should,
-                        Box::new(BoostQuery::new(Box::new(prefix), boost * PREFIX_WEIGHT)),
-                    ));
-                }
+                // One clause covers the typos (and, for the last term, the words it starts).
+                let (loose, weight) = if last {
+                    (FuzzyTermQuery::new_prefix(term, edits, true), PREFIX_WEIGHT)
+                } else if edits > 0 {
+                    (FuzzyTermQuery::new(term, edits, true), FUZZY_WEIGHT)
+                } else {
+                    continue;
+                };
+                shoulds.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(loose), boost * weight)),
+                ));
             }
             musts.push((Occur::Must, Box::new(BooleanQuery::new(shoulds))));
         }
@@ -336,9 +341,8 @@ impl SearchIndex {
                     }
                 })
         };
-        let facets = AggregationCollector::from_aggs(facet_request()?, AggContextParams::default());
-        let collectors = (ranked, Count, facets);
-        let (top, total, aggregations) = if r.in_stock == Some(true) {
+        let collectors = (ranked, Count, FacetCounts);
+        let (top, total, tally) = if r.in_stock == Some(true) {
             let in_stock = in_stock.clone();
             searcher.search(
                 &query,
@@ -366,7 +370,7 @@ impl SearchIndex {
             page: c.page,
             per_page: c.per_page,
             hits,
-            facets: facets_of(aggregations)?,
+            facets: tally.facets(),
             as_of: self.as_of.read().clone(),
         })
     }
@@ -383,9 +387,9 @@ impl SearchIndex {
         let source = stored
             .get_first(self.fields.source)
             .and_then(|v| v.as_bytes())
-            .ok_or_else(|| SearchError::Facets("a document without its source".into()))?;
+            .ok_or_else(|| SearchError::Source("a document without its source".into()))?;
         let doc: SearchDocument = serde_json::from_slice(source)
-            .map_err(|e| SearchError::Facets(format!("a document's source: {e}")))?;
+            .map_err(|e| SearchError::Source(format!("a document's source: {e}")))?;
         let highlight = self.highlight(&doc.title, terms)?;
         Ok(Hit {
             product_id: doc.product_id,
@@ -494,86 +498,4 @@ impl SortKey {
             Sort::Popularity | Sort::Rating => self.float.as_ref().map_or(0.0, |c| c.get_val(doc)),
         }
     }
-}
-
-/// The facets as tantivy aggregations.
-fn facet_request() -> Result<Aggregations> {
-    let mut price_ranges = Vec::new();
-    let mut from: Option<i64> = None;
-    for to in PRICE_BANDS {
-        price_ranges.push(serde_json::json!({"from": from, "to": to}));
-        from = Some(to);
-    }
-    price_ranges.push(serde_json::json!({"from": from}));
-    let request = serde_json::json!({
-        "brand": {"terms": {"field": "brand_exact", "size": 20}},
-        "category": {"terms": {"field": "category_prefix", "size": 50}},
-        "price": {"range": {"field": "price", "ranges": price_ranges}},
-        "rating": {"range": {"field": "rating", "ranges": [
-            {"to": 1.0}, {"from": 1.0, "to": 2.0}, {"from": 2.0, "to": 3.0},
-            {"from": 3.0, "to": 4.0}, {"from": 4.0}
-        ]}},
-    });
-    serde_json::from_value(request).map_err(|e| SearchError::Facets(e.to_string()))
-}
-
-/// The facets' buckets, from the aggregations' results.
-fn facets_of(results: AggregationResults) -> Result<Facets> {
-    let json = serde_json::to_value(&results).map_err(|e| SearchError::Facets(e.to_string()))?;
-    let buckets = |name: &str| -> Vec<(String, u64)> {
-        json[name]["buckets"]
-            .as_array()
-            .map(|b| {
-                b.iter()
-                    .map(|b| {
-                        let key = match &b["key"] {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        (key, b["doc_count"].as_u64().unwrap_or(0))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let terms = |name: &str| {
-        buckets(name)
-            .into_iter()
-            .map(|(value, count)| Bucket { value, count })
-            .collect::<Vec<_>>()
-    };
-    // Price bands in the order asked, named in major units.
-    let price = buckets("price")
-        .into_iter()
-        .zip(price_band_names())
-        .map(|((_, count), value)| Bucket { value, count })
-        .collect();
-    // "n and up": every hit rated at least n (the disjoint bands summed from the top).
-    let bands: Vec<u64> = buckets("rating").into_iter().map(|(_, n)| n).collect();
-    let rating = (1..=4)
-        .rev()
-        .map(|n| Bucket {
-            value: format!("{n} and up"),
-            count: bands.iter().skip(n).sum(),
-        })
-        .collect();
-    Ok(Facets {
-        brand: terms("brand"),
-        category: terms("category"),
-        price,
-        rating,
-    })
-}
-
-fn price_band_names() -> Vec<String> {
-    let major = |p: i64| p / 100;
-    let mut names = vec![format!("under {}", major(PRICE_BANDS[0]))];
-    for pair in PRICE_BANDS.windows(2) {
-        names.push(format!("{}–{}", major(pair[0]), major(pair[1])));
-    }
-    names.push(format!(
-        "{} and over",
-        major(PRICE_BANDS[PRICE_BANDS.len() - 1])
-    ));
-    names
 }

@@ -49,8 +49,13 @@ pub fn distance_within(a: &str, b: &str, limit: u8) -> Option<u8> {
 }
 
 /// Whether `token` (from a document) matches the query `term`: within the term's allowed edits,
-/// or, for the query's last term, a token that starts with it (within the same edits).
+/// or, for the query's last term, a token that starts with it (within the same edits); a term of
+/// digits only, exactly.
 pub fn matches(term: &str, token: &str, prefix: bool) -> bool {
+    if term.chars().all(|c| c.is_ascii_digit()) {
+        // Numbers match exactly (see `crate::query`).
+        return term == token;
+    }
     let edits = allowed_edits(term);
     if distance_within(term, token, edits).is_some() {
         return true;
@@ -95,5 +100,7 @@ mod tests {
         assert!(!matches("wirel", "wireless", false));
         assert!(matches("wirle", "wireless", true), "a typo in the prefix");
         assert!(!matches("tv", "tvs", false));
+        assert!(matches("123", "123", true) && !matches("123", "124", true));
+        assert!(!matches("12", "123", true), "no prefix on numbers");
     }
 }

@@ -29,20 +29,8 @@ fn catalog() -> Vec<SearchDocument> {
     let mut docs = Vec::with_capacity(PRODUCTS);
     while docs.len() < PRODUCTS {
         let e = generator.next_event();
-        if let Payload::ProductUpserted(p) = e.payload {
-            docs.push(SearchDocument {
-                product_id: p.product_id,
-                title: p.title,
-                brand: p.brand,
-                category_path: p.category_path,
-                description: p.description,
-                price_minor: p.price.amount_minor,
-                currency: p.price.currency,
-                reviews: 0,
-                mean_rating: 0.0,
-                popularity: 0.0,
-                listed_ms: e.occurred_at.timestamp_millis(),
-            });
+        if let Payload::ProductUpserted(p) = &e.payload {
+            docs.push(SearchDocument::listed(p, e.occurred_at.timestamp_millis()));
         }
     }
     docs
