@@ -164,20 +164,6 @@ impl Engine for Fjall {
     }
 }
 
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 struct Result {
     insert_rate: f64,
     update_rate: f64,
@@ -232,7 +218,7 @@ fn measure(engine: Arc<dyn Engine>, dir: &Path, orders: usize, reads: usize) -> 
         read_rate,
         p50: lat[lat.len() / 2],
         p99: lat[lat.len() * 99 / 100],
-        bytes: dir_size(dir),
+        bytes: dir_bytes(dir),
     }
 }
 

@@ -83,6 +83,22 @@ pub fn bench_auth() -> (emporium_serving::auth::Authenticator, String) {
 }
 
 /// `--quick` (or EMPORIUM_BENCH_QUICK=1) shrinks the workload for a smoke run.
+/// The bytes of every file under `path`, its subdirectories included (0 where there is none).
+pub fn dir_bytes(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// The process's resident memory now, in bytes (`/proc/self/statm`; 0 where there is none).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

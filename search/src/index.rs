@@ -242,10 +242,4 @@ impl SearchIndex {
             segments: searcher.segment_readers().len(),
         }
     }
-
-    /// Waits for the merges in flight (before a measurement of segments, or a clean stop).
-    pub fn wait_merging(self) -> Result<()> {
-        self.writer.into_inner().wait_merging_threads()?;
-        Ok(())
-    }
 }

@@ -18,9 +18,11 @@
 //!   fast fields ([`crate::facets`]).
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, FilterCollector, TopDocs};
+use tantivy::columnar::{ColumnValues, EmptyColumnValues};
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
     TermQuery,
@@ -446,9 +448,10 @@ fn escape_into(out: &mut String, s: &str) {
 /// What a segment's hits are ordered by (after in stock first).
 struct SortKey {
     sort: Sort,
-    ordinals: std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>,
-    price: Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<i64>>>,
-    float: Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<f64>>>,
+    ordinals: Arc<dyn ColumnValues<u64>>,
+    /// The sort's column: price or listed (integers), popularity or rating (floats).
+    ints: Option<Arc<dyn ColumnValues<i64>>>,
+    floats: Option<Arc<dyn ColumnValues<f64>>>,
 }
 
 impl SortKey {
@@ -457,24 +460,21 @@ impl SortKey {
         let ordinals = ff
             .u64("ordinal")
             .map(|c| c.first_or_default_col(u64::MAX))
-            .unwrap_or_else(|_| {
-                std::sync::Arc::new(tantivy::columnar::EmptyColumnValues)
-                    as std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>
-            });
-        let i64_column = |name: &str| ff.i64(name).ok().map(|c| c.first_or_default_col(0));
-        let f64_column = |name: &str| ff.f64(name).ok().map(|c| c.first_or_default_col(0.0));
-        let (price, float) = match sort {
-            Sort::PriceAsc | Sort::PriceDesc => (i64_column("price"), None),
-            Sort::Newest => (i64_column("listed"), None),
-            Sort::Popularity => (None, f64_column("popularity")),
-            Sort::Rating => (None, f64_column("rating")),
+            .unwrap_or_else(|_| Arc::new(EmptyColumnValues) as Arc<dyn ColumnValues<u64>>);
+        let ints = |name: &str| ff.i64(name).ok().map(|c| c.first_or_default_col(0));
+        let floats = |name: &str| ff.f64(name).ok().map(|c| c.first_or_default_col(0.0));
+        let (ints, floats) = match sort {
+            Sort::PriceAsc | Sort::PriceDesc => (ints("price"), None),
+            Sort::Newest => (ints("listed"), None),
+            Sort::Popularity => (None, floats("popularity")),
+            Sort::Rating => (None, floats("rating")),
             Sort::Relevance => (None, None),
         };
         Self {
             sort,
             ordinals,
-            price,
-            float,
+            ints,
+            floats,
         }
     }
 
@@ -488,14 +488,12 @@ impl SortKey {
 
     /// Larger first.
     fn key(&self, doc: DocId, score: Score) -> f64 {
-        let int = |c: &Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<i64>>>| {
-            c.as_ref().map_or(0, |c| c.get_val(doc)) as f64
-        };
+        let int = || self.ints.as_ref().map_or(0, |c| c.get_val(doc)) as f64;
         match self.sort {
             Sort::Relevance => f64::from(score),
-            Sort::PriceAsc => -int(&self.price),
-            Sort::PriceDesc | Sort::Newest => int(&self.price),
-            Sort::Popularity | Sort::Rating => self.float.as_ref().map_or(0.0, |c| c.get_val(doc)),
+            Sort::PriceAsc => -int(),
+            Sort::PriceDesc | Sort::Newest => int(),
+            Sort::Popularity | Sort::Rating => self.floats.as_ref().map_or(0.0, |c| c.get_val(doc)),
         }
     }
 }
