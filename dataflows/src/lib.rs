@@ -15,6 +15,8 @@
 //! - [`decisions`]: the decision events of the decider's outputs, with deterministic ids;
 //! - [`view`]: the one shape of a maintained view (events read, input rows, the differential
 //!   collection, its documents), and [`ratings`], the example: reviews per product;
+//! - [`search`]: the search documents view — each product's text, price, reviews and decayed
+//!   popularity, what the search index keeps;
 //! - `piece`: which keys each fold changed since its last checkpoint piece (incremental
 //!   checkpoints);
 //! - [`changes`]: what they emit — full values with the `seq` of their last change.
@@ -35,10 +37,14 @@ pub(crate) mod piece;
 pub mod products;
 pub mod ratings;
 pub mod reference;
+pub mod search;
 pub mod view;
 
 /// The maintained views the pipeline runs ([`view`]), in the order their dataflows are built
 /// (every worker builds the same, in the same order). A new view is one line here.
 pub fn views() -> Vec<view::Spec> {
-    vec![view::Spec::of::<ratings::ProductRatings>()]
+    vec![
+        view::Spec::of::<ratings::ProductRatings>(),
+        view::Spec::of::<search::SearchDocuments>(),
+    ]
 }

@@ -26,7 +26,7 @@ impl View for ProductRatings {
         kind == EventKind::ReviewPosted
     }
 
-    fn rows(event: &Event, out: &mut Vec<(Self::Row, isize)>) {
+    fn rows(_seq: u64, event: &Event, out: &mut Vec<(Self::Row, isize)>) {
         if let Payload::ReviewPosted(r) = &event.payload
             && let Ok(stars @ 1..=5) = u8::try_from(r.rating)
         {

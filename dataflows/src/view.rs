@@ -47,8 +47,10 @@ pub trait View: 'static {
     /// type: decisions are the decider's outputs, not steps ([`Spec::of`] refuses such a view).
     fn reads(kind: EventKind) -> bool;
 
-    /// The rows `event` adds (diff +1) or retracts (−1).
-    fn rows(event: &Event, out: &mut Vec<(Self::Row, isize)>);
+    /// The rows `event`, the `seq`-th step, adds (a positive diff: how many times) or retracts
+    /// (a negative one). A row may carry `seq` to tell versions of a full value apart (the
+    /// latest wins): `seq`s are the same in every run over the same log.
+    fn rows(seq: u64, event: &Event, out: &mut Vec<(Self::Row, isize)>);
 
     /// The collection it maintains: at most one value per key at any time.
     fn maintain<'s>(
@@ -174,7 +176,7 @@ impl<V: View> Installed for Running<V> {
         if !V::reads(event.kind()) {
             return;
         }
-        V::rows(event, &mut self.scratch);
+        V::rows(seq, event, &mut self.scratch);
         for (row, diff) in self.scratch.drain(..) {
             let n = self.rows.entry(row.clone()).or_insert(0);
             *n += diff;
