@@ -694,6 +694,21 @@ impl Store for Breakable {
     async fn inventory(&self, sku: &str) -> StoreResult<Option<emporium_serving::store::Document>> {
         self.inner.inventory(sku).await
     }
+    async fn scan_products(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, emporium_serving::store::Document)>> {
+        self.inner.scan_products(after, limit).await
+    }
+    async fn scan_view(
+        &self,
+        view: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<(String, emporium_serving::store::Document)>> {
+        self.inner.scan_view(view, after, limit).await
+    }
     async fn scan_inventory(
         &self,
         after: Option<&str>,

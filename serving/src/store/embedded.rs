@@ -154,6 +154,42 @@ fn redb_error(e: impl Into<redb::Error>) -> StoreError {
 }
 
 impl EmbeddedStore {
+    /// A page of a table keyed by one string, in key order after `after`.
+    fn scan(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        use std::ops::Bound;
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(table).map_err(redb_error)?;
+            let lower = match after {
+                Some(key) => Bound::Excluded(key),
+                None => Bound::Unbounded,
+            };
+            let mut page = Vec::with_capacity(limit.min(10_000));
+            for entry in table
+                .range::<&str>((lower, Bound::Unbounded))
+                .map_err(redb_error)?
+                .take(limit)
+            {
+                let (key, value) = entry.map_err(redb_error)?;
+                let key = key.value().to_owned();
+                let (seq, json) = split_seq(&key, value.value())?;
+                page.push((
+                    key,
+                    Document {
+                        seq,
+                        json: Bytes::from(json),
+                    },
+                ));
+            }
+            Ok(page)
+        })
+    }
+
     /// Opens the store in `dir` (creating `dir/store.redb` if missing).
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
@@ -503,25 +539,44 @@ impl Store for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Document)>> {
+        self.scan(INVENTORY, after, limit)
+    }
+
+    async fn scan_products(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        self.scan(PRODUCTS, after, limit)
+    }
+
+    async fn scan_view(
+        &self,
+        view: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
         use std::ops::Bound;
         self.db.with(|db| {
             let txn = db.begin_read().map_err(redb_error)?;
-            let table = txn.open_table(INVENTORY).map_err(redb_error)?;
+            let table = txn.open_table(VIEWS).map_err(redb_error)?;
             let lower = match after {
-                Some(sku) => Bound::Excluded(sku),
-                None => Bound::Unbounded,
+                Some(key) => Bound::Excluded((view, key)),
+                None => Bound::Included((view, "")),
             };
             let mut page = Vec::with_capacity(limit.min(10_000));
             for entry in table
-                .range::<&str>((lower, Bound::Unbounded))
+                .range::<(&str, &str)>((lower, Bound::Unbounded))
                 .map_err(redb_error)?
-                .take(limit)
             {
                 let (key, value) = entry.map_err(redb_error)?;
-                let sku = key.value().to_owned();
-                let (seq, json) = split_seq(&sku, value.value())?;
+                let (of, key) = key.value();
+                if of != view || page.len() == limit {
+                    break;
+                }
+                let (seq, json) = split_seq(key, value.value())?;
                 page.push((
-                    sku,
+                    key.to_owned(),
                     Document {
                         seq,
                         json: Bytes::from(json),

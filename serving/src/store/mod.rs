@@ -127,6 +127,24 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<(String, Document)>>;
 
+    /// Every product document, paged like [`Store::scan_inventory`] (by product id). For
+    /// rebuilding what derives from them (the search index's availability), not for requests.
+    async fn scan_products(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>>;
+
+    /// Every document of a maintained view, paged like [`Store::scan_inventory`] (by key); a
+    /// key that left the view has the JSON `null`. For rebuilds (`emporium reindex`), not for
+    /// requests: ScyllaDB walks every view's documents to find this one's.
+    async fn scan_view(
+        &self,
+        view: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>>;
+
     async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>>;
 
     /// A maintained view's document for `key` (`None`: never written; its JSON is `null` when

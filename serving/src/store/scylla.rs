@@ -105,6 +105,10 @@ struct Statements {
     get_inventory: PreparedStatement,
     scan_inventory: PreparedStatement,
     scan_inventory_after: PreparedStatement,
+    scan_products: PreparedStatement,
+    scan_products_after: PreparedStatement,
+    scan_views: PreparedStatement,
+    scan_views_after: PreparedStatement,
     get_order: PreparedStatement,
     get_user_orders: PreparedStatement,
     get_user_orders_after: PreparedStatement,
@@ -174,6 +178,27 @@ pub fn statement_texts(ks: &str) -> Vec<(&'static str, String)> {
             "scan_inventory_after",
             format!(
                 "SELECT sku, doc, WRITETIME(doc) FROM {ks}.inventory WHERE token(sku) > token(?) LIMIT ?"
+            ),
+        ),
+        (
+            "scan_products",
+            format!("SELECT product_id, doc, WRITETIME(doc) FROM {ks}.products LIMIT ?"),
+        ),
+        (
+            "scan_products_after",
+            format!(
+                "SELECT product_id, doc, WRITETIME(doc) FROM {ks}.products WHERE token(product_id) > token(?) LIMIT ?"
+            ),
+        ),
+        // One view's documents: every view's, in token order, filtered here (rebuilds only).
+        (
+            "scan_views",
+            format!("SELECT view, key, doc, WRITETIME(doc) FROM {ks}.view_documents LIMIT ?"),
+        ),
+        (
+            "scan_views_after",
+            format!(
+                "SELECT view, key, doc, WRITETIME(doc) FROM {ks}.view_documents WHERE token(view, key) > token(?, ?) LIMIT ?"
             ),
         ),
         (
@@ -336,6 +361,43 @@ pub struct ScyllaStore {
 }
 
 impl ScyllaStore {
+    /// A page of a table keyed by one text column, in token order after `after`.
+    async fn scan(
+        &self,
+        what: &str,
+        first: &PreparedStatement,
+        next: &PreparedStatement,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        let result = match after {
+            Some(key) => self.session.execute_unpaged(next, (key, limit)).await,
+            None => self.session.execute_unpaged(first, (limit,)).await,
+        };
+        let rows = result
+            .map_err(exec_error)?
+            .into_rows_result()
+            .map_err(|e| scylla_error(what, e))?;
+        let mut page = Vec::new();
+        for row in rows
+            .rows::<(String, Option<String>, Option<i64>)>()
+            .map_err(|e| scylla_error(what, e))?
+        {
+            let (key, doc, seq) = row.map_err(|e| scylla_error(what, e))?;
+            if let Some(doc) = doc {
+                page.push((
+                    key,
+                    Document {
+                        seq: seq.unwrap_or(0).max(0) as u64,
+                        json: Bytes::from(doc),
+                    },
+                ));
+            }
+        }
+        Ok(page)
+    }
+
     /// Connects, applies the schema if missing, and prepares every statement.
     pub async fn connect(config: ScyllaConfig) -> Result<Self> {
         if config.nodes.is_empty() {
@@ -398,6 +460,10 @@ impl ScyllaStore {
             get_inventory: take("get_inventory")?,
             scan_inventory: take("scan_inventory")?,
             scan_inventory_after: take("scan_inventory_after")?,
+            scan_products: take("scan_products")?,
+            scan_products_after: take("scan_products_after")?,
+            scan_views: take("scan_views")?,
+            scan_views_after: take("scan_views_after")?,
             get_order: take("get_order")?,
             get_user_orders: take("get_user_orders")?,
             get_user_orders_after: take("get_user_orders_after")?,
@@ -873,40 +939,78 @@ impl Store for ScyllaStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Document)>> {
-        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
-        let result = match after {
-            Some(sku) => {
-                self.session
-                    .execute_unpaged(&self.statements.scan_inventory_after, (sku, limit))
-                    .await
-            }
-            None => {
-                self.session
-                    .execute_unpaged(&self.statements.scan_inventory, (limit,))
-                    .await
-            }
-        };
-        let rows = result
-            .map_err(exec_error)?
-            .into_rows_result()
-            .map_err(|e| scylla_error("scan inventory", e))?;
+        let s = &self.statements;
+        self.scan("scan inventory", &s.scan_inventory, &s.scan_inventory_after, after, limit)
+            .await
+    }
+
+    async fn scan_products(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        let s = &self.statements;
+        self.scan("scan products", &s.scan_products, &s.scan_products_after, after, limit)
+            .await
+    }
+
+    async fn scan_view(
+        &self,
+        view: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        const WHAT: &str = "scan view documents";
+        let limit = limit.max(1);
+        let fetch = i32::try_from(limit.max(1_000)).unwrap_or(i32::MAX);
         let mut page = Vec::new();
-        for row in rows
-            .rows::<(String, Option<String>, Option<i64>)>()
-            .map_err(|e| scylla_error("scan inventory", e))?
-        {
-            let (sku, doc, seq) = row.map_err(|e| scylla_error("scan inventory", e))?;
-            if let Some(doc) = doc {
-                page.push((
-                    sku,
-                    Document {
-                        seq: seq.unwrap_or(0).max(0) as u64,
-                        json: Bytes::from(doc),
-                    },
-                ));
+        // Walk the table from (view, after) in token order, keeping this view's documents: the
+        // next page starts after the last one kept, since every row between was another view's.
+        let mut from: Option<(String, String)> = after.map(|key| (view.to_owned(), key.to_owned()));
+        loop {
+            let result = match &from {
+                Some((v, k)) => {
+                    self.session
+                        .execute_unpaged(&self.statements.scan_views_after, (v, k, fetch))
+                        .await
+                }
+                None => {
+                    self.session
+                        .execute_unpaged(&self.statements.scan_views, (fetch,))
+                        .await
+                }
+            };
+            let rows = result
+                .map_err(exec_error)?
+                .into_rows_result()
+                .map_err(|e| scylla_error(WHAT, e))?;
+            let mut fetched = 0;
+            for row in rows
+                .rows::<(String, String, Option<String>, Option<i64>)>()
+                .map_err(|e| scylla_error(WHAT, e))?
+            {
+                let (of, key, doc, seq) = row.map_err(|e| scylla_error(WHAT, e))?;
+                fetched += 1;
+                if of == view
+                    && let Some(doc) = doc
+                {
+                    page.push((
+                        key.clone(),
+                        Document {
+                            seq: seq.unwrap_or(0).max(0) as u64,
+                            json: Bytes::from(doc),
+                        },
+                    ));
+                    if page.len() == limit {
+                        return Ok(page);
+                    }
+                }
+                from = Some((of, key));
+            }
+            if fetched < fetch as usize {
+                return Ok(page);
             }
         }
-        Ok(page)
     }
 
     async fn order(&self, order_id: &str) -> Result<Option<OrderDocument>> {
