@@ -36,6 +36,9 @@ pub struct PipelineConfig {
     /// a restart that finds a newer claim in the store stops as fenced instead of claiming
     /// again, which would fence the newer decider in turn (ADR 0012). 0: none yet.
     pub claimed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Feed this search index from the documents written to the store ([`crate::search`]);
+    /// only the process that writes the store does.
+    pub search: Option<crate::search::SearchSink>,
 }
 
 /// Where and how often the decider is checkpointed (ADR 0008). Only the process that writes the
@@ -73,6 +76,7 @@ impl Default for PipelineConfig {
             heartbeat_grace: std::time::Duration::from_secs(10),
             views: emporium_dataflows::views(),
             claimed: Default::default(),
+            search: None,
         }
     }
 }

@@ -23,6 +23,7 @@ mod metrics;
 mod resume;
 mod round;
 mod route;
+pub mod search;
 mod stats;
 mod worker;
 mod writer;
@@ -53,6 +54,8 @@ pub enum PipelineError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error(transparent)]
     State(#[from] emporium_dataflows::decider::StateError),
+    #[error("search index: {0}")]
+    Search(String),
     /// The pipeline must read a partition from an offset retention already removed: deciding on
     /// the rest would answer from a history with a hole in it (ADR 0003).
     #[error(
@@ -242,6 +245,26 @@ pub fn run(
         check_retained(log.as_ref(), &runtime, &start, resumed.is_some())?;
     }
     let resumed_seq = resumed.as_ref().map_or(0, |(_, c)| c.seq);
+    if let (true, Some(store), Some(search)) = (decides, &store, &config.search) {
+        let began = std::time::Instant::now();
+        let prepared = search::prepare(
+            &search.index,
+            store.as_ref(),
+            &runtime,
+            resumed_seq,
+            &mut |_| {},
+        )?;
+        stats
+            .search_rebuilt
+            .store(prepared.rebuilt, Ordering::Relaxed);
+        tracing::info!(
+            rebuilt = prepared.rebuilt,
+            documents = prepared.documents,
+            in_stock = prepared.in_stock,
+            took_ms = began.elapsed().as_millis() as u64,
+            "search index ready"
+        );
+    }
     stats.resumed_from_seq.store(resumed_seq, Ordering::Relaxed);
     metrics::resumed_from(resumed_seq);
     // Decisions appended after the checkpoint lie after its positions: only those can be in the

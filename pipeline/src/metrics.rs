@@ -78,3 +78,9 @@ pub(crate) fn checkpoint(bytes: u64, chain_bytes: u64, full: bool, pause: Durati
 pub(crate) fn checkpoint_failed() {
     counter!("emporium_dataflow_checkpoint_failures_total").increment(1);
 }
+
+/// A search index commit: how long it took.
+pub(crate) fn search_commit(took: Duration) {
+    counter!("emporium_search_commits_total").increment(1);
+    histogram!("emporium_search_commit_duration_seconds").record(took.as_secs_f64());
+}

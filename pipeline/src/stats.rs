@@ -57,6 +57,16 @@ pub struct PipelineStats {
     pub checkpoint_pause_ms: AtomicU64,
     /// The `seq` this run resumed from (0: it replayed the log from the start).
     pub resumed_from_seq: AtomicU64,
+    /// Search documents upserted or removed in the index, its commits, and the `seq` its last
+    /// commit reflects ([`crate::search`]).
+    pub search_documents: AtomicU64,
+    pub search_commits: AtomicU64,
+    pub search_seq: AtomicU64,
+    /// Whether this run rebuilt the index from the store at start (it was behind).
+    pub search_rebuilt: AtomicBool,
+    /// Event appended → searchable (its batch committed to the index), for the same events as
+    /// `freshness`.
+    pub search_freshness: LatencyHistogram,
 }
 
 /// A histogram of latencies in 5 ms buckets up to 10 s (and one above), readable while it fills.

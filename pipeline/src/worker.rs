@@ -375,6 +375,7 @@ pub(crate) fn worker_main(
             started_ms,
             config.checkpoint.as_ref().map(|c| c.dir.clone()),
             claims.as_ref().map_or(0, |c| c.store),
+            config.search.clone(),
         )?),
         _ => None,
     };

@@ -1,5 +1,6 @@
-//! The store writer thread: merges rounds by key, writes a batch at most every 100 ms, then the
-//! checkpoint the store now covers (its new pieces, then its head: [`crate::checkpoint`]).
+//! The store writer thread: merges rounds by key, writes a batch at most every 100 ms, feeds the
+//! search index what the store now holds ([`crate::search`]), then writes the checkpoint the
+//! store now covers (its new pieces, then its head: [`crate::checkpoint`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::PipelineError;
 use crate::checkpoint::{self, Checkpoint, Piece};
 use crate::metrics;
 use crate::round::StoreWork;
+use crate::search::{Feeder, SearchSink};
 use crate::stats::PipelineStats;
 
 /// How long a stop waits for the documents of the round in progress.
@@ -135,6 +137,7 @@ impl StoreWriter {
         started_ms: i64,
         checkpoints: Option<std::path::PathBuf>,
         claim: u64,
+        search: Option<SearchSink>,
     ) -> Result<Self, PipelineError> {
         let wants_full = Arc::new(AtomicBool::new(true));
         let mut chain = Chain::new(claim, started_ms, Arc::clone(&wants_full));
@@ -142,19 +145,45 @@ impl StoreWriter {
             std::sync::Mutex::new(Unwritten::default()),
             std::sync::Condvar::new(),
         ));
+        let mut feeder = search.map(|sink| Feeder::new(sink, Arc::clone(&stats), started_ms));
         let thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("emporium-store".into())
                 .spawn(move || {
                     let (lock, ready) = &*shared;
+                    let fail = |e: PipelineError| {
+                        lock.lock().unwrap_or_else(|e| e.into_inner()).error = Some(e);
+                    };
                     loop {
                         let work = {
                             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                            // Wait for a batch; or, with search changes not committed, until
+                            // their commit is due.
+                            let mut due = false;
                             while !p.dirty && !p.closed {
-                                p = ready.wait(p).unwrap_or_else(|e| e.into_inner());
+                                match feeder.as_ref().and_then(Feeder::due_in) {
+                                    Some(wait) if wait.is_zero() => {
+                                        due = true;
+                                        break;
+                                    }
+                                    Some(wait) => {
+                                        p = ready
+                                            .wait_timeout(p, wait)
+                                            .unwrap_or_else(|e| e.into_inner())
+                                            .0;
+                                    }
+                                    None => p = ready.wait(p).unwrap_or_else(|e| e.into_inner()),
+                                }
                             }
                             if !p.dirty {
+                                drop(p);
+                                if let Some(Err(e)) = feeder.as_mut().map(Feeder::commit) {
+                                    return fail(e);
+                                }
+                                if due {
+                                    continue;
+                                }
                                 return;
                             }
                             p.dirty = false;
@@ -170,10 +199,37 @@ impl StoreWriter {
                             }
                         };
                         let began = std::time::Instant::now();
+                        // What the search index needs of the batch, taken before the store
+                        // write consumes it, applied once the store holds it.
+                        let for_search = feeder.as_ref().map(|_| {
+                            (
+                                crate::search::relevant(&work.changes),
+                                work.seq,
+                                work.positions.clone(),
+                                work.applied_ms.clone(),
+                            )
+                        });
                         // The checkpoint after the documents it covers: a crash between the two
                         // leaves the previous checkpoint, which the store is past.
                         let result =
                             write_store(store.as_ref(), &runtime, work, claim, &stats, started_ms);
+                        // The index after the store, and committed before a checkpoint: a
+                        // checkpoint is never ahead of the index (`crate::search`).
+                        let result = match (result, &mut feeder, for_search) {
+                            (Ok(checkpoint), Some(feeder), Some((changes, seq, positions, ms))) => {
+                                feeder
+                                    .apply(&changes, seq, &positions, &ms)
+                                    .and_then(|()| match checkpoint.is_some() {
+                                        true => feeder.commit(),
+                                        false if feeder.due_in().is_some_and(|d| d.is_zero()) => {
+                                            feeder.commit()
+                                        }
+                                        false => Ok(()),
+                                    })
+                                    .map(|()| checkpoint)
+                            }
+                            (result, _, _) => result,
+                        };
                         let result = match (result, &checkpoints) {
                             (Ok(Some(c)), Some(dir)) => save_checkpoint(
                                 store.as_ref(),
@@ -187,9 +243,7 @@ impl StoreWriter {
                             (result, _) => result.map(drop),
                         };
                         if let Err(e) = result {
-                            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-                            p.error = Some(e);
-                            return;
+                            return fail(e);
                         }
                         // At most one commit per interval: each commit rewrites B-tree paths and
                         // fsyncs, so fewer, larger batches (merged by key) cost far less.

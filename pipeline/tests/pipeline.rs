@@ -1270,3 +1270,149 @@ fn a_second_decider_fences_the_first_and_no_order_gets_two_answers() {
         "o-2's reservation (under the 1 min TTL) and its release were not appended"
     );
 }
+
+/// The search index holds exactly the store's search documents, and the store's products'
+/// availability; its last commit reflects the store's positions.
+fn check_search(
+    rt: &tokio::runtime::Runtime,
+    store: &dyn Store,
+    index: &emporium_search::SearchIndex,
+) -> u64 {
+    use emporium_pipeline::search::{SEARCH_VIEW, SearchPosition, in_stock};
+    let mut listed = 0u64;
+    let mut after: Option<String> = None;
+    loop {
+        let page = rt
+            .block_on(store.scan_view(SEARCH_VIEW, after.as_deref(), 100))
+            .expect("scan");
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (key, doc) in page {
+            let indexed = index.get(&key).expect("get");
+            if doc.json.as_ref() == b"null" {
+                assert_eq!(indexed, None, "{key} left the view");
+            } else {
+                let stored: emporium_search::SearchDocument =
+                    serde_json::from_slice(&doc.json).expect("a search document");
+                assert_eq!(indexed.as_ref(), Some(&stored), "{key}");
+                listed += 1;
+            }
+        }
+    }
+    assert_eq!(index.stats().documents, listed, "nothing else in the index");
+    let products = rt
+        .block_on(store.scan_products(None, 100_000))
+        .expect("scan");
+    assert!(!products.is_empty());
+    for (id, doc) in products {
+        let product: ProductView = serde_json::from_slice(&doc.json).expect("a product");
+        assert_eq!(
+            index.availability().in_stock(&id),
+            in_stock(&product),
+            "{id}: availability of {}",
+            String::from_utf8_lossy(&doc.json)
+        );
+    }
+    let at = SearchPosition::of(index).expect("committed");
+    assert_eq!(
+        Some(at.positions),
+        rt.block_on(store.positions()).expect("positions"),
+        "the index's commit reflects what the store holds"
+    );
+    listed
+}
+
+/// Search (issue 24, ADR 0013): the pipeline feeds the index what it writes to the store; a
+/// restart resumes the index from its commit (no rebuild) and converges; an index deleted
+/// while the pipeline was down is rebuilt from the store to the same documents.
+#[test]
+fn the_search_index_follows_the_store_across_a_restart_and_a_deleted_index() {
+    use emporium_pipeline::search::SearchSink;
+    use emporium_search::SearchIndex;
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = shop_events(16_000);
+    let (first, later) = events.split_at(10_000);
+    let log = embedded_log(&rt, dir.path());
+    append(&rt, &log, first);
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(store_dir.path()).expect("store"));
+    let checkpoints = tempfile::tempdir().expect("tempdir");
+    let search_dir = tempfile::tempdir().expect("tempdir");
+    let search_path = search_dir.path().join("search");
+    // A run with the index opened from its directory (and closed after: one writer at a time).
+    let run = |store: &Arc<dyn Store>| {
+        let index = Arc::new(SearchIndex::open(&search_path).expect("open the index"));
+        let config = PipelineConfig {
+            workers: 2,
+            checkpoint: Some(CheckpointConfig {
+                dir: checkpoints.path().to_owned(),
+                interval: Duration::from_millis(200),
+            }),
+            search: Some(SearchSink {
+                index: Arc::clone(&index),
+                refresh: Duration::from_millis(50),
+            }),
+            ..PipelineConfig::default()
+        };
+        let stats = run_with(&rt, &log, Some(Arc::clone(store)), config);
+        (stats, index)
+    };
+    let (one, index) = run(&store);
+    assert!(!one.search_rebuilt.load(Ordering::Relaxed), "a new index");
+    assert!(one.search_commits.load(Ordering::Relaxed) > 0);
+    let listed = check_search(&rt, store.as_ref(), &index);
+    assert!(listed > 100, "{listed} products listed");
+    drop(index);
+
+    append(&rt, &log, later);
+    let (two, index) = run(&store);
+    assert!(two.resumed_from_seq.load(Ordering::Relaxed) > 0);
+    assert!(
+        !two.search_rebuilt.load(Ordering::Relaxed),
+        "the index was at or past the checkpoint: resumed, not rebuilt"
+    );
+    let listed = check_search(&rt, store.as_ref(), &index);
+    // A shopper finds an in-stock product by its title with a letter dropped, and a query for
+    // in-stock products only returns those the store says are in stock.
+    let products = rt
+        .block_on(store.scan_products(None, 100_000))
+        .expect("scan");
+    let (id, title) = products
+        .iter()
+        .filter_map(|(id, doc)| {
+            let p: ProductView = serde_json::from_slice(&doc.json).ok()?;
+            emporium_pipeline::search::in_stock(&p).then_some((id.clone(), p.title))
+        })
+        .find(|(_, title)| title.split(' ').any(|w| w.len() >= 6))
+        .expect("an in-stock product with a long word in its title");
+    let misspelt: Vec<String> = title
+        .split(' ')
+        .map(|w| match w.len() >= 6 {
+            true => format!("{}{}", &w[..2], &w[3..]),
+            false => w.to_owned(),
+        })
+        .collect();
+    let found = index
+        .search(&emporium_search::SearchRequest {
+            q: Some(misspelt.join(" ")),
+            in_stock: Some(true),
+            ..Default::default()
+        })
+        .expect("search");
+    assert!(
+        found.hits.iter().take(3).any(|h| h.product_id == id),
+        "{title:?} misspelt as {misspelt:?}: {:?}",
+        found.hits.iter().map(|h| &h.title).collect::<Vec<_>>()
+    );
+    assert!(found.hits.iter().all(|h| h.in_stock));
+    drop(index);
+
+    std::fs::remove_dir_all(&search_path).expect("delete the index");
+    let (three, index) = run(&store);
+    assert!(
+        three.search_rebuilt.load(Ordering::Relaxed),
+        "rebuilt from the store"
+    );
+    assert_eq!(check_search(&rt, store.as_ref(), &index), listed);
+}

@@ -16,8 +16,17 @@ use parking_lot::RwLock;
 /// The live in-stock table and the product ordinals.
 #[derive(Debug, Default)]
 pub struct Availability {
-    ordinals: RwLock<HashMap<String, u64>>,
+    ordinals: RwLock<Ordinals>,
     bits: RwLock<Arc<Vec<AtomicU64>>>,
+}
+
+/// Each product's ordinal, and the next one to give: past every ordinal given or restored (a
+/// product removed from the index leaves a gap when the ordinals are read back, so the next is
+/// not the count).
+#[derive(Debug, Default)]
+struct Ordinals {
+    of: HashMap<String, u64>,
+    next: u64,
 }
 
 /// The bits as one query reads them.
@@ -35,22 +44,29 @@ impl InStock {
 impl Availability {
     /// The product's ordinal, given it if it has none yet.
     pub fn ordinal(&self, product_id: &str) -> u64 {
-        if let Some(ordinal) = self.ordinals.read().get(product_id) {
+        if let Some(ordinal) = self.ordinals.read().of.get(product_id) {
             return *ordinal;
         }
         let mut ordinals = self.ordinals.write();
-        let next = ordinals.len() as u64;
-        *ordinals.entry(product_id.to_owned()).or_insert(next)
+        if let Some(ordinal) = ordinals.of.get(product_id) {
+            return *ordinal;
+        }
+        let ordinal = ordinals.next;
+        ordinals.next += 1;
+        ordinals.of.insert(product_id.to_owned(), ordinal);
+        ordinal
     }
 
     /// Records an ordinal read back from the index (at open).
     pub(crate) fn restore(&self, product_id: String, ordinal: u64) {
-        self.ordinals.write().insert(product_id, ordinal);
+        let mut ordinals = self.ordinals.write();
+        ordinals.next = ordinals.next.max(ordinal + 1);
+        ordinals.of.insert(product_id, ordinal);
     }
 
     /// How many products have an ordinal.
     pub fn products(&self) -> usize {
-        self.ordinals.read().len()
+        self.ordinals.read().of.len()
     }
 
     /// Marks the product in stock or not; visible to the next query.
@@ -85,7 +101,7 @@ impl Availability {
 
     /// Whether the product is in stock now.
     pub fn in_stock(&self, product_id: &str) -> bool {
-        let Some(ordinal) = self.ordinals.read().get(product_id).copied() else {
+        let Some(ordinal) = self.ordinals.read().of.get(product_id).copied() else {
             return false;
         };
         self.snapshot().contains(ordinal)
@@ -118,5 +134,18 @@ mod tests {
         // A snapshot taken before the table grew still reads its own words.
         assert!(before.contains(table.ordinal("p-1")));
         assert_eq!(table.ordinal("p-1"), 0, "ordinals are stable");
+    }
+
+    #[test]
+    fn a_new_product_never_takes_a_restored_ordinal() {
+        // Read back from an index whose product with ordinal 1 was removed: a gap.
+        let table = Availability::default();
+        table.restore("p-0".into(), 0);
+        table.restore("p-2".into(), 2);
+        let new = table.ordinal("p-new");
+        assert!(new > 2, "got {new}");
+        table.set("p-2", true);
+        table.set("p-new", false);
+        assert!(table.in_stock("p-2") && !table.in_stock("p-new"));
     }
 }

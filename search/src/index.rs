@@ -205,6 +205,13 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Deletes every document (a rebuild follows); gone after the next commit. Ordinals stay
+    /// assigned.
+    pub fn clear(&self) -> Result<()> {
+        self.writer.lock().delete_all_documents()?;
+        Ok(())
+    }
+
     /// Marks the product in stock or not: the next query sees it, no commit needed.
     pub fn set_in_stock(&self, product_id: &str, in_stock: bool) {
         self.availability.set(product_id, in_stock);
@@ -227,6 +234,39 @@ impl SearchIndex {
         self.reader.reload()?;
         *self.as_of.write() = Some(position.to_owned());
         Ok(())
+    }
+
+    /// The searchable document of a product (`None`: not in the index as of the last commit).
+    pub fn get(&self, product_id: &str) -> Result<Option<SearchDocument>> {
+        let searcher = self.reader.searcher();
+        let query = tantivy::query::TermQuery::new(
+            Term::from_field_text(self.fields.product_id, product_id),
+            IndexRecordOption::Basic,
+        );
+        let top = searcher.search(
+            &query,
+            &tantivy::collector::TopDocs::with_limit(1).order_by_score(),
+        )?;
+        match top.first() {
+            Some((_, address)) => self.stored(&searcher, *address).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The document stored at `address`.
+    pub(crate) fn stored(
+        &self,
+        searcher: &tantivy::Searcher,
+        address: tantivy::DocAddress,
+    ) -> Result<SearchDocument> {
+        use tantivy::schema::Value as _;
+        let stored: TantivyDocument = searcher.doc(address)?;
+        let source = stored
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_bytes())
+            .ok_or_else(|| SearchError::Source("a document without its source".into()))?;
+        serde_json::from_slice(source)
+            .map_err(|e| SearchError::Source(format!("a document's source: {e}")))
     }
 
     /// The position recorded by the last commit (`None`: never committed).

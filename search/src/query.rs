@@ -27,10 +27,9 @@ use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
     TermQuery,
 };
-use tantivy::schema::{IndexRecordOption, Value};
-use tantivy::{DocAddress, DocId, Score, SegmentReader, TantivyDocument, Term};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocAddress, DocId, Score, SegmentReader, Term};
 
-use crate::document::SearchDocument;
 use crate::facets::FacetCounts;
 use crate::index::SearchIndex;
 use crate::typo::{allowed_edits, matches};
@@ -385,13 +384,7 @@ impl SearchIndex {
         score: Option<f32>,
         terms: &[String],
     ) -> Result<Hit> {
-        let stored: TantivyDocument = searcher.doc(address)?;
-        let source = stored
-            .get_first(self.fields.source)
-            .and_then(|v| v.as_bytes())
-            .ok_or_else(|| SearchError::Source("a document without its source".into()))?;
-        let doc: SearchDocument = serde_json::from_slice(source)
-            .map_err(|e| SearchError::Source(format!("a document's source: {e}")))?;
+        let doc = self.stored(searcher, address)?;
         let highlight = self.highlight(&doc.title, terms)?;
         Ok(Hit {
             product_id: doc.product_id,

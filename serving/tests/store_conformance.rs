@@ -324,7 +324,9 @@ async fn conformance(store: &dyn Store) {
     ids.sort_unstable();
     assert_eq!(
         ids,
-        ["p-1", "p-scan-0", "p-scan-1", "p-scan-2", "p-scan-3", "p-scan-4"],
+        [
+            "p-1", "p-scan-0", "p-scan-1", "p-scan-2", "p-scan-3", "p-scan-4"
+        ],
         "every product once"
     );
     let (_, doc) = products

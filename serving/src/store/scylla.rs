@@ -940,8 +940,14 @@ impl Store for ScyllaStore {
         limit: usize,
     ) -> Result<Vec<(String, Document)>> {
         let s = &self.statements;
-        self.scan("scan inventory", &s.scan_inventory, &s.scan_inventory_after, after, limit)
-            .await
+        self.scan(
+            "scan inventory",
+            &s.scan_inventory,
+            &s.scan_inventory_after,
+            after,
+            limit,
+        )
+        .await
     }
 
     async fn scan_products(
@@ -950,8 +956,14 @@ impl Store for ScyllaStore {
         limit: usize,
     ) -> Result<Vec<(String, Document)>> {
         let s = &self.statements;
-        self.scan("scan products", &s.scan_products, &s.scan_products_after, after, limit)
-            .await
+        self.scan(
+            "scan products",
+            &s.scan_products,
+            &s.scan_products_after,
+            after,
+            limit,
+        )
+        .await
     }
 
     async fn scan_view(

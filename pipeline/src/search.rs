@@ -1,0 +1,338 @@
+//! The search sink (ADR 0013): the store writer hands it each batch it wrote, and it feeds the
+//! search index — the `search_documents` view's documents into the text index, each product
+//! document's availability into the live in-stock table — and commits the index at most every
+//! [`SearchSink::refresh`], recording the log position it reflects. Only this module knows both
+//! the dataflows' changes and the index's documents.
+//!
+//! **Restarts.** The index commits before every checkpoint is written, so a checkpoint's `seq`
+//! is never ahead of the index: a restarted pipeline replays the changes after its checkpoint,
+//! and the index, at or past it, converges. An index behind the checkpoint (deleted, written by
+//! another version, or from another store) is rebuilt from the store's documents before the
+//! pipeline starts ([`prepare`], the same as `emporium reindex`). The in-stock table is not
+//! persisted: [`prepare`] sets it from the store's product documents.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use emporium_dataflows::changes::Change;
+use emporium_dataflows::search::SearchDocuments;
+use emporium_dataflows::view::View;
+use emporium_search::{SearchDocument, SearchIndex};
+use emporium_serving::store::Store;
+use emporium_serving::views::ProductView;
+use serde::{Deserialize, Serialize};
+
+use crate::PipelineError;
+use crate::metrics;
+use crate::stats::PipelineStats;
+
+/// The view whose documents the index keeps.
+pub const SEARCH_VIEW: &str = SearchDocuments::NAME;
+
+/// How often the index commits unless told otherwise: a text change (a price, a new product) is
+/// searchable this long after the store has it, at most. Elasticsearch refreshes every second.
+pub const DEFAULT_REFRESH: Duration = Duration::from_millis(250);
+
+/// Documents read from the store per page in a rebuild.
+const PAGE: usize = 2_000;
+
+/// The search index the pipeline feeds, and how often it commits.
+#[derive(Clone)]
+pub struct SearchSink {
+    pub index: Arc<SearchIndex>,
+    pub refresh: Duration,
+}
+
+impl std::fmt::Debug for SearchSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchSink")
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an index commit records: the store batch it reflects (the decider's `seq`, and the
+/// next offset of every partition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchPosition {
+    pub seq: u64,
+    pub positions: Vec<u64>,
+}
+
+impl SearchPosition {
+    /// The position an index's last commit recorded (`None`: never committed, or not by this
+    /// version).
+    pub fn of(index: &SearchIndex) -> Option<Self> {
+        serde_json::from_str(&index.position()?).ok()
+    }
+
+    fn payload(&self) -> String {
+        // Plain numbers: always encodes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn search_error(e: emporium_search::SearchError) -> PipelineError {
+    PipelineError::Search(e.to_string())
+}
+
+/// Whether a product document's product can be bought now: listed, and a unit of a sku
+/// available.
+pub fn in_stock(product: &ProductView) -> bool {
+    !product.discontinued && product.skus.iter().any(|s| s.available > 0)
+}
+
+/// The changes of a batch the index reads: search documents and product documents.
+pub(crate) fn relevant(changes: &[Change]) -> Vec<Change> {
+    changes
+        .iter()
+        .filter(|c| match c {
+            Change::Product { .. } => true,
+            Change::View { view, .. } => *view == SEARCH_VIEW,
+            _ => false,
+        })
+        .cloned()
+        .collect()
+}
+
+/// The store writer's side of the sink: what it applied since the last commit.
+pub(crate) struct Feeder {
+    sink: SearchSink,
+    stats: Arc<PipelineStats>,
+    /// Changes applied since the last commit, and the position they bring the index to.
+    pending: bool,
+    position: SearchPosition,
+    /// Append times of the events applied since the last commit (freshness at commit).
+    applied_ms: Vec<i64>,
+    last_commit: Instant,
+    started_ms: i64,
+}
+
+impl Feeder {
+    pub(crate) fn new(sink: SearchSink, stats: Arc<PipelineStats>, started_ms: i64) -> Self {
+        let position = SearchPosition::of(&sink.index).unwrap_or(SearchPosition {
+            seq: 0,
+            positions: Vec::new(),
+        });
+        Self {
+            sink,
+            stats,
+            pending: false,
+            position,
+            applied_ms: Vec::new(),
+            last_commit: Instant::now(),
+            started_ms,
+        }
+    }
+
+    /// Applies the changes of a batch the store now holds, at `seq` and `positions`.
+    pub(crate) fn apply(
+        &mut self,
+        changes: &[Change],
+        seq: u64,
+        positions: &[u64],
+        applied_ms: &[i64],
+    ) -> Result<(), PipelineError> {
+        let index = &self.sink.index;
+        let mut documents = 0u64;
+        for change in changes {
+            match change {
+                Change::View {
+                    view,
+                    key,
+                    document,
+                    ..
+                } if *view == SEARCH_VIEW => {
+                    match document {
+                        Some(json) => match SearchDocument::deserialize(json) {
+                            Ok(doc) => index.upsert(&doc).map_err(search_error)?,
+                            Err(e) => {
+                                // The view and the index disagree on the document's shape: a
+                                // bug, logged rather than fatal (the rest of the batch goes on).
+                                tracing::error!(product_id = %key, error = %e, "search document not indexed");
+                                continue;
+                            }
+                        },
+                        None => index.remove(key).map_err(search_error)?,
+                    }
+                    documents += 1;
+                }
+                Change::Product { product, .. } => {
+                    let buyable =
+                        !product.discontinued && product.skus.iter().any(|s| s.available > 0);
+                    index.set_in_stock(&product.product_id, buyable);
+                }
+                _ => {}
+            }
+        }
+        self.stats
+            .search_documents
+            .fetch_add(documents, Ordering::Relaxed);
+        if seq >= self.position.seq {
+            self.position = SearchPosition {
+                seq,
+                positions: positions.to_vec(),
+            };
+        }
+        self.applied_ms.extend_from_slice(applied_ms);
+        self.pending = true;
+        Ok(())
+    }
+
+    /// How long until a commit is due; `None` when nothing waits for one.
+    pub(crate) fn due_in(&self) -> Option<Duration> {
+        self.pending
+            .then(|| self.sink.refresh.saturating_sub(self.last_commit.elapsed()))
+    }
+
+    /// Commits what was applied, if anything, recording its position.
+    pub(crate) fn commit(&mut self) -> Result<(), PipelineError> {
+        if !self.pending {
+            return Ok(());
+        }
+        let began = Instant::now();
+        self.sink
+            .index
+            .commit(&self.position.payload())
+            .map_err(search_error)?;
+        self.pending = false;
+        self.last_commit = Instant::now();
+        self.stats.search_commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .search_seq
+            .store(self.position.seq, Ordering::Relaxed);
+        metrics::search_commit(began.elapsed());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let from = self
+            .started_ms
+            .max(self.stats.freshness_from_ms.load(Ordering::Relaxed));
+        for ms in self.applied_ms.drain(..).filter(|ms| *ms >= from) {
+            let latency = Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
+            self.stats.search_freshness.record(latency);
+        }
+        Ok(())
+    }
+}
+
+/// What [`prepare`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The index was rebuilt from the store (it was behind the checkpoint, or empty).
+    pub rebuilt: bool,
+    /// Documents in the index, and products marked in stock.
+    pub documents: u64,
+    pub in_stock: u64,
+}
+
+/// Makes the index ready for a pipeline that resumes at `resumed_seq`: rebuilt from the store
+/// when it does not reflect that `seq` (its commit is older, or it has none while the store has
+/// documents), and its in-stock table set from the store's products. `progress` hears of each
+/// page read.
+pub fn prepare(
+    index: &SearchIndex,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    resumed_seq: u64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Prepared, PipelineError> {
+    let at = SearchPosition::of(index);
+    let behind = match &at {
+        Some(at) => at.seq < resumed_seq,
+        None => resumed_seq > 0 || index.stats().documents > 0,
+    };
+    let documents = if behind {
+        tracing::info!(
+            index_seq = at.as_ref().map_or(0, |a| a.seq),
+            resumed_seq,
+            "the search index is behind the checkpoint: rebuilding it from the store"
+        );
+        let positions = runtime.block_on(store.positions())?.unwrap_or_default();
+        rebuild(
+            index,
+            store,
+            runtime,
+            &SearchPosition {
+                seq: resumed_seq,
+                positions,
+            },
+            progress,
+        )?
+    } else {
+        index.stats().documents
+    };
+    let in_stock = load_availability(index, store, runtime, progress)?;
+    Ok(Prepared {
+        rebuilt: behind,
+        documents,
+        in_stock,
+    })
+}
+
+/// How far a rebuild is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Search documents indexed so far.
+    Documents(u64),
+    /// Product documents read so far (availability).
+    Products(u64),
+}
+
+/// Replaces the index's documents with the store's `search_documents`, and commits at
+/// `position` (what the store's documents reflect at least). Gives the documents indexed.
+pub fn rebuild(
+    index: &SearchIndex,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    position: &SearchPosition,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64, PipelineError> {
+    index.clear().map_err(search_error)?;
+    let mut after: Option<String> = None;
+    let mut indexed = 0u64;
+    loop {
+        let page = runtime.block_on(store.scan_view(SEARCH_VIEW, after.as_deref(), PAGE))?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (key, doc) in &page {
+            if doc.json.as_ref() == b"null" {
+                continue;
+            }
+            let doc: SearchDocument = serde_json::from_slice(&doc.json).map_err(|e| {
+                PipelineError::Search(format!("stored search document {key:?}: {e}"))
+            })?;
+            index.upsert(&doc).map_err(search_error)?;
+            indexed += 1;
+        }
+        progress(Progress::Documents(indexed));
+    }
+    index.commit(&position.payload()).map_err(search_error)?;
+    Ok(indexed)
+}
+
+/// Sets the in-stock table from the store's product documents; gives how many are in stock.
+pub fn load_availability(
+    index: &SearchIndex,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64, PipelineError> {
+    let mut after: Option<String> = None;
+    let (mut read, mut in_stock_count) = (0u64, 0u64);
+    loop {
+        let page = runtime.block_on(store.scan_products(after.as_deref(), PAGE))?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (key, doc) in &page {
+            let product: ProductView = serde_json::from_slice(&doc.json).map_err(|e| {
+                PipelineError::Search(format!("stored product document {key:?}: {e}"))
+            })?;
+            let buyable = in_stock(&product);
+            index.set_in_stock(key, buyable);
+            in_stock_count += u64::from(buyable);
+            read += 1;
+        }
+        progress(Progress::Products(read));
+    }
+    Ok(in_stock_count)
+}
