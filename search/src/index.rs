@@ -97,6 +97,8 @@ pub struct SearchIndex {
     pub(crate) availability: Arc<Availability>,
     /// The position the searchable generation reflects (its commit's payload).
     pub(crate) as_of: RwLock<Option<String>>,
+    /// The brands and categories suggestions complete to ([`crate::suggest`]).
+    pub(crate) vocabulary: RwLock<crate::suggest::Vocabulary>,
 }
 
 impl SearchIndex {
@@ -142,6 +144,7 @@ impl SearchIndex {
             reader,
             availability: Arc::new(Availability::default()),
             as_of: RwLock::new(as_of),
+            vocabulary: RwLock::default(),
         };
         this.restore_ordinals()?;
         Ok(this)

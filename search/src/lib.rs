@@ -10,6 +10,7 @@
 //! - [`query`]: a shopper's query: BM25 with field boosts, typo tolerance by term length
 //!   (Elasticsearch's fuzziness `AUTO`), prefix match on the last term, filters, sorts with
 //!   in-stock products first, facets over the whole result set, highlights;
+//! - [`suggest`]: autocomplete of titles, brands and categories as the shopper types;
 //! - [`facets`]: the counts over every hit (brands, category levels, price and rating bands);
 //! - [`typo`]: the edit distances allowed and the Damerau–Levenshtein distance that highlights
 //!   use.
@@ -21,12 +22,14 @@ pub mod document;
 pub mod facets;
 pub mod index;
 pub mod query;
+pub mod suggest;
 pub mod typo;
 
 pub use availability::Availability;
 pub use document::SearchDocument;
 pub use index::{IndexStats, SearchIndex};
 pub use query::{Bucket, Facets, Hit, SearchRequest, SearchResponse, Sort};
+pub use suggest::{SuggestResponse, Suggestion, SuggestionKind};
 
 /// What went wrong in a search or an index operation.
 #[derive(Debug, thiserror::Error)]

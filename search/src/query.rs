@@ -162,7 +162,7 @@ fn bad(parameter: &'static str, expected: impl Into<String>) -> SearchError {
 
 impl SearchIndex {
     /// The query's terms, as the index's tokenizer cuts and lowercases them.
-    fn terms(&self, q: &str) -> Result<Vec<String>> {
+    pub(crate) fn terms(&self, q: &str) -> Result<Vec<String>> {
         let mut analyzer = self.index.tokenizer_for_field(self.fields.title)?;
         let mut stream = analyzer.token_stream(q);
         let mut terms = Vec::new();

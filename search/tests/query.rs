@@ -304,3 +304,67 @@ fn an_index_reopens_at_its_last_commit_with_its_products() {
         ["p-9"]
     );
 }
+
+#[test]
+fn suggestions_complete_titles_brands_and_categories_as_you_type() {
+    use emporium_search::SuggestionKind::{Brand, Category, Title};
+    let index = SearchIndex::in_memory().expect("index");
+    shop(&index);
+    let suggest = |q: &str| -> Vec<(emporium_search::SuggestionKind, String)> {
+        index
+            .suggest(q)
+            .expect("suggest")
+            .suggestions
+            .into_iter()
+            .map(|s| (s.kind, s.text))
+            .collect()
+    };
+    // In-stock titles first (p-3, the speaker, is out of stock, though the most popular), then
+    // the most popular (here the dearest).
+    assert_eq!(
+        suggest("wirel"),
+        [
+            (Title, "Wireless headphones".to_owned()),
+            (Title, "Wireless charger".to_owned()),
+            (Title, "Wireless speaker".to_owned()),
+        ]
+    );
+    // A whole word (with a typo) then the start of the next.
+    assert_eq!(
+        suggest("wireles head"),
+        [(Title, "Wireless headphones".to_owned())]
+    );
+    // Brands and category levels, most products first.
+    assert_eq!(
+        suggest("glo"),
+        [(Brand, "Globex".to_owned())],
+        "no title says Globex"
+    );
+    assert_eq!(
+        suggest("aud"),
+        [(Category, "Electronics/Audio".to_owned())]
+    );
+    assert_eq!(
+        suggest("el"),
+        [(Category, "Electronics".to_owned())],
+        "a path suggested by its own level's words"
+    );
+    // The product a title suggestion is of, and its stock.
+    let first = &index.suggest("kitchen").expect("suggest").suggestions;
+    assert_eq!(first[0].product_id.as_deref(), Some("p-4"));
+    assert_eq!(first[0].products, 1);
+    assert!(
+        first.iter().any(|s| s.kind == Category && s.text == "Home/Kitchen"),
+        "{first:?}"
+    );
+    // A removed product is no longer suggested once committed.
+    index.remove("p-4").expect("remove");
+    index.commit("log@43").expect("commit");
+    assert!(!suggest("kitch").contains(&(Title, "Kitchen scale".to_owned())));
+    for bad in ["", "   ", &"x".repeat(101)] {
+        assert!(matches!(
+            index.suggest(bad),
+            Err(SearchError::BadParameter { parameter: "q", .. })
+        ));
+    }
+}
