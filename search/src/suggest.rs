@@ -76,7 +76,11 @@ struct Value {
 }
 
 /// The distinct values of an exact field over every segment, most products first.
-fn values(searcher: &tantivy::Searcher, field: Field, words_of: fn(&str) -> Vec<String>) -> Result<Vec<Value>> {
+fn values(
+    searcher: &tantivy::Searcher,
+    field: Field,
+    words_of: fn(&str) -> Vec<String>,
+) -> Result<Vec<Value>> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for segment in searcher.segment_readers() {
         let inverted = segment.inverted_index(field)?;
@@ -99,7 +103,11 @@ fn values(searcher: &tantivy::Searcher, field: Field, words_of: fn(&str) -> Vec<
             products,
         })
         .collect();
-    values.sort_by(|a, b| b.products.cmp(&a.products).then_with(|| a.text.cmp(&b.text)));
+    values.sort_by(|a, b| {
+        b.products
+            .cmp(&a.products)
+            .then_with(|| a.text.cmp(&b.text))
+    });
     Ok(values)
 }
 
@@ -239,7 +247,10 @@ impl SearchIndex {
                     .as_ref()
                     .and_then(|o| o.first(doc))
                     .is_some_and(|o| in_stock.contains(o));
-                let popular = popularity.as_ref().and_then(|p| p.first(doc)).unwrap_or(0.0);
+                let popular = popularity
+                    .as_ref()
+                    .and_then(|p| p.first(doc))
+                    .unwrap_or(0.0);
                 (u8::from(available), popular)
             }
         });
@@ -267,8 +278,14 @@ mod tests {
         let t = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert!(completes(&t(&["so"]), &w));
         assert!(completes(&t(&["acme", "lab"]), &w));
-        assert!(!completes(&t(&["acm", "lab"]), &w), "only the last may be partial");
+        assert!(
+            !completes(&t(&["acm", "lab"]), &w),
+            "only the last may be partial"
+        );
         assert!(!completes(&t(&["xyz"]), &w));
-        assert_eq!(last_level_words("Electronics/Audio Gear"), ["audio", "gear"]);
+        assert_eq!(
+            last_level_words("Electronics/Audio Gear"),
+            ["audio", "gear"]
+        );
     }
 }

@@ -340,10 +340,7 @@ fn suggestions_complete_titles_brands_and_categories_as_you_type() {
         [(Brand, "Globex".to_owned())],
         "no title says Globex"
     );
-    assert_eq!(
-        suggest("aud"),
-        [(Category, "Electronics/Audio".to_owned())]
-    );
+    assert_eq!(suggest("aud"), [(Category, "Electronics/Audio".to_owned())]);
     assert_eq!(
         suggest("el"),
         [(Category, "Electronics".to_owned())],
@@ -354,7 +351,9 @@ fn suggestions_complete_titles_brands_and_categories_as_you_type() {
     assert_eq!(first[0].product_id.as_deref(), Some("p-4"));
     assert_eq!(first[0].products, 1);
     assert!(
-        first.iter().any(|s| s.kind == Category && s.text == "Home/Kitchen"),
+        first
+            .iter()
+            .any(|s| s.kind == Category && s.text == "Home/Kitchen"),
         "{first:?}"
     );
     // A removed product is no longer suggested once committed.

@@ -75,11 +75,19 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: String) -> Self {
+    pub(crate) fn bad_request(message: String) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
             message,
+        }
+    }
+
+    pub(crate) fn unavailable(code: &'static str, message: &str) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            message: message.to_owned(),
         }
     }
 }
@@ -159,7 +167,7 @@ async fn get_product(
 
 /// The maintained views shoppers may read without a token (ADR 0010). A view that holds anything
 /// personal gets a route of its own, with authorization, instead of a place here.
-pub const PUBLIC_VIEWS: &[&str] = &["product_ratings"];
+pub const PUBLIC_VIEWS: &[&str] = &["product_ratings", "search_documents"];
 
 async fn get_view(
     State(s): State<Serving>,

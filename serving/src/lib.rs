@@ -6,7 +6,8 @@
 //!   default) and [`store::scylla`] (ScyllaDB, for the distributed deployment);
 //! - [`auth`]: bearer tokens for shoppers and the operator key (the `emporium-auth` crate,
 //!   shared with ingest's producer tokens);
-//! - [`api`]: the read routes and `/openapi.json`.
+//! - [`api`]: the read routes and `/openapi.json`;
+//! - [`search`]: `GET /v1/search` and `GET /v1/suggest` over the search index (ADR 0013).
 //!
 //! The store's contract (idempotent upserts by `seq`, positions after documents) and the choice
 //! of engines are in ADR 0006; the API and its auth in ADR 0007.
@@ -14,5 +15,6 @@
 pub mod api;
 pub use emporium_auth as auth;
 pub mod metrics;
+pub mod search;
 pub mod store;
 pub mod views;
