@@ -12,6 +12,7 @@ mod pipeline;
 mod rebuild;
 mod run;
 mod schema;
+mod search;
 mod serve;
 mod sql;
 mod store;
@@ -51,6 +52,8 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Rebuild an event log from the lakehouse, for when the log lost its beginning.
     RebuildLog(rebuild::RebuildArgs),
+    /// Rebuild the search index from the store's search documents, with progress.
+    Reindex(search::ReindexArgs),
     /// Mint bearer tokens: a shopper's for the read API, a producer's for ingest; print the operator
     /// key; or rotate the signing key.
     Token(token::TokenArgs),
@@ -88,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::Lakehouse(args) => lakehouse::main(args),
         Command::Sql(args) => sql::main(args),
         Command::RebuildLog(args) => rebuild::main(args),
+        Command::Reindex(args) => search::reindex(args),
         Command::Token(args) => token::main(args),
     };
     // Fenced by a newer decider (ADR 0012): a distinct exit code, so that a supervisor that

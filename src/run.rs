@@ -73,6 +73,8 @@ pub struct RunArgs {
     no_lakehouse: bool,
     #[command(flatten)]
     lakehouse: crate::lakehouse::SinkArgs,
+    #[command(flatten)]
+    search: crate::search::SearchArgs,
     /// Seconds a `POST /v1/sql` query may run before it is cancelled.
     #[arg(long, default_value_t = 60)]
     sql_timeout: u64,
@@ -106,6 +108,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("starting ingest on the {}", log.describe()))?;
     let store = args.store.open(&args.data_dir).await?;
+    // The search index, fed by this process's dataflow (none without one: `emporium pipeline`
+    // processes write the store, and this process's index would never move).
+    let search = match args.search.no_search || args.no_dataflow {
+        true => None,
+        false => Some(args.search.open(&args.data_dir)?),
+    };
     let keys = crate::keys::load_or_create(&args.data_dir)?;
     let auth = keys.authenticator()?;
     crate::keys::watch(&keys, auth.clone());
@@ -141,6 +149,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "  SQL         POST {base}/v1/sql (operator key), or: emporium sql --data-dir {}",
         args.data_dir.display()
     );
+    match &search {
+        Some(_) => println!(
+            "  search      GET {base}/v1/search?q=…  /v1/suggest?q=…  (index at {}, refreshed every {} ms)",
+            args.search.dir(&args.data_dir).display(),
+            args.search.refresh_ms
+        ),
+        None => println!("  search      off"),
+    }
     println!("  operations  GET {base}/healthz  {base}/readyz  {base}/metrics");
 
     let cancel = emporium_ops::shutdown::on_signal();
@@ -174,6 +190,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             "sql",
         ))
         .merge(emporium_ops::router::router(readiness));
+    let search_counters = Arc::new(emporium_serving::search::SearchCounters::default());
+    let router = match &search {
+        Some(index) => router.merge(instrument(
+            emporium_serving::search::router(
+                Arc::clone(index),
+                auth.clone(),
+                Some(crate::search::search_log(&intake)),
+                Arc::clone(&search_counters),
+            ),
+            "search",
+        )),
+        None => router,
+    };
     let server = tokio::spawn(serve(listener, router, cancel.clone()));
 
     let progress = Arc::new(Progress::default());
@@ -233,6 +262,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let config = args.decisions.apply(PipelineConfig {
             workers: args.workers,
             checkpoint: args.checkpoints.config(&args.data_dir),
+            search: search.as_ref().map(|index| args.search.sink(index)),
             ..PipelineConfig::default()
         });
         let (log, store, replay) = (Arc::clone(&log), Arc::clone(&store), Arc::clone(&replay));
@@ -325,6 +355,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let status = {
         let log = Arc::clone(&log);
+        let (search, search_counters) = (search.clone(), Arc::clone(&search_counters));
+        let queries = Arc::new(Rate::new(0));
         let (replay, sink_stats) = (Arc::clone(&replay), Arc::clone(&sink_stats));
         let (dataflow_health, sink_health) =
             (Arc::clone(&dataflow_health), Arc::clone(&sink_health));
@@ -334,6 +366,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             cancel.clone(),
             move |_| {
                 let (log, rate) = (Arc::clone(&log), Arc::clone(&rate));
+                let (search, queries) = (search.clone(), Arc::clone(&queries));
+                let answered = search_counters.searches.load(Ordering::Relaxed)
+                    + search_counters.suggests.load(Ordering::Relaxed);
                 // The running instances' stats (a restarted part has new ones); without a
                 // dataflow, stats that stay at zero.
                 let stats = replay.stats.get().unwrap_or_default();
@@ -351,6 +386,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     );
                     let mut lines =
                         status_lines(events, &rate, dead, has_dataflow, &stats, sink.as_deref());
+                    if let Some(index) = &search {
+                        let ends = log.end_offsets(EVENTS_TOPIC).await.unwrap_or_default();
+                        lines.push(crate::search::status(
+                            index,
+                            &ends,
+                            queries.per_second(answered),
+                        ));
+                    }
                     lines.extend(down);
                     lines
                 }

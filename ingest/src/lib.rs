@@ -10,3 +10,4 @@ pub mod dedup;
 pub mod intake;
 pub mod metrics;
 pub mod producers;
+pub mod recorder;

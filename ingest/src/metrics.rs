@@ -34,3 +34,9 @@ pub(crate) fn request(status: u16) {
 pub(crate) fn log_unavailable() {
     counter!("emporium_ingest_log_unavailable_total").increment(1);
 }
+
+/// An event the platform records itself (a search made through the read API) dropped because
+/// the recorder's queue was full: the answer does not wait for the log.
+pub fn recorded_dropped() {
+    counter!("emporium_ingest_recorded_dropped_total").increment(1);
+}

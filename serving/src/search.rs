@@ -5,6 +5,7 @@
 //! a full queue drops the event and counts it, the answer never waits).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -24,19 +25,37 @@ use crate::metrics;
 /// Where each search made through the API is recorded (the binary appends it to the log).
 pub type SearchLog = Arc<dyn Fn(SearchPerformed) + Send + Sync>;
 
+/// Searches and suggestions answered (for the status line's queries/s).
+#[derive(Debug, Default)]
+pub struct SearchCounters {
+    pub searches: AtomicU64,
+    pub suggests: AtomicU64,
+}
+
 #[derive(Clone)]
 struct Searching {
     index: Arc<SearchIndex>,
     auth: Authenticator,
     log: Option<SearchLog>,
+    counters: Arc<SearchCounters>,
 }
 
 /// The search routes, ready to be merged into the platform's router.
-pub fn router(index: Arc<SearchIndex>, auth: Authenticator, log: Option<SearchLog>) -> Router {
+pub fn router(
+    index: Arc<SearchIndex>,
+    auth: Authenticator,
+    log: Option<SearchLog>,
+    counters: Arc<SearchCounters>,
+) -> Router {
     Router::new()
         .route("/v1/search", get(search))
         .route("/v1/suggest", get(suggest))
-        .with_state(Searching { index, auth, log })
+        .with_state(Searching {
+            index,
+            auth,
+            log,
+            counters,
+        })
 }
 
 /// The parameters `GET /v1/search` takes.
@@ -185,6 +204,7 @@ async fn search(
     .map_err(|e| ApiError::unavailable("search_unavailable", &format!("search task: {e}")))?;
     let response = response.map_err(search_error)?;
     metrics::read("search", started.elapsed());
+    s.counters.searches.fetch_add(1, Ordering::Relaxed);
     if let Some(log) = &s.log {
         log(SearchPerformed {
             user_id: user.unwrap_or_else(|| "anonymous".into()),
@@ -210,6 +230,7 @@ async fn suggest(
     let started = Instant::now();
     let response = s.index.suggest(&q).map_err(search_error)?;
     metrics::read("suggest", started.elapsed());
+    s.counters.suggests.fetch_add(1, Ordering::Relaxed);
     let mut body = serde_json::to_value(&response)
         .map_err(|e| ApiError::unavailable("search_unavailable", &e.to_string()))?;
     body["as_of"] = as_of(response.as_of);

@@ -96,7 +96,8 @@ async fn fixture() -> Fixture {
         let recorded = Arc::clone(&recorded);
         Arc::new(move |e| recorded.lock().expect("lock").push(e))
     };
-    let router = emporium_serving::search::router(index, auth.clone(), Some(log)).merge(
+    let counters = Arc::new(emporium_serving::search::SearchCounters::default());
+    let router = emporium_serving::search::router(index, auth.clone(), Some(log), counters).merge(
         emporium_serving::api::router(
             Arc::new(
                 emporium_serving::store::embedded::EmbeddedStore::open(
