@@ -201,7 +201,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ),
             "search",
         )),
-        None => router,
+        None => router.merge(emporium_serving::search::unavailable_router(
+            "this process keeps no search index (--no-search or --no-dataflow)",
+        )),
     };
     let server = tokio::spawn(serve(listener, router, cancel.clone()));
 

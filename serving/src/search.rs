@@ -58,6 +58,15 @@ pub fn router(
         })
 }
 
+/// The search routes of a process that keeps no index (`--no-search`, `--no-dataflow`): each
+/// answers 503 saying so, as the API documents, rather than an undocumented 404.
+pub fn unavailable_router(why: &'static str) -> Router {
+    let off = move || async move { ApiError::unavailable("search_off", why) };
+    Router::new()
+        .route("/v1/search", get(off))
+        .route("/v1/suggest", get(off))
+}
+
 /// The parameters `GET /v1/search` takes.
 const SEARCH_PARAMETERS: &[&str] = &[
     "q",
