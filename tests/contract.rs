@@ -32,7 +32,7 @@ fn schemathesis_finds_no_response_that_breaks_the_openapi_document() {
     let dir = tempfile::tempdir().expect("tempdir");
     let support::Run {
         mut child, base, ..
-    } = support::start_run(dir.path(), &["--no-dataflow"], "Press Ctrl-C");
+    } = support::start_run(dir.path(), &[], "Press Ctrl-C");
     let operator = support::token(&["--operator"], dir.path());
     let producer = support::producer_token(dir.path());
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/contract/schemathesis.toml");
