@@ -20,6 +20,11 @@
 //! latency are measured from append times, which that does not move. `EMPORIUM_BENCH_LIVE_GENERATOR=1`
 //! generates during the window instead (the figures before this change).
 //!
+//! `EMPORIUM_BENCH_SEARCH=1` runs the same with the search index fed (issue 24, ADR 0013): it
+//! adds search freshness (event appended → searchable: its batch committed to the index, which
+//! covers price changes and sell-outs) and compares the rate kept up with the latest run
+//! without search (`end_to_end.json`: at most 10% lower); its report is `end_to_end_search`.
+//!
 //! Run: `cargo bench --bench end_to_end` (add `-- --quick` for a smoke run). Writes
 //! `<target dir>/bench-results/end_to_end.json` (see `support::Report`).
 
@@ -36,6 +41,7 @@ use emporium_ingest::api;
 use emporium_ingest::intake::{Intake, IntakeConfig};
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
+use emporium_pipeline::search::{DEFAULT_REFRESH, SearchSink};
 use emporium_pipeline::{PipelineConfig, PipelineStats, RunningPipeline};
 use emporium_schemas::{Event, EventKind, Payload};
 use emporium_serving::store::Store;
@@ -50,9 +56,15 @@ const SOURCE_RATE: &str = "README Numbers, end to end (end_to_end): >= 100k even
 const TARGET_DECISION_P99_S: f64 = 1.0;
 const DECISION_AT_ORDERS_PER_S: f64 = 5_000.0;
 const SOURCE_DECISION: &str = "README Numbers, end to end (end_to_end): decision p99 <= 1 s at 5,000 orders/s; slos.md single-machine targets, Decision latency: p99 <= 1 s at 5,000 orders/s";
+const TARGET_SEARCH_FRESHNESS_P99: Duration = Duration::from_secs(1);
+const SOURCE_SEARCH_FRESHNESS: &str = "README Numbers, search freshness (end_to_end with EMPORIUM_BENCH_SEARCH=1): a price change or a sell-out searchable p99 <= 1 s under >= 100k events/s; slos.md, Search freshness";
+const TARGET_SEARCH_KEPT_UP_RATIO: f64 = 0.9;
+const SOURCE_SEARCH_KEPT_UP: &str = "README Numbers, search freshness: the end-to-end rate kept up drops at most 10% with search on; slos.md, Search freshness";
 
 struct Measured {
     offered: f64,
+    search_p50: Duration,
+    search_p99: Duration,
     events_per_s: f64,
     orders_per_s: f64,
     fresh_p50: Duration,
@@ -171,12 +183,23 @@ async fn main() {
             break;
         }
     }
+    let search = search_on().then(|| {
+        Arc::new(
+            emporium_search::SearchIndex::open(&dir.path().join("search")).expect("search index"),
+        )
+    });
     let started = Instant::now();
     let pipeline = RunningPipeline::start(
         Arc::clone(&log),
         Some(Arc::clone(&store) as Arc<dyn Store>),
         tokio::runtime::Handle::current(),
-        pipeline_config(),
+        PipelineConfig {
+            search: search.as_ref().map(|index| SearchSink {
+                index: Arc::clone(index),
+                refresh: DEFAULT_REFRESH,
+            }),
+            ..pipeline_config()
+        },
     )
     .expect("pipeline");
     let stats = Arc::clone(&pipeline.stats);
@@ -193,6 +216,22 @@ async fn main() {
         "   cold start: {bootstrap} catalog and stock events read, {p} product and {i} sku documents in the store, in {took:.1} s ({})",
         fmt_rate(bootstrap as f64 / took)
     );
+    if let Some(index) = &search {
+        // The catch-up is read; the index commits within its refresh after the last batch.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let s = index.stats();
+        println!(
+            "   search index after the cold start: {} products in {} segments, {:.0} MiB on disk",
+            s.documents,
+            s.segments,
+            dir_bytes(&dir.path().join("search")) as f64 / (1 << 20) as f64
+        );
+        report.figure(
+            "cold_start_search_documents",
+            s.documents as f64,
+            "documents",
+        );
+    }
 
     let intake = Intake::start(Arc::clone(&log), IntakeConfig::default())
         .await
@@ -210,6 +249,7 @@ async fn main() {
         "freshness p50/p99".into(),
         "store write p99".into(),
         "decision p50/p99".into(),
+        "search fresh p50/p99".into(),
         "kept up".into(),
     ]);
     let mut results = Vec::new();
@@ -225,6 +265,7 @@ async fn main() {
         stats.documents_wait.reset();
         stats.decision.reset();
         stats.store_write.reset();
+        stats.search_freshness.reset();
         let from: Vec<u64> = log.end_offsets(EVENTS_TOPIC).await.expect("ends");
         // Its clock runs through its own catalog phase (skipped below) at `rate` events per
         // second: start that far back so its traffic happens now.
@@ -316,6 +357,8 @@ async fn main() {
             fresh_p99: stats.freshness.quantile(0.99).unwrap_or_default(),
             decision_p50: pct(0.5),
             decision_p99: pct(0.99),
+            search_p50: stats.search_freshness.quantile(0.5).unwrap_or_default(),
+            search_p99: stats.search_freshness.quantile(0.99).unwrap_or_default(),
             kept_up,
         };
         row(&[
@@ -329,6 +372,14 @@ async fn main() {
             ),
             format!("{store_write_p99_s:.3} s"),
             format!("{:.2} / {:.2} s", m.decision_p50, m.decision_p99),
+            match &search {
+                Some(_) => format!(
+                    "{:.2} / {:.2} s",
+                    m.search_p50.as_secs_f64(),
+                    m.search_p99.as_secs_f64()
+                ),
+                None => "off".into(),
+            },
             if m.kept_up { "yes" } else { "no" }.into(),
         ]);
         if std::env::var_os("EMPORIUM_BENCH_VERBOSE").is_some() {
@@ -397,7 +448,16 @@ async fn main() {
         );
         report.figure(format!("{prefix}.decision_p50_s"), m.decision_p50, "s");
         report.figure(format!("{prefix}.decision_p99_s"), m.decision_p99, "s");
+        if search.is_some() {
+            report.figure(
+                format!("{prefix}.search_freshness_p99_s"),
+                m.search_p99.as_secs_f64(),
+                "s",
+            );
+        }
         report.row(serde_json::json!({
+            "search_freshness_p50_s": m.search_p50.as_secs_f64(),
+            "search_freshness_p99_s": m.search_p99.as_secs_f64(),
             "offered_events_per_s": m.offered,
             "events_per_s": m.events_per_s,
             "orders_per_s": m.orders_per_s,
@@ -451,7 +511,76 @@ async fn main() {
         TARGET_DECISION_P99_S,
         SOURCE_DECISION,
     );
-    report.finish();
+    match &search {
+        None => report.finish(),
+        Some(index) => {
+            let s = index.stats();
+            println!(
+                "   search index at the end: {} products in {} segments, {} commits",
+                s.documents,
+                s.segments,
+                stats.search_commits.load(Ordering::Relaxed)
+            );
+            // Search freshness where the platform keeps up: at the highest rate kept up at or
+            // above the target, or the highest kept up.
+            let judged = results
+                .iter()
+                .filter(|m| m.kept_up)
+                .max_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s));
+            report.figure(
+                "search_check.events_per_s",
+                judged.map_or(f64::NAN, |m| m.events_per_s),
+                "events/s",
+            );
+            report.target(
+                "search_check.search_freshness_p99_s",
+                judged.map_or(f64::NAN, |m| m.search_p99.as_secs_f64()),
+                "s",
+                Op::AtMost,
+                TARGET_SEARCH_FRESHNESS_P99.as_secs_f64(),
+                SOURCE_SEARCH_FRESHNESS,
+            );
+            // Against the latest run without search, on this machine.
+            let without = without_search_best();
+            println!(
+                "   rate kept up without search (latest end_to_end.json): {}",
+                without.map_or("none".into(), fmt_rate)
+            );
+            report.target(
+                "kept_up_ratio_to_without_search",
+                without.map_or(f64::NAN, |w| best / w),
+                "x",
+                Op::AtLeast,
+                TARGET_SEARCH_KEPT_UP_RATIO,
+                SOURCE_SEARCH_KEPT_UP,
+            );
+            report.finish_as("end_to_end_search");
+        }
+    }
+}
+
+/// Whether `EMPORIUM_BENCH_SEARCH` asks for the search index.
+fn search_on() -> bool {
+    std::env::var("EMPORIUM_BENCH_SEARCH").is_ok_and(|v| v == "1")
+}
+
+/// The highest rate kept up in the latest `end_to_end.json` (the run without search), if it was
+/// as full a run as this one.
+fn without_search_best() -> Option<f64> {
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target"))
+        .join("bench-results/end_to_end.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if json["quick"].as_bool() != Some(quick()) {
+        return None;
+    }
+    json["targets"]
+        .as_array()?
+        .iter()
+        .find(|t| t["figure"] == "highest_rate_kept_up_at_p99_freshness_1s_events_per_s")?["value"]
+        .as_f64()
+        .filter(|v| *v > 0.0)
 }
 
 /// A rate's traffic as NDJSON lines, generated before it is sent.

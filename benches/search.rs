@@ -10,12 +10,14 @@
 //!   brand + category), one in three with a filter (category, price range or `in_stock=true`),
 //!   every one with the facets over all its hits and the first page of 20 with highlights; one
 //!   thread, then two at once (queries/s);
+//! - suggest: 2,000 starts of titles (one to three words, the last cut), brands and categories;
 //! - updates: 200 rounds of 1,000 documents upserted (price changes) and a commit, the index
 //!   reloaded after each (a commit a second for 200 s of a stream of 1,000 changes a second): the
 //!   commit's latency and the segments searchable after each round; then 1M availability flips
 //!   (a sell-out or a restock): the cost of one, with no commit.
 //!
 //! Targets (issue 24): build ≥ 30k documents/s; query p99 ≤ 20 ms and ≥ 1,000 queries/s;
+//! suggest p99 ≤ 5 ms;
 //! segments bounded under the stream: the most over the last 100 rounds at most 1.5× the most
 //! over the first 100 (the log merge policy merges 8 segments of a size into one; a count that
 //! grew with the commits would double).
@@ -209,6 +211,44 @@ fn main() {
         hits_total as f64 / requests.len() as f64
     );
 
+    // Suggestions as shoppers type: the start of a title (one, two and three words, the last
+    // cut), of a brand, of a category.
+    let typed: Vec<String> = (0..query_count)
+        .map(|k| {
+            let d = &docs[(k * 4_409) % docs.len()];
+            let words: Vec<&str> = d.title.split(' ').collect();
+            let cut = |w: &str, n: usize| w.chars().take(n).collect::<String>();
+            match k % 5 {
+                0 => cut(words[0], 2 + k % 3),
+                1 => format!("{} {}", words[0], cut(words[1], 1 + k % 4)),
+                2 => format!("{} {} {}", words[0], words[1], cut(words[2], 1)),
+                3 => cut(&d.brand, 2 + k % 3),
+                _ => cut(&d.category_path[d.category_path.len() - 1], 3),
+            }
+        })
+        .collect();
+    for q in typed.iter().take(100) {
+        index.suggest(q).expect("warm-up");
+    }
+    let mut suggest_times = Vec::with_capacity(typed.len());
+    let mut suggested = 0usize;
+    for q in &typed {
+        let t = Instant::now();
+        suggested += index.suggest(q).expect("suggest").suggestions.len();
+        suggest_times.push(t.elapsed());
+    }
+    suggest_times.sort();
+    let (suggest_p50, suggest_p99) = (
+        percentile(&suggest_times, 0.5),
+        percentile(&suggest_times, 0.99),
+    );
+    println!(
+        "   suggest: p50 {:.2} ms, p99 {:.2} ms, {:.1} suggestions on average",
+        suggest_p50.as_secs_f64() * 1e3,
+        suggest_p99.as_secs_f64() * 1e3,
+        suggested as f64 / typed.len() as f64
+    );
+
     // A steady stream of updates.
     let mut commits = Vec::new();
     let mut segments = Vec::new();
@@ -256,6 +296,15 @@ fn main() {
     report.figure("rss_growth_mib", rss_mib, "MiB");
     report.figure("query_p50_ms", p50.as_secs_f64() * 1e3, "ms");
     report.figure("queries_per_s_two_threads", two_threads, "queries/s");
+    report.figure("suggest_p50_ms", suggest_p50.as_secs_f64() * 1e3, "ms");
+    report.target(
+        "suggest_p99_ms",
+        suggest_p99.as_secs_f64() * 1e3,
+        "ms",
+        Op::AtMost,
+        5.0,
+        "issue 24: suggest p99 <= 5 ms",
+    );
     report.figure("commit_p50_ms", commit_p50.as_secs_f64() * 1e3, "ms");
     report.figure("commit_p99_ms", commit_p99.as_secs_f64() * 1e3, "ms");
     report.figure("availability_flip_ns", flip_ns, "ns");

@@ -281,7 +281,12 @@ impl Report {
 
     /// Prints the verdict and writes the JSON.
     pub fn finish(self) {
-        let bench = env!("CARGO_CRATE_NAME");
+        self.finish_as(env!("CARGO_CRATE_NAME"))
+    }
+
+    /// [`Report::finish`] under another name: one harness, two configurations (each with its
+    /// own JSON and medians).
+    pub fn finish_as(self, bench: &str) {
         for t in &self.targets {
             let ratio = if t.threshold == 0.0 || t.value.is_nan() {
                 String::new()

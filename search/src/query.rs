@@ -262,18 +262,26 @@ impl SearchIndex {
                 if field == self.fields.description {
                     continue;
                 }
-                // One clause covers the typos (and, for the last term, the words it starts).
-                let (loose, weight) = if last {
-                    (FuzzyTermQuery::new_prefix(term, edits, true), PREFIX_WEIGHT)
-                } else if edits > 0 {
-                    (FuzzyTermQuery::new(term, edits, true), FUZZY_WEIGHT)
-                } else {
-                    continue;
-                };
-                shoulds.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(loose), boost * weight)),
-                ));
+                // The words the last term starts, as typed (a prefix with no edits, as
+                // Elasticsearch's `match_bool_prefix`), and the words within its typo allowance:
+                // a prefix within edits would match nearly every word a short term's letters
+                // could start.
+                let mut loose: Vec<(FuzzyTermQuery, f32)> = Vec::with_capacity(2);
+                if last {
+                    loose.push((
+                        FuzzyTermQuery::new_prefix(term.clone(), 0, true),
+                        PREFIX_WEIGHT,
+                    ));
+                }
+                if edits > 0 {
+                    loose.push((FuzzyTermQuery::new(term, edits, true), FUZZY_WEIGHT));
+                }
+                for (query, weight) in loose {
+                    shoulds.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(Box::new(query), boost * weight)),
+                    ));
+                }
             }
             musts.push((Occur::Must, Box::new(BooleanQuery::new(shoulds))));
         }
