@@ -1,6 +1,6 @@
 //! The search documents view: one document per listed product, what the search index keeps of
-//! it (ADR 0013) — its text and price from the catalog, its reviews, and its popularity (views
-//! and ordered units, decayed in event time). Availability is not in it: it changes with every
+//! it (ADR 0013) — its text and price from the catalog, its reviews, and its popularity (ordered
+//! units, decayed in event time). Availability is not in it: it changes with every
 //! reservation, and reaches the index from the decider's product documents, beside the text
 //! (`emporium-pipeline`'s search sink). Served at `GET /v1/views/search_documents/{product_id}`;
 //! tested against a plain fold in `dataflows/tests/search_documents.rs`.
@@ -12,14 +12,19 @@
 //! sku, so they are joined with the sku's owner: among the listings naming it, the one with the
 //! highest `seq` (the rule of [`crate::products`]).
 //!
-//! **Popularity by forward decay** (Cormode et al., ICDE 2009). A view counts 1 and an ordered
-//! unit [`ORDER_WEIGHT`], each decayed with a half-life of [`HALF_LIFE_HOURS`] in event time.
+//! **Popularity by forward decay** (Cormode et al., ICDE 2009). An ordered unit counts
+//! [`ORDER_WEIGHT`], decayed with a half-life of [`HALF_LIFE_HOURS`] in event time.
 //! Decaying towards a moving "now" would change every document as time passes; instead each
 //! interaction at hour `h` weighs `w · 2^((h − E) / H)` for a fixed epoch `E`, so a document
 //! changes only when an interaction arrives, and the order of two products by popularity is the
 //! order of their decayed counts at any "now". The document keeps `log2` of the sum, rounded to
-//! 1/16 ([`POPULARITY_STEP`]): a view rewrites a product's document only when it moves the
-//! decayed count by about 4%, so a popular product's document is not re-indexed on every view.
+//! 1/16 ([`POPULARITY_STEP`]): an order rewrites a product's document only when it moves the
+//! decayed count by about 4%, so a popular product's document is not re-indexed on every order.
+//!
+//! **Views are not counted (yet).** They are four events in five: a view that reads them makes
+//! the decider take every one whole as a step of its own, and at 100k events/s the pipeline fell
+//! behind by seconds (`benches/end_to_end.rs`, ADR 0013). Counting them where they are read and
+//! merging the counts at the watermark is the next step.
 
 use differential_dataflow::VecCollection;
 use emporium_schemas::money::Money;
@@ -29,7 +34,7 @@ use serde_json::json;
 
 use crate::view::View;
 
-/// The weight of one ordered unit against one view.
+/// The weight of one ordered unit (a view would weigh 1).
 pub const ORDER_WEIGHT: i64 = 10;
 /// The half-life of an interaction's weight, in event time.
 pub const HALF_LIFE_HOURS: f64 = 7.0 * 24.0;
@@ -64,11 +69,6 @@ pub enum SearchRow {
     Reviewed {
         product: String,
         stars: u8,
-    },
-    /// Views in an hour of event time (the diff counts them).
-    Viewed {
-        product: String,
-        hour: i64,
     },
     /// Units of a sku ordered in an hour of event time (the diff counts them, times
     /// [`ORDER_WEIGHT`]).
@@ -153,7 +153,7 @@ enum Part {
     Priced(u64, Money),
     Discontinued(u64),
     Reviewed(u8),
-    /// Interest in an hour: the diff is views, or ordered units times [`ORDER_WEIGHT`].
+    /// Interest in an hour: the diff is ordered units times [`ORDER_WEIGHT`].
     Interest(i64),
 }
 
@@ -170,7 +170,6 @@ impl View for SearchDocuments {
                 | EventKind::PriceChanged
                 | EventKind::ProductDiscontinued
                 | EventKind::ReviewPosted
-                | EventKind::ProductViewed
                 | EventKind::OrderPlaced
         )
     }
@@ -219,13 +218,6 @@ impl View for SearchDocuments {
                     ));
                 }
             }
-            Payload::ProductViewed(v) => out.push((
-                SearchRow::Viewed {
-                    product: v.product_id.clone(),
-                    hour: hour(event),
-                },
-                1,
-            )),
             Payload::OrderPlaced(o) => {
                 for line in &o.lines {
                     if let Ok(units @ 1..) = isize::try_from(line.qty.saturating_mul(ORDER_WEIGHT))
@@ -293,7 +285,6 @@ impl View for SearchDocuments {
             } => Some((product, Part::Priced(seq, price))),
             SearchRow::Discontinued { product, seq } => Some((product, Part::Discontinued(seq))),
             SearchRow::Reviewed { product, stars } => Some((product, Part::Reviewed(stars))),
-            SearchRow::Viewed { product, hour } => Some((product, Part::Interest(hour))),
             SearchRow::Ordered { .. } => None,
         })
         .concat(ordered)

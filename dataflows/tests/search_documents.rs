@@ -8,7 +8,8 @@
 //! The fold is written from the rules, not from the view's code: the latest `product_upserted`
 //! is the listing, a later price change its price, a later discontinuation removes it; ordered
 //! units count for the sku's owner at the end (the product that listed it last); popularity is
-//! `log2` of Σ weight · 2^((hour − epoch) / half-life), summed directly.
+//! `log2` of Σ weight · 2^((hour − epoch) / half-life), summed directly, over ordered units
+//! (views do not count).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -71,14 +72,6 @@ fn fold(events: &[Event]) -> HashMap<String, SearchFields> {
                     .or_default()
                     .stars
                     .push(r.rating);
-            }
-            Payload::ProductViewed(v) => {
-                *products
-                    .entry(v.product_id.clone())
-                    .or_default()
-                    .interest
-                    .entry(hour)
-                    .or_default() += 1;
             }
             Payload::OrderPlaced(o) => {
                 for line in o.lines.iter().filter(|l| l.qty > 0) {
@@ -324,8 +317,8 @@ fn the_view_is_the_fold_of_a_generated_shop() {
         "some products reviewed"
     );
     assert!(
-        want.values().filter(|f| f.popularity > i64::MIN).count() > 100,
-        "most products viewed"
+        want.values().filter(|f| f.popularity > i64::MIN).count() > 50,
+        "many products ordered"
     );
     assert_same(&events);
 }
@@ -364,7 +357,7 @@ fn a_discontinued_product_leaves_and_a_relisting_brings_it_back() {
 }
 
 #[test]
-fn an_order_counts_ten_views_and_interest_decays_by_half_a_week() {
+fn interest_decays_by_half_a_week_and_views_do_not_count() {
     let listed = event(
         0,
         0,
@@ -375,14 +368,16 @@ fn an_order_counts_ten_views_and_interest_decays_by_half_a_week() {
             cents: 500,
         },
     );
-    let now = vec![listed.clone(), event(1, 0, Op::Order(vec![(1, 1)]))];
-    let views: Vec<Event> = std::iter::once(listed.clone())
+    let score = |events: &[Event]| evaluate::<SearchDocuments>(events)["p-1"].popularity;
+    let one_now = score(&[listed.clone(), event(1, 0, Op::Order(vec![(1, 1)]))]);
+    let two_now = score(&[listed.clone(), event(1, 0, Op::Order(vec![(1, 2)]))]);
+    let one_later = score(&[listed.clone(), event(1, 168, Op::Order(vec![(1, 1)]))]);
+    // One step of log2 is 16: two units weigh twice one, and one unit a half-life later weighs
+    // twice one now.
+    assert_eq!(two_now - one_now, POPULARITY_STEP as i64);
+    assert_eq!(one_later - one_now, POPULARITY_STEP as i64);
+    let viewed: Vec<Event> = std::iter::once(listed)
         .chain((1..=10).map(|i| event(i, 0, Op::View(1))))
         .collect();
-    let later = vec![listed, event(1, 168, Op::View(1))];
-    let score = |events: &[Event]| evaluate::<SearchDocuments>(events)["p-1"].popularity;
-    assert_eq!(score(&now), score(&views), "one unit ordered = ten views");
-    // One view a half-life later weighs twice one view now: one step of log2 is 16.
-    let one_now = score(&[now[0].clone(), event(1, 0, Op::View(1))]);
-    assert_eq!(score(&later) - one_now, POPULARITY_STEP as i64);
+    assert_eq!(score(&viewed), i64::MIN, "views are not interest (yet)");
 }

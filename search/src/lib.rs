@@ -21,6 +21,7 @@ pub mod availability;
 pub mod document;
 pub mod facets;
 pub mod index;
+mod loose;
 pub mod query;
 pub mod suggest;
 pub mod typo;

@@ -24,14 +24,14 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, FilterCollector, TopDocs};
 use tantivy::columnar::{ColumnValues, EmptyColumnValues};
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocAddress, DocId, Score, SegmentReader, Term};
 
 use crate::facets::FacetCounts;
 use crate::index::SearchIndex;
+use crate::loose::LooseQuery;
 use crate::typo::{allowed_edits, matches};
 use crate::{Result, SearchError};
 
@@ -262,24 +262,15 @@ impl SearchIndex {
                 if field == self.fields.description {
                     continue;
                 }
-                // The words the last term starts, as typed (a prefix with no edits, as
-                // Elasticsearch's `match_bool_prefix`), and the words within its typo allowance:
-                // a prefix within edits would match nearly every word a short term's letters
-                // could start.
-                let mut loose: Vec<(FuzzyTermQuery, f32)> = Vec::with_capacity(2);
-                if last {
-                    loose.push((
-                        FuzzyTermQuery::new_prefix(term.clone(), 0, true),
-                        PREFIX_WEIGHT,
-                    ));
-                }
-                if edits > 0 {
-                    loose.push((FuzzyTermQuery::new(term, edits, true), FUZZY_WEIGHT));
-                }
-                for (query, weight) in loose {
+                // The other words it matches: within its typo allowance and (the last term)
+                // those it starts as typed (a prefix with no edits, as Elasticsearch's
+                // `match_bool_prefix`), in one clause without the word itself, which the exact
+                // clause scores ([`crate::loose`]).
+                let weight = if last { PREFIX_WEIGHT } else { FUZZY_WEIGHT };
+                if let Some(loose) = LooseQuery::new(&term, t, edits, last) {
                     shoulds.push((
                         Occur::Should,
-                        Box::new(BoostQuery::new(Box::new(query), boost * weight)),
+                        Box::new(BoostQuery::new(Box::new(loose), boost * weight)),
                     ));
                 }
             }

@@ -94,7 +94,10 @@ mod tests {
             !matches("wirle", "wireless", true),
             "a prefix as typed: no typo in it (Elasticsearch's match_bool_prefix)"
         );
-        assert!(matches("wirelss", "wireless", true), "a whole word with a typo");
+        assert!(
+            matches("wirelss", "wireless", true),
+            "a whole word with a typo"
+        );
         assert!(!matches("tv", "tvs", false));
         assert!(matches("123", "123", true) && !matches("123", "124", true));
         assert!(!matches("12", "123", true), "no prefix on numbers");
