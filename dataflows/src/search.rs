@@ -146,15 +146,40 @@ pub fn popularity(per_hour: impl IntoIterator<Item = (i64, i64)>) -> i64 {
     ((top + sum.log2()) * POPULARITY_STEP).round() as i64
 }
 
-/// What the per-product reduce sees.
+/// What the text reduce sees of a product: its catalog events.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Part {
+enum Cataloged {
     Listed(u64, i64, TextListing),
     Priced(u64, Money),
     Discontinued(u64),
+}
+
+/// What the numbers reduce sees of a product.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Counted {
+    /// It was listed (once per listing: the reduce gives every listed product numbers).
+    Listed,
     Reviewed(u8),
     /// Interest in an hour: the diff is ordered units times [`ORDER_WEIGHT`].
     Interest(i64),
+}
+
+/// A listed product's text, price and first listing time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct Text {
+    listing: TextListing,
+    price: Money,
+    listed_ms: i64,
+}
+
+/// A product's reviews (count, sum of stars) and popularity.
+type Numbers = (u64, u64, i64);
+
+/// What the last reduce puts together.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Joined {
+    Text(Text),
+    Numbers(Numbers),
 }
 
 impl View for SearchDocuments {
@@ -267,32 +292,63 @@ impl View for SearchDocuments {
             SearchRow::Ordered { sku, hour } => Some((sku, hour)),
             _ => None,
         });
-        // The diff of an ordered row is its units times ORDER_WEIGHT: interest, like views.
+        // The diff of an ordered row is its units times ORDER_WEIGHT: interest.
         let ordered = owners.join_map(ordered, |_sku, owner, hour| {
-            (owner.clone(), Part::Interest(*hour))
+            (owner.clone(), Counted::Interest(*hour))
         });
-        rows.flat_map(|row| match row {
-            SearchRow::Listed {
-                product,
-                seq,
-                at_ms,
-                listing,
-            } => Some((product, Part::Listed(seq, at_ms, listing))),
-            SearchRow::Priced {
-                product,
-                seq,
-                price,
-            } => Some((product, Part::Priced(seq, price))),
-            SearchRow::Discontinued { product, seq } => Some((product, Part::Discontinued(seq))),
-            SearchRow::Reviewed { product, stars } => Some((product, Part::Reviewed(stars))),
-            SearchRow::Ordered { .. } => None,
-        })
-        .concat(ordered)
-        .reduce_named("SearchDocument", |_product: &String, parts, out| {
-            if let Some(fields) = assemble(parts) {
-                out.push((fields, 1));
-            }
-        })
+        // Two reduces, so that an order (thousands a second) re-reads a product's numbers, not
+        // its text: the text from the catalog events, the numbers from reviews and orders (and
+        // a mark for every listing, so a listed product has numbers before its first order).
+        let text = rows
+            .clone()
+            .flat_map(|row| match row {
+                SearchRow::Listed {
+                    product,
+                    seq,
+                    at_ms,
+                    listing,
+                } => Some((product, Cataloged::Listed(seq, at_ms, listing))),
+                SearchRow::Priced {
+                    product,
+                    seq,
+                    price,
+                } => Some((product, Cataloged::Priced(seq, price))),
+                SearchRow::Discontinued { product, seq } => {
+                    Some((product, Cataloged::Discontinued(seq)))
+                }
+                _ => None,
+            })
+            .reduce_named("SearchText", |_product: &String, parts, out| {
+                if let Some(text) = text_of(parts) {
+                    out.push((text, 1isize));
+                }
+            });
+        let numbers = rows
+            .flat_map(|row| match row {
+                SearchRow::Listed { product, .. } => Some((product, Counted::Listed)),
+                SearchRow::Reviewed { product, stars } => Some((product, Counted::Reviewed(stars))),
+                _ => None,
+            })
+            .concat(ordered)
+            .reduce_named("SearchNumbers", |_product: &String, parts, out| {
+                out.push((numbers_of(parts), 1isize));
+            });
+        // A reduce, not a join: its output at a time is consolidated (a join's is not, and a
+        // value inserted and retracted at one time would read as inserted downstream).
+        text.map(|(product, text)| (product, Joined::Text(text)))
+            .concat(numbers.map(|(product, numbers)| (product, Joined::Numbers(numbers))))
+            .reduce_named("SearchDocument", |_product: &String, parts, out| {
+                let (mut text, mut numbers) = (None, None);
+                for (part, _) in parts {
+                    match part {
+                        Joined::Text(t) => text = Some(t),
+                        Joined::Numbers(n) => numbers = Some(n),
+                    }
+                }
+                if let (Some(text), Some(numbers)) = (text, numbers) {
+                    out.push((fields(text, numbers), 1));
+                }
+            })
     }
 
     fn document(product_id: &String, f: &SearchFields) -> serde_json::Value {
@@ -312,29 +368,21 @@ impl View for SearchDocuments {
     }
 }
 
-/// A product's document from its parts, in `Part` order (so listings by `seq`, interest by
-/// hour); `None` when it is not listed, or discontinued since it was last listed.
-fn assemble(parts: &[(&Part, isize)]) -> Option<SearchFields> {
+/// A product's text from its catalog events, in `Cataloged` order (so listings by `seq`);
+/// `None` when it is not listed, or discontinued since it was last listed.
+fn text_of(parts: &[(&Cataloged, isize)]) -> Option<Text> {
     let mut first: Option<i64> = None;
     let mut latest: Option<(u64, &TextListing)> = None;
     let mut price: Option<(u64, &Money)> = None;
     let mut discontinued = 0u64;
-    let (mut reviews, mut stars) = (0u64, 0u64);
-    let mut interest: Vec<(i64, i64)> = Vec::new();
-    for (part, diff) in parts {
-        let n = (*diff).max(0) as u64;
+    for (part, _) in parts {
         match part {
-            Part::Listed(seq, at_ms, listing) => {
+            Cataloged::Listed(seq, at_ms, listing) => {
                 first.get_or_insert(*at_ms);
                 latest = Some((*seq, listing));
             }
-            Part::Priced(seq, p) => price = Some((*seq, p)),
-            Part::Discontinued(seq) => discontinued = discontinued.max(*seq),
-            Part::Reviewed(s) => {
-                reviews += n;
-                stars += n * u64::from(*s);
-            }
-            Part::Interest(hour) => interest.push((*hour, n as i64)),
+            Cataloged::Priced(seq, p) => price = Some((*seq, p)),
+            Cataloged::Discontinued(seq) => discontinued = discontinued.max(*seq),
         }
     }
     let (listed_seq, listing) = latest?;
@@ -345,15 +393,41 @@ fn assemble(parts: &[(&Part, isize)]) -> Option<SearchFields> {
         Some((seq, p)) if seq > listed_seq => p.clone(),
         _ => listing.price.clone(),
     };
-    Some(SearchFields {
-        title: listing.title.clone(),
-        brand: listing.brand.clone(),
-        category_path: listing.category_path.clone(),
-        description: listing.description.clone(),
+    Some(Text {
+        listing: listing.clone(),
         price,
         listed_ms: first.unwrap_or(0),
-        reviews,
-        stars,
-        popularity: popularity(interest),
     })
+}
+
+/// A product's numbers from its reviews and interest, in `Counted` order (interest by hour).
+fn numbers_of(parts: &[(&Counted, isize)]) -> Numbers {
+    let (mut reviews, mut stars) = (0u64, 0u64);
+    let mut interest: Vec<(i64, i64)> = Vec::new();
+    for (part, diff) in parts {
+        let n = (*diff).max(0) as u64;
+        match part {
+            Counted::Listed => {}
+            Counted::Reviewed(s) => {
+                reviews += n;
+                stars += n * u64::from(*s);
+            }
+            Counted::Interest(hour) => interest.push((*hour, n as i64)),
+        }
+    }
+    (reviews, stars, popularity(interest))
+}
+
+fn fields(text: &Text, (reviews, stars, popularity): &Numbers) -> SearchFields {
+    SearchFields {
+        title: text.listing.title.clone(),
+        brand: text.listing.brand.clone(),
+        category_path: text.listing.category_path.clone(),
+        description: text.listing.description.clone(),
+        price: text.price.clone(),
+        listed_ms: text.listed_ms,
+        reviews: *reviews,
+        stars: *stars,
+        popularity: *popularity,
+    }
 }

@@ -52,7 +52,9 @@ pub trait View: 'static {
     /// latest wins): `seq`s are the same in every run over the same log.
     fn rows(seq: u64, event: &Event, out: &mut Vec<(Self::Row, isize)>);
 
-    /// The collection it maintains: at most one value per key at any time.
+    /// The collection it maintains: at most one value per key at any time, its changes at a time
+    /// consolidated (end with a `reduce`: a `join`'s output can insert and retract one value at
+    /// one time, which [`Latest`] would read as an insertion).
     fn maintain<'s>(
         rows: VecCollection<'s, u64, Self::Row>,
     ) -> VecCollection<'s, u64, (Self::Key, Self::Value)>;

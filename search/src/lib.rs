@@ -12,6 +12,7 @@
 //!   in-stock products first, facets over the whole result set, highlights;
 //! - [`suggest`]: autocomplete of titles, brands and categories as the shopper types;
 //! - [`facets`]: the counts over every hit (brands, category levels, price and rating bands);
+//! - [`judged`]: the judged query set and its scores (success@3, nDCG@10);
 //! - [`typo`]: the edit distances allowed and the Damerau–Levenshtein distance that highlights
 //!   use.
 //!
@@ -21,6 +22,7 @@ pub mod availability;
 pub mod document;
 pub mod facets;
 pub mod index;
+pub mod judged;
 mod loose;
 pub mod query;
 pub mod suggest;

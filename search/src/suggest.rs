@@ -63,9 +63,12 @@ pub struct SuggestResponse {
 #[derive(Debug, Default)]
 pub(crate) struct Vocabulary {
     generation: Option<u64>,
-    brands: Arc<Vec<Value>>,
-    categories: Arc<Vec<Value>>,
+    brands: Values,
+    categories: Values,
 }
+
+/// The brands or the category paths of a generation, most products first.
+type Values = Arc<Vec<Value>>;
 
 /// A brand or category path, its words lowercased, and how many products have it.
 #[derive(Debug, Clone)]
@@ -178,10 +181,7 @@ impl SearchIndex {
     }
 
     /// The brands and category paths of the searcher's generation (read once per generation).
-    fn vocabulary(
-        &self,
-        searcher: &tantivy::Searcher,
-    ) -> Result<(Arc<Vec<Value>>, Arc<Vec<Value>>)> {
+    fn vocabulary(&self, searcher: &tantivy::Searcher) -> Result<(Values, Values)> {
         let generation = searcher.generation().generation_id();
         {
             let v = self.vocabulary.read();
