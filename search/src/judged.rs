@@ -8,7 +8,10 @@
 //! - `exact title`; `one typo` and `two typos` in the title's words; `words reversed`;
 //! - `brand+category`: every product of that brand in that category is relevant;
 //! - `prefix`: a title's first word and the start of its second, as typed; every product whose
-//!   title starts so is relevant.
+//!   title starts so is relevant;
+//! - `one typo, no number` and `two typos, no number`: the title's words without the number
+//!   that ends every generated title (which alone finds the product, typo or not), with typos;
+//!   every product with those words is relevant.
 //!
 //! The typos are made deterministically from the title's words (a substitution, a transposition
 //! of adjacent letters, a deletion or an insertion), never in the number that tells the products
@@ -31,13 +34,15 @@ pub struct Judged {
 }
 
 /// The kinds, in the order [`judged`] makes them.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 8] = [
     "exact title",
     "one typo",
     "two typos",
     "words reversed",
     "brand+category",
     "prefix",
+    "one typo, no number",
+    "two typos, no number",
 ];
 
 /// One edit of `word`, the `n`-th kind (substitution, transposition, deletion, insertion).
@@ -109,6 +114,27 @@ pub fn judged(docs: &[SearchDocument]) -> Vec<Judged> {
         let mut words: Vec<&str> = doc.title.split(' ').collect();
         words.reverse();
         out.push(one(KINDS[3], words.join(" "), id));
+    }
+    let words_only = |title: &str| -> String {
+        title
+            .split(' ')
+            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (n, doc) in docs.iter().enumerate().step_by(400) {
+        let stem = words_only(&doc.title);
+        let relevant: Vec<String> = docs
+            .iter()
+            .filter(|d| words_only(&d.title).eq_ignore_ascii_case(&stem))
+            .map(|d| d.product_id.clone())
+            .collect();
+        if let Some(q) = typoed(&stem, 1, n) {
+            out.push(one(KINDS[6], q, relevant.clone()));
+        }
+        if let Some(q) = typoed(&stem, 2, n) {
+            out.push(one(KINDS[7], q, relevant));
+        }
     }
     for doc in docs.iter().step_by(400) {
         let Some(category) = doc.category_path.last() else {
