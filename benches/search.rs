@@ -31,35 +31,27 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emporium_generator::{Generator, GeneratorConfig};
-use emporium_schemas::Payload;
 use emporium_search::{SearchDocument, SearchIndex, SearchRequest};
 use support::*;
 
 /// Rounds of 1,000 upserts and a commit.
 const ROUNDS: usize = 200;
 
+/// The catalog with reviews, ratings and popularity spread over it.
 fn catalog(n: usize) -> Vec<SearchDocument> {
-    let mut generator = Generator::new(GeneratorConfig {
-        products: n,
-        users: 1_000,
-        ..GeneratorConfig::default()
-    })
-    .expect("generator");
-    let mut docs = Vec::with_capacity(n);
-    while docs.len() < n {
-        let e = generator.next_event();
-        if let Payload::ProductUpserted(p) = &e.payload {
-            let i = docs.len() as u64;
-            docs.push(SearchDocument {
+    search_catalog(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let i = i as u64;
+            SearchDocument {
                 reviews: i % 50,
                 mean_rating: (i % 41) as f64 / 10.0 + 1.0,
                 popularity: ((i * 7_919) % 10_000) as f64,
-                ..SearchDocument::listed(p, e.occurred_at.timestamp_millis())
-            });
-        }
-    }
-    docs
+                ..d
+            }
+        })
+        .collect()
 }
 
 /// The kinds of [`queries`], in the order they take turns.

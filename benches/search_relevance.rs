@@ -25,28 +25,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use emporium_generator::{Generator, GeneratorConfig};
-use emporium_schemas::Payload;
 use emporium_search::judged::{Judged, KINDS, Score, judged};
 use emporium_search::{SearchDocument, SearchIndex, SearchRequest};
 use support::*;
-
-fn catalog(n: usize) -> Vec<SearchDocument> {
-    let mut generator = Generator::new(GeneratorConfig {
-        products: n,
-        users: 1_000,
-        ..GeneratorConfig::default()
-    })
-    .expect("generator");
-    let mut docs = Vec::with_capacity(n);
-    while docs.len() < n {
-        let e = generator.next_event();
-        if let Payload::ProductUpserted(p) = &e.payload {
-            docs.push(SearchDocument::listed(p, e.occurred_at.timestamp_millis()));
-        }
-    }
-    docs
-}
 
 fn venv() -> PathBuf {
     std::env::var_os("EMPORIUM_BENCH_VENV")
@@ -149,7 +130,7 @@ fn main() {
              default BM25, top 10"
         ),
     );
-    let docs = catalog(products);
+    let docs = search_catalog(products);
     let queries = judged(&docs);
 
     let began = Instant::now();

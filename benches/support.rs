@@ -393,3 +393,26 @@ fn commit() -> Option<String> {
     let text = String::from_utf8(out.stdout).ok()?;
     (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
 }
+
+/// The generator's first `n` listings as search documents (each as listed, before any review
+/// or order): the catalog of the search benchmarks.
+#[allow(dead_code)]
+pub fn search_catalog(n: usize) -> Vec<emporium_search::SearchDocument> {
+    let mut generator = Generator::new(GeneratorConfig {
+        products: n,
+        users: 1_000,
+        ..GeneratorConfig::default()
+    })
+    .expect("generator");
+    let mut docs = Vec::with_capacity(n);
+    while docs.len() < n {
+        let e = generator.next_event();
+        if let emporium_schemas::Payload::ProductUpserted(p) = &e.payload {
+            docs.push(emporium_search::SearchDocument::listed(
+                p,
+                e.occurred_at.timestamp_millis(),
+            ));
+        }
+    }
+    docs
+}

@@ -231,8 +231,11 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
         mut child, base, ..
     } = support::start_run(dir.path(), &["--no-lakehouse"], "Press Ctrl-C");
     shop.base = base;
+    // Until the restarted dataflow has set the in-stock bits from the store (`/readyz` says so),
+    // a product may show out of stock.
+    shop.until("q=reading%20lamp", |a| unscored(a) == unscored(&before))
+        .await;
     let after = shop.search("q=reading%20lamp").await;
-    assert_eq!(unscored(&after), unscored(&before));
     assert_eq!(after["facets"], before["facets"]);
     stop(&mut child);
 
@@ -242,10 +245,9 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
         mut child, base, ..
     } = support::start_run(dir.path(), &["--no-lakehouse"], "Press Ctrl-C");
     shop.base = base;
-    shop.until("q=reading%20lamp", |a| a["total"] == before["total"])
+    shop.until("q=reading%20lamp", |a| unscored(a) == unscored(&before))
         .await;
     let after = shop.search("q=reading%20lamp").await;
-    assert_eq!(unscored(&after), unscored(&before));
     assert_eq!(after["facets"], before["facets"]);
     stop(&mut child);
 }
