@@ -9,8 +9,8 @@
 //! latest wins exactly as in the decider's catalog ([`crate::catalog`]): a `product_upserted`
 //! replaces the listing, a later `price_changed` its price, a later `product_discontinued` takes
 //! the product out of the view (a later `product_upserted` lists it again). Ordered units name a
-//! sku, so they are joined with the sku's owner: among the listings naming it, the one with the
-//! highest `seq` (the rule of [`crate::products`]).
+//! sku, so they are joined with the sku's owner: among the products' current listings naming it,
+//! the one with the highest `seq` (the rule of [`crate::products`]).
 //!
 //! **Popularity by forward decay** (Cormode et al., ICDE 2009). An ordered unit counts
 //! [`ORDER_WEIGHT`], decayed with a half-life of [`HALF_LIFE_HOURS`] in event time.
@@ -264,7 +264,8 @@ impl View for SearchDocuments {
     fn maintain<'s>(
         rows: VecCollection<'s, u64, SearchRow>,
     ) -> VecCollection<'s, u64, (String, SearchFields)> {
-        // Among the listings naming a sku, the one listed last owns it.
+        // Among the products' current listings naming a sku, the one listed last owns it (a
+        // product's earlier listings name skus it may no longer have).
         let owners = rows
             .clone()
             .flat_map(|row| match row {
@@ -273,18 +274,28 @@ impl View for SearchDocuments {
                     seq,
                     listing,
                     ..
-                } => listing
-                    .skus
-                    .into_iter()
-                    .map(|sku| (sku, (seq, product.clone())))
-                    .collect(),
-                _ => Vec::new(),
+                } => Some((product, (seq, listing.skus))),
+                _ => None,
+            })
+            .reduce_named(
+                "SearchCurrentListing",
+                |_product: &String, listings: &[(&(u64, Vec<String>), isize)], out| {
+                    // In (seq, skus) order: the last is the latest listing.
+                    if let Some((latest, _)) = listings.last() {
+                        out.push(((*latest).clone(), 1isize));
+                    }
+                },
+            )
+            .flat_map(|(product, (seq, skus))| {
+                skus.into_iter()
+                    .map(move |sku| (sku, (seq, product.clone())))
+                    .collect::<Vec<_>>()
             })
             .reduce_named(
                 "SearchSkuOwner",
                 |_sku: &String, listers: &[(&(u64, String), isize)], out| {
                     if let Some(((_, owner), _)) = listers.last() {
-                        out.push((owner.clone(), 1));
+                        out.push((owner.clone(), 1isize));
                     }
                 },
             );

@@ -7,7 +7,8 @@
 //!
 //! The fold is written from the rules, not from the view's code: the latest `product_upserted`
 //! is the listing, a later price change its price, a later discontinuation removes it; ordered
-//! units count for the sku's owner at the end (the product that listed it last); popularity is
+//! units count for the sku's owner at the end (among the products' latest listings naming it,
+//! the latest); popularity is
 //! `log2` of Σ weight · 2^((hour − epoch) / half-life), summed directly, over ordered units
 //! (views do not count).
 
@@ -52,9 +53,6 @@ fn fold(events: &[Event]) -> HashMap<String, SearchFields> {
                 let f = products.entry(p.product_id.clone()).or_default();
                 f.first_ms.get_or_insert(e.occurred_at.timestamp_millis());
                 f.listed = Some((seq, p.clone()));
-                for sku in &p.skus {
-                    owner.insert(sku.clone(), (seq, p.product_id.clone()));
-                }
             }
             Payload::PriceChanged(p) => {
                 products.entry(p.product_id.clone()).or_default().price =
@@ -79,6 +77,16 @@ fn fold(events: &[Event]) -> HashMap<String, SearchFields> {
                 }
             }
             _ => {}
+        }
+    }
+    // A sku's owner: among the products' current (latest) listings naming it, the latest.
+    for (id, f) in &products {
+        if let Some((seq, listing)) = &f.listed {
+            for sku in &listing.skus {
+                if owner.get(sku).is_none_or(|(s, _)| s < seq) {
+                    owner.insert(sku.clone(), (*seq, id.clone()));
+                }
+            }
         }
     }
     for (sku, hour, qty) in ordered {

@@ -227,8 +227,9 @@ pub struct Prepared {
 
 /// Makes the index ready for a pipeline that resumes at `resumed_seq`: rebuilt from the store
 /// when it does not reflect that `seq` (its commit is older, or it has none while the store has
-/// documents), and its in-stock table set from the store's products. `progress` hears of each
-/// page read.
+/// documents) or is not of this store (its positions are ahead of the store's, or of another
+/// partition count: the index is never ahead of the store it was fed from), and its in-stock
+/// table set from the store's products. `progress` hears of each page read.
 pub fn prepare(
     index: &SearchIndex,
     store: &dyn Store,
@@ -237,17 +238,21 @@ pub fn prepare(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Prepared, PipelineError> {
     let at = SearchPosition::of(index);
+    let positions = runtime.block_on(store.positions())?.unwrap_or_default();
     let behind = match &at {
-        Some(at) => at.seq < resumed_seq,
+        Some(at) => {
+            at.seq < resumed_seq
+                || at.positions.len() != positions.len()
+                || at.positions.iter().zip(&positions).any(|(i, s)| i > s)
+        }
         None => resumed_seq > 0 || index.stats().documents > 0,
     };
     let documents = if behind {
         tracing::info!(
             index_seq = at.as_ref().map_or(0, |a| a.seq),
             resumed_seq,
-            "the search index is behind the checkpoint: rebuilding it from the store"
+            "the search index is behind the checkpoint or not of this store: rebuilding it from the store"
         );
-        let positions = runtime.block_on(store.positions())?.unwrap_or_default();
         rebuild(
             index,
             store,
@@ -298,11 +303,17 @@ pub fn rebuild(
             if doc.json.as_ref() == b"null" {
                 continue;
             }
-            let doc: SearchDocument = serde_json::from_slice(&doc.json).map_err(|e| {
-                PipelineError::Search(format!("stored search document {key:?}: {e}"))
-            })?;
-            index.upsert(&doc).map_err(search_error)?;
-            indexed += 1;
+            // As the feeder does: a document of another shape is logged and left out, not a
+            // reason to stop every start.
+            match serde_json::from_slice::<SearchDocument>(&doc.json) {
+                Ok(doc) => {
+                    index.upsert(&doc).map_err(search_error)?;
+                    indexed += 1;
+                }
+                Err(e) => {
+                    tracing::error!(product_id = %key, error = %e, "stored search document not indexed")
+                }
+            }
         }
         progress(Progress::Documents(indexed));
     }
@@ -324,9 +335,10 @@ pub fn load_availability(
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         for (key, doc) in &page {
-            let product: ProductView = serde_json::from_slice(&doc.json).map_err(|e| {
-                PipelineError::Search(format!("stored product document {key:?}: {e}"))
-            })?;
+            let Ok(product) = serde_json::from_slice::<ProductView>(&doc.json) else {
+                tracing::error!(product_id = %key, "stored product document unreadable: counted out of stock");
+                continue;
+            };
             let buyable = in_stock(&product);
             index.set_in_stock(key, buyable);
             in_stock_count += u64::from(buyable);

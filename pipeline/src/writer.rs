@@ -35,13 +35,17 @@ pub(crate) struct Unwritten {
     pub(crate) checkpoint: Option<Checkpoint>,
     pub(crate) dirty: bool,
     pub(crate) closed: bool,
+    /// The writer was dropped without `finish` (its worker failed): the thread writes nothing
+    /// more, not even the search commit it has pending, and ends (a restarted pipeline may be
+    /// rebuilding the same index).
+    pub(crate) abandoned: bool,
     pub(crate) error: Option<PipelineError>,
 }
 
 /// The thread that writes the store, one batch at a time, while worker 0 keeps deciding.
 pub(crate) struct StoreWriter {
     pub(crate) shared: Arc<(std::sync::Mutex<Unwritten>, std::sync::Condvar)>,
-    pub(crate) thread: std::thread::JoinHandle<()>,
+    pub(crate) thread: Option<std::thread::JoinHandle<()>>,
     /// Whether worker 0's next checkpoint must take a full piece ([`Chain`]).
     pub(crate) wants_full: Arc<AtomicBool>,
 }
@@ -161,7 +165,7 @@ impl StoreWriter {
                             // Wait for a batch; or, with search changes not committed, until
                             // their commit is due.
                             let mut due = false;
-                            while !p.dirty && !p.closed {
+                            while !p.dirty && !p.closed && !p.abandoned {
                                 match feeder.as_ref().and_then(Feeder::due_in) {
                                     Some(wait) if wait.is_zero() => {
                                         due = true;
@@ -175,6 +179,9 @@ impl StoreWriter {
                                     }
                                     None => p = ready.wait(p).unwrap_or_else(|e| e.into_inner()),
                                 }
+                            }
+                            if p.abandoned {
+                                return;
                             }
                             if !p.dirty {
                                 drop(p);
@@ -256,7 +263,7 @@ impl StoreWriter {
         };
         Ok(Self {
             shared,
-            thread,
+            thread: Some(thread),
             wants_full,
         })
     }
@@ -296,16 +303,27 @@ impl StoreWriter {
     }
 
     /// Writes what is still waiting, then stops the thread.
-    pub(crate) fn finish(self) -> Result<(), PipelineError> {
+    pub(crate) fn finish(mut self) -> Result<(), PipelineError> {
         let (lock, ready) = &*self.shared;
         lock.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         ready.notify_one();
-        if self.thread.join().is_err() {
+        if self.thread.take().is_some_and(|t| t.join().is_err()) {
             return Err(PipelineError::Timely("the store writer panicked".into()));
         }
         match lock.lock().unwrap_or_else(|e| e.into_inner()).error.take() {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    /// Dropped without [`StoreWriter::finish`] (a failed worker): the thread stops writing.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let (lock, ready) = &*self.shared;
+            lock.lock().unwrap_or_else(|e| e.into_inner()).abandoned = true;
+            ready.notify_one();
         }
     }
 }

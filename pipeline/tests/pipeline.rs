@@ -1415,4 +1415,17 @@ fn the_search_index_follows_the_store_across_a_restart_and_a_deleted_index() {
         "rebuilt from the store"
     );
     assert_eq!(check_search(&rt, store.as_ref(), &index), listed);
+    drop(index);
+
+    // The index kept while the store is replaced by an empty one (a new keyspace): its commit
+    // is ahead of the new store's positions, so it is rebuilt (to nothing), then fed again.
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other: Arc<dyn Store> = Arc::new(EmbeddedStore::open(other_dir.path()).expect("store"));
+    std::fs::remove_dir_all(checkpoints.path()).expect("no checkpoint of the new store");
+    let (four, index) = run(&other);
+    assert!(
+        four.search_rebuilt.load(Ordering::Relaxed),
+        "an index of another store is not kept"
+    );
+    assert_eq!(check_search(&rt, other.as_ref(), &index), listed);
 }

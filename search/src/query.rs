@@ -325,6 +325,8 @@ impl SearchIndex {
     pub fn search(&self, r: &SearchRequest) -> Result<SearchResponse> {
         let c = self.check(r)?;
         let query = self.query(r, &c);
+        // The position first: a commit between the two then understates it, never overstates.
+        let as_of = self.as_of.read().clone();
         let searcher = self.reader.searcher();
         let in_stock = self.availability.snapshot();
         let sort = c.sort;
@@ -371,7 +373,7 @@ impl SearchIndex {
             per_page: c.per_page,
             hits,
             facets: tally.facets(),
-            as_of: self.as_of.read().clone(),
+            as_of,
         })
     }
 

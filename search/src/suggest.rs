@@ -154,6 +154,8 @@ impl SearchIndex {
                 expected: "the start of a word (1 to 100 characters)".into(),
             });
         }
+        // The position first: a commit between the two then understates it, never overstates.
+        let as_of = self.as_of.read().clone();
         let searcher = self.reader.searcher();
         let mut suggestions = self.title_suggestions(&searcher, &terms)?;
         let (brands, categories) = self.vocabulary(&searcher)?;
@@ -174,10 +176,7 @@ impl SearchIndex {
                     }),
             );
         }
-        Ok(SuggestResponse {
-            suggestions,
-            as_of: self.as_of.read().clone(),
-        })
+        Ok(SuggestResponse { suggestions, as_of })
     }
 
     /// The brands and category paths of the searcher's generation (read once per generation).

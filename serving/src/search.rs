@@ -237,7 +237,11 @@ async fn suggest(
     let p = parameters(pairs, &["q"])?;
     let q = p.get("q").cloned().unwrap_or_default();
     let started = Instant::now();
-    let response = s.index.suggest(&q).map_err(search_error)?;
+    let index = Arc::clone(&s.index);
+    let response = tokio::task::spawn_blocking(move || index.suggest(&q))
+        .await
+        .map_err(|e| ApiError::unavailable("search_unavailable", &format!("suggest task: {e}")))?
+        .map_err(search_error)?;
     metrics::read("suggest", started.elapsed());
     s.counters.suggests.fetch_add(1, Ordering::Relaxed);
     let mut body = serde_json::to_value(&response)
