@@ -77,16 +77,9 @@ pub fn search_log(intake: &Arc<Intake>) -> SearchLog {
 /// The status line's search part.
 pub fn status(index: &SearchIndex, log_ends: &[u64], queries_per_s: f64) -> String {
     let stats = index.stats();
-    let lag = match SearchPosition::of(index) {
-        Some(at) if at.positions.len() == log_ends.len() => {
-            let behind: u64 = log_ends
-                .iter()
-                .zip(&at.positions)
-                .map(|(end, at)| end.saturating_sub(*at))
-                .sum();
-            format!("{behind} events behind the log")
-        }
-        _ => "no commit yet".to_owned(),
+    let lag = match SearchPosition::of(index).and_then(|at| at.behind(log_ends)) {
+        Some(behind) => format!("{behind} events behind the log"),
+        None => "no commit yet".to_owned(),
     };
     format!(
         "search: {} products in {} segments ({}), {queries_per_s:.0} queries/s",
@@ -147,18 +140,13 @@ pub fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
             );
         }
     };
-    let documents = rt.block_on(async {
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::block_in_place(|| {
-            emporium_pipeline::search::rebuild(
-                &index,
-                store.as_ref(),
-                &handle,
-                &SearchPosition { seq, positions },
-                &mut progress,
-            )
-        })
-    })?;
+    let documents = emporium_pipeline::search::rebuild(
+        &index,
+        store.as_ref(),
+        rt.handle(),
+        &SearchPosition { seq, positions },
+        &mut progress,
+    )?;
     let took = started.elapsed().as_secs_f64();
     let stats = index.stats();
     println!(

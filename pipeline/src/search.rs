@@ -67,6 +67,17 @@ impl SearchPosition {
         serde_json::from_str(&index.position()?).ok()
     }
 
+    /// Records the log holds past this position (`None`: of another partition count).
+    pub fn behind(&self, log_ends: &[u64]) -> Option<u64> {
+        (self.positions.len() == log_ends.len()).then(|| {
+            log_ends
+                .iter()
+                .zip(&self.positions)
+                .map(|(end, at)| end.saturating_sub(*at))
+                .sum()
+        })
+    }
+
     fn payload(&self) -> String {
         // Plain numbers: always encodes.
         serde_json::to_string(self).unwrap_or_default()
@@ -77,10 +88,18 @@ fn search_error(e: emporium_search::SearchError) -> PipelineError {
     PipelineError::Search(e.to_string())
 }
 
-/// Whether a product document's product can be bought now: listed, and a unit of a sku
-/// available.
+/// Whether a product can be bought now: listed, and a unit of a sku available (`available`:
+/// each sku's units).
+fn buyable(discontinued: bool, mut available: impl Iterator<Item = i64>) -> bool {
+    !discontinued && available.any(|units| units > 0)
+}
+
+/// [`buyable`] for a product document of the store.
 pub fn in_stock(product: &ProductView) -> bool {
-    !product.discontinued && product.skus.iter().any(|s| s.available > 0)
+    buyable(
+        product.discontinued,
+        product.skus.iter().map(|s| s.available),
+    )
 }
 
 /// The changes of a batch the index reads: search documents and product documents.
@@ -135,7 +154,6 @@ impl Feeder {
         applied_ms: &[i64],
     ) -> Result<(), PipelineError> {
         let index = &self.sink.index;
-        let mut documents = 0u64;
         for change in changes {
             match change {
                 Change::View {
@@ -156,19 +174,17 @@ impl Feeder {
                         },
                         None => index.remove(key).map_err(search_error)?,
                     }
-                    documents += 1;
                 }
-                Change::Product { product, .. } => {
-                    let buyable =
-                        !product.discontinued && product.skus.iter().any(|s| s.available > 0);
-                    index.set_in_stock(&product.product_id, buyable);
-                }
+                Change::Product { product, .. } => index.set_in_stock(
+                    &product.product_id,
+                    buyable(
+                        product.discontinued,
+                        product.skus.iter().map(|s| s.available),
+                    ),
+                ),
                 _ => {}
             }
         }
-        self.stats
-            .search_documents
-            .fetch_add(documents, Ordering::Relaxed);
         if seq >= self.position.seq {
             self.position = SearchPosition {
                 seq,
@@ -199,16 +215,9 @@ impl Feeder {
         self.pending = false;
         self.last_commit = Instant::now();
         self.stats.search_commits.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .search_seq
-            .store(self.position.seq, Ordering::Relaxed);
         metrics::search_commit(began.elapsed());
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let from = self
-            .started_ms
-            .max(self.stats.freshness_from_ms.load(Ordering::Relaxed));
-        for ms in self.applied_ms.drain(..).filter(|ms| *ms >= from) {
-            let latency = Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
+        let applied = std::mem::take(&mut self.applied_ms);
+        for latency in self.stats.freshness_of(self.started_ms, applied) {
             self.stats.search_freshness.record(latency);
         }
         Ok(())

@@ -57,11 +57,8 @@ pub struct PipelineStats {
     pub checkpoint_pause_ms: AtomicU64,
     /// The `seq` this run resumed from (0: it replayed the log from the start).
     pub resumed_from_seq: AtomicU64,
-    /// Search documents upserted or removed in the index, its commits, and the `seq` its last
-    /// commit reflects ([`crate::search`]).
-    pub search_documents: AtomicU64,
+    /// Commits of the search index ([`crate::search`]).
     pub search_commits: AtomicU64,
-    pub search_seq: AtomicU64,
     /// Whether this run rebuilt the index from the store at start (it was behind).
     pub search_rebuilt: AtomicBool,
     /// Event appended → searchable (its batch committed to the index), for the same events as
@@ -73,6 +70,26 @@ pub struct PipelineStats {
 #[derive(Debug)]
 pub struct LatencyHistogram {
     pub(crate) buckets: Vec<AtomicU64>,
+}
+
+impl PipelineStats {
+    /// How long ago each append time in `appended_ms` was, leaving out events appended before
+    /// this run started (`started_ms`) or before `freshness_from_ms`: those are a replay, not
+    /// freshness.
+    pub(crate) fn freshness_of(
+        &self,
+        started_ms: i64,
+        appended_ms: impl IntoIterator<Item = i64>,
+    ) -> impl Iterator<Item = std::time::Duration> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let from = started_ms.max(self.freshness_from_ms.load(Ordering::Relaxed));
+        appended_ms
+            .into_iter()
+            .filter(move |ms| *ms >= from)
+            .map(
+                move |ms| std::time::Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64),
+            )
+    }
 }
 
 impl Default for LatencyHistogram {

@@ -226,12 +226,12 @@ impl StoreWriter {
                             (Ok(checkpoint), Some(feeder), Some((changes, seq, positions, ms))) => {
                                 feeder
                                     .apply(&changes, seq, &positions, &ms)
-                                    .and_then(|()| match checkpoint.is_some() {
-                                        true => feeder.commit(),
-                                        false if feeder.due_in().is_some_and(|d| d.is_zero()) => {
-                                            feeder.commit()
+                                    .and_then(|()| {
+                                        let due = feeder.due_in().is_some_and(|d| d.is_zero());
+                                        match checkpoint.is_some() || due {
+                                            true => feeder.commit(),
+                                            false => Ok(()),
                                         }
-                                        false => Ok(()),
                                     })
                                     .map(|()| checkpoint)
                             }
@@ -482,11 +482,7 @@ pub(crate) fn write_store(
     stats
         .documents_written
         .fetch_add(documents as u64, Ordering::Relaxed);
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    // Events appended before this run started are a replay, not freshness.
-    let from = started_ms.max(stats.freshness_from_ms.load(Ordering::Relaxed));
-    for ms in work.applied_ms.into_iter().filter(|ms| *ms >= from) {
-        let latency = std::time::Duration::from_millis(now_ms.saturating_sub(ms).max(0) as u64);
+    for latency in stats.freshness_of(started_ms, work.applied_ms) {
         metrics::freshness(latency);
         stats.freshness.record(latency);
     }

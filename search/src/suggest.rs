@@ -15,11 +15,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, Score, SegmentReader, Term};
 
 use crate::index::SearchIndex;
+use crate::loose::LooseQuery;
 use crate::typo::allowed_edits;
 use crate::{Result, SearchError};
 
@@ -211,27 +212,19 @@ impl SearchIndex {
         let mut musts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
         for (i, t) in terms.iter().enumerate() {
             let term = Term::from_field_text(title, t);
+            // As in search: numbers match exactly; the other words within their typo allowance,
+            // the last as a prefix as typed (with no typo in it).
             let number = t.chars().all(|c| c.is_ascii_digit());
-            let query: Box<dyn Query> = if number {
-                // As in search: numbers match exactly.
-                Box::new(TermQuery::new(term, IndexRecordOption::Basic))
-            } else if i + 1 == terms.len() {
-                Box::new(FuzzyTermQuery::new_prefix(term, 0, true))
-            } else {
-                let exact = Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic));
-                match allowed_edits(t) {
-                    0 => exact,
-                    edits => Box::new(BooleanQuery::new(vec![
-                        (Occur::Should, exact as Box<dyn Query>),
-                        (
-                            Occur::Should,
-                            Box::new(BoostQuery::new(
-                                Box::new(FuzzyTermQuery::new(term, edits, true)),
-                                0.5,
-                            )),
-                        ),
-                    ])),
-                }
+            let last = i + 1 == terms.len() && !number;
+            let edits = if number || last { 0 } else { allowed_edits(t) };
+            let exact: Box<dyn Query> =
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic));
+            let query: Box<dyn Query> = match LooseQuery::new(&term, t, edits, last) {
+                Some(loose) => Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, exact),
+                    (Occur::Should, Box::new(loose) as Box<dyn Query>),
+                ])),
+                None => exact,
             };
             musts.push((Occur::Must, query));
         }
