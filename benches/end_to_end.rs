@@ -21,8 +21,10 @@
 //! generates during the window instead (the figures before this change).
 //!
 //! `EMPORIUM_BENCH_SEARCH=1` runs the same with the search index fed (issue 24, ADR 0013): it
-//! adds search freshness (event appended → searchable: its batch committed to the index, which
-//! covers price changes and sell-outs) and compares the rate kept up with the latest run
+//! adds search freshness, event appended → searchable, twice: *live* (its batch applied by the
+//! sink: sell-outs, restocks, price, rating and popularity changes, the issue's target, judged at
+//! the least loaded rate of at least 100k events/s) and *text* (its batch committed to the index:
+//! new and changed titles and descriptions); and compares the rate kept up with the latest run
 //! without search (`end_to_end.json`: at most 10% lower); its report is `end_to_end_search`.
 //!
 //! Run: `cargo bench --bench end_to_end` (add `-- --quick` for a smoke run). Writes
@@ -65,6 +67,7 @@ struct Measured {
     offered: f64,
     search_p50: Duration,
     search_p99: Duration,
+    text_p99: Duration,
     events_per_s: f64,
     orders_per_s: f64,
     fresh_p50: Duration,
@@ -249,7 +252,7 @@ async fn main() {
         "freshness p50/p99".into(),
         "store write p99".into(),
         "decision p50/p99".into(),
-        "search fresh p50/p99".into(),
+        "search live p50/p99 · text p99".into(),
         "kept up".into(),
     ]);
     let mut results = Vec::new();
@@ -266,6 +269,7 @@ async fn main() {
         stats.decision.reset();
         stats.store_write.reset();
         stats.search_freshness.reset();
+        stats.search_live_freshness.reset();
         let from: Vec<u64> = log.end_offsets(EVENTS_TOPIC).await.expect("ends");
         // Its clock runs through its own catalog phase (skipped below) at `rate` events per
         // second: start that far back so its traffic happens now.
@@ -357,8 +361,15 @@ async fn main() {
             fresh_p99: stats.freshness.quantile(0.99).unwrap_or_default(),
             decision_p50: pct(0.5),
             decision_p99: pct(0.99),
-            search_p50: stats.search_freshness.quantile(0.5).unwrap_or_default(),
-            search_p99: stats.search_freshness.quantile(0.99).unwrap_or_default(),
+            search_p50: stats
+                .search_live_freshness
+                .quantile(0.5)
+                .unwrap_or_default(),
+            search_p99: stats
+                .search_live_freshness
+                .quantile(0.99)
+                .unwrap_or_default(),
+            text_p99: stats.search_freshness.quantile(0.99).unwrap_or_default(),
             kept_up,
         };
         row(&[
@@ -374,9 +385,10 @@ async fn main() {
             format!("{:.2} / {:.2} s", m.decision_p50, m.decision_p99),
             match &search {
                 Some(_) => format!(
-                    "{:.2} / {:.2} s",
+                    "{:.2} / {:.2} · {:.2} s",
                     m.search_p50.as_secs_f64(),
-                    m.search_p99.as_secs_f64()
+                    m.search_p99.as_secs_f64(),
+                    m.text_p99.as_secs_f64()
                 ),
                 None => "off".into(),
             },
@@ -458,6 +470,7 @@ async fn main() {
         report.row(serde_json::json!({
             "search_freshness_p50_s": m.search_p50.as_secs_f64(),
             "search_freshness_p99_s": m.search_p99.as_secs_f64(),
+            "search_text_freshness_p99_s": m.text_p99.as_secs_f64(),
             "offered_events_per_s": m.offered,
             "events_per_s": m.events_per_s,
             "orders_per_s": m.orders_per_s,
@@ -521,12 +534,12 @@ async fn main() {
                 s.segments,
                 stats.search_commits.load(Ordering::Relaxed)
             );
-            // Search freshness where the platform keeps up: at the highest rate kept up at or
-            // above the target, or the highest kept up.
+            // Search freshness under the target load: at the least loaded rate offered at or
+            // above it that kept up (as the decision check).
             let judged = results
                 .iter()
-                .filter(|m| m.kept_up)
-                .max_by(|a, b| a.events_per_s.total_cmp(&b.events_per_s));
+                .filter(|m| m.kept_up && m.offered >= TARGET_EVENTS_PER_S)
+                .min_by(|a, b| a.offered.total_cmp(&b.offered));
             report.figure(
                 "search_check.events_per_s",
                 judged.map_or(f64::NAN, |m| m.events_per_s),
@@ -539,6 +552,11 @@ async fn main() {
                 Op::AtMost,
                 TARGET_SEARCH_FRESHNESS_P99.as_secs_f64(),
                 SOURCE_SEARCH_FRESHNESS,
+            );
+            report.figure(
+                "search_check.text_freshness_p99_s",
+                judged.map_or(f64::NAN, |m| m.text_p99.as_secs_f64()),
+                "s",
             );
             // Against the latest run without search, on this machine.
             let without = without_search_best();

@@ -8,11 +8,19 @@
 //! is never ahead of the index: a restarted pipeline replays the changes after its checkpoint,
 //! and the index, at or past it, converges. An index behind the checkpoint (deleted, written by
 //! another version, or from another store) is rebuilt from the store's documents before the
-//! pipeline starts ([`prepare`], the same as `emporium reindex`). The in-stock table is not
-//! persisted: [`prepare`] sets it from the store's product documents.
+//! pipeline starts ([`prepare`], the same as `emporium reindex`). The live tables are not
+//! persisted: [`prepare`] sets availability from the store's product documents and the live
+//! values (price, rating, reviews, popularity) from its search documents.
+//!
+//! **Its own thread.** The sink runs on a thread of its own ([`SearchThread`]): the store writer
+//! hands it each batch the store accepted and goes on to the next, so indexing and commits never
+//! delay a store write. The writer waits for the sink only before it writes a checkpoint (the
+//! index must commit first). Sell-outs and restocks (the in-stock table) and price, rating and
+//! popularity changes (the live values) are searchable as soon as the sink applies the batch;
+//! a new or changed text at the next commit, at most [`SearchSink::refresh`] later.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::changes::Change;
@@ -164,7 +172,9 @@ impl Feeder {
                 } if *view == SEARCH_VIEW => {
                     match document {
                         Some(json) => match SearchDocument::deserialize(json) {
-                            Ok(doc) => index.upsert(&doc).map_err(search_error)?,
+                            Ok(doc) => {
+                                index.upsert(&doc).map_err(search_error)?;
+                            }
                             Err(e) => {
                                 // The view and the index disagree on the document's shape: a
                                 // bug, logged rather than fatal (the rest of the batch goes on).
@@ -190,6 +200,13 @@ impl Feeder {
                 seq,
                 positions: positions.to_vec(),
             };
+        }
+        // Availability and values are searchable now; texts at the commit.
+        for latency in self
+            .stats
+            .freshness_of(self.started_ms, applied_ms.iter().copied())
+        {
+            self.stats.search_live_freshness.record(latency);
         }
         self.applied_ms.extend_from_slice(applied_ms);
         self.pending = true;
@@ -224,6 +241,195 @@ impl Feeder {
     }
 }
 
+/// A batch the store holds, for the sink: the changes it reads, the decider's `seq`, the next
+/// offset of every partition, and the append times of the batch's events.
+pub(crate) struct Batch {
+    pub(crate) changes: Vec<Change>,
+    pub(crate) seq: u64,
+    pub(crate) positions: Vec<u64>,
+    pub(crate) applied_ms: Vec<i64>,
+}
+
+/// What the store writer and the sink's thread share.
+#[derive(Default)]
+struct Queue {
+    batches: Vec<Batch>,
+    /// The store writer waits for a commit through this `seq` (a checkpoint follows).
+    commit_through: Option<u64>,
+    /// The `seq` of the last commit.
+    committed: u64,
+    closed: bool,
+    abandoned: bool,
+    error: Option<PipelineError>,
+}
+
+/// The sink on its own thread.
+pub(crate) struct SearchThread {
+    shared: Arc<(Mutex<Queue>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SearchThread {
+    pub(crate) fn start(
+        sink: SearchSink,
+        stats: Arc<PipelineStats>,
+        started_ms: i64,
+    ) -> Result<Self, PipelineError> {
+        let mut feeder = Feeder::new(sink, stats, started_ms);
+        let shared = Arc::new((
+            Mutex::new(Queue {
+                committed: feeder.position.seq,
+                ..Queue::default()
+            }),
+            Condvar::new(),
+        ));
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("emporium-search".into())
+                .spawn(move || {
+                    let (queue, changed) = &*shared;
+                    loop {
+                        let (batches, wanted, closed) = {
+                            let mut q = lock(queue);
+                            // Wait for a batch, a commit wanted, or a commit due.
+                            while q.batches.is_empty()
+                                && q.commit_through.is_none()
+                                && !q.closed
+                                && !q.abandoned
+                            {
+                                match feeder.due_in() {
+                                    Some(wait) if wait.is_zero() => break,
+                                    Some(wait) => {
+                                        q = changed
+                                            .wait_timeout(q, wait)
+                                            .unwrap_or_else(|e| e.into_inner())
+                                            .0;
+                                    }
+                                    None => q = changed.wait(q).unwrap_or_else(|e| e.into_inner()),
+                                }
+                            }
+                            if q.abandoned {
+                                return;
+                            }
+                            (std::mem::take(&mut q.batches), q.commit_through, q.closed)
+                        };
+                        let result = batches
+                            .iter()
+                            .try_for_each(|b| {
+                                feeder.apply(&b.changes, b.seq, &b.positions, &b.applied_ms)
+                            })
+                            .and_then(|()| {
+                                let due = feeder.due_in().is_some_and(|d| d.is_zero());
+                                match wanted.is_some() || due || closed {
+                                    true => feeder.commit(),
+                                    false => Ok(()),
+                                }
+                            });
+                        let mut q = lock(queue);
+                        match result {
+                            Ok(()) => {
+                                if !feeder.pending {
+                                    q.committed = q.committed.max(feeder.position.seq);
+                                }
+                                // Met, or nothing left to commit (every batch handed is).
+                                if q.commit_through.is_some_and(|seq| q.committed >= seq)
+                                    || (q.batches.is_empty() && !feeder.pending)
+                                {
+                                    q.commit_through = None;
+                                }
+                            }
+                            Err(e) => {
+                                q.error = Some(e);
+                                changed.notify_all();
+                                return;
+                            }
+                        }
+                        changed.notify_all();
+                        if q.closed && q.batches.is_empty() && !feeder.pending {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| PipelineError::Timely(format!("search thread: {e}")))?
+        };
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands the sink a batch the store now holds; fails if the sink failed.
+    pub(crate) fn hand_off(&self, batch: Batch) -> Result<(), PipelineError> {
+        let (queue, changed) = &*self.shared;
+        let mut q = lock(queue);
+        if let Some(e) = q.error.take() {
+            return Err(e);
+        }
+        q.batches.push(batch);
+        changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits until the index has committed everything through `seq` (before a checkpoint at
+    /// `seq` is written).
+    pub(crate) fn commit_through(&self, seq: u64) -> Result<(), PipelineError> {
+        let (queue, changed) = &*self.shared;
+        let mut q = lock(queue);
+        if q.committed >= seq && q.batches.is_empty() {
+            return Ok(());
+        }
+        q.commit_through = Some(q.commit_through.map_or(seq, |s| s.max(seq)));
+        changed.notify_all();
+        loop {
+            if let Some(e) = q.error.take() {
+                return Err(e);
+            }
+            if q.committed >= seq || (q.commit_through.is_none() && q.batches.is_empty()) {
+                return Ok(());
+            }
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                return Err(PipelineError::Search("the search thread stopped".into()));
+            }
+            q = changed
+                .wait_timeout(q, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Commits what is left, then stops the thread.
+    pub(crate) fn finish(mut self) -> Result<(), PipelineError> {
+        let (queue, changed) = &*self.shared;
+        lock(queue).closed = true;
+        changed.notify_all();
+        if self.thread.take().is_some_and(|t| t.join().is_err()) {
+            return Err(PipelineError::Search("the search thread panicked".into()));
+        }
+        match lock(queue).error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SearchThread {
+    /// Dropped without [`SearchThread::finish`] (the store writer failed or was abandoned): the
+    /// thread stops without committing (a restarted pipeline may be rebuilding the same index).
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let (queue, changed) = &*self.shared;
+            lock(queue).abandoned = true;
+            changed.notify_all();
+            let _ = thread.join();
+        }
+    }
+}
+
 /// What [`prepare`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
@@ -238,7 +444,8 @@ pub struct Prepared {
 /// when it does not reflect that `seq` (its commit is older, or it has none while the store has
 /// documents) or is not of this store (its positions are ahead of the store's, or of another
 /// partition count: the index is never ahead of the store it was fed from), and its in-stock
-/// table set from the store's products. `progress` hears of each page read.
+/// table set from the store's products, and (not rebuilt) its live values from the store's
+/// search documents. `progress` hears of each page read.
 pub fn prepare(
     index: &SearchIndex,
     store: &dyn Store,
@@ -273,6 +480,7 @@ pub fn prepare(
             progress,
         )?
     } else {
+        load_values(index, store, runtime, progress)?;
         index.stats().documents
     };
     let in_stock = load_availability(index, store, runtime, progress)?;
@@ -286,7 +494,7 @@ pub fn prepare(
 /// How far a rebuild is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// Search documents indexed so far.
+    /// Search documents indexed (or, their values, read) so far.
     Documents(u64),
     /// Product documents read so far (availability).
     Products(u64),
@@ -302,8 +510,37 @@ pub fn rebuild(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<u64, PipelineError> {
     index.clear().map_err(search_error)?;
+    let indexed = scan_documents(store, runtime, progress, &mut |doc| {
+        index.upsert(doc).map(drop).map_err(search_error)
+    })?;
+    index.commit(&position.payload()).map_err(search_error)?;
+    Ok(indexed)
+}
+
+/// Sets the live values (price, rating, reviews, popularity) from the store's
+/// `search_documents`: an index reopened holds each product's values as of its last re-index,
+/// and the store's are newer. Gives the documents read.
+pub fn load_values(
+    index: &SearchIndex,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64, PipelineError> {
+    scan_documents(store, runtime, progress, &mut |doc| {
+        index.set_values(doc);
+        Ok(())
+    })
+}
+
+/// Calls `each` on every search document of the store, page by page; gives how many.
+fn scan_documents(
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    progress: &mut dyn FnMut(Progress),
+    each: &mut dyn FnMut(&SearchDocument) -> Result<(), PipelineError>,
+) -> Result<u64, PipelineError> {
     let mut after: Option<String> = None;
-    let mut indexed = 0u64;
+    let mut read = 0u64;
     loop {
         let page = runtime.block_on(store.scan_view(SEARCH_VIEW, after.as_deref(), PAGE))?;
         let Some((last, _)) = page.last() else { break };
@@ -316,18 +553,17 @@ pub fn rebuild(
             // reason to stop every start.
             match serde_json::from_slice::<SearchDocument>(&doc.json) {
                 Ok(doc) => {
-                    index.upsert(&doc).map_err(search_error)?;
-                    indexed += 1;
+                    each(&doc)?;
+                    read += 1;
                 }
                 Err(e) => {
                     tracing::error!(product_id = %key, error = %e, "stored search document not indexed")
                 }
             }
         }
-        progress(Progress::Documents(indexed));
+        progress(Progress::Documents(read));
     }
-    index.commit(&position.payload()).map_err(search_error)?;
-    Ok(indexed)
+    Ok(read)
 }
 
 /// Sets the in-stock table from the store's product documents; gives how many are in stock.

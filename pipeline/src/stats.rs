@@ -61,9 +61,12 @@ pub struct PipelineStats {
     pub search_commits: AtomicU64,
     /// Whether this run rebuilt the index from the store at start (it was behind).
     pub search_rebuilt: AtomicBool,
-    /// Event appended → searchable (its batch committed to the index), for the same events as
-    /// `freshness`.
+    /// Event appended → searchable (its batch committed to the index: new and changed texts),
+    /// for the same events as `freshness`.
     pub search_freshness: LatencyHistogram,
+    /// Event appended → its live effect searchable (its batch applied: sell-outs and restocks,
+    /// price, rating and popularity changes), for the same events.
+    pub search_live_freshness: LatencyHistogram,
 }
 
 /// A histogram of latencies in 5 ms buckets up to 10 s (and one above), readable while it fills.

@@ -1,6 +1,7 @@
-//! The store writer thread: merges rounds by key, writes a batch at most every 100 ms, feeds the
-//! search index what the store now holds ([`crate::search`]), then writes the checkpoint the
-//! store now covers (its new pieces, then its head: [`crate::checkpoint`]).
+//! The store writer thread: merges rounds by key, writes a batch at most every 100 ms, hands the
+//! search sink's thread what the store now holds ([`crate::search`]), then writes the checkpoint
+//! the store now covers (its new pieces, then its head: [`crate::checkpoint`]), once the search
+//! index has committed through it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::PipelineError;
 use crate::checkpoint::{self, Checkpoint, Piece};
 use crate::metrics;
 use crate::round::StoreWork;
-use crate::search::{Feeder, SearchSink};
+use crate::search::{Batch, SearchSink, SearchThread};
 use crate::stats::PipelineStats;
 
 /// How long a stop waits for the documents of the round in progress.
@@ -149,7 +150,9 @@ impl StoreWriter {
             std::sync::Mutex::new(Unwritten::default()),
             std::sync::Condvar::new(),
         ));
-        let mut feeder = search.map(|sink| Feeder::new(sink, Arc::clone(&stats), started_ms));
+        let search = search
+            .map(|sink| SearchThread::start(sink, Arc::clone(&stats), started_ms))
+            .transpose()?;
         let thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
@@ -162,34 +165,17 @@ impl StoreWriter {
                     loop {
                         let work = {
                             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
-                            // Wait for a batch; or, with search changes not committed, until
-                            // their commit is due.
-                            let mut due = false;
                             while !p.dirty && !p.closed && !p.abandoned {
-                                match feeder.as_ref().and_then(Feeder::due_in) {
-                                    Some(wait) if wait.is_zero() => {
-                                        due = true;
-                                        break;
-                                    }
-                                    Some(wait) => {
-                                        p = ready
-                                            .wait_timeout(p, wait)
-                                            .unwrap_or_else(|e| e.into_inner())
-                                            .0;
-                                    }
-                                    None => p = ready.wait(p).unwrap_or_else(|e| e.into_inner()),
-                                }
+                                p = ready.wait(p).unwrap_or_else(|e| e.into_inner());
                             }
                             if p.abandoned {
+                                // `search` dropped: its thread stops without a commit.
                                 return;
                             }
                             if !p.dirty {
                                 drop(p);
-                                if let Some(Err(e)) = feeder.as_mut().map(Feeder::commit) {
+                                if let Some(Err(e)) = search.map(SearchThread::finish) {
                                     return fail(e);
-                                }
-                                if due {
-                                    continue;
                                 }
                                 return;
                             }
@@ -207,14 +193,12 @@ impl StoreWriter {
                         };
                         let began = std::time::Instant::now();
                         // What the search index needs of the batch, taken before the store
-                        // write consumes it, applied once the store holds it.
-                        let for_search = feeder.as_ref().map(|_| {
-                            (
-                                crate::search::relevant(&work.changes),
-                                work.seq,
-                                work.positions.clone(),
-                                work.applied_ms.clone(),
-                            )
+                        // write consumes it, handed over once the store holds it.
+                        let for_search = search.as_ref().map(|_| Batch {
+                            changes: crate::search::relevant(&work.changes),
+                            seq: work.seq,
+                            positions: work.positions.clone(),
+                            applied_ms: work.applied_ms.clone(),
                         });
                         // The checkpoint after the documents it covers: a crash between the two
                         // leaves the previous checkpoint, which the store is past.
@@ -222,16 +206,14 @@ impl StoreWriter {
                             write_store(store.as_ref(), &runtime, work, claim, &stats, started_ms);
                         // The index after the store, and committed before a checkpoint: a
                         // checkpoint is never ahead of the index (`crate::search`).
-                        let result = match (result, &mut feeder, for_search) {
-                            (Ok(checkpoint), Some(feeder), Some((changes, seq, positions, ms))) => {
-                                feeder
-                                    .apply(&changes, seq, &positions, &ms)
-                                    .and_then(|()| {
-                                        let due = feeder.due_in().is_some_and(|d| d.is_zero());
-                                        match checkpoint.is_some() || due {
-                                            true => feeder.commit(),
-                                            false => Ok(()),
-                                        }
+                        let result = match (result, &search, for_search) {
+                            (Ok(checkpoint), Some(search), Some(batch)) => {
+                                let seq = batch.seq;
+                                search
+                                    .hand_off(batch)
+                                    .and_then(|()| match checkpoint.is_some() {
+                                        true => search.commit_through(seq),
+                                        false => Ok(()),
                                     })
                                     .map(|()| checkpoint)
                             }

@@ -1429,3 +1429,70 @@ fn the_search_index_follows_the_store_across_a_restart_and_a_deleted_index() {
     );
     assert_eq!(check_search(&rt, other.as_ref(), &index), listed);
 }
+
+/// An index kept at start (not behind) holds each product's values as of its last re-index; the
+/// store's search documents are newer (values change without a re-index: ADR 0013). `prepare`
+/// sets the live values from the store, and leaves the indexed text alone.
+#[test]
+fn a_kept_index_takes_its_live_values_from_the_store_at_start() {
+    use emporium_pipeline::search::{SEARCH_VIEW, SearchPosition, prepare};
+    use emporium_search::{SearchDocument, SearchIndex, SearchRequest};
+    use emporium_serving::views::WriteBatch;
+    let rt = runtime();
+    let store_dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(store_dir.path()).expect("store");
+    let listed = |price_minor: i64, popularity: f64| SearchDocument {
+        product_id: "p-1".into(),
+        title: "Brass reading lamp".into(),
+        brand: "Lumina".into(),
+        category_path: vec!["Home".into(), "Lighting".into()],
+        description: "A lamp".into(),
+        price_minor,
+        currency: "USD".into(),
+        reviews: 0,
+        mean_rating: 0.0,
+        popularity,
+        listed_ms: 1,
+    };
+    // What the store holds: the newer values.
+    rt.block_on(store.apply(WriteBatch {
+        upserts: vec![Upsert::View {
+            view: SEARCH_VIEW.into(),
+            key: "p-1".into(),
+            seq: 9,
+            json: serde_json::to_vec(&listed(1_999, 5.5)).expect("json").into(),
+        }],
+        positions: vec![12],
+        seq: 9,
+        writer: 0,
+    }))
+    .expect("write");
+    // The index, committed at the same position with the values of an earlier re-index.
+    let index_dir = tempfile::tempdir().expect("tempdir");
+    {
+        let index = SearchIndex::open(index_dir.path()).expect("open");
+        index.upsert(&listed(4_999, 0.0)).expect("upsert");
+        let at = SearchPosition {
+            seq: 9,
+            positions: vec![12],
+        };
+        index
+            .commit(&serde_json::to_string(&at).expect("json"))
+            .expect("commit");
+    }
+    let index = SearchIndex::open(index_dir.path()).expect("reopen");
+    assert_eq!(index.values("p-1").map(|v| v.price_minor), Some(4_999));
+    let prepared = prepare(&index, &store, rt.handle(), 9, &mut |_| {}).expect("prepare");
+    assert!(!prepared.rebuilt, "at the checkpoint: kept");
+    let values = index.values("p-1").expect("values");
+    assert_eq!((values.price_minor, values.popularity), (1_999, 5.5));
+    let found = index
+        .search(&SearchRequest {
+            q: Some("lamp".into()),
+            price_max: Some(2_000),
+            ..SearchRequest::default()
+        })
+        .expect("search");
+    assert_eq!(found.hits.len(), 1, "the live price filters");
+    assert_eq!(found.hits[0].price_minor, 1_999);
+}

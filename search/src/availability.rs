@@ -57,6 +57,11 @@ impl Availability {
         ordinal
     }
 
+    /// The product's ordinal, if it has one.
+    pub fn known(&self, product_id: &str) -> Option<u64> {
+        self.ordinals.read().of.get(product_id).copied()
+    }
+
     /// Records an ordinal read back from the index (at open).
     pub(crate) fn restore(&self, product_id: String, ordinal: u64) {
         let mut ordinals = self.ordinals.write();

@@ -5,12 +5,15 @@
 //! - [`document`]: what the index keeps of a product ([`SearchDocument`]);
 //! - [`availability`]: the live in-stock table, by a dense ordinal that each indexed document
 //!   carries as a fast field;
+//! - [`values`]: price, rating, reviews and popularity, live by the same ordinal, so an order, a
+//!   review or a price change is searchable at once and re-indexes nothing;
 //! - [`index`]: the index on disk (`<data dir>/search/`) or in memory: upserts, removals, commits
 //!   that record the log position they reflect, and a reader reloaded after each commit;
 //! - [`query`]: a shopper's query: BM25 with field boosts, typo tolerance by term length
 //!   (Elasticsearch's fuzziness `AUTO`), prefix match on the last term, filters, sorts with
 //!   in-stock products first, facets over the whole result set, highlights;
 //! - [`suggest`]: autocomplete of titles, brands and categories as the shopper types;
+//! - `collect`: the one pass over every hit: live filters, count, facets, the top of the order;
 //! - [`facets`]: the counts over every hit (brands, category levels, price and rating bands);
 //! - [`judged`]: the judged query set and its scores (success@3, nDCG@10);
 //! - [`typo`]: the edit distances allowed and the Damerau–Levenshtein distance that highlights
@@ -19,20 +22,24 @@
 //! No I/O but the index's own directory: the pipeline feeds it, the read API queries it.
 
 pub mod availability;
+mod collect;
 pub mod document;
 pub mod facets;
 pub mod index;
 pub mod judged;
 mod loose;
 pub mod query;
+mod scored;
 pub mod suggest;
 pub mod typo;
+pub mod values;
 
 pub use availability::Availability;
 pub use document::SearchDocument;
 pub use index::{IndexStats, SearchIndex};
 pub use query::{Bucket, Facets, Hit, SearchRequest, SearchResponse, Sort};
 pub use suggest::{SuggestResponse, Suggestion, SuggestionKind};
+pub use values::LiveValues;
 
 /// What went wrong in a search or an index operation.
 #[derive(Debug, thiserror::Error)]

@@ -9,29 +9,26 @@
 //!   the same edits (as you type). A term of digits only matches exactly. Field boosts: title 4,
 //!   brand 3, category 2, description 1.
 //! - Filters (score-neutral): category (any level of the path, `Electronics/Audio`), brand
-//!   (exact), price range (minor units), minimum mean rating, and `in_stock=true` from the live
-//!   table ([`crate::availability`]).
+//!   (exact), in the query; price range (minor units), minimum mean rating and `in_stock=true`
+//!   on each hit's live values ([`crate::values`], [`crate::availability`]).
 //! - Order: in-stock products first, then by relevance, price, popularity, rating or newest;
 //!   ties in index order.
 //! - Facets over the whole result set (every hit, not the page): brands, category levels, price
 //!   bands, ratings ("4 and up" counts every hit rated at least 4), in one pass over the hits'
-//!   fast fields ([`crate::facets`]).
+//!   columns and live values ([`crate::collect`], [`crate::facets`]). A hit's price, rating, reviews and
+//!   popularity are the live ones, newer than the indexed text may be.
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Count, FilterCollector, TopDocs};
-use tantivy::columnar::{ColumnValues, EmptyColumnValues};
-use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
-};
+use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{DocAddress, DocId, Score, SegmentReader, Term};
+use tantivy::{DocAddress, Term};
 
-use crate::facets::FacetCounts;
+use crate::collect::{Filter, Hits};
 use crate::index::SearchIndex;
 use crate::loose::LooseQuery;
+use crate::scored::ScoredMatch;
 use crate::typo::{allowed_edits, matches};
 use crate::{Result, SearchError};
 
@@ -238,9 +235,10 @@ impl SearchIndex {
     }
 
     /// The text part: every term must match some field, exactly, within its edits, or (the
-    /// last) as a prefix.
-    fn text_query(&self, terms: &[String]) -> Box<dyn Query> {
+    /// last) as a prefix; and the clauses that score a match ([`ScoredMatch`]).
+    fn text_query(&self, terms: &[String]) -> (Box<dyn Query>, Vec<Box<dyn Query>>) {
         let mut musts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
+        let mut scoring: Vec<Box<dyn Query>> = Vec::new();
         for (i, t) in terms.iter().enumerate() {
             // Numbers (model numbers, sizes) match exactly, as Meilisearch's `disableOnNumbers`
             // and Algolia's `allowTyposOnNumericTokens: false`: "123" is not a typo of "124",
@@ -248,17 +246,24 @@ impl SearchIndex {
             let number = t.chars().all(|c| c.is_ascii_digit());
             let last = i + 1 == terms.len() && !number;
             let edits = if number { 0 } else { allowed_edits(t) };
-            let mut shoulds: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            // Matched exactly in any field through `all`; loosely in the fields that name
+            // the product.
+            let mut shoulds: Vec<(Occur, Box<dyn Query>)> = vec![(
+                Occur::Should,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.all, t),
+                    IndexRecordOption::Basic,
+                )),
+            )];
             for (field, boost) in self.fields.boosted() {
                 let term = Term::from_field_text(field, t);
-                let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-                shoulds.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(exact), boost)),
-                ));
+                scoring.push(Box::new(BoostQuery::new(
+                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+                    boost,
+                )));
                 // Typos and prefixes in the fields that name the product; the description
                 // matches exactly (it repeats those fields' words, and each fuzzy clause costs
-                // a pass over every hit).
+                // a walk of the term dictionary).
                 if field == self.fields.description {
                     continue;
                 }
@@ -268,57 +273,45 @@ impl SearchIndex {
                 // clause scores ([`crate::loose`]).
                 let weight = if last { PREFIX_WEIGHT } else { FUZZY_WEIGHT };
                 if let Some(loose) = LooseQuery::new(&term, t, edits, last) {
-                    shoulds.push((
-                        Occur::Should,
-                        Box::new(BoostQuery::new(Box::new(loose), boost * weight)),
-                    ));
+                    shoulds.push((Occur::Should, Box::new(loose.clone())));
+                    scoring.push(Box::new(BoostQuery::new(Box::new(loose), boost * weight)));
                 }
             }
             musts.push((Occur::Must, Box::new(BooleanQuery::new(shoulds))));
         }
-        Box::new(BooleanQuery::new(musts))
+        (Box::new(BooleanQuery::new(musts)), scoring)
     }
 
     fn query(&self, r: &SearchRequest, c: &Checked) -> Box<dyn Query> {
         let f = &self.fields;
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        clauses.push((
-            Occur::Must,
-            if c.terms.is_empty() {
-                Box::new(AllQuery)
-            } else {
-                self.text_query(&c.terms)
-            },
-        ));
-        let mut filter = |q: Box<dyn Query>| {
-            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0))));
+        let scoring = if c.terms.is_empty() {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+            Vec::new()
+        } else {
+            let (required, scoring) = self.text_query(&c.terms);
+            clauses.push((Occur::Must, required));
+            scoring
         };
+        // Price, rating and stock are live values, filtered in the hit loop ([`Hits`]).
         if let Some(category) = &r.category {
             let term = Term::from_field_text(f.category_prefix, category);
-            filter(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+            ));
         }
         if let Some(brand) = &r.brand {
             let term = Term::from_field_text(f.brand_exact, brand);
-            filter(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+            ));
         }
-        if r.price_min.is_some() || r.price_max.is_some() {
-            let bound = |p: Option<i64>| {
-                p.map_or(Bound::Unbounded, |p| {
-                    Bound::Included(Term::from_field_i64(f.price, p))
-                })
-            };
-            filter(Box::new(RangeQuery::new(
-                bound(r.price_min),
-                bound(r.price_max),
-            )));
-        }
-        if let Some(rating) = r.rating_min {
-            filter(Box::new(RangeQuery::new(
-                Bound::Included(Term::from_field_f64(f.rating, rating)),
-                Bound::Unbounded,
-            )));
-        }
-        Box::new(BooleanQuery::new(clauses))
+        Box::new(ScoredMatch {
+            required: Box::new(BooleanQuery::new(clauses)),
+            clauses: scoring,
+        })
     }
 
     /// Runs a search.
@@ -329,50 +322,37 @@ impl SearchIndex {
         let as_of = self.as_of.read().clone();
         let searcher = self.reader.searcher();
         let in_stock = self.availability.snapshot();
-        let sort = c.sort;
-        let ranked = {
-            let in_stock = in_stock.clone();
-            TopDocs::with_limit(c.per_page)
-                .and_offset((c.page - 1) * c.per_page)
-                .tweak_score(move |segment: &SegmentReader| {
-                    let sort_key = SortKey::for_segment(segment, sort);
-                    let in_stock = in_stock.clone();
-                    move |doc: DocId, score: Score| {
-                        let available = u8::from(in_stock.contains(sort_key.ordinal(doc)));
-                        (available, sort_key.key(doc, score))
-                    }
-                })
+        let offset = (c.page - 1) * c.per_page;
+        let collector = Hits {
+            sort: c.sort,
+            top: offset + c.per_page,
+            filter: Filter {
+                in_stock: (r.in_stock == Some(true)).then(|| in_stock.clone()),
+                price_min: r.price_min,
+                price_max: r.price_max,
+                rating_min: r.rating_min,
+            },
+            in_stock,
+            values: self.values.snapshot(),
+            columns: Arc::clone(&self.columns),
         };
-        let collectors = (ranked, Count, FacetCounts);
-        let (top, total, tally) = if r.in_stock == Some(true) {
-            let in_stock = in_stock.clone();
-            searcher.search(
-                &query,
-                &FilterCollector::new(
-                    "ordinal".to_owned(),
-                    move |ordinal: u64| in_stock.contains(ordinal),
-                    collectors,
-                ),
-            )?
-        } else {
-            searcher.search(&query, &collectors)?
-        };
-        let mut hits = Vec::with_capacity(top.len());
-        for ((available, key), address) in top {
+        let gathered = searcher.search(&query, &collector)?;
+        let mut hits = Vec::with_capacity(c.per_page);
+        for ranked in gathered.top.iter().skip(offset) {
             hits.push(self.hit(
                 &searcher,
-                address,
-                available == 1,
-                (sort == Sort::Relevance).then_some(key as f32),
+                ranked.address,
+                ranked.available,
+                (c.sort == Sort::Relevance).then_some(ranked.key as f32),
                 &c.terms,
             )?);
         }
         Ok(SearchResponse {
-            total: total as u64,
+            total: gathered.total,
             page: c.page,
             per_page: c.per_page,
             hits,
-            facets: tally.facets(),
+            facets: gathered.tally.facets(),
             as_of,
         })
     }
@@ -435,59 +415,6 @@ fn escape_into(out: &mut String, s: &str) {
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
             _ => out.push(ch),
-        }
-    }
-}
-
-/// What a segment's hits are ordered by (after in stock first).
-struct SortKey {
-    sort: Sort,
-    ordinals: Arc<dyn ColumnValues<u64>>,
-    /// The sort's column: price or listed (integers), popularity or rating (floats).
-    ints: Option<Arc<dyn ColumnValues<i64>>>,
-    floats: Option<Arc<dyn ColumnValues<f64>>>,
-}
-
-impl SortKey {
-    fn for_segment(segment: &SegmentReader, sort: Sort) -> Self {
-        let ff = segment.fast_fields();
-        let ordinals = ff
-            .u64("ordinal")
-            .map(|c| c.first_or_default_col(u64::MAX))
-            .unwrap_or_else(|_| Arc::new(EmptyColumnValues) as Arc<dyn ColumnValues<u64>>);
-        let ints = |name: &str| ff.i64(name).ok().map(|c| c.first_or_default_col(0));
-        let floats = |name: &str| ff.f64(name).ok().map(|c| c.first_or_default_col(0.0));
-        let (ints, floats) = match sort {
-            Sort::PriceAsc | Sort::PriceDesc => (ints("price"), None),
-            Sort::Newest => (ints("listed"), None),
-            Sort::Popularity => (None, floats("popularity")),
-            Sort::Rating => (None, floats("rating")),
-            Sort::Relevance => (None, None),
-        };
-        Self {
-            sort,
-            ordinals,
-            ints,
-            floats,
-        }
-    }
-
-    fn ordinal(&self, doc: DocId) -> u64 {
-        if doc < self.ordinals.num_vals() {
-            self.ordinals.get_val(doc)
-        } else {
-            u64::MAX
-        }
-    }
-
-    /// Larger first.
-    fn key(&self, doc: DocId, score: Score) -> f64 {
-        let int = || self.ints.as_ref().map_or(0, |c| c.get_val(doc)) as f64;
-        match self.sort {
-            Sort::Relevance => f64::from(score),
-            Sort::PriceAsc => -int(),
-            Sort::PriceDesc | Sort::Newest => int(),
-            Sort::Popularity | Sort::Rating => self.floats.as_ref().map_or(0.0, |c| c.get_val(doc)),
         }
     }
 }

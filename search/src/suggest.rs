@@ -230,20 +230,14 @@ impl SearchIndex {
         }
         let query = BooleanQuery::new(musts);
         let in_stock = self.availability.snapshot();
+        let live = self.values.snapshot();
+        let columns = Arc::clone(&self.columns);
         let top = TopDocs::with_limit(MAX_TITLES).tweak_score(move |segment: &SegmentReader| {
-            let ordinals = segment.fast_fields().u64("ordinal").ok();
-            let popularity = segment.fast_fields().f64("popularity").ok();
-            let in_stock = in_stock.clone();
-            move |doc: DocId, _score: Score| {
-                let available = ordinals
-                    .as_ref()
-                    .and_then(|o| o.first(doc))
-                    .is_some_and(|o| in_stock.contains(o));
-                let popular = popularity
-                    .as_ref()
-                    .and_then(|p| p.first(doc))
-                    .unwrap_or(0.0);
-                (u8::from(available), popular)
+            let columns = columns.of(segment).ok();
+            let (in_stock, live) = (in_stock.clone(), live.clone());
+            move |doc: DocId, _score: Score| match columns.as_ref().map(|c| c.ordinal(doc)) {
+                Some(o) if o != u64::MAX => (u8::from(in_stock.contains(o)), live.popularity(o)),
+                _ => (0, 0.0),
             }
         });
         let mut out = Vec::new();

@@ -306,6 +306,112 @@ fn an_index_reopens_at_its_last_commit_with_its_products() {
 }
 
 #[test]
+fn values_are_live_and_only_a_text_change_re_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let index = SearchIndex::open(dir.path()).expect("open");
+        shop(&index);
+        // A price, rating and popularity change: no re-index, seen by the next query, no commit.
+        let cheaper = SearchDocument {
+            price_minor: 999,
+            mean_rating: 4.9,
+            reviews: 7,
+            popularity: 1_000.0,
+            ..doc(
+                "p-1",
+                "Wireless headphones",
+                "Acme",
+                &["Electronics", "Audio"],
+                5_999,
+                4.5,
+            )
+        };
+        assert!(!index.upsert(&cheaper).expect("upsert"), "same text");
+        let under_1000 = SearchRequest {
+            price_max: Some(1_000),
+            ..q("headphones")
+        };
+        assert_eq!(ids(&index, under_1000.clone()), ["p-1"]);
+        let answer = index.search(&under_1000).expect("search");
+        assert_eq!(answer.hits[0].price_minor, 999);
+        assert_eq!(answer.hits[0].reviews, 7);
+        assert_eq!(answer.facets.price[0].count, 1, "under 10: the live price");
+        let sorted = |sort: &str| {
+            ids(
+                &index,
+                SearchRequest {
+                    sort: Some(sort.into()),
+                    ..q("wireless")
+                },
+            )
+        };
+        assert_eq!(sorted("price_asc"), ["p-1", "p-5", "p-3"]);
+        assert_eq!(sorted("popularity"), ["p-1", "p-5", "p-3"]);
+        assert_eq!(
+            ids(
+                &index,
+                SearchRequest {
+                    rating_min: Some(4.9),
+                    ..q("wireless")
+                }
+            ),
+            ["p-1"]
+        );
+        assert_eq!(
+            index.get("p-1").expect("get").map(|d| d.mean_rating),
+            Some(4.9)
+        );
+        // A text change re-indexes: the new title is searchable after the commit.
+        let renamed = SearchDocument {
+            title: "Wireless earmuffs".into(),
+            ..cheaper.clone()
+        };
+        assert!(index.upsert(&renamed).expect("upsert"), "new text");
+        assert!(ids(&index, q("earmuffs")).is_empty(), "not committed yet");
+        index.commit("log@44").expect("commit");
+        assert_eq!(ids(&index, q("earmuffs")), ["p-1"]);
+        // Removed, then listed again with the same text: indexed again.
+        index.remove("p-1").expect("remove");
+        assert!(
+            index.upsert(&renamed).expect("upsert"),
+            "removed: re-indexed"
+        );
+        index.commit("log@45").expect("commit");
+        assert_eq!(ids(&index, q("earmuffs")), ["p-1"]);
+        // A value change after the last re-index: live, not in the indexed document.
+        index.set_values(&SearchDocument {
+            price_minor: 555,
+            ..renamed.clone()
+        });
+        assert_eq!(index.values("p-1").map(|v| v.price_minor), Some(555));
+        index.commit("log@46").expect("commit");
+    }
+    // Reopened: the values are the indexed documents' (the feeder sets newer ones at start),
+    // and the fingerprints are read back: the same text is not indexed again.
+    let index = SearchIndex::open(dir.path()).expect("reopen");
+    assert_eq!(index.values("p-1").map(|v| v.price_minor), Some(999));
+    let renamed = SearchDocument {
+        title: "Wireless earmuffs".into(),
+        price_minor: 555,
+        ..doc(
+            "p-1",
+            "Wireless headphones",
+            "Acme",
+            &["Electronics", "Audio"],
+            5_999,
+            4.5,
+        )
+    };
+    assert!(!index.upsert(&renamed).expect("upsert"), "text as indexed");
+    assert_eq!(index.values("p-1").map(|v| v.price_minor), Some(555));
+    index.clear().expect("clear");
+    assert!(
+        index.upsert(&renamed).expect("upsert"),
+        "cleared: re-indexed"
+    );
+}
+
+#[test]
 fn suggestions_complete_titles_brands_and_categories_as_you_type() {
     use emporium_search::SuggestionKind::{Brand, Category, Title};
     let index = SearchIndex::in_memory().expect("index");
@@ -365,5 +471,136 @@ fn suggestions_complete_titles_brands_and_categories_as_you_type() {
             index.suggest(bad),
             Err(SearchError::BadParameter { parameter: "q", .. })
         ));
+    }
+}
+
+/// The hit loop's answers agree with each other on a generated catalog: for every sort, the
+/// pages put together are the whole order (in stock first, keys in order, no hit twice); the
+/// total is the number of hits; the price and rating bands count every hit; a filtered query
+/// gives exactly the unfiltered hits that pass the filter, in the same order.
+#[test]
+fn pages_totals_facets_and_filters_agree_on_a_generated_catalog() {
+    let index = SearchIndex::in_memory().expect("index");
+    let (brands, words) = (
+        ["Acme", "Globex", "Initech", "Umbrella"],
+        [
+            "lamp", "desk", "brass", "chair", "oak", "stool", "shelf", "rug",
+        ],
+    );
+    let mut seed = 7u64;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    for i in 0..250u64 {
+        let title = format!(
+            "{} {} {}",
+            words[next(8) as usize],
+            words[next(8) as usize],
+            i
+        );
+        let d = SearchDocument {
+            popularity: next(50) as f64,
+            listed_ms: next(1_000) as i64,
+            ..doc(
+                &format!("p-{i}"),
+                &title,
+                brands[next(4) as usize],
+                &[["Home", "Office"][next(2) as usize], "Lighting"],
+                100 * next(700) as i64,
+                next(50) as f64 / 10.0,
+            )
+        };
+        index.upsert(&d).expect("upsert");
+        index.set_in_stock(&d.product_id, next(3) > 0);
+        if i % 97 == 0 {
+            index.commit(&format!("log@{i}")).expect("commit");
+        }
+    }
+    index.commit("log@250").expect("commit");
+    assert!(index.stats().segments > 1, "several segments");
+    for sort in [
+        "relevance",
+        "price_asc",
+        "price_desc",
+        "popularity",
+        "rating",
+        "newest",
+    ] {
+        for text in ["lamp", "brass oak", "acme"] {
+            let base = SearchRequest {
+                sort: Some(sort.into()),
+                per_page: Some(100),
+                ..q(text)
+            };
+            let all = index.search(&base).expect("search");
+            assert!(all.total > 0 && all.total <= 100, "{text}: {}", all.total);
+            assert_eq!(all.hits.len() as u64, all.total, "{sort} {text}");
+            let key = |h: &emporium_search::Hit| -> f64 {
+                match sort {
+                    "price_asc" => -(h.price_minor as f64),
+                    "price_desc" => h.price_minor as f64,
+                    "rating" => h.mean_rating,
+                    "relevance" => f64::from(h.score.unwrap_or(0.0)),
+                    _ => 0.0,
+                }
+            };
+            for pair in all.hits.windows(2) {
+                assert!(pair[0].in_stock >= pair[1].in_stock, "in stock first");
+                if pair[0].in_stock == pair[1].in_stock {
+                    assert!(key(&pair[0]) >= key(&pair[1]), "{sort}: in order");
+                }
+            }
+            let ids: Vec<&str> = all.hits.iter().map(|h| h.product_id.as_str()).collect();
+            let distinct: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+            assert_eq!(distinct.len(), ids.len(), "no hit twice");
+            let bands = |b: &[emporium_search::Bucket]| b.iter().map(|b| b.count).sum::<u64>();
+            assert_eq!(bands(&all.facets.price), all.total);
+            let rated_1 = all.hits.iter().filter(|h| h.mean_rating >= 1.0).count() as u64;
+            assert_eq!(all.facets.rating.last().map(|b| b.count), Some(rated_1));
+            // Pages of 7 put together: the same order.
+            let mut paged = Vec::new();
+            for page in 1.. {
+                let p = index
+                    .search(&SearchRequest {
+                        page: Some(page),
+                        per_page: Some(7),
+                        ..base.clone()
+                    })
+                    .expect("page");
+                assert_eq!(p.total, all.total);
+                if p.hits.is_empty() {
+                    break;
+                }
+                paged.extend(p.hits.into_iter().map(|h| h.product_id));
+            }
+            assert_eq!(paged, ids, "{sort} {text}: pages");
+            // Filtered: the unfiltered hits that pass, in the same order.
+            let filtered = SearchRequest {
+                in_stock: Some(true),
+                price_min: Some(10_000),
+                price_max: Some(50_000),
+                rating_min: Some(2.5),
+                ..base.clone()
+            };
+            let expected: Vec<&str> = all
+                .hits
+                .iter()
+                .filter(|h| {
+                    h.in_stock && (10_000..=50_000).contains(&h.price_minor) && h.mean_rating >= 2.5
+                })
+                .map(|h| h.product_id.as_str())
+                .collect();
+            let got = index.search(&filtered).expect("filtered");
+            assert_eq!(
+                got.hits
+                    .iter()
+                    .map(|h| h.product_id.as_str())
+                    .collect::<Vec<_>>(),
+                expected,
+                "{sort} {text}: filtered"
+            );
+            assert_eq!(got.total, expected.len() as u64);
+        }
     }
 }
