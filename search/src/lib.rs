@@ -13,6 +13,8 @@
 //!   (Elasticsearch's fuzziness `AUTO`), prefix match on the last term, filters, sorts with
 //!   in-stock products first, facets over the whole result set, highlights;
 //! - [`suggest`]: autocomplete of titles, brands and categories as the shopper types;
+//! - `matching`: which documents a query matches, as per-segment bitsets intersected word by
+//!   word; `scored`: each match scored by the clauses that hold it, seeking each to it;
 //! - `collect`: the one pass over every hit: live filters, count, facets, the top of the order;
 //! - [`facets`]: the counts over every hit (brands, category levels, price and rating bands);
 //! - [`judged`]: the judged query set and its scores (success@3, nDCG@10);
@@ -28,6 +30,7 @@ pub mod facets;
 pub mod index;
 pub mod judged;
 mod loose;
+mod matching;
 pub mod query;
 mod scored;
 pub mod suggest;

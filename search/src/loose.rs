@@ -92,10 +92,11 @@ impl std::fmt::Debug for LooseQuery {
     }
 }
 
-impl LooseQuery {
-    /// The words `term` matches besides itself: within `edits` (if any), and those it starts
-    /// (if `prefix`). `None` when that is nothing.
-    pub(crate) fn new(term: &Term, text: &str, edits: u8, prefix: bool) -> Option<Self> {
+impl Loose {
+    /// The words `text` matches besides itself: within `edits` (if any), and those it starts
+    /// (if `prefix`). `None` when that is nothing. The same for every field (`term` is `text`
+    /// in any of them).
+    pub(crate) fn new(term: &Term, text: &str, edits: u8, prefix: bool) -> Option<Arc<Self>> {
         let fuzzy = (edits > 0)
             .then(|| {
                 FuzzyTermQuery::new(term.clone(), edits, true)
@@ -113,13 +114,21 @@ impl LooseQuery {
         if fuzzy.is_none() && prefix.is_none() {
             return None;
         }
+        Some(Arc::new(Self {
+            fuzzy,
+            prefix,
+            exact: text.as_bytes().to_vec(),
+        }))
+    }
+}
+
+impl LooseQuery {
+    /// The words `term` matches besides itself: within `edits` (if any), and those it starts
+    /// (if `prefix`). `None` when that is nothing.
+    pub(crate) fn new(term: &Term, text: &str, edits: u8, prefix: bool) -> Option<Self> {
         Some(Self {
             field: term.field(),
-            automaton: Arc::new(Loose {
-                fuzzy,
-                prefix,
-                exact: text.as_bytes().to_vec(),
-            }),
+            automaton: Loose::new(term, text, edits, prefix)?,
             text: text.to_owned(),
         })
     }

@@ -21,13 +21,14 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BoostQuery, Query, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{DocAddress, Term};
 
 use crate::collect::{Filter, Hits};
 use crate::index::SearchIndex;
-use crate::loose::LooseQuery;
+use crate::loose::Loose;
+use crate::matching::{LooseClause, Matching, Plan, PlanTerm};
 use crate::scored::ScoredMatch;
 use crate::typo::{allowed_edits, matches};
 use crate::{Result, SearchError};
@@ -234,82 +235,69 @@ impl SearchIndex {
         })
     }
 
-    /// The text part: every term must match some field, exactly, within its edits, or (the
-    /// last) as a prefix; and the clauses that score a match ([`ScoredMatch`]).
-    fn text_query(&self, terms: &[String]) -> (Box<dyn Query>, Vec<Box<dyn Query>>) {
-        let mut musts: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(terms.len());
+    /// What the query matches ([`Matching`]: every term in some field, exactly, within its
+    /// edits or, the last, as a prefix; and the filters), and the clauses that score a match
+    /// ([`ScoredMatch`]).
+    fn query(&self, r: &SearchRequest, c: &Checked) -> Box<dyn Query> {
+        let f = &self.fields;
+        let loose_fields = vec![f.title, f.brand, f.category];
+        let mut terms = Vec::with_capacity(c.terms.len());
         let mut scoring: Vec<Box<dyn Query>> = Vec::new();
-        for (i, t) in terms.iter().enumerate() {
+        let mut loose_clauses = Vec::new();
+        for (i, t) in c.terms.iter().enumerate() {
             // Numbers (model numbers, sizes) match exactly, as Meilisearch's `disableOnNumbers`
             // and Algolia's `allowTyposOnNumericTokens: false`: "123" is not a typo of "124",
             // and a number as typed ("12") would match a tenth of the catalog's numbers.
             let number = t.chars().all(|c| c.is_ascii_digit());
-            let last = i + 1 == terms.len() && !number;
+            let last = i + 1 == c.terms.len() && !number;
             let edits = if number { 0 } else { allowed_edits(t) };
-            // Matched exactly in any field through `all`; loosely in the fields that name
-            // the product.
-            let mut shoulds: Vec<(Occur, Box<dyn Query>)> = vec![(
-                Occur::Should,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(self.fields.all, t),
-                    IndexRecordOption::Basic,
-                )),
-            )];
-            for (field, boost) in self.fields.boosted() {
-                let term = Term::from_field_text(field, t);
+            // The other words it matches: within its typo allowance and (the last term) those
+            // it starts as typed (a prefix with no edits, as Elasticsearch's
+            // `match_bool_prefix`), without the word itself, which the exact clauses score
+            // ([`crate::loose`]); in the fields that name the product (the description repeats
+            // their words).
+            let loose = Loose::new(&Term::from_field_text(f.title, t), t, edits, last);
+            for (field, boost) in f.boosted() {
                 scoring.push(Box::new(BoostQuery::new(
-                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(field, t),
+                        IndexRecordOption::WithFreqs,
+                    )),
                     boost,
                 )));
-                // Typos and prefixes in the fields that name the product; the description
-                // matches exactly (it repeats those fields' words, and each fuzzy clause costs
-                // a walk of the term dictionary).
-                if field == self.fields.description {
-                    continue;
-                }
-                // The other words it matches: within its typo allowance and (the last term)
-                // those it starts as typed (a prefix with no edits, as Elasticsearch's
-                // `match_bool_prefix`), in one clause without the word itself, which the exact
-                // clause scores ([`crate::loose`]).
-                let weight = if last { PREFIX_WEIGHT } else { FUZZY_WEIGHT };
-                if let Some(loose) = LooseQuery::new(&term, t, edits, last) {
-                    shoulds.push((Occur::Should, Box::new(loose.clone())));
-                    scoring.push(Box::new(BoostQuery::new(Box::new(loose), boost * weight)));
+                if loose.is_some()
+                    && let Some(at) = loose_fields.iter().position(|l| *l == field)
+                {
+                    let weight = if last { PREFIX_WEIGHT } else { FUZZY_WEIGHT };
+                    loose_clauses.push((i, at, boost * weight));
                 }
             }
-            musts.push((Occur::Must, Box::new(BooleanQuery::new(shoulds))));
+            terms.push(PlanTerm {
+                all: Term::from_field_text(f.all, t),
+                loose,
+            });
         }
-        (Box::new(BooleanQuery::new(musts)), scoring)
-    }
-
-    fn query(&self, r: &SearchRequest, c: &Checked) -> Box<dyn Query> {
-        let f = &self.fields;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let scoring = if c.terms.is_empty() {
-            clauses.push((Occur::Must, Box::new(AllQuery)));
-            Vec::new()
-        } else {
-            let (required, scoring) = self.text_query(&c.terms);
-            clauses.push((Occur::Must, required));
-            scoring
-        };
         // Price, rating and stock are live values, filtered in the hit loop ([`Hits`]).
+        let mut filters = Vec::new();
         if let Some(category) = &r.category {
-            let term = Term::from_field_text(f.category_prefix, category);
-            clauses.push((
-                Occur::Must,
-                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-            ));
+            filters.push(Term::from_field_text(f.category_prefix, category));
         }
         if let Some(brand) = &r.brand {
-            let term = Term::from_field_text(f.brand_exact, brand);
-            clauses.push((
-                Occur::Must,
-                Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-            ));
+            filters.push(Term::from_field_text(f.brand_exact, brand));
+        }
+        let plan = Arc::new(Plan::new(terms, loose_fields, filters));
+        for (term, field, boost) in loose_clauses {
+            scoring.push(Box::new(BoostQuery::new(
+                Box::new(LooseClause {
+                    plan: Arc::clone(&plan),
+                    term,
+                    field,
+                }),
+                boost,
+            )));
         }
         Box::new(ScoredMatch {
-            required: Box::new(BooleanQuery::new(clauses)),
+            required: Box::new(Matching(plan)),
             clauses: scoring,
         })
     }
