@@ -12,7 +12,7 @@ use emporium_ingest::producers::Grant;
 use emporium_ingest::recorder::Recorder;
 use emporium_pipeline::search::{Progress, SearchPosition, SearchSink};
 use emporium_schemas::Event;
-use emporium_search::SearchIndex;
+use emporium_search::{SearchError, SearchIndex};
 use emporium_serving::auth::Scope;
 use emporium_serving::search::SearchLog;
 
@@ -39,7 +39,19 @@ impl SearchArgs {
 
     pub fn open(&self, data_dir: &Path) -> anyhow::Result<Arc<SearchIndex>> {
         let dir = self.dir(data_dir);
-        SearchIndex::open(&dir).map(Arc::new).with_context(|| {
+        let opened = match SearchIndex::open(&dir) {
+            // Derived data: an index another version wrote is replaced, and rebuilt from the
+            // store before the pipeline starts (or by `emporium reindex`).
+            Err(SearchError::OtherSchema { .. }) => {
+                tracing::warn!(dir = %dir.display(), "the search index was written by another version of Emporium: replacing it (it is rebuilt from the store)");
+                std::fs::remove_dir_all(&dir).with_context(|| {
+                    format!("removing the old search index at {}", dir.display())
+                })?;
+                SearchIndex::open(&dir)
+            }
+            opened => opened,
+        };
+        opened.map(Arc::new).with_context(|| {
             format!(
                 "opening the search index at {} (is another emporium using it? stop it, or \
                  delete the directory to rebuild it from the store at start)",

@@ -126,7 +126,8 @@ pub struct SearchIndex {
 }
 
 impl SearchIndex {
-    /// Opens the index in `dir`, creating it if there is none.
+    /// Opens the index in `dir`, creating it if there is none. An index of another schema
+    /// (another version of Emporium) is refused ([`SearchError::OtherSchema`]).
     pub fn open(dir: &Path) -> Result<Self> {
         let open_error = |reason: String| SearchError::Open {
             path: dir.display().to_string(),
@@ -136,14 +137,17 @@ impl SearchIndex {
         let directory =
             tantivy::directory::MmapDirectory::open(dir).map_err(|e| open_error(e.to_string()))?;
         let (schema, fields) = schema();
-        let index = Index::open_or_create(directory, schema.clone())?;
-        if index.schema() != schema {
-            return Err(open_error(
-                "written with another schema (another version of Emporium): delete the \
-                 directory and rebuild it with `emporium reindex`"
-                    .into(),
-            ));
-        }
+        let index = if Index::exists(&directory).map_err(|e| open_error(e.to_string()))? {
+            let index = Index::open(directory)?;
+            if index.schema() != schema {
+                return Err(SearchError::OtherSchema {
+                    path: dir.display().to_string(),
+                });
+            }
+            index
+        } else {
+            Index::create(directory, schema, tantivy::IndexSettings::default())?
+        };
         Self::with_index(index, fields)
     }
 

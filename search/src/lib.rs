@@ -51,6 +51,13 @@ pub enum SearchError {
     Index(#[from] tantivy::TantivyError),
     #[error("search index {path}: {reason}")]
     Open { path: String, reason: String },
+    /// The directory holds an index of another schema (written by another version): it can
+    /// only be rebuilt.
+    #[error(
+        "search index {path}: written with another schema (another version of Emporium); \
+         delete the directory to rebuild it"
+    )]
+    OtherSchema { path: String },
     /// A request parameter out of its allowed range: which, and what is allowed.
     #[error("{parameter}: {expected}")]
     BadParameter {

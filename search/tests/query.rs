@@ -506,7 +506,13 @@ fn pages_totals_facets_and_filters_agree_on_a_generated_catalog() {
                 &format!("p-{i}"),
                 &title,
                 brands[next(4) as usize],
-                &[["Home", "Office"][next(2) as usize], "Lighting"],
+                &[
+                    ["Home", "Office"][next(2) as usize],
+                    "Lighting",
+                    "Lamps",
+                    "Desk",
+                    "Brass",
+                ][..if i % 10 == 0 { 5 } else { 2 }],
                 100 * next(700) as i64,
                 next(50) as f64 / 10.0,
             )
@@ -558,6 +564,20 @@ fn pages_totals_facets_and_filters_agree_on_a_generated_catalog() {
             assert_eq!(bands(&all.facets.price), all.total);
             let rated_1 = all.hits.iter().filter(|h| h.mean_rating >= 1.0).count() as u64;
             assert_eq!(all.facets.rating.last().map(|b| b.count), Some(rated_1));
+            // Category facets: every prefix of every hit's path (deep ones too), counted.
+            let mut by_prefix = std::collections::BTreeMap::<String, u64>::new();
+            for h in &all.hits {
+                for n in 1..=h.category_path.len() {
+                    *by_prefix.entry(h.category_path[..n].join("/")).or_default() += 1;
+                }
+            }
+            let facets: std::collections::BTreeMap<String, u64> = all
+                .facets
+                .category
+                .iter()
+                .map(|b| (b.value.clone(), b.count))
+                .collect();
+            assert_eq!(facets, by_prefix, "{sort} {text}: category facets");
             // Pages of 7 put together: the same order.
             let mut paged = Vec::new();
             for page in 1.. {
@@ -602,5 +622,29 @@ fn pages_totals_facets_and_filters_agree_on_a_generated_catalog() {
             );
             assert_eq!(got.total, expected.len() as u64);
         }
+    }
+}
+
+#[test]
+fn an_index_of_another_schema_is_refused_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut b = tantivy::schema::Schema::builder();
+        b.add_text_field("title", tantivy::schema::TEXT);
+        let directory = tantivy::directory::MmapDirectory::open(dir.path()).expect("directory");
+        tantivy::Index::create(directory, b.build(), tantivy::IndexSettings::default())
+            .expect("another index");
+    }
+    match SearchIndex::open(dir.path()) {
+        Err(SearchError::OtherSchema { path }) => assert!(
+            path.contains(
+                dir.path()
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("?")
+            )
+        ),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("opened an index of another schema"),
     }
 }
