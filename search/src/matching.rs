@@ -41,7 +41,7 @@ impl Bits {
     fn full(max_doc: u32) -> Self {
         let mut words = vec![u64::MAX; (max_doc as usize).div_ceil(64)];
         if let Some(last) = words.last_mut()
-            && max_doc % 64 != 0
+            && !max_doc.is_multiple_of(64)
         {
             *last = (1u64 << (max_doc % 64)) - 1;
         }
