@@ -189,7 +189,28 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
         price: usd(3_900),
     })
     .await;
-    shop.until("q=lamp&price_max=4000", has("p-lamp")).await;
+    let repriced = shop.until("q=lamp&price_max=4000", has("p-lamp")).await;
+    eprintln!("price change → searchable after {repriced:?} (acknowledged to answered)");
+    let answer = shop.search("q=lamp").await;
+    assert_eq!(answer["hits"][0]["price_minor"], 3_900, "{answer}");
+    // The sink's metrics: the index it left at its last commit, and its live freshness.
+    let metrics = shop
+        .client
+        .get(format!("{}/metrics", shop.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "emporium_search_documents 2",
+        "emporium_search_segments ",
+        "emporium_search_live_freshness_seconds_count ",
+        "emporium_search_commits_total ",
+    ] {
+        assert!(metrics.contains(name), "{name} not in /metrics");
+    }
     let before = shop.search("q=reading%20lamp").await;
     let suggest: Value = shop
         .client

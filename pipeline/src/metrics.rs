@@ -79,8 +79,17 @@ pub(crate) fn checkpoint_failed() {
     counter!("emporium_dataflow_checkpoint_failures_total").increment(1);
 }
 
-/// A search index commit: how long it took.
-pub(crate) fn search_commit(took: Duration) {
+/// A search index commit: how long it took, and the index it left (documents and segments
+/// searchable: a count that only grows is the segment pile-up ADR 0013 guards against).
+pub(crate) fn search_commit(took: Duration, documents: u64, segments: usize) {
     counter!("emporium_search_commits_total").increment(1);
     histogram!("emporium_search_commit_duration_seconds").record(took.as_secs_f64());
+    gauge!("emporium_search_documents").set(documents as f64);
+    gauge!("emporium_search_segments").set(segments as f64);
+}
+
+/// A batch applied by the search sink: its oldest event, appended → its live effect (stock,
+/// price, rating, popularity) searchable.
+pub(crate) fn search_applied(oldest: Duration) {
+    histogram!("emporium_search_live_freshness_seconds").record(oldest.as_secs_f64());
 }

@@ -202,11 +202,16 @@ impl Feeder {
             };
         }
         // Availability and values are searchable now; texts at the commit.
+        let mut oldest = Duration::ZERO;
         for latency in self
             .stats
             .freshness_of(self.started_ms, applied_ms.iter().copied())
         {
             self.stats.search_live_freshness.record(latency);
+            oldest = oldest.max(latency);
+        }
+        if !applied_ms.is_empty() {
+            metrics::search_applied(oldest);
         }
         self.applied_ms.extend_from_slice(applied_ms);
         self.pending = true;
@@ -232,7 +237,8 @@ impl Feeder {
         self.pending = false;
         self.last_commit = Instant::now();
         self.stats.search_commits.fetch_add(1, Ordering::Relaxed);
-        metrics::search_commit(began.elapsed());
+        let index = self.sink.index.stats();
+        metrics::search_commit(began.elapsed(), index.documents, index.segments);
         let applied = std::mem::take(&mut self.applied_ms);
         for latency in self.stats.freshness_of(self.started_ms, applied) {
             self.stats.search_freshness.record(latency);

@@ -7,7 +7,9 @@
 //!   ([`crate::typo::allowed_edits`]; a constant score, a fraction of the exact one, so an exact
 //!   match always ranks above a typo); the last term also matches the words it starts, within
 //!   the same edits (as you type). A term of digits only matches exactly. Field boosts: title 4,
-//!   brand 3, category 2, description 1.
+//!   brand 3, category 2, description 1. Matched first, as per-segment bitsets
+//!   ([`crate::matching`]), then each match scored by the clauses that hold it
+//!   ([`crate::scored`]): the same scores as a boolean query of the clauses.
 //! - Filters (score-neutral): category (any level of the path, `Electronics/Audio`), brand
 //!   (exact), in the query; price range (minor units), minimum mean rating and `in_stock=true`
 //!   on each hit's live values ([`crate::values`], [`crate::availability`]).
