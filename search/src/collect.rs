@@ -26,58 +26,59 @@ use crate::values::Values;
 /// only marks a document dead), so a segment's are decoded once, when a commit or a merge makes
 /// it searchable, and dropped when it goes.
 pub(crate) struct SegmentColumns {
-    /// One row per document: what the hit loop reads of it, in one cache line's part.
-    rows: Vec<DocRow>,
-    /// Category prefixes past the third, by document (deep paths are rare).
-    deeper: HashMap<DocId, Vec<u32>>,
-    /// The dictionaries that name the term ordinals (read at harvest).
+    /// Each document's product ordinal (`u32::MAX`: none).
+    ordinals: Vec<u32>,
+    /// Each document's brand, as its term ordinal in the segment (`u32::MAX`: none).
+    brands: Vec<u32>,
+    /// Each document's category-path prefixes, as term ordinals: document `d`'s are
+    /// `categories[category_at[d]..category_at[d + 1]]`.
+    category_at: Vec<u32>,
+    categories: Vec<u32>,
+    /// The dictionaries that name the ordinals (read at harvest).
     brand_names: Option<StrColumn>,
     category_names: Option<StrColumn>,
 }
 
-/// A document's product ordinal, its brand and its first three category-path prefixes, as term
-/// ordinals of the segment (`u32::MAX`: none).
-#[derive(Clone, Copy)]
-struct DocRow {
-    ordinal: u32,
-    brand: u32,
-    categories: [u32; 3],
-}
-
-const NONE: u32 = u32::MAX;
-
 impl SegmentColumns {
     fn decode(segment: &SegmentReader) -> tantivy::Result<Self> {
         let ff = segment.fast_fields();
-        let docs = segment.max_doc();
-        let ordinals = ff.u64("ordinal")?;
+        let docs = segment.max_doc() as usize;
+        let ordinal_column = ff.u64("ordinal")?;
+        let ordinals = (0..docs as DocId)
+            .map(|d| {
+                ordinal_column
+                    .first(d)
+                    .and_then(|o| u32::try_from(o).ok())
+                    .unwrap_or(u32::MAX)
+            })
+            .collect();
         let brand_names = ff.str("brand_exact")?;
+        let brands = match &brand_names {
+            Some(c) => (0..docs as DocId)
+                .map(|d| {
+                    c.term_ords(d)
+                        .next()
+                        .and_then(|o| u32::try_from(o).ok())
+                        .unwrap_or(u32::MAX)
+                })
+                .collect(),
+            None => vec![u32::MAX; docs],
+        };
         let category_names = ff.str("category_prefix")?;
-        let small = |o: u64| u32::try_from(o).unwrap_or(NONE);
-        let mut rows = Vec::with_capacity(docs as usize);
-        let mut deeper = HashMap::new();
-        for d in 0..docs {
-            let mut row = DocRow {
-                ordinal: ordinals.first(d).map_or(NONE, small),
-                brand: brand_names
-                    .as_ref()
-                    .and_then(|c| c.term_ords(d).next())
-                    .map_or(NONE, small),
-                categories: [NONE; 3],
-            };
+        let mut category_at = Vec::with_capacity(docs + 1);
+        let mut categories = Vec::with_capacity(docs * 3);
+        category_at.push(0);
+        for d in 0..docs as DocId {
             if let Some(c) = &category_names {
-                for (i, ord) in c.term_ords(d).enumerate() {
-                    match row.categories.get_mut(i) {
-                        Some(slot) => *slot = small(ord),
-                        None => deeper.entry(d).or_insert_with(Vec::new).push(small(ord)),
-                    }
-                }
+                categories.extend(c.term_ords(d).filter_map(|o| u32::try_from(o).ok()));
             }
-            rows.push(row);
+            category_at.push(u32::try_from(categories.len()).unwrap_or(u32::MAX));
         }
         Ok(Self {
-            rows,
-            deeper,
+            ordinals,
+            brands,
+            category_at,
+            categories,
             brand_names,
             category_names,
         })
@@ -85,19 +86,15 @@ impl SegmentColumns {
 
     /// The document's product ordinal (`u64::MAX`: none).
     pub(crate) fn ordinal(&self, doc: DocId) -> u64 {
-        match self.rows.get(doc as usize) {
-            Some(r) if r.ordinal != NONE => u64::from(r.ordinal),
+        match self.ordinals.get(doc as usize) {
+            Some(&o) if o != u32::MAX => u64::from(o),
             _ => u64::MAX,
         }
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.rows.len() * std::mem::size_of::<DocRow>()
-            + self
-                .deeper
-                .values()
-                .map(|v| v.len() * 4 + 32)
-                .sum::<usize>()
+        (self.ordinals.len() + self.brands.len() + self.category_at.len() + self.categories.len())
+            * 4
     }
 }
 
@@ -290,33 +287,27 @@ impl SegmentCollector for SegmentHits {
     type Fruit = Gathered;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        let Some(row) = self.columns.rows.get(doc as usize).copied() else {
-            return;
-        };
-        let ordinal = match row.ordinal {
-            NONE => u64::MAX,
-            o => u64::from(o),
-        };
+        let ordinal = self.columns.ordinal(doc);
         let v = self.values.get(ordinal).unwrap_or_default();
         if !self.filter.admits(ordinal, v.price_minor, v.mean_rating) {
             return;
         }
         self.total += 1;
-        if let Some(n) = self.brands.get_mut(row.brand as usize) {
+        let c = &self.columns;
+        if let Some(n) = c
+            .brands
+            .get(doc as usize)
+            .and_then(|b| self.brands.get_mut(*b as usize))
+        {
             *n += 1;
         }
-        for category in row.categories {
-            if let Some(n) = self.categories.get_mut(category as usize) {
+        let (from, to) = (
+            c.category_at.get(doc as usize).copied().unwrap_or(0) as usize,
+            c.category_at.get(doc as usize + 1).copied().unwrap_or(0) as usize,
+        );
+        for category in c.categories.get(from..to).unwrap_or(&[]) {
+            if let Some(n) = self.categories.get_mut(*category as usize) {
                 *n += 1;
-            }
-        }
-        if row.categories[2] != NONE
-            && let Some(deeper) = self.columns.deeper.get(&doc)
-        {
-            for category in deeper {
-                if let Some(n) = self.categories.get_mut(*category as usize) {
-                    *n += 1;
-                }
             }
         }
         let band = PRICE_BANDS
