@@ -20,7 +20,7 @@ use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 use crate::availability::InStock;
 use crate::facets::{PRICE_BANDS, Tally};
 use crate::query::Sort;
-use crate::values::Values;
+use crate::values::{LiveValues, Values};
 
 /// A segment's columns the hit loop reads, decoded into arrays. Segments never change (a delete
 /// only marks a document dead), so a segment's are decoded once, when a commit or a merge makes
@@ -212,6 +212,8 @@ pub(crate) struct SegmentHits {
     filter: Filter,
     in_stock: InStock,
     values: Values,
+    /// Whether a filter or the order reads the live rows (price, rating, popularity).
+    needs_values: bool,
     columns: Arc<SegmentColumns>,
     /// When each document was listed (the `newest` sort only).
     listed: Option<Arc<dyn ColumnValues<i64>>>,
@@ -250,6 +252,10 @@ impl Collector for Hits {
             filter: self.filter.clone(),
             in_stock: self.in_stock.clone(),
             values: self.values.clone(),
+            needs_values: self.filter.price_min.is_some()
+                || self.filter.price_max.is_some()
+                || self.filter.rating_min.is_some()
+                || !matches!(self.sort, Sort::Relevance | Sort::Newest),
             brands: vec![0; terms(&columns.brand_names)],
             categories: vec![0; terms(&columns.category_names)],
             columns,
@@ -288,7 +294,12 @@ impl SegmentCollector for SegmentHits {
 
     fn collect(&mut self, doc: DocId, score: Score) {
         let ordinal = self.columns.ordinal(doc);
-        let v = self.values.get(ordinal).unwrap_or_default();
+        // The live row only when a filter or the order needs its values; the facets read the
+        // bands (a byte per product).
+        let v = match self.needs_values {
+            true => self.values.get(ordinal).unwrap_or_default(),
+            false => LiveValues::default(),
+        };
         if !self.filter.admits(ordinal, v.price_minor, v.mean_rating) {
             return;
         }
@@ -310,12 +321,13 @@ impl SegmentCollector for SegmentHits {
                 *n += 1;
             }
         }
-        let band = PRICE_BANDS
-            .iter()
-            .take_while(|b| v.price_minor >= **b)
-            .count();
-        self.price[band] += 1;
-        self.rating[(v.mean_rating.max(0.0) as usize).min(4)] += 1;
+        let (price, rating) = self.values.bands(ordinal).unwrap_or((0, 0));
+        if let Some(n) = self.price.get_mut(price) {
+            *n += 1;
+        }
+        if let Some(n) = self.rating.get_mut(rating) {
+            *n += 1;
+        }
         if self.top == 0 {
             return;
         }
