@@ -45,6 +45,14 @@ impl Shop {
         assert_eq!(report["accepted"], 1, "{report}");
     }
 
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     async fn search(&self, query: &str) -> Value {
         let response = self
             .client
@@ -194,15 +202,7 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
     let answer = shop.search("q=lamp").await;
     assert_eq!(answer["hits"][0]["price_minor"], 3_900, "{answer}");
     // The sink's metrics: the index it left at its last commit, and its live freshness.
-    let metrics = shop
-        .client
-        .get(format!("{}/metrics", shop.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = shop.get("/metrics").await.text().await.expect("text");
     for name in [
         "emporium_search_documents 2",
         "emporium_search_segments ",
@@ -213,11 +213,8 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
     }
     let before = shop.search("q=reading%20lamp").await;
     let suggest: Value = shop
-        .client
-        .get(format!("{}/v1/suggest?q=oak%20wri", shop.base))
-        .send()
+        .get("/v1/suggest?q=oak%20wri")
         .await
-        .expect("suggest")
         .json()
         .await
         .expect("json");

@@ -27,16 +27,21 @@ fn doc(
     }
 }
 
+/// The shop's first product (`p-1`).
+fn headphones() -> SearchDocument {
+    doc(
+        "p-1",
+        "Wireless headphones",
+        "Acme",
+        &["Electronics", "Audio"],
+        5_999,
+        4.5,
+    )
+}
+
 fn shop(index: &SearchIndex) {
     for d in [
-        doc(
-            "p-1",
-            "Wireless headphones",
-            "Acme",
-            &["Electronics", "Audio"],
-            5_999,
-            4.5,
-        ),
+        headphones(),
         doc(
             "p-2",
             "Wired headphones",
@@ -317,14 +322,7 @@ fn values_are_live_and_only_a_text_change_re_indexes() {
             mean_rating: 4.9,
             reviews: 7,
             popularity: 1_000.0,
-            ..doc(
-                "p-1",
-                "Wireless headphones",
-                "Acme",
-                &["Electronics", "Audio"],
-                5_999,
-                4.5,
-            )
+            ..headphones()
         };
         assert!(!index.upsert(&cheaper).expect("upsert"), "same text");
         let under_1000 = SearchRequest {
@@ -393,14 +391,7 @@ fn values_are_live_and_only_a_text_change_re_indexes() {
     let renamed = SearchDocument {
         title: "Wireless earmuffs".into(),
         price_minor: 555,
-        ..doc(
-            "p-1",
-            "Wireless headphones",
-            "Acme",
-            &["Electronics", "Audio"],
-            5_999,
-            4.5,
-        )
+        ..headphones()
     };
     assert!(!index.upsert(&renamed).expect("upsert"), "text as indexed");
     assert_eq!(index.values("p-1").map(|v| v.price_minor), Some(555));
