@@ -54,12 +54,7 @@ impl Shop {
     }
 
     async fn search(&self, query: &str) -> Value {
-        let response = self
-            .client
-            .get(format!("{}/v1/search?{query}", self.base))
-            .send()
-            .await
-            .expect("search");
+        let response = self.get(&format!("/v1/search?{query}")).await;
         assert_eq!(response.status().as_u16(), 200);
         response.json().await.expect("json")
     }
@@ -220,16 +215,6 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
         .expect("json");
     assert_eq!(suggest["suggestions"][0]["text"], "Oak writing desk");
     stop(&mut child);
-    // The same hits in the same order, and the same facets. Scores may differ: as in Lucene,
-    // BM25's statistics count replaced documents until their segment is merged, and a rebuilt
-    // index has none (ADR 0013).
-    let unscored = |answer: &Value| {
-        let mut hits = answer["hits"].clone();
-        for hit in hits.as_array_mut().expect("hits") {
-            hit["score"] = Value::Null;
-        }
-        hits
-    };
 
     // `emporium reindex` while the process is down: the index rebuilt from the store, and
     // found at start (not rebuilt again).
@@ -245,25 +230,34 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(printed.starts_with("Reindexed 2 products"), "{printed}");
-    let support::Run {
-        mut child, base, ..
-    } = support::start_run(dir.path(), &["--no-lakehouse"], "Press Ctrl-C");
-    shop.base = base;
     // Until the restarted dataflow has set the in-stock bits from the store (`/readyz` says so),
     // a product may show out of stock.
-    shop.until("q=reading%20lamp", |a| unscored(a) == unscored(&before))
-        .await;
-    let after = shop.search("q=reading%20lamp").await;
-    assert_eq!(after["facets"], before["facets"]);
-    stop(&mut child);
+    restarted_with_the_same_hits(dir.path(), &mut shop, &before).await;
 
     // The index deleted while the process was down: rebuilt from the store at start.
     std::fs::remove_dir_all(dir.path().join("search")).expect("delete the index");
+    restarted_with_the_same_hits(dir.path(), &mut shop, &before).await;
+}
+
+/// The hits without their scores. Scores may differ after a rebuild: as in Lucene, BM25's
+/// statistics count replaced documents until their segment is merged, and a rebuilt index has
+/// none (ADR 0013).
+fn unscored(answer: &Value) -> Value {
+    let mut hits = answer["hits"].clone();
+    for hit in hits.as_array_mut().expect("hits") {
+        hit["score"] = Value::Null;
+    }
+    hits
+}
+
+/// Starts `emporium run` on `dir` again and waits until a search gives `before`'s hits in the
+/// same order, then checks the facets too, and stops it.
+async fn restarted_with_the_same_hits(dir: &std::path::Path, shop: &mut Shop, before: &Value) {
     let support::Run {
         mut child, base, ..
-    } = support::start_run(dir.path(), &["--no-lakehouse"], "Press Ctrl-C");
+    } = support::start_run(dir, &["--no-lakehouse"], "Press Ctrl-C");
     shop.base = base;
-    shop.until("q=reading%20lamp", |a| unscored(a) == unscored(&before))
+    shop.until("q=reading%20lamp", |a| unscored(a) == unscored(before))
         .await;
     let after = shop.search("q=reading%20lamp").await;
     assert_eq!(after["facets"], before["facets"]);

@@ -106,10 +106,8 @@ impl Availability {
 
     /// Whether the product is in stock now.
     pub fn in_stock(&self, product_id: &str) -> bool {
-        let Some(ordinal) = self.ordinals.read().of.get(product_id).copied() else {
-            return false;
-        };
-        self.snapshot().contains(ordinal)
+        self.known(product_id)
+            .is_some_and(|ordinal| self.snapshot().contains(ordinal))
     }
 
     /// The bits for one query.

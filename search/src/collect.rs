@@ -91,11 +91,6 @@ impl SegmentColumns {
             _ => u64::MAX,
         }
     }
-
-    pub(crate) fn bytes(&self) -> usize {
-        (self.ordinals.len() + self.brands.len() + self.category_at.len() + self.categories.len())
-            * 4
-    }
 }
 
 /// Every searchable segment's columns.
@@ -118,16 +113,15 @@ impl ColumnCache {
     }
 
     /// Decodes the searcher's new segments and forgets those it no longer has (after a commit
-    /// or a merge is made searchable). Gives the bytes kept.
-    pub(crate) fn refresh(&self, searcher: &tantivy::Searcher) -> tantivy::Result<usize> {
+    /// or a merge is made searchable).
+    pub(crate) fn refresh(&self, searcher: &tantivy::Searcher) -> tantivy::Result<()> {
         let readers = searcher.segment_readers();
         for segment in readers {
             self.of(segment)?;
         }
         let live: Vec<SegmentId> = readers.iter().map(SegmentReader::segment_id).collect();
-        let mut segments = self.segments.lock();
-        segments.retain(|id, _| live.contains(id));
-        Ok(segments.values().map(|c| c.bytes()).sum())
+        self.segments.lock().retain(|id, _| live.contains(id));
+        Ok(())
     }
 }
 

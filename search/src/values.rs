@@ -97,23 +97,13 @@ impl Values {
 
     /// `None`: a product without values (never set).
     pub fn get(&self, ordinal: u64) -> Option<LiveValues> {
-        let row = self.0.rows.get(usize::try_from(ordinal).ok()?)?;
+        let row = self.row(ordinal)?;
         Some(LiveValues {
             price_minor: row.price.load(Ordering::Relaxed),
             mean_rating: f64::from_bits(row.rating.load(Ordering::Relaxed)),
             reviews: u64::from(row.reviews.load(Ordering::Relaxed)),
             popularity: f64::from(f32::from_bits(row.popularity.load(Ordering::Relaxed))),
         })
-    }
-
-    pub fn price(&self, ordinal: u64) -> i64 {
-        self.row(ordinal)
-            .map_or(0, |r| r.price.load(Ordering::Relaxed))
-    }
-
-    pub fn rating(&self, ordinal: u64) -> f64 {
-        self.row(ordinal)
-            .map_or(0.0, |r| f64::from_bits(r.rating.load(Ordering::Relaxed)))
     }
 
     pub fn popularity(&self, ordinal: u64) -> f32 {
@@ -251,11 +241,11 @@ mod tests {
         assert_eq!(table.text(0), 0);
         table.forget_texts();
         assert_eq!(table.text(10_000), 0);
-        assert_eq!(after.price(0), 1_999);
+        assert_eq!(after.get(0).map(|v| v.price_minor), Some(1_999));
         assert_eq!(after.bands(0), Some((1, 4)), "10–25, 4 stars and up");
         assert_eq!(after.bands(10_000), Some((0, 0)));
         assert_eq!(after.bands(9_999), None, "never set");
-        assert_eq!(after.price(u64::MAX), 0);
+        assert_eq!(after.get(u64::MAX), None);
     }
 
     #[test]
