@@ -99,7 +99,7 @@ pub fn reference_documents(
     views: &[crate::view::Spec],
 ) -> Vec<Change> {
     let mut decider = Decider::new(partitions.len(), allowed_lateness, config)
-        .feeding_views(|kind| crate::view::any_reads(views, kind))
+        .feeding(views)
         .reporting_steps();
     for (p, events) in partitions.iter().enumerate() {
         for e in events {
@@ -125,6 +125,7 @@ pub fn reference_documents(
             .collect();
         decider.take_product_inputs();
         decider.take_view_events();
+        decider.take_view_counts();
         let relisted = decider.take_relisted();
         let mut products = BTreeSet::new();
         for product_id in relisted {

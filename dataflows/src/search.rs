@@ -1,6 +1,6 @@
 //! The search documents view: one document per listed product, what the search index keeps of
-//! it (ADR 0013) — its text and price from the catalog, its reviews, and its popularity (ordered
-//! units, decayed in event time). Availability is not in it: it changes with every
+//! it (ADR 0013) — its text and price from the catalog, its reviews, and its popularity (views and
+//! ordered units, decayed in event time). Availability is not in it: it changes with every
 //! reservation, and reaches the index from the decider's product documents, beside the text
 //! (`emporium-pipeline`'s search sink). Served at `GET /v1/views/search_documents/{product_id}`;
 //! tested against a plain fold in `dataflows/tests/search_documents.rs`.
@@ -12,8 +12,9 @@
 //! sku, so they are joined with the sku's owner: among the products' current listings naming it,
 //! the one with the highest `seq` (the rule of [`crate::products`]).
 //!
-//! **Popularity by forward decay** (Cormode et al., ICDE 2009). An ordered unit counts
-//! [`ORDER_WEIGHT`], decayed with a half-life of [`HALF_LIFE_HOURS`] in event time.
+//! **Popularity by forward decay** (Cormode et al., ICDE 2009). A view counts [`VIEW_WEIGHT`],
+//! an ordered unit [`ORDER_WEIGHT`], decayed with a half-life of [`HALF_LIFE_HOURS`] in event
+//! time.
 //! Decaying towards a moving "now" would change every document as time passes; instead each
 //! interaction at hour `h` weighs `w · 2^((h − E) / H)` for a fixed epoch `E`, so a document
 //! changes only when an interaction arrives, and the order of two products by popularity is the
@@ -21,10 +22,12 @@
 //! 1/16 ([`POPULARITY_STEP`]): an order rewrites a product's document only when it moves the
 //! decayed count by about 4%, so a popular product's document is not re-indexed on every order.
 //!
-//! **Views are not counted (yet).** They are four events in five: a view that reads them makes
-//! the decider take every one whole as a step of its own, and at 100k events/s the pipeline fell
-//! behind by seconds (`benches/end_to_end.rs`, ADR 0013). Counting them where they are read and
-//! merging the counts at the watermark is the next step.
+//! **Views are counted, not read** ([`View::counts`], ADR 0014). They are four events in five:
+//! read whole, each a step of its own, they put the pipeline seconds behind at 100k events/s.
+//! Counted, their readers send the decider only (product, time), the decider sums them per
+//! second of decision time, and the view takes each second's sums as rows `Viewed { product,
+//! hour }` whose diff is the count: a product's numbers are re-read once a second at most, not
+//! once per view.
 
 use differential_dataflow::VecCollection;
 use emporium_schemas::money::Money;
@@ -34,8 +37,11 @@ use serde_json::json;
 
 use crate::view::View;
 
-/// The weight of one ordered unit (a view would weigh 1).
+/// The weight of one ordered unit.
 pub const ORDER_WEIGHT: i64 = 10;
+/// The weight of one view of the product's page: 1, so a view row's diff is its count.
+pub const VIEW_WEIGHT: i64 = 1;
+const _: () = assert!(VIEW_WEIGHT == 1, "a counted view's row weighs its count");
 /// The half-life of an interaction's weight, in event time.
 pub const HALF_LIFE_HOURS: f64 = 7.0 * 24.0;
 /// The epoch of the decay: hours since 1970 of 2020-01-01T00:00Z.
@@ -74,6 +80,12 @@ pub enum SearchRow {
     /// [`ORDER_WEIGHT`]).
     Ordered {
         sku: String,
+        hour: i64,
+    },
+    /// Views of a product in an hour of event time (the diff counts them, times
+    /// [`VIEW_WEIGHT`]).
+    Viewed {
+        product: String,
         hour: i64,
     },
 }
@@ -160,7 +172,8 @@ enum Counted {
     /// It was listed (once per listing: the reduce gives every listed product numbers).
     Listed,
     Reviewed(u8),
-    /// Interest in an hour: the diff is ordered units times [`ORDER_WEIGHT`].
+    /// Interest in an hour: the diff is ordered units times [`ORDER_WEIGHT`] plus views times
+    /// [`VIEW_WEIGHT`].
     Interest(i64),
 }
 
@@ -197,6 +210,17 @@ impl View for SearchDocuments {
                 | EventKind::ReviewPosted
                 | EventKind::OrderPlaced
         )
+    }
+
+    fn counts(kind: EventKind) -> bool {
+        kind == EventKind::ProductViewed
+    }
+
+    fn counted(kind: EventKind, product: &str, hour: i64) -> Option<SearchRow> {
+        (kind == EventKind::ProductViewed).then(|| SearchRow::Viewed {
+            product: product.to_owned(),
+            hour,
+        })
     }
 
     fn rows(seq: u64, event: &Event, out: &mut Vec<(SearchRow, isize)>) {
@@ -308,8 +332,8 @@ impl View for SearchDocuments {
             (owner.clone(), Counted::Interest(*hour))
         });
         // Two reduces, so that an order (thousands a second) re-reads a product's numbers, not
-        // its text: the text from the catalog events, the numbers from reviews and orders (and
-        // a mark for every listing, so a listed product has numbers before its first order).
+        // its text: the text from the catalog events, the numbers from reviews, views and orders
+        // (and a mark for every listing, so a listed product has numbers before its first one).
         let text = rows
             .clone()
             .flat_map(|row| match row {
@@ -334,10 +358,12 @@ impl View for SearchDocuments {
                     out.push((text, 1isize));
                 }
             });
+        // A view row's diff is its count, times VIEW_WEIGHT (1).
         let numbers = rows
             .flat_map(|row| match row {
                 SearchRow::Listed { product, .. } => Some((product, Counted::Listed)),
                 SearchRow::Reviewed { product, stars } => Some((product, Counted::Reviewed(stars))),
+                SearchRow::Viewed { product, hour } => Some((product, Counted::Interest(hour))),
                 _ => None,
             })
             .concat(ordered)

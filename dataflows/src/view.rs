@@ -6,6 +6,11 @@
 //! - the decider applies the events a view reads at the event-time watermark, each as a step of
 //!   its own, so a view's timestamps are the same `seq`s as every other change's and the same in
 //!   every run over the same log;
+//! - the events a view only *counts* ([`View::counts`]: product views, four events in five) are
+//!   not steps: their readers send the decider only their product and time, the decider adds
+//!   them up per (type, product, hour of event time) over a second of decision time, and applies
+//!   each second's sums as one step when the watermark passes its end ([`Count`], ADR 0014) —
+//!   the same `seq`s in every run, at a cost per distinct product, not per event;
 //! - the view's state in a checkpoint is its input collection, consolidated ([`Installed::state`]);
 //!   a resumed pipeline loads it back at the checkpoint's `seq`;
 //! - what it emits is a [`Change::View`] per key whose value changed, with the JSON of
@@ -52,6 +57,18 @@ pub trait View: 'static {
     /// latest wins): `seq`s are the same in every run over the same log.
     fn rows(seq: u64, event: &Event, out: &mut Vec<(Self::Row, isize)>);
 
+    /// Whether it counts events of this type, per product and hour of event time, without
+    /// reading them ([`View::counted`]). A type is read or counted, not both. None by default.
+    fn counts(_kind: EventKind) -> bool {
+        false
+    }
+
+    /// The row one counted event of `kind` about `product` in `hour` (hours since the epoch, in
+    /// event time) adds; a [`Count`] of `n` adds it `n` times. `None`: this one does not count.
+    fn counted(_kind: EventKind, _product: &str, _hour: i64) -> Option<Self::Row> {
+        None
+    }
+
     /// The collection it maintains: at most one value per key at any time, its changes at a time
     /// consolidated (end with a `reduce`: a `join`'s output can insert and retract one value at
     /// one time, which [`Latest`] would read as an insertion).
@@ -69,6 +86,8 @@ pub trait Installed {
     fn name(&self) -> &'static str;
     /// Adds `event`'s rows at `seq` (worker 0 only; a no-op once closed).
     fn feed(&mut self, seq: u64, event: &Event);
+    /// Adds the rows of counted events at `seq` (worker 0 only; a no-op once closed).
+    fn feed_counts(&mut self, seq: u64, counts: &[Count]);
     /// Promises no more rows before `next` and lets the dataflow run up to it.
     fn advance_to(&mut self, next: u64);
     /// Whether every output before `next` has arrived.
@@ -84,11 +103,23 @@ pub trait Installed {
     fn close(&mut self);
 }
 
-/// A view's name, its event filter, and how to install it, without its types.
+/// Events of one type about one product in one hour of event time, counted: what the decider
+/// gives the views that count that type ([`View::counts`]) instead of the events.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Count {
+    pub kind: EventKind,
+    pub product: String,
+    /// Hours since the epoch, of the events' `occurred_at`.
+    pub hour: i64,
+    pub n: u32,
+}
+
+/// A view's name, its event filters, and how to install it, without its types.
 #[derive(Clone, Copy)]
 pub struct Spec {
     pub name: &'static str,
     pub reads: fn(EventKind) -> bool,
+    pub counts: fn(EventKind) -> bool,
     pub install: fn(&mut timely::worker::Worker) -> Box<dyn Installed>,
 }
 
@@ -110,6 +141,13 @@ impl Spec {
             V::NAME
         );
         assert!(
+            !EventKind::ALL
+                .iter()
+                .any(|k| V::counts(*k) && (k.is_decision() || V::reads(*k))),
+            "view {}: a type is read or counted, not both, and never a decision",
+            V::NAME
+        );
+        assert!(
             !["products", "inventory", "orders"].contains(&V::NAME),
             "view {}: the name of one of the store's own tables",
             V::NAME
@@ -117,6 +155,7 @@ impl Spec {
         Self {
             name: V::NAME,
             reads: V::reads,
+            counts: V::counts,
             install: install::<V>,
         }
     }
@@ -125,6 +164,12 @@ impl Spec {
 /// Whether any of `views` reads events of this type.
 pub fn any_reads(views: &[Spec], kind: EventKind) -> bool {
     views.iter().any(|v| (v.reads)(kind))
+}
+
+/// Whether any of `views` counts events of this type and none reads them (a type one view reads
+/// reaches the decider whole, and is counted from there: [`crate::decider::Decider::feeding`]).
+pub fn any_counts(views: &[Spec], kind: EventKind) -> bool {
+    views.iter().any(|v| (v.counts)(kind)) && !any_reads(views, kind)
 }
 
 /// Builds `V`'s dataflow in `worker`; its outputs go to worker 0.
@@ -189,6 +234,22 @@ impl<V: View> Installed for Running<V> {
         }
     }
 
+    fn feed_counts(&mut self, seq: u64, counts: &[Count]) {
+        let Some(input) = &mut self.input else { return };
+        for count in counts.iter().filter(|c| V::counts(c.kind)) {
+            let Some(row) = V::counted(count.kind, &count.product, count.hour) else {
+                continue;
+            };
+            let diff = count.n as isize;
+            let n = self.rows.entry(row.clone()).or_insert(0);
+            *n += diff;
+            if *n == 0 {
+                self.rows.remove(&row);
+            }
+            input.update_at(row, seq, diff);
+        }
+    }
+
     fn advance_to(&mut self, next: u64) {
         if let Some(input) = &mut self.input
             && next > *input.time()
@@ -240,7 +301,7 @@ impl<V: View> Installed for Running<V> {
 }
 
 /// Runs `V`'s dataflow over `events` as the pipeline does — each event fed at its own `seq` (its
-/// index + 1), incrementally — on this thread, and gives the collection it maintains at the end,
+/// index + 1), incrementally; a counted one as a [`Count`] of 1 at its `seq` — on this thread, and gives the collection it maintains at the end,
 /// by key. For tests against a plain fold.
 pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
     let events = events.to_vec();
@@ -248,7 +309,11 @@ pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
         let mut view = build::<V>(worker);
         let end = events.len() as u64 + 1;
         for (i, event) in events.iter().enumerate() {
-            view.feed(i as u64 + 1, event);
+            let seq = i as u64 + 1;
+            match counted(event) {
+                Some(count) if V::counts(count.kind) => view.feed_counts(seq, &[count]),
+                _ => view.feed(seq, event),
+            }
             // Let the dataflow work between some events, as rounds do.
             if i % 7 == 0 {
                 view.advance_to(i as u64 + 2);
@@ -264,5 +329,16 @@ pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
             .values()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    })
+}
+
+/// `event` as a [`Count`] of 1, when it names a product (the types a view may count).
+pub fn counted(event: &Event) -> Option<Count> {
+    let product = event.product_id()?;
+    Some(Count {
+        kind: event.kind(),
+        product: product.to_owned(),
+        hour: event.occurred_at.timestamp_millis().div_euclid(3_600_000),
+        n: 1,
     })
 }

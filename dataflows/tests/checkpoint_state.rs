@@ -4,8 +4,9 @@
 //! layout changed: bump the checkpoint `FORMAT` (a checkpoint of another format is refused and
 //! the log replayed) and update the fixture below.
 //!
-//! The log holds one applied event and one pending: the state's hash collections (applied ids,
-//! stock, orders, catalog) have at most one entry each, so their bytes do not depend on hashing
+//! The log holds one applied event, one pending and one counted view in a span still open: the
+//! state's hash collections (applied ids, stock, orders, catalog, the span's sums) have at most
+//! one entry each, so their bytes do not depend on hashing
 //! (the keys' clocks are written in key order). `state()` is the head and a full piece; a delta
 //! has the same layout with only the changed entries (`tests/incremental_checkpoints.rs`).
 
@@ -15,29 +16,35 @@ use emporium_dataflows::inventory::InventoryConfig;
 use emporium_schemas::EventKind;
 use emporium_schemas::examples::{example, example_time};
 
-/// The state after a stock receipt is applied and an order waits above the watermark.
+/// The state after a stock receipt is applied, and an order and a counted view wait above the
+/// watermark.
 fn state() -> Vec<u8> {
-    let mut decider = Decider::new(1, Duration::zero(), InventoryConfig::default());
+    let mut decider = Decider::new(1, Duration::zero(), InventoryConfig::default())
+        .feeding(&emporium_dataflows::views());
     let mut received = example(EventKind::StockReceived, 1);
     received.occurred_at = example_time();
     let mut placed = example(EventKind::OrderPlaced, 2);
     placed.occurred_at = example_time() + Duration::seconds(5);
+    let mut viewed = example(EventKind::ProductViewed, 3);
+    viewed.occurred_at = example_time() + Duration::seconds(5);
     decider.push(0, received);
     decider.push(0, placed);
+    decider.push(0, viewed);
     decider.decide(&mut Vec::new());
     assert_eq!(
-        (decider.seq(), decider.pending()),
-        (1, 1),
-        "one applied, one pending"
+        (decider.seq(), decider.pending(), decider.pending_counts()),
+        (1, 1, 1),
+        "one applied, one pending, one counted"
     );
     decider.state().expect("state")
 }
 
-/// `state()`'s bytes, as hex, when the layout was last changed (checkpoint FORMAT 7: a head and a
+/// `state()`'s bytes, as hex, when the layout was last changed (checkpoint FORMAT 8: a head and a
 /// piece, full or a delta, for incremental checkpoints; the folds' entries only, their indexes
-/// rebuilt on resume; the inventory's closed orders with the time they closed).
+/// rebuilt on resume; the inventory's closed orders with the time they closed; the head's spans
+/// of counted events, ADR 0014).
 const PINNED: &str = concat!(
-    "ec010000000000000100000000000000011400000000000000323032362d30312d30315431323a30303a3035",
+    "31020000000000000100000000000000011400000000000000323032362d30312d30315431323a30303a3035",
     "5a0100000000000000010000000000000003000000000000006f2d311400000000000000323032362d30312d",
     "30315431323a30303a30355a010000000000000001000000000000001400000000000000323032362d30312d",
     "30315431323a30303a30355a0000000000000000000000000000000044010000000000007b226576656e745f",
@@ -48,12 +55,13 @@ const PINNED: &str = concat!(
     "3a5b7b22736b75223a22702d312d626c61636b222c22717479223a322c22756e69745f7072696365223a7b22",
     "616d6f756e745f6d696e6f72223a31323939392c2263757272656e6379223a22555344227d7d5d2c22736869",
     "7070696e675f726567696f6e223a2275732d65617374222c227061796d656e745f746f6b656e223a22746f6b",
-    "5f39663263227d7d0100000000000000d00000000000000001010000000000000001000000000000009a4e1d",
-    "7c2e8a5f0b00f00b55524706000001000000000000000900000000000000702d312d626c61636b0400000000",
-    "00000077682d3101640000000000000000000000000000000000000000000000000000000000000064000000",
+    "5f39663263227d7d0100000000000000010000000000000070ed6d799b01000001000000000000000e000000",
+    "0000000070726f647563745f7669657765640300000000000000702d319c7d07000000000001000000d00000",
+    "000000000001010000000000000001000000000000009a4e1d7c2e8a5f0b00f00b5552470600000100000000",
+    "0000000900000000000000702d312d626c61636b040000000000000077682d31016400000000000000000000",
+    "0000000000000000000000000000000000000000006400000000000000000000000000000000000000000000",
     "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
-    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
-    "000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000000000000000000000",
 );
 
 #[test]

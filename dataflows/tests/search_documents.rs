@@ -8,15 +8,16 @@
 //! The fold is written from the rules, not from the view's code: the latest `product_upserted`
 //! is the listing, a later price change its price, a later discontinuation removes it; ordered
 //! units count for the sku's owner at the end (among the products' latest listings naming it,
-//! the latest); popularity is
-//! `log2` of Σ weight · 2^((hour − epoch) / half-life), summed directly, over ordered units
-//! (views do not count).
+//! the latest); a view counts for the product it names; popularity is
+//! `log2` of Σ weight · 2^((hour − epoch) / half-life), summed directly, over views and ordered
+//! units. Views reach the dataflow counted ([`View::counts`]), as the pipeline feeds them.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{TimeZone, Utc};
 use emporium_dataflows::search::{
-    DECAY_EPOCH_HOUR, HALF_LIFE_HOURS, ORDER_WEIGHT, POPULARITY_STEP, SearchDocuments, SearchFields,
+    DECAY_EPOCH_HOUR, HALF_LIFE_HOURS, ORDER_WEIGHT, POPULARITY_STEP, SearchDocuments,
+    SearchFields, VIEW_WEIGHT,
 };
 use emporium_dataflows::view::{View, evaluate};
 use emporium_generator::{Generator, GeneratorConfig};
@@ -75,6 +76,14 @@ fn fold(events: &[Event]) -> HashMap<String, SearchFields> {
                 for line in o.lines.iter().filter(|l| l.qty > 0) {
                     ordered.push((line.sku.clone(), hour, line.qty));
                 }
+            }
+            Payload::ProductViewed(v) => {
+                *products
+                    .entry(v.product_id.clone())
+                    .or_default()
+                    .interest
+                    .entry(hour)
+                    .or_default() += VIEW_WEIGHT;
             }
             _ => {}
         }
@@ -318,6 +327,10 @@ fn the_view_is_the_fold_of_a_generated_shop() {
         kinds(|p| matches!(p, Payload::OrderPlaced(_))) > 100,
         "orders"
     );
+    assert!(
+        kinds(|p| matches!(p, Payload::ProductViewed(_))) > 10_000,
+        "views"
+    );
     let want = fold(&events);
     assert!(want.len() > 150, "{} products listed", want.len());
     assert!(
@@ -365,7 +378,7 @@ fn a_discontinued_product_leaves_and_a_relisting_brings_it_back() {
 }
 
 #[test]
-fn interest_decays_by_half_a_week_and_views_do_not_count() {
+fn interest_decays_by_half_a_week_and_ten_views_weigh_an_ordered_unit() {
     let listed = event(
         0,
         0,
@@ -384,8 +397,11 @@ fn interest_decays_by_half_a_week_and_views_do_not_count() {
     // twice one now.
     assert_eq!(two_now - one_now, POPULARITY_STEP as i64);
     assert_eq!(one_later - one_now, POPULARITY_STEP as i64);
-    let viewed: Vec<Event> = std::iter::once(listed)
+    let viewed: Vec<Event> = std::iter::once(listed.clone())
         .chain((1..=10).map(|i| event(i, 0, Op::View(1))))
         .collect();
-    assert_eq!(score(&viewed), i64::MIN, "views are not interest (yet)");
+    assert_eq!(score(&viewed), one_now, "ten views weigh one ordered unit");
+    // A view of another product, or of no product listed, is no interest in this one.
+    let elsewhere = [listed, event(1, 0, Op::View(2))];
+    assert_eq!(score(&elsewhere), i64::MIN);
 }

@@ -10,7 +10,7 @@ use emporium_dataflows::changes::Change;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::orders::OrderStatus;
 use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow, ProductInputs};
-use emporium_dataflows::view::Installed;
+use emporium_dataflows::view::{Count, Installed};
 use emporium_schemas::Event;
 use timely::dataflow::ProbeHandle;
 
@@ -29,6 +29,8 @@ pub(crate) struct StoreWork {
     pub(crate) products: ProductInputs,
     /// The events the maintained views read, applied this round, at their `seq`.
     pub(crate) view_events: Vec<(u64, Event)>,
+    /// The spans of events the maintained views count, applied this round, at their `seq`.
+    pub(crate) view_counts: Vec<(u64, Vec<Count>)>,
     /// Next offset to read, per partition, over the records the decider received.
     pub(crate) positions: Vec<u64>,
     /// Append times of the events applied, for freshness.
@@ -89,6 +91,11 @@ impl RoundEnd<'_> {
             for (seq, event) in work.view_events.drain(..) {
                 for view in views.iter_mut() {
                     view.feed(seq, &event);
+                }
+            }
+            for (seq, counts) in work.view_counts.drain(..) {
+                for view in views.iter_mut() {
+                    view.feed_counts(seq, &counts);
                 }
             }
         }

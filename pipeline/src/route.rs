@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use emporium_schemas::{Event, EventKinds};
+use emporium_schemas::{Event, EventKind, EventKinds};
 use serde::{Deserialize, Serialize};
 
 use crate::stats::PipelineStats;
@@ -23,6 +23,9 @@ pub(crate) enum Read {
     Event(Vec<u8>),
     /// `occurred_at`, as seconds and nanoseconds since the epoch.
     Tick(i64, u32),
+    /// An event a view counts ([`emporium_dataflows::decider::Decider::counts_on`]): its type
+    /// (index in [`EventKind::ALL`]), `occurred_at` as a tick's, and its product.
+    Count(u8, i64, u32, String),
     Position,
 }
 
@@ -30,9 +33,29 @@ pub(crate) enum Read {
 /// steps on (`steps`: [`emporium_dataflows::decider::Decider::steps_on`], the folds' types, about one in five of a shop's
 /// events, and those a maintained view reads) are decoded, copied and sent whole, by the one
 /// worker that decides; the others cost their reader a partial parse. See ADR 0005.
-pub(crate) fn route(bytes: &[u8], stats: &PipelineStats, steps: EventKinds) -> Read {
+///
+/// The events a view only counts (`counts`: product views) cost their reader the head and the
+/// payload's `product_id`, and the decider a sum ([`Read::Count`], ADR 0014).
+pub(crate) fn route(
+    bytes: &[u8],
+    stats: &PipelineStats,
+    steps: EventKinds,
+    counts: EventKinds,
+) -> Read {
     match Event::decode_head(bytes) {
         Ok((kind, _)) if kind.is_decision() => Read::Position,
+        Ok((kind, at)) if counts.contains(kind) && !steps.contains(kind) => {
+            match Event::decode_product(bytes) {
+                Ok((_, _, product)) => Read::Count(
+                    kind_index(kind),
+                    at.timestamp(),
+                    at.timestamp_subsec_nanos(),
+                    product,
+                ),
+                // Accepted into the log, so it has a product; if not, it still moves the clock.
+                Err(_) => Read::Tick(at.timestamp(), at.timestamp_subsec_nanos()),
+            }
+        }
         Ok((kind, at)) if !steps.contains(kind) => {
             Read::Tick(at.timestamp(), at.timestamp_subsec_nanos())
         }
@@ -42,4 +65,18 @@ pub(crate) fn route(bytes: &[u8], stats: &PipelineStats, steps: EventKinds) -> R
             Read::Position
         }
     }
+}
+
+/// `kind`'s index in [`EventKind::ALL`], which [`kind_at`] reverses.
+fn kind_index(kind: EventKind) -> u8 {
+    EventKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(u8::MAX)
+}
+
+/// The event type at `index` in [`EventKind::ALL`].
+pub(crate) fn kind_at(index: u8) -> Option<EventKind> {
+    EventKind::ALL.get(usize::from(index)).copied()
 }

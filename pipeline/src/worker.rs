@@ -11,7 +11,7 @@ use differential_dataflow::input::InputSession;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::Output;
 use emporium_dataflows::products::{self, AvailableRow, Latest, ListingRow};
-use emporium_dataflows::view::{Installed, any_reads};
+use emporium_dataflows::view::Installed;
 use emporium_log::{EVENTS_TOPIC, EventLog};
 use emporium_schemas::{Event, EventKinds, Payload};
 use emporium_serving::store::Store;
@@ -28,7 +28,7 @@ use crate::decisions::{Decided, append_decisions};
 use crate::heartbeat::*;
 use crate::metrics;
 use crate::round::{RoundEnd, StoreWork, publish_state};
-use crate::route::{Raw, Read, route};
+use crate::route::{Raw, Read, kind_at, route};
 use crate::stats::{PipelineStats, record_since};
 use crate::writer::{STOP_GRACE, StoreWriter};
 use crate::{Claims, PipelineError};
@@ -128,7 +128,7 @@ pub(crate) fn worker_main(
                     config.inventory.clone(),
                 )
             })
-            .feeding_views(|kind| any_reads(&config.views, kind));
+            .feeding(&config.views);
         match (writes_store, &config.checkpoint) {
             (true, Some(_)) => decider.tracking_changes().checkpointed(),
             (true, None) => decider.tracking_changes(),
@@ -137,6 +137,7 @@ pub(crate) fn worker_main(
     }));
     // The types sent whole to the decider, once: routing asks for every record.
     let steps = EventKinds::matching(|kind| decider.borrow().steps_on(kind));
+    let counts = EventKinds::matching(|kind| decider.borrow().counts_on(kind));
     let arrivals = Rc::new(RefCell::new({
         let mut arrivals = Arrivals::new(partitions)
             .with_grace(
@@ -210,6 +211,21 @@ pub(crate) fn worker_main(
                                             }
                                             continue;
                                         }
+                                        Read::Count(kind, secs, nanos, product) => {
+                                            if let (Some(kind), Some(at)) = (
+                                                kind_at(kind),
+                                                chrono::DateTime::from_timestamp(secs, nanos),
+                                            ) {
+                                                arrivals.observe(partition, appended_ms, at);
+                                                decider.push_count(
+                                                    partition as usize,
+                                                    kind,
+                                                    at,
+                                                    product,
+                                                );
+                                            }
+                                            continue;
+                                        }
                                         Read::Position => continue,
                                     };
                                     match Event::decode(&bytes) {
@@ -242,6 +258,7 @@ pub(crate) fn worker_main(
                                     work.changes.extend(decider.take_inventory_changes());
                                     work.products.extend(decider.take_product_inputs());
                                     work.view_events.extend(decider.take_view_events());
+                                    work.view_counts.extend(decider.take_view_counts());
                                     work.seq = decider.seq();
                                     let applied = decider.take_applied_append_times();
                                     record_since(&stats.applied, &stats, &applied);
@@ -447,7 +464,7 @@ pub(crate) fn worker_main(
                     partition: *p,
                     offset: r.offset,
                     appended_ms: r.timestamp_ms,
-                    read: route(&r.value, stats, steps),
+                    read: route(&r.value, stats, steps, counts),
                 });
             }
             // The reader's position: past its records and past the transaction markers after

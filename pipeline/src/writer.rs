@@ -184,6 +184,7 @@ impl StoreWriter {
                                 changes: std::mem::take(&mut p.changes).into_values().collect(),
                                 products: ProductInputs::default(),
                                 view_events: Vec::new(),
+                                view_counts: Vec::new(),
                                 positions: p.positions.clone(),
                                 applied_ms: std::mem::take(&mut p.applied_ms),
                                 seq: p.seq,

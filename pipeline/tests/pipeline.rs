@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::{Decider, decide_all};
 use emporium_dataflows::reference::reference_documents;
+use emporium_dataflows::search::{DECAY_EPOCH_HOUR, HALF_LIFE_HOURS, POPULARITY_STEP};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
@@ -267,7 +268,11 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         }
     });
     // The product_ratings view against a plain fold of the reviews the decider applied.
-    let ratings = reference_ratings(&partitions);
+    let Applied {
+        ratings,
+        interest,
+        from_views,
+    } = reference_views(&partitions);
     assert!(ratings.len() > 10, "{} products reviewed", ratings.len());
     rt.block_on(async {
         for (product, stars) in &ratings {
@@ -279,6 +284,40 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
             assert_eq!(got["reviews"], reviews, "{product}");
         }
     });
+    // The search documents' popularity against a plain fold of the views counted and the units
+    // ordered: log2 of the decayed sum, in steps of 1/16 (one step apart at most: two float
+    // sums of the same terms).
+    let mut checked = 0;
+    rt.block_on(async {
+        for (product, hours) in &interest {
+            let Some(doc) = store.view("search_documents", product).await.expect("read") else {
+                continue;
+            };
+            let got: serde_json::Value = serde_json::from_slice(&doc.json).expect("json");
+            if got.is_null() {
+                // Not listed (discontinued): the view holds no document for it.
+                continue;
+            }
+            let got = got["popularity"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{got}"))
+                * POPULARITY_STEP;
+            let decayed: f64 = hours
+                .iter()
+                .map(|(h, w)| *w as f64 * ((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS).exp2())
+                .sum();
+            let want = (decayed.log2() * POPULARITY_STEP).round();
+            assert!(
+                (got - want).abs() <= 1.0,
+                "{product}: popularity {got} against {want}"
+            );
+            checked += 1;
+        }
+    });
+    assert!(
+        checked > 10 && from_views > 100,
+        "{checked} products' popularity checked, {from_views} views counted"
+    );
     assert!(
         products > 10 && skus > 10 && orders > 10,
         "{products} {skus} {orders}"
@@ -286,12 +325,22 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
     reference.len()
 }
 
-/// Per product, how many reviews of each star the log's applied reviews hold: a fold over the
-/// review events a decider with the pipeline's views applies (the watermark's cut), not the view.
-fn reference_ratings(partitions: &[Vec<Event>]) -> BTreeMap<String, [u64; 5]> {
+/// What the views must hold, by plain folds over the events a decider with the pipeline's views
+/// applies (the watermark's cut), not by the views.
+struct Applied {
+    /// Per product, how many reviews of each star.
+    ratings: BTreeMap<String, [u64; 5]>,
+    /// Per product and hour of event time, views plus ten per ordered unit (of a sku the
+    /// product lists).
+    interest: BTreeMap<String, BTreeMap<i64, i64>>,
+    /// Views counted.
+    from_views: u64,
+}
+
+fn reference_views(partitions: &[Vec<Event>]) -> Applied {
     let config = PipelineConfig::default();
     let mut decider = Decider::new(partitions.len(), config.allowed_lateness, config.inventory)
-        .feeding_views(|k| emporium_dataflows::view::any_reads(&config.views, k))
+        .feeding(&config.views)
         .tracking_changes();
     for (p, events) in partitions.iter().enumerate() {
         for e in events {
@@ -300,13 +349,53 @@ fn reference_ratings(partitions: &[Vec<Event>]) -> BTreeMap<String, [u64; 5]> {
     }
     decider.decide(&mut Vec::new());
     let mut stars: BTreeMap<String, [u64; 5]> = BTreeMap::new();
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    let mut ordered: Vec<(String, i64, i64)> = Vec::new();
+    let hour = |e: &Event| e.occurred_at.timestamp_millis().div_euclid(3_600_000);
     for (_, event) in decider.take_view_events() {
-        if let Payload::ReviewPosted(r) = &event.payload {
-            let n = stars.entry(r.product_id.clone()).or_default();
-            n[(r.rating - 1) as usize] += 1;
+        match &event.payload {
+            Payload::ReviewPosted(r) => {
+                let n = stars.entry(r.product_id.clone()).or_default();
+                n[(r.rating - 1) as usize] += 1;
+            }
+            Payload::ProductUpserted(p) => {
+                for sku in &p.skus {
+                    owner.insert(sku.clone(), p.product_id.clone());
+                }
+            }
+            Payload::OrderPlaced(o) => {
+                for line in &o.lines {
+                    ordered.push((line.sku.clone(), hour(&event), line.qty));
+                }
+            }
+            _ => {}
         }
     }
-    stars
+    let mut interest: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
+    for (sku, hour, qty) in ordered {
+        if let Some(product) = owner.get(&sku) {
+            *interest
+                .entry(product.clone())
+                .or_default()
+                .entry(hour)
+                .or_default() += 10 * qty;
+        }
+    }
+    let mut from_views = 0;
+    for count in decider.take_view_counts().into_iter().flat_map(|(_, c)| c) {
+        assert_eq!(count.kind, EventKind::ProductViewed);
+        from_views += u64::from(count.n);
+        *interest
+            .entry(count.product)
+            .or_default()
+            .entry(count.hour)
+            .or_default() += i64::from(count.n);
+    }
+    Applied {
+        ratings: stars,
+        interest,
+        from_views,
+    }
 }
 
 #[test]

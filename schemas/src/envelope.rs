@@ -215,6 +215,19 @@ impl Event {
         self.payload.partition_key()
     }
 
+    /// The product the event is about, for the types that name one (catalog events, reviews,
+    /// product views); `None` for the others (an order names skus).
+    pub fn product_id(&self) -> Option<&str> {
+        match &self.payload {
+            Payload::ProductUpserted(p) => Some(&p.product_id),
+            Payload::PriceChanged(p) => Some(&p.product_id),
+            Payload::ProductDiscontinued(p) => Some(&p.product_id),
+            Payload::ReviewPosted(p) => Some(&p.product_id),
+            Payload::ProductViewed(p) => Some(&p.product_id),
+            _ => None,
+        }
+    }
+
     /// Parses and fully validates one event (one NDJSON line, without its newline).
     pub fn parse(bytes: &[u8], ctx: &ValidationContext) -> Result<Event, ValidationError> {
         parse(bytes, Some(ctx))
@@ -233,6 +246,10 @@ impl Event {
         let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
             ValidationError::single("$", RejectReason::MalformedJson, without_position(&e))
         })?;
+        Self::head_of(&raw)
+    }
+
+    fn head_of(raw: &RawEnvelope<'_>) -> Result<(EventKind, DateTime<Utc>), ValidationError> {
         let mut errors = Vec::new();
         let occurred_at = parse_timestamp(&raw.occurred_at, None, &mut errors);
         match (EventKind::from_name(&raw.kind), occurred_at) {
@@ -244,6 +261,31 @@ impl Event {
             )),
             (Some(_), None) => Err(ValidationError { errors }),
         }
+    }
+
+    /// [`Event::decode_head`] and the payload's `product_id`, its other fields skipped: what a
+    /// reader that only counts an event per product needs ([`Event::product_id`] of the decoded
+    /// event, for a fraction of the cost). Fails when the payload has no string `product_id`.
+    pub fn decode_product(
+        bytes: &[u8],
+    ) -> Result<(EventKind, DateTime<Utc>, String), ValidationError> {
+        #[derive(Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            product_id: Cow<'a, str>,
+        }
+        let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
+            ValidationError::single("$", RejectReason::MalformedJson, without_position(&e))
+        })?;
+        let (kind, at) = Self::head_of(&raw)?;
+        let named: Named<'_> = serde_json::from_str(raw.payload.get()).map_err(|e| {
+            ValidationError::single(
+                "payload.product_id",
+                RejectReason::MissingField,
+                without_position(&e),
+            )
+        })?;
+        Ok((kind, at, named.product_id.into_owned()))
     }
 
     /// The wire form (one JSON object, no trailing newline).

@@ -62,6 +62,40 @@ fn the_head_of_every_example_is_its_type_and_time() {
     assert_eq!(e.errors[0].reason, RejectReason::MalformedJson);
 }
 
+/// What a reader that counts events per product decodes is the decoded event's product, for
+/// every type that names one; a type without one is refused, naming the field.
+#[test]
+fn the_product_of_every_example_that_names_one_decodes_alone() {
+    let mut named = 0;
+    for &kind in EventKind::ALL {
+        let event = example(kind, 3);
+        let bytes = event.to_json();
+        match event.product_id() {
+            Some(product) => {
+                named += 1;
+                assert_eq!(
+                    Event::decode_product(&bytes).expect("product"),
+                    (kind, event.occurred_at, product.to_owned()),
+                    "{kind}"
+                );
+            }
+            None => {
+                let e = Event::decode_product(&bytes).expect_err("no product");
+                assert_eq!(e.errors[0].path, "payload.product_id", "{kind}");
+            }
+        }
+    }
+    assert_eq!(named, 5, "catalog events, reviews and views name a product");
+    // An escaped id is unescaped, as `decode` does.
+    let mut v = example_value(EventKind::ProductViewed);
+    v["payload"]["product_id"] = json!("p-\"1\"\u{e9}");
+    let bytes = serde_json::to_vec(&v).expect("json");
+    let (_, _, product) = Event::decode_product(&bytes).expect("escaped");
+    assert_eq!(product, "p-\"1\"é");
+    let decoded = Event::decode(&bytes).expect("decode");
+    assert_eq!(decoded.product_id(), Some(product.as_str()));
+}
+
 #[test]
 fn unknown_type_lists_the_known_types() {
     let mut v = example_value(EventKind::OrderPlaced);

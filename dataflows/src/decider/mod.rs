@@ -5,10 +5,12 @@
 //! batch fold over the whole log, whatever the interleaving. Events the folds do not read (views,
 //! searches, carts, reviews: four in five of a shop's events) only move their partition's clock,
 //! and unpaid reservations expire as soon as the watermark passes their deadline, each as a step
-//! of its own. See `specs/adr/0005-inventory-decisions.md`.
+//! of its own. The events a view counts (product views) are summed per second of decision time,
+//! each second's sums a step of its own once the watermark passes its end (ADR 0014). See
+//! `specs/adr/0005-inventory-decisions.md`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use emporium_schemas::{Event, EventKind, EventKinds};
@@ -21,6 +23,7 @@ use crate::event_time::{KeyClock, PartitionClock};
 use crate::inventory::{Inventory, InventoryConfig, Output};
 use crate::orders::{Anomaly, Orders};
 use crate::products::{self, Id, ListingKey, Names, ProductInputs, ProductSkus};
+use crate::view::Count;
 
 mod changes;
 mod state;
@@ -47,6 +50,14 @@ fn within_horizon(first_us: i64, at_us: i64) -> bool {
 }
 
 pub use state::{StateError, TakenState};
+
+/// Counted events are summed over this much decision time, each span's sums one step (ADR 0014):
+/// the longest a count waits for the watermark beyond its own time, and at 80k views a second
+/// one step where there would be 80k.
+pub const COUNT_SPAN_MS: i64 = 1_000;
+
+/// A counted event's sum: its type, product and hour of event time.
+type CountKey = (EventKind, String, i64);
 
 struct Buffered {
     at: DateTime<Utc>,
@@ -152,6 +163,13 @@ pub struct Decider {
     view_events: Vec<(u64, Event)>,
     /// [`Decider::causal`], as a set.
     causal: EventKinds,
+    /// The event types the maintained views count ([`Decider::feeding`]).
+    count_kinds: EventKinds,
+    /// Counted events not applied yet, by the end (ms since the epoch) of the span of decision
+    /// time they fell in ([`COUNT_SPAN_MS`]).
+    counts: BTreeMap<i64, HashMap<CountKey, u32>>,
+    /// Spans of counts applied since the last [`Decider::take_view_counts`], at their `seq`.
+    view_counts: Vec<(u64, Vec<Count>)>,
 }
 
 impl Decider {
@@ -185,16 +203,33 @@ impl Decider {
             view_kinds: EventKinds::default(),
             view_events: Vec::new(),
             causal: EventKinds::matching(Self::causal),
+            count_kinds: EventKinds::default(),
+            counts: BTreeMap::new(),
+            view_counts: Vec::new(),
         }
     }
 
-    /// Also applies, in decision-time order and as steps of their own, the events of the types
-    /// `reads` says maintained views read ([`crate::view`]), and keeps them for
-    /// [`Decider::take_view_events`] (when tracking changes). Every decider over one log must be
-    /// given the same views: they change the `seq`s.
-    pub fn feeding_views(mut self, reads: impl Fn(EventKind) -> bool) -> Self {
-        self.view_kinds = EventKinds::matching(reads);
+    /// Feeds the maintained `views` ([`crate::view`]): applies, in decision-time order and as
+    /// steps of their own, the events of the types they read, kept for
+    /// [`Decider::take_view_events`]; sums the events of the types they count per second of
+    /// decision time, each second a step of its own, kept for [`Decider::take_view_counts`]
+    /// (both when tracking changes). Every decider over one log must be given the same views:
+    /// they change the `seq`s.
+    pub fn feeding(mut self, views: &[crate::view::Spec]) -> Self {
+        self.view_kinds = EventKinds::matching(|kind| crate::view::any_reads(views, kind));
+        self.count_kinds = EventKinds::matching(|kind| views.iter().any(|v| (v.counts)(kind)));
         self
+    }
+
+    /// Whether events of this type are only counted ([`Decider::push_count`]): a view counts
+    /// them, and no fold or view reads them whole.
+    pub fn counts_on(&self, kind: EventKind) -> bool {
+        self.count_kinds.contains(kind) && !self.steps_on(kind)
+    }
+
+    /// The spans of counted events applied since the last call, each with its `seq`, sorted.
+    pub fn take_view_counts(&mut self) -> Vec<(u64, Vec<Count>)> {
+        std::mem::take(&mut self.view_counts)
     }
 
     /// Whether events of this type are steps: the folds or a view read them (the others only
@@ -273,7 +308,13 @@ impl Decider {
             return;
         }
         if !self.steps_on(kind) {
-            self.push_tick(partition, event.occurred_at);
+            match event.product_id() {
+                Some(product) if self.counts_on(kind) => {
+                    let product = product.to_owned();
+                    self.push_count(partition, kind, event.occurred_at, product)
+                }
+                _ => self.push_tick(partition, event.occurred_at),
+            }
             return;
         }
         let (at, rank) = if self.causal.contains(kind) {
@@ -301,6 +342,44 @@ impl Decider {
     /// event itself.
     pub fn push_tick(&mut self, partition: usize, occurred_at: DateTime<Utc>) {
         self.stamp(partition, occurred_at);
+    }
+
+    /// The next event of `partition` is one the views count ([`Decider::counts_on`]), of type
+    /// `kind`, about `product`, which occurred at `occurred_at`: it moves the partition's clock
+    /// and adds one to its sum in the span of its decision time. The pipeline's readers send
+    /// only this for such events.
+    pub fn push_count(
+        &mut self,
+        partition: usize,
+        kind: EventKind,
+        occurred_at: DateTime<Utc>,
+        product: String,
+    ) {
+        let at = self.stamp(partition, occurred_at);
+        self.add_count(at, kind, occurred_at, product);
+    }
+
+    fn add_count(
+        &mut self,
+        at: DateTime<Utc>,
+        kind: EventKind,
+        occurred_at: DateTime<Utc>,
+        product: String,
+    ) {
+        let end = (at.timestamp_millis().div_euclid(COUNT_SPAN_MS) + 1) * COUNT_SPAN_MS;
+        let hour = occurred_at.timestamp_millis().div_euclid(3_600_000);
+        let n = self
+            .counts
+            .entry(end)
+            .or_default()
+            .entry((kind, product, hour))
+            .or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    /// Counted events not applied yet: their sums, over every span.
+    pub fn pending_counts(&self) -> usize {
+        self.counts.values().map(HashMap::len).sum()
     }
 
     /// The decision time of `partition`'s next event, which occurred at `occurred_at`.
@@ -345,10 +424,14 @@ impl Decider {
     pub fn next_step_at(&self) -> Option<DateTime<Utc>> {
         let event = self.pending.peek().map(|Reverse(next)| next.at);
         let expiry = self.inventory.next_deadline();
-        match (event, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let counts = self.first_count_end();
+        [event, expiry, counts].into_iter().flatten().min()
+    }
+
+    /// The end of the earliest span of counts not applied yet.
+    fn first_count_end(&self) -> Option<DateTime<Utc>> {
+        let (end, _) = self.counts.first_key_value()?;
+        DateTime::from_timestamp_millis(*end)
     }
 
     /// How far behind its partition's newest event an event may come and count at its own time.
@@ -416,6 +499,36 @@ impl Decider {
             .map(|Reverse(next)| next.at)
             .filter(|at| before.is_none_or(|w| *at < w));
         let expire_before = next_at.or(before).or_else(|| self.newest());
+        // The earliest span of counts, once the watermark has passed its end (every event of
+        // it has come: none can still be stamped before the watermark), before every step at or
+        // after its end — so a span takes the same place among the steps in every run.
+        if let Some(end) = self.first_count_end()
+            && before.is_none_or(|w| end <= w)
+        {
+            let deadline = self
+                .inventory
+                .next_deadline()
+                .filter(|d| expire_before.is_some_and(|t| *d < t));
+            if next_at.into_iter().chain(deadline).all(|t| end <= t) {
+                let sums = self.counts.pop_first().map(|(_, s)| s).unwrap_or_default();
+                self.seq += 1;
+                if self.track_changes {
+                    let mut counts: Vec<Count> = sums
+                        .into_iter()
+                        .map(|((kind, product, hour), n)| Count {
+                            kind,
+                            product,
+                            hour,
+                            n,
+                        })
+                        .collect();
+                    counts.sort_unstable();
+                    self.view_counts.push((self.seq, counts));
+                }
+                self.mark_changes(None);
+                return true;
+            }
+        }
         if let Some(t) = expire_before {
             let first = out.len();
             if self.inventory.expire_next(t, out) {
@@ -466,6 +579,13 @@ impl Decider {
             }
         }
         let kind = next.event.kind();
+        if self.count_kinds.contains(kind)
+            && let Some(product) = next.event.product_id()
+        {
+            // A type one view reads whole and another counts.
+            let product = product.to_owned();
+            self.add_count(next.at, kind, next.event.occurred_at, product);
+        }
         let for_views = self.view_kinds.contains(kind) && self.track_changes;
         if !Self::reads(kind) {
             // A step for the views alone: they take the event itself.

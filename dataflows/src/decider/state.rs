@@ -13,7 +13,11 @@ struct HeadRef {
     keys: Vec<Vec<(String, KeyClock)>>,
     pending: Vec<(DateTime<Utc>, u64, i64, Vec<u8>)>,
     seq: u64,
+    counts: Vec<(i64, Vec<CountRow>)>,
 }
+
+/// A counted event's sum as a checkpoint keeps it: its type by name, product, hour and count.
+type CountRow = (String, String, i64, u32);
 
 /// What a checkpoint keeps of a [`Decider`] besides its pieces: its clocks, the events it
 /// buffers and its `seq`, without its settings and without what it hands out between rounds
@@ -29,6 +33,8 @@ struct Head {
     /// bincode cannot carry).
     pending: Vec<(DateTime<Utc>, u64, i64, Vec<u8>)>,
     seq: u64,
+    /// Counted events not applied yet, per span of decision time (its end, ms), sorted.
+    counts: Vec<(i64, Vec<CountRow>)>,
 }
 
 /// [`Piece`] as written, borrowed from the folds.
@@ -84,6 +90,8 @@ pub enum StateError {
     },
     #[error("decider state: no pieces (expected a full piece, then the deltas after it)")]
     NoPieces,
+    #[error("decider state: a count of an unknown event type {0:?}")]
+    CountKind(String),
 }
 
 impl Decider {
@@ -107,6 +115,20 @@ impl Decider {
                 .map(|Reverse(p)| (p.at, p.rank, p.appended_ms, p.event.to_json()))
                 .collect(),
             seq: self.seq,
+            counts: self
+                .counts
+                .iter()
+                .map(|(end, sums)| {
+                    let mut rows: Vec<CountRow> = sums
+                        .iter()
+                        .map(|((kind, product, hour), n)| {
+                            (kind.as_str().to_owned(), product.clone(), *hour, *n)
+                        })
+                        .collect();
+                    rows.sort_unstable();
+                    (*end, rows)
+                })
+                .collect(),
         };
         Ok(bincode::serialize(&head)?)
     }
@@ -221,6 +243,14 @@ impl Decider {
             .collect();
         decider.pending = pending;
         decider.seq = head.seq;
+        for (end, rows) in head.counts {
+            let mut sums = HashMap::with_capacity(rows.len());
+            for (kind, product, hour, n) in rows {
+                let kind = EventKind::from_name(&kind).ok_or(StateError::CountKind(kind))?;
+                sums.insert((kind, product, hour), n);
+            }
+            decider.counts.insert(end, sums);
+        }
         // The first step forgets what is behind the horizon (the count since the last pass was
         // not kept): a decider restarted often still forgets.
         decider.since_forgetting = FORGET_EVERY;
