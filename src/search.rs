@@ -144,10 +144,14 @@ pub fn reindex(args: ReindexArgs) -> anyhow::Result<()> {
     let mut progress = |p: Progress| {
         if last_print.elapsed() >= Duration::from_millis(500) {
             last_print = std::time::Instant::now();
-            let (Progress::Documents(n) | Progress::Products(n)) = p;
+            let (what, n) = match p {
+                Progress::Documents(n) => ("documents indexed", n),
+                Progress::Popularity(n) => ("products' popularity read", n),
+                Progress::Products(n) => ("products' availability read", n),
+            };
             let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-3);
             eprintln!(
-                "[{:>6.1}s] {n} documents indexed ({rate:.0}/s)",
+                "[{:>6.1}s] {n} {what} ({rate:.0}/s)",
                 started.elapsed().as_secs_f64()
             );
         }

@@ -15,8 +15,9 @@
 //! - [`decisions`]: the decision events of the decider's outputs, with deterministic ids;
 //! - [`view`]: the one shape of a maintained view (events read, input rows, the differential
 //!   collection, its documents), and [`ratings`], the example: reviews per product;
-//! - [`search`]: the search documents view — each product's text, price, reviews and decayed
-//!   popularity, what the search index keeps;
+//! - [`search`]: the search documents view — each product's text, price and reviews, what the
+//!   search index keeps; [`popularity`]: each product's views and ordered units, decayed in
+//!   event time, which the index sorts by (views counted, not read: ADR 0014);
 //! - `piece`: which keys each fold changed since its last checkpoint piece (incremental
 //!   checkpoints);
 //! - [`changes`]: what they emit — full values with the `seq` of their last change.
@@ -34,6 +35,7 @@ pub mod inventory;
 pub mod latest;
 pub mod orders;
 pub(crate) mod piece;
+pub mod popularity;
 pub mod products;
 pub mod ratings;
 pub mod reference;
@@ -46,5 +48,6 @@ pub fn views() -> Vec<view::Spec> {
     vec![
         view::Spec::of::<ratings::ProductRatings>(),
         view::Spec::of::<search::SearchDocuments>(),
+        view::Spec::of::<popularity::ProductPopularity>(),
     ]
 }

@@ -1,6 +1,7 @@
 //! The search sink (ADR 0013): the store writer hands it each batch it wrote, and it feeds the
-//! search index — the `search_documents` view's documents into the text index, each product
-//! document's availability into the live in-stock table — and commits the index at most every
+//! search index — the `search_documents` view's documents into the text index, the
+//! `product_popularity` view's numbers and each product document's availability into the live
+//! tables — and commits the index at most every
 //! [`SearchSink::refresh`], recording the log position it reflects. Only this module knows both
 //! the dataflows' changes and the index's documents.
 //!
@@ -10,7 +11,7 @@
 //! another version, or from another store) is rebuilt from the store's documents before the
 //! pipeline starts ([`prepare`], the same as `emporium reindex`). The live tables are not
 //! persisted: [`prepare`] sets availability from the store's product documents and the live
-//! values (price, rating, reviews, popularity) from its search documents.
+//! values from its search documents (price, rating, reviews) and its popularity view.
 //!
 //! **Its own thread.** The sink runs on a thread of its own ([`SearchThread`]): the store writer
 //! hands it each batch the store accepted and goes on to the next, so indexing and commits never
@@ -24,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::changes::Change;
+use emporium_dataflows::popularity::ProductPopularity;
 use emporium_dataflows::search::SearchDocuments;
 use emporium_dataflows::view::View;
 use emporium_search::{SearchDocument, SearchIndex};
@@ -37,6 +39,8 @@ use crate::stats::PipelineStats;
 
 /// The view whose documents the index keeps.
 pub const SEARCH_VIEW: &str = SearchDocuments::NAME;
+/// The view whose numbers the index sorts by popularity (ADR 0014).
+pub const POPULARITY_VIEW: &str = ProductPopularity::NAME;
 
 /// How often the index commits unless told otherwise: a text change (a price, a new product) is
 /// searchable this long after the store has it, at most. Elasticsearch refreshes every second.
@@ -110,13 +114,13 @@ pub fn in_stock(product: &ProductView) -> bool {
     )
 }
 
-/// The changes of a batch the index reads: search documents and product documents.
+/// The changes of a batch the index reads: search documents, popularity and product documents.
 pub(crate) fn relevant(changes: &[Change]) -> Vec<Change> {
     changes
         .iter()
         .filter(|c| match c {
             Change::Product { .. } => true,
-            Change::View { view, .. } => *view == SEARCH_VIEW,
+            Change::View { view, .. } => *view == SEARCH_VIEW || *view == POPULARITY_VIEW,
             _ => false,
         })
         .cloned()
@@ -172,7 +176,10 @@ impl Feeder {
                 } if *view == SEARCH_VIEW => {
                     match document {
                         Some(json) => match SearchDocument::deserialize(json) {
-                            Ok(doc) => {
+                            Ok(mut doc) => {
+                                // Its popularity is the popularity view's, already live.
+                                doc.popularity =
+                                    index.values(&doc.product_id).map_or(0.0, |v| v.popularity);
                                 index.upsert(&doc).map_err(search_error)?;
                             }
                             Err(e) => {
@@ -184,6 +191,14 @@ impl Feeder {
                         },
                         None => index.remove(key).map_err(search_error)?,
                     }
+                }
+                Change::View {
+                    view,
+                    key,
+                    document,
+                    ..
+                } if *view == POPULARITY_VIEW => {
+                    index.set_popularity(key, popularity_of(document.as_ref()));
                 }
                 Change::Product { product, .. } => index.set_in_stock(
                     &product.product_id,
@@ -502,6 +517,8 @@ pub fn prepare(
 pub enum Progress {
     /// Search documents indexed (or, their values, read) so far.
     Documents(u64),
+    /// Products' popularity read so far.
+    Popularity(u64),
     /// Product documents read so far (availability).
     Products(u64),
 }
@@ -519,23 +536,58 @@ pub fn rebuild(
     let indexed = scan_documents(store, runtime, progress, &mut |doc| {
         index.upsert(doc).map(drop).map_err(search_error)
     })?;
+    load_popularity(index, store, runtime, progress)?;
     index.commit(&position.payload()).map_err(search_error)?;
     Ok(indexed)
 }
 
-/// Sets the live values (price, rating, reviews, popularity) from the store's
-/// `search_documents`: an index reopened holds each product's values as of its last re-index,
-/// and the store's are newer. Gives the documents read.
+/// Sets the live values from the store: price, rating and reviews from its `search_documents`,
+/// popularity from its `product_popularity` (an index reopened holds each product's values as
+/// of its last re-index, and the store's are newer). Gives the documents read.
 pub fn load_values(
     index: &SearchIndex,
     store: &dyn Store,
     runtime: &tokio::runtime::Handle,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<u64, PipelineError> {
-    scan_documents(store, runtime, progress, &mut |doc| {
+    let read = scan_documents(store, runtime, progress, &mut |doc| {
         index.set_values(doc);
         Ok(())
-    })
+    })?;
+    load_popularity(index, store, runtime, progress)?;
+    Ok(read)
+}
+
+/// The popularity in a `product_popularity` document (0: none, or unreadable).
+fn popularity_of(document: Option<&serde_json::Value>) -> f64 {
+    document
+        .and_then(|d| d.get("popularity"))
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+/// Sets every product's popularity from the store's `product_popularity`, page by page; gives
+/// how many. Products with none keep 0.
+fn load_popularity(
+    index: &SearchIndex,
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64, PipelineError> {
+    let mut after: Option<String> = None;
+    let mut read = 0u64;
+    loop {
+        let page = runtime.block_on(store.scan_view(POPULARITY_VIEW, after.as_deref(), PAGE))?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (key, doc) in &page {
+            let document = serde_json::from_slice::<serde_json::Value>(&doc.json).ok();
+            index.set_popularity(key, popularity_of(document.as_ref()));
+            read += 1;
+        }
+        progress(Progress::Popularity(read));
+    }
+    Ok(read)
 }
 
 /// Calls `each` on every search document of the store, page by page; gives how many.

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use emporium_dataflows::decider::{Decider, decide_all};
+use emporium_dataflows::popularity::{DECAY_EPOCH_HOUR, HALF_LIFE_HOURS, POPULARITY_STEP};
 use emporium_dataflows::reference::reference_documents;
-use emporium_dataflows::search::{DECAY_EPOCH_HOUR, HALF_LIFE_HOURS, POPULARITY_STEP};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use emporium_log::{EVENTS_TOPIC, EventLog, Record, read_all};
@@ -284,20 +284,18 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
             assert_eq!(got["reviews"], reviews, "{product}");
         }
     });
-    // The search documents' popularity against a plain fold of the views counted and the units
-    // ordered: log2 of the decayed sum, in steps of 1/16 (one step apart at most: two float
-    // sums of the same terms).
+    // The popularity view against a plain fold of the views counted and the units ordered:
+    // log2 of the decayed sum, in steps of 1/16 (one step apart at most: two float sums of the
+    // same terms).
     let mut checked = 0;
     rt.block_on(async {
         for (product, hours) in &interest {
-            let Some(doc) = store.view("search_documents", product).await.expect("read") else {
-                continue;
-            };
+            let doc = store
+                .view("product_popularity", product)
+                .await
+                .expect("read");
+            let doc = doc.unwrap_or_else(|| panic!("popularity of {product} missing"));
             let got: serde_json::Value = serde_json::from_slice(&doc.json).expect("json");
-            if got.is_null() {
-                // Not listed (discontinued): the view holds no document for it.
-                continue;
-            }
             let got = got["popularity"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{got}"))
@@ -1360,14 +1358,14 @@ fn a_second_decider_fences_the_first_and_no_order_gets_two_answers() {
     );
 }
 
-/// The search index holds exactly the store's search documents, and the store's products'
-/// availability; its last commit reflects the store's positions.
+/// The search index holds exactly the store's search documents with the store's popularity,
+/// and the store's products' availability; its last commit reflects the store's positions.
 fn check_search(
     rt: &tokio::runtime::Runtime,
     store: &dyn Store,
     index: &emporium_search::SearchIndex,
 ) -> u64 {
-    use emporium_pipeline::search::{SEARCH_VIEW, SearchPosition, in_stock};
+    use emporium_pipeline::search::{POPULARITY_VIEW, SEARCH_VIEW, SearchPosition, in_stock};
     let mut listed = 0u64;
     let mut after: Option<String> = None;
     loop {
@@ -1381,8 +1379,16 @@ fn check_search(
             if doc.json.as_ref() == b"null" {
                 assert_eq!(indexed, None, "{key} left the view");
             } else {
-                let stored: emporium_search::SearchDocument =
+                let mut stored: emporium_search::SearchDocument =
                     serde_json::from_slice(&doc.json).expect("a search document");
+                // Its popularity is the popularity view's.
+                let popularity = rt
+                    .block_on(store.view(POPULARITY_VIEW, &key))
+                    .expect("read")
+                    .map(|d| serde_json::from_slice::<serde_json::Value>(&d.json).expect("json"));
+                stored.popularity = popularity
+                    .and_then(|p| p["popularity"].as_f64())
+                    .unwrap_or(0.0);
                 assert_eq!(indexed.as_ref(), Some(&stored), "{key}");
                 listed += 1;
             }

@@ -21,7 +21,10 @@ pub struct SearchDocument {
     /// How many reviews, and their mean rating (0 with none).
     pub reviews: u64,
     pub mean_rating: f64,
-    /// Views and orders, decayed in event time: higher is more popular.
+    /// Views and orders, decayed in event time: higher is more popular. Not in the
+    /// `search_documents` view's documents (0 when absent): the pipeline's sink takes it from the
+    /// `product_popularity` view ([`crate::SearchIndex::set_popularity`]).
+    #[serde(default)]
     pub popularity: f64,
     /// When the product was first listed (ms since the epoch): the `newest` sort.
     pub listed_ms: i64,

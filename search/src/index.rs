@@ -271,6 +271,13 @@ impl SearchIndex {
         self.values.set(ordinal, &LiveValues::of(doc));
     }
 
+    /// Sets the product's popularity only, indexed or not yet (the pipeline's sink, from the
+    /// `product_popularity` view); visible to the next query.
+    pub fn set_popularity(&self, product_id: &str, popularity: f64) {
+        let ordinal = self.availability.ordinal(product_id);
+        self.values.set_popularity(ordinal, popularity);
+    }
+
     /// The product's live values (`None`: never given).
     pub fn values(&self, product_id: &str) -> Option<LiveValues> {
         let ordinal = self.availability.known(product_id)?;

@@ -175,6 +175,14 @@ impl ValueTable {
         });
     }
 
+    /// Sets the product's popularity only; visible to the next query.
+    pub(crate) fn set_popularity(&self, ordinal: u64, popularity: f64) {
+        self.with_row(ordinal, |row, _| {
+            row.popularity
+                .store((popularity as f32).to_bits(), Ordering::Relaxed)
+        });
+    }
+
     /// The fingerprint of the text indexed for the product (0: none).
     pub(crate) fn text(&self, ordinal: u64) -> u64 {
         let table = self.table.read();

@@ -167,7 +167,7 @@ async fn get_product(
 
 /// The maintained views shoppers may read without a token (ADR 0010). A view that holds anything
 /// personal gets a route of its own, with authorization, instead of a place here.
-pub const PUBLIC_VIEWS: &[&str] = &["product_ratings", "search_documents"];
+pub const PUBLIC_VIEWS: &[&str] = &["product_ratings", "search_documents", "product_popularity"];
 
 async fn get_view(
     State(s): State<Serving>,
