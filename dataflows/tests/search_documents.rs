@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{TimeZone, Utc};
 use emporium_dataflows::popularity::{
-    DECAY_EPOCH_HOUR, HALF_LIFE_HOURS, ORDER_WEIGHT, POPULARITY_STEP, Popularity,
-    ProductPopularity, VIEW_WEIGHT,
+    DECAY_EPOCH_HOUR, FINE_SUPPORT, HALF_LIFE_HOURS, MIN_SUPPORT, ORDER_WEIGHT, POPULARITY_STEP,
+    Popularity, ProductPopularity, VIEW_WEIGHT,
 };
 use emporium_dataflows::search::{SearchDocuments, SearchFields};
 use emporium_dataflows::view::{View, evaluate};
@@ -114,18 +114,7 @@ fn fold(events: &[Event]) -> (HashMap<String, SearchFields>, HashMap<String, i64
     }
     let popularity = products
         .iter()
-        .filter(|(_, f)| !f.interest.is_empty())
-        .map(|(id, f)| {
-            let decayed: f64 = f
-                .interest
-                .iter()
-                .map(|(h, w)| *w as f64 * ((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS).exp2())
-                .sum();
-            (
-                id.clone(),
-                (decayed.log2() * POPULARITY_STEP).round() as i64,
-            )
-        })
+        .filter_map(|(id, f)| Some((id.clone(), popularity_of(&f.interest)?)))
         .collect();
     let documents = products
         .into_iter()
@@ -154,6 +143,25 @@ fn fold(events: &[Event]) -> (HashMap<String, SearchFields>, HashMap<String, i64
         })
         .collect();
     (documents, popularity)
+}
+
+/// A product's popularity from its interest per hour, by the rule (`dataflows/src/popularity.rs`):
+/// the decayed sum `d` summed directly; its support, `d` as of the latest hour, in views; none
+/// below 5, whole doublings of `log2 d` (rounded down) below 32, else steps of 1/16.
+fn popularity_of(interest: &BTreeMap<i64, i64>) -> Option<i64> {
+    let positive = || interest.iter().filter(|(_, w)| **w > 0);
+    let latest = *positive().map(|(h, _)| h).max()?;
+    let weight = |h: i64| ((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS).exp2();
+    let decayed: f64 = positive().map(|(h, w)| *w as f64 * weight(*h)).sum();
+    let support = (decayed / weight(latest)).log2();
+    let log = decayed.log2();
+    if support + 1e-9 < MIN_SUPPORT.log2() {
+        None
+    } else if support + 1e-9 < FINE_SUPPORT.log2() {
+        Some((log + 1e-9).floor() as i64 * POPULARITY_STEP as i64)
+    } else {
+        Some((log * POPULARITY_STEP).round() as i64)
+    }
 }
 
 /// The dataflows' documents and popularity equal the fold's; popularity may differ by one step
@@ -380,7 +388,7 @@ fn a_discontinued_product_leaves_and_a_relisting_brings_it_back() {
 }
 
 #[test]
-fn interest_decays_by_half_a_week_and_ten_views_weigh_an_ordered_unit() {
+fn interest_decays_ten_views_weigh_an_ordered_unit_and_precision_follows_evidence() {
     let listed = event(
         0,
         0,
@@ -416,6 +424,21 @@ fn interest_decays_by_half_a_week_and_ten_views_weigh_an_ordered_unit() {
         Some(one_now),
         "ten views weigh one ordered unit"
     );
+    // Too little evidence is no popularity; little is known to whole doublings only.
+    let views = |n: usize| -> Vec<Event> {
+        std::iter::once(listed.clone())
+            .chain((1..=n).map(|i| event(i, 0, Op::View(1))))
+            .collect()
+    };
+    assert_eq!(score(&views(4)), None, "four views");
+    let coarse = score(&views(5)).expect("five views");
+    assert_eq!(coarse % POPULARITY_STEP as i64, 0, "whole doublings");
+    assert_eq!(
+        score(&views(31)).map(|p| p % POPULARITY_STEP as i64),
+        Some(0)
+    );
+    // From 32 views on, steps of 1/16: 40 views are more than 33.
+    assert!(score(&views(40)) > score(&views(33)));
     // A view of another product is no interest in this one.
     let elsewhere = [listed, event(1, 0, Op::View(2))];
     assert_eq!(score(&elsewhere), None);

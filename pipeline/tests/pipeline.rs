@@ -285,8 +285,9 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         }
     });
     // The popularity view against a plain fold of the views counted and the units ordered:
-    // log2 of the decayed sum, in steps of 1/16 (one step apart at most: two float sums of the
-    // same terms).
+    // log2 of the decayed sum at the precision its support allows (none below 5 views as of the
+    // latest hour, whole doublings below 32, else steps of 1/16; one step apart at most: two
+    // float sums of the same terms).
     let mut checked = 0;
     rt.block_on(async {
         for (product, hours) in &interest {
@@ -294,17 +295,25 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
                 .view("product_popularity", product)
                 .await
                 .expect("read");
+            let latest = *hours.keys().max().expect("an hour");
+            let weight = |h: i64| ((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS).exp2();
+            let decayed: f64 = hours.iter().map(|(h, w)| *w as f64 * weight(*h)).sum();
+            let (support, log) = ((decayed / weight(latest)).log2(), decayed.log2());
+            if support + 1e-9 < 5f64.log2() {
+                assert!(doc.is_none(), "{product}: popularity on too little");
+                continue;
+            }
+            let want = if support + 1e-9 < 5.0 {
+                (log + 1e-9).floor() * POPULARITY_STEP
+            } else {
+                (log * POPULARITY_STEP).round()
+            };
             let doc = doc.unwrap_or_else(|| panic!("popularity of {product} missing"));
             let got: serde_json::Value = serde_json::from_slice(&doc.json).expect("json");
             let got = got["popularity"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{got}"))
                 * POPULARITY_STEP;
-            let decayed: f64 = hours
-                .iter()
-                .map(|(h, w)| *w as f64 * ((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS).exp2())
-                .sum();
-            let want = (decayed.log2() * POPULARITY_STEP).round();
             assert!(
                 (got - want).abs() <= 1.0,
                 "{product}: popularity {got} against {want}"
