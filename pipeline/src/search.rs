@@ -29,7 +29,7 @@ use emporium_dataflows::popularity::ProductPopularity;
 use emporium_dataflows::search::SearchDocuments;
 use emporium_dataflows::view::View;
 use emporium_search::{SearchDocument, SearchIndex};
-use emporium_serving::store::Store;
+use emporium_serving::store::{Document, Store};
 use emporium_serving::views::ProductView;
 use serde::{Deserialize, Serialize};
 
@@ -566,27 +566,24 @@ fn popularity_of(document: Option<&serde_json::Value>) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Sets every product's popularity from the store's `product_popularity`, page by page; gives
-/// how many. Products with none keep 0.
+/// Sets every product's popularity from the store's `product_popularity`; gives how many.
+/// Products with none keep 0.
 fn load_popularity(
     index: &SearchIndex,
     store: &dyn Store,
     runtime: &tokio::runtime::Handle,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<u64, PipelineError> {
-    let mut after: Option<String> = None;
     let mut read = 0u64;
-    loop {
-        let page = runtime.block_on(store.scan_view(POPULARITY_VIEW, after.as_deref(), PAGE))?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (key, doc) in &page {
+    scan_view(store, runtime, POPULARITY_VIEW, &mut |page| {
+        for (key, doc) in page {
             let document = serde_json::from_slice::<serde_json::Value>(&doc.json).ok();
             index.set_popularity(key, popularity_of(document.as_ref()));
             read += 1;
         }
         progress(Progress::Popularity(read));
-    }
+        Ok(())
+    })?;
     Ok(read)
 }
 
@@ -597,13 +594,9 @@ fn scan_documents(
     progress: &mut dyn FnMut(Progress),
     each: &mut dyn FnMut(&SearchDocument) -> Result<(), PipelineError>,
 ) -> Result<u64, PipelineError> {
-    let mut after: Option<String> = None;
     let mut read = 0u64;
-    loop {
-        let page = runtime.block_on(store.scan_view(SEARCH_VIEW, after.as_deref(), PAGE))?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (key, doc) in &page {
+    scan_view(store, runtime, SEARCH_VIEW, &mut |page| {
+        for (key, doc) in page {
             if doc.json.as_ref() == b"null" {
                 continue;
             }
@@ -620,8 +613,30 @@ fn scan_documents(
             }
         }
         progress(Progress::Documents(read));
-    }
+        Ok(())
+    })?;
     Ok(read)
+}
+
+/// A page of a view's documents: (key, document).
+type Page = [(String, Document)];
+
+/// Calls `each` on every page of a view's documents in the store, in key order.
+fn scan_view(
+    store: &dyn Store,
+    runtime: &tokio::runtime::Handle,
+    view: &str,
+    each: &mut dyn FnMut(&Page) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = runtime.block_on(store.scan_view(view, after.as_deref(), PAGE))?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.clone());
+        each(&page)?;
+    }
 }
 
 /// Sets the in-stock table from the store's product documents; gives how many are in stock.
