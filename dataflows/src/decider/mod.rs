@@ -156,7 +156,7 @@ pub struct Decider {
     /// Events pushed since this decider was made that were late: counted at their partition's
     /// bound, not their own time (not checkpointed: a count for metrics).
     late: u64,
-    /// The event types the maintained views read ([`Decider::feeding_views`]): their events are
+    /// The event types the maintained views read ([`Decider::feeding`]): their events are
     /// steps too, so views share the `seq`s.
     view_kinds: EventKinds,
     /// Events applied for the views since the last [`Decider::take_view_events`], at their `seq`.
