@@ -29,14 +29,17 @@
 //! **Precision follows evidence** (ADR 0014). A count of `n` is known to about `1/√n`: a
 //! product with three views is not more popular than one with two in any sense a shopper would
 //! see, and ranking on it is noise (Algolia's advice for custom ranking attributes is the same:
-//! bucket them, so relevance breaks the ties). So, with the weight measured as of the product's
-//! latest interaction (`d`, in views):
-//! - `d` < [`MIN_SUPPORT`] (5 views, or half an ordered unit): no popularity yet (it sorts last);
-//! - `d` < [`FINE_SUPPORT`] (32 views, about ±18%): whole doublings only (`log2` rounded down);
+//! bucket them, so relevance breaks the ties). So, with the evidence `n` the product's
+//! interactions ever counted, undecayed, in views (an ordered unit is 10):
+//! - `n` < [`MIN_SUPPORT`] (5 views, or half an ordered unit): no popularity yet (it sorts last);
+//! - `n` < [`FINE_SUPPORT`] (32 views, about ±18%): whole doublings only (`log2` rounded down);
 //! - above: steps of 1/16.
 //!
-//! Values stay comparable across products (all are `log2` of the same decayed sum, coarse ones
-//! rounded down). And a product changes about five times less often while its count is small:
+//! The evidence only grows, and the decayed sum only grows, so a product's popularity never goes
+//! down and, once it has one, never leaves (a whole doubling rounded down is never above the
+//! same `log2` in steps of 1/16). Values stay comparable across products (all are `log2` of the
+//! same decayed sum, coarse ones rounded down). And a product changes about five times less often
+//! while its count is small:
 //! at 80k views a second over a million products, some 4,400 changes a second instead of
 //! 22,000 (most views are of tail products with a handful each).
 
@@ -58,13 +61,12 @@ pub const HALF_LIFE_HOURS: f64 = 7.0 * 24.0;
 pub const DECAY_EPOCH_HOUR: i64 = 438_288;
 /// Popularity is `log2` of the decayed count rounded to this many steps per doubling.
 pub const POPULARITY_STEP: f64 = 16.0;
-/// Below this weight (in views, as of the product's latest interaction) a product has no
+/// Below this evidence (interactions ever counted, undecayed, in views) a product has no
 /// popularity.
-pub const MIN_SUPPORT: f64 = 5.0;
-/// Below this weight popularity is resolved to whole doublings only.
-pub const FINE_SUPPORT: f64 = 32.0;
-/// Slack for the float sums at the rounding edges: `log2` values within this of an edge count
-/// as on it.
+pub const MIN_SUPPORT: i64 = 5;
+/// Below this evidence popularity is resolved to whole doublings only.
+pub const FINE_SUPPORT: i64 = 32;
+/// Slack for the float sums at a whole doubling: a `log2` within this below one counts as on it.
 const EDGE: f64 = 1e-9;
 
 /// The product popularity view.
@@ -107,19 +109,17 @@ fn hour(event: &Event) -> i64 {
 /// `log2 Σ w · 2^((h − E)/H)`, summed with the largest term factored out so nothing overflows,
 /// at the precision its support allows (module docs); `None` with too little.
 pub fn popularity(per_hour: impl IntoIterator<Item = (i64, i64)>) -> Option<Popularity> {
-    let (mut terms, mut latest) = (Vec::new(), i64::MIN);
+    let (mut terms, mut evidence) = (Vec::new(), 0i64);
     for (h, w) in per_hour.into_iter().filter(|(_, w)| *w > 0) {
-        latest = latest.max(h);
+        evidence = evidence.saturating_add(w);
         terms.push((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS + (w as f64).log2());
     }
     let top = terms.iter().copied().reduce(f64::max)?;
     let sum: f64 = terms.iter().map(|t| (t - top).exp2()).sum();
     let log = top + sum.log2();
-    // The weight as of the latest interaction, in views, as a log.
-    let support = log - (latest - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS;
-    if support + EDGE < MIN_SUPPORT.log2() {
+    if evidence < MIN_SUPPORT {
         None
-    } else if support + EDGE < FINE_SUPPORT.log2() {
+    } else if evidence < FINE_SUPPORT {
         Some(Popularity(((log + EDGE).floor() * POPULARITY_STEP) as i64))
     } else {
         Some(Popularity((log * POPULARITY_STEP).round() as i64))

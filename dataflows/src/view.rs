@@ -166,12 +166,6 @@ pub fn any_reads(views: &[Spec], kind: EventKind) -> bool {
     views.iter().any(|v| (v.reads)(kind))
 }
 
-/// Whether any of `views` counts events of this type and none reads them (a type one view reads
-/// reaches the decider whole, and is counted from there: [`crate::decider::Decider::feeding`]).
-pub fn any_counts(views: &[Spec], kind: EventKind) -> bool {
-    views.iter().any(|v| (v.counts)(kind)) && !any_reads(views, kind)
-}
-
 /// Builds `V`'s dataflow in `worker`; its outputs go to worker 0.
 pub fn install<V: View>(worker: &mut timely::worker::Worker) -> Box<dyn Installed> {
     Box::new(build::<V>(worker))
@@ -301,8 +295,8 @@ impl<V: View> Installed for Running<V> {
 }
 
 /// Runs `V`'s dataflow over `events` as the pipeline does — each event fed at its own `seq` (its
-/// index + 1), incrementally; a counted one as a [`Count`] of 1 at its `seq` — on this thread, and gives the collection it maintains at the end,
-/// by key. For tests against a plain fold.
+/// index + 1), incrementally; a counted one as a [`Count`] of 1 at its `seq` — on this thread,
+/// and gives the collection it maintains at the end, by key. For tests against a plain fold.
 pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
     let events = events.to_vec();
     timely::execute_directly(move |worker| {

@@ -7,14 +7,16 @@
 //!    the views arrive whole (`push`) or as the readers send them (`push_count`);
 //! 2. a decider resumed from a state taken mid-way (spans still open in it) takes the same steps;
 //! 3. in the end every view is counted exactly once: the sums per (product, hour) are a plain
-//!    count of the log's view events, computed here from the events alone.
+//!    count of the log's view events, computed here from the events alone;
+//! 4. the same when another view reads the views whole (each a step, counted when applied).
 
 use std::collections::BTreeMap;
 
 use chrono::Duration;
+use differential_dataflow::VecCollection;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::{InventoryConfig, Output};
-use emporium_dataflows::view::Count;
+use emporium_dataflows::view::{Count, Spec, View};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::{Event, EventKind, Payload};
 use proptest::prelude::*;
@@ -48,10 +50,41 @@ fn generated(n: usize) -> Vec<Vec<Event>> {
     partitions
 }
 
-fn decider() -> Decider {
+fn decider(views: &[Spec]) -> Decider {
     Decider::new(PARTITIONS, lateness(), InventoryConfig::default())
-        .feeding(&emporium_dataflows::views())
+        .feeding(views)
         .tracking_changes()
+}
+
+/// A view that reads product views whole (views per product), beside one that counts them.
+struct ViewsRead;
+
+impl View for ViewsRead {
+    const NAME: &'static str = "views_read";
+    type Row = String;
+    type Key = String;
+    type Value = u64;
+
+    fn reads(kind: EventKind) -> bool {
+        kind == EventKind::ProductViewed
+    }
+
+    fn rows(_seq: u64, event: &Event, out: &mut Vec<(String, isize)>) {
+        if let Payload::ProductViewed(v) = &event.payload {
+            out.push((v.product_id.clone(), 1));
+        }
+    }
+
+    fn maintain<'s>(rows: VecCollection<'s, u64, String>) -> VecCollection<'s, u64, (String, u64)> {
+        rows.map(|p| (p, ()))
+            .reduce_named("ViewsRead", |_p: &String, n: &[(&(), isize)], out| {
+                out.push((n.iter().map(|(_, d)| *d as u64).sum::<u64>(), 1isize))
+            })
+    }
+
+    fn document(_product: &String, n: &u64) -> serde_json::Value {
+        serde_json::json!(n)
+    }
 }
 
 /// Everything a run hands out, by `seq`: the spans of counts, the events the views read, the
@@ -92,8 +125,7 @@ impl Steps {
 /// type, time and product alone), else whole.
 fn push(decider: &mut Decider, partition: usize, event: &Event, counted: bool) {
     match &event.payload {
-        Payload::ProductViewed(v) if counted => {
-            assert!(decider.counts_on(EventKind::ProductViewed));
+        Payload::ProductViewed(v) if counted && decider.counts_on(EventKind::ProductViewed) => {
             decider.push_count(
                 partition,
                 EventKind::ProductViewed,
@@ -114,7 +146,23 @@ fn run(
     counted: bool,
     resume_at: Option<usize>,
 ) -> Steps {
-    let mut decider = decider();
+    run_with(
+        &emporium_dataflows::views(),
+        partitions,
+        sizes,
+        counted,
+        resume_at,
+    )
+}
+
+fn run_with(
+    views: &[Spec],
+    partitions: &[Vec<Event>],
+    sizes: &[usize],
+    counted: bool,
+    resume_at: Option<usize>,
+) -> Steps {
+    let mut decider = decider(views);
     let mut steps = Steps::default();
     let mut out = Vec::new();
     let mut cursors = [0usize; PARTITIONS];
@@ -135,7 +183,7 @@ fn run(
             let state = decider.state().expect("state");
             decider = Decider::resume(&state, PARTITIONS, lateness(), InventoryConfig::default())
                 .expect("resume")
-                .feeding(&emporium_dataflows::views())
+                .feeding(views)
                 .tracking_changes();
         }
     }
@@ -206,6 +254,26 @@ fn views_are_counted_once_in_spans_with_the_same_seqs_however_they_arrive() {
     let resumed = run(&partitions, &[40], true, Some(300));
     assert!(resumed.resumed_with > Some(0), "spans open in the state");
     assert_eq!(resumed, reference, "resumed");
+}
+
+#[test]
+fn views_read_whole_by_another_view_are_still_counted_once() {
+    let partitions = generated(12_000);
+    let views: Vec<Spec> = emporium_dataflows::views()
+        .into_iter()
+        .chain([Spec::of::<ViewsRead>()])
+        .collect();
+    let reference = run_with(&views, &partitions, &[40], true, None);
+    // Read whole, each view is a step of its own, and counted when it is applied.
+    let read = reference.events.len();
+    assert!(read > 5_000, "{read} events for the views");
+    assert_eq!(
+        summed(&reference),
+        views_in(&partitions),
+        "every view counted once"
+    );
+    let other = run_with(&views, &partitions, &[7, 300, 1, 55], true, Some(100));
+    assert_eq!(other, reference, "other rounds, resumed");
 }
 
 proptest! {

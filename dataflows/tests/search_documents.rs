@@ -146,18 +146,19 @@ fn fold(events: &[Event]) -> (HashMap<String, SearchFields>, HashMap<String, i64
 }
 
 /// A product's popularity from its interest per hour, by the rule (`dataflows/src/popularity.rs`):
-/// the decayed sum `d` summed directly; its support, `d` as of the latest hour, in views; none
-/// below 5, whole doublings of `log2 d` (rounded down) below 32, else steps of 1/16.
+/// the decayed sum `d` summed directly; the evidence, the undecayed sum of weights (in views):
+/// none below 5, whole doublings of `log2 d` (rounded down) below 32, else steps of 1/16.
 fn popularity_of(interest: &BTreeMap<i64, i64>) -> Option<i64> {
     let positive = || interest.iter().filter(|(_, w)| **w > 0);
-    let latest = *positive().map(|(h, _)| h).max()?;
+    let evidence: i64 = positive().map(|(_, w)| *w).sum();
     let weight = |h: i64| ((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS).exp2();
-    let decayed: f64 = positive().map(|(h, w)| *w as f64 * weight(*h)).sum();
-    let support = (decayed / weight(latest)).log2();
-    let log = decayed.log2();
-    if support + 1e-9 < MIN_SUPPORT.log2() {
+    let log = positive()
+        .map(|(h, w)| *w as f64 * weight(*h))
+        .sum::<f64>()
+        .log2();
+    if evidence < MIN_SUPPORT {
         None
-    } else if support + 1e-9 < FINE_SUPPORT.log2() {
+    } else if evidence < FINE_SUPPORT {
         Some((log + 1e-9).floor() as i64 * POPULARITY_STEP as i64)
     } else {
         Some((log * POPULARITY_STEP).round() as i64)
@@ -439,6 +440,16 @@ fn interest_decays_ten_views_weigh_an_ordered_unit_and_precision_follows_evidenc
     );
     // From 32 views on, steps of 1/16: 40 views are more than 33.
     assert!(score(&views(40)) > score(&views(33)));
+    // Evidence is not decayed: 40 views five weeks ago and one now keep a popularity, and it
+    // only grows.
+    let old_and_new: Vec<Event> = std::iter::once(listed.clone())
+        .chain((1..=40).map(|i| event(i, 0, Op::View(1))))
+        .collect();
+    let before = score(&old_and_new).expect("forty views");
+    let mut later = old_and_new.clone();
+    later.push(event(41, 5 * 168, Op::View(1)));
+    let after = score(&later).expect("still popular");
+    assert!(after >= before, "{after} < {before}");
     // A view of another product is no interest in this one.
     let elsewhere = [listed, event(1, 0, Op::View(2))];
     assert_eq!(score(&elsewhere), None);

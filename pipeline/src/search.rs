@@ -466,7 +466,7 @@ pub struct Prepared {
 /// documents) or is not of this store (its positions are ahead of the store's, or of another
 /// partition count: the index is never ahead of the store it was fed from), and its in-stock
 /// table set from the store's products, and (not rebuilt) its live values from the store's
-/// search documents. `progress` hears of each page read.
+/// search documents and popularity. `progress` hears of each page read.
 pub fn prepare(
     index: &SearchIndex,
     store: &dyn Store,
@@ -567,13 +567,14 @@ fn popularity_of(document: Option<&serde_json::Value>) -> f64 {
 }
 
 /// Sets every product's popularity from the store's `product_popularity`; gives how many.
-/// Products with none keep 0.
+/// Products with none get 0 (not what the index's columns or an earlier run left).
 fn load_popularity(
     index: &SearchIndex,
     store: &dyn Store,
     runtime: &tokio::runtime::Handle,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<u64, PipelineError> {
+    index.forget_popularity();
     let mut read = 0u64;
     scan_view(store, runtime, POPULARITY_VIEW, &mut |page| {
         for (key, doc) in page {

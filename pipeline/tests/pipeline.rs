@@ -285,9 +285,9 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         }
     });
     // The popularity view against a plain fold of the views counted and the units ordered:
-    // log2 of the decayed sum at the precision its support allows (none below 5 views as of the
-    // latest hour, whole doublings below 32, else steps of 1/16; one step apart at most: two
-    // float sums of the same terms).
+    // log2 of the decayed sum at the precision its evidence allows (none below 5 views ever,
+    // whole doublings below 32, else steps of 1/16; one step apart at most: two float sums of
+    // the same terms).
     let mut checked = 0;
     rt.block_on(async {
         for (product, hours) in &interest {
@@ -295,15 +295,18 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
                 .view("product_popularity", product)
                 .await
                 .expect("read");
-            let latest = *hours.keys().max().expect("an hour");
+            let evidence: i64 = hours.values().sum();
             let weight = |h: i64| ((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS).exp2();
-            let decayed: f64 = hours.iter().map(|(h, w)| *w as f64 * weight(*h)).sum();
-            let (support, log) = ((decayed / weight(latest)).log2(), decayed.log2());
-            if support + 1e-9 < 5f64.log2() {
+            let log = hours
+                .iter()
+                .map(|(h, w)| *w as f64 * weight(*h))
+                .sum::<f64>()
+                .log2();
+            if evidence < 5 {
                 assert!(doc.is_none(), "{product}: popularity on too little");
                 continue;
             }
-            let want = if support + 1e-9 < 5.0 {
+            let want = if evidence < 32 {
                 (log + 1e-9).floor() * POPULARITY_STEP
             } else {
                 (log * POPULARITY_STEP).round()
@@ -321,6 +324,15 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
             checked += 1;
         }
     });
+    // And no popularity the fold does not expect.
+    let stored = rt
+        .block_on(store.scan_view("product_popularity", None, 1_000_000))
+        .expect("scan");
+    assert_eq!(
+        stored.len(),
+        checked,
+        "popularity documents beyond the fold's"
+    );
     assert!(
         checked > 10 && from_views > 100,
         "{checked} products' popularity checked, {from_views} views counted"
@@ -1535,11 +1547,11 @@ fn the_search_index_follows_the_store_across_a_restart_and_a_deleted_index() {
 }
 
 /// An index kept at start (not behind) holds each product's values as of its last re-index; the
-/// store's search documents are newer (values change without a re-index: ADR 0013). `prepare`
-/// sets the live values from the store, and leaves the indexed text alone.
+/// store's search documents and popularity are newer (values change without a re-index: ADR
+/// 0013, 0014). `prepare` sets the live values from the store, and leaves the indexed text alone.
 #[test]
 fn a_kept_index_takes_its_live_values_from_the_store_at_start() {
-    use emporium_pipeline::search::{SEARCH_VIEW, SearchPosition, prepare};
+    use emporium_pipeline::search::{POPULARITY_VIEW, SEARCH_VIEW, SearchPosition, prepare};
     use emporium_search::{SearchDocument, SearchIndex, SearchRequest};
     use emporium_serving::views::WriteBatch;
     let rt = runtime();
@@ -1558,14 +1570,22 @@ fn a_kept_index_takes_its_live_values_from_the_store_at_start() {
         popularity,
         listed_ms: 1,
     };
-    // What the store holds: the newer values.
+    // What the store holds: the newer values (popularity in a view of its own).
     rt.block_on(store.apply(WriteBatch {
-        upserts: vec![Upsert::View {
-            view: SEARCH_VIEW.into(),
-            key: "p-1".into(),
-            seq: 9,
-            json: serde_json::to_vec(&listed(1_999, 5.5)).expect("json").into(),
-        }],
+        upserts: vec![
+            Upsert::View {
+                view: SEARCH_VIEW.into(),
+                key: "p-1".into(),
+                seq: 9,
+                json: serde_json::to_vec(&listed(1_999, 0.0)).expect("json").into(),
+            },
+            Upsert::View {
+                view: POPULARITY_VIEW.into(),
+                key: "p-1".into(),
+                seq: 8,
+                json: br#"{"product_id":"p-1","popularity":5.5}"#.to_vec().into(),
+            },
+        ],
         positions: vec![12],
         seq: 9,
         writer: 0,
@@ -1575,7 +1595,7 @@ fn a_kept_index_takes_its_live_values_from_the_store_at_start() {
     let index_dir = tempfile::tempdir().expect("tempdir");
     {
         let index = SearchIndex::open(index_dir.path()).expect("open");
-        index.upsert(&listed(4_999, 0.0)).expect("upsert");
+        index.upsert(&listed(4_999, 3.0)).expect("upsert");
         let at = SearchPosition {
             seq: 9,
             positions: vec![12],
@@ -1585,7 +1605,10 @@ fn a_kept_index_takes_its_live_values_from_the_store_at_start() {
             .expect("commit");
     }
     let index = SearchIndex::open(index_dir.path()).expect("reopen");
-    assert_eq!(index.values("p-1").map(|v| v.price_minor), Some(4_999));
+    assert_eq!(
+        index.values("p-1").map(|v| (v.price_minor, v.popularity)),
+        Some((4_999, 3.0))
+    );
     let prepared = prepare(&index, &store, rt.handle(), 9, &mut |_| {}).expect("prepare");
     assert!(!prepared.rebuilt, "at the checkpoint: kept");
     let values = index.values("p-1").expect("values");

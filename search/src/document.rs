@@ -1,6 +1,7 @@
 //! The search document: what the index keeps of one product. Text for matching (title, brand,
 //! category path, description), values for filters, sorts and facets (price, rating,
-//! popularity, when it was listed). Availability is not in it: it changes with every reservation
+//! popularity, when it was listed). The pipeline builds it from the `search_documents` view and
+//! sets popularity from the `product_popularity` view (ADR 0014). Availability is not in it: it changes with every reservation
 //! and lives beside the index ([`crate::availability`]).
 
 use emporium_schemas::catalog::ProductUpserted;

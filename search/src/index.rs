@@ -278,6 +278,12 @@ impl SearchIndex {
         self.values.set_popularity(ordinal, popularity);
     }
 
+    /// Sets every product's popularity to 0 (before the pipeline's sink loads the store's, which
+    /// hold none for a product without enough interest).
+    pub fn forget_popularity(&self) {
+        self.values.forget_popularity();
+    }
+
     /// The product's live values (`None`: never given).
     pub fn values(&self, product_id: &str) -> Option<LiveValues> {
         let ordinal = self.availability.known(product_id)?;

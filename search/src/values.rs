@@ -183,6 +183,13 @@ impl ValueTable {
         });
     }
 
+    /// Sets every product's popularity to 0.
+    pub(crate) fn forget_popularity(&self) {
+        for row in self.table.read().rows.iter() {
+            row.popularity.store(0f32.to_bits(), Ordering::Relaxed);
+        }
+    }
+
     /// The fingerprint of the text indexed for the product (0: none).
     pub(crate) fn text(&self, ordinal: u64) -> u64 {
         let table = self.table.read();

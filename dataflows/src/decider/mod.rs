@@ -419,8 +419,8 @@ impl Decider {
             .min()
     }
 
-    /// The decision time of the next step waiting on the watermark: the earliest buffered event
-    /// or unpaid reservation deadline (`None`: nothing waits).
+    /// The decision time of the next step waiting on the watermark: the earliest buffered event,
+    /// unpaid reservation deadline or end of a span of counts (`None`: nothing waits).
     pub fn next_step_at(&self) -> Option<DateTime<Utc>> {
         let event = self.pending.peek().map(|Reverse(next)| next.at);
         let expiry = self.inventory.next_deadline();
@@ -485,6 +485,8 @@ impl Decider {
 
     /// Takes the next step before `before` (`None`: the end of the input); `false` when there is
     /// none. A step, each with its own `seq`, is either
+    /// - a span of counted events, once `before` is at or past its end and no event or expiry
+    ///   before its end waits (ADR 0014); or
     /// - an expiry: the earliest unpaid reservation whose deadline is before the next buffered
     ///   event's decision time (or, with none buffered, before `before` — before the newest
     ///   decision time at the end). Every event up to the deadline has been applied then, and

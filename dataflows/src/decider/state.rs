@@ -20,7 +20,7 @@ struct HeadRef {
 type CountRow = (String, String, i64, u32);
 
 /// What a checkpoint keeps of a [`Decider`] besides its pieces: its clocks, the events it
-/// buffers and its `seq`, without its settings and without what it hands out between rounds
+/// buffers, the spans of counted events not applied yet and its `seq`, without its settings and without what it hands out between rounds
 /// (taken before a checkpoint).
 #[derive(Deserialize)]
 struct Head {
