@@ -48,7 +48,7 @@ use emporium_schemas::{Event, EventKind, Payload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::view::View;
+use crate::view::{View, event_hour};
 
 /// The weight of one ordered unit.
 pub const ORDER_WEIGHT: i64 = 10;
@@ -98,11 +98,6 @@ impl Popularity {
     pub fn score(self) -> f64 {
         self.0 as f64 / POPULARITY_STEP
     }
-}
-
-/// The hour of event time of `event`.
-fn hour(event: &Event) -> i64 {
-    event.occurred_at.timestamp_millis().div_euclid(3_600_000)
 }
 
 /// The popularity of interactions weighed per hour (`(hour, weight)`, weights ≤ 0 ignored):
@@ -164,7 +159,7 @@ impl View for ProductPopularity {
                         out.push((
                             PopularityRow::Ordered {
                                 sku: line.sku.clone(),
-                                hour: hour(event),
+                                hour: event_hour(event.occurred_at),
                             },
                             units,
                         ));

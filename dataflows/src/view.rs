@@ -219,12 +219,7 @@ impl<V: View> Installed for Running<V> {
         }
         V::rows(seq, event, &mut self.scratch);
         for (row, diff) in self.scratch.drain(..) {
-            let n = self.rows.entry(row.clone()).or_insert(0);
-            *n += diff;
-            if *n == 0 {
-                self.rows.remove(&row);
-            }
-            input.update_at(row, seq, diff);
+            add_row(&mut self.rows, input, row, seq, diff);
         }
     }
 
@@ -234,13 +229,7 @@ impl<V: View> Installed for Running<V> {
             let Some(row) = V::counted(count.kind, &count.product, count.hour) else {
                 continue;
             };
-            let diff = count.n as isize;
-            let n = self.rows.entry(row.clone()).or_insert(0);
-            *n += diff;
-            if *n == 0 {
-                self.rows.remove(&row);
-            }
-            input.update_at(row, seq, diff);
+            add_row(&mut self.rows, input, row, seq, count.n as isize);
         }
     }
 
@@ -294,6 +283,28 @@ impl<V: View> Installed for Running<V> {
     }
 }
 
+/// Adds `row` `diff` times at `seq`: to the input and to the consolidated copy checkpoints take.
+fn add_row<R: ExchangeData + std::hash::Hash>(
+    rows: &mut HashMap<R, isize>,
+    input: &mut InputSession<u64, R, isize>,
+    row: R,
+    seq: u64,
+    diff: isize,
+) {
+    let n = rows.entry(row.clone()).or_insert(0);
+    *n += diff;
+    if *n == 0 {
+        rows.remove(&row);
+    }
+    input.update_at(row, seq, diff);
+}
+
+/// The hour of event time of `at`, hours since the epoch: what counted events and the views'
+/// own rows are summed by.
+pub fn event_hour(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp_millis().div_euclid(3_600_000)
+}
+
 /// Runs `V`'s dataflow over `events` as the pipeline does — each event fed at its own `seq` (its
 /// index + 1), incrementally; a counted one as a [`Count`] of 1 at its `seq` — on this thread,
 /// and gives the collection it maintains at the end, by key. For tests against a plain fold.
@@ -332,7 +343,7 @@ pub fn counted(event: &Event) -> Option<Count> {
     Some(Count {
         kind: event.kind(),
         product: product.to_owned(),
-        hour: event.occurred_at.timestamp_millis().div_euclid(3_600_000),
+        hour: event_hour(event.occurred_at),
         n: 1,
     })
 }

@@ -367,7 +367,7 @@ impl Decider {
         product: String,
     ) {
         let end = (at.timestamp_millis().div_euclid(COUNT_SPAN_MS) + 1) * COUNT_SPAN_MS;
-        let hour = occurred_at.timestamp_millis().div_euclid(3_600_000);
+        let hour = crate::view::event_hour(occurred_at);
         let n = self
             .counts
             .entry(end)
