@@ -46,6 +46,14 @@ pub struct GenerateArgs {
     /// Share of payments that fail.
     #[arg(long, default_value_t = 0.05)]
     payment_failure_rate: f64,
+    /// Share of product views drawn from the shopper's taste (their favourite subcategories and
+    /// brands, drifting over weeks) rather than popularity alone; 0 leaves nothing personal to
+    /// learn (the recommenders' control).
+    #[arg(long, default_value_t = 0.7)]
+    taste_share: f64,
+    /// Chance per step of traffic that a user asks to be forgotten (`user_erased`).
+    #[arg(long, default_value_t = 0.000_01)]
+    erasure_rate: f64,
     /// Number orders after this one (o-0000000001 by default). Feeding a log that already holds
     /// generated orders? Start after them (its event count is always enough), or their ids repeat
     /// and the dataflow records `order_placed_twice` anomalies instead of deciding them (or,
@@ -133,6 +141,8 @@ pub fn main(args: GenerateArgs) -> anyhow::Result<()> {
         invalid_fraction: args.invalid_fraction,
         payment_failure_rate: args.payment_failure_rate,
         fulfilment_scale: args.fulfilment_scale,
+        taste_share: args.taste_share,
+        erasure_rate: args.erasure_rate,
         first_order: args.first_order,
         start,
         events_per_day,

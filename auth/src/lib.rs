@@ -61,16 +61,24 @@ pub enum Scope {
     Orders,
     /// Catalog and stock events: products, prices, stock received and adjusted.
     Catalog,
+    /// Account events: erasure requests (`user_erased`).
+    Accounts,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Storefront, Scope::Orders, Scope::Catalog];
+    pub const ALL: [Scope; 4] = [
+        Scope::Storefront,
+        Scope::Orders,
+        Scope::Catalog,
+        Scope::Accounts,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Storefront => "storefront",
             Scope::Orders => "orders",
             Scope::Catalog => "catalog",
+            Scope::Accounts => "accounts",
         }
     }
 

@@ -7,12 +7,19 @@
 //! returns, reviews, restocks, price changes and stock adjustments in between. The generator
 //! keeps its own rough view of stock, so popular skus run out and some orders ask for more than is
 //! left, as in a real shop. A share of lines can be made invalid on purpose ([`corrupt`]).
+//!
+//! Shoppers have taste ([`taste`]): each user likes a few (subcategory, brand) pairs that drift
+//! over weeks, a session browses one of them, and products come with complements bought together.
+//! That model is the ground truth of the recommenders' offline evaluation; they never read it.
+//! Now and then a user asks to be forgotten (`user_erased`, [`GeneratorConfig::erasure_rate`]) and
+//! never shops again.
 
 pub mod catalog;
 pub mod corrupt;
 pub mod output;
 mod popularity;
 mod shop;
+pub mod taste;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -48,6 +55,13 @@ pub struct GeneratorConfig {
     /// log which already holds orders starts after them (e.g. at the log's event count), so an
     /// order id is never placed twice.
     pub first_order: u64,
+    /// Share of product views drawn from the shopper's taste (the session's slot) rather than
+    /// from popularity alone ([`taste`]; 0.0–1.0). 0 with no complements is the control where
+    /// nothing personal can be learnt.
+    pub taste_share: f64,
+    /// Chance, per step of traffic, that a user is erased (`user_erased`) and never shops again
+    /// (0.0–0.01).
+    pub erasure_rate: f64,
 }
 
 impl Default for GeneratorConfig {
@@ -68,6 +82,8 @@ impl Default for GeneratorConfig {
             zipf_exponent: 1.07,
             fulfilment_scale: 1.0,
             first_order: 0,
+            taste_share: 0.7,
+            erasure_rate: 0.000_01,
         }
     }
 }
@@ -133,6 +149,20 @@ impl GeneratorConfig {
                 "fulfilment_scale",
                 "a positive factor of at most 1000",
                 self.fulfilment_scale.to_string(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.taste_share) {
+            return fail(
+                "taste_share",
+                "a share from 0.0 to 1.0",
+                self.taste_share.to_string(),
+            );
+        }
+        if !(0.0..=0.01).contains(&self.erasure_rate) {
+            return fail(
+                "erasure_rate",
+                "a chance per step from 0.0 to 0.01",
+                self.erasure_rate.to_string(),
             );
         }
         if self.zipf_exponent.is_nan() || self.zipf_exponent <= 0.0 {

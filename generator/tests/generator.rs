@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use emporium_generator::{Generated, Generator, GeneratorConfig};
+use emporium_generator::{Generated, Generator, GeneratorConfig, taste};
 use emporium_schemas::{Event, EventKind, Payload, ValidationContext};
 
 fn config(seed: u64) -> GeneratorConfig {
@@ -84,7 +84,9 @@ fn every_generated_event_is_valid_and_ids_are_unique() {
 #[test]
 fn the_catalog_comes_first_and_orders_follow_their_lifecycle() {
     let mut g = Generator::new(config(5)).expect("generator");
-    let events: Vec<Event> = (0..60_000).map(|_| g.next_event()).collect();
+    // Two weeks of event time: with taste, demand spreads over subcategories, and the first
+    // skus run out after a few days.
+    let events: Vec<Event> = (0..200_000).map(|_| g.next_event()).collect();
     let first_traffic = events
         .iter()
         .position(|e| {
@@ -236,4 +238,119 @@ fn tiny_shops_work_and_popularity_reaches_every_product() {
             viewed.len()
         );
     }
+}
+
+/// Each user's product views, by subcategory (product `i` is in subcategory `i % 40`).
+fn views_by_user(config: GeneratorConfig, n: usize) -> HashMap<String, Vec<usize>> {
+    let mut g = Generator::new(config).expect("generator");
+    let mut views: HashMap<String, Vec<usize>> = HashMap::new();
+    for _ in 0..n {
+        if let Payload::ProductViewed(v) = g.next_event().payload {
+            let i: usize = v.product_id[2..].parse().expect("generated product id");
+            views
+                .entry(v.user_id)
+                .or_default()
+                .push(i % taste::SUBCATEGORIES);
+        }
+    }
+    views
+}
+
+/// The mean share of a user's views in their three most viewed subcategories, over users with
+/// at least 20 views.
+fn concentration(views: &HashMap<String, Vec<usize>>) -> f64 {
+    let shares: Vec<f64> = views
+        .values()
+        .filter(|v| v.len() >= 20)
+        .map(|v| {
+            let mut counts = [0usize; taste::SUBCATEGORIES];
+            v.iter().for_each(|c| counts[*c] += 1);
+            counts.sort_unstable_by(|a, b| b.cmp(a));
+            counts[..3].iter().sum::<usize>() as f64 / v.len() as f64
+        })
+        .collect();
+    assert!(shares.len() > 50, "too few active users: {}", shares.len());
+    shares.iter().sum::<f64>() / shares.len() as f64
+}
+
+#[test]
+fn shoppers_have_taste_and_the_control_has_none() {
+    let shop = |taste_share| GeneratorConfig {
+        products: 2_000,
+        users: 300,
+        taste_share,
+        ..config(11)
+    };
+    let with = concentration(&views_by_user(shop(0.7), 150_000));
+    let control = concentration(&views_by_user(shop(0.0), 150_000));
+    assert!(
+        with > control + 0.2,
+        "taste: {with:.2} of a user's views in their top 3 subcategories, control {control:.2}"
+    );
+}
+
+#[test]
+fn complements_are_bought_together() {
+    let mut g = Generator::new(GeneratorConfig {
+        products: 2_000,
+        ..config(12)
+    })
+    .expect("generator");
+    let (mut pairs, mut complementary) = (0usize, 0usize);
+    for _ in 0..150_000 {
+        let Payload::OrderPlaced(o) = g.next_event().payload else {
+            continue;
+        };
+        let subs: Vec<usize> = o
+            .lines
+            .iter()
+            .map(|l| l.sku[2..9].parse::<usize>().expect("generated sku") % taste::SUBCATEGORIES)
+            .collect();
+        for (i, a) in subs.iter().enumerate() {
+            for b in &subs[i + 1..] {
+                pairs += 1;
+                if taste::complement_subcategory(*a) == *b
+                    || taste::complement_subcategory(*b) == *a
+                {
+                    complementary += 1;
+                }
+            }
+        }
+    }
+    // Without complements, 2 of 40 subcategories would be complementary to a line's: 5%.
+    let share = complementary as f64 / pairs.max(1) as f64;
+    assert!(
+        pairs > 500 && share > 0.2,
+        "{complementary} of {pairs} pairs complementary"
+    );
+}
+
+#[test]
+fn an_erased_user_never_shops_again() {
+    let mut g = Generator::new(GeneratorConfig {
+        erasure_rate: 0.002,
+        ..config(13)
+    })
+    .expect("generator");
+    let mut erased = HashSet::new();
+    for _ in 0..100_000 {
+        let e = g.next_event();
+        let user = match &e.payload {
+            Payload::UserErased(u) => {
+                assert!(erased.insert(u.user_id.clone()), "erased twice");
+                continue;
+            }
+            Payload::OrderPlaced(o) => &o.user_id,
+            Payload::ProductViewed(v) => &v.user_id,
+            Payload::CartItemAdded(c) => &c.user_id,
+            Payload::SearchPerformed(s) => &s.user_id,
+            Payload::ReviewPosted(r) => &r.user_id,
+            _ => continue,
+        };
+        assert!(
+            !erased.contains(user),
+            "{user} acted after their erasure: {e:?}"
+        );
+    }
+    assert!(erased.len() > 20, "{} users erased", erased.len());
 }

@@ -25,6 +25,7 @@ pub fn scope_of(kind: EventKind) -> Option<Scope> {
         ProductUpserted | PriceChanged | ProductDiscontinued | StockReceived | StockAdjusted => {
             Some(Scope::Catalog)
         }
+        UserErased => Some(Scope::Accounts),
         InventoryReserved | OrderRejected | ReservationReleased | PartitionHeartbeat => None,
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::accounts::UserErased;
 use crate::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
 use crate::decisions::{InventoryReserved, OrderRejected, PartitionHeartbeat, ReservationReleased};
 use crate::orders::{
@@ -122,6 +123,7 @@ event_types! {
     OrderDelivered = "order_delivered", version 1, key order_id;
     ReturnRequested = "return_requested", version 1, key order_id;
     ReviewPosted = "review_posted", version 1, key product_id;
+    UserErased = "user_erased", version 1, key user_id;
     InventoryReserved = "inventory_reserved", version 1, key order_id;
     OrderRejected = "order_rejected", version 1, key order_id;
     ReservationReleased = "reservation_released", version 1, key order_id;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
+use crate::accounts::UserErased;
 use crate::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
 use crate::decisions::{
     InventoryReserved, OrderRejected, PartitionHeartbeat, ReservationReleased, ReservedLine,
@@ -147,6 +148,11 @@ pub fn example(kind: EventKind, n: u64) -> Event {
             user_id: "u-1".into(),
             rating: 5,
             text: "Great sound.".into(),
+        }
+        .into(),
+        EventKind::UserErased => UserErased {
+            user_id: "u-1".into(),
+            reason: "gdpr_request".into(),
         }
         .into(),
         EventKind::InventoryReserved => InventoryReserved {

@@ -8,6 +8,7 @@
 //!
 //! See `specs/adr/0001-event-envelope-and-evolution.md`.
 
+pub mod accounts;
 pub mod arrow;
 pub mod catalog;
 pub mod dead_letter;

@@ -289,7 +289,8 @@ impl Decider {
             | StockAdjusted | OrderPlaced | OrderCancelled | PaymentAuthorized | PaymentFailed
             | OrderShipped | OrderDelivered | ReturnRequested => true,
             ProductViewed | SearchPerformed | CartItemAdded | CartItemRemoved | ReviewPosted
-            | InventoryReserved | OrderRejected | ReservationReleased | PartitionHeartbeat => false,
+            | UserErased | InventoryReserved | OrderRejected | ReservationReleased
+            | PartitionHeartbeat => false,
         }
     }
 

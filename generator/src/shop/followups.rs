@@ -79,6 +79,8 @@ impl Generator {
                     reason: "not_as_described".into(),
                 })
             }
+            // An erased user posts nothing more.
+            FollowUp::Review(order) if self.erased[order.user] => return,
             FollowUp::Review(order) => {
                 let (sku, _, _) = order.lines[0];
                 let product = self.product_of_sku(sku);

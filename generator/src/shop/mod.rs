@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use emporium_schemas::accounts::UserErased;
 use emporium_schemas::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
 use emporium_schemas::orders::{
     OrderCancelled, OrderDelivered, OrderLine, OrderPlaced, OrderShipped, PaymentAuthorized,
@@ -22,6 +23,7 @@ use super::catalog::{self as names, CATEGORIES};
 mod followups;
 use super::corrupt::corrupt;
 use super::popularity::ZipfTable;
+use super::taste::{self, SUBCATEGORIES, Taste};
 use super::{Generated, GeneratorConfig, GeneratorError};
 
 const CURRENCY: &str = "USD";
@@ -34,6 +36,16 @@ pub struct Generator {
     zipf: ZipfTable,
     /// Multiplier mapping popularity rank to product index (coprime with `products`).
     spread: usize,
+    /// Popularity within one subcategory (ranks up to the largest one's size), and its
+    /// multiplier (coprime with every subcategory's size).
+    sub_zipf: ZipfTable,
+    sub_spread: usize,
+    taste: Taste,
+    /// Each product's brand (an index of [`names::BRANDS`]), set as it is listed.
+    brands: Vec<u8>,
+    /// Users who asked to be forgotten: they never shop again.
+    erased: Vec<bool>,
+    erased_count: usize,
     /// Event time of the next event, in ms since the epoch, and the step between events.
     clock_ms: f64,
     step_ms: f64,
@@ -71,6 +83,8 @@ enum Phase {
 
 struct Session {
     user: usize,
+    /// The taste slot this session browses ([`taste`]).
+    slot: usize,
     id: String,
     views_left: u32,
     searched: bool,
@@ -109,6 +123,19 @@ impl Generator {
         let spread = (7_919..)
             .find(|m| gcd(*m, config.products) == 1)
             .expect("some multiplier is coprime with any product count");
+        let per_sub = config.products.div_ceil(SUBCATEGORIES);
+        let sub_zipf = ZipfTable::new(per_sub, config.zipf_exponent);
+        let sub_spread = (7_919..)
+            .find(|m| {
+                gcd(*m, per_sub) == 1 && gcd(*m, (config.products / SUBCATEGORIES).max(1)) == 1
+            })
+            .expect("some multiplier is coprime with any two sizes");
+        let taste = Taste::new(
+            config.seed,
+            config.products,
+            names::BRANDS.len(),
+            config.start.timestamp_millis(),
+        );
         let mut sku_base = Vec::with_capacity(config.products + 1);
         let mut total = 0u32;
         for i in 0..config.products {
@@ -137,6 +164,12 @@ impl Generator {
             rng,
             zipf,
             spread,
+            sub_zipf,
+            sub_spread,
+            taste,
+            brands: vec![0; config.products],
+            erased: vec![false; config.users],
+            erased_count: 0,
             clock_ms,
             step_ms,
             prices,
@@ -248,7 +281,9 @@ impl Generator {
         let (top, subs) = CATEGORIES[i % CATEGORIES.len()];
         let sub = subs[(i / CATEGORIES.len()) % subs.len()];
         let adjective = names::ADJECTIVES[self.rng.random_range(0..names::ADJECTIVES.len())];
-        let brand = names::BRANDS[self.rng.random_range(0..names::BRANDS.len())];
+        let brand_index = self.rng.random_range(0..names::BRANDS.len());
+        self.brands[i] = brand_index as u8;
+        let brand = names::BRANDS[brand_index];
         let title = format!("{adjective} {} {}", sub.to_lowercase(), i);
         let skus = self.skus_of(i).map(|sku| self.sku_name(sku)).collect();
         let mut attributes = std::collections::BTreeMap::new();
@@ -324,12 +359,30 @@ impl Generator {
             }));
             return;
         }
-        if self.sessions.len() < self.config.concurrent_sessions {
+        if roll < 0.004 + self.config.erasure_rate && self.erased_count + 1 < self.config.users {
             let user = self.rng.random_range(0..self.config.users);
+            if !self.erased[user] {
+                self.erase(user);
+                return;
+            }
+        }
+        if self.sessions.len() < self.config.concurrent_sessions {
+            let mut user = self.rng.random_range(0..self.config.users);
+            while self.erased[user] {
+                user = (user + 1) % self.config.users;
+            }
             self.next_session += 1;
             let views = self.rng.random_range(1..=6);
+            let pick: f64 = self.rng.random();
+            let mut slot = 0;
+            let mut below = taste::SLOT_WEIGHTS[0];
+            while pick >= below && slot + 1 < taste::SLOTS {
+                slot += 1;
+                below += taste::SLOT_WEIGHTS[slot];
+            }
             self.sessions.push(Session {
                 user,
+                slot,
                 id: format!("s-{:09}", self.next_session),
                 views_left: views,
                 searched: false,
@@ -360,7 +413,7 @@ impl Generator {
         }
         if self.sessions[i].views_left > 0 {
             self.sessions[i].views_left -= 1;
-            let product = self.popular_product();
+            let product = self.viewed_product(i);
             self.queue.push_back(Payload::ProductViewed(ProductViewed {
                 user_id: user_id.clone(),
                 session_id: session_id.clone(),
@@ -390,6 +443,9 @@ impl Generator {
                         }));
                 } else {
                     self.sessions[i].cart.push((sku, qty));
+                    if self.rng.random_bool(taste::COMPLEMENT_SHARE) {
+                        self.add_complement(i, product);
+                    }
                 }
             }
             return;
@@ -400,6 +456,85 @@ impl Generator {
             return;
         }
         self.place_order(session);
+    }
+
+    /// The product session `i` views next: from its taste slot's subcategory (preferring the
+    /// slot's brand) with probability `taste_share`, else by popularity alone ([`taste`]).
+    fn viewed_product(&mut self, i: usize) -> usize {
+        if self.config.taste_share == 0.0 || !self.rng.random_bool(self.config.taste_share) {
+            return self.popular_product();
+        }
+        let session = &self.sessions[i];
+        let slot = self
+            .taste
+            .slot(session.user, session.slot, self.clock_ms as i64);
+        let first = self.popular_in(slot.subcategory);
+        if self.brands[first] as usize == slot.brand {
+            return first;
+        }
+        for _ in 1..taste::BRAND_DRAWS {
+            let other = self.popular_in(slot.subcategory);
+            if self.brands[other] as usize == slot.brand {
+                return other;
+            }
+        }
+        first
+    }
+
+    /// Products in subcategory `c`: `c`, `c + 40`, `c + 80`, …
+    fn subcategory_size(&self, c: usize) -> usize {
+        (self.config.products + SUBCATEGORIES - 1 - c) / SUBCATEGORIES
+    }
+
+    /// A product of subcategory `c` (which has one), drawn by popularity within it.
+    fn popular_in(&mut self, c: usize) -> usize {
+        let size = self.subcategory_size(c).max(1);
+        let rank = self.sub_zipf.sample(&mut self.rng) % size;
+        c + SUBCATEGORIES * (rank.wrapping_mul(self.sub_spread) % size)
+    }
+
+    /// One of `product`'s complements, viewed and put in session `i`'s cart.
+    fn add_complement(&mut self, i: usize, product: usize) {
+        let c = taste::complement_subcategory(product % SUBCATEGORIES);
+        let size = self.subcategory_size(c);
+        if size == 0 {
+            return;
+        }
+        let k = self.rng.random_range(0..taste::COMPLEMENTS);
+        let complement =
+            c + SUBCATEGORIES * (self.taste.complement_draw(product, k) as usize % size);
+        if self.discontinued[complement] {
+            return;
+        }
+        let sku = self.skus_of(complement).start;
+        let (user_id, session_id) = (
+            self.user_id(self.sessions[i].user),
+            self.sessions[i].id.clone(),
+        );
+        self.queue.push_back(Payload::ProductViewed(ProductViewed {
+            user_id: user_id.clone(),
+            session_id: session_id.clone(),
+            product_id: self.product_id(complement),
+        }));
+        self.queue.push_back(Payload::CartItemAdded(CartItemAdded {
+            user_id,
+            session_id,
+            sku: self.sku_name(sku),
+            qty: 1,
+        }));
+        self.sessions[i].cart.push((sku, 1));
+    }
+
+    /// `user` asks to be forgotten: their open sessions end (carts and all) and they never shop
+    /// again.
+    fn erase(&mut self, user: usize) {
+        self.erased[user] = true;
+        self.erased_count += 1;
+        self.sessions.retain(|s| s.user != user);
+        self.queue.push_back(Payload::UserErased(UserErased {
+            user_id: self.user_id(user),
+            reason: "gdpr_request".into(),
+        }));
     }
 
     fn product_of_sku(&self, sku: usize) -> usize {
