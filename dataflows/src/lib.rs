@@ -18,6 +18,9 @@
 //! - [`search`]: the search documents view — each product's text, price and reviews, what the
 //!   search index keeps; [`popularity`]: each product's views and ordered units, decayed in
 //!   event time, which the index sorts by (views counted, not read: ADR 0014);
+//! - [`recs`]: recommendations as views — [`recs::also_bought`], products bought in the same
+//!   paid orders, with exact retractions (cancellations, returns, erased users: ADR 0015);
+//! - [`owners`]: which product owns a sku, as a collection, for the views that read orders;
 //! - `piece`: which keys each fold changed since its last checkpoint piece (incremental
 //!   checkpoints);
 //! - [`changes`]: what they emit — full values with the `seq` of their last change.
@@ -34,10 +37,12 @@ pub mod event_time;
 pub mod inventory;
 pub mod latest;
 pub mod orders;
+pub mod owners;
 pub(crate) mod piece;
 pub mod popularity;
 pub mod products;
 pub mod ratings;
+pub mod recs;
 pub mod reference;
 pub mod search;
 pub mod view;
@@ -49,5 +54,6 @@ pub fn views() -> Vec<view::Spec> {
         view::Spec::of::<ratings::ProductRatings>(),
         view::Spec::of::<search::SearchDocuments>(),
         view::Spec::of::<popularity::ProductPopularity>(),
+        view::Spec::of::<recs::also_bought::AlsoBought>(),
     ]
 }

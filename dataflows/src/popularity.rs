@@ -48,6 +48,7 @@ use emporium_schemas::{Event, EventKind, Payload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::owners::sku_owners;
 use crate::view::{View, event_hour};
 
 /// The weight of one ordered unit.
@@ -173,36 +174,10 @@ impl View for ProductPopularity {
     fn maintain<'s>(
         rows: VecCollection<'s, u64, PopularityRow>,
     ) -> VecCollection<'s, u64, (String, Popularity)> {
-        // Among the products' current listings naming a sku, the one listed last owns it (a
-        // product's earlier listings name skus it may no longer have).
-        let owners = rows
-            .clone()
-            .flat_map(|row| match row {
-                PopularityRow::Listed { product, seq, skus } => Some((product, (seq, skus))),
-                _ => None,
-            })
-            .reduce_named(
-                "PopularityCurrentListing",
-                |_product: &String, listings: &[(&(u64, Vec<String>), isize)], out| {
-                    // In (seq, skus) order: the last is the latest listing.
-                    if let Some((latest, _)) = listings.last() {
-                        out.push(((*latest).clone(), 1isize));
-                    }
-                },
-            )
-            .flat_map(|(product, (seq, skus))| {
-                skus.into_iter()
-                    .map(move |sku| (sku, (seq, product.clone())))
-                    .collect::<Vec<_>>()
-            })
-            .reduce_named(
-                "PopularitySkuOwner",
-                |_sku: &String, listers: &[(&(u64, String), isize)], out| {
-                    if let Some(((_, owner), _)) = listers.last() {
-                        out.push((owner.clone(), 1isize));
-                    }
-                },
-            );
+        let owners = sku_owners(rows.clone().flat_map(|row| match row {
+            PopularityRow::Listed { product, seq, skus } => Some((product, (seq, skus))),
+            _ => None,
+        }));
         let ordered = rows.clone().flat_map(|row| match row {
             PopularityRow::Ordered { sku, hour } => Some((sku, hour)),
             _ => None,

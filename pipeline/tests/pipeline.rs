@@ -272,6 +272,7 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         ratings,
         interest,
         from_views,
+        partners,
     } = reference_views(&partitions);
     assert!(ratings.len() > 10, "{} products reviewed", ratings.len());
     rt.block_on(async {
@@ -337,6 +338,34 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         checked > 10 && from_views > 100,
         "{checked} products' popularity checked, {from_views} views counted"
     );
+    // The also_bought view against a plain fold of the paid orders' baskets.
+    rt.block_on(async {
+        for (product, want) in &partners {
+            let doc = store.view("also_bought", product).await.expect("read");
+            let doc = doc.unwrap_or_else(|| panic!("also_bought of {product} missing"));
+            let got: serde_json::Value = serde_json::from_slice(&doc.json).expect("json");
+            let want: Vec<serde_json::Value> = want
+                .iter()
+                .map(|(p, n)| serde_json::json!({"product_id": p, "orders": n}))
+                .collect();
+            assert_eq!(got["also_bought"], serde_json::json!(want), "{product}");
+        }
+    });
+    let stored = rt
+        .block_on(store.scan_view("also_bought", None, 1_000_000))
+        .expect("scan");
+    // A product whose every partner was taken back keeps a `null` (the key left the view).
+    let live = stored.iter().filter(|(_, d)| d.json.as_ref() != b"null");
+    assert_eq!(
+        live.count(),
+        partners.len(),
+        "also_bought beyond the fold's"
+    );
+    assert!(
+        partners.len() > 10,
+        "{} products bought together",
+        partners.len()
+    );
     assert!(
         products > 10 && skus > 10 && orders > 10,
         "{products} {skus} {orders}"
@@ -354,6 +383,8 @@ struct Applied {
     interest: BTreeMap<String, BTreeMap<i64, i64>>,
     /// Views counted.
     from_views: u64,
+    /// Per product, its also-bought partners, best first (the rule in `dataflows/src/recs`).
+    partners: BTreeMap<String, Vec<(String, u64)>>,
 }
 
 fn reference_views(partitions: &[Vec<Event>]) -> Applied {
@@ -371,7 +402,27 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     let mut ordered: Vec<(String, i64, i64)> = Vec::new();
     let hour = |e: &Event| e.occurred_at.timestamp_millis().div_euclid(3_600_000);
+    let mut baskets: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    let (mut paid, mut gone, mut erased) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut returned: BTreeSet<(String, String)> = BTreeSet::new();
     for (_, event) in decider.take_view_events() {
+        match &event.payload {
+            Payload::PaymentAuthorized(p) => {
+                paid.insert(p.order_id.clone());
+            }
+            Payload::OrderCancelled(c) => {
+                gone.insert(c.order_id.clone());
+            }
+            Payload::ReturnRequested(r) => {
+                for line in &r.lines {
+                    returned.insert((r.order_id.clone(), line.sku.clone()));
+                }
+            }
+            Payload::UserErased(u) => {
+                erased.insert(u.user_id.clone());
+            }
+            _ => {}
+        }
         match &event.payload {
             Payload::ReviewPosted(r) => {
                 let n = stars.entry(r.product_id.clone()).or_default();
@@ -383,12 +434,41 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
                 }
             }
             Payload::OrderPlaced(o) => {
+                let basket = baskets
+                    .entry(o.order_id.clone())
+                    .or_insert_with(|| (o.user_id.clone(), BTreeSet::new()));
                 for line in &o.lines {
                     ordered.push((line.sku.clone(), hour(&event), line.qty));
+                    basket.1.insert(line.sku.clone());
                 }
             }
             _ => {}
         }
+    }
+    let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (order, (user, skus)) in &baskets {
+        if !paid.contains(order) || gone.contains(order) || erased.contains(user) {
+            continue;
+        }
+        let products: BTreeSet<&String> = skus
+            .iter()
+            .filter(|sku| !returned.contains(&(order.clone(), (*sku).clone())))
+            .filter_map(|sku| owner.get(sku))
+            .collect();
+        let products: Vec<&String> = products.into_iter().take(20).collect();
+        for a in &products {
+            for b in products.iter().filter(|b| *b != a) {
+                *pairs.entry(((*a).clone(), (*b).clone())).or_default() += 1;
+            }
+        }
+    }
+    let mut partners: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    for ((a, b), n) in pairs {
+        partners.entry(a).or_default().push((b, n));
+    }
+    for list in partners.values_mut() {
+        list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(b1.cmp(b2)));
+        list.truncate(30);
     }
     let mut interest: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
     for (sku, hour, qty) in ordered {
@@ -414,6 +494,7 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
         ratings: stars,
         interest,
         from_views,
+        partners,
     }
 }
 

@@ -1,0 +1,58 @@
+//! Recommendations maintained as views (issue 25, ADR 0015): each is a [`crate::view::View`]
+//! whose documents are a product's (or a category's) ranked list, kept exact under retractions.
+//!
+//! - [`also_bought`]: products bought in the same paid orders, by co-purchase count; a
+//!   cancellation, a returned line or the buyer's erasure takes the order's contribution back.
+//!
+//! Shared here: [`top_k`], the ranking every list uses, in two levels so that a product with
+//! thousands of partners (a bestseller is in everyone's basket) re-ranks a sixteenth of them per
+//! change, not all.
+
+pub mod also_bought;
+
+use differential_dataflow::VecCollection;
+use differential_dataflow::hashable::Hashable;
+
+/// Buckets of the first level of [`top_k`].
+pub const TOP_K_BUCKETS: u64 = 16;
+
+/// Per key, its `k` items with the highest scores (ties: the smaller item first), highest first.
+/// `scored` holds `((key, item), score)` with at most one score per (key, item).
+///
+/// Two levels: the best `k` of each of [`TOP_K_BUCKETS`] buckets of items (by hash), then the
+/// best `k` of those. A change to one item's score re-ranks its bucket and the key's
+/// `16 · k` finalists, instead of every item of the key.
+pub fn top_k<'s>(
+    scored: VecCollection<'s, u64, ((String, String), u64)>,
+    k: usize,
+) -> VecCollection<'s, u64, (String, Vec<(String, u64)>)> {
+    scored
+        .map(|((key, item), score)| {
+            let bucket = item.hashed() % TOP_K_BUCKETS;
+            ((key, bucket), (std::cmp::Reverse(score), item))
+        })
+        .reduce_named(
+            "TopKBucket",
+            move |_key, items: &[(&(std::cmp::Reverse<u64>, String), isize)], out| {
+                // In (score descending, item) order already: the first k are the best.
+                for (item, _) in items.iter().filter(|(_, n)| *n > 0).take(k) {
+                    out.push(((*item).clone(), 1isize));
+                }
+            },
+        )
+        .map(|((key, _bucket), ranked)| (key, ranked))
+        .reduce_named(
+            "TopK",
+            move |_key, items: &[(&(std::cmp::Reverse<u64>, String), isize)], out| {
+                let best: Vec<(String, u64)> = items
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .take(k)
+                    .map(|((score, item), _)| (item.clone(), score.0))
+                    .collect();
+                if !best.is_empty() {
+                    out.push((best, 1isize));
+                }
+            },
+        )
+}
