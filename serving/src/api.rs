@@ -32,8 +32,8 @@ pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 100;
 
 #[derive(Clone)]
-struct Serving {
-    store: Arc<dyn Store>,
+pub(crate) struct Serving {
+    pub(crate) store: Arc<dyn Store>,
     auth: Authenticator,
 }
 
@@ -41,6 +41,10 @@ struct Serving {
 pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
     Router::new()
         .route("/v1/products/{id}", get(get_product))
+        .route(
+            "/v1/products/{id}/recommendations",
+            get(crate::recommendations::product_recommendations),
+        )
         .route("/v1/inventory/{sku}", get(get_inventory))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/users/{id}/orders", get(get_user_orders))
@@ -59,7 +63,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn not_found(what: &str, id: &str) -> Self {
+    pub(crate) fn not_found(what: &str, id: &str) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
@@ -167,7 +171,12 @@ async fn get_product(
 
 /// The maintained views shoppers may read without a token (ADR 0010). A view that holds anything
 /// personal gets a route of its own, with authorization, instead of a place here.
-pub const PUBLIC_VIEWS: &[&str] = &["product_ratings", "search_documents", "product_popularity"];
+pub const PUBLIC_VIEWS: &[&str] = &[
+    "product_ratings",
+    "search_documents",
+    "product_popularity",
+    "also_bought",
+];
 
 async fn get_view(
     State(s): State<Serving>,

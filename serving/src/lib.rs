@@ -7,6 +7,8 @@
 //! - [`auth`]: bearer tokens for shoppers and the operator key (the `emporium-auth` crate,
 //!   shared with ingest's producer tokens);
 //! - [`api`]: the read routes and `/openapi.json`;
+//! - [`recommendations`]: `GET /v1/products/{id}/recommendations` from the recommendation
+//!   views (ADR 0015);
 //! - [`search`]: `GET /v1/search` and `GET /v1/suggest` over the search index (ADR 0013).
 //!
 //! The store's contract (idempotent upserts by `seq`, positions after documents) and the choice
@@ -15,6 +17,7 @@
 pub mod api;
 pub use emporium_auth as auth;
 pub mod metrics;
+pub mod recommendations;
 pub mod search;
 pub mod store;
 pub mod views;
