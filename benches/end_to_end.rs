@@ -27,6 +27,11 @@
 //! new and changed titles and descriptions); and compares the rate kept up with the latest run
 //! without search (`end_to_end.json`: at most 10% lower); its report is `end_to_end_search`.
 //!
+//! The recommendation views (issue 25, ADR 0015) run as every maintained view does: their
+//! documents are in the round's store write, so freshness covers a purchase's *also bought*.
+//! `EMPORIUM_BENCH_RECS=0` runs without them (report `end_to_end_without_recs`); a run with them
+//! compares its rate kept up with the latest such run (at most 10% lower).
+//!
 //! Run: `cargo bench --bench end_to_end` (add `-- --quick` for a smoke run). Writes
 //! `<target dir>/bench-results/end_to_end.json` (see `support::Report`).
 
@@ -61,6 +66,8 @@ const SOURCE_DECISION: &str = "README Numbers, end to end (end_to_end): decision
 const TARGET_SEARCH_FRESHNESS_P99: Duration = Duration::from_secs(1);
 const SOURCE_SEARCH_FRESHNESS: &str = "README Numbers, search freshness (end_to_end with EMPORIUM_BENCH_SEARCH=1): a price change or a sell-out searchable p99 <= 1 s under >= 100k events/s; slos.md, Search freshness";
 const TARGET_SEARCH_KEPT_UP_RATIO: f64 = 0.9;
+const TARGET_RECS_KEPT_UP_RATIO: f64 = 0.9;
+const SOURCE_RECS_KEPT_UP: &str = "README Numbers, recommendations (end_to_end, then with EMPORIUM_BENCH_RECS=0): the end-to-end rate kept up within 10% with the recommendation dataflows on; issue 25";
 const SOURCE_SEARCH_KEPT_UP: &str = "README Numbers, search freshness: the end-to-end rate kept up drops at most 10% with search on; slos.md, Search freshness";
 
 struct Measured {
@@ -77,9 +84,15 @@ struct Measured {
     kept_up: bool,
 }
 
-/// The default pipeline, with `EMPORIUM_BENCH_LATENESS_MS` overriding the allowed lateness.
+/// The default pipeline, with `EMPORIUM_BENCH_LATENESS_MS` overriding the allowed lateness and
+/// `EMPORIUM_BENCH_RECS=0` leaving the recommendation views out.
 fn pipeline_config() -> PipelineConfig {
     let mut config = PipelineConfig::default();
+    if !recs_on() {
+        config
+            .views
+            .retain(|v| !emporium_dataflows::recs::VIEWS.contains(&v.name));
+    }
     if let Some(ms) = std::env::var("EMPORIUM_BENCH_LATENESS_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -138,13 +151,19 @@ async fn main() {
         "end to end: ingest → log → timely pipeline → store",
         &format!(
             "{products} products, 1M users; generator over HTTP at fixed rates for {seconds} s each \
-             ({}); embedded log and store; 2 workers; lateness {} ms",
+             ({}); embedded log and store; 2 workers; lateness {} ms; views: {}",
             if live {
                 "generating while it sends"
             } else {
                 "traffic generated before each window"
             },
-            pipeline_config().allowed_lateness.num_milliseconds()
+            pipeline_config().allowed_lateness.num_milliseconds(),
+            pipeline_config()
+                .views
+                .iter()
+                .map(|v| v.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     );
     let dir = tempfile::tempdir().expect("tempdir");
@@ -525,7 +544,24 @@ async fn main() {
         SOURCE_DECISION,
     );
     match &search {
-        None => report.finish(),
+        None if !recs_on() => report.finish_as("end_to_end_without_recs"),
+        None => {
+            // Against the latest run without the recommendation views, on this machine.
+            let without = best_of("end_to_end_without_recs");
+            println!(
+                "   rate kept up without the recommendation views (latest end_to_end_without_recs.json): {}",
+                without.map_or("none".into(), fmt_rate)
+            );
+            report.target(
+                "kept_up_ratio_to_without_recs",
+                without.map_or(f64::NAN, |w| best / w),
+                "x",
+                Op::AtLeast,
+                TARGET_RECS_KEPT_UP_RATIO,
+                SOURCE_RECS_KEPT_UP,
+            );
+            report.finish()
+        }
         Some(index) => {
             let s = index.stats();
             println!(
@@ -559,7 +595,7 @@ async fn main() {
                 "s",
             );
             // Against the latest run without search, on this machine.
-            let without = without_search_best();
+            let without = best_of("end_to_end");
             println!(
                 "   rate kept up without search (latest end_to_end.json): {}",
                 without.map_or("none".into(), fmt_rate)
@@ -582,13 +618,18 @@ fn search_on() -> bool {
     std::env::var("EMPORIUM_BENCH_SEARCH").is_ok_and(|v| v == "1")
 }
 
-/// The highest rate kept up in the latest `end_to_end.json` (the run without search), if it was
-/// as full a run as this one.
-fn without_search_best() -> Option<f64> {
+/// Whether the recommendation views run (`EMPORIUM_BENCH_RECS=0`: not).
+fn recs_on() -> bool {
+    std::env::var("EMPORIUM_BENCH_RECS").map_or(true, |v| v != "0")
+}
+
+/// The highest rate kept up in the latest `<report>.json` (e.g. `end_to_end`, the run without
+/// search), if it was as full a run as this one.
+fn best_of(report: &str) -> Option<f64> {
     let path = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from("target"))
-        .join("bench-results/end_to_end.json");
+        .join(format!("bench-results/{report}.json"));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     if json["quick"].as_bool() != Some(quick()) {
         return None;

@@ -55,5 +55,6 @@ pub fn views() -> Vec<view::Spec> {
         view::Spec::of::<search::SearchDocuments>(),
         view::Spec::of::<popularity::ProductPopularity>(),
         view::Spec::of::<recs::also_bought::AlsoBought>(),
+        view::Spec::of::<recs::user_purchases::UserPurchases>(),
     ]
 }

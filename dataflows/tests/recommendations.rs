@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{TimeZone, Utc};
 use emporium_dataflows::recs::also_bought::{AlsoBought, MAX_BASKET, Partners, TOP_K};
+use emporium_dataflows::recs::user_purchases::{Purchases, RECENT, UserPurchases};
 use emporium_dataflows::view::evaluate;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::accounts::UserErased;
@@ -98,7 +99,90 @@ fn fold(events: &[Event]) -> HashMap<String, Partners> {
     partners
 }
 
+/// The expected recent purchases of every user with any, and the erased users' tombstones: the
+/// products of their counted orders (the rule above), by when the order was first paid, latest
+/// first (ties: the larger product id first), each once, at most 20.
+fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
+    let mut listing: HashMap<String, (usize, Vec<String>)> = HashMap::new();
+    let mut lines: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    let mut paid: HashMap<String, usize> = HashMap::new();
+    let (mut cancelled, mut erased) = (HashSet::new(), HashSet::new());
+    let mut returned: HashSet<(String, String)> = HashSet::new();
+    for (i, e) in events.iter().enumerate() {
+        match &e.payload {
+            Payload::ProductUpserted(p) => {
+                listing.insert(p.product_id.clone(), (i, p.skus.clone()));
+            }
+            Payload::OrderPlaced(o) => {
+                let basket = lines.entry(o.order_id.clone()).or_default();
+                for line in &o.lines {
+                    basket.insert((o.user_id.clone(), line.sku.clone()));
+                }
+            }
+            Payload::PaymentAuthorized(p) => {
+                paid.entry(p.order_id.clone()).or_insert(i + 1);
+            }
+            Payload::OrderCancelled(c) => {
+                cancelled.insert(c.order_id.clone());
+            }
+            Payload::ReturnRequested(r) => {
+                for line in &r.lines {
+                    returned.insert((r.order_id.clone(), line.sku.clone()));
+                }
+            }
+            Payload::UserErased(u) => {
+                erased.insert(u.user_id.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut owner: HashMap<&str, (usize, &str)> = HashMap::new();
+    for (product, (at, skus)) in &listing {
+        for sku in skus {
+            let o = owner.entry(sku).or_insert((*at, product));
+            if *at > o.0 {
+                *o = (*at, product);
+            }
+        }
+    }
+    let mut latest: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
+    for (order, basket) in &lines {
+        let Some(seq) = paid.get(order) else { continue };
+        if cancelled.contains(order) {
+            continue;
+        }
+        for (user, sku) in basket {
+            if erased.contains(user) || returned.contains(&(order.clone(), sku.clone())) {
+                continue;
+            }
+            if let Some((_, product)) = owner.get(sku.as_str()) {
+                let at = latest.entry(user).or_default().entry(product).or_insert(0);
+                *at = (*at).max(*seq);
+            }
+        }
+    }
+    let mut users: HashMap<String, Purchases> = latest
+        .into_iter()
+        .map(|(user, products)| {
+            let mut products: Vec<(usize, &str)> =
+                products.into_iter().map(|(p, seq)| (seq, p)).collect();
+            products.sort_by(|a, b| b.cmp(a));
+            let recent = products.iter().take(RECENT).map(|(_, p)| p.to_string());
+            (user.to_string(), Purchases::Recent(recent.collect()))
+        })
+        .collect();
+    for user in erased {
+        users.insert(user, Purchases::Erased);
+    }
+    users
+}
+
 fn assert_same(events: &[Event]) {
+    assert_eq!(
+        evaluate::<UserPurchases>(events),
+        fold_users(events),
+        "user purchases"
+    );
     let got = evaluate::<AlsoBought>(events);
     let want = fold(events);
     for (product, partners) in &want {

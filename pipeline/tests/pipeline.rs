@@ -273,6 +273,7 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         interest,
         from_views,
         partners,
+        users,
     } = reference_views(&partitions);
     assert!(ratings.len() > 10, "{} products reviewed", ratings.len());
     rt.block_on(async {
@@ -366,6 +367,25 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         "{} products bought together",
         partners.len()
     );
+    // The user_purchases view against the same fold.
+    rt.block_on(async {
+        for (user, want) in &users {
+            let doc = store.view("user_purchases", user).await.expect("read");
+            let doc = doc.unwrap_or_else(|| panic!("user_purchases of {user} missing"));
+            let got: serde_json::Value = serde_json::from_slice(&doc.json).expect("json");
+            assert_eq!(&got, want, "{user}");
+        }
+    });
+    let stored = rt
+        .block_on(store.scan_view("user_purchases", None, 10_000_000))
+        .expect("scan");
+    let live = stored.iter().filter(|(_, d)| d.json.as_ref() != b"null");
+    assert_eq!(
+        live.count(),
+        users.len(),
+        "user_purchases beyond the fold's"
+    );
+    assert!(users.len() > 10, "{} users bought", users.len());
     assert!(
         products > 10 && skus > 10 && orders > 10,
         "{products} {skus} {orders}"
@@ -385,6 +405,8 @@ struct Applied {
     from_views: u64,
     /// Per product, its also-bought partners, best first (the rule in `dataflows/src/recs`).
     partners: BTreeMap<String, Vec<(String, u64)>>,
+    /// Per user, the `user_purchases` document.
+    users: BTreeMap<String, serde_json::Value>,
 }
 
 fn reference_views(partitions: &[Vec<Event>]) -> Applied {
@@ -405,10 +427,12 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
     let mut baskets: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
     let (mut paid, mut gone, mut erased) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     let mut returned: BTreeSet<(String, String)> = BTreeSet::new();
-    for (_, event) in decider.take_view_events() {
+    let mut paid_at: BTreeMap<String, u64> = BTreeMap::new();
+    for (seq, event) in decider.take_view_events() {
         match &event.payload {
             Payload::PaymentAuthorized(p) => {
                 paid.insert(p.order_id.clone());
+                paid_at.entry(p.order_id.clone()).or_insert(seq);
             }
             Payload::OrderCancelled(c) => {
                 gone.insert(c.order_id.clone());
@@ -446,6 +470,7 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
         }
     }
     let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut latest: BTreeMap<&String, BTreeMap<&String, u64>> = BTreeMap::new();
     for (order, (user, skus)) in &baskets {
         if !paid.contains(order) || gone.contains(order) || erased.contains(user) {
             continue;
@@ -455,6 +480,10 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
             .filter(|sku| !returned.contains(&(order.clone(), (*sku).clone())))
             .filter_map(|sku| owner.get(sku))
             .collect();
+        for product in &products {
+            let at = latest.entry(user).or_default().entry(*product).or_default();
+            *at = (*at).max(paid_at[order]);
+        }
         let products: Vec<&String> = products.into_iter().take(20).collect();
         for a in &products {
             for b in products.iter().filter(|b| *b != a) {
@@ -469,6 +498,23 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
     for list in partners.values_mut() {
         list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(b1.cmp(b2)));
         list.truncate(30);
+    }
+    // Recent purchases: latest paid first (ties: the larger id first), at most 20; the erased
+    // have a tombstone.
+    let mut users: BTreeMap<String, serde_json::Value> = latest
+        .into_iter()
+        .map(|(user, products)| {
+            let mut products: Vec<(u64, &String)> =
+                products.into_iter().map(|(p, seq)| (seq, p)).collect();
+            products.sort_by(|a, b| b.cmp(a));
+            let recent: Vec<&String> = products.iter().take(20).map(|(_, p)| *p).collect();
+            let doc = serde_json::json!({"user_id": user, "recent_purchases": recent});
+            (user.clone(), doc)
+        })
+        .collect();
+    for user in erased {
+        let doc = serde_json::json!({"user_id": user, "erased": true});
+        users.insert(user, doc);
     }
     let mut interest: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
     for (sku, hour, qty) in ordered {
@@ -495,6 +541,7 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
         interest,
         from_views,
         partners,
+        users,
     }
 }
 

@@ -45,6 +45,10 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
             "/v1/products/{id}/recommendations",
             get(crate::recommendations::product_recommendations),
         )
+        .route(
+            "/v1/users/{id}/recommendations",
+            get(crate::recommendations::user_recommendations),
+        )
         .route("/v1/inventory/{sku}", get(get_inventory))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/users/{id}/orders", get(get_user_orders))
@@ -71,7 +75,7 @@ impl ApiError {
         }
     }
 
-    fn forbidden(message: String) -> Self {
+    pub(crate) fn forbidden(message: String) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
             code: "forbidden",
@@ -143,7 +147,7 @@ fn json_bytes(body: Bytes) -> Response {
 
 /// The authenticated caller of a request, from its `Authorization` header (read in place, not
 /// copied out of the request).
-struct Caller(Principal);
+pub(crate) struct Caller(pub(crate) Principal);
 
 impl FromRequestParts<Serving> for Caller {
     type Rejection = ApiError;
@@ -227,6 +231,9 @@ async fn get_order(
             "order {id:?} belongs to another user"
         )));
     }
+    if erased(&s, &doc.user_id).await? {
+        return Err(ApiError::not_found("order", &id));
+    }
     Ok(json_bytes(doc.json))
 }
 
@@ -265,6 +272,9 @@ async fn get_user_orders(
             }
         },
     };
+    if erased(&s, &user).await? {
+        return Err(ApiError::not_found("user", &user));
+    }
     let started = Instant::now();
     let page = s
         .store
@@ -272,6 +282,16 @@ async fn get_user_orders(
         .await?;
     metrics::read("user_orders", started.elapsed());
     Ok(Json(json!({"user_id": user, "orders": page.orders, "next": page.next})).into_response())
+}
+
+/// Whether `user` asked to be forgotten (`user_erased`): the tombstone the `user_purchases` view
+/// keeps for them (ADR 0015). Their per-user answers are 404 from then on.
+pub(crate) async fn erased(s: &Serving, user: &str) -> Result<bool, ApiError> {
+    let doc = s.store.view("user_purchases", user).await?;
+    Ok(doc.is_some_and(|d| {
+        serde_json::from_slice::<serde_json::Value>(&d.json)
+            .is_ok_and(|v| v["erased"] == serde_json::Value::Bool(true))
+    }))
 }
 
 async fn get_openapi() -> Response {

@@ -1,5 +1,16 @@
-//! `GET /v1/products/{id}/recommendations` (issue 25, ADR 0015): a product's recommendations
-//! from the views the dataflows maintain (`also_bought` so far), each candidate checked against
+//! `GET /v1/products/{id}/recommendations` and `GET /v1/users/{id}/recommendations` (issue 25,
+//! ADR 0015).
+//!
+//! A product's recommendations come from the views the dataflows maintain (`also_bought` so
+//! far). A user's are composed at read time, as Amazon's item-to-item recommender does (its
+//! online cost depends on the user's history, not on the catalog or the customers): the user's
+//! recent purchases (`user_purchases`), most recent first with weight 1/(rank + 1), each
+//! lending its `also_bought` partners that weight times their co-purchase count; products the
+//! user already bought are left out. Personal: the shopper's own token or the operator key. An
+//! erased user is 404; a user with no purchases yet gets an empty list (`cold: true`) until the
+//! content-based and trending lists exist.
+//!
+//! Every candidate is checked against
 //! its product document at read time, so a product that has just gone out of stock or been
 //! discontinued is left out (unless `include_unavailable=true`) without waiting for the
 //! recommendation to change. Public, like the catalog.
@@ -15,7 +26,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, Serving};
+use std::collections::HashMap;
+
+use crate::api::{ApiError, Caller, Serving};
 use crate::metrics;
 use crate::views::ProductView;
 
@@ -72,6 +85,127 @@ fn parse(q: &RecommendationQuery) -> Result<(&'static str, usize, bool), ApiErro
     Ok((kind, limit, include_unavailable))
 }
 
+/// The recent purchases a user's recommendations start from.
+pub const USER_BASIS: usize = 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserRecommendationQuery {
+    limit: Option<String>,
+    include_unavailable: Option<String>,
+}
+
+pub(crate) async fn user_recommendations(
+    Caller(who): Caller,
+    State(s): State<Serving>,
+    Path(user): Path<String>,
+    query: Result<Query<UserRecommendationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected ?limit=<1..{MAX_LIMIT}>&include_unavailable=<true|false>, each at most \
+             once: {}",
+            e.body_text()
+        ))
+    })?;
+    let (_, limit, include_unavailable) = parse(&RecommendationQuery {
+        kind: None,
+        limit: q.limit,
+        include_unavailable: q.include_unavailable,
+    })?;
+    if !who.may_read(&user) {
+        return Err(ApiError::forbidden(format!(
+            "the recommendations of user {user:?} belong to another user"
+        )));
+    }
+    let started = Instant::now();
+    let doc = s.store.view("user_purchases", &user).await?;
+    let mut seq = doc.as_ref().map_or(0, |d| d.seq);
+    let history: Value = doc
+        .and_then(|d| serde_json::from_slice(&d.json).ok())
+        .unwrap_or(Value::Null);
+    // The tombstone of an erased user (`crate::api::erased` reads the same).
+    if history["erased"] == Value::Bool(true) {
+        return Err(ApiError::not_found("user", &user));
+    }
+    let bought: Vec<String> = history["recent_purchases"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Each recent purchase lends its partners its weight times their co-purchase count.
+    let mut scores: HashMap<String, f64> = HashMap::new();
+    for (rank, product) in bought.iter().take(USER_BASIS).enumerate() {
+        let Some(list) = s.store.view("also_bought", product).await? else {
+            continue;
+        };
+        seq = seq.max(list.seq);
+        let weight = 1.0 / (rank + 1) as f64;
+        for c in candidates(&list.json, "also_bought") {
+            if !bought.contains(&c.product_id) {
+                *scores.entry(c.product_id).or_default() += weight * c.orders as f64;
+            }
+        }
+    }
+    let mut ranked: Vec<(String, f64)> = scores.into_iter().collect();
+    ranked.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.cmp(b)));
+    let out = available(&s, ranked, limit, include_unavailable).await?;
+    metrics::read("user_recommendations", started.elapsed());
+    Ok(Json(json!({
+        "user_id": user,
+        "seq": seq,
+        "cold": bought.is_empty(),
+        "based_on": bought.iter().take(USER_BASIS).collect::<Vec<_>>(),
+        "recommendations": out,
+    }))
+    .into_response())
+}
+
+/// The entries of a stored list, or none when it does not parse.
+fn candidates(json: &[u8], kind: &str) -> Vec<Candidate> {
+    serde_json::from_slice::<Value>(json)
+        .ok()
+        .and_then(|v| v.get(kind).cloned())
+        .and_then(|list| serde_json::from_value::<Vec<Candidate>>(list).ok())
+        .unwrap_or_default()
+}
+
+/// The first `limit` of `ranked` with a product document, each with its title, price and units
+/// available; without `include_unavailable`, discontinued and out-of-stock products left out.
+async fn available<S: Into<Value>>(
+    s: &Serving,
+    ranked: Vec<(String, S)>,
+    limit: usize,
+    include_unavailable: bool,
+) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::with_capacity(limit);
+    for (candidate, score) in ranked {
+        if out.len() == limit {
+            break;
+        }
+        let Some(product) = s.store.product(&candidate).await? else {
+            continue;
+        };
+        let Ok(product) = serde_json::from_slice::<ProductView>(&product.json) else {
+            continue;
+        };
+        if !include_unavailable && (product.discontinued || product.available <= 0) {
+            continue;
+        }
+        out.push(json!({
+            "product_id": candidate,
+            "score": score.into(),
+            "title": product.title,
+            "price": product.price,
+            "available": product.available,
+        }));
+    }
+    Ok(out)
+}
+
 pub(crate) async fn product_recommendations(
     State(s): State<Serving>,
     Path(id): Path<String>,
@@ -92,39 +226,14 @@ pub(crate) async fn product_recommendations(
     }
     let doc = s.store.view(kind, &id).await?;
     let seq = doc.as_ref().map_or(0, |d| d.seq);
-    let ranked: Vec<(String, u64)> = match &doc {
-        Some(d) => serde_json::from_slice::<Value>(&d.json)
-            .ok()
-            .and_then(|v| v.get(kind).cloned())
-            .and_then(|list| serde_json::from_value::<Vec<Candidate>>(list).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| (c.product_id, c.orders))
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut out = Vec::with_capacity(limit);
-    for (candidate, score) in ranked {
-        if out.len() == limit {
-            break;
-        }
-        let Some(product) = s.store.product(&candidate).await? else {
-            continue;
-        };
-        let Ok(product) = serde_json::from_slice::<ProductView>(&product.json) else {
-            continue;
-        };
-        if !include_unavailable && (product.discontinued || product.available <= 0) {
-            continue;
-        }
-        out.push(json!({
-            "product_id": candidate,
-            "score": score,
-            "title": product.title,
-            "price": product.price,
-            "available": product.available,
-        }));
-    }
+    let ranked: Vec<(String, u64)> = doc
+        .as_ref()
+        .map(|d| candidates(&d.json, kind))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.product_id, c.orders))
+        .collect();
+    let out = available(&s, ranked, limit, include_unavailable).await?;
     metrics::read("recommendations", started.elapsed());
     Ok(Json(json!({
         "product_id": id,

@@ -55,11 +55,22 @@ async fn fixture() -> Fixture {
         seq: 9,
         view: order("o-bob", "bob", 1),
     });
+    // Eve asked to be forgotten: her order is still in the store, her tombstone too.
+    upserts.push(Upsert::Order {
+        seq: 10,
+        view: order("o-eve", "eve", 2),
+    });
+    upserts.push(Upsert::View {
+        view: "user_purchases".into(),
+        key: "eve".into(),
+        seq: 11,
+        json: br#"{"user_id":"eve","erased":true}"#.to_vec().into(),
+    });
     store
         .apply(WriteBatch {
             upserts,
             positions: vec![6],
-            seq: 9,
+            seq: 11,
             writer: 0,
         })
         .await
@@ -233,4 +244,27 @@ async fn the_openapi_document_lists_every_read_route() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn an_erased_users_orders_are_404_to_everyone() {
+    let f = fixture().await;
+    let eve = f
+        .auth
+        .shopper_token("eve", std::time::Duration::from_secs(600));
+    for token in [eve.as_str(), "operator-key-of-the-tests"] {
+        for path in ["/v1/orders/o-eve", "/v1/users/eve/orders"] {
+            let (status, body, _) = f.get(path, Some(token)).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (404, Some("not_found")),
+                "{path}"
+            );
+        }
+    }
+    // Others are untouched.
+    let (status, _, _) = f
+        .get("/v1/orders/o-bob", Some("operator-key-of-the-tests"))
+        .await;
+    assert_eq!(status, 200);
 }

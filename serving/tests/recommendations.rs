@@ -1,6 +1,8 @@
-//! `GET /v1/products/{id}/recommendations` over a real embedded store, through real HTTP: the
-//! stored list in its order, unavailable products left out at read time unless asked for, the
-//! document's `seq`, and a 400 naming each bad parameter.
+//! `GET /v1/products/{id}/recommendations` and `GET /v1/users/{id}/recommendations` over a real
+//! embedded store, through real HTTP: the stored list in its order, unavailable products left out
+//! at read time unless asked for, the document's `seq`, a 400 naming each bad parameter; a user's
+//! list composed from their recent purchases' lists without what they bought, only for them or
+//! the operator, 404 once they are erased.
 
 use std::sync::Arc;
 
@@ -31,7 +33,16 @@ fn product(id: &str, available: i64, discontinued: bool) -> Upsert {
     }
 }
 
-async fn serve() -> (String, tempfile::TempDir) {
+fn view(view: &str, key: &str, seq: u64, json: Value) -> Upsert {
+    Upsert::View {
+        view: view.into(),
+        key: key.into(),
+        seq,
+        json: serde_json::to_vec(&json).expect("json").into(),
+    }
+}
+
+async fn serve() -> (String, tempfile::TempDir, Authenticator) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(EmbeddedStore::open(dir.path()).expect("store"));
     let also_bought = json!({
@@ -53,12 +64,28 @@ async fn serve() -> (String, tempfile::TempDir) {
                 product("p-4", 9, true),
                 product("p-5", 1, false),
                 product("p-lonely", 1, false),
-                Upsert::View {
-                    view: "also_bought".into(),
-                    key: "p-1".into(),
-                    seq: 42,
-                    json: serde_json::to_vec(&also_bought).expect("json").into(),
-                },
+                view("also_bought", "p-1", 42, also_bought),
+                view(
+                    "also_bought",
+                    "p-2",
+                    40,
+                    json!({"product_id": "p-2", "also_bought": [
+                        {"product_id": "p-1", "orders": 3},
+                        {"product_id": "p-5", "orders": 2},
+                    ]}),
+                ),
+                view(
+                    "user_purchases",
+                    "alice",
+                    41,
+                    json!({"user_id": "alice", "recent_purchases": ["p-1", "p-2"]}),
+                ),
+                view(
+                    "user_purchases",
+                    "bob",
+                    43,
+                    json!({"user_id": "bob", "erased": true}),
+                ),
             ],
             positions: vec![1],
             seq: 42,
@@ -71,7 +98,7 @@ async fn serve() -> (String, tempfile::TempDir) {
         "operator-key-of-the-tests",
     )
     .expect("keys");
-    let router = api::router(store as Arc<dyn Store>, auth);
+    let router = api::router(store as Arc<dyn Store>, auth.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -79,11 +106,19 @@ async fn serve() -> (String, tempfile::TempDir) {
     tokio::spawn(async move {
         axum::serve(listener, router).await.expect("serve");
     });
-    (base, dir)
+    (base, dir, auth)
 }
 
 async fn get(base: &str, path: &str) -> (u16, Value) {
-    let resp = reqwest::get(format!("{base}{path}")).await.expect("send");
+    get_as(base, path, None).await
+}
+
+async fn get_as(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("send");
     let status = resp.status().as_u16();
     (status, resp.json().await.expect("JSON body"))
 }
@@ -99,7 +134,7 @@ fn ids(body: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn unavailable_products_are_left_out_unless_asked_for() {
-    let (base, _dir) = serve().await;
+    let (base, _dir, _) = serve().await;
     let path = "/v1/products/p-1/recommendations";
     let (status, body) = get(&base, path).await;
     assert_eq!(status, 200, "{body}");
@@ -129,7 +164,7 @@ async fn unavailable_products_are_left_out_unless_asked_for() {
 
 #[tokio::test]
 async fn a_product_without_purchases_has_none_and_an_unknown_one_is_404() {
-    let (base, _dir) = serve().await;
+    let (base, _dir, _) = serve().await;
     let (status, body) = get(&base, "/v1/products/p-lonely/recommendations").await;
     assert_eq!(
         (status, ids(&body).len(), body["seq"].as_u64()),
@@ -144,7 +179,7 @@ async fn a_product_without_purchases_has_none_and_an_unknown_one_is_404() {
 
 #[tokio::test]
 async fn bad_parameters_are_400_naming_them() {
-    let (base, _dir) = serve().await;
+    let (base, _dir, _) = serve().await;
     for (query, named) in [
         ("kind=similar_ish", "kind"),
         ("limit=0", "limit"),
@@ -163,4 +198,55 @@ async fn bad_parameters_are_400_naming_them() {
         );
         assert!(message.contains(named), "{query}: {message}");
     }
+}
+
+#[tokio::test]
+async fn a_user_gets_their_purchases_lists_without_what_they_bought() {
+    let (base, _dir, auth) = serve().await;
+    let token = |user: &str| auth.shopper_token(user, std::time::Duration::from_secs(600));
+    let path = "/v1/users/alice/recommendations";
+    let (status, body) = get_as(&base, path, Some(&token("alice"))).await;
+    assert_eq!(status, 200, "{body}");
+    // p-1 (weight 1) lends p-3 5, p-4 3, p-gone 2, p-5 1; p-2 (weight 1/2) lends p-5 2 × 1/2;
+    // p-1 and p-2 are bought; p-3 is out of stock, p-4 discontinued, p-gone has no document.
+    assert_eq!(ids(&body), ["p-5"]);
+    assert_eq!(body["recommendations"][0]["score"], json!(2.0));
+    assert_eq!(
+        (&body["seq"], &body["cold"], &body["based_on"]),
+        (&json!(42), &json!(false), &json!(["p-1", "p-2"]))
+    );
+    let (_, body) = get_as(
+        &base,
+        &format!("{path}?include_unavailable=true"),
+        Some("operator-key-of-the-tests"),
+    )
+    .await;
+    assert_eq!(ids(&body), ["p-3", "p-4", "p-5"]);
+    let (status, body) = get_as(&base, &format!("{path}?limit=0"), Some(&token("alice"))).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn only_the_user_or_the_operator_and_an_erased_user_is_404() {
+    let (base, _dir, auth) = serve().await;
+    let token = |user: &str| auth.shopper_token(user, std::time::Duration::from_secs(600));
+    let path = "/v1/users/alice/recommendations";
+    assert_eq!(get_as(&base, path, None).await.0, 401);
+    assert_eq!(get_as(&base, path, Some(&token("carol"))).await.0, 403);
+    let (status, body) = get_as(&base, "/v1/users/bob/recommendations", Some(&token("bob"))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    // A user who bought nothing yet: cold, nothing to recommend from purchases.
+    let (status, body) = get_as(
+        &base,
+        "/v1/users/carol/recommendations",
+        Some(&token("carol")),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["cold"], ids(&body).len()),
+        (200, &json!(true), 0)
+    );
 }

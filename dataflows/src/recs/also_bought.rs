@@ -59,8 +59,10 @@ pub enum BoughtRow {
         user: String,
         sku: String,
     },
+    /// A payment for an order, the `seq`-th step (the purchase's time, for recency).
     Paid {
         order: String,
+        seq: u64,
     },
     Cancelled {
         order: String,
@@ -116,6 +118,7 @@ impl View for AlsoBought {
             Payload::PaymentAuthorized(p) => out.push((
                 BoughtRow::Paid {
                     order: p.order_id.clone(),
+                    seq,
                 },
                 1,
             )),
@@ -145,48 +148,8 @@ impl View for AlsoBought {
     fn maintain<'s>(
         rows: VecCollection<'s, u64, BoughtRow>,
     ) -> VecCollection<'s, u64, (String, Partners)> {
-        let owners = sku_owners(rows.clone().flat_map(|row| match row {
-            BoughtRow::Listed { product, seq, skus } => Some((product, (seq, skus))),
-            _ => None,
-        }));
-        let orders = |pick: fn(BoughtRow) -> Option<String>| rows.clone().flat_map(pick).distinct();
-        let paid = orders(|row| match row {
-            BoughtRow::Paid { order } => Some(order),
-            _ => None,
-        });
-        let cancelled = orders(|row| match row {
-            BoughtRow::Cancelled { order } => Some(order),
-            _ => None,
-        });
-        let erased = orders(|row| match row {
-            BoughtRow::Erased { user } => Some(user),
-            _ => None,
-        });
-        let returned = rows
-            .clone()
-            .flat_map(|row| match row {
-                BoughtRow::Returned { order, sku } => Some((order, sku)),
-                _ => None,
-            })
-            .distinct();
-        // The lines that count: of paid orders, not cancelled, not returned, not of an erased
-        // user; credited to the sku's owner, once per product and order.
-        let baskets = rows
-            .flat_map(|row| match row {
-                BoughtRow::Line { order, user, sku } => Some((user, (order, sku))),
-                _ => None,
-            })
-            .distinct()
-            .antijoin(erased)
-            .map(|(_user, (order, sku))| (order, sku))
-            .semijoin(paid)
-            .antijoin(cancelled)
-            .map(|line| (line, ()))
-            .antijoin(returned)
-            .map(|((order, sku), ())| (sku, order))
-            .join_map(owners, |_sku, order, product| {
-                (order.clone(), product.clone())
-            })
+        let baskets = purchases(rows)
+            .map(|(order, (_user, product))| (order, product))
             .distinct()
             .reduce_named(
                 "Basket",
@@ -216,4 +179,60 @@ impl View for AlsoBought {
                 .collect::<Vec<_>>(),
         })
     }
+}
+
+/// The purchases that count, `(order, (user, product))`, once each: the lines of paid orders, not
+/// cancelled, not returned, not of an erased user, credited to the sku's owner. Shared by the
+/// views that read [`BoughtRow`]s.
+pub(crate) fn purchases<'s>(
+    rows: VecCollection<'s, u64, BoughtRow>,
+) -> VecCollection<'s, u64, (String, (String, String))> {
+    let owners = sku_owners(rows.clone().flat_map(|row| match row {
+        BoughtRow::Listed { product, seq, skus } => Some((product, (seq, skus))),
+        _ => None,
+    }));
+    let keys = |pick: fn(BoughtRow) -> Option<String>| rows.clone().flat_map(pick).distinct();
+    let paid = keys(|row| match row {
+        BoughtRow::Paid { order, .. } => Some(order),
+        _ => None,
+    });
+    let cancelled = keys(|row| match row {
+        BoughtRow::Cancelled { order } => Some(order),
+        _ => None,
+    });
+    let erased = erased_users(rows.clone());
+    let returned = rows
+        .clone()
+        .flat_map(|row| match row {
+            BoughtRow::Returned { order, sku } => Some((order, sku)),
+            _ => None,
+        })
+        .distinct();
+    rows.flat_map(|row| match row {
+        BoughtRow::Line { order, user, sku } => Some((user, (order, sku))),
+        _ => None,
+    })
+    .distinct()
+    .antijoin(erased)
+    .map(|(user, (order, sku))| (order, (user, sku)))
+    .semijoin(paid)
+    .antijoin(cancelled)
+    .map(|(order, (user, sku))| ((order, sku), user))
+    .antijoin(returned)
+    .map(|((order, sku), user)| (sku, (order, user)))
+    .join_map(owners, |_sku, (order, user), product| {
+        (order.clone(), (user.clone(), product.clone()))
+    })
+    .distinct()
+}
+
+/// The users erased (`user_erased`), once each.
+pub(crate) fn erased_users<'s>(
+    rows: VecCollection<'s, u64, BoughtRow>,
+) -> VecCollection<'s, u64, String> {
+    rows.flat_map(|row| match row {
+        BoughtRow::Erased { user } => Some(user),
+        _ => None,
+    })
+    .distinct()
 }

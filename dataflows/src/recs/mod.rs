@@ -2,16 +2,27 @@
 //! whose documents are a product's (or a category's) ranked list, kept exact under retractions.
 //!
 //! - [`also_bought`]: products bought in the same paid orders, by co-purchase count; a
-//!   cancellation, a returned line or the buyer's erasure takes the order's contribution back.
+//!   cancellation, a returned line or the buyer's erasure takes the order's contribution back;
+//! - [`user_purchases`]: what each user bought lately (personal: served only to them), or a
+//!   tombstone once they are erased.
 //!
 //! Shared here: [`top_k`], the ranking every list uses, in two levels so that a product with
 //! thousands of partners (a bestseller is in everyone's basket) re-ranks a sixteenth of them per
 //! change, not all.
 
 pub mod also_bought;
+pub mod user_purchases;
+
+/// The names of the recommendation views (benchmarks run with and without them).
+pub const VIEWS: &[&str] = &[
+    also_bought::AlsoBought::NAME,
+    user_purchases::UserPurchases::NAME,
+];
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::hashable::Hashable;
+
+use crate::view::View;
 
 /// Buckets of the first level of [`top_k`].
 pub const TOP_K_BUCKETS: u64 = 16;

@@ -1,0 +1,213 @@
+//! What the recommendation views cost alone (issue 25, ADR 0015): the events/s their dataflows
+//! sustain on 2 timely workers, and the memory they hold per million paid orders.
+//!
+//! Workload: a generated shop (100k products, 1M users, shoppers with taste: `emporium_generator::
+//! taste`), its events fed to each view in `emporium_dataflows::recs::VIEWS` as the pipeline feeds
+//! them — on worker 0, the events the view reads, each at its own `seq`, in rounds of 10,000 shop
+//! events, each round run until the dataflow has passed it and its changed documents taken. The
+//! generation is not timed. Memory: the process's RSS growth over the run (mimalloc, as the
+//! binary), and the view's checkpoint (its input collection, consolidated), per million paid
+//! orders.
+//!
+//! Target (issue 25): the views must not hold the pipeline back: ≥ 120k shop events/s alone
+//! (the end-to-end rate kept up, so they are never its bottleneck). Memory is reported.
+//!
+//! Run: `cargo bench --bench recs_maintenance` (add `-- --quick` for a smoke run;
+//! `EMPORIUM_BENCH_EVENTS` sets the events). Writes `<target dir>/bench-results/recs_maintenance.json`.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use emporium_dataflows::view::Spec;
+use emporium_generator::{Generator, GeneratorConfig};
+use emporium_schemas::EventKind;
+use support::*;
+
+const ROUND: u64 = 10_000;
+const TARGET_EVENTS_PER_S: f64 = 120_000.0;
+const SOURCE: &str = "issue 25, Numbers: maintenance cost, events/s the recommendation dataflows sustain alone on 2 workers (at least the end-to-end rate kept up, 120k/s, so never the bottleneck)";
+
+/// What one view's run measured.
+struct Run {
+    events: u64,
+    fed: u64,
+    paid: u64,
+    took: Duration,
+    documents: u64,
+    state_bytes: usize,
+    rss_growth: u64,
+}
+
+/// The shop: 100k products and 1M users (a smoke run: 10k and 100k).
+fn shop() -> GeneratorConfig {
+    let (products, users) = if quick() {
+        (10_000, 100_000)
+    } else {
+        (100_000, 1_000_000)
+    };
+    GeneratorConfig {
+        products,
+        users,
+        ..GeneratorConfig::default()
+    }
+}
+
+fn run(spec: Spec, events: u64) -> Run {
+    let before = rss_bytes();
+    let done = Arc::new(AtomicBool::new(false));
+    let results = timely::execute(timely::Config::process(2), move |worker| {
+        let mut view = (spec.install)(worker);
+        if worker.index() != 0 {
+            view.close();
+            while !done.load(Ordering::Acquire) {
+                worker.step_or_park(Some(Duration::from_millis(1)));
+            }
+            return None;
+        }
+        let mut generator = Generator::new(shop()).expect("generator");
+        let (mut seq, mut fed, mut paid, mut documents) = (0u64, 0u64, 0u64, 0u64);
+        let mut took = Duration::ZERO;
+        let mut batch = Vec::with_capacity(ROUND as usize);
+        let mut left = events;
+        while left > 0 {
+            let n = left.min(ROUND);
+            left -= n;
+            batch.clear();
+            batch.extend((0..n).map(|_| generator.next_event()));
+            paid += batch
+                .iter()
+                .filter(|e| e.kind() == EventKind::PaymentAuthorized)
+                .count() as u64;
+            let started = Instant::now();
+            for event in &batch {
+                if (spec.reads)(event.kind()) {
+                    seq += 1;
+                    fed += 1;
+                    view.feed(seq, event);
+                }
+            }
+            view.advance_to(seq + 1);
+            while !view.passed(seq + 1) {
+                worker.step();
+            }
+            documents += view.take().len() as u64;
+            took += started.elapsed();
+        }
+        let state_bytes = view.state().expect("state").len();
+        let rss_growth = rss_bytes().saturating_sub(before);
+        view.close();
+        done.store(true, Ordering::Release);
+        Some(Run {
+            events,
+            fed,
+            paid,
+            took,
+            documents,
+            state_bytes,
+            rss_growth,
+        })
+    })
+    .expect("timely")
+    .join();
+    results
+        .into_iter()
+        .find_map(|r| r.ok().flatten())
+        .expect("worker 0's run")
+}
+
+fn main() {
+    support::alloc::keep_freed_memory_a_while();
+    let events: u64 = if quick() {
+        200_000
+    } else {
+        std::env::var("EMPORIUM_BENCH_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5_000_000)
+    };
+    let mut report = Report::start(
+        "recommendation views alone: events/s on 2 workers, memory per million paid orders",
+        &format!(
+            "{events} generated shop events ({} products, {} users, taste on), fed to each view \
+             in rounds of {ROUND} as the pipeline does; 2 timely workers; generation not timed",
+            shop().products,
+            shop().users
+        ),
+    );
+    row(&[
+        "view".into(),
+        "shop events/s".into(),
+        "events read/s".into(),
+        "paid orders".into(),
+        "documents changed".into(),
+        "RSS growth per M orders".into(),
+        "checkpoint per M orders".into(),
+    ]);
+    let mut slowest = f64::INFINITY;
+    for spec in emporium_dataflows::views()
+        .into_iter()
+        .filter(|v| emporium_dataflows::recs::VIEWS.contains(&v.name))
+    {
+        let r = run(spec, events);
+        let secs = r.took.as_secs_f64();
+        let per_m = |bytes: f64| bytes * 1e6 / r.paid.max(1) as f64 / (1u64 << 20) as f64;
+        let (rss_per_m, state_per_m) = (per_m(r.rss_growth as f64), per_m(r.state_bytes as f64));
+        row(&[
+            spec.name.into(),
+            fmt_rate(r.events as f64 / secs),
+            fmt_rate(r.fed as f64 / secs),
+            format!("{}", r.paid),
+            format!("{}", r.documents),
+            format!("{rss_per_m:.0} MiB"),
+            format!("{state_per_m:.0} MiB"),
+        ]);
+        slowest = slowest.min(r.events as f64 / secs);
+        report.figure(
+            format!("{}.shop_events_per_s", spec.name),
+            r.events as f64 / secs,
+            "events/s",
+        );
+        report.figure(
+            format!("{}.read_events_per_s", spec.name),
+            r.fed as f64 / secs,
+            "events/s",
+        );
+        report.figure(
+            format!("{}.paid_orders", spec.name),
+            r.paid as f64,
+            "orders",
+        );
+        report.figure(
+            format!("{}.rss_mib_per_million_paid_orders", spec.name),
+            rss_per_m,
+            "MiB",
+        );
+        report.figure(
+            format!("{}.checkpoint_mib_per_million_paid_orders", spec.name),
+            state_per_m,
+            "MiB",
+        );
+        report.row(serde_json::json!({
+            "view": spec.name,
+            "events": r.events,
+            "read": r.fed,
+            "paid_orders": r.paid,
+            "seconds": secs,
+            "documents_changed": r.documents,
+            "rss_growth_bytes": r.rss_growth,
+            "checkpoint_bytes": r.state_bytes,
+        }));
+    }
+    report.target(
+        "slowest_view_shop_events_per_s",
+        slowest,
+        "events/s",
+        Op::AtLeast,
+        TARGET_EVENTS_PER_S,
+        SOURCE,
+    );
+    report.finish();
+}
