@@ -7,7 +7,8 @@
 //! events, each round run until the dataflow has passed it and its changed documents taken. The
 //! generation is not timed. Memory: the process's RSS growth over the run (mimalloc, as the
 //! binary), and the view's checkpoint (its input collection, consolidated), per million paid
-//! orders.
+//! orders. Each view runs in a process of its own (the harness runs itself with
+//! `EMPORIUM_BENCH_VIEW=<name>`), so memory one run freed does not hide the next one's.
 //!
 //! Target (issue 25): the views must not hold the pipeline back: ≥ 120k shop events/s alone
 //! (the end-to-end rate kept up, so they are never its bottleneck). Memory is reported.
@@ -39,6 +40,18 @@ struct Run {
     documents: u64,
     state_bytes: usize,
     rss_growth: u64,
+    /// RSS and paid orders half way: the second half's growth per order is the state's
+    /// (the catalog and the generator are in both halves' start).
+    half_rss: u64,
+    half_paid: u64,
+}
+
+impl Run {
+    /// Bytes per paid order over the second half of the run.
+    fn marginal_bytes_per_order(&self) -> f64 {
+        let grown = self.rss_growth.saturating_sub(self.half_rss) as f64;
+        grown / self.paid.saturating_sub(self.half_paid).max(1) as f64
+    }
 }
 
 /// The shop: 100k products and 1M users (a smoke run: 10k and 100k).
@@ -72,7 +85,12 @@ fn run(spec: Spec, events: u64) -> Run {
         let mut took = Duration::ZERO;
         let mut batch = Vec::with_capacity(ROUND as usize);
         let mut left = events;
+        let (mut half_rss, mut half_paid) = (0, 0);
         while left > 0 {
+            if half_paid == 0 && left <= events / 2 {
+                half_rss = rss_bytes().saturating_sub(before);
+                half_paid = paid;
+            }
             let n = left.min(ROUND);
             left -= n;
             batch.clear();
@@ -108,6 +126,8 @@ fn run(spec: Spec, events: u64) -> Run {
             documents,
             state_bytes,
             rss_growth,
+            half_rss,
+            half_paid,
         })
     })
     .expect("timely")
@@ -116,6 +136,63 @@ fn run(spec: Spec, events: u64) -> Run {
         .into_iter()
         .find_map(|r| r.ok().flatten())
         .expect("worker 0's run")
+}
+
+/// Runs `name`'s view alone in this process and prints its measures as one JSON line.
+fn child(name: &str, events: u64) {
+    let spec = emporium_dataflows::views()
+        .into_iter()
+        .find(|v| v.name == name)
+        .expect("a view of that name");
+    let r = run(spec, events);
+    println!(
+        "RESULT {}",
+        serde_json::json!({
+            "view": name,
+            "events": r.events,
+            "read": r.fed,
+            "paid_orders": r.paid,
+            "seconds": r.took.as_secs_f64(),
+            "documents_changed": r.documents,
+            "rss_growth_bytes": r.rss_growth,
+            "checkpoint_bytes": r.state_bytes,
+            "half_rss_bytes": r.half_rss,
+            "half_paid_orders": r.half_paid,
+        })
+    );
+}
+
+/// Runs `name`'s view in a child process (this harness with `EMPORIUM_BENCH_VIEW`).
+fn in_child(name: &str) -> Run {
+    let out = std::process::Command::new(std::env::current_exe().expect("this harness"))
+        .args(std::env::args().skip(1))
+        .env("EMPORIUM_BENCH_VIEW", name)
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}: no result ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let v: serde_json::Value = serde_json::from_str(line).expect("the child's JSON");
+    let n = |k: &str| v[k].as_u64().unwrap_or_default();
+    Run {
+        events: n("events"),
+        fed: n("read"),
+        paid: n("paid_orders"),
+        took: Duration::from_secs_f64(v["seconds"].as_f64().unwrap_or_default()),
+        documents: n("documents_changed"),
+        state_bytes: n("checkpoint_bytes") as usize,
+        rss_growth: n("rss_growth_bytes"),
+        half_rss: n("half_rss_bytes"),
+        half_paid: n("half_paid_orders"),
+    }
 }
 
 fn main() {
@@ -128,6 +205,10 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(5_000_000)
     };
+    if let Ok(name) = std::env::var("EMPORIUM_BENCH_VIEW") {
+        child(&name, events);
+        return;
+    }
     let mut report = Report::start(
         "recommendation views alone: events/s on 2 workers, memory per million paid orders",
         &format!(
@@ -144,6 +225,7 @@ fn main() {
         "paid orders".into(),
         "documents changed".into(),
         "RSS growth per M orders".into(),
+        "second half, per M orders".into(),
         "checkpoint per M orders".into(),
     ]);
     let mut slowest = f64::INFINITY;
@@ -151,10 +233,11 @@ fn main() {
         .into_iter()
         .filter(|v| emporium_dataflows::recs::VIEWS.contains(&v.name))
     {
-        let r = run(spec, events);
+        let r = in_child(spec.name);
         let secs = r.took.as_secs_f64();
         let per_m = |bytes: f64| bytes * 1e6 / r.paid.max(1) as f64 / (1u64 << 20) as f64;
         let (rss_per_m, state_per_m) = (per_m(r.rss_growth as f64), per_m(r.state_bytes as f64));
+        let marginal = r.marginal_bytes_per_order() * 1e6 / (1u64 << 20) as f64;
         row(&[
             spec.name.into(),
             fmt_rate(r.events as f64 / secs),
@@ -162,6 +245,7 @@ fn main() {
             format!("{}", r.paid),
             format!("{}", r.documents),
             format!("{rss_per_m:.0} MiB"),
+            format!("{marginal:.0} MiB"),
             format!("{state_per_m:.0} MiB"),
         ]);
         slowest = slowest.min(r.events as f64 / secs);
@@ -186,6 +270,11 @@ fn main() {
             "MiB",
         );
         report.figure(
+            format!("{}.second_half_rss_mib_per_million_paid_orders", spec.name),
+            marginal,
+            "MiB",
+        );
+        report.figure(
             format!("{}.checkpoint_mib_per_million_paid_orders", spec.name),
             state_per_m,
             "MiB",
@@ -199,6 +288,8 @@ fn main() {
             "documents_changed": r.documents,
             "rss_growth_bytes": r.rss_growth,
             "checkpoint_bytes": r.state_bytes,
+            "half_rss_bytes": r.half_rss,
+            "half_paid_orders": r.half_paid,
         }));
     }
     report.target(

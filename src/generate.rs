@@ -75,7 +75,7 @@ pub struct GenerateArgs {
     #[arg(long, conflicts_with = "kafka", requires = "token")]
     http: Option<String>,
     /// The producer token sent with --http; its scopes must cover every type generated:
-    /// `emporium token --producer generator --scope storefront,orders,catalog`.
+    /// `emporium token --producer generator --scope storefront,orders,catalog,accounts`.
     #[arg(long, env = "EMPORIUM_PRODUCER_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Append straight to Kafka at these brokers (host:port,...), bypassing ingest.

@@ -134,7 +134,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     println!("  listening on {base}");
     println!(
-        "  ingest      POST {base}/v1/events  (application/json or application/x-ndjson; a producer token: emporium token --producer NAME --scope storefront,orders,catalog)"
+        "  ingest      POST {base}/v1/events  (application/json or application/x-ndjson; a producer token: emporium token --producer NAME --scope storefront,orders,catalog,accounts)"
     );
     println!("  dead letters GET {base}/v1/dlq     (operator key; or: emporium dlq --url {base})");
     println!("  store       {}", store.describe());

@@ -171,7 +171,7 @@ pub fn write_ndjson(
 
 /// Where and as whom batches are posted: an ingest endpoint (`.../v1/events`) and the producer
 /// token sent as `Authorization: Bearer` (one whose scopes cover every type the generator makes:
-/// `emporium token --producer generator --scope storefront,orders,catalog`).
+/// `emporium token --producer generator --scope storefront,orders,catalog,accounts`).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub url: String,

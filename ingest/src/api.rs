@@ -187,7 +187,7 @@ async fn post_events(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "appending events needs a producer token (`emporium token --producer NAME --scope \
-                 storefront,orders,catalog`); the operator key and shopper tokens cannot append",
+                 storefront,orders,catalog,accounts`); the operator key and shopper tokens cannot append",
             );
         }
         Err(e) => return unauthorized(e),

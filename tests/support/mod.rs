@@ -98,7 +98,7 @@ pub fn producer_token(data_dir: &Path) -> String {
             "--producer",
             "tests",
             "--scope",
-            "storefront,orders,catalog",
+            "storefront,orders,catalog,accounts",
         ],
         data_dir,
     )

@@ -150,11 +150,11 @@ impl View for AlsoBought {
     ) -> VecCollection<'s, u64, (String, Partners)> {
         let baskets = purchases(rows)
             .map(|(order, (_user, product))| (order, product))
-            .distinct()
             .reduce_named(
                 "Basket",
                 |_order: &String, products: &[(&String, isize)], out| {
-                    for (product, _) in products.iter().take(MAX_BASKET) {
+                    // Each product once (the input is consolidated), the first by id.
+                    for (product, _) in products.iter().filter(|(_, n)| *n > 0).take(MAX_BASKET) {
                         out.push(((*product).clone(), 1isize));
                     }
                 },
@@ -181,9 +181,13 @@ impl View for AlsoBought {
     }
 }
 
-/// The purchases that count, `(order, (user, product))`, once each: the lines of paid orders, not
-/// cancelled, not returned, not of an erased user, credited to the sku's owner. Shared by the
-/// views that read [`BoughtRow`]s.
+/// The purchases that count, `(order, (user, product))` (twice where two skus of one product
+/// are in one order): the lines of paid orders, not cancelled, not returned, not of an erased
+/// user, credited to the sku's owner. Shared by the views that read [`BoughtRow`]s.
+///
+/// An order's facts meet in one reduce keyed by the order (one arrangement of its lines, not one
+/// per semijoin and antijoin: the lines are most of the view's memory); only erasure, keyed by
+/// user, is an antijoin of its own.
 pub(crate) fn purchases<'s>(
     rows: VecCollection<'s, u64, BoughtRow>,
 ) -> VecCollection<'s, u64, (String, (String, String))> {
@@ -191,39 +195,46 @@ pub(crate) fn purchases<'s>(
         BoughtRow::Listed { product, seq, skus } => Some((product, (seq, skus))),
         _ => None,
     }));
-    let keys = |pick: fn(BoughtRow) -> Option<String>| rows.clone().flat_map(pick).distinct();
-    let paid = keys(|row| match row {
-        BoughtRow::Paid { order, .. } => Some(order),
-        _ => None,
-    });
-    let cancelled = keys(|row| match row {
-        BoughtRow::Cancelled { order } => Some(order),
-        _ => None,
-    });
     let erased = erased_users(rows.clone());
-    let returned = rows
-        .clone()
-        .flat_map(|row| match row {
-            BoughtRow::Returned { order, sku } => Some((order, sku)),
-            _ => None,
-        })
-        .distinct();
     rows.flat_map(|row| match row {
-        BoughtRow::Line { order, user, sku } => Some((user, (order, sku))),
+        BoughtRow::Line { order, user, sku } => Some((order, OrderFact::Line { user, sku })),
+        BoughtRow::Paid { order, .. } => Some((order, OrderFact::Paid)),
+        BoughtRow::Cancelled { order } => Some((order, OrderFact::Cancelled)),
+        BoughtRow::Returned { order, sku } => Some((order, OrderFact::Returned { sku })),
         _ => None,
     })
-    .distinct()
+    .reduce_named(
+        "CountedLines",
+        |_order: &String, facts: &[(&OrderFact, isize)], out| {
+            let has = |f: &OrderFact| facts.iter().any(|(g, n)| *g == f && *n > 0);
+            if !has(&OrderFact::Paid) || has(&OrderFact::Cancelled) {
+                return;
+            }
+            for (fact, n) in facts {
+                if let OrderFact::Line { user, sku } = fact
+                    && *n > 0
+                    && !has(&OrderFact::Returned { sku: sku.clone() })
+                {
+                    out.push(((user.clone(), sku.clone()), 1isize));
+                }
+            }
+        },
+    )
+    .map(|(order, (user, sku))| (user, (order, sku)))
     .antijoin(erased)
-    .map(|(user, (order, sku))| (order, (user, sku)))
-    .semijoin(paid)
-    .antijoin(cancelled)
-    .map(|(order, (user, sku))| ((order, sku), user))
-    .antijoin(returned)
-    .map(|((order, sku), user)| (sku, (order, user)))
+    .map(|(user, (order, sku))| (sku, (order, user)))
     .join_map(owners, |_sku, (order, user), product| {
         (order.clone(), (user.clone(), product.clone()))
     })
-    .distinct()
+}
+
+/// What one event says about an order, for [`purchases`]' reduce.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum OrderFact {
+    Line { user: String, sku: String },
+    Paid,
+    Cancelled,
+    Returned { sku: String },
 }
 
 /// The users erased (`user_erased`), once each.
