@@ -1,11 +1,15 @@
 //! The read API under load: `GET /v1/orders/{id}` with shoppers' bearer tokens (each request
-//! authenticated and authorized), and `GET /v1/users/{id}/orders` (a page of 20), driven by wrk over
-//! loopback against the real router and embedded store, in one run.
+//! authenticated and authorized), `GET /v1/users/{id}/orders` (a page of 20) and
+//! `GET /v1/users/{id}/recommendations` (issue 25: a user's 5 recent purchases through their
+//! `also_bought` lists of 30, composed at read time, unavailable products left out), driven by
+//! wrk over loopback against the real router and embedded store, in one run.
 //!
 //! Workload: the store holds `orders` order documents written by the same code path as the
 //! dataflow (batches of 2,000); wrk (1 thread, 64 connections) requests random orders of 10,000
 //! shoppers, each with its owner's token. Server and wrk share this machine's 2 cores.
-//! Target (issue 3): ≥ 50k req/s with p99 ≤ 5 ms.
+//! Target (issue 3): ≥ 50k req/s with p99 ≤ 5 ms. Recommendations (issue 25): p99 ≤ 5 ms at
+//! ≥ 20k req/s; the store also holds 100k products (one in five out of stock), each with an
+//! `also_bought` list of 30, and each shopper's `user_purchases`.
 //!
 //! The routes take turns, one wrk run each per round (`-- --runs N` rounds, 5 by default), so
 //! that on a shared machine whose speed drifts the routes and the no-op ceiling see the same
@@ -27,7 +31,9 @@ use emporium_schemas::orders::OrderLine;
 use emporium_serving::api;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
-use emporium_serving::views::{OrderStatus, OrderView, Transition, Upsert, WriteBatch};
+use emporium_serving::views::{
+    OrderStatus, OrderView, ProductView, SkuAvailability, Transition, Upsert, WriteBatch,
+};
 use support::*;
 
 const USERS: usize = 10_000;
@@ -38,8 +44,64 @@ const USERS: usize = 10_000;
 const TARGET_ORDER_REQ_PER_S: f64 = 50_000.0;
 const TARGET_ORDER_P99_MS: f64 = 5.0;
 const SOURCE_ORDER: &str = "README Numbers, serving (serving): >= 50k req/s, p99 <= 5 ms; slos.md single-machine targets, Serving GET /v1/orders/{id}: >= 50k req/s, p99 <= 5 ms on loopback";
+const TARGET_RECS_REQ_PER_S: f64 = 20_000.0;
+const TARGET_RECS_P99_MS: f64 = 5.0;
+const SOURCE_RECS: &str = "issue 25, Numbers: GET /v1/users/{id}/recommendations p99 <= 5 ms at >= 20k req/s (wrk, like the serving bench)";
 const TARGET_ORDER_LIST_P99_MS: f64 = 10.0;
 const SOURCE_ORDER_LIST: &str = "slos.md read paths, A user's order list, GET /v1/users/{id}/orders: latency p99 10 ms (first page)";
+
+/// Product `i` of the recommendation workload: one in five out of stock.
+fn product(i: usize) -> ProductView {
+    let available = if i % 5 == 0 { 0 } else { 10 };
+    ProductView {
+        product_id: format!("p-{i:07}"),
+        title: format!("Wireless thing {i}"),
+        brand: "Acme".into(),
+        category_path: vec!["Electronics".into(), "Audio".into()],
+        price: Money::new(4_999, "USD"),
+        discontinued: false,
+        available,
+        skus: vec![SkuAvailability {
+            sku: format!("p-{i:07}-black"),
+            available,
+        }],
+    }
+}
+
+/// The documents behind `GET /v1/users/{id}/recommendations`: every product with its
+/// `also_bought` list of 30, and each shopper's 5 recent purchases.
+fn recommendation_documents(products: usize) -> Vec<Upsert> {
+    let view = |view: &str, key: String, json: serde_json::Value| Upsert::View {
+        view: view.into(),
+        key,
+        seq: 1,
+        json: serde_json::to_vec(&json).expect("json").into(),
+    };
+    let mut upserts = Vec::new();
+    for i in 0..products {
+        upserts.push(Upsert::Product {
+            seq: 1,
+            view: product(i),
+        });
+        let partners: Vec<serde_json::Value> = (0..30)
+            .map(|k| {
+                let j = (i * 7_919 + k * 104_729 + 1) % products;
+                serde_json::json!({"product_id": format!("p-{j:07}"), "orders": 30 - k})
+            })
+            .collect();
+        let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "also_bought": partners});
+        upserts.push(view("also_bought", format!("p-{i:07}"), doc));
+    }
+    for u in 0..USERS {
+        let user = format!("u-{u:08}");
+        let recent: Vec<String> = (0..5)
+            .map(|r| format!("p-{:07}", (u * 31 + r * 977) % products))
+            .collect();
+        let doc = serde_json::json!({"user_id": user, "recent_purchases": recent});
+        upserts.push(view("user_purchases", user, doc));
+    }
+    upserts
+}
 
 fn order(i: usize) -> OrderView {
     let at = Utc
@@ -129,10 +191,10 @@ fn wrk(base: &str, script_path: &std::path::Path, seconds: u64) -> Load {
 
 fn main() {
     support::alloc::keep_freed_memory_a_while();
-    let (orders, seconds, mut runs) = if quick() {
-        (20_000, 2, 1)
+    let (orders, products, seconds, mut runs) = if quick() {
+        (20_000, 5_000, 2, 1)
     } else {
-        (1_000_000, 10, 5)
+        (1_000_000, 100_000, 10, 5)
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -144,7 +206,7 @@ fn main() {
         }
     }
     let mut report = Report::start(
-        "serving: GET /v1/orders/{id} and /v1/users/{id}/orders under wrk",
+        "serving: GET /v1/orders/{id}, /v1/users/{id}/orders and /v1/users/{id}/recommendations under wrk",
         &format!(
             "{orders} orders of {USERS} shoppers in the embedded store; wrk -t1 -c64 -d{seconds}s, \
              random orders with their owners' tokens; {runs} rounds, the routes taking turns; medians"
@@ -177,6 +239,17 @@ fn main() {
                     upserts,
                     positions: vec![],
                     seq: b as u64 + 1,
+                    writer: 0,
+                })
+                .await
+                .expect("apply");
+        }
+        for chunk in recommendation_documents(products).chunks(2_000) {
+            store
+                .apply(WriteBatch {
+                    upserts: chunk.to_vec(),
+                    positions: vec![],
+                    seq: 1,
                     writer: 0,
                 })
                 .await
@@ -237,12 +310,24 @@ fn main() {
             (format!("/v1/users/{user}/orders?limit=20"), token)
         })
         .collect();
+    let by_user_recs: Vec<(String, String)> = (0..10_000)
+        .map(|_| {
+            let user = format!("u-{:08}", next() % USERS);
+            let token = auth.shopper_token(&user, std::time::Duration::from_secs(86_400));
+            (format!("/v1/users/{user}/recommendations"), token)
+        })
+        .collect();
     let noop: Vec<(String, String)> = vec![("/noop".into(), "none".into())];
     // (shown as, named in figures, requests)
     let routes = [
         ("GET /noop (ceiling)", "noop", &noop),
         ("GET /v1/orders/{id}", "order", &by_order),
         ("GET /v1/users/{id}/orders", "order_list", &by_user),
+        (
+            "GET /v1/users/{id}/recommendations",
+            "user_recommendations",
+            &by_user_recs,
+        ),
     ];
     let scripts: Vec<tempfile::NamedTempFile> = routes
         .iter()
@@ -299,6 +384,14 @@ fn main() {
                 TARGET_ORDER_REQ_PER_S,
                 SOURCE_ORDER,
             ),
+            "user_recommendations" => report.target(
+                rate_name,
+                rate,
+                "req/s",
+                Op::AtLeast,
+                TARGET_RECS_REQ_PER_S,
+                SOURCE_RECS,
+            ),
             _ => report.figure(rate_name, rate, "req/s"),
         }
         report.figure(format!("{key}.p50_ms"), p50, "ms");
@@ -318,6 +411,14 @@ fn main() {
                 Op::AtMost,
                 TARGET_ORDER_LIST_P99_MS,
                 SOURCE_ORDER_LIST,
+            ),
+            "user_recommendations" => report.target(
+                p99_name,
+                p99,
+                "ms",
+                Op::AtMost,
+                TARGET_RECS_P99_MS,
+                SOURCE_RECS,
             ),
             _ => report.figure(p99_name, p99, "ms"),
         }

@@ -56,5 +56,6 @@ pub fn views() -> Vec<view::Spec> {
         view::Spec::of::<popularity::ProductPopularity>(),
         view::Spec::of::<recs::also_bought::AlsoBought>(),
         view::Spec::of::<recs::user_purchases::UserPurchases>(),
+        view::Spec::of::<recs::erased_users::ErasedUsers>(),
     ]
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{TimeZone, Utc};
 use emporium_dataflows::recs::also_bought::{AlsoBought, MAX_BASKET, Partners, TOP_K};
+use emporium_dataflows::recs::erased_users::ErasedUsers;
 use emporium_dataflows::recs::user_purchases::{Purchases, RECENT, UserPurchases};
 use emporium_dataflows::view::evaluate;
 use emporium_generator::{Generator, GeneratorConfig};
@@ -99,7 +100,7 @@ fn fold(events: &[Event]) -> HashMap<String, Partners> {
     partners
 }
 
-/// The expected recent purchases of every user with any, and the erased users' tombstones: the
+/// The expected recent purchases of every user with any (none for the erased): the
 /// products of their counted orders (the rule above), by when the order was first paid, latest
 /// first (ties: the larger product id first), each once, at most 20.
 fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
@@ -161,20 +162,16 @@ fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
             }
         }
     }
-    let mut users: HashMap<String, Purchases> = latest
+    latest
         .into_iter()
         .map(|(user, products)| {
             let mut products: Vec<(usize, &str)> =
                 products.into_iter().map(|(p, seq)| (seq, p)).collect();
             products.sort_by(|a, b| b.cmp(a));
             let recent = products.iter().take(RECENT).map(|(_, p)| p.to_string());
-            (user.to_string(), Purchases::Recent(recent.collect()))
+            (user.to_string(), Purchases(recent.collect()))
         })
-        .collect();
-    for user in erased {
-        users.insert(user, Purchases::Erased);
-    }
-    users
+        .collect()
 }
 
 fn assert_same(events: &[Event]) {
@@ -183,6 +180,14 @@ fn assert_same(events: &[Event]) {
         fold_users(events),
         "user purchases"
     );
+    let erased: HashMap<String, ()> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::UserErased(u) => Some((u.user_id.clone(), ())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evaluate::<ErasedUsers>(events), erased, "erased users");
     let got = evaluate::<AlsoBought>(events);
     let want = fold(events);
     for (product, partners) in &want {

@@ -39,6 +39,8 @@ fn shop_events(n: usize) -> Vec<Record> {
         events_per_day: 20_000.0,
         // Fulfilment 100× faster, so orders are delivered and reviewed within the log.
         fulfilment_scale: 0.01,
+        // Some users erased, so their orders leave the recommendation views.
+        erasure_rate: 0.000_5,
         ..GeneratorConfig::default()
     })
     .expect("generator");
@@ -274,6 +276,7 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         from_views,
         partners,
         users,
+        erased,
     } = reference_views(&partitions);
     assert!(ratings.len() > 10, "{} products reviewed", ratings.len());
     rt.block_on(async {
@@ -386,6 +389,16 @@ fn check_store(rt: &tokio::runtime::Runtime, log: &Arc<dyn EventLog>, store: &dy
         "user_purchases beyond the fold's"
     );
     assert!(users.len() > 10, "{} users bought", users.len());
+    // The erased_users view: a tombstone per erased user, nothing else.
+    let stored = rt
+        .block_on(store.scan_view("erased_users", None, 10_000_000))
+        .expect("scan");
+    let got: BTreeMap<String, serde_json::Value> = stored
+        .iter()
+        .map(|(user, d)| (user.clone(), serde_json::from_slice(&d.json).expect("json")))
+        .collect();
+    assert_eq!(got, erased, "erased_users");
+    assert!(!erased.is_empty(), "some users erased");
     assert!(
         products > 10 && skus > 10 && orders > 10,
         "{products} {skus} {orders}"
@@ -407,6 +420,8 @@ struct Applied {
     partners: BTreeMap<String, Vec<(String, u64)>>,
     /// Per user, the `user_purchases` document.
     users: BTreeMap<String, serde_json::Value>,
+    /// Per erased user, the `erased_users` document.
+    erased: BTreeMap<String, serde_json::Value>,
 }
 
 fn reference_views(partitions: &[Vec<Event>]) -> Applied {
@@ -499,8 +514,8 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
         list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(b1.cmp(b2)));
         list.truncate(30);
     }
-    // Recent purchases: latest paid first (ties: the larger id first), at most 20; the erased
-    // have a tombstone.
+    // Recent purchases: latest paid first (ties: the larger id first), at most 20; none for the
+    // erased, who have a tombstone in erased_users.
     let mut users: BTreeMap<String, serde_json::Value> = latest
         .into_iter()
         .map(|(user, products)| {
@@ -512,10 +527,16 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
             (user.clone(), doc)
         })
         .collect();
-    for user in erased {
-        let doc = serde_json::json!({"user_id": user, "erased": true});
-        users.insert(user, doc);
+    for user in &erased {
+        users.remove(user);
     }
+    let erased: BTreeMap<String, serde_json::Value> = erased
+        .into_iter()
+        .map(|user| {
+            let doc = serde_json::json!({"user_id": user, "erased": true});
+            (user, doc)
+        })
+        .collect();
     let mut interest: BTreeMap<String, BTreeMap<i64, i64>> = BTreeMap::new();
     for (sku, hour, qty) in ordered {
         if let Some(product) = owner.get(&sku) {
@@ -542,6 +563,7 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
         from_views,
         partners,
         users,
+        erased,
     }
 }
 

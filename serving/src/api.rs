@@ -284,14 +284,12 @@ async fn get_user_orders(
     Ok(Json(json!({"user_id": user, "orders": page.orders, "next": page.next})).into_response())
 }
 
-/// Whether `user` asked to be forgotten (`user_erased`): the tombstone the `user_purchases` view
-/// keeps for them (ADR 0015). Their per-user answers are 404 from then on.
+/// Whether `user` asked to be forgotten (`user_erased`): the `erased_users` view holds a
+/// tombstone for them (ADR 0015). Their per-user answers are 404 from then on. One point read
+/// that, for everyone else, finds nothing.
 pub(crate) async fn erased(s: &Serving, user: &str) -> Result<bool, ApiError> {
-    let doc = s.store.view("user_purchases", user).await?;
-    Ok(doc.is_some_and(|d| {
-        serde_json::from_slice::<serde_json::Value>(&d.json)
-            .is_ok_and(|v| v["erased"] == serde_json::Value::Bool(true))
-    }))
+    let doc = s.store.view("erased_users", user).await?;
+    Ok(doc.is_some_and(|d| d.json.as_ref() != b"null"))
 }
 
 async fn get_openapi() -> Response {

@@ -30,7 +30,6 @@ use std::collections::HashMap;
 
 use crate::api::{ApiError, Caller, Serving};
 use crate::metrics;
-use crate::views::ProductView;
 
 /// The kinds of product recommendations served, each a maintained view of that name.
 pub const PRODUCT_KINDS: &[&str] = &["also_bought"];
@@ -119,22 +118,14 @@ pub(crate) async fn user_recommendations(
         )));
     }
     let started = Instant::now();
-    let doc = s.store.view("user_purchases", &user).await?;
-    let mut seq = doc.as_ref().map_or(0, |d| d.seq);
-    let history: Value = doc
-        .and_then(|d| serde_json::from_slice(&d.json).ok())
-        .unwrap_or(Value::Null);
-    // The tombstone of an erased user (`crate::api::erased` reads the same).
-    if history["erased"] == Value::Bool(true) {
+    if crate::api::erased(&s, &user).await? {
         return Err(ApiError::not_found("user", &user));
     }
-    let bought: Vec<String> = history["recent_purchases"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|p| p.as_str().map(str::to_owned))
-                .collect()
-        })
+    let doc = s.store.view("user_purchases", &user).await?;
+    let mut seq = doc.as_ref().map_or(0, |d| d.seq);
+    let bought: Vec<String> = doc
+        .and_then(|d| serde_json::from_slice::<History>(&d.json).ok())
+        .map(|h| h.recent_purchases)
         .unwrap_or_default();
     // Each recent purchase lends its partners its weight times their co-purchase count.
     let mut scores: HashMap<String, f64> = HashMap::new();
@@ -166,11 +157,12 @@ pub(crate) async fn user_recommendations(
 
 /// The entries of a stored list, or none when it does not parse.
 fn candidates(json: &[u8], kind: &str) -> Vec<Candidate> {
-    serde_json::from_slice::<Value>(json)
-        .ok()
-        .and_then(|v| v.get(kind).cloned())
-        .and_then(|list| serde_json::from_value::<Vec<Candidate>>(list).ok())
-        .unwrap_or_default()
+    match kind {
+        "also_bought" => serde_json::from_slice::<AlsoBoughtList>(json)
+            .map(|l| l.also_bought)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// The first `limit` of `ranked` with a product document, each with its title, price and units
@@ -189,7 +181,7 @@ async fn available<S: Into<Value>>(
         let Some(product) = s.store.product(&candidate).await? else {
             continue;
         };
-        let Ok(product) = serde_json::from_slice::<ProductView>(&product.json) else {
+        let Ok(product) = serde_json::from_slice::<Listed>(&product.json) else {
             continue;
         };
         if !include_unavailable && (product.discontinued || product.available <= 0) {
@@ -249,4 +241,26 @@ pub(crate) async fn product_recommendations(
 struct Candidate {
     product_id: String,
     orders: u64,
+}
+
+/// The stored `also_bought` document, as much of it as an answer needs.
+#[derive(Deserialize)]
+struct AlsoBoughtList {
+    also_bought: Vec<Candidate>,
+}
+
+/// The stored `user_purchases` document.
+#[derive(Deserialize)]
+struct History {
+    recent_purchases: Vec<String>,
+}
+
+/// What an answer shows of a product document ([`crate::views::ProductView`]; the rest is
+/// skipped, not built).
+#[derive(Deserialize)]
+struct Listed {
+    title: String,
+    price: emporium_schemas::Money,
+    discontinued: bool,
+    available: i64,
 }

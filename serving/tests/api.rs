@@ -61,7 +61,7 @@ async fn fixture() -> Fixture {
         view: order("o-eve", "eve", 2),
     });
     upserts.push(Upsert::View {
-        view: "user_purchases".into(),
+        view: "erased_users".into(),
         key: "eve".into(),
         seq: 11,
         json: br#"{"user_id":"eve","erased":true}"#.to_vec().into(),

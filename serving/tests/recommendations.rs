@@ -81,7 +81,7 @@ async fn serve() -> (String, tempfile::TempDir, Authenticator) {
                     json!({"user_id": "alice", "recent_purchases": ["p-1", "p-2"]}),
                 ),
                 view(
-                    "user_purchases",
+                    "erased_users",
                     "bob",
                     43,
                     json!({"user_id": "bob", "erased": true}),

@@ -3,20 +3,22 @@
 //!
 //! - [`also_bought`]: products bought in the same paid orders, by co-purchase count; a
 //!   cancellation, a returned line or the buyer's erasure takes the order's contribution back;
-//! - [`user_purchases`]: what each user bought lately (personal: served only to them), or a
-//!   tombstone once they are erased.
+//! - [`user_purchases`]: what each user bought lately (personal: served only to them);
+//! - [`erased_users`]: a tombstone per erased user, which every per-user route checks.
 //!
 //! Shared here: [`top_k`], the ranking every list uses, in two levels so that a product with
 //! thousands of partners (a bestseller is in everyone's basket) re-ranks a sixteenth of them per
 //! change, not all.
 
 pub mod also_bought;
+pub mod erased_users;
 pub mod user_purchases;
 
 /// The names of the recommendation views (benchmarks run with and without them).
 pub const VIEWS: &[&str] = &[
     also_bought::AlsoBought::NAME,
     user_purchases::UserPurchases::NAME,
+    erased_users::ErasedUsers::NAME,
 ];
 
 use differential_dataflow::VecCollection;

@@ -4,16 +4,15 @@
 //! item-to-item lists and leaves them out of the answer. Personal: served only by that route,
 //! with the shopper's own token or the operator key, never at `/v1/views`.
 //!
-//! An erased user (`user_erased`) keeps a tombstone instead (`{"user_id", "erased": true}`): the
-//! read API answers 404 for them from then on, and nothing they bought is listed — before or
-//! after the erasure (ADR 0015).
+//! An erased user (`user_erased`) has no document: nothing they bought is listed, before or after
+//! the erasure; their tombstone is [`super::erased_users`]'s (ADR 0015).
 
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::also_bought::{AlsoBought, BoughtRow, erased_users, purchases};
+use super::also_bought::{AlsoBought, BoughtRow, purchases};
 use crate::view::View;
 
 /// Products listed per user.
@@ -22,13 +21,9 @@ pub const RECENT: usize = 20;
 /// The user-purchases view.
 pub struct UserPurchases;
 
-/// A user's recent purchases, or their erasure.
+/// A user's recent purchases: products, most recently paid first.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Purchases {
-    /// Products, most recently paid first.
-    Recent(Vec<String>),
-    Erased,
-}
+pub struct Purchases(pub Vec<String>);
 
 impl View for UserPurchases {
     const NAME: &'static str = "user_purchases";
@@ -59,41 +54,29 @@ impl View for UserPurchases {
                     out.push((**first, 1isize));
                 }
             });
-        let recent = purchases(rows.clone()).join_map(paid_at, |_order, (user, product), seq| {
-            (user.clone(), Some((*seq, product.clone())))
-        });
-        let erased = erased_users(rows).map(|user| (user, None));
-        recent.concat(erased).reduce_named(
-            "UserPurchases",
-            |_user, items: &[(&Option<(u64, String)>, isize)], out| {
-                // In order: `None` (erased) first, then purchases by seq.
-                if items.first().is_some_and(|(item, _)| item.is_none()) {
-                    out.push((Purchases::Erased, 1isize));
-                    return;
-                }
-                let mut list: Vec<String> = Vec::with_capacity(RECENT);
-                for (item, _) in items.iter().rev() {
-                    if let Some((_, product)) = item
-                        && !list.contains(product)
-                    {
-                        list.push(product.clone());
-                        if list.len() == RECENT {
-                            break;
+        purchases(rows)
+            .join_map(paid_at, |_order, (user, product), seq| {
+                (user.clone(), (*seq, product.clone()))
+            })
+            .reduce_named(
+                "UserPurchases",
+                |_user, items: &[(&(u64, String), isize)], out| {
+                    // In (seq, product) order: the latest last.
+                    let mut list: Vec<String> = Vec::with_capacity(RECENT);
+                    for ((_, product), _) in items.iter().rev() {
+                        if !list.contains(product) {
+                            list.push(product.clone());
+                            if list.len() == RECENT {
+                                break;
+                            }
                         }
                     }
-                }
-                out.push((Purchases::Recent(list), 1isize));
-            },
-        )
+                    out.push((Purchases(list), 1isize));
+                },
+            )
     }
 
     fn document(user_id: &String, purchases: &Purchases) -> serde_json::Value {
-        match purchases {
-            Purchases::Recent(products) => json!({
-                "user_id": user_id,
-                "recent_purchases": products,
-            }),
-            Purchases::Erased => json!({"user_id": user_id, "erased": true}),
-        }
+        json!({"user_id": user_id, "recent_purchases": purchases.0})
     }
 }
