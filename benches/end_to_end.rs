@@ -27,10 +27,10 @@
 //! new and changed titles and descriptions); and compares the rate kept up with the latest run
 //! without search (`end_to_end.json`: at most 10% lower); its report is `end_to_end_search`.
 //!
-//! The recommendation views (issue 25, ADR 0015) run as every maintained view does: their
-//! documents are in the round's store write, so freshness covers a purchase's *also bought*.
-//! `EMPORIUM_BENCH_RECS=0` runs without them (report `end_to_end_without_recs`); a run with them
-//! compares its rate kept up with the latest such run (at most 10% lower).
+//! `EMPORIUM_BENCH_RECS=1` adds the recommendation views (issue 25, ADR 0015), off by default
+//! as in `emporium run` (`--recommendations`): their documents are in the round's store write,
+//! so freshness covers a purchase's *also bought*; the run (report `end_to_end_recs`) compares
+//! its rate kept up with the latest run without them (`end_to_end.json`: at most 10% lower).
 //!
 //! Run: `cargo bench --bench end_to_end` (add `-- --quick` for a smoke run). Writes
 //! `<target dir>/bench-results/end_to_end.json` (see `support::Report`).
@@ -67,7 +67,7 @@ const TARGET_SEARCH_FRESHNESS_P99: Duration = Duration::from_secs(1);
 const SOURCE_SEARCH_FRESHNESS: &str = "README Numbers, search freshness (end_to_end with EMPORIUM_BENCH_SEARCH=1): a price change or a sell-out searchable p99 <= 1 s under >= 100k events/s; slos.md, Search freshness";
 const TARGET_SEARCH_KEPT_UP_RATIO: f64 = 0.9;
 const TARGET_RECS_KEPT_UP_RATIO: f64 = 0.9;
-const SOURCE_RECS_KEPT_UP: &str = "README Numbers, recommendations (end_to_end, then with EMPORIUM_BENCH_RECS=0): the end-to-end rate kept up within 10% with the recommendation dataflows on; issue 25";
+const SOURCE_RECS_KEPT_UP: &str = "README Numbers, recommendations under load (end_to_end, then with EMPORIUM_BENCH_RECS=1): the end-to-end rate kept up within 10% with the recommendation dataflows on; issue 25";
 const SOURCE_SEARCH_KEPT_UP: &str = "README Numbers, search freshness: the end-to-end rate kept up drops at most 10% with search on; slos.md, Search freshness";
 
 struct Measured {
@@ -84,8 +84,8 @@ struct Measured {
     kept_up: bool,
 }
 
-/// The default pipeline, with `EMPORIUM_BENCH_LATENESS_MS` overriding the allowed lateness and
-/// `EMPORIUM_BENCH_RECS=0` leaving the recommendation views out.
+/// The default pipeline, with `EMPORIUM_BENCH_LATENESS_MS` overriding the allowed lateness, and
+/// the recommendation views only with `EMPORIUM_BENCH_RECS=1` (as `emporium run`).
 fn pipeline_config() -> PipelineConfig {
     let mut config = PipelineConfig::default();
     if !recs_on() {
@@ -181,6 +181,11 @@ async fn main() {
         users: 1_000_000,
         start: chrono::Utc::now() - chrono::Duration::seconds(120),
         events_per_day: products as f64 * 5.4 / 100.0 * 86_400.0,
+        // EMPORIUM_BENCH_TASTE_SHARE sets the shoppers' taste (0: the mix before taste existed).
+        taste_share: std::env::var("EMPORIUM_BENCH_TASTE_SHARE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(GeneratorConfig::default().taste_share),
         ..GeneratorConfig::default()
     })
     .expect("generator");
@@ -544,12 +549,12 @@ async fn main() {
         SOURCE_DECISION,
     );
     match &search {
-        None if !recs_on() => report.finish_as("end_to_end_without_recs"),
+        None if !recs_on() => report.finish(),
         None => {
             // Against the latest run without the recommendation views, on this machine.
-            let without = best_of("end_to_end_without_recs");
+            let without = best_of("end_to_end");
             println!(
-                "   rate kept up without the recommendation views (latest end_to_end_without_recs.json): {}",
+                "   rate kept up without the recommendation views (latest end_to_end.json): {}",
                 without.map_or("none".into(), fmt_rate)
             );
             report.target(
@@ -560,7 +565,7 @@ async fn main() {
                 TARGET_RECS_KEPT_UP_RATIO,
                 SOURCE_RECS_KEPT_UP,
             );
-            report.finish()
+            report.finish_as("end_to_end_recs")
         }
         Some(index) => {
             let s = index.stats();
@@ -618,9 +623,9 @@ fn search_on() -> bool {
     std::env::var("EMPORIUM_BENCH_SEARCH").is_ok_and(|v| v == "1")
 }
 
-/// Whether the recommendation views run (`EMPORIUM_BENCH_RECS=0`: not).
+/// Whether `EMPORIUM_BENCH_RECS` asks for the recommendation views.
 fn recs_on() -> bool {
-    std::env::var("EMPORIUM_BENCH_RECS").map_or(true, |v| v != "0")
+    std::env::var("EMPORIUM_BENCH_RECS").is_ok_and(|v| v == "1")
 }
 
 /// The highest rate kept up in the latest `<report>.json` (e.g. `end_to_end`, the run without

@@ -52,7 +52,7 @@ const SOURCE_ORDER_LIST: &str = "slos.md read paths, A user's order list, GET /v
 
 /// Product `i` of the recommendation workload: one in five out of stock.
 fn product(i: usize) -> ProductView {
-    let available = if i % 5 == 0 { 0 } else { 10 };
+    let available = if i.is_multiple_of(5) { 0 } else { 10 };
     ProductView {
         product_id: format!("p-{i:07}"),
         title: format!("Wireless thing {i}"),

@@ -75,6 +75,13 @@ pub struct DecisionArgs {
     /// retry back-off).
     #[arg(long, env = "EMPORIUM_HEARTBEAT_GRACE_MS", default_value_t = 10_000)]
     heartbeat_grace_ms: u64,
+    /// Also maintain the recommendation views (`also_bought`, `user_purchases`; ADR 0015), which
+    /// the recommendation routes read (`erased_users` always runs). Off by default for now:
+    /// at 100k events/s they take the pipeline past its 1 s freshness and decision targets
+    /// (README, Numbers). `run --demo` turns them on. Part of the views every process over one
+    /// log must run alike: switching it replays the log.
+    #[arg(long, env = "EMPORIUM_RECOMMENDATIONS")]
+    pub recommendations: bool,
 }
 
 impl DecisionArgs {
@@ -87,6 +94,11 @@ impl DecisionArgs {
         config.idle_heartbeat = (self.idle_heartbeat_ms > 0)
             .then(|| std::time::Duration::from_millis(self.idle_heartbeat_ms));
         config.heartbeat_grace = std::time::Duration::from_millis(self.heartbeat_grace_ms);
+        if !self.recommendations {
+            config
+                .views
+                .retain(|v| !emporium_dataflows::recs::VIEWS.contains(&v.name));
+        }
         config
     }
 }
@@ -254,5 +266,16 @@ mod tests {
         assert_eq!(set.allowed_lateness, chrono::Duration::milliseconds(200));
         assert_eq!(set.inventory.reservation_ttl, chrono::Duration::seconds(60));
         assert!(Args::try_parse_from(["emporium", "--reservation-ttl-secs", "0"]).is_err());
+    }
+
+    #[test]
+    fn recommendation_views_run_only_when_asked_for() {
+        let names = |c: PipelineConfig| c.views.iter().map(|v| v.name).collect::<Vec<_>>();
+        let off = names(config(&[]));
+        let on = names(config(&["--recommendations"]));
+        for view in emporium_dataflows::recs::VIEWS {
+            assert!(!off.contains(view) && on.contains(view), "{view}");
+        }
+        assert!(off.contains(&"product_ratings") && on.contains(&"product_ratings"));
     }
 }

@@ -91,7 +91,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(run(args))
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+async fn run(mut args: RunArgs) -> anyhow::Result<()> {
     let log = crate::open::log(
         args.kafka.as_deref(),
         args.kafka_replication,
@@ -261,6 +261,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         None
     } else {
+        // The demo shows recommendations (its traffic is light).
+        args.decisions.recommendations |= args.demo;
         let config = args.decisions.apply(PipelineConfig {
             workers: args.workers,
             checkpoint: args.checkpoints.config(&args.data_dir),

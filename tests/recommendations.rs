@@ -126,7 +126,12 @@ async fn a_purchase_shows_up_a_cancellation_takes_it_back_an_erased_user_vanishe
         mut child, base, ..
     } = support::start_run(
         dir.path(),
-        &["--no-lakehouse", "--heartbeat-grace-ms", "0"],
+        &[
+            "--no-lakehouse",
+            "--heartbeat-grace-ms",
+            "0",
+            "--recommendations",
+        ],
         "Press Ctrl-C",
     );
     let mut shop = Shop {
