@@ -9,8 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,9 +18,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{Audience, AuthError, Authenticator, Principal};
+use crate::auth::Authenticator;
 use crate::metrics;
-use crate::store::{Store, StoreError};
+pub use crate::reply::ApiError;
+use crate::reply::{Caller, Serving, erased};
+use crate::store::Store;
 
 /// The OpenAPI 3.1 document of this API (and of the write path's routes).
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -30,12 +31,6 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 pub const DEFAULT_PAGE: usize = 20;
 /// The largest `limit` accepted.
 pub const MAX_PAGE: usize = 100;
-
-#[derive(Clone)]
-pub(crate) struct Serving {
-    pub(crate) store: Arc<dyn Store>,
-    auth: Authenticator,
-}
 
 /// The routes of the read path, ready to be merged into the platform's router.
 pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
@@ -57,83 +52,6 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
         .with_state(Serving { store, auth })
 }
 
-/// An error answer of the read API, sent in the one envelope (`emporium_ops::ApiError`):
-/// `{"error": {"code": code, "message": text}}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn not_found(what: &str, id: &str) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: format!("no {what} with id {id:?}"),
-        }
-    }
-
-    pub(crate) fn forbidden(message: String) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message,
-        }
-    }
-
-    pub(crate) fn bad_request(message: String) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message,
-        }
-    }
-
-    pub(crate) fn unavailable(code: &'static str, message: &str) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            message: message.to_owned(),
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::BadCursor(_) => Self::bad_request(e.to_string()),
-            e => {
-                tracing::error!(error = %e, "store read failed");
-                Self {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    code: "store_unavailable",
-                    message: "the store could not answer; try again".into(),
-                }
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        // The one envelope of every route (`{"error": {"code", "message"}}`, a bearer challenge
-        // on 401).
-        emporium_ops::ApiError::new(self.status, self.code, self.message).into_response()
-    }
-}
-
 fn json_bytes(body: Bytes) -> Response {
     (
         [(
@@ -143,23 +61,6 @@ fn json_bytes(body: Bytes) -> Response {
         body,
     )
         .into_response()
-}
-
-/// The authenticated caller of a request, from its `Authorization` header (read in place, not
-/// copied out of the request).
-pub(crate) struct Caller(pub(crate) Principal);
-
-impl FromRequestParts<Serving> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, s: &Serving) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.to_str().map_err(|_| AuthError::NotBearer))
-            .transpose()?;
-        Ok(Caller(s.auth.authenticate(value, Audience::Read)?))
-    }
 }
 
 async fn get_product(
@@ -282,14 +183,6 @@ async fn get_user_orders(
         .await?;
     metrics::read("user_orders", started.elapsed());
     Ok(Json(json!({"user_id": user, "orders": page.orders, "next": page.next})).into_response())
-}
-
-/// Whether `user` asked to be forgotten (`user_erased`): the `erased_users` view holds a
-/// tombstone for them (ADR 0015). Their per-user answers are 404 from then on. One point read
-/// that, for everyone else, finds nothing.
-pub(crate) async fn erased(s: &Serving, user: &str) -> Result<bool, ApiError> {
-    let doc = s.store.view("erased_users", user).await?;
-    Ok(doc.is_some_and(|d| d.json.as_ref() != b"null"))
 }
 
 async fn get_openapi() -> Response {

@@ -7,6 +7,7 @@
 //! - [`auth`]: bearer tokens for shoppers and the operator key (the `emporium-auth` crate,
 //!   shared with ingest's producer tokens);
 //! - [`api`]: the read routes and `/openapi.json`;
+//! - `reply`: what the route modules share (state, caller, error envelope, erasure check);
 //! - [`recommendations`]: `GET /v1/products/{id}/recommendations` from the recommendation
 //!   views (ADR 0015);
 //! - [`search`]: `GET /v1/search` and `GET /v1/suggest` over the search index (ADR 0013).
@@ -18,6 +19,7 @@ pub mod api;
 pub use emporium_auth as auth;
 pub mod metrics;
 pub mod recommendations;
+mod reply;
 pub mod search;
 pub mod store;
 pub mod views;

@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 
 use std::collections::HashMap;
 
-use crate::api::{ApiError, Caller, Serving};
 use crate::metrics;
+use crate::reply::{ApiError, Caller, Serving, erased};
 
 /// The kinds of product recommendations served, each a maintained view of that name.
 pub const PRODUCT_KINDS: &[&str] = &["also_bought"];
@@ -118,7 +118,7 @@ pub(crate) async fn user_recommendations(
         )));
     }
     let started = Instant::now();
-    if crate::api::erased(&s, &user).await? {
+    if erased(&s, &user).await? {
         return Err(ApiError::not_found("user", &user));
     }
     let doc = s.store.view("user_purchases", &user).await?;
