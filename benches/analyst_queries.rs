@@ -93,7 +93,10 @@ fn args() -> Args {
 }
 
 /// Same answer: equal rows, numbers equal to 1e-9 relative (sums of doubles may differ in the
-/// last bits with the order of addition).
+/// last bits with the order of addition) or within one unit of the 4th decimal (the queries'
+/// `round(x, 4)` of a double on a tie goes either way between engines: 46/320 = 0.14375 is
+/// 0.1438 in DataFusion and 0.1437 in DuckDB). Counts differ by whole units, so they still
+/// must be equal.
 fn same(a: &[Vec<Value>], b: &[Vec<Value>]) -> Result<(), String> {
     if a.len() != b.len() {
         return Err(format!("{} rows against {}", a.len(), b.len()));
@@ -104,7 +107,9 @@ fn same(a: &[Vec<Value>], b: &[Vec<Value>]) -> Result<(), String> {
                 .iter()
                 .zip(rb)
                 .all(|(x, y)| match (x.as_f64(), y.as_f64()) {
-                    (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                    (Some(x), Some(y)) => {
+                        (x - y).abs() <= (1e-9 * x.abs().max(y.abs()).max(1.0)).max(1.000_1e-4)
+                    }
                     _ => x == y,
                 });
         if !equal {

@@ -25,85 +25,9 @@ use emporium_schemas::orders::{
 use emporium_schemas::{Event, Payload};
 use proptest::prelude::*;
 
-/// The expected partners of every product with any.
-fn fold(events: &[Event]) -> HashMap<String, Partners> {
-    let mut listing: HashMap<String, (usize, Vec<String>)> = HashMap::new();
-    let mut lines: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
-    let (mut paid, mut cancelled, mut erased) = (HashSet::new(), HashSet::new(), HashSet::new());
-    let mut returned: HashSet<(String, String)> = HashSet::new();
-    for (i, e) in events.iter().enumerate() {
-        match &e.payload {
-            Payload::ProductUpserted(p) => {
-                listing.insert(p.product_id.clone(), (i, p.skus.clone()));
-            }
-            Payload::OrderPlaced(o) => {
-                let basket = lines.entry(o.order_id.clone()).or_default();
-                for line in &o.lines {
-                    basket.insert((o.user_id.clone(), line.sku.clone()));
-                }
-            }
-            Payload::PaymentAuthorized(p) => {
-                paid.insert(p.order_id.clone());
-            }
-            Payload::OrderCancelled(c) => {
-                cancelled.insert(c.order_id.clone());
-            }
-            Payload::ReturnRequested(r) => {
-                for line in &r.lines {
-                    returned.insert((r.order_id.clone(), line.sku.clone()));
-                }
-            }
-            Payload::UserErased(u) => {
-                erased.insert(u.user_id.clone());
-            }
-            _ => {}
-        }
-    }
-    let mut owner: HashMap<&str, (usize, &str)> = HashMap::new();
-    for (product, (at, skus)) in &listing {
-        for sku in skus {
-            let o = owner.entry(sku).or_insert((*at, product));
-            if *at > o.0 {
-                *o = (*at, product);
-            }
-        }
-    }
-    let mut pairs: HashMap<(String, String), u64> = HashMap::new();
-    for (order, basket) in &lines {
-        if !paid.contains(order) || cancelled.contains(order) {
-            continue;
-        }
-        let products: BTreeSet<&str> = basket
-            .iter()
-            .filter(|(user, sku)| {
-                !erased.contains(user) && !returned.contains(&(order.clone(), sku.clone()))
-            })
-            .filter_map(|(_, sku)| owner.get(sku.as_str()).map(|(_, p)| *p))
-            .collect();
-        let products: Vec<&str> = products.into_iter().take(MAX_BASKET).collect();
-        for a in &products {
-            for b in &products {
-                if a != b {
-                    *pairs.entry((a.to_string(), b.to_string())).or_default() += 1;
-                }
-            }
-        }
-    }
-    let mut partners: HashMap<String, Vec<(String, u64)>> = HashMap::new();
-    for ((a, b), n) in pairs {
-        partners.entry(a).or_default().push((b, n));
-    }
-    for list in partners.values_mut() {
-        list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(b1.cmp(b2)));
-        list.truncate(TOP_K);
-    }
-    partners
-}
-
-/// The expected recent purchases of every user with any (none for the erased): the
-/// products of their counted orders (the rule above), by when the order was first paid, latest
-/// first (ties: the larger product id first), each once, at most 20.
-fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
+/// The purchases that count, by the rules above: `(order, user, product, seq of the order's first
+/// payment)`, each once.
+fn counted(events: &[Event]) -> BTreeSet<(String, String, String, usize)> {
     let mut listing: HashMap<String, (usize, Vec<String>)> = HashMap::new();
     let mut lines: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     let mut paid: HashMap<String, usize> = HashMap::new();
@@ -146,7 +70,7 @@ fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
             }
         }
     }
-    let mut latest: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
+    let mut out = BTreeSet::new();
     for (order, basket) in &lines {
         let Some(seq) = paid.get(order) else { continue };
         if cancelled.contains(order) {
@@ -157,19 +81,56 @@ fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
                 continue;
             }
             if let Some((_, product)) = owner.get(sku.as_str()) {
-                let at = latest.entry(user).or_default().entry(product).or_insert(0);
-                *at = (*at).max(*seq);
+                out.insert((order.clone(), user.clone(), product.to_string(), *seq));
             }
         }
+    }
+    out
+}
+
+/// The expected partners of every product with any.
+fn fold(events: &[Event]) -> HashMap<String, Partners> {
+    let mut baskets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (order, _, product, _) in counted(events) {
+        baskets.entry(order).or_default().insert(product);
+    }
+    let mut pairs: HashMap<(String, String), u64> = HashMap::new();
+    for products in baskets.values() {
+        let products: Vec<&String> = products.iter().take(MAX_BASKET).collect();
+        for a in &products {
+            for b in products.iter().filter(|b| *b != a) {
+                *pairs.entry(((*a).clone(), (*b).clone())).or_default() += 1;
+            }
+        }
+    }
+    let mut partners: HashMap<String, Vec<(String, u64)>> = HashMap::new();
+    for ((a, b), n) in pairs {
+        partners.entry(a).or_default().push((b, n));
+    }
+    for list in partners.values_mut() {
+        list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(b1.cmp(b2)));
+        list.truncate(TOP_K);
+    }
+    partners
+}
+
+/// The expected recent purchases of every user with any (none for the erased): the products of
+/// their counted orders, by when the order was first paid, latest first (ties: the larger product
+/// id first), each once, at most 20.
+fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
+    let mut latest: HashMap<String, HashMap<String, usize>> = HashMap::new();
+    for (_, user, product, seq) in counted(events) {
+        let at = latest.entry(user).or_default().entry(product).or_insert(0);
+        *at = (*at).max(seq);
     }
     latest
         .into_iter()
         .map(|(user, products)| {
-            let mut products: Vec<(usize, &str)> =
+            let mut products: Vec<(usize, String)> =
                 products.into_iter().map(|(p, seq)| (seq, p)).collect();
             products.sort_by(|a, b| b.cmp(a));
-            let recent = products.iter().take(RECENT).map(|(_, p)| p.to_string());
-            (user.to_string(), Purchases(recent.collect()))
+            let recent = products.into_iter().take(RECENT).map(|(_, p)| p);
+            (user, Purchases(recent.collect()))
         })
         .collect()
 }
