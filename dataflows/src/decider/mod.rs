@@ -747,8 +747,8 @@ mod tests {
             assert!(before == after, "{kind} changed a fold's state");
         }
         assert_eq!(
-            seen, 9,
-            "views, searches, cart changes, reviews, the 3 decisions and heartbeats"
+            seen, 10,
+            "views, searches, cart changes, reviews, erasures, the 3 decisions and heartbeats"
         );
     }
 }
