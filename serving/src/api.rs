@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::auth::Authenticator;
 use crate::metrics;
 pub use crate::reply::ApiError;
-use crate::reply::{Caller, Serving, erased};
+use crate::reply::{Caller, Serving, erased, limit};
 use crate::store::Store;
 
 /// The OpenAPI 3.1 document of this API (and of the write path's routes).
@@ -162,17 +162,7 @@ async fn get_user_orders(
             "the orders of user {user:?} belong to another user"
         )));
     }
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit: expected an integer from 1 to {MAX_PAGE}, got {text:?}"
-                )));
-            }
-        },
-    };
+    let limit = limit(q.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
     if erased(&s, &user).await? {
         return Err(ApiError::not_found("user", &user));
     }

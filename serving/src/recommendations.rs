@@ -18,6 +18,7 @@
 //! The answer carries the `seq` of the recommendation document: the rank, in the decider's total
 //! order, of the last event that changed it (ADR 0006), the same in every run over the same log.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::Json;
@@ -26,10 +27,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use std::collections::HashMap;
-
 use crate::metrics;
-use crate::reply::{ApiError, Caller, Serving, erased};
+use crate::reply::{ApiError, Caller, Serving, erased, limit};
 
 /// The kinds of product recommendations served, each a maintained view of that name.
 pub const PRODUCT_KINDS: &[&str] = &["also_bought"];
@@ -46,42 +45,32 @@ pub(crate) struct RecommendationQuery {
     include_unavailable: Option<String>,
 }
 
-/// What the parameters ask for, or a 400 naming the bad one.
-fn parse(q: &RecommendationQuery) -> Result<(&'static str, usize, bool), ApiError> {
-    let kind = match q.kind.as_deref() {
-        None => PRODUCT_KINDS[0],
-        Some(k) => PRODUCT_KINDS
-            .iter()
-            .find(|known| **known == k)
-            .copied()
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "kind: expected one of {}, got {k:?}",
-                    PRODUCT_KINDS.join(", ")
-                ))
-            })?,
+/// The kind asked for (the first by default), or a 400 naming it.
+fn kind(text: Option<&str>) -> Result<&'static str, ApiError> {
+    let Some(k) = text else {
+        return Ok(PRODUCT_KINDS[0]);
     };
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit: expected an integer from 1 to {MAX_LIMIT}, got {text:?}"
-                )));
-            }
-        },
-    };
-    let include_unavailable = match q.include_unavailable.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "include_unavailable: expected true or false, got {other:?}"
-            )));
-        }
-    };
-    Ok((kind, limit, include_unavailable))
+    PRODUCT_KINDS
+        .iter()
+        .find(|known| **known == k)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "kind: expected one of {}, got {k:?}",
+                PRODUCT_KINDS.join(", ")
+            ))
+        })
+}
+
+/// `include_unavailable` (false by default), or a 400 naming it.
+fn include_unavailable(text: Option<&str>) -> Result<bool, ApiError> {
+    match text {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "include_unavailable: expected true or false, got {other:?}"
+        ))),
+    }
 }
 
 /// The recent purchases a user's recommendations start from.
@@ -107,11 +96,8 @@ pub(crate) async fn user_recommendations(
             e.body_text()
         ))
     })?;
-    let (_, limit, include_unavailable) = parse(&RecommendationQuery {
-        kind: None,
-        limit: q.limit,
-        include_unavailable: q.include_unavailable,
-    })?;
+    let limit = limit(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let include_unavailable = include_unavailable(q.include_unavailable.as_deref())?;
     if !who.may_read(&user) {
         return Err(ApiError::forbidden(format!(
             "the recommendations of user {user:?} belong to another user"
@@ -211,7 +197,9 @@ pub(crate) async fn product_recommendations(
             e.body_text()
         ))
     })?;
-    let (kind, limit, include_unavailable) = parse(&q)?;
+    let kind = kind(q.kind.as_deref())?;
+    let limit = limit(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let include_unavailable = include_unavailable(q.include_unavailable.as_deref())?;
     let started = Instant::now();
     if s.store.product(&id).await?.is_none() {
         return Err(ApiError::not_found("product", &id));

@@ -119,3 +119,17 @@ pub(crate) async fn erased(s: &Serving, user: &str) -> Result<bool, ApiError> {
     let doc = s.store.view("erased_users", user).await?;
     Ok(doc.is_some_and(|d| d.json.as_ref() != b"null"))
 }
+
+/// A `limit` parameter: `default` when absent, else an integer from 1 to `max`, or a 400 naming
+/// it.
+pub(crate) fn limit(text: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match text {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "limit: expected an integer from 1 to {max}, got {text:?}"
+            ))),
+        },
+    }
+}

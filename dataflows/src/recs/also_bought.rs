@@ -11,8 +11,8 @@
 //! order whatever its quantity and skus. Orders that were placed but never paid (rejected, failed,
 //! expired) never count.
 //!
-//! **Exact retractions** (ADR 0015). The view's input keeps every order's basket, so withdrawing
-//! one is a negative row, not a recomputation:
+//! **Exact retractions** (ADR 0015). The view's input keeps every order's basket, and what takes
+//! an order back is a set the dataflow subtracts ([`purchases`]), not a recomputation:
 //! - `order_cancelled` withdraws the whole order;
 //! - `return_requested` withdraws the returned skus' products from that order's basket (the rest
 //!   of the order still counts);

@@ -10,6 +10,11 @@
 //! thousands of partners (a bestseller is in everyone's basket) re-ranks a sixteenth of them per
 //! change, not all.
 
+use differential_dataflow::VecCollection;
+use differential_dataflow::hashable::Hashable;
+
+use crate::view::View;
+
 pub mod also_bought;
 pub mod erased_users;
 pub mod user_purchases;
@@ -21,11 +26,6 @@ pub const VIEWS: &[&str] = &[
     also_bought::AlsoBought::NAME,
     user_purchases::UserPurchases::NAME,
 ];
-
-use differential_dataflow::VecCollection;
-use differential_dataflow::hashable::Hashable;
-
-use crate::view::View;
 
 /// Buckets of the first level of [`top_k`].
 pub const TOP_K_BUCKETS: u64 = 16;
