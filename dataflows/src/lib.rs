@@ -20,6 +20,8 @@
 //!   event time, which the index sorts by (views counted, not read: ADR 0014);
 //! - [`recs`]: recommendations as views — [`recs::also_bought`], products bought in the same
 //!   paid orders, with exact retractions (cancellations, returns, erased users: ADR 0015);
+//! - [`ids`]: dense integer ids for the names a view's rows carry, so its dataflow works on
+//!   integers;
 //! - [`owners`]: which product owns a sku, as a collection, for the views that read orders;
 //! - `piece`: which keys each fold changed since its last checkpoint piece (incremental
 //!   checkpoints);
@@ -34,6 +36,7 @@ pub mod changes;
 pub mod decider;
 pub mod decisions;
 pub mod event_time;
+pub mod ids;
 pub mod inventory;
 pub mod latest;
 pub mod orders;
@@ -56,6 +59,7 @@ pub fn views() -> Vec<view::Spec> {
         view::Spec::of::<popularity::ProductPopularity>(),
         view::Spec::of::<recs::also_bought::AlsoBought>(),
         view::Spec::of::<recs::user_purchases::UserPurchases>(),
+        view::Spec::of::<recs::similar::Similar>(),
         view::Spec::of::<recs::erased_users::ErasedUsers>(),
     ]
 }

@@ -3,17 +3,22 @@
 //! current listings naming a sku, the one listed last owns it (a product's earlier listings name
 //! skus it may no longer have).
 
-use differential_dataflow::VecCollection;
+use differential_dataflow::{ExchangeData, Hashable, VecCollection};
 
 /// `(sku, product)` for every sku some current listing names, from `listings`: `(product, (seq,
 /// skus))`, one per `product_upserted` (the latest per product is its current listing).
-pub fn sku_owners<'s>(
-    listings: VecCollection<'s, u64, (String, (u64, Vec<String>))>,
-) -> VecCollection<'s, u64, (String, String)> {
+/// Products and skus by name, or by [`crate::ids::Ids`].
+pub fn sku_owners<'s, P, S>(
+    listings: VecCollection<'s, u64, (P, (u64, Vec<S>))>,
+) -> VecCollection<'s, u64, (S, P)>
+where
+    P: ExchangeData + Hashable,
+    S: ExchangeData + Hashable,
+{
     listings
         .reduce_named(
             "CurrentListing",
-            |_product: &String, listings: &[(&(u64, Vec<String>), isize)], out| {
+            |_product: &P, listings: &[(&(u64, Vec<S>), isize)], out| {
                 // In (seq, skus) order: the last is the latest listing.
                 if let Some((latest, _)) = listings.last() {
                     out.push(((*latest).clone(), 1isize));
@@ -27,7 +32,7 @@ pub fn sku_owners<'s>(
         })
         .reduce_named(
             "SkuOwner",
-            |_sku: &String, listers: &[(&(u64, String), isize)], out| {
+            |_sku: &S, listers: &[(&(u64, P), isize)], out| {
                 if let Some(((_, owner), _)) = listers.last() {
                     out.push((owner.clone(), 1isize));
                 }

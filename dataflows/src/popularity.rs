@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::owners::sku_owners;
-use crate::view::{View, event_hour};
+use crate::view::{Ids, View, event_hour};
 
 /// The weight of one ordered unit.
 pub const ORDER_WEIGHT: i64 = 10;
@@ -136,14 +136,14 @@ impl View for ProductPopularity {
         kind == EventKind::ProductViewed
     }
 
-    fn counted(kind: EventKind, product: &str, hour: i64) -> Option<PopularityRow> {
+    fn counted(kind: EventKind, product: &str, hour: i64, _ids: &mut Ids) -> Option<PopularityRow> {
         (kind == EventKind::ProductViewed).then(|| PopularityRow::Viewed {
             product: product.to_owned(),
             hour,
         })
     }
 
-    fn rows(seq: u64, event: &Event, out: &mut Vec<(PopularityRow, isize)>) {
+    fn rows(seq: u64, event: &Event, _ids: &mut Ids, out: &mut Vec<(PopularityRow, isize)>) {
         match &event.payload {
             Payload::ProductUpserted(p) => out.push((
                 PopularityRow::Listed {
@@ -199,7 +199,7 @@ impl View for ProductPopularity {
         })
     }
 
-    fn document(product_id: &String, p: &Popularity) -> serde_json::Value {
+    fn document(product_id: &String, p: &Popularity, _ids: &Ids) -> serde_json::Value {
         json!({
             "product_id": product_id,
             "popularity": p.score(),

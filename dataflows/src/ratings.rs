@@ -7,7 +7,7 @@ use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind, Payload};
 use serde_json::json;
 
-use crate::view::View;
+use crate::view::{Ids, View};
 
 /// The product ratings view.
 pub struct ProductRatings;
@@ -26,7 +26,7 @@ impl View for ProductRatings {
         kind == EventKind::ReviewPosted
     }
 
-    fn rows(_seq: u64, event: &Event, out: &mut Vec<(Self::Row, isize)>) {
+    fn rows(_seq: u64, event: &Event, _ids: &mut Ids, out: &mut Vec<(Self::Row, isize)>) {
         if let Payload::ReviewPosted(r) = &event.payload
             && let Ok(stars @ 1..=5) = u8::try_from(r.rating)
         {
@@ -51,7 +51,7 @@ impl View for ProductRatings {
         )
     }
 
-    fn document(product_id: &String, stars: &Stars) -> serde_json::Value {
+    fn document(product_id: &String, stars: &Stars, _ids: &Ids) -> serde_json::Value {
         let reviews: u64 = stars.iter().sum();
         let total: u64 = stars.iter().zip(1u64..).map(|(n, s)| n * s).sum();
         json!({

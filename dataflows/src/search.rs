@@ -18,7 +18,7 @@ use emporium_schemas::{Event, EventKind, Payload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::view::View;
+use crate::view::{Ids, View};
 
 /// The search documents view.
 pub struct SearchDocuments;
@@ -135,7 +135,7 @@ impl View for SearchDocuments {
         )
     }
 
-    fn rows(seq: u64, event: &Event, out: &mut Vec<(SearchRow, isize)>) {
+    fn rows(seq: u64, event: &Event, _ids: &mut Ids, out: &mut Vec<(SearchRow, isize)>) {
         match &event.payload {
             Payload::ProductUpserted(p) => out.push((
                 SearchRow::Listed {
@@ -240,7 +240,7 @@ impl View for SearchDocuments {
             })
     }
 
-    fn document(product_id: &String, f: &SearchFields) -> serde_json::Value {
+    fn document(product_id: &String, f: &SearchFields, _ids: &Ids) -> serde_json::Value {
         json!({
             "product_id": product_id,
             "title": f.title,

@@ -36,6 +36,7 @@ use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Exchange as _, Inspect, Probe};
 
 use crate::changes::Change;
+pub use crate::ids::Ids;
 use crate::latest::Latest;
 
 /// A view maintained by differential dataflow over the events it reads.
@@ -54,8 +55,9 @@ pub trait View: 'static {
 
     /// The rows `event`, the `seq`-th step, adds (a positive diff: how many times) or retracts
     /// (a negative one). A row may carry `seq` to tell versions of a full value apart (the
-    /// latest wins): `seq`s are the same in every run over the same log.
-    fn rows(seq: u64, event: &Event, out: &mut Vec<(Self::Row, isize)>);
+    /// latest wins): `seq`s are the same in every run over the same log. A row may name things
+    /// by their [`Ids`] (the same in every run too) instead of carrying strings.
+    fn rows(seq: u64, event: &Event, ids: &mut Ids, out: &mut Vec<(Self::Row, isize)>);
 
     /// Whether it counts events of this type, per product and hour of event time, without
     /// reading them ([`View::counted`]). A type is read or counted, not both. None by default.
@@ -65,7 +67,7 @@ pub trait View: 'static {
 
     /// The row one counted event of `kind` about `product` in `hour` (hours since the epoch, in
     /// event time) adds; a [`Count`] of `n` adds it `n` times. `None`: this one does not count.
-    fn counted(_kind: EventKind, _product: &str, _hour: i64) -> Option<Self::Row> {
+    fn counted(_kind: EventKind, _product: &str, _hour: i64, _ids: &mut Ids) -> Option<Self::Row> {
         None
     }
 
@@ -76,8 +78,14 @@ pub trait View: 'static {
         rows: VecCollection<'s, u64, Self::Row>,
     ) -> VecCollection<'s, u64, (Self::Key, Self::Value)>;
 
-    /// The document the store keeps for a key's value (what the read API answers).
-    fn document(key: &Self::Key, value: &Self::Value) -> serde_json::Value;
+    /// The document the store keeps for a key's value (what the read API answers), with the
+    /// names of the ids its rows used.
+    fn document(key: &Self::Key, value: &Self::Value, ids: &Ids) -> serde_json::Value;
+
+    /// The store's key of `key`: its text, or the name of its id for a view keyed by [`Ids`].
+    fn key_name(key: &Self::Key, _ids: &Ids) -> String {
+        key.to_string()
+    }
 }
 
 /// A view as the pipeline drives it, whatever its types: installed in a timely worker
@@ -194,6 +202,7 @@ fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
         probe,
         latest,
         rows: HashMap::new(),
+        ids: Ids::default(),
         scratch: Vec::new(),
     }
 }
@@ -204,6 +213,8 @@ struct Running<V: View> {
     latest: Rc<RefCell<Latest<V::Key, V::Value>>>,
     /// The input collection as fed so far, consolidated (for checkpoints).
     rows: HashMap<V::Row, isize>,
+    /// The names its rows gave ids to (fed on worker 0 only, like the rows).
+    ids: Ids,
     scratch: Vec<(V::Row, isize)>,
 }
 
@@ -217,7 +228,7 @@ impl<V: View> Installed for Running<V> {
         if !V::reads(event.kind()) {
             return;
         }
-        V::rows(seq, event, &mut self.scratch);
+        V::rows(seq, event, &mut self.ids, &mut self.scratch);
         for (row, diff) in self.scratch.drain(..) {
             add_row(&mut self.rows, input, row, seq, diff);
         }
@@ -226,7 +237,8 @@ impl<V: View> Installed for Running<V> {
     fn feed_counts(&mut self, seq: u64, counts: &[Count]) {
         let Some(input) = &mut self.input else { return };
         for count in counts.iter().filter(|c| V::counts(c.kind)) {
-            let Some(row) = V::counted(count.kind, &count.product, count.hour) else {
+            let Some(row) = V::counted(count.kind, &count.product, count.hour, &mut self.ids)
+            else {
                 continue;
             };
             add_row(&mut self.rows, input, row, seq, count.n as isize);
@@ -253,9 +265,9 @@ impl<V: View> Installed for Running<V> {
             .into_iter()
             .map(|(key, seq, value)| Change::View {
                 view: V::NAME,
-                key: key.to_string(),
+                key: V::key_name(&key, &self.ids),
                 seq,
-                document: value.map(|v| V::document(&key, &v)),
+                document: value.map(|v| V::document(&key, &v, &self.ids)),
             })
             .collect()
     }
@@ -263,11 +275,12 @@ impl<V: View> Installed for Running<V> {
     fn state(&self) -> Result<Vec<u8>, bincode::Error> {
         let mut rows: Vec<(&V::Row, &isize)> = self.rows.iter().collect();
         rows.sort();
-        bincode::serialize(&rows)
+        bincode::serialize(&(&self.ids, rows))
     }
 
     fn resume(&mut self, state: &[u8], seq: u64) -> Result<(), bincode::Error> {
-        let rows: Vec<(V::Row, isize)> = bincode::deserialize(state)?;
+        let (ids, rows): (Ids, Vec<(V::Row, isize)>) = bincode::deserialize(state)?;
+        self.ids = ids;
         *self.latest.borrow_mut() = Latest::after(seq);
         if let Some(input) = &mut self.input {
             for (row, diff) in rows {
@@ -309,6 +322,21 @@ pub fn event_hour(at: chrono::DateTime<chrono::Utc>) -> i64 {
 /// index + 1), incrementally; a counted one as a [`Count`] of 1 at its `seq` — on this thread,
 /// and gives the collection it maintains at the end, by key. For tests against a plain fold.
 pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
+    evaluate_with_ids::<V>(events).0
+}
+
+/// [`evaluate`], with the names of the ids the view's rows used: for a view keyed by [`Ids`].
+pub fn evaluate_with_ids<V: View>(events: &[Event]) -> (HashMap<V::Key, V::Value>, Ids) {
+    evaluate_in_rounds::<V>(events, 7)
+}
+
+/// [`evaluate_with_ids`], letting the dataflow work once every `round` events (at least 1)
+/// instead of every 7: for long histories (the offline evaluation), as the pipeline's rounds do.
+pub fn evaluate_in_rounds<V: View>(
+    events: &[Event],
+    round: usize,
+) -> (HashMap<V::Key, V::Value>, Ids) {
+    let round = round.max(1);
     let events = events.to_vec();
     timely::execute_directly(move |worker| {
         let mut view = build::<V>(worker);
@@ -320,7 +348,7 @@ pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
                 _ => view.feed(seq, event),
             }
             // Let the dataflow work between some events, as rounds do.
-            if i % 7 == 0 {
+            if i % round == 0 {
                 view.advance_to(i as u64 + 2);
                 worker.step();
             }
@@ -330,10 +358,11 @@ pub fn evaluate<V: View>(events: &[Event]) -> HashMap<V::Key, V::Value> {
             worker.step();
         }
         let latest = view.latest.borrow();
-        latest
+        let values = latest
             .values()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .collect();
+        (values, view.ids.clone())
     })
 }
 

@@ -16,7 +16,7 @@ use chrono::Duration;
 use differential_dataflow::VecCollection;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::{InventoryConfig, Output};
-use emporium_dataflows::view::{Count, Spec, View};
+use emporium_dataflows::view::{Count, Ids, Spec, View};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::{Event, EventKind, Payload};
 use proptest::prelude::*;
@@ -69,7 +69,7 @@ impl View for ViewsRead {
         kind == EventKind::ProductViewed
     }
 
-    fn rows(_seq: u64, event: &Event, out: &mut Vec<(String, isize)>) {
+    fn rows(_seq: u64, event: &Event, _ids: &mut Ids, out: &mut Vec<(String, isize)>) {
         if let Payload::ProductViewed(v) = &event.payload {
             out.push((v.product_id.clone(), 1));
         }
@@ -82,7 +82,7 @@ impl View for ViewsRead {
             })
     }
 
-    fn document(_product: &String, n: &u64) -> serde_json::Value {
+    fn document(_product: &String, n: &u64, _ids: &Ids) -> serde_json::Value {
         serde_json::json!(n)
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
 use emporium_dataflows::ratings::ProductRatings;
-use emporium_dataflows::view::{View, evaluate};
+use emporium_dataflows::view::{Ids, View, evaluate};
 use emporium_schemas::reviews::ReviewPosted;
 use emporium_schemas::shopper::ProductViewed;
 use emporium_schemas::{Event, Payload};
@@ -75,7 +75,7 @@ proptest! {
 
 #[test]
 fn the_document_gives_the_count_and_the_mean() {
-    let doc = ProductRatings::document(&"p-1".to_owned(), &[1, 0, 0, 0, 3]);
+    let doc = ProductRatings::document(&"p-1".to_owned(), &[1, 0, 0, 0, 3], &Ids::default());
     assert_eq!(
         doc,
         serde_json::json!({"product_id": "p-1", "reviews": 4, "mean_rating": 4.0, "stars": [1, 0, 0, 0, 3]})

@@ -4,17 +4,22 @@
 //! The fold is written from the rules, not from the views' code: an order counts when it has
 //! been paid and not cancelled; its basket is the skus its `order_placed` events named, less the
 //! returned ones, credited to each sku's owner at the end (among the products' latest listings
-//! naming it, the latest), once per product, the first 20 products by id; a user's orders never
+//! naming it, the latest), once per product, the first 20 products listed; a user's orders never
 //! count once the user is erased; each product's partners are the other products of its baskets,
-//! counted per order, best 30 by count then id.
+//! counted per order, best 30 by count then the one listed first.
+//!
+//! The views name things by integer ids inside (given in log order); their outputs are read
+//! here with the names again, and "listed first" is the order of each product's first
+//! `product_upserted`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{TimeZone, Utc};
-use emporium_dataflows::recs::also_bought::{AlsoBought, MAX_BASKET, Partners, TOP_K};
+use emporium_dataflows::recs::also_bought::{AlsoBought, MAX_BASKET, TOP_K};
 use emporium_dataflows::recs::erased_users::ErasedUsers;
-use emporium_dataflows::recs::user_purchases::{Purchases, RECENT, UserPurchases};
-use emporium_dataflows::view::evaluate;
+use emporium_dataflows::recs::similar::{self, ITEM_CAP, MIN_BUYERS, Similar, USER_CAP};
+use emporium_dataflows::recs::user_purchases::{RECENT, UserPurchases};
+use emporium_dataflows::view::{evaluate, evaluate_with_ids};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::accounts::UserErased;
 use emporium_schemas::catalog::ProductUpserted;
@@ -88,15 +93,123 @@ fn counted(events: &[Event]) -> BTreeSet<(String, String, String, usize)> {
     out
 }
 
+/// A product's partners by name: (product, orders holding both), best first.
+type Partners = Vec<(String, u64)>;
+
+/// Each product's place in the order of first listings.
+fn listed(events: &[Event]) -> HashMap<String, usize> {
+    let mut first = HashMap::new();
+    for e in events {
+        if let Payload::ProductUpserted(p) = &e.payload {
+            let n = first.len();
+            first.entry(p.product_id.clone()).or_insert(n);
+        }
+    }
+    first
+}
+
+/// The also-bought view over `events`, with names.
+fn also_bought(events: &[Event]) -> HashMap<String, Partners> {
+    let (got, ids) = evaluate_with_ids::<AlsoBought>(events);
+    got.into_iter()
+        .map(|(product, partners)| {
+            let partners = partners.into_iter();
+            let named = partners.map(|(p, n)| (ids.name(p).to_owned(), n)).collect();
+            (ids.name(product).to_owned(), named)
+        })
+        .collect()
+}
+
+/// The similar-products view over `events`, with names.
+fn similar(events: &[Event]) -> HashMap<String, Partners> {
+    let (got, ids) = evaluate_with_ids::<Similar>(events);
+    got.into_iter()
+        .map(|(product, neighbours)| {
+            let neighbours = neighbours.into_iter();
+            let named = neighbours
+                .map(|(p, n)| (ids.name(p).to_owned(), n))
+                .collect();
+            (ids.name(product).to_owned(), named)
+        })
+        .collect()
+}
+
+/// The expected similar products: each user's purchases at their latest payment, the user's
+/// latest 100 (ties: the product listed last first), each product's latest 500 buyers among
+/// those; per pair with at least 2 common buyers `k`, the cosine `k / √(n_a n_b)` in
+/// millionths, rounded; best 30 by score then the product listed first.
+fn fold_similar(events: &[Event]) -> HashMap<String, Partners> {
+    let rank = listed(events);
+    let mut latest: HashMap<String, HashMap<String, usize>> = HashMap::new();
+    for (_, user, product, seq) in counted(events) {
+        let at = latest.entry(user).or_default().entry(product).or_insert(0);
+        *at = (*at).max(seq);
+    }
+    let mut buyers: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+    for (user, products) in latest {
+        let mut products: Vec<(usize, usize, String)> = products
+            .into_iter()
+            .map(|(p, seq)| (seq, rank[&p], p))
+            .collect();
+        products.sort_by(|a, b| b.cmp(a));
+        for (seq, _, product) in products.into_iter().take(USER_CAP) {
+            buyers.entry(product).or_default().push((seq, user.clone()));
+        }
+    }
+    let mut kept: HashMap<String, Vec<String>> = HashMap::new();
+    let mut n: HashMap<String, u64> = HashMap::new();
+    for (product, mut users) in buyers {
+        users.sort_by_key(|u| std::cmp::Reverse(u.0));
+        for (_, user) in users.into_iter().take(ITEM_CAP) {
+            kept.entry(user).or_default().push(product.clone());
+            *n.entry(product.clone()).or_default() += 1;
+        }
+    }
+    let mut common: HashMap<(String, String), u64> = HashMap::new();
+    for products in kept.values() {
+        for a in products {
+            for b in products.iter().filter(|b| *b != a) {
+                *common.entry((a.clone(), b.clone())).or_default() += 1;
+            }
+        }
+    }
+    let mut out: HashMap<String, Partners> = HashMap::new();
+    for ((a, b), k) in common.into_iter().filter(|(_, k)| *k >= MIN_BUYERS) {
+        let cosine = k as f64 / ((n[&a] * n[&b]) as f64).sqrt();
+        let score = (cosine * similar::SCALE).round() as u64;
+        out.entry(a).or_default().push((b, score));
+    }
+    for list in out.values_mut() {
+        list.sort_by(|(b1, s1), (b2, s2)| s2.cmp(s1).then(rank[b1].cmp(&rank[b2])));
+        list.truncate(similar::TOP_K);
+    }
+    out
+}
+
+/// The user-purchases view over `events`, with names.
+fn user_purchases(events: &[Event]) -> HashMap<String, Vec<String>> {
+    let (got, ids) = evaluate_with_ids::<UserPurchases>(events);
+    got.into_iter()
+        .map(|(user, products)| {
+            let named = products.0.iter().map(|p| ids.name(*p).to_owned()).collect();
+            (ids.name(user).to_owned(), named)
+        })
+        .collect()
+}
+
 /// The expected partners of every product with any.
 fn fold(events: &[Event]) -> HashMap<String, Partners> {
-    let mut baskets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let rank = listed(events);
+    let mut baskets: BTreeMap<String, BTreeSet<(usize, String)>> = BTreeMap::new();
     for (order, _, product, _) in counted(events) {
-        baskets.entry(order).or_default().insert(product);
+        baskets
+            .entry(order)
+            .or_default()
+            .insert((rank[&product], product));
     }
     let mut pairs: HashMap<(String, String), u64> = HashMap::new();
     for products in baskets.values() {
-        let products: Vec<&String> = products.iter().take(MAX_BASKET).collect();
+        let products: Vec<&String> = products.iter().take(MAX_BASKET).map(|(_, p)| p).collect();
         for a in &products {
             for b in products.iter().filter(|b| *b != a) {
                 *pairs.entry(((*a).clone(), (*b).clone())).or_default() += 1;
@@ -108,16 +221,17 @@ fn fold(events: &[Event]) -> HashMap<String, Partners> {
         partners.entry(a).or_default().push((b, n));
     }
     for list in partners.values_mut() {
-        list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(b1.cmp(b2)));
+        list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(rank[b1].cmp(&rank[b2])));
         list.truncate(TOP_K);
     }
     partners
 }
 
 /// The expected recent purchases of every user with any (none for the erased): the products of
-/// their counted orders, by when the order was first paid, latest first (ties: the larger product
-/// id first), each once, at most 20.
-fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
+/// their counted orders, by when the order was first paid, latest first (ties: the product listed
+/// last first), each once, at most 20.
+fn fold_users(events: &[Event]) -> HashMap<String, Vec<String>> {
+    let rank = listed(events);
     let mut latest: HashMap<String, HashMap<String, usize>> = HashMap::new();
     for (_, user, product, seq) in counted(events) {
         let at = latest.entry(user).or_default().entry(product).or_insert(0);
@@ -126,21 +240,20 @@ fn fold_users(events: &[Event]) -> HashMap<String, Purchases> {
     latest
         .into_iter()
         .map(|(user, products)| {
-            let mut products: Vec<(usize, String)> =
-                products.into_iter().map(|(p, seq)| (seq, p)).collect();
+            let mut products: Vec<(usize, usize, String)> = products
+                .into_iter()
+                .map(|(p, seq)| (seq, rank[&p], p))
+                .collect();
             products.sort_by(|a, b| b.cmp(a));
-            let recent = products.into_iter().take(RECENT).map(|(_, p)| p);
-            (user, Purchases(recent.collect()))
+            let recent = products.into_iter().take(RECENT).map(|(_, _, p)| p);
+            (user, recent.collect())
         })
         .collect()
 }
 
 fn assert_same(events: &[Event]) {
-    assert_eq!(
-        evaluate::<UserPurchases>(events),
-        fold_users(events),
-        "user purchases"
-    );
+    assert_eq!(user_purchases(events), fold_users(events), "user purchases");
+    assert_eq!(similar(events), fold_similar(events), "similar");
     let erased: HashMap<String, ()> = events
         .iter()
         .filter_map(|e| match &e.payload {
@@ -149,7 +262,7 @@ fn assert_same(events: &[Event]) {
         })
         .collect();
     assert_eq!(evaluate::<ErasedUsers>(events), erased, "erased users");
-    let got = evaluate::<AlsoBought>(events);
+    let got = also_bought(events);
     let want = fold(events);
     for (product, partners) in &want {
         assert_eq!(got.get(product), Some(partners), "partners of {product}");
@@ -295,6 +408,12 @@ fn also_bought_is_the_fold_of_a_generated_shop() {
         want.values().any(|p| p.len() == TOP_K),
         "some product has more partners than kept"
     );
+    let similar = fold_similar(&events);
+    assert!(
+        similar.len() > 50,
+        "{} products with similar ones",
+        similar.len()
+    );
     assert_same(&events);
 }
 
@@ -328,13 +447,12 @@ fn after_an_erasure_the_state_is_a_recomputation_without_the_user() {
         })
         .cloned()
         .collect();
-    assert_eq!(
-        evaluate::<AlsoBought>(&events),
-        evaluate::<AlsoBought>(&without)
-    );
+    assert_eq!(also_bought(&events), also_bought(&without));
+    assert_eq!(user_purchases(&events), user_purchases(&without));
+    assert_eq!(similar(&events), similar(&without));
     assert_ne!(
-        evaluate::<AlsoBought>(&events),
-        evaluate::<AlsoBought>(
+        also_bought(&events),
+        also_bought(
             &events
                 .iter()
                 .filter(|e| !matches!(e.payload, Payload::UserErased(_)))
@@ -365,15 +483,113 @@ fn a_cancellation_takes_the_purchase_back() {
         },
     ));
     // Placed, not paid: nothing.
-    assert!(evaluate::<AlsoBought>(&events).is_empty());
+    assert!(also_bought(&events).is_empty());
     events.push(event(4, Op::Pay(3)));
-    let paid = evaluate::<AlsoBought>(&events);
+    let paid = also_bought(&events);
     assert_eq!(paid["p-1"], vec![("p-2".into(), 1), ("p-3".into(), 1)]);
     // The second sku returned: the rest still counts.
     events.push(event(5, Op::Return { order: 3, sku: 2 }));
-    let returned = evaluate::<AlsoBought>(&events);
+    let returned = also_bought(&events);
     assert_eq!(returned["p-1"], vec![("p-3".into(), 1)]);
     assert!(!returned.contains_key("p-2"));
     events.push(event(6, Op::Cancel(3)));
-    assert!(evaluate::<AlsoBought>(&events).is_empty());
+    assert!(also_bought(&events).is_empty());
+}
+
+/// Lists product `p-{i}` with sku `s-{i}`, the `at`-th event.
+fn listing(at: usize, i: usize) -> Event {
+    let mut e = event(
+        at,
+        Op::List {
+            product: 0,
+            skus: vec![],
+        },
+    );
+    if let Payload::ProductUpserted(p) = &mut e.payload {
+        p.product_id = format!("p-{i}");
+        p.skus = vec![format!("s-{i}")];
+    }
+    e
+}
+
+/// An order of `user` for skus `s-{i}`, paid: two events from `at`.
+fn paid_order(at: usize, order: usize, user: usize, skus: &[usize]) -> [Event; 2] {
+    let mut placed = event(
+        at,
+        Op::Order {
+            user: 0,
+            skus: vec![0],
+        },
+    );
+    if let Payload::OrderPlaced(o) = &mut placed.payload {
+        o.order_id = format!("o-{order}");
+        o.user_id = format!("u-{user}");
+        o.lines = skus
+            .iter()
+            .map(|s| OrderLine {
+                sku: format!("s-{s}"),
+                qty: 1,
+                unit_price: usd(100),
+            })
+            .collect();
+    }
+    let mut paid = event(at + 1, Op::Pay(0));
+    if let Payload::PaymentAuthorized(p) = &mut paid.payload {
+        p.order_id = format!("o-{order}");
+    }
+    [placed, paid]
+}
+
+#[test]
+fn similar_keeps_a_users_latest_products_and_a_products_latest_buyers() {
+    // Product 0 is bought by ITEM_CAP + 50 users, each also buying product 1 or 2 (the later
+    // buyers product 2); user 0 buys USER_CAP + 20 products, one per order.
+    let products = USER_CAP + 30;
+    let mut events: Vec<Event> = (0..products).map(|i| listing(i, i)).collect();
+    let mut order = 0;
+    for user in 1..=ITEM_CAP + 50 {
+        let other = if user <= 100 { 1 } else { 2 };
+        events.extend(paid_order(events.len(), order, user, &[0, other]));
+        order += 1;
+    }
+    for p in 3..USER_CAP + 23 {
+        events.extend(paid_order(events.len(), order, 0, &[p, 0]));
+        order += 1;
+    }
+    // Someone else shares two of user 0's earliest and latest products.
+    events.extend(paid_order(events.len(), order, 9_000, &[3, 4]));
+    events.extend(paid_order(events.len(), order + 1, 9_001, &[3, 4]));
+    events.extend(paid_order(
+        events.len(),
+        order + 2,
+        9_002,
+        &[USER_CAP + 21, USER_CAP + 22],
+    ));
+    events.extend(paid_order(
+        events.len(),
+        order + 3,
+        9_003,
+        &[USER_CAP + 21, USER_CAP + 22],
+    ));
+    // And one of each pair alone.
+    events.extend(paid_order(events.len(), order + 4, 9_004, &[3]));
+    events.extend(paid_order(events.len(), order + 5, 9_005, &[USER_CAP + 21]));
+    let want = fold_similar(&events);
+    let got = similar(&events);
+    assert_eq!(got, want);
+    // Product 1's early buyers fell out of product 0's latest ITEM_CAP: product 0 and 1 share
+    // fewer buyers than they had.
+    let of = |p: &str, q: &str| got.get(p).and_then(|l| l.iter().find(|(x, _)| x == q));
+    let with_2 = of("p-0", "p-2").expect("p-2 is similar to p-0").1;
+    assert!(of("p-0", "p-1").is_none_or(|(_, s)| *s < with_2));
+    // User 0's earliest products are out of their latest USER_CAP: 3 and 4 have 2 common buyers
+    // of 3 and 2 (2/√6), the latest two 3 of 4 and 3 (3/√12), user 0 being one of them.
+    let early = of("p-3", "p-4").expect("p-4 is similar to p-3").1;
+    let late = of(
+        &format!("p-{}", USER_CAP + 21),
+        &format!("p-{}", USER_CAP + 22),
+    )
+    .expect("the latest two are similar")
+    .1;
+    assert!(late > early, "{late} > {early}");
 }

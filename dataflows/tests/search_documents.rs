@@ -22,7 +22,7 @@ use emporium_dataflows::popularity::{
     Popularity, ProductPopularity, VIEW_WEIGHT,
 };
 use emporium_dataflows::search::{SearchDocuments, SearchFields};
-use emporium_dataflows::view::{View, evaluate};
+use emporium_dataflows::view::{Ids, View, evaluate};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::catalog::{PriceChanged, ProductDiscontinued, ProductUpserted};
 use emporium_schemas::money::Money;
@@ -190,7 +190,7 @@ fn assert_same(events: &[Event]) {
     }
     // The documents the read API serves say the same.
     for (id, fields) in &want {
-        let doc = SearchDocuments::document(id, fields);
+        let doc = SearchDocuments::document(id, fields, &Ids::default());
         assert_eq!(doc["price_minor"], fields.price.amount_minor);
         assert_eq!(doc["reviews"], fields.reviews);
     }

@@ -510,11 +510,13 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
     for ((a, b), n) in pairs {
         partners.entry(a).or_default().push((b, n));
     }
+    // Ties go to the product listed first (the views' integer ids follow the log); the
+    // generator lists its products in id order, so here that is the smaller id.
     for list in partners.values_mut() {
         list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(b1.cmp(b2)));
         list.truncate(30);
     }
-    // Recent purchases: latest paid first (ties: the larger id first), at most 20; none for the
+    // Recent purchases: latest paid first (ties: the one listed last), at most 20; none for the
     // erased, who have a tombstone in erased_users.
     let mut users: BTreeMap<String, serde_json::Value> = latest
         .into_iter()

@@ -81,6 +81,7 @@ pub const PUBLIC_VIEWS: &[&str] = &[
     "search_documents",
     "product_popularity",
     "also_bought",
+    "similar",
 ];
 
 async fn get_view(

@@ -1,14 +1,13 @@
 //! `GET /v1/products/{id}/recommendations` and `GET /v1/users/{id}/recommendations` (issue 25,
 //! ADR 0015).
 //!
-//! A product's recommendations come from the views the dataflows maintain (`also_bought` so
-//! far). A user's are composed at read time, as Amazon's item-to-item recommender does (its
-//! online cost depends on the user's history, not on the catalog or the customers): the user's
-//! recent purchases (`user_purchases`), most recent first with weight 1/(rank + 1), each
-//! lending its `also_bought` partners that weight times their co-purchase count; products the
-//! user already bought are left out. Personal: the shopper's own token or the operator key. An
-//! erased user is 404; a user with no purchases yet gets an empty list (`cold: true`) until the
-//! content-based and trending lists exist.
+//! A product's recommendations come from the views the dataflows maintain: `also_bought`
+//! (bought in the same orders, by co-purchase count) and `similar` (bought by the same users, by
+//! cosine). A user's are composed at read time, as Amazon's item-to-item recommender does (its
+//! online cost depends on the user's history, not on the catalog or the customers): [`compose`].
+//! Personal: the shopper's own token or the operator key. An erased user is 404; a user with no
+//! purchases yet gets an empty list (`cold: true`) until the content-based and trending lists
+//! exist.
 //!
 //! Every candidate is checked against
 //! its product document at read time, so a product that has just gone out of stock or been
@@ -31,7 +30,44 @@ use crate::metrics;
 use crate::reply::{ApiError, Caller, Serving, erased, limit};
 
 /// The kinds of product recommendations served, each a maintained view of that name.
-pub const PRODUCT_KINDS: &[&str] = &["also_bought"];
+pub const PRODUCT_KINDS: &[&str] = &["also_bought", "similar"];
+
+/// The item-to-item lists a user's recommendations walk, with their weights in [`compose`].
+pub const USER_KINDS: &[(&str, f64)] = &[("also_bought", 1.0), ("similar", 1.0)];
+
+/// A user's recommendations from their recent purchases (`basis`, most recent first) and, per
+/// kind of item-to-item list, each basis product's list (`lists[k][i]`: kind `k`'s list of
+/// `basis[i]`, best first, with its scores; `weights[k]` the kind's weight): every candidate
+/// scores `Σ weight_k · 1/(i + 1) · score / (the list's best score)` — recent purchases count
+/// more, and each list is scaled to its best so that co-purchase counts and cosines add up.
+/// Products of `basis` are left out. Best first, ties by product id. Shared with the offline
+/// evaluation (`benches/recs_evaluate.rs`), which measures what this ranking is worth.
+pub fn compose(
+    basis: &[String],
+    lists: &[Vec<Vec<(String, f64)>>],
+    weights: &[f64],
+) -> Vec<(String, f64)> {
+    let mut scores: HashMap<&str, f64> = HashMap::new();
+    for (kind, per_basis) in lists.iter().enumerate() {
+        let weight = weights.get(kind).copied().unwrap_or(1.0);
+        for (i, list) in per_basis.iter().enumerate().take(basis.len()) {
+            let best = list.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+            if best <= 0.0 {
+                continue;
+            }
+            let recency = 1.0 / (i + 1) as f64;
+            for (product, score) in list {
+                if !basis.contains(product) {
+                    *scores.entry(product).or_default() += weight * recency * score / best;
+                }
+            }
+        }
+    }
+    let mut ranked: Vec<(String, f64)> =
+        scores.into_iter().map(|(p, s)| (p.to_owned(), s)).collect();
+    ranked.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.cmp(b)));
+    ranked
+}
 /// Recommendations per answer unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 10;
 /// The largest `limit` accepted.
@@ -109,43 +145,58 @@ pub(crate) async fn user_recommendations(
     }
     let doc = s.store.view("user_purchases", &user).await?;
     let mut seq = doc.as_ref().map_or(0, |d| d.seq);
-    let bought: Vec<String> = doc
+    let mut bought: Vec<String> = doc
         .and_then(|d| serde_json::from_slice::<History>(&d.json).ok())
         .map(|h| h.recent_purchases)
         .unwrap_or_default();
-    // Each recent purchase lends its partners its weight times their co-purchase count.
-    let mut scores: HashMap<String, f64> = HashMap::new();
-    for (rank, product) in bought.iter().take(USER_BASIS).enumerate() {
-        let Some(list) = s.store.view("also_bought", product).await? else {
-            continue;
-        };
-        seq = seq.max(list.seq);
-        let weight = 1.0 / (rank + 1) as f64;
-        for c in candidates(&list.json, "also_bought") {
-            if !bought.contains(&c.product_id) {
-                *scores.entry(c.product_id).or_default() += weight * c.orders as f64;
-            }
-        }
+    bought.truncate(USER_BASIS);
+    // Each kind's list of each recent purchase, read at once.
+    let mut lists = Vec::with_capacity(USER_KINDS.len());
+    for (kind, _) in USER_KINDS {
+        let docs = s.store.views_many(kind, &bought).await?;
+        let per_basis = docs
+            .into_iter()
+            .map(|doc| {
+                doc.map(|d| {
+                    seq = seq.max(d.seq);
+                    candidates(&d.json, kind)
+                })
+                .unwrap_or_default()
+            })
+            .collect::<Vec<_>>();
+        lists.push(per_basis);
     }
-    let mut ranked: Vec<(String, f64)> = scores.into_iter().collect();
-    ranked.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.cmp(b)));
+    let weights: Vec<f64> = USER_KINDS.iter().map(|(_, w)| *w).collect();
+    let ranked = compose(&bought, &lists, &weights);
     let out = available(&s, ranked, limit, include_unavailable).await?;
     metrics::read("user_recommendations", started.elapsed());
     Ok(Json(json!({
         "user_id": user,
         "seq": seq,
         "cold": bought.is_empty(),
-        "based_on": bought.iter().take(USER_BASIS).collect::<Vec<_>>(),
+        "based_on": bought,
         "recommendations": out,
     }))
     .into_response())
 }
 
-/// The entries of a stored list, or none when it does not parse.
-fn candidates(json: &[u8], kind: &str) -> Vec<Candidate> {
+/// The entries of a stored list with their scores (`also_bought`: orders holding both;
+/// `similar`: the cosine), or none when it does not parse.
+fn candidates(json: &[u8], kind: &str) -> Vec<(String, f64)> {
     match kind {
         "also_bought" => serde_json::from_slice::<AlsoBoughtList>(json)
-            .map(|l| l.also_bought)
+            .map(|l| {
+                let list = l.also_bought.into_iter();
+                list.map(|c| (c.product_id, c.orders as f64)).collect()
+            })
+            .unwrap_or_default(),
+        "similar" => serde_json::from_slice::<SimilarList>(json)
+            .map(|l| {
+                l.similar
+                    .into_iter()
+                    .map(|c| (c.product_id, c.score))
+                    .collect()
+            })
             .unwrap_or_default(),
         _ => Vec::new(),
     }
@@ -160,26 +211,32 @@ async fn available<S: Into<Value>>(
     include_unavailable: bool,
 ) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::with_capacity(limit);
-    for (candidate, score) in ranked {
-        if out.len() == limit {
-            break;
+    let mut ranked = ranked.into_iter().peekable();
+    // The product documents read a batch at a time: as many as are still needed, and a few
+    // more for those left out.
+    while out.len() < limit && ranked.peek().is_some() {
+        let batch: Vec<(String, S)> = ranked.by_ref().take(limit - out.len() + 4).collect();
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let products = s.store.products_many(&ids).await?;
+        for ((candidate, score), product) in batch.into_iter().zip(products) {
+            if out.len() == limit {
+                break;
+            }
+            let Some(product) = product else { continue };
+            let Ok(product) = serde_json::from_slice::<Listed>(&product.json) else {
+                continue;
+            };
+            if !include_unavailable && (product.discontinued || product.available <= 0) {
+                continue;
+            }
+            out.push(json!({
+                "product_id": candidate,
+                "score": score.into(),
+                "title": product.title,
+                "price": product.price,
+                "available": product.available,
+            }));
         }
-        let Some(product) = s.store.product(&candidate).await? else {
-            continue;
-        };
-        let Ok(product) = serde_json::from_slice::<Listed>(&product.json) else {
-            continue;
-        };
-        if !include_unavailable && (product.discontinued || product.available <= 0) {
-            continue;
-        }
-        out.push(json!({
-            "product_id": candidate,
-            "score": score.into(),
-            "title": product.title,
-            "price": product.price,
-            "available": product.available,
-        }));
     }
     Ok(out)
 }
@@ -206,12 +263,16 @@ pub(crate) async fn product_recommendations(
     }
     let doc = s.store.view(kind, &id).await?;
     let seq = doc.as_ref().map_or(0, |d| d.seq);
-    let ranked: Vec<(String, u64)> = doc
+    // Co-purchase counts stay whole numbers in the answer.
+    let ranked: Vec<(String, Value)> = doc
         .as_ref()
         .map(|d| candidates(&d.json, kind))
         .unwrap_or_default()
         .into_iter()
-        .map(|c| (c.product_id, c.orders))
+        .map(|(p, score)| match kind {
+            "also_bought" => (p, Value::from(score as u64)),
+            _ => (p, Value::from(score)),
+        })
         .collect();
     let out = available(&s, ranked, limit, include_unavailable).await?;
     metrics::read("recommendations", started.elapsed());
@@ -224,9 +285,9 @@ pub(crate) async fn product_recommendations(
     .into_response())
 }
 
-/// An entry of a stored list (`also_bought`: the orders holding both).
+/// An entry of a stored `also_bought` list: the orders holding both.
 #[derive(Deserialize)]
-struct Candidate {
+struct CoPurchase {
     product_id: String,
     orders: u64,
 }
@@ -234,7 +295,20 @@ struct Candidate {
 /// The stored `also_bought` document, as much of it as an answer needs.
 #[derive(Deserialize)]
 struct AlsoBoughtList {
-    also_bought: Vec<Candidate>,
+    also_bought: Vec<CoPurchase>,
+}
+
+/// An entry of a stored `similar` list: the cosine.
+#[derive(Deserialize)]
+struct Neighbour {
+    product_id: String,
+    score: f64,
+}
+
+/// The stored `similar` document.
+#[derive(Deserialize)]
+struct SimilarList {
+    similar: Vec<Neighbour>,
 }
 
 /// The stored `user_purchases` document.

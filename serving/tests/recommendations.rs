@@ -75,6 +75,15 @@ async fn serve() -> (String, tempfile::TempDir, Authenticator) {
                     ]}),
                 ),
                 view(
+                    "similar",
+                    "p-2",
+                    44,
+                    json!({"product_id": "p-2", "similar": [
+                        {"product_id": "p-5", "score": 0.5},
+                        {"product_id": "p-3", "score": 0.25},
+                    ]}),
+                ),
+                view(
                     "user_purchases",
                     "alice",
                     41,
@@ -160,6 +169,13 @@ async fn unavailable_products_are_left_out_unless_asked_for() {
     assert_eq!(ids(&body), ["p-3", "p-2"]);
     let (_, body) = get(&base, &format!("{path}?kind=also_bought&limit=1")).await;
     assert_eq!(ids(&body), ["p-2"]);
+    // The similar list, with its cosines; p-3 is out of stock.
+    let (status, body) = get(&base, "/v1/products/p-2/recommendations?kind=similar").await;
+    assert_eq!((status, ids(&body)), (200, vec!["p-5"]));
+    assert_eq!(
+        (&body["kind"], &body["seq"], &body["recommendations"][0]["score"]),
+        (&json!("similar"), &json!(44), &json!(0.5))
+    );
 }
 
 #[tokio::test]
@@ -207,13 +223,16 @@ async fn a_user_gets_their_purchases_lists_without_what_they_bought() {
     let path = "/v1/users/alice/recommendations";
     let (status, body) = get_as(&base, path, Some(&token("alice"))).await;
     assert_eq!(status, 200, "{body}");
-    // p-1 (weight 1) lends p-3 5, p-4 3, p-gone 2, p-5 1; p-2 (weight 1/2) lends p-5 2 × 1/2;
-    // p-1 and p-2 are bought; p-3 is out of stock, p-4 discontinued, p-gone has no document.
+    // Each list scaled to its best. p-1 (weight 1) lends, from also_bought (best 5), p-3 1,
+    // p-4 3/5, p-gone 2/5, p-5 1/5; p-2 (weight 1/2) lends, from also_bought (best 3: p-1), p-5
+    // 2/3 × 1/2, and from similar (best 0.5) p-5 1 × 1/2 and p-3 1/2 × 1/2. p-1 and p-2 are
+    // bought; p-3 is out of stock, p-4 discontinued, p-gone has no document.
     assert_eq!(ids(&body), ["p-5"]);
-    assert_eq!(body["recommendations"][0]["score"], json!(2.0));
+    let score = body["recommendations"][0]["score"].as_f64().unwrap_or_default();
+    assert!((score - (0.2 + 1.0 / 3.0 + 0.5)).abs() < 1e-9, "{score}");
     assert_eq!(
         (&body["seq"], &body["cold"], &body["based_on"]),
-        (&json!(42), &json!(false), &json!(["p-1", "p-2"]))
+        (&json!(44), &json!(false), &json!(["p-1", "p-2"]))
     );
     let (_, body) = get_as(
         &base,
@@ -221,7 +240,7 @@ async fn a_user_gets_their_purchases_lists_without_what_they_bought() {
         Some("operator-key-of-the-tests"),
     )
     .await;
-    assert_eq!(ids(&body), ["p-3", "p-4", "p-5"]);
+    assert_eq!(ids(&body), ["p-3", "p-5", "p-4"]);
     let (status, body) = get_as(&base, &format!("{path}?limit=0"), Some(&token("alice"))).await;
     assert_eq!(status, 400, "{body}");
 }

@@ -19,10 +19,14 @@
 //! - `user_erased` withdraws every order of that user, past and future: the derived state equals
 //!   a recomputation over the log without them.
 //!
-//! **Bounded work per order.** A basket counts its first [`MAX_BASKET`] products (by id): an
-//! order of 500 products would otherwise add 250,000 pairs. Every pair (a, b) is counted both
+//! **Bounded work per order.** A basket counts its first [`MAX_BASKET`] products (by id: the ones
+//! listed first): an order of 500 products would otherwise add 250,000 pairs. Every pair (a, b) is counted both
 //! ways; each product keeps its [`TOP_K`] best partners, ranked in two levels
 //! ([`super::top_k`]), so a bestseller's thousands of partners do not all re-rank at each sale.
+//!
+//! **Integers inside.** Rows name products, skus, users and orders by their [`Ids`] (given in
+//! log order on worker 0), and ties between partners go to the product listed first; documents
+//! carry the names again.
 //!
 //! Raw counts, not a correction for popularity: a product's complements (a phone's case) are in
 //! a large share of its baskets, a bestseller in a small share of everyone's, so counts put the
@@ -34,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::owners::sku_owners;
-use crate::view::View;
+use crate::view::{Ids, View};
 
 /// Products of one order that count (the first by id).
 pub const MAX_BASKET: usize = 20;
@@ -44,45 +48,46 @@ pub const TOP_K: usize = 30;
 /// The also-bought view.
 pub struct AlsoBought;
 
-/// A row of the view's input: one event's contribution.
+/// A row of the view's input: one event's contribution, names as their [`Ids`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum BoughtRow {
     /// A `product_upserted` naming these skus, the `seq`-th step.
     Listed {
-        product: String,
+        product: u32,
         seq: u64,
-        skus: Vec<String>,
+        skus: Vec<u32>,
     },
     /// A sku of an order, and who placed it.
     Line {
-        order: String,
-        user: String,
-        sku: String,
+        order: u32,
+        user: u32,
+        sku: u32,
     },
     /// A payment for an order, the `seq`-th step (the purchase's time, for recency).
     Paid {
-        order: String,
+        order: u32,
         seq: u64,
     },
     Cancelled {
-        order: String,
+        order: u32,
     },
     Returned {
-        order: String,
-        sku: String,
+        order: u32,
+        sku: u32,
     },
     Erased {
-        user: String,
+        user: u32,
     },
 }
 
-/// A product's partners, best first: (product, orders holding both).
-pub type Partners = Vec<(String, u64)>;
+/// A product's partners, best first: (product id, orders holding both).
+pub type Partners = Vec<(u32, u64)>;
 
 impl View for AlsoBought {
     const NAME: &'static str = "also_bought";
     type Row = BoughtRow;
-    type Key = String;
+    /// The product's id.
+    type Key = u32;
     type Value = Partners;
 
     fn reads(kind: EventKind) -> bool {
@@ -97,87 +102,78 @@ impl View for AlsoBought {
         )
     }
 
-    fn rows(seq: u64, event: &Event, out: &mut Vec<(BoughtRow, isize)>) {
-        match &event.payload {
-            Payload::ProductUpserted(p) => out.push((
-                BoughtRow::Listed {
-                    product: p.product_id.clone(),
-                    seq,
-                    skus: p.skus.clone(),
-                },
-                1,
-            )),
-            Payload::OrderPlaced(o) => out.extend(o.lines.iter().map(|line| {
-                let row = BoughtRow::Line {
-                    order: o.order_id.clone(),
-                    user: o.user_id.clone(),
-                    sku: line.sku.clone(),
-                };
-                (row, 1)
-            })),
-            Payload::PaymentAuthorized(p) => out.push((
-                BoughtRow::Paid {
-                    order: p.order_id.clone(),
-                    seq,
-                },
-                1,
-            )),
-            Payload::OrderCancelled(c) => out.push((
-                BoughtRow::Cancelled {
-                    order: c.order_id.clone(),
-                },
-                1,
-            )),
-            Payload::ReturnRequested(r) => out.extend(r.lines.iter().map(|line| {
-                let row = BoughtRow::Returned {
-                    order: r.order_id.clone(),
-                    sku: line.sku.clone(),
-                };
-                (row, 1)
-            })),
-            Payload::UserErased(u) => out.push((
-                BoughtRow::Erased {
-                    user: u.user_id.clone(),
-                },
-                1,
-            )),
-            _ => {}
-        }
+    fn rows(seq: u64, event: &Event, ids: &mut Ids, out: &mut Vec<(BoughtRow, isize)>) {
+        let row = match &event.payload {
+            Payload::ProductUpserted(p) => BoughtRow::Listed {
+                product: ids.id(&p.product_id),
+                seq,
+                skus: p.skus.iter().map(|sku| ids.id(sku)).collect(),
+            },
+            Payload::OrderPlaced(o) => {
+                let (order, user) = (ids.id(&o.order_id), ids.id(&o.user_id));
+                for line in &o.lines {
+                    let sku = ids.id(&line.sku);
+                    out.push((BoughtRow::Line { order, user, sku }, 1));
+                }
+                return;
+            }
+            Payload::PaymentAuthorized(p) => BoughtRow::Paid {
+                order: ids.id(&p.order_id),
+                seq,
+            },
+            Payload::OrderCancelled(c) => BoughtRow::Cancelled {
+                order: ids.id(&c.order_id),
+            },
+            Payload::ReturnRequested(r) => {
+                let order = ids.id(&r.order_id);
+                for line in &r.lines {
+                    let sku = ids.id(&line.sku);
+                    out.push((BoughtRow::Returned { order, sku }, 1));
+                }
+                return;
+            }
+            Payload::UserErased(u) => BoughtRow::Erased {
+                user: ids.id(&u.user_id),
+            },
+            _ => return,
+        };
+        out.push((row, 1));
     }
 
     fn maintain<'s>(
         rows: VecCollection<'s, u64, BoughtRow>,
-    ) -> VecCollection<'s, u64, (String, Partners)> {
+    ) -> VecCollection<'s, u64, (u32, Partners)> {
         let baskets = purchases(rows)
             .map(|(order, (_user, product))| (order, product))
-            .reduce_named(
-                "Basket",
-                |_order: &String, products: &[(&String, isize)], out| {
-                    // Each product once (the input is consolidated), the first by id.
-                    for (product, _) in products.iter().filter(|(_, n)| *n > 0).take(MAX_BASKET) {
-                        out.push(((*product).clone(), 1isize));
-                    }
-                },
-            )
+            .reduce_named("Basket", |_order: &u32, products: &[(&u32, isize)], out| {
+                // Each product once (the input is consolidated), the first by id.
+                for (product, _) in products.iter().filter(|(_, n)| *n > 0).take(MAX_BASKET) {
+                    out.push((**product, 1isize));
+                }
+            })
             .arrange_by_key_named("Baskets");
         let pairs = baskets
             .clone()
-            .join_core(baskets, |_order, a: &String, b: &String| {
-                (a != b).then(|| (a.clone(), b.clone()))
+            .join_core(baskets, |_order, a: &u32, b: &u32| {
+                (a != b).then_some((*a, *b))
             })
             .count()
             .map(|(pair, n)| (pair, n.max(0) as u64));
         super::top_k(pairs, TOP_K)
     }
 
-    fn document(product_id: &String, partners: &Partners) -> serde_json::Value {
+    fn document(product: &u32, partners: &Partners, ids: &Ids) -> serde_json::Value {
         json!({
-            "product_id": product_id,
+            "product_id": ids.name(*product),
             "also_bought": partners
                 .iter()
-                .map(|(product, orders)| json!({"product_id": product, "orders": orders}))
+                .map(|(p, orders)| json!({"product_id": ids.name(*p), "orders": orders}))
                 .collect::<Vec<_>>(),
         })
+    }
+
+    fn key_name(product: &u32, ids: &Ids) -> String {
+        ids.name(*product).to_owned()
     }
 }
 
@@ -190,7 +186,7 @@ impl View for AlsoBought {
 /// user, is an antijoin of its own.
 pub(crate) fn purchases<'s>(
     rows: VecCollection<'s, u64, BoughtRow>,
-) -> VecCollection<'s, u64, (String, (String, String))> {
+) -> VecCollection<'s, u64, (u32, (u32, u32))> {
     let owners = sku_owners(rows.clone().flat_map(|row| match row {
         BoughtRow::Listed { product, seq, skus } => Some((product, (seq, skus))),
         _ => None,
@@ -205,17 +201,17 @@ pub(crate) fn purchases<'s>(
     })
     .reduce_named(
         "CountedLines",
-        |_order: &String, facts: &[(&OrderFact, isize)], out| {
-            let has = |f: &OrderFact| facts.iter().any(|(g, n)| *g == f && *n > 0);
+        |_order: &u32, facts: &[(&OrderFact, isize)], out| {
+            let has = |f: &OrderFact| facts.iter().any(|(g, n)| **g == *f && *n > 0);
             if !has(&OrderFact::Paid) || has(&OrderFact::Cancelled) {
                 return;
             }
             for (fact, n) in facts {
-                if let OrderFact::Line { user, sku } = fact
+                if let OrderFact::Line { user, sku } = **fact
                     && *n > 0
-                    && !has(&OrderFact::Returned { sku: sku.clone() })
+                    && !has(&OrderFact::Returned { sku })
                 {
-                    out.push(((user.clone(), sku.clone()), 1isize));
+                    out.push(((user, sku), 1isize));
                 }
             }
         },
@@ -224,23 +220,38 @@ pub(crate) fn purchases<'s>(
     .antijoin(erased)
     .map(|(user, (order, sku))| (sku, (order, user)))
     .join_map(owners, |_sku, (order, user), product| {
-        (order.clone(), (user.clone(), product.clone()))
+        (*order, (*user, *product))
+    })
+}
+
+/// When each order was paid: `(order, seq)`, its first payment's step.
+pub(crate) fn paid_at<'s>(
+    rows: VecCollection<'s, u64, BoughtRow>,
+) -> VecCollection<'s, u64, (u32, u64)> {
+    rows.flat_map(|row| match row {
+        BoughtRow::Paid { order, seq } => Some((order, seq)),
+        _ => None,
+    })
+    .reduce_named("PaidAt", |_order, seqs: &[(&u64, isize)], out| {
+        if let Some((first, _)) = seqs.first() {
+            out.push((**first, 1isize));
+        }
     })
 }
 
 /// What one event says about an order, for [`purchases`]' reduce.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 enum OrderFact {
-    Line { user: String, sku: String },
+    Line { user: u32, sku: u32 },
     Paid,
     Cancelled,
-    Returned { sku: String },
+    Returned { sku: u32 },
 }
 
 /// The users erased (`user_erased`), once each.
 pub(crate) fn erased_users<'s>(
     rows: VecCollection<'s, u64, BoughtRow>,
-) -> VecCollection<'s, u64, String> {
+) -> VecCollection<'s, u64, u32> {
     rows.flat_map(|row| match row {
         BoughtRow::Erased { user } => Some(user),
         _ => None,

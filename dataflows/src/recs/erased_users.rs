@@ -7,7 +7,7 @@ use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind, Payload};
 use serde_json::json;
 
-use crate::view::View;
+use crate::view::{Ids, View};
 
 /// The erased-users view.
 pub struct ErasedUsers;
@@ -23,7 +23,7 @@ impl View for ErasedUsers {
         kind == EventKind::UserErased
     }
 
-    fn rows(_seq: u64, event: &Event, out: &mut Vec<(String, isize)>) {
+    fn rows(_seq: u64, event: &Event, _ids: &mut Ids, out: &mut Vec<(String, isize)>) {
         if let Payload::UserErased(u) = &event.payload {
             out.push((u.user_id.clone(), 1));
         }
@@ -34,7 +34,7 @@ impl View for ErasedUsers {
             .reduce_named("Erased", |_user, _erasures, out| out.push(((), 1isize)))
     }
 
-    fn document(user_id: &String, _: &()) -> serde_json::Value {
+    fn document(user_id: &String, _: &(), _ids: &Ids) -> serde_json::Value {
         json!({"user_id": user_id, "erased": true})
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`also_bought`]: products bought in the same paid orders, by co-purchase count; a
 //!   cancellation, a returned line or the buyer's erasure takes the order's contribution back;
+//! - [`similar`]: products bought by the same users, by cosine over their (capped) buyer sets;
 //! - [`user_purchases`]: what each user bought lately (personal: served only to them);
 //! - [`erased_users`]: a tombstone per erased user, which every per-user route checks.
 //!
@@ -10,13 +11,14 @@
 //! thousands of partners (a bestseller is in everyone's basket) re-ranks a sixteenth of them per
 //! change, not all.
 
-use differential_dataflow::VecCollection;
 use differential_dataflow::hashable::Hashable;
+use differential_dataflow::{ExchangeData, VecCollection};
 
 use crate::view::View;
 
 pub mod also_bought;
 pub mod erased_users;
+pub mod similar;
 pub mod user_purchases;
 
 /// The names of the recommendation views, which processes run only when asked
@@ -25,21 +27,27 @@ pub mod user_purchases;
 pub const VIEWS: &[&str] = &[
     also_bought::AlsoBought::NAME,
     user_purchases::UserPurchases::NAME,
+    similar::Similar::NAME,
 ];
 
 /// Buckets of the first level of [`top_k`].
 pub const TOP_K_BUCKETS: u64 = 16;
 
-/// Per key, its `k` items with the highest scores (ties: the smaller item first), highest first.
+/// Per key, its `k` items with the highest scores (ties: the smaller item first: for ids of
+/// [`crate::ids::Ids`], the one named first), highest first.
 /// `scored` holds `((key, item), score)` with at most one score per (key, item).
 ///
 /// Two levels: the best `k` of each of [`TOP_K_BUCKETS`] buckets of items (by hash), then the
 /// best `k` of those. A change to one item's score re-ranks its bucket and the key's
 /// `16 · k` finalists, instead of every item of the key.
-pub fn top_k<'s>(
-    scored: VecCollection<'s, u64, ((String, String), u64)>,
+pub fn top_k<'s, K, I>(
+    scored: VecCollection<'s, u64, ((K, I), u64)>,
     k: usize,
-) -> VecCollection<'s, u64, (String, Vec<(String, u64)>)> {
+) -> VecCollection<'s, u64, (K, Vec<(I, u64)>)>
+where
+    K: ExchangeData + std::hash::Hash,
+    I: ExchangeData + std::hash::Hash,
+{
     scored
         .map(|((key, item), score)| {
             let bucket = item.hashed() % TOP_K_BUCKETS;
@@ -47,7 +55,7 @@ pub fn top_k<'s>(
         })
         .reduce_named(
             "TopKBucket",
-            move |_key, items: &[(&(std::cmp::Reverse<u64>, String), isize)], out| {
+            move |_key, items: &[(&(std::cmp::Reverse<u64>, I), isize)], out| {
                 // In (score descending, item) order already: the first k are the best.
                 for (item, _) in items.iter().filter(|(_, n)| *n > 0).take(k) {
                     out.push(((*item).clone(), 1isize));
@@ -57,8 +65,8 @@ pub fn top_k<'s>(
         .map(|((key, _bucket), ranked)| (key, ranked))
         .reduce_named(
             "TopK",
-            move |_key, items: &[(&(std::cmp::Reverse<u64>, String), isize)], out| {
-                let best: Vec<(String, u64)> = items
+            move |_key, items: &[(&(std::cmp::Reverse<u64>, I), isize)], out| {
+                let best: Vec<(I, u64)> = items
                     .iter()
                     .filter(|(_, n)| *n > 0)
                     .take(k)

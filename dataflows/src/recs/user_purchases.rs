@@ -1,6 +1,6 @@
 //! What each user bought lately: per user, the products of their counted purchases (the rule of
-//! [`super::also_bought`]: paid, not cancelled, not returned), most recently paid first, at most
-//! [`RECENT`]. The read API's `GET /v1/users/{id}/recommendations` walks them through the
+//! [`super::also_bought`]: paid, not cancelled, not returned), most recently paid first (ties:
+//! the product listed last first), at most [`RECENT`]. The read API's `GET /v1/users/{id}/recommendations` walks them through the
 //! item-to-item lists and leaves them out of the answer. Personal: served only by that route,
 //! with the shopper's own token or the operator key, never at `/v1/views`.
 //!
@@ -12,8 +12,8 @@ use emporium_schemas::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::also_bought::{AlsoBought, BoughtRow, purchases};
-use crate::view::View;
+use super::also_bought::{AlsoBought, BoughtRow, paid_at, purchases};
+use crate::view::{Ids, View};
 
 /// Products listed per user.
 pub const RECENT: usize = 20;
@@ -21,51 +21,41 @@ pub const RECENT: usize = 20;
 /// The user-purchases view.
 pub struct UserPurchases;
 
-/// A user's recent purchases: products, most recently paid first.
+/// A user's recent purchases: product ids, most recently paid first.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Purchases(pub Vec<String>);
+pub struct Purchases(pub Vec<u32>);
 
 impl View for UserPurchases {
     const NAME: &'static str = "user_purchases";
     type Row = BoughtRow;
-    type Key = String;
+    /// The user's id.
+    type Key = u32;
     type Value = Purchases;
 
     fn reads(kind: EventKind) -> bool {
         AlsoBought::reads(kind)
     }
 
-    fn rows(seq: u64, event: &Event, out: &mut Vec<(BoughtRow, isize)>) {
-        AlsoBought::rows(seq, event, out)
+    fn rows(seq: u64, event: &Event, ids: &mut Ids, out: &mut Vec<(BoughtRow, isize)>) {
+        AlsoBought::rows(seq, event, ids, out)
     }
 
     fn maintain<'s>(
         rows: VecCollection<'s, u64, BoughtRow>,
-    ) -> VecCollection<'s, u64, (String, Purchases)> {
-        // When each order was paid (its first payment's step).
-        let paid_at = rows
-            .clone()
-            .flat_map(|row| match row {
-                BoughtRow::Paid { order, seq } => Some((order, seq)),
-                _ => None,
-            })
-            .reduce_named("PaidAt", |_order, seqs: &[(&u64, isize)], out| {
-                if let Some((first, _)) = seqs.first() {
-                    out.push((**first, 1isize));
-                }
-            });
+    ) -> VecCollection<'s, u64, (u32, Purchases)> {
+        let paid = paid_at(rows.clone());
         purchases(rows)
-            .join_map(paid_at, |_order, (user, product), seq| {
-                (user.clone(), (*seq, product.clone()))
+            .join_map(paid, |_order, (user, product), seq| {
+                (*user, (*seq, *product))
             })
             .reduce_named(
                 "UserPurchases",
-                |_user, items: &[(&(u64, String), isize)], out| {
+                |_user, items: &[(&(u64, u32), isize)], out| {
                     // In (seq, product) order: the latest last.
-                    let mut list: Vec<String> = Vec::with_capacity(RECENT);
+                    let mut list: Vec<u32> = Vec::with_capacity(RECENT);
                     for ((_, product), _) in items.iter().rev() {
                         if !list.contains(product) {
-                            list.push(product.clone());
+                            list.push(*product);
                             if list.len() == RECENT {
                                 break;
                             }
@@ -76,7 +66,12 @@ impl View for UserPurchases {
             )
     }
 
-    fn document(user_id: &String, purchases: &Purchases) -> serde_json::Value {
-        json!({"user_id": user_id, "recent_purchases": purchases.0})
+    fn document(user: &u32, purchases: &Purchases, ids: &Ids) -> serde_json::Value {
+        let products: Vec<&str> = purchases.0.iter().map(|p| ids.name(*p)).collect();
+        json!({"user_id": ids.name(*user), "recent_purchases": products})
+    }
+
+    fn key_name(user: &u32, ids: &Ids) -> String {
+        ids.name(*user).to_owned()
     }
 }

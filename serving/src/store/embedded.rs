@@ -250,6 +250,24 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::Embedded(format!("{what} task failed: {e}")))?
     }
 
+    /// The values of `keys` in `table`, in one read transaction.
+    fn read_many(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(table).map_err(redb_error)?;
+            keys.iter()
+                .map(|key| {
+                    let raw = table.get(key.as_str()).map_err(redb_error)?;
+                    Ok(raw.map(|v| v.value().to_vec()))
+                })
+                .collect()
+        })
+    }
+
     fn read(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<Vec<u8>>> {
         self.db.with(|db| {
             let txn = db.begin_read().map_err(redb_error)?;
@@ -528,6 +546,31 @@ impl Store for EmbeddedStore {
 
     async fn product(&self, product_id: &str) -> Result<Option<Document>> {
         document(product_id, self.read(PRODUCTS, product_id)?)
+    }
+
+    async fn views_many(&self, view: &str, keys: &[String]) -> Result<Vec<Option<Document>>> {
+        let raws = self.db.with(|db| {
+            let txn = db.begin_read().map_err(redb_error)?;
+            let table = txn.open_table(VIEWS).map_err(redb_error)?;
+            keys.iter()
+                .map(|key| {
+                    let raw = table.get((view, key.as_str())).map_err(redb_error)?;
+                    Ok(raw.map(|v| v.value().to_vec()))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        keys.iter()
+            .zip(raws)
+            .map(|(key, raw)| document(key, raw))
+            .collect()
+    }
+
+    async fn products_many(&self, ids: &[String]) -> Result<Vec<Option<Document>>> {
+        let raws = self.read_many(PRODUCTS, ids)?;
+        ids.iter()
+            .zip(raws)
+            .map(|(id, raw)| document(id, raw))
+            .collect()
     }
 
     async fn inventory(&self, sku: &str) -> Result<Option<Document>> {

@@ -151,6 +151,18 @@ pub trait Store: Send + Sync + 'static {
     /// the key left the view).
     async fn view(&self, view: &str, key: &str) -> Result<Option<Document>>;
 
+    /// [`Store::view`] for each of `keys`, in their order: what a read that needs many
+    /// documents asks at once (the embedded store in one read transaction, ScyllaDB
+    /// concurrently), not one round trip after another.
+    async fn views_many(&self, view: &str, keys: &[String]) -> Result<Vec<Option<Document>>> {
+        futures::future::try_join_all(keys.iter().map(|k| self.view(view, k))).await
+    }
+
+    /// [`Store::product`] for each of `ids`, in their order, like [`Store::views_many`].
+    async fn products_many(&self, ids: &[String]) -> Result<Vec<Option<Document>>> {
+        futures::future::try_join_all(ids.iter().map(|id| self.product(id))).await
+    }
+
     /// Replaces the pipeline's checkpoint kept beside the documents it goes with (ADR 0008): a
     /// copy that outlives the machine of the process that wrote it and the log's retention.
     /// Opaque bytes (the checkpoint file's format, which checks itself); durable on return.
