@@ -14,8 +14,10 @@
 //!   popularity ranking, so every method answers 10.
 //! - **Methods**: `popularity` (most bought in training); `also_bought`, `similar` and `served`
 //!   (both lists, as `GET /v1/users/{id}/recommendations` composes them:
-//!   `emporium_serving::recommendations::compose`) over the views the pipeline maintains
-//!   (`emporium_dataflows::recs`), run over the training events; `als`: `scripts/recs_als.py`
+//!   `emporium_serving::recommendations::compose`, then `rerank` by the `product_popularity`
+//!   view) over the views the pipeline maintains (`emporium_dataflows::recs`, `popularity`), run
+//!   over the training events; `served, not reranked` (the composition alone: the measured
+//!   alternative, not one of the targets' methods); `als`: `scripts/recs_als.py`
 //!   in a venv with `implicit` (`$EMPORIUM_RECS_VENV`, default `~/.cache/emporium/recs-venv`;
 //!   `scripts/test` makes it), on the same training purchases (skipped, and the target not
 //!   measured, without it).
@@ -35,13 +37,14 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use chrono::Duration;
+use emporium_dataflows::popularity::ProductPopularity;
 use emporium_dataflows::recs::also_bought::AlsoBought;
 use emporium_dataflows::recs::similar::Similar;
 use emporium_dataflows::recs::user_purchases::UserPurchases;
 use emporium_dataflows::view::evaluate_in_rounds;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::{Event, Payload};
-use emporium_serving::recommendations::{USER_BASIS, compose};
+use emporium_serving::recommendations::{RERANK_CANDIDATES, USER_BASIS, compose, rerank};
 use support::*;
 
 const K: usize = 10;
@@ -55,7 +58,7 @@ const SOURCE_ALS: &str =
 /// The shop: products, users and events of the history (8 weeks of event time).
 fn shop() -> (GeneratorConfig, u64) {
     let (products, users, events) = if quick() {
-        (1_000, 1_000, 300_000)
+        (500, 500, 150_000)
     } else {
         (5_000, 5_000, 3_000_000)
     };
@@ -272,6 +275,11 @@ fn main() {
         v.iter().map(|(p, s)| (*p, *s as f64)).collect()
     });
     let recent = lists::<UserPurchases>(&train_events, |v| v.0.iter().map(|p| (*p, 0.0)).collect());
+    let (popularity, _) = evaluate_in_rounds::<ProductPopularity>(&train_events, 10_000);
+    let popularity: HashMap<String, f64> = popularity
+        .into_iter()
+        .map(|(p, score)| (p, score.score()))
+        .collect();
     let maintained_s = began.elapsed().as_secs_f64();
 
     let mut counts: HashMap<&str, usize> = HashMap::new();
@@ -284,19 +292,38 @@ fn main() {
     popular.sort_by(|(a, x), (b, y)| y.cmp(x).then(a.cmp(b)));
     let popular: Vec<String> = popular.iter().map(|(p, _)| (*p).to_owned()).collect();
 
+    // For exploring other rankings outside the harness: everything it judges with, as JSON.
+    if let Ok(path) = std::env::var("EMPORIUM_RECS_DUMP") {
+        let catalog: HashMap<&str, (&Vec<String>, &str)> = events
+            .iter()
+            .filter_map(|e| match &e.payload {
+                Payload::ProductUpserted(p) => {
+                    Some((p.product_id.as_str(), (&p.category_path, p.brand.as_str())))
+                }
+                _ => None,
+            })
+            .collect();
+        let dump = serde_json::json!({
+            "train": train, "judged": judged, "popular": popular, "also_bought": also_bought,
+            "similar": similar, "recent": recent, "catalog": catalog,
+        });
+        std::fs::write(&path, dump.to_string()).expect("write the dump");
+    }
     let began = Instant::now();
     let als = als(&train, &users);
     let als_s = began.elapsed().as_secs_f64();
 
     let empty = BTreeSet::new();
-    let methods: &[(&str, &[&str])] = &[
-        ("popularity", &[]),
-        ("also_bought", &["also_bought"]),
-        ("similar", &["similar"]),
-        ("served", &["also_bought", "similar"]),
+    // (name, lists walked, reranked by popularity)
+    let methods: &[(&str, &[&str], bool)] = &[
+        ("popularity", &[], false),
+        ("also_bought", &["also_bought"], true),
+        ("similar", &["similar"], true),
+        ("served", &["also_bought", "similar"], true),
+        ("served, not reranked", &["also_bought", "similar"], false),
     ];
     let mut scores: Vec<(&str, [f64; 3], usize)> = Vec::new();
-    for (name, kinds) in methods {
+    for (name, kinds, reranked) in methods {
         let mut sum = [0.0; 3];
         let mut personal = 0;
         for (user, truth) in &judged {
@@ -320,7 +347,16 @@ fn main() {
                 })
                 .collect();
             let weights = vec![1.0; kinds.len()];
-            let ranked: Vec<String> = compose(&basis, &per_kind, &weights)
+            let mut ranked = compose(&basis, &per_kind, &weights);
+            if *reranked {
+                ranked.truncate(RERANK_CANDIDATES);
+                let prior: Vec<Option<f64>> = ranked
+                    .iter()
+                    .map(|(p, _)| popularity.get(p).copied())
+                    .collect();
+                ranked = rerank(ranked, &prior);
+            }
+            let ranked: Vec<String> = ranked
                 .into_iter()
                 .map(|(p, _)| p)
                 .filter(|p| !bought.contains(p))

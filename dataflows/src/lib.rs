@@ -60,6 +60,7 @@ pub fn views() -> Vec<view::Spec> {
         view::Spec::of::<recs::also_bought::AlsoBought>(),
         view::Spec::of::<recs::user_purchases::UserPurchases>(),
         view::Spec::of::<recs::similar::Similar>(),
+        view::Spec::of::<recs::trending::Trending>(),
         view::Spec::of::<recs::erased_users::ErasedUsers>(),
     ]
 }

@@ -18,6 +18,7 @@ use chrono::{TimeZone, Utc};
 use emporium_dataflows::recs::also_bought::{AlsoBought, MAX_BASKET, TOP_K};
 use emporium_dataflows::recs::erased_users::ErasedUsers;
 use emporium_dataflows::recs::similar::{self, ITEM_CAP, MIN_BUYERS, Similar, USER_CAP};
+use emporium_dataflows::recs::trending::Trending;
 use emporium_dataflows::recs::user_purchases::{RECENT, UserPurchases};
 use emporium_dataflows::view::{evaluate, evaluate_with_ids};
 use emporium_generator::{Generator, GeneratorConfig};
@@ -184,6 +185,114 @@ fn fold_similar(events: &[Event]) -> HashMap<String, Partners> {
         list.truncate(similar::TOP_K);
     }
     out
+}
+
+/// The trending view over `events`, with names: per category, per window, (product, score).
+fn trending(events: &[Event]) -> HashMap<String, Vec<Partners>> {
+    let (got, ids) = evaluate_with_ids::<Trending>(events);
+    got.into_iter()
+        .map(|(category, lists)| {
+            let named = lists
+                .into_iter()
+                .map(|l| {
+                    l.into_iter()
+                        .map(|(p, s)| (ids.name(p).to_owned(), s))
+                        .collect()
+                })
+                .collect();
+            (ids.name(category).to_owned(), named)
+        })
+        .collect()
+}
+
+/// The expected trending lists: per product and hour of event time, its views plus 10 per unit
+/// ordered of a sku it owns (at the end: the latest listing naming the sku); per window of
+/// half-life H, `log2 Σ w · 2^((h − E)/H)` in sixteenths, rounded; the product in `*` and in
+/// each prefix of its latest listing's category path; best 50 per category and window, ties to
+/// the product listed first.
+fn fold_trending(events: &[Event]) -> HashMap<String, Vec<Partners>> {
+    let rank = listed(events);
+    let mut listing: HashMap<String, (usize, Vec<String>, Vec<String>)> = HashMap::new();
+    let mut interest: HashMap<String, BTreeMap<i64, i64>> = HashMap::new();
+    let mut ordered: Vec<(String, i64, i64)> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let hour = e.occurred_at.timestamp_millis().div_euclid(3_600_000);
+        match &e.payload {
+            Payload::ProductUpserted(p) => {
+                listing.insert(
+                    p.product_id.clone(),
+                    (i, p.skus.clone(), p.category_path.clone()),
+                );
+            }
+            Payload::ProductViewed(v) => {
+                *interest
+                    .entry(v.product_id.clone())
+                    .or_default()
+                    .entry(hour)
+                    .or_default() += 1;
+            }
+            Payload::OrderPlaced(o) => {
+                for line in &o.lines {
+                    ordered.push((line.sku.clone(), hour, line.qty * 10));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut owner: HashMap<&str, (usize, &str)> = HashMap::new();
+    for (product, (at, skus, _)) in &listing {
+        for sku in skus {
+            let o = owner.entry(sku).or_insert((*at, product));
+            if *at > o.0 {
+                *o = (*at, product);
+            }
+        }
+    }
+    for (sku, hour, units) in &ordered {
+        if let Some((_, product)) = owner.get(sku.as_str()) {
+            *interest
+                .entry((*product).to_owned())
+                .or_default()
+                .entry(*hour)
+                .or_default() += units;
+        }
+    }
+    let epoch = 438_288i64;
+    let mut lists: HashMap<String, Vec<Partners>> = HashMap::new();
+    for (product, hours) in &interest {
+        let Some((_, _, path)) = listing.get(product) else {
+            continue;
+        };
+        let mut categories = vec!["*".to_owned()];
+        for i in 1..=path.len() {
+            categories.push(path[..i].join("/"));
+        }
+        for (window, half_life) in [1.0f64, 24.0].into_iter().enumerate() {
+            let logs: Vec<f64> = hours
+                .iter()
+                .filter(|(_, w)| **w > 0)
+                .map(|(h, w)| (h - epoch) as f64 / half_life + (*w as f64).log2())
+                .collect();
+            let Some(top) = logs.iter().copied().reduce(f64::max) else {
+                continue;
+            };
+            let log = top + logs.iter().map(|l| (l - top).exp2()).sum::<f64>().log2();
+            let score = (log * 16.0).round().max(0.0) as u64;
+            for c in &categories {
+                let per_window = lists
+                    .entry(c.clone())
+                    .or_insert_with(|| vec![vec![], vec![]]);
+                per_window[window].push((product.clone(), score));
+            }
+        }
+    }
+    for per_window in lists.values_mut() {
+        for list in per_window.iter_mut() {
+            list.sort_by(|(a, x), (b, y)| y.cmp(x).then(rank[a].cmp(&rank[b])));
+            list.truncate(50);
+        }
+    }
+    lists
 }
 
 /// The user-purchases view over `events`, with names.
@@ -414,6 +523,13 @@ fn also_bought_is_the_fold_of_a_generated_shop() {
         "{} products with similar ones",
         similar.len()
     );
+    let trends = fold_trending(&events);
+    assert!(trends.len() > 10, "{} categories trending", trends.len());
+    assert!(
+        trends["*"][0].len() == 50,
+        "the whole catalogue's list is full"
+    );
+    assert_eq!(trending(&events), trends, "trending");
     assert_same(&events);
 }
 

@@ -44,6 +44,7 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
             "/v1/users/{id}/recommendations",
             get(crate::recommendations::user_recommendations),
         )
+        .route("/v1/trending", get(crate::recommendations::trending))
         .route("/v1/inventory/{sku}", get(get_inventory))
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/users/{id}/orders", get(get_user_orders))
@@ -82,6 +83,7 @@ pub const PUBLIC_VIEWS: &[&str] = &[
     "product_popularity",
     "also_bought",
     "similar",
+    "trending",
 ];
 
 async fn get_view(

@@ -4,7 +4,9 @@
 //! A product's recommendations come from the views the dataflows maintain: `also_bought`
 //! (bought in the same orders, by co-purchase count) and `similar` (bought by the same users, by
 //! cosine). A user's are composed at read time, as Amazon's item-to-item recommender does (its
-//! online cost depends on the user's history, not on the catalog or the customers): [`compose`].
+//! online cost depends on the user's history, not on the catalog or the customers): [`compose`]
+//! gathers the lists of the user's recent purchases, [`rerank`] weighs the best candidates by
+//! their popularity.
 //! Personal: the shopper's own token or the operator key. An erased user is 404; a user with no
 //! purchases yet gets an empty list (`cold: true`) until the content-based and trending lists
 //! exist.
@@ -34,6 +36,44 @@ pub const PRODUCT_KINDS: &[&str] = &["also_bought", "similar"];
 
 /// The item-to-item lists a user's recommendations walk, with their weights in [`compose`].
 pub const USER_KINDS: &[(&str, f64)] = &[("also_bought", 1.0), ("similar", 1.0)];
+
+/// The candidates of a user's recommendations [`rerank`] weighs by popularity: the best of
+/// [`compose`]'s ranking.
+pub const RERANK_CANDIDATES: usize = 100;
+
+/// How much popularity weighs in [`rerank`]: the power of the decayed interest.
+pub const POPULARITY_POWER: f64 = 1.0;
+
+/// `ranked` (best first; [`compose`]'s) cut to its [`RERANK_CANDIDATES`] best, each score then
+/// multiplied by its product's decayed interest to the power [`POPULARITY_POWER`]
+/// (`popularity[i]`: `product_popularity`'s `log2` of it, `None` for a product with too little
+/// to have one, which counts as half the least popular candidate's), best first, ties by
+/// product id. The offline evaluation found the
+/// item-to-item lists alone below the popularity baseline — they say which products go with
+/// the user's, not which of those people buy — and this product of the two above it
+/// (`benches/recs_evaluate.rs`, ADR 0015).
+pub fn rerank(ranked: Vec<(String, f64)>, popularity: &[Option<f64>]) -> Vec<(String, f64)> {
+    let known = popularity.iter().flatten().copied();
+    let top = known.clone().fold(f64::NEG_INFINITY, f64::max);
+    let floor = known.fold(f64::INFINITY, f64::min) - 1.0;
+    let mut out: Vec<(String, f64)> = ranked
+        .into_iter()
+        .take(RERANK_CANDIDATES)
+        .enumerate()
+        .map(|(i, (product, score))| {
+            let pop = popularity.get(i).copied().flatten();
+            // Relative to the most popular candidate, so the powers of two stay in range.
+            let weight = if top.is_finite() {
+                (POPULARITY_POWER * (pop.unwrap_or(floor) - top)).exp2()
+            } else {
+                1.0
+            };
+            (product, score * weight)
+        })
+        .collect();
+    out.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.cmp(b)));
+    out
+}
 
 /// A user's recommendations from their recent purchases (`basis`, most recent first) and, per
 /// kind of item-to-item list, each basis product's list (`lists[k][i]`: kind `k`'s list of
@@ -167,7 +207,20 @@ pub(crate) async fn user_recommendations(
         lists.push(per_basis);
     }
     let weights: Vec<f64> = USER_KINDS.iter().map(|(_, w)| *w).collect();
-    let ranked = compose(&bought, &lists, &weights);
+    let mut ranked = compose(&bought, &lists, &weights);
+    ranked.truncate(RERANK_CANDIDATES);
+    let ids: Vec<String> = ranked.iter().map(|(p, _)| p.clone()).collect();
+    let popularity: Vec<Option<f64>> = s
+        .store
+        .views_many("product_popularity", &ids)
+        .await?
+        .into_iter()
+        .map(|doc| {
+            let doc = serde_json::from_slice::<Popular>(&doc?.json).ok()?;
+            Some(doc.popularity)
+        })
+        .collect();
+    let ranked = rerank(ranked, &popularity);
     let out = available(&s, ranked, limit, include_unavailable).await?;
     metrics::read("user_recommendations", started.elapsed());
     Ok(Json(json!({
@@ -311,6 +364,12 @@ struct SimilarList {
     similar: Vec<Neighbour>,
 }
 
+/// The stored `product_popularity` document: `log2` of the product's decayed interest.
+#[derive(Deserialize)]
+struct Popular {
+    popularity: f64,
+}
+
 /// The stored `user_purchases` document.
 #[derive(Deserialize)]
 struct History {
@@ -325,4 +384,89 @@ struct Listed {
     price: emporium_schemas::Money,
     discontinued: bool,
     available: i64,
+}
+
+/// The windows of `GET /v1/trending`, in the order of the `trending` view's lists.
+pub const TRENDING_WINDOWS: &[&str] = &["1h", "24h"];
+
+/// The key of the whole catalogue in the `trending` view.
+const ALL_CATEGORIES: &str = "*";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrendingQuery {
+    category: Option<String>,
+    window: Option<String>,
+    limit: Option<String>,
+    include_unavailable: Option<String>,
+}
+
+/// `GET /v1/trending?category=&window=1h|24h&limit=&include_unavailable=`: the products with the
+/// most interest (views and ordered units) in a category — a prefix of category paths,
+/// `Electronics` or `Electronics/Audio`, the whole catalogue when left out — decayed with a
+/// half-life of an hour or a day of event time (the `trending` view). Public, like the catalog.
+pub(crate) async fn trending(
+    State(s): State<Serving>,
+    query: Result<Query<TrendingQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected ?category=<path>&window=<{}>&limit=<1..{MAX_LIMIT}>&include_unavailable=<true|false>, \
+             each at most once: {}",
+            TRENDING_WINDOWS.join("|"),
+            e.body_text()
+        ))
+    })?;
+    let window = match q.window.as_deref() {
+        None => 0,
+        Some(w) => TRENDING_WINDOWS
+            .iter()
+            .position(|k| *k == w)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "window: expected one of {}, got {w:?}",
+                    TRENDING_WINDOWS.join(", ")
+                ))
+            })?,
+    };
+    let category = match q.category.as_deref() {
+        None => ALL_CATEGORIES,
+        Some(c)
+            if c.is_empty() || c == ALL_CATEGORIES || c.starts_with('/') || c.ends_with('/') =>
+        {
+            return Err(ApiError::bad_request(format!(
+                "category: expected a category path such as Electronics/Audio, got {c:?}"
+            )));
+        }
+        Some(c) => c,
+    };
+    let limit = limit(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let include_unavailable = include_unavailable(q.include_unavailable.as_deref())?;
+    let started = Instant::now();
+    let doc = s.store.view("trending", category).await?;
+    let seq = doc.as_ref().map_or(0, |d| d.seq);
+    let name = TRENDING_WINDOWS[window];
+    let ranked: Vec<(String, f64)> = doc
+        .and_then(|d| serde_json::from_slice::<Value>(&d.json).ok())
+        .and_then(|v| serde_json::from_value::<Vec<Scored>>(v.get(name)?.clone()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.product_id, e.score))
+        .collect();
+    let out = available(&s, ranked, limit, include_unavailable).await?;
+    metrics::read("trending", started.elapsed());
+    Ok(Json(json!({
+        "category": q.category,
+        "window": name,
+        "seq": seq,
+        "products": out,
+    }))
+    .into_response())
+}
+
+/// An entry of a stored `trending` list.
+#[derive(Deserialize)]
+struct Scored {
+    product_id: String,
+    score: f64,
 }

@@ -236,6 +236,12 @@ async fn the_openapi_document_lists_every_read_route() {
         ("/v1/inventory/{sku}", &["200", "404"]),
         ("/v1/orders/{id}", &["200", "401", "403", "404"]),
         ("/v1/users/{id}/orders", &["200", "400", "401", "403"]),
+        ("/v1/products/{id}/recommendations", &["200", "400", "404"]),
+        (
+            "/v1/users/{id}/recommendations",
+            &["200", "400", "401", "403", "404"],
+        ),
+        ("/v1/trending", &["200", "400"]),
     ] {
         for code in codes {
             assert!(

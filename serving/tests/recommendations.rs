@@ -84,6 +84,26 @@ async fn serve() -> (String, tempfile::TempDir, Authenticator) {
                     ]}),
                 ),
                 view(
+                    "trending",
+                    "*",
+                    45,
+                    json!({"category": "*",
+                        "1h": [
+                            {"product_id": "p-3", "score": 3.5},
+                            {"product_id": "p-5", "score": 3.0},
+                            {"product_id": "p-2", "score": 2.0},
+                        ],
+                        "24h": [{"product_id": "p-1", "score": 1.0}]}),
+                ),
+                view(
+                    "trending",
+                    "Home/Kitchen",
+                    46,
+                    json!({"category": "Home/Kitchen",
+                        "1h": [{"product_id": "p-2", "score": 2.0}],
+                        "24h": [{"product_id": "p-2", "score": 2.0}]}),
+                ),
+                view(
                     "user_purchases",
                     "alice",
                     41,
@@ -173,7 +193,11 @@ async fn unavailable_products_are_left_out_unless_asked_for() {
     let (status, body) = get(&base, "/v1/products/p-2/recommendations?kind=similar").await;
     assert_eq!((status, ids(&body)), (200, vec!["p-5"]));
     assert_eq!(
-        (&body["kind"], &body["seq"], &body["recommendations"][0]["score"]),
+        (
+            &body["kind"],
+            &body["seq"],
+            &body["recommendations"][0]["score"]
+        ),
         (&json!("similar"), &json!(44), &json!(0.5))
     );
 }
@@ -228,7 +252,9 @@ async fn a_user_gets_their_purchases_lists_without_what_they_bought() {
     // 2/3 × 1/2, and from similar (best 0.5) p-5 1 × 1/2 and p-3 1/2 × 1/2. p-1 and p-2 are
     // bought; p-3 is out of stock, p-4 discontinued, p-gone has no document.
     assert_eq!(ids(&body), ["p-5"]);
-    let score = body["recommendations"][0]["score"].as_f64().unwrap_or_default();
+    let score = body["recommendations"][0]["score"]
+        .as_f64()
+        .unwrap_or_default();
     assert!((score - (0.2 + 1.0 / 3.0 + 0.5)).abs() < 1e-9, "{score}");
     assert_eq!(
         (&body["seq"], &body["cold"], &body["based_on"]),
@@ -268,4 +294,57 @@ async fn only_the_user_or_the_operator_and_an_erased_user_is_404() {
         (status, &body["cold"], ids(&body).len()),
         (200, &json!(true), 0)
     );
+}
+
+#[tokio::test]
+async fn trending_lists_a_category_in_a_window_without_what_cannot_be_bought() {
+    let (base, _dir, _) = serve().await;
+    // The whole catalogue in the last hour by default; p-3 is out of stock.
+    let (status, body) = get(&base, "/v1/trending").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["products"].as_array().map(Vec::len), Some(2));
+    let products: Vec<&str> = body["products"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["product_id"].as_str())
+        .collect();
+    assert_eq!(products, ["p-5", "p-2"]);
+    assert_eq!(
+        (&body["window"], &body["seq"], &body["products"][0]["score"]),
+        (&json!("1h"), &json!(45), &json!(3.0))
+    );
+    let (_, body) = get(&base, "/v1/trending?window=24h").await;
+    assert_eq!(body["products"][0]["product_id"], "p-1");
+    let (_, body) = get(
+        &base,
+        "/v1/trending?category=Home/Kitchen&window=24h&limit=1",
+    )
+    .await;
+    assert_eq!(
+        (
+            &body["category"],
+            &body["seq"],
+            &body["products"][0]["product_id"]
+        ),
+        (&json!("Home/Kitchen"), &json!(46), &json!("p-2"))
+    );
+    // A category nothing trends in yet: an empty list.
+    let (status, body) = get(&base, "/v1/trending?category=Garden").await;
+    assert_eq!(
+        (status, &body["products"], &body["seq"]),
+        (200, &json!([]), &json!(0))
+    );
+    for (query, named) in [
+        ("window=2h", "window"),
+        ("category=/Home", "category"),
+        ("category=", "category"),
+        ("limit=0", "limit"),
+        ("sort=asc", "sort"),
+    ] {
+        let (status, body) = get(&base, &format!("/v1/trending?{query}")).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(message.contains(named), "{query}: {message}");
+    }
 }

@@ -4,6 +4,7 @@
 //! - [`also_bought`]: products bought in the same paid orders, by co-purchase count; a
 //!   cancellation, a returned line or the buyer's erasure takes the order's contribution back;
 //! - [`similar`]: products bought by the same users, by cosine over their (capped) buyer sets;
+//! - [`trending`]: per category, the products with the most interest in the last hour and day;
 //! - [`user_purchases`]: what each user bought lately (personal: served only to them);
 //! - [`erased_users`]: a tombstone per erased user, which every per-user route checks.
 //!
@@ -19,6 +20,7 @@ use crate::view::View;
 pub mod also_bought;
 pub mod erased_users;
 pub mod similar;
+pub mod trending;
 pub mod user_purchases;
 
 /// The names of the recommendation views, which processes run only when asked
@@ -28,6 +30,7 @@ pub const VIEWS: &[&str] = &[
     also_bought::AlsoBought::NAME,
     user_purchases::UserPurchases::NAME,
     similar::Similar::NAME,
+    trending::Trending::NAME,
 ];
 
 /// Buckets of the first level of [`top_k`].
