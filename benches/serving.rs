@@ -1,7 +1,8 @@
 //! The read API under load: `GET /v1/orders/{id}` with shoppers' bearer tokens (each request
 //! authenticated and authorized), `GET /v1/users/{id}/orders` (a page of 20) and
 //! `GET /v1/users/{id}/recommendations` (issue 25: a user's 5 recent purchases through their
-//! `also_bought` lists of 30, composed at read time, unavailable products left out), driven by
+//! `also_bought` and `similar` lists of 30, composed at read time, the best 100 candidates
+//! reranked by their `product_popularity`, unavailable products left out), driven by
 //! wrk over loopback against the real router and embedded store, in one run.
 //!
 //! Workload: the store holds `orders` order documents written by the same code path as the
@@ -9,7 +10,8 @@
 //! shoppers, each with its owner's token. Server and wrk share this machine's 2 cores.
 //! Target (issue 3): ≥ 50k req/s with p99 ≤ 5 ms. Recommendations (issue 25): p99 ≤ 5 ms at
 //! ≥ 20k req/s; the store also holds 100k products (one in five out of stock), each with an
-//! `also_bought` list of 30, and each shopper's `user_purchases`.
+//! `also_bought` and a `similar` list of 30 and a popularity, and each shopper's
+//! `user_purchases`.
 //!
 //! The routes take turns, one wrk run each per round (`-- --runs N` rounds, 5 by default), so
 //! that on a shared machine whose speed drifts the routes and the no-op ceiling see the same
@@ -69,7 +71,8 @@ fn product(i: usize) -> ProductView {
 }
 
 /// The documents behind `GET /v1/users/{id}/recommendations`: every product with its
-/// `also_bought` list of 30, and each shopper's 5 recent purchases.
+/// `also_bought` and `similar` lists of 30 and its popularity, and each shopper's 5 recent
+/// purchases.
 fn recommendation_documents(products: usize) -> Vec<Upsert> {
     let view = |view: &str, key: String, json: serde_json::Value| Upsert::View {
         view: view.into(),
@@ -91,6 +94,18 @@ fn recommendation_documents(products: usize) -> Vec<Upsert> {
             .collect();
         let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "also_bought": partners});
         upserts.push(view("also_bought", format!("p-{i:07}"), doc));
+        let neighbours: Vec<serde_json::Value> = (0..30)
+            .map(|k| {
+                let j = (i * 104_729 + k * 7_919 + 3) % products;
+                let score = 1.0 - k as f64 / 40.0;
+                serde_json::json!({"product_id": format!("p-{j:07}"), "score": score})
+            })
+            .collect();
+        let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "similar": neighbours});
+        upserts.push(view("similar", format!("p-{i:07}"), doc));
+        let popularity = 300.0 + (i % 97) as f64 / 16.0;
+        let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "popularity": popularity});
+        upserts.push(view("product_popularity", format!("p-{i:07}"), doc));
     }
     for u in 0..USERS {
         let user = format!("u-{u:08}");

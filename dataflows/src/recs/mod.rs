@@ -51,20 +51,45 @@ where
     K: ExchangeData + std::hash::Hash,
     I: ExchangeData + std::hash::Hash,
 {
-    scored
-        .map(|((key, item), score)| {
-            let bucket = item.hashed() % TOP_K_BUCKETS;
-            ((key, bucket), (std::cmp::Reverse(score), item))
-        })
-        .reduce_named(
-            "TopKBucket",
-            move |_key, items: &[(&(std::cmp::Reverse<u64>, I), isize)], out| {
-                // In (score descending, item) order already: the first k are the best.
-                for (item, _) in items.iter().filter(|(_, n)| *n > 0).take(k) {
-                    out.push(((*item).clone(), 1isize));
-                }
-            },
-        )
+    top_k_in_levels(scored, k, &[TOP_K_BUCKETS])
+}
+
+/// [`top_k`] with a level per entry of `buckets` (each the number of buckets of items, by hash,
+/// that level keeps the best `k` of), then the key's best `k`: for keys with very many items
+/// (a trending list of the whole catalogue), where one level's buckets would still be large —
+/// a reduce re-reads its whole bucket at each change.
+pub fn top_k_in_levels<'s, K, I>(
+    scored: VecCollection<'s, u64, ((K, I), u64)>,
+    k: usize,
+    buckets: &[u64],
+) -> VecCollection<'s, u64, (K, Vec<(I, u64)>)>
+where
+    K: ExchangeData + std::hash::Hash,
+    I: ExchangeData + std::hash::Hash,
+{
+    let mut ranked =
+        scored.map(|((key, item), score)| ((key, 0u64), (std::cmp::Reverse(score), item)));
+    for (level, n) in buckets.iter().copied().enumerate() {
+        ranked = ranked
+            .map(move |((key, _), (score, item))| {
+                let bucket = item.hashed() % n.max(1);
+                ((key, bucket), (score, item))
+            })
+            .reduce_named(
+                if level == 0 {
+                    "TopKBucket"
+                } else {
+                    "TopKLevel"
+                },
+                move |_key, items: &[(&(std::cmp::Reverse<u64>, I), isize)], out| {
+                    // In (score descending, item) order already: the first k are the best.
+                    for (item, _) in items.iter().filter(|(_, n)| *n > 0).take(k) {
+                        out.push(((*item).clone(), 1isize));
+                    }
+                },
+            );
+    }
+    ranked
         .map(|((key, _bucket), ranked)| (key, ranked))
         .reduce_named(
             "TopK",
