@@ -7,43 +7,28 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use emporium_schemas::Payload;
 use emporium_schemas::accounts::UserErased;
 use emporium_schemas::catalog::ProductUpserted;
 use emporium_schemas::money::Money;
 use emporium_schemas::orders::{OrderCancelled, OrderLine, OrderPlaced, PaymentAuthorized};
 use emporium_schemas::stock::StockReceived;
-use emporium_schemas::{Event, Payload};
 use serde_json::Value;
 
 struct Shop {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-    next: u128,
+    producer: support::Producer,
 }
 
 impl Shop {
     async fn post(&mut self, payload: impl Into<Payload>) {
-        self.next += 1;
-        let event = Event::new(uuid::Uuid::from_u128(self.next), Utc::now(), payload);
-        let report: Value = self
-            .client
-            .post(format!("{}/v1/events", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .body(event.to_json())
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("report");
-        assert_eq!(report["accepted"], 1, "{report}");
+        self.producer.post(payload).await;
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self.client.get(format!("{}{path}", self.base));
+        let mut req = self
+            .producer
+            .client
+            .get(format!("{}{path}", self.producer.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -135,10 +120,7 @@ async fn a_purchase_shows_up_a_cancellation_takes_it_back_an_erased_user_vanishe
         "Press Ctrl-C",
     );
     let mut shop = Shop {
-        client: reqwest::Client::new(),
-        token: support::producer_token(dir.path()),
-        base,
-        next: 0,
+        producer: support::Producer::new(base, support::producer_token(dir.path())),
     };
     for (product, title) in [
         ("p-phone", "Phone"),

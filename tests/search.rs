@@ -11,43 +11,26 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use emporium_schemas::Payload;
 use emporium_schemas::catalog::{PriceChanged, ProductUpserted};
 use emporium_schemas::money::Money;
 use emporium_schemas::orders::{OrderLine, OrderPlaced};
 use emporium_schemas::stock::StockReceived;
-use emporium_schemas::{Event, Payload};
 use serde_json::Value;
 
 struct Shop {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-    next: u128,
+    producer: support::Producer,
 }
 
 impl Shop {
     async fn post(&mut self, payload: impl Into<Payload>) {
-        self.next += 1;
-        let event = Event::new(uuid::Uuid::from_u128(self.next), Utc::now(), payload);
-        let report: Value = self
-            .client
-            .post(format!("{}/v1/events", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .body(event.to_json())
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("report");
-        assert_eq!(report["accepted"], 1, "{report}");
+        self.producer.post(payload).await;
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
+        self.producer
+            .client
+            .get(format!("{}{path}", self.producer.base))
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
@@ -127,10 +110,7 @@ async fn a_sold_out_product_leaves_in_stock_results_and_a_misspelt_title_finds_i
         mut child, base, ..
     } = support::start_run(dir.path(), &["--no-lakehouse"], "Press Ctrl-C");
     let mut shop = Shop {
-        client: reqwest::Client::new(),
-        token: support::producer_token(dir.path()),
-        base,
-        next: 0,
+        producer: support::Producer::new(base, support::producer_token(dir.path())),
     };
     shop.post(listing("p-lamp", "Brass reading lamp", "sku-lamp"))
         .await;
@@ -256,7 +236,7 @@ async fn restarted_with_the_same_hits(dir: &std::path::Path, shop: &mut Shop, be
     let support::Run {
         mut child, base, ..
     } = support::start_run(dir, &["--no-lakehouse"], "Press Ctrl-C");
-    shop.base = base;
+    shop.producer.base = base;
     shop.until("q=reading%20lamp", |a| unscored(a) == unscored(before))
         .await;
     let after = shop.search("q=reading%20lamp").await;

@@ -101,18 +101,29 @@ impl Popularity {
     }
 }
 
-/// The popularity of interactions weighed per hour (`(hour, weight)`, weights ≤ 0 ignored):
-/// `log2 Σ w · 2^((h − E)/H)`, summed with the largest term factored out so nothing overflows,
-/// at the precision its support allows (module docs); `None` with too little.
-pub fn popularity(per_hour: impl IntoIterator<Item = (i64, i64)>) -> Option<Popularity> {
+/// `log2 Σ w · 2^((h − E)/H)` of interactions weighed per hour (`(hour, weight)`, weights ≤ 0
+/// ignored) with a half-life of `half_life` hours, summed with the largest term factored out so
+/// nothing overflows, and the evidence (the weights' sum); `None` without interactions. What
+/// [`popularity`] and [`crate::recs::trending`] rank by.
+pub fn decayed_log2(
+    per_hour: impl IntoIterator<Item = (i64, i64)>,
+    half_life: f64,
+) -> Option<(f64, i64)> {
     let (mut terms, mut evidence) = (Vec::new(), 0i64);
     for (h, w) in per_hour.into_iter().filter(|(_, w)| *w > 0) {
         evidence = evidence.saturating_add(w);
-        terms.push((h - DECAY_EPOCH_HOUR) as f64 / HALF_LIFE_HOURS + (w as f64).log2());
+        terms.push((h - DECAY_EPOCH_HOUR) as f64 / half_life + (w as f64).log2());
     }
     let top = terms.iter().copied().reduce(f64::max)?;
     let sum: f64 = terms.iter().map(|t| (t - top).exp2()).sum();
-    let log = top + sum.log2();
+    Some((top + sum.log2(), evidence))
+}
+
+/// The popularity of interactions weighed per hour (`(hour, weight)`, weights ≤ 0 ignored):
+/// [`decayed_log2`] with a half-life of [`HALF_LIFE_HOURS`], at the precision its support allows
+/// (module docs); `None` with too little.
+pub fn popularity(per_hour: impl IntoIterator<Item = (i64, i64)>) -> Option<Popularity> {
+    let (log, evidence) = decayed_log2(per_hour, HALF_LIFE_HOURS)?;
     if evidence < MIN_SUPPORT {
         None
     } else if evidence < FINE_SUPPORT {

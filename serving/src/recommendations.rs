@@ -48,10 +48,9 @@ pub const POPULARITY_POWER: f64 = 1.0;
 /// multiplied by its product's decayed interest to the power [`POPULARITY_POWER`]
 /// (`popularity[i]`: `product_popularity`'s `log2` of it, `None` for a product with too little
 /// to have one, which counts as half the least popular candidate's), best first, ties by
-/// product id. The offline evaluation found the
-/// item-to-item lists alone below the popularity baseline — they say which products go with
-/// the user's, not which of those people buy — and this product of the two above it
-/// (`benches/recs_evaluate.rs`, ADR 0015).
+/// product id. The offline evaluation found the item-to-item lists alone below the popularity
+/// baseline — they say which products go with the user's, not which of those people buy — and
+/// this product of the two above it (`benches/recs_evaluate.rs`, ADR 0015).
 pub fn rerank(ranked: Vec<(String, f64)>, popularity: &[Option<f64>]) -> Vec<(String, f64)> {
     let known = popularity.iter().flatten().copied();
     let top = known.clone().fold(f64::NEG_INFINITY, f64::max);
@@ -108,6 +107,7 @@ pub fn compose(
     ranked.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.cmp(b)));
     ranked
 }
+
 /// Recommendations per answer unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 10;
 /// The largest `limit` accepted.
@@ -351,9 +351,10 @@ struct AlsoBoughtList {
     also_bought: Vec<CoPurchase>,
 }
 
-/// An entry of a stored `similar` list: the cosine.
+/// An entry of a stored `similar` list (the cosine) or `trending` list (`log2` of the decayed
+/// interest).
 #[derive(Deserialize)]
-struct Neighbour {
+struct Scored {
     product_id: String,
     score: f64,
 }
@@ -361,7 +362,16 @@ struct Neighbour {
 /// The stored `similar` document.
 #[derive(Deserialize)]
 struct SimilarList {
-    similar: Vec<Neighbour>,
+    similar: Vec<Scored>,
+}
+
+/// The stored `trending` document: a list per window of [`TRENDING_WINDOWS`].
+#[derive(Deserialize)]
+struct TrendingLists {
+    #[serde(rename = "1h")]
+    hour: Vec<Scored>,
+    #[serde(rename = "24h")]
+    day: Vec<Scored>,
 }
 
 /// The stored `product_popularity` document: `log2` of the product's decayed interest.
@@ -447,8 +457,8 @@ pub(crate) async fn trending(
     let seq = doc.as_ref().map_or(0, |d| d.seq);
     let name = TRENDING_WINDOWS[window];
     let ranked: Vec<(String, f64)> = doc
-        .and_then(|d| serde_json::from_slice::<Value>(&d.json).ok())
-        .and_then(|v| serde_json::from_value::<Vec<Scored>>(v.get(name)?.clone()).ok())
+        .and_then(|d| serde_json::from_slice::<TrendingLists>(&d.json).ok())
+        .map(|lists| if window == 0 { lists.hour } else { lists.day })
         .unwrap_or_default()
         .into_iter()
         .map(|e| (e.product_id, e.score))
@@ -462,11 +472,4 @@ pub(crate) async fn trending(
         "products": out,
     }))
     .into_response())
-}
-
-/// An entry of a stored `trending` list.
-#[derive(Deserialize)]
-struct Scored {
-    product_id: String,
-    score: f64,
 }

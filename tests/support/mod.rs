@@ -113,6 +113,49 @@ pub fn shop(products: usize) -> Generator {
     .expect("generator")
 }
 
+/// Posts events one at a time to a running process's ingest API, as a producer with a token,
+/// each with the next event id (`1`, `2`, …), and checks each was accepted.
+pub struct Producer {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub token: String,
+    next: u128,
+}
+
+impl Producer {
+    pub fn new(base: String, token: String) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base,
+            token,
+            next: 0,
+        }
+    }
+
+    /// Posts `payload` as the next event, now.
+    pub async fn post(&mut self, payload: impl Into<emporium_schemas::Payload>) {
+        self.next += 1;
+        let event = emporium_schemas::Event::new(
+            uuid::Uuid::from_u128(self.next),
+            chrono::Utc::now(),
+            payload,
+        );
+        let report: serde_json::Value = self
+            .client
+            .post(format!("{}/v1/events", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(event.to_json())
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("report");
+        assert_eq!(report["accepted"], 1, "{report}");
+    }
+}
+
 /// Posts the next `events` events of `generator` to `base`'s ingest API as one NDJSON body, and
 /// returns its report.
 pub async fn post_generated(

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::owners::sku_owners;
-use crate::popularity::{DECAY_EPOCH_HOUR, ORDER_WEIGHT, POPULARITY_STEP};
+use crate::popularity::{ORDER_WEIGHT, POPULARITY_STEP, decayed_log2};
 use crate::view::{Ids, View};
 
 /// The category of the whole catalogue.
@@ -62,18 +62,11 @@ pub type Ranked = Vec<(u32, u64)>;
 /// A category's lists, one per window of [`WINDOWS`].
 pub type Lists = Vec<Ranked>;
 
-/// The score of a product's interest per hour in a window of half-life `half_life` hours: `log2`
-/// of the decayed sum in 1/[`POPULARITY_STEP`], summed with the largest term factored out;
-/// `None` without interest.
+/// The score of a product's interest per hour in a window of half-life `half_life` hours:
+/// [`decayed_log2`] in 1/[`POPULARITY_STEP`]; `None` without interest.
 pub fn score(per_hour: impl IntoIterator<Item = (i64, i64)>, half_life: f64) -> Option<u64> {
-    let terms: Vec<f64> = per_hour
-        .into_iter()
-        .filter(|(_, w)| *w > 0)
-        .map(|(h, w)| (h - DECAY_EPOCH_HOUR) as f64 / half_life + (w as f64).log2())
-        .collect();
-    let top = terms.iter().copied().reduce(f64::max)?;
-    let sum: f64 = terms.iter().map(|t| (t - top).exp2()).sum();
-    Some(((top + sum.log2()) * POPULARITY_STEP).round().max(0.0) as u64)
+    let (log, _) = decayed_log2(per_hour, half_life)?;
+    Some((log * POPULARITY_STEP).round().max(0.0) as u64)
 }
 
 /// A category path's names in [`Trending`]: [`ALL`], then each prefix (`A`, `A/B`, …).
