@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::owners::sku_owners;
-use crate::view::{Ids, View, event_hour};
+use crate::view::{Count, Ids, View, event_hour};
 
 /// The weight of one ordered unit.
 pub const ORDER_WEIGHT: i64 = 10;
@@ -147,10 +147,10 @@ impl View for ProductPopularity {
         kind == EventKind::ProductViewed
     }
 
-    fn counted(kind: EventKind, product: &str, hour: i64, _ids: &mut Ids) -> Option<PopularityRow> {
-        (kind == EventKind::ProductViewed).then(|| PopularityRow::Viewed {
-            product: product.to_owned(),
-            hour,
+    fn counted(_seq: u64, count: &Count, _ids: &mut Ids) -> Option<PopularityRow> {
+        (count.kind == EventKind::ProductViewed).then(|| PopularityRow::Viewed {
+            product: count.product.clone(),
+            hour: count.hour,
         })
     }
 

@@ -65,9 +65,17 @@ pub trait View: 'static {
         false
     }
 
-    /// The row one counted event of `kind` about `product` in `hour` (hours since the epoch, in
-    /// event time) adds; a [`Count`] of `n` adds it `n` times. `None`: this one does not count.
-    fn counted(_kind: EventKind, _product: &str, _hour: i64, _ids: &mut Ids) -> Option<Self::Row> {
+    /// Whether it counts events of this type per session too: its [`Count`]s of this type then
+    /// name a shopper's session ([`Count::session`]), one per session, product and hour, instead
+    /// of everyone's sum — a cost per distinct (session, product) of the span, not per product.
+    /// Only for a type it counts. None by default.
+    fn counts_sessions(_kind: EventKind) -> bool {
+        false
+    }
+    /// The row one counted event adds (`count`'s type, product, hour of event time and, for the
+    /// types of [`View::counts_sessions`], session), in the span applied as the `seq`-th step; a
+    /// [`Count`] of `n` adds it `n` times. `None`: this one does not count.
+    fn counted(_seq: u64, _count: &Count, _ids: &mut Ids) -> Option<Self::Row> {
         None
     }
 
@@ -120,6 +128,17 @@ pub struct Count {
     /// Hours since the epoch, of the events' `occurred_at`.
     pub hour: i64,
     pub n: u32,
+    /// The shopper's session the events happened in, for the types a view counts per session
+    /// ([`View::counts_sessions`]); `None`: every session's events of the product and hour. A
+    /// span holds both kinds for such a type, the views each taking theirs.
+    pub session: Option<Session>,
+}
+
+/// A shopper's session: the `user_id` and `session_id` of a funnel event ([`Event::session`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, Serialize)]
+pub struct Session {
+    pub user: String,
+    pub id: String,
 }
 
 /// A view's name, its event filters, and how to install it, without its types.
@@ -128,6 +147,7 @@ pub struct Spec {
     pub name: &'static str,
     pub reads: fn(EventKind) -> bool,
     pub counts: fn(EventKind) -> bool,
+    pub counts_sessions: fn(EventKind) -> bool,
     pub install: fn(&mut timely::worker::Worker) -> Box<dyn Installed>,
 }
 
@@ -156,6 +176,13 @@ impl Spec {
             V::NAME
         );
         assert!(
+            !EventKind::ALL
+                .iter()
+                .any(|k| V::counts_sessions(*k) && !V::counts(*k)),
+            "view {}: counts per session a type it does not count",
+            V::NAME
+        );
+        assert!(
             !["products", "inventory", "orders"].contains(&V::NAME),
             "view {}: the name of one of the store's own tables",
             V::NAME
@@ -164,6 +191,7 @@ impl Spec {
             name: V::NAME,
             reads: V::reads,
             counts: V::counts,
+            counts_sessions: V::counts_sessions,
             install: install::<V>,
         }
     }
@@ -236,9 +264,11 @@ impl<V: View> Installed for Running<V> {
 
     fn feed_counts(&mut self, seq: u64, counts: &[Count]) {
         let Some(input) = &mut self.input else { return };
-        for count in counts.iter().filter(|c| V::counts(c.kind)) {
-            let Some(row) = V::counted(count.kind, &count.product, count.hour, &mut self.ids)
-            else {
+        // Per session for the types it counts that way, everyone's sums for the others.
+        let mine =
+            |c: &&Count| V::counts(c.kind) && c.session.is_some() == V::counts_sessions(c.kind);
+        for count in counts.iter().filter(mine) {
+            let Some(row) = V::counted(seq, count, &mut self.ids) else {
                 continue;
             };
             add_row(&mut self.rows, input, row, seq, count.n as isize);
@@ -344,7 +374,15 @@ pub fn evaluate_in_rounds<V: View>(
         for (i, event) in events.iter().enumerate() {
             let seq = i as u64 + 1;
             match counted(event) {
-                Some(count) if V::counts(count.kind) => view.feed_counts(seq, &[count]),
+                Some(mut count) if V::counts(count.kind) => {
+                    if V::counts_sessions(count.kind) {
+                        count.session = event.session().map(|(user, id)| Session {
+                            user: user.to_owned(),
+                            id: id.to_owned(),
+                        });
+                    }
+                    view.feed_counts(seq, &[count])
+                }
                 _ => view.feed(seq, event),
             }
             // Let the dataflow work between some events, as rounds do.
@@ -366,7 +404,8 @@ pub fn evaluate_in_rounds<V: View>(
     })
 }
 
-/// `event` as a [`Count`] of 1, when it names a product (the types a view may count).
+/// `event` as a [`Count`] of 1 (everyone's: no session), when it names a product (the types a
+/// view may count).
 pub fn counted(event: &Event) -> Option<Count> {
     let product = event.product_id()?;
     Some(Count {
@@ -374,5 +413,6 @@ pub fn counted(event: &Event) -> Option<Count> {
         product: product.to_owned(),
         hour: event_hour(event.occurred_at),
         n: 1,
+        session: None,
     })
 }

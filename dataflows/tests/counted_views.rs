@@ -16,7 +16,7 @@ use chrono::Duration;
 use differential_dataflow::VecCollection;
 use emporium_dataflows::decider::Decider;
 use emporium_dataflows::inventory::{InventoryConfig, Output};
-use emporium_dataflows::view::{Count, Ids, Spec, View};
+use emporium_dataflows::view::{Count, Ids, Session, Spec, View};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::{Event, EventKind, Payload};
 use proptest::prelude::*;
@@ -131,6 +131,12 @@ fn push(decider: &mut Decider, partition: usize, event: &Event, counted: bool) {
                 EventKind::ProductViewed,
                 event.occurred_at,
                 v.product_id.clone(),
+                decider
+                    .counts_sessions_on(EventKind::ProductViewed)
+                    .then(|| Session {
+                        user: v.user_id.clone(),
+                        id: v.session_id.clone(),
+                    }),
             )
         }
         _ => decider.push(partition, event.clone()),
@@ -205,12 +211,38 @@ fn views_in(partitions: &[Vec<Event>]) -> BTreeMap<(String, i64), u32> {
     views
 }
 
+/// The steps' everyone's sums per (product, hour); their sums per session, where the views
+/// count per session, add up to the same in every step.
 fn summed(steps: &Steps) -> BTreeMap<(String, i64), u32> {
     let mut sums = BTreeMap::new();
-    for count in steps.counts.iter().flat_map(|(_, c)| c) {
-        assert_eq!(count.kind, EventKind::ProductViewed);
-        *sums.entry((count.product.clone(), count.hour)).or_insert(0) += count.n;
+    let mut sessions = 0;
+    for (seq, counts) in &steps.counts {
+        let mut everyone = BTreeMap::new();
+        let mut per_session = BTreeMap::new();
+        for count in counts {
+            assert_eq!(count.kind, EventKind::ProductViewed);
+            let sums = match count.session {
+                None => &mut everyone,
+                Some(_) => &mut per_session,
+            };
+            *sums.entry((count.product.clone(), count.hour)).or_insert(0) += count.n;
+        }
+        if !per_session.is_empty() {
+            assert_eq!(per_session, everyone, "sessions' sums of step {seq}");
+            sessions += 1;
+        }
+        for (key, n) in everyone {
+            *sums.entry(key).or_insert(0) += n;
+        }
     }
+    let per_session = emporium_dataflows::views()
+        .iter()
+        .any(|v| (v.counts_sessions)(EventKind::ProductViewed));
+    assert_eq!(
+        sessions > 0,
+        per_session,
+        "sums per session exactly when a view asks"
+    );
     sums
 }
 

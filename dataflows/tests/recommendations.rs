@@ -16,10 +16,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{TimeZone, Utc};
 use emporium_dataflows::recs::also_bought::{AlsoBought, MAX_BASKET, TOP_K};
+use emporium_dataflows::recs::also_viewed::{self, AlsoViewed, MAX_SESSION};
 use emporium_dataflows::recs::erased_users::ErasedUsers;
 use emporium_dataflows::recs::similar::{self, ITEM_CAP, MIN_BUYERS, Similar, USER_CAP};
 use emporium_dataflows::recs::trending::Trending;
 use emporium_dataflows::recs::user_purchases::{RECENT, UserPurchases};
+use emporium_dataflows::recs::user_views::{self, UserViews};
 use emporium_dataflows::view::{evaluate, evaluate_with_ids};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::accounts::UserErased;
@@ -28,6 +30,7 @@ use emporium_schemas::money::Money;
 use emporium_schemas::orders::{
     OrderCancelled, OrderLine, OrderPlaced, PaymentAuthorized, ReturnLine, ReturnRequested,
 };
+use emporium_schemas::shopper::ProductViewed;
 use emporium_schemas::{Event, Payload};
 use proptest::prelude::*;
 
@@ -306,6 +309,123 @@ fn user_purchases(events: &[Event]) -> HashMap<String, Vec<String>> {
         .collect()
 }
 
+/// The also-viewed view over `events`, with names.
+fn also_viewed(events: &[Event]) -> HashMap<String, Partners> {
+    let (got, ids) = evaluate_with_ids::<AlsoViewed>(events);
+    got.into_iter()
+        .map(|(product, partners)| {
+            let partners = partners.into_iter();
+            let named = partners.map(|(p, n)| (ids.name(p).to_owned(), n)).collect();
+            (ids.name(product).to_owned(), named)
+        })
+        .collect()
+}
+
+/// The user-views view over `events`, with names.
+fn user_views(events: &[Event]) -> HashMap<String, Vec<String>> {
+    let (got, ids) = evaluate_with_ids::<UserViews>(events);
+    got.into_iter()
+        .map(|(user, products)| {
+            let named = products.0.iter().map(|p| ids.name(*p).to_owned()).collect();
+            (ids.name(user).to_owned(), named)
+        })
+        .collect()
+}
+
+/// Each product's place in the order of the events first naming it: its listing, or a view of
+/// it before any listing.
+fn named(events: &[Event]) -> HashMap<String, usize> {
+    let mut first = HashMap::new();
+    for e in events {
+        let product = match &e.payload {
+            Payload::ProductUpserted(p) => &p.product_id,
+            Payload::ProductViewed(v) => &v.product_id,
+            _ => continue,
+        };
+        let n = first.len();
+        first.entry(product.clone()).or_insert(n);
+    }
+    first
+}
+
+/// The users erased anywhere in `events`.
+fn erased_in(events: &[Event]) -> HashSet<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::UserErased(u) => Some(u.user_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The expected co-viewed partners of every product with any: per (user, session) of a user
+/// never erased, the products viewed, each once, the first 20 named; per pair, the sessions
+/// holding both; best 30 by count then the product named first.
+fn fold_also_viewed(events: &[Event]) -> HashMap<String, Partners> {
+    let rank = named(events);
+    let erased = erased_in(events);
+    let mut sessions: BTreeMap<(String, String), BTreeSet<(usize, String)>> = BTreeMap::new();
+    for e in events {
+        if let Payload::ProductViewed(v) = &e.payload
+            && !erased.contains(&v.user_id)
+        {
+            sessions
+                .entry((v.user_id.clone(), v.session_id.clone()))
+                .or_default()
+                .insert((rank[&v.product_id], v.product_id.clone()));
+        }
+    }
+    let mut pairs: HashMap<(String, String), u64> = HashMap::new();
+    for products in sessions.values() {
+        let products: Vec<&String> = products.iter().take(MAX_SESSION).map(|(_, p)| p).collect();
+        for a in &products {
+            for b in products.iter().filter(|b| *b != a) {
+                *pairs.entry(((*a).clone(), (*b).clone())).or_default() += 1;
+            }
+        }
+    }
+    let mut partners: HashMap<String, Partners> = HashMap::new();
+    for ((a, b), n) in pairs {
+        partners.entry(a).or_default().push((b, n));
+    }
+    for list in partners.values_mut() {
+        list.sort_by(|(b1, n1), (b2, n2)| n2.cmp(n1).then(rank[b1].cmp(&rank[b2])));
+        list.truncate(also_viewed::TOP_K);
+    }
+    partners
+}
+
+/// The expected recent views of every user with any (none for the erased): the products viewed,
+/// by their latest view, latest first (ties: the product named last first), at most 20.
+fn fold_user_views(events: &[Event]) -> HashMap<String, Vec<String>> {
+    let rank = named(events);
+    let erased = erased_in(events);
+    let mut latest: HashMap<String, HashMap<String, usize>> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        if let Payload::ProductViewed(v) = &e.payload
+            && !erased.contains(&v.user_id)
+        {
+            latest
+                .entry(v.user_id.clone())
+                .or_default()
+                .insert(v.product_id.clone(), i);
+        }
+    }
+    latest
+        .into_iter()
+        .map(|(user, products)| {
+            let mut products: Vec<(usize, usize, String)> = products
+                .into_iter()
+                .map(|(p, i)| (i, rank[&p], p))
+                .collect();
+            products.sort_by(|a, b| b.cmp(a));
+            let recent = products.into_iter().take(user_views::RECENT);
+            (user, recent.map(|(_, _, p)| p).collect())
+        })
+        .collect()
+}
+
 /// The expected partners of every product with any.
 fn fold(events: &[Event]) -> HashMap<String, Partners> {
     let rank = listed(events);
@@ -361,6 +481,8 @@ fn fold_users(events: &[Event]) -> HashMap<String, Vec<String>> {
 }
 
 fn assert_same(events: &[Event]) {
+    assert_eq!(also_viewed(events), fold_also_viewed(events), "also viewed");
+    assert_eq!(user_views(events), fold_user_views(events), "user views");
     assert_eq!(user_purchases(events), fold_users(events), "user purchases");
     assert_eq!(similar(events), fold_similar(events), "similar");
     let erased: HashMap<String, ()> = events
@@ -389,6 +511,7 @@ enum Op {
     Cancel(u8),
     Return { order: u8, sku: u8 },
     Erase(u8),
+    View { user: u8, session: u8, product: u8 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -401,6 +524,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..12).prop_map(Op::Cancel),
         1 => (0u8..12, 0u8..9).prop_map(|(order, sku)| Op::Return { order, sku }),
         1 => (0u8..4).prop_map(Op::Erase),
+        6 => (0u8..4, 0u8..3, 0u8..8)
+            .prop_map(|(user, session, product)| Op::View { user, session, product }),
     ]
 }
 
@@ -459,6 +584,16 @@ fn event(i: usize, op: Op) -> Event {
         Op::Erase(user) => Payload::UserErased(UserErased {
             user_id: format!("u-{user}"),
             reason: "gdpr_request".into(),
+        }),
+        // Session ids repeat across users: sessions are per user.
+        Op::View {
+            user,
+            session,
+            product,
+        } => Payload::ProductViewed(ProductViewed {
+            user_id: format!("u-{user}"),
+            session_id: format!("v-{session}"),
+            product_id: format!("p-{product}"),
         }),
     };
     Event::new(
@@ -530,6 +665,12 @@ fn also_bought_is_the_fold_of_a_generated_shop() {
         "the whole catalogue's list is full"
     );
     assert_eq!(trending(&events), trends, "trending");
+    let viewed = fold_also_viewed(&events);
+    assert!(viewed.len() > 100, "{} products co-viewed", viewed.len());
+    assert!(
+        viewed.values().any(|p| p.len() == also_viewed::TOP_K),
+        "some product has more co-viewed partners than kept"
+    );
     assert_same(&events);
 }
 
@@ -558,6 +699,7 @@ fn after_an_erasure_the_state_is_a_recomputation_without_the_user() {
         .iter()
         .filter(|e| match &e.payload {
             Payload::OrderPlaced(o) => !erased.contains(&o.user_id),
+            Payload::ProductViewed(v) => !erased.contains(&v.user_id),
             Payload::UserErased(_) => false,
             _ => true,
         })
@@ -566,6 +708,8 @@ fn after_an_erasure_the_state_is_a_recomputation_without_the_user() {
     assert_eq!(also_bought(&events), also_bought(&without));
     assert_eq!(user_purchases(&events), user_purchases(&without));
     assert_eq!(similar(&events), similar(&without));
+    assert_eq!(also_viewed(&events), also_viewed(&without));
+    assert_eq!(user_views(&events), user_views(&without));
     assert_ne!(
         also_bought(&events),
         also_bought(

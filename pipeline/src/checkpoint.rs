@@ -42,7 +42,7 @@ const PIECES: &str = "pieces";
 
 /// The version of [`Checkpoint`] and of the decider state inside: bumped whenever either changes,
 /// so another version of Emporium refuses a checkpoint instead of misreading it.
-pub const FORMAT: u32 = 9;
+pub const FORMAT: u32 = 10;
 
 /// A piece of a checkpoint's chain, as its head names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

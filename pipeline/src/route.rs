@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
+use emporium_dataflows::view::Session;
 use emporium_schemas::{Event, EventKind, EventKinds};
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +25,10 @@ pub(crate) enum Read {
     /// `occurred_at`, as seconds and nanoseconds since the epoch.
     Tick(i64, u32),
     /// An event a view counts ([`emporium_dataflows::decider::Decider::counts_on`]): its type
-    /// (index in [`EventKind::ALL`]), `occurred_at` as a tick's, and its product.
-    Count(u8, i64, u32, String),
+    /// (index in [`EventKind::ALL`]), `occurred_at` as a tick's, its product and, for a type a
+    /// view counts per session ([`emporium_dataflows::decider::Decider::counts_sessions_on`]),
+    /// its session.
+    Count(u8, i64, u32, String, Option<Box<Session>>),
     Position,
 }
 
@@ -35,15 +38,32 @@ pub(crate) enum Read {
 /// worker that decides; the others cost their reader a partial parse. See ADR 0005.
 ///
 /// The events a view only counts (`counts`: product views) cost their reader the head and the
-/// payload's `product_id`, and the decider a sum ([`Read::Count`], ADR 0014).
+/// payload's `product_id` (and its `user_id` and `session_id`, for the types counted per
+/// session: `sessions`), and the decider a sum ([`Read::Count`], ADR 0014).
 pub(crate) fn route(
     bytes: &[u8],
     stats: &PipelineStats,
     steps: EventKinds,
     counts: EventKinds,
+    sessions: EventKinds,
 ) -> Read {
     match Event::decode_head(bytes) {
         Ok((kind, _)) if kind.is_decision() => Read::Position,
+        Ok((kind, at)) if sessions.contains(kind) && !steps.contains(kind) => {
+            match Event::decode_product_in_session(bytes) {
+                Ok(read) => Read::Count(
+                    kind_index(kind),
+                    at.timestamp(),
+                    at.timestamp_subsec_nanos(),
+                    read.product,
+                    Some(Box::new(Session {
+                        user: read.user,
+                        id: read.session,
+                    })),
+                ),
+                Err(_) => Read::Tick(at.timestamp(), at.timestamp_subsec_nanos()),
+            }
+        }
         Ok((kind, at)) if counts.contains(kind) && !steps.contains(kind) => {
             match Event::decode_product(bytes) {
                 Ok((_, _, product)) => Read::Count(
@@ -51,6 +71,7 @@ pub(crate) fn route(
                     at.timestamp(),
                     at.timestamp_subsec_nanos(),
                     product,
+                    None,
                 ),
                 // Accepted into the log, so it has a product; if not, it still moves the clock.
                 Err(_) => Read::Tick(at.timestamp(), at.timestamp_subsec_nanos()),

@@ -138,6 +138,7 @@ pub(crate) fn worker_main(
     // The types sent whole to the decider, once: routing asks for every record.
     let steps = EventKinds::matching(|kind| decider.borrow().steps_on(kind));
     let counts = EventKinds::matching(|kind| decider.borrow().counts_on(kind));
+    let sessions = EventKinds::matching(|kind| decider.borrow().counts_sessions_on(kind));
     let arrivals = Rc::new(RefCell::new({
         let mut arrivals = Arrivals::new(partitions)
             .with_grace(
@@ -211,7 +212,7 @@ pub(crate) fn worker_main(
                                             }
                                             continue;
                                         }
-                                        Read::Count(kind, secs, nanos, product) => {
+                                        Read::Count(kind, secs, nanos, product, session) => {
                                             if let (Some(kind), Some(at)) = (
                                                 kind_at(kind),
                                                 chrono::DateTime::from_timestamp(secs, nanos),
@@ -222,6 +223,7 @@ pub(crate) fn worker_main(
                                                     kind,
                                                     at,
                                                     product,
+                                                    session.map(|s| *s),
                                                 );
                                             }
                                             continue;
@@ -464,7 +466,7 @@ pub(crate) fn worker_main(
                     partition: *p,
                     offset: r.offset,
                     appended_ms: r.timestamp_ms,
-                    read: route(&r.value, stats, steps, counts),
+                    read: route(&r.value, stats, steps, counts, sessions),
                 });
             }
             // The reader's position: past its records and past the transaction markers after

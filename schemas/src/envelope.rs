@@ -188,6 +188,17 @@ impl std::fmt::Display for EventKind {
 }
 
 /// One validated event.
+/// What [`Event::decode_product_in_session`] reads of an event: its type, `occurred_at`, product,
+/// shopper and session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductInSession {
+    pub kind: EventKind,
+    pub at: DateTime<Utc>,
+    pub product: String,
+    pub user: String,
+    pub session: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub event_id: Uuid,
@@ -226,6 +237,18 @@ impl Event {
             Payload::ProductDiscontinued(p) => Some(&p.product_id),
             Payload::ReviewPosted(p) => Some(&p.product_id),
             Payload::ProductViewed(p) => Some(&p.product_id),
+            _ => None,
+        }
+    }
+
+    /// The shopper and session the event happened in, for the types that name them (the funnel:
+    /// views, searches, cart changes); `None` for the others.
+    pub fn session(&self) -> Option<(&str, &str)> {
+        match &self.payload {
+            Payload::ProductViewed(p) => Some((&p.user_id, &p.session_id)),
+            Payload::SearchPerformed(p) => Some((&p.user_id, &p.session_id)),
+            Payload::CartItemAdded(p) => Some((&p.user_id, &p.session_id)),
+            Payload::CartItemRemoved(p) => Some((&p.user_id, &p.session_id)),
             _ => None,
         }
     }
@@ -288,6 +311,35 @@ impl Event {
             )
         })?;
         Ok((kind, at, named.product_id.into_owned()))
+    }
+
+    /// [`Event::decode_product`] and the payload's `user_id` and `session_id` ([`Event::session`]
+    /// of the decoded event): what a reader that counts an event per product *and session*
+    /// needs. Fails when the payload lacks any of the three.
+    pub fn decode_product_in_session(bytes: &[u8]) -> Result<ProductInSession, ValidationError> {
+        #[derive(Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow)]
+            product_id: Cow<'a, str>,
+            #[serde(borrow)]
+            user_id: Cow<'a, str>,
+            #[serde(borrow)]
+            session_id: Cow<'a, str>,
+        }
+        let raw: RawEnvelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
+            ValidationError::single("$", RejectReason::MalformedJson, without_position(&e))
+        })?;
+        let (kind, at) = Self::head_of(&raw)?;
+        let named: Named<'_> = serde_json::from_str(raw.payload.get()).map_err(|e| {
+            ValidationError::single("payload", RejectReason::MissingField, without_position(&e))
+        })?;
+        Ok(ProductInSession {
+            kind,
+            at,
+            product: named.product_id.into_owned(),
+            user: named.user_id.into_owned(),
+            session: named.session_id.into_owned(),
+        })
     }
 
     /// The wire form (one JSON object, no trailing newline).

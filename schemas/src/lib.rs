@@ -26,6 +26,6 @@ pub mod shopper;
 pub mod stock;
 pub mod validate;
 
-pub use envelope::{Event, EventKind, EventKinds, Payload};
+pub use envelope::{Event, EventKind, EventKinds, Payload, ProductInSession};
 pub use money::Money;
 pub use validate::{FieldError, Limits, RejectReason, ValidationContext, ValidationError};

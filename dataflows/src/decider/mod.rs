@@ -23,7 +23,7 @@ use crate::event_time::{KeyClock, PartitionClock};
 use crate::inventory::{Inventory, InventoryConfig, Output};
 use crate::orders::{Anomaly, Orders};
 use crate::products::{self, Id, ListingKey, Names, ProductInputs, ProductSkus};
-use crate::view::Count;
+use crate::view::{Count, Session};
 
 mod changes;
 mod state;
@@ -56,8 +56,9 @@ pub use state::{StateError, TakenState};
 /// one step where there would be 80k.
 pub const COUNT_SPAN_MS: i64 = 1_000;
 
-/// A counted event's sum: its type, product and hour of event time.
-type CountKey = (EventKind, String, i64);
+/// A counted event's sum: its type, product, hour of event time and, for a sum per session
+/// ([`crate::view::View::counts_sessions`]), the session.
+type CountKey = (EventKind, String, i64, Option<Session>);
 
 struct Buffered {
     at: DateTime<Utc>,
@@ -165,6 +166,8 @@ pub struct Decider {
     causal: EventKinds,
     /// The event types the maintained views count ([`Decider::feeding`]).
     count_kinds: EventKinds,
+    /// Those of them a view counts per session too.
+    session_kinds: EventKinds,
     /// Counted events not applied yet, by the end (ms since the epoch) of the span of decision
     /// time they fell in ([`COUNT_SPAN_MS`]).
     counts: BTreeMap<i64, HashMap<CountKey, u32>>,
@@ -204,6 +207,7 @@ impl Decider {
             view_events: Vec::new(),
             causal: EventKinds::matching(Self::causal),
             count_kinds: EventKinds::default(),
+            session_kinds: EventKinds::default(),
             counts: BTreeMap::new(),
             view_counts: Vec::new(),
         }
@@ -218,6 +222,8 @@ impl Decider {
     pub fn feeding(mut self, views: &[crate::view::Spec]) -> Self {
         self.view_kinds = EventKinds::matching(|kind| crate::view::any_reads(views, kind));
         self.count_kinds = EventKinds::matching(|kind| views.iter().any(|v| (v.counts)(kind)));
+        self.session_kinds =
+            EventKinds::matching(|kind| views.iter().any(|v| (v.counts_sessions)(kind)));
         self
     }
 
@@ -230,6 +236,12 @@ impl Decider {
     /// The spans of counted events applied since the last call, each with its `seq`, sorted.
     pub fn take_view_counts(&mut self) -> Vec<(u64, Vec<Count>)> {
         std::mem::take(&mut self.view_counts)
+    }
+
+    /// Whether a counted event of this type is counted per session too (the readers then send
+    /// its session: [`Decider::push_count`]).
+    pub fn counts_sessions_on(&self, kind: EventKind) -> bool {
+        self.counts_on(kind) && self.session_kinds.contains(kind)
     }
 
     /// Whether events of this type are steps: the folds or a view read them (the others only
@@ -312,7 +324,14 @@ impl Decider {
             match event.product_id() {
                 Some(product) if self.counts_on(kind) => {
                     let product = product.to_owned();
-                    self.push_count(partition, kind, event.occurred_at, product)
+                    let session = event
+                        .session()
+                        .filter(|_| self.session_kinds.contains(kind))
+                        .map(|(user, id)| Session {
+                            user: user.to_owned(),
+                            id: id.to_owned(),
+                        });
+                    self.push_count(partition, kind, event.occurred_at, product, session)
                 }
                 _ => self.push_tick(partition, event.occurred_at),
             }
@@ -347,17 +366,19 @@ impl Decider {
 
     /// The next event of `partition` is one the views count ([`Decider::counts_on`]), of type
     /// `kind`, about `product`, which occurred at `occurred_at`: it moves the partition's clock
-    /// and adds one to its sum in the span of its decision time. The pipeline's readers send
-    /// only this for such events.
+    /// and adds one to its sum in the span of its decision time — and, with its `session` for a
+    /// type a view counts per session ([`Decider::counts_sessions_on`]), to that session's sum.
+    /// The pipeline's readers send only this for such events.
     pub fn push_count(
         &mut self,
         partition: usize,
         kind: EventKind,
         occurred_at: DateTime<Utc>,
         product: String,
+        session: Option<Session>,
     ) {
         let at = self.stamp(partition, occurred_at);
-        self.add_count(at, kind, occurred_at, product);
+        self.add_count(at, kind, occurred_at, product, session);
     }
 
     fn add_count(
@@ -366,15 +387,18 @@ impl Decider {
         kind: EventKind,
         occurred_at: DateTime<Utc>,
         product: String,
+        session: Option<Session>,
     ) {
         let end = (at.timestamp_millis().div_euclid(COUNT_SPAN_MS) + 1) * COUNT_SPAN_MS;
         let hour = crate::view::event_hour(occurred_at);
-        let n = self
-            .counts
-            .entry(end)
-            .or_default()
-            .entry((kind, product, hour))
-            .or_insert(0);
+        let sums = self.counts.entry(end).or_default();
+        if let Some(session) = session.filter(|_| self.session_kinds.contains(kind)) {
+            let n = sums
+                .entry((kind, product.clone(), hour, Some(session)))
+                .or_insert(0);
+            *n = n.saturating_add(1);
+        }
+        let n = sums.entry((kind, product, hour, None)).or_insert(0);
         *n = n.saturating_add(1);
     }
 
@@ -518,11 +542,12 @@ impl Decider {
                 if self.track_changes {
                     let mut counts: Vec<Count> = sums
                         .into_iter()
-                        .map(|((kind, product, hour), n)| Count {
+                        .map(|((kind, product, hour, session), n)| Count {
                             kind,
                             product,
                             hour,
                             n,
+                            session,
                         })
                         .collect();
                     counts.sort_unstable();
@@ -587,7 +612,11 @@ impl Decider {
         {
             // A type one view reads whole and another counts.
             let product = product.to_owned();
-            self.add_count(next.at, kind, next.event.occurred_at, product);
+            let session = next.event.session().map(|(user, id)| Session {
+                user: user.to_owned(),
+                id: id.to_owned(),
+            });
+            self.add_count(next.at, kind, next.event.occurred_at, product, session);
         }
         let for_views = self.view_kinds.contains(kind) && self.track_changes;
         if !Self::reads(kind) {

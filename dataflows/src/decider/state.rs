@@ -16,8 +16,9 @@ struct HeadRef {
     counts: Vec<(i64, Vec<CountRow>)>,
 }
 
-/// A counted event's sum as a checkpoint keeps it: its type by name, product, hour and count.
-type CountRow = (String, String, i64, u32);
+/// A counted event's sum as a checkpoint keeps it: its type by name, product, hour, count and
+/// session (user and session ids), if a sum per session.
+type CountRow = (String, String, i64, u32, Option<(String, String)>);
 
 /// What a checkpoint keeps of a [`Decider`] besides its pieces: its clocks, the events it
 /// buffers, the spans of counted events not applied yet and its `seq`, without its settings and without what it hands out between rounds
@@ -121,8 +122,15 @@ impl Decider {
                 .map(|(end, sums)| {
                     let mut rows: Vec<CountRow> = sums
                         .iter()
-                        .map(|((kind, product, hour), n)| {
-                            (kind.as_str().to_owned(), product.clone(), *hour, *n)
+                        .map(|((kind, product, hour, session), n)| {
+                            let session = session.as_ref().map(|s| (s.user.clone(), s.id.clone()));
+                            (
+                                kind.as_str().to_owned(),
+                                product.clone(),
+                                *hour,
+                                *n,
+                                session,
+                            )
                         })
                         .collect();
                     rows.sort_unstable();
@@ -245,9 +253,10 @@ impl Decider {
         decider.seq = head.seq;
         for (end, rows) in head.counts {
             let mut sums = HashMap::with_capacity(rows.len());
-            for (kind, product, hour, n) in rows {
+            for (kind, product, hour, n, session) in rows {
                 let kind = EventKind::from_name(&kind).ok_or(StateError::CountKind(kind))?;
-                sums.insert((kind, product, hour), n);
+                let session = session.map(|(user, id)| crate::view::Session { user, id });
+                sums.insert((kind, product, hour, session), n);
             }
             decider.counts.insert(end, sums);
         }

@@ -3,9 +3,11 @@
 //!
 //! - [`also_bought`]: products bought in the same paid orders, by co-purchase count; a
 //!   cancellation, a returned line or the buyer's erasure takes the order's contribution back;
+//! - [`also_viewed`]: products viewed in the same sessions, by co-view count;
 //! - [`similar`]: products bought by the same users, by cosine over their (capped) buyer sets;
 //! - [`trending`]: per category, the products with the most interest in the last hour and day;
 //! - [`user_purchases`]: what each user bought lately (personal: served only to them);
+//! - [`user_views`]: what each user viewed lately (personal too);
 //! - [`erased_users`]: a tombstone per erased user, which every per-user route checks.
 //!
 //! Shared here: [`top_k`], the ranking every list uses, in two levels so that a product with
@@ -18,10 +20,12 @@ use differential_dataflow::{ExchangeData, VecCollection};
 use crate::view::View;
 
 pub mod also_bought;
+pub mod also_viewed;
 pub mod erased_users;
 pub mod similar;
 pub mod trending;
 pub mod user_purchases;
+pub mod user_views;
 
 /// The names of the recommendation views, which processes run only when asked
 /// (`--recommendations`; benchmarks with and without them). `erased_users` is not one: it costs
@@ -31,6 +35,8 @@ pub const VIEWS: &[&str] = &[
     user_purchases::UserPurchases::NAME,
     similar::Similar::NAME,
     trending::Trending::NAME,
+    also_viewed::AlsoViewed::NAME,
+    user_views::UserViews::NAME,
 ];
 
 /// Buckets of the first level of [`top_k`].

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::owners::sku_owners;
 use crate::popularity::{ORDER_WEIGHT, POPULARITY_STEP, decayed_log2};
-use crate::view::{Ids, View};
+use crate::view::{Count, Ids, View};
 
 /// The category of the whole catalogue.
 pub const ALL: &str = "*";
@@ -98,10 +98,10 @@ impl View for Trending {
         kind == EventKind::ProductViewed
     }
 
-    fn counted(kind: EventKind, product: &str, hour: i64, ids: &mut Ids) -> Option<TrendingRow> {
-        (kind == EventKind::ProductViewed).then(|| TrendingRow::Viewed {
-            product: ids.id(product),
-            hour,
+    fn counted(_seq: u64, count: &Count, ids: &mut Ids) -> Option<TrendingRow> {
+        (count.kind == EventKind::ProductViewed).then(|| TrendingRow::Viewed {
+            product: ids.id(&count.product),
+            hour: count.hour,
         })
     }
 
