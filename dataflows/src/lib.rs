@@ -63,6 +63,7 @@ pub fn views() -> Vec<view::Spec> {
         view::Spec::of::<recs::trending::Trending>(),
         view::Spec::of::<recs::also_viewed::AlsoViewed>(),
         view::Spec::of::<recs::user_views::UserViews>(),
+        view::Spec::of::<recs::content::Content>(),
         view::Spec::of::<recs::erased_users::ErasedUsers>(),
     ]
 }

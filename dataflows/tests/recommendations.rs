@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::{TimeZone, Utc};
 use emporium_dataflows::recs::also_bought::{AlsoBought, MAX_BASKET, TOP_K};
 use emporium_dataflows::recs::also_viewed::{self, AlsoViewed, MAX_SESSION};
+use emporium_dataflows::recs::content::{self, BLOCK_CAP, Content};
 use emporium_dataflows::recs::erased_users::ErasedUsers;
 use emporium_dataflows::recs::similar::{self, ITEM_CAP, MIN_BUYERS, Similar, USER_CAP};
 use emporium_dataflows::recs::trending::Trending;
@@ -426,6 +427,94 @@ fn fold_user_views(events: &[Event]) -> HashMap<String, Vec<String>> {
         .collect()
 }
 
+/// The content view over `events`, with names.
+fn content(events: &[Event]) -> HashMap<String, Partners> {
+    let (got, ids) = evaluate_with_ids::<Content>(events);
+    got.into_iter()
+        .map(|(product, neighbours)| {
+            let neighbours = neighbours.into_iter();
+            let named = neighbours
+                .map(|(p, n)| (ids.name(p).to_owned(), n))
+                .collect();
+            (ids.name(product).to_owned(), named)
+        })
+        .collect()
+}
+
+/// The expected content neighbours: each product's latest listing; per leaf category (the
+/// whole path), its 200 latest listed products; for each of them the others, scored 1000, +3000
+/// for one brand, +⌊2000 · common title words / all title words⌋ (lower-cased, split on what is
+/// not a letter or digit), +1000 for prices within a factor of √2 in the same band
+/// `⌊2 log2 cents⌋`, +500 in adjacent bands; best 30, ties to the product listed first.
+fn fold_content(events: &[Event]) -> HashMap<String, Partners> {
+    let rank = listed(events);
+    // product → (when listed last, leaf, brand, words, band)
+    let mut latest: HashMap<String, (usize, String, String, BTreeSet<String>, i64)> =
+        HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        if let Payload::ProductUpserted(p) = &e.payload {
+            let words: BTreeSet<String> = p
+                .title
+                .to_lowercase()
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let cents = p.price.amount_minor;
+            let band = if cents < 2 {
+                0
+            } else {
+                (2.0 * (cents as f64).log2()).floor() as i64
+            };
+            let leaf = p.category_path.join("/");
+            latest.insert(
+                p.product_id.clone(),
+                (i, leaf, p.brand.clone(), words, band),
+            );
+        }
+    }
+    let mut leaves: BTreeMap<&str, Vec<(usize, &String)>> = BTreeMap::new();
+    for (product, (at, leaf, ..)) in &latest {
+        leaves.entry(leaf).or_default().push((*at, product));
+    }
+    let mut out = HashMap::new();
+    for members in leaves.values_mut() {
+        members.sort_by(|a, b| b.cmp(a));
+        members.truncate(BLOCK_CAP);
+        for (_, a) in members.iter() {
+            let (_, _, brand_a, words_a, band_a) = &latest[*a];
+            let mut scored: Partners = members
+                .iter()
+                .filter(|(_, b)| b != a)
+                .map(|(_, b)| {
+                    let (_, _, brand_b, words_b, band_b) = &latest[*b];
+                    let mut score = 1000;
+                    if brand_a == brand_b {
+                        score += 3000;
+                    }
+                    let common = words_a.intersection(words_b).count() as u64;
+                    let all = words_a.union(words_b).count() as u64;
+                    if all > 0 {
+                        score += 2000 * common / all;
+                    }
+                    score += match (band_a - band_b).abs() {
+                        0 => 1000,
+                        1 => 500,
+                        _ => 0,
+                    };
+                    ((*b).clone(), score)
+                })
+                .collect();
+            scored.sort_by(|(b1, s1), (b2, s2)| s2.cmp(s1).then(rank[b1].cmp(&rank[b2])));
+            scored.truncate(content::TOP_K);
+            if !scored.is_empty() {
+                out.insert((*a).clone(), scored);
+            }
+        }
+    }
+    out
+}
+
 /// The expected partners of every product with any.
 fn fold(events: &[Event]) -> HashMap<String, Partners> {
     let rank = listed(events);
@@ -481,6 +570,7 @@ fn fold_users(events: &[Event]) -> HashMap<String, Vec<String>> {
 }
 
 fn assert_same(events: &[Event]) {
+    assert_eq!(content(events), fold_content(events), "content");
     assert_eq!(also_viewed(events), fold_also_viewed(events), "also viewed");
     assert_eq!(user_views(events), fold_user_views(events), "user views");
     assert_eq!(user_purchases(events), fold_users(events), "user purchases");
@@ -543,12 +633,18 @@ fn event(i: usize, op: Op) -> Event {
         Op::List { product, skus } => Payload::ProductUpserted(ProductUpserted {
             product_id: format!("p-{product}"),
             skus: skus.iter().map(|s| format!("s-{s}")).collect(),
-            title: "Thing".into(),
+            // Attributes that vary with the listing, so a relisting can move a product to
+            // another brand, leaf, title or price band.
+            title: format!(
+                "{} Thing-{}",
+                ["Red", "Blue"][product as usize % 2],
+                skus.len()
+            ),
             description: "A thing".into(),
-            brand: "Acme".into(),
-            category_path: vec!["Home".into()],
+            brand: ["Acme", "Globex", "Hooli"][(product as usize + skus.len()) % 3].into(),
+            category_path: vec!["Home".into(), ["Kitchen", "Garden"][skus.len() % 2].into()],
             attributes: Default::default(),
-            price: usd(100),
+            price: usd(100 + 60 * skus.len() as i64),
         }),
         Op::Order { user, skus } => Payload::OrderPlaced(OrderPlaced {
             order_id: format!("o-{}", i % 12),
@@ -852,4 +948,40 @@ fn similar_keeps_a_users_latest_products_and_a_products_latest_buyers() {
     .expect("the latest two are similar")
     .1;
     assert!(late > early, "{late} > {early}");
+}
+
+#[test]
+fn content_compares_a_leafs_latest_listed_products() {
+    // One leaf with more products than a block holds, the first few relisted (so newest) last.
+    let n = BLOCK_CAP + 10;
+    let mut events: Vec<Event> = (0..n)
+        .map(|i| {
+            let mut e = listing(i, i);
+            if let Payload::ProductUpserted(p) = &mut e.payload {
+                p.brand = ["Acme", "Globex"][i % 2].into();
+                p.title = format!("{} lamp {}", ["Red", "Blue", "Green"][i % 3], i);
+                p.price = usd(1_000 + 37 * i as i64);
+            }
+            e
+        })
+        .collect();
+    let mut relisted = events[3].clone();
+    relisted.event_id = uuid::Uuid::from_u128(10_000);
+    events.push(relisted);
+    let want = fold_content(&events);
+    assert_eq!(content(&events), want);
+    assert_eq!(want.len(), BLOCK_CAP, "the block's products have lists");
+    // The oldest listings fell out of the block; the relisted one came back in.
+    assert!(!want.contains_key("p-0") && !want.contains_key("p-10"));
+    assert!(want.contains_key("p-3") && want.contains_key("p-11"));
+    assert!(want.values().flatten().all(|(p, _)| p != "p-0"));
+    // The best neighbours share the brand.
+    let (best, score) = &want["p-100"][0];
+    assert!(*score >= 4_000, "{best} scores {score}");
+    assert_eq!(
+        best.trim_start_matches("p-")
+            .parse::<usize>()
+            .map(|i| i % 2),
+        Ok(0)
+    );
 }

@@ -5,6 +5,8 @@
 //!   cancellation, a returned line or the buyer's erasure takes the order's contribution back;
 //! - [`also_viewed`]: products viewed in the same sessions, by co-view count;
 //! - [`similar`]: products bought by the same users, by cosine over their (capped) buyer sets;
+//! - [`content`]: products alike in the catalogue (category, brand, title, price), for products
+//!   and shoppers with too few interactions (cold start);
 //! - [`trending`]: per category, the products with the most interest in the last hour and day;
 //! - [`user_purchases`]: what each user bought lately (personal: served only to them);
 //! - [`user_views`]: what each user viewed lately (personal too);
@@ -21,6 +23,7 @@ use crate::view::View;
 
 pub mod also_bought;
 pub mod also_viewed;
+pub mod content;
 pub mod erased_users;
 pub mod similar;
 pub mod trending;
@@ -37,6 +40,7 @@ pub const VIEWS: &[&str] = &[
     trending::Trending::NAME,
     also_viewed::AlsoViewed::NAME,
     user_views::UserViews::NAME,
+    content::Content::NAME,
 ];
 
 /// Buckets of the first level of [`top_k`].
