@@ -12,12 +12,15 @@
 //! - **Ranked over the whole catalogue**: each method's 10 best products out of all of them
 //!   (not a sample of negatives); a method with fewer than 10 candidates is topped up with the
 //!   popularity ranking, so every method answers 10.
-//! - **Methods**: `popularity` (most bought in training); `also_bought`, `similar` and `served`
-//!   (both lists, as `GET /v1/users/{id}/recommendations` composes them:
-//!   `emporium_serving::recommendations::compose`, then `rerank` by the `product_popularity`
-//!   view) over the views the pipeline maintains (`emporium_dataflows::recs`, `popularity`), run
-//!   over the training events; `served, not reranked` (the composition alone: the measured
-//!   alternative, not one of the targets' methods); `als`: `scripts/recs_als.py`
+//! - **Methods**: `popularity` (most bought in training); each item-to-item list alone —
+//!   `also_bought` and `similar` walked from the user's recent purchases, `also_viewed` and
+//!   `content` from their recent views — and `served` (all four, as
+//!   `GET /v1/users/{id}/recommendations` walks them: `USER_WALKS`), each composed by
+//!   `emporium_serving::recommendations::compose` and then `rerank`ed by the
+//!   `product_popularity` view, as the route does, over the views the pipeline maintains
+//!   (`emporium_dataflows::recs`, `popularity`) run over the training events; `served, not
+//!   reranked` (the composition alone: the measured alternative, not one of the targets'
+//!   methods); `als`: `scripts/recs_als.py`
 //!   in a venv with `implicit` (`$EMPORIUM_RECS_VENV`, default `~/.cache/emporium/recs-venv`;
 //!   `scripts/test` makes it), on the same training purchases (skipped, and the target not
 //!   measured, without it).
@@ -39,12 +42,17 @@ use std::time::Instant;
 use chrono::Duration;
 use emporium_dataflows::popularity::ProductPopularity;
 use emporium_dataflows::recs::also_bought::AlsoBought;
+use emporium_dataflows::recs::also_viewed::AlsoViewed;
+use emporium_dataflows::recs::content::Content;
 use emporium_dataflows::recs::similar::Similar;
 use emporium_dataflows::recs::user_purchases::UserPurchases;
+use emporium_dataflows::recs::user_views::UserViews;
 use emporium_dataflows::view::evaluate_in_rounds;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::{Event, Payload};
-use emporium_serving::recommendations::{RERANK_CANDIDATES, USER_BASIS, compose, rerank};
+use emporium_serving::recommendations::{
+    Basis, RERANK_CANDIDATES, USER_BASIS, USER_WALKS, Walk, compose, rerank,
+};
 use support::*;
 
 const K: usize = 10;
@@ -274,7 +282,14 @@ fn main() {
     let similar = lists::<Similar>(&train_events, |v| {
         v.iter().map(|(p, s)| (*p, *s as f64)).collect()
     });
+    let also_viewed = lists::<AlsoViewed>(&train_events, |v| {
+        v.iter().map(|(p, n)| (*p, *n as f64)).collect()
+    });
+    let content = lists::<Content>(&train_events, |v| {
+        v.iter().map(|(p, s)| (*p, *s as f64)).collect()
+    });
     let recent = lists::<UserPurchases>(&train_events, |v| v.0.iter().map(|p| (*p, 0.0)).collect());
+    let viewed = lists::<UserViews>(&train_events, |v| v.0.iter().map(|p| (*p, 0.0)).collect());
     let (popularity, _) = evaluate_in_rounds::<ProductPopularity>(&train_events, 10_000);
     let popularity: HashMap<String, f64> = popularity
         .into_iter()
@@ -306,6 +321,7 @@ fn main() {
         let dump = serde_json::json!({
             "train": train, "judged": judged, "popular": popular, "also_bought": also_bought,
             "similar": similar, "recent": recent, "catalog": catalog,
+            "also_viewed": also_viewed, "content": content, "viewed": viewed,
         });
         std::fs::write(&path, dump.to_string()).expect("write the dump");
     }
@@ -314,40 +330,59 @@ fn main() {
     let als_s = began.elapsed().as_secs_f64();
 
     let empty = BTreeSet::new();
-    // (name, lists walked, reranked by popularity)
-    let methods: &[(&str, &[&str], bool)] = &[
-        ("popularity", &[], false),
-        ("also_bought", &["also_bought"], true),
-        ("similar", &["similar"], true),
-        ("served", &["also_bought", "similar"], true),
-        ("served, not reranked", &["also_bought", "similar"], false),
+    let walk = |kind: &str| {
+        USER_WALKS
+            .iter()
+            .filter(|(_, k, _)| *k == kind)
+            .map(|(basis, k, _)| (*basis, *k, 1.0))
+            .collect::<Vec<_>>()
+    };
+    // (name, walks, reranked by popularity)
+    let methods: Vec<(&str, Vec<(Basis, &str, f64)>, bool)> = vec![
+        ("popularity", Vec::new(), false),
+        ("also_bought", walk("also_bought"), true),
+        ("similar", walk("similar"), true),
+        ("also_viewed", walk("also_viewed"), true),
+        ("content", walk("content"), true),
+        ("served", USER_WALKS.to_vec(), true),
+        ("served, not reranked", USER_WALKS.to_vec(), false),
     ];
     let mut scores: Vec<(&str, [f64; 3], usize)> = Vec::new();
-    for (name, kinds, reranked) in methods {
+    for (name, walks, reranked) in &methods {
         let mut sum = [0.0; 3];
         let mut personal = 0;
         for (user, truth) in &judged {
             let bought = train.get(user).unwrap_or(&empty);
-            let basis: Vec<String> = recent
-                .get(user)
-                .map(|r| r.iter().take(USER_BASIS).map(|(p, _)| p.clone()).collect())
-                .unwrap_or_default();
-            let per_kind: Vec<Vec<Vec<(String, f64)>>> = kinds
+            let history = |table: &HashMap<String, Vec<(String, f64)>>| -> Vec<String> {
+                table
+                    .get(user)
+                    .map(|r| r.iter().take(USER_BASIS).map(|(p, _)| p.clone()).collect())
+                    .unwrap_or_default()
+            };
+            let (purchased, seen) = (history(&recent), history(&viewed));
+            let walks: Vec<Walk> = walks
                 .iter()
-                .map(|kind| {
-                    let table = if *kind == "also_bought" {
-                        &also_bought
-                    } else {
-                        &similar
+                .map(|(basis, kind, weight)| {
+                    let table = match *kind {
+                        "also_bought" => &also_bought,
+                        "similar" => &similar,
+                        "also_viewed" => &also_viewed,
+                        _ => &content,
                     };
-                    basis
-                        .iter()
-                        .map(|p| table.get(p).cloned().unwrap_or_default())
-                        .collect()
+                    let basis = match basis {
+                        Basis::Purchases => &purchased,
+                        Basis::Views => &seen,
+                    };
+                    Walk {
+                        weight: *weight,
+                        lists: basis
+                            .iter()
+                            .map(|p| table.get(p).cloned().unwrap_or_default())
+                            .collect(),
+                    }
                 })
                 .collect();
-            let weights = vec![1.0; kinds.len()];
-            let mut ranked = compose(&basis, &per_kind, &weights);
+            let mut ranked = compose(&walks, &purchased);
             if *reranked {
                 ranked.truncate(RERANK_CANDIDATES);
                 let prior: Vec<Option<f64>> = ranked
@@ -418,7 +453,7 @@ fn main() {
             .find(|(n, _, _)| *n == name)
             .map_or(f64::NAN, |(_, s, _)| s[2])
     };
-    let ours = ["also_bought", "similar", "served"];
+    let ours = ["also_bought", "similar", "also_viewed", "content", "served"];
     let weakest = ours.iter().map(|m| ndcg(m)).fold(f64::INFINITY, f64::min);
     let best = ours
         .iter()

@@ -3,8 +3,11 @@
 //!
 //! Workload: a generated shop (100k products, 1M users, shoppers with taste: `emporium_generator::
 //! taste`), its events fed to each view in `emporium_dataflows::recs::VIEWS` as the pipeline feeds
-//! them — on worker 0, the events the view reads, each at its own `seq`, in rounds of 10,000 shop
-//! events, each round run until the dataflow has passed it and its changed documents taken. The
+//! them — on worker 0, the events the view reads, each at its own `seq`, and the events it counts
+//! (product views) summed per second of event time, each second's sums one `seq` (everyone's per
+//! product and hour, and per session too for a view that counts per session: ADR 0014), in rounds
+//! of 10,000 shop events, each round run until the dataflow has passed it and its changed
+//! documents taken. The
 //! generation is not timed. Memory: the process's RSS growth over the run (mimalloc, as the
 //! binary), and the view's checkpoint (its input collection, consolidated), per million paid
 //! orders. Each view runs in a process of its own (the harness runs itself with
@@ -22,7 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::view::Spec;
+use std::collections::BTreeMap;
+
+use emporium_dataflows::view::{Count, Session, Spec, event_hour};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::EventKind;
 use support::*;
@@ -84,6 +89,8 @@ fn run(spec: Spec, events: u64) -> Run {
         let (mut seq, mut fed, mut paid, mut documents) = (0u64, 0u64, 0u64, 0u64);
         let mut took = Duration::ZERO;
         let mut batch = Vec::with_capacity(ROUND as usize);
+        // The counted events of the current second of event time.
+        let mut span: Option<(i64, Spans)> = None;
         let mut left = events;
         let (mut half_rss, mut half_paid) = (0, 0);
         while left > 0 {
@@ -101,11 +108,42 @@ fn run(spec: Spec, events: u64) -> Run {
                 .count() as u64;
             let started = Instant::now();
             for event in &batch {
-                if (spec.reads)(event.kind()) {
+                let kind = event.kind();
+                if (spec.reads)(kind) {
                     seq += 1;
                     fed += 1;
                     view.feed(seq, event);
+                } else if (spec.counts)(kind)
+                    && let Some(product) = event.product_id()
+                {
+                    fed += 1;
+                    let second = event.occurred_at.timestamp();
+                    if span.as_ref().is_some_and(|(s, _)| *s != second) {
+                        seq += 1;
+                        view.feed_counts(seq, &sums(span.take()));
+                    }
+                    let (_, counts) = span.get_or_insert_with(|| (second, BTreeMap::new()));
+                    let hour = event_hour(event.occurred_at);
+                    let session = event
+                        .session()
+                        .filter(|_| (spec.counts_sessions)(kind))
+                        .map(|(user, id)| Session {
+                            user: user.to_owned(),
+                            id: id.to_owned(),
+                        });
+                    if session.is_some() {
+                        *counts
+                            .entry((kind, product.to_owned(), hour, session))
+                            .or_insert(0) += 1;
+                    }
+                    *counts
+                        .entry((kind, product.to_owned(), hour, None))
+                        .or_insert(0) += 1;
                 }
+            }
+            if span.is_some() {
+                seq += 1;
+                view.feed_counts(seq, &sums(span.take()));
             }
             view.advance_to(seq + 1);
             while !view.passed(seq + 1) {
@@ -136,6 +174,24 @@ fn run(spec: Spec, events: u64) -> Run {
         .into_iter()
         .find_map(|r| r.ok().flatten())
         .expect("worker 0's run")
+}
+
+/// Counted events' sums: per type, product, hour of event time and (or not) session.
+type Spans = BTreeMap<(EventKind, String, i64, Option<Session>), u32>;
+
+/// A span's sums as the decider hands them to the views.
+fn sums(span: Option<(i64, Spans)>) -> Vec<Count> {
+    span.map(|(_, counts)| counts)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|((kind, product, hour, session), n)| Count {
+            kind,
+            product,
+            hour,
+            n,
+            session,
+        })
+        .collect()
 }
 
 /// Runs `name`'s view alone in this process and prints its measures as one JSON line.

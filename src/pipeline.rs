@@ -75,8 +75,9 @@ pub struct DecisionArgs {
     /// retry back-off).
     #[arg(long, env = "EMPORIUM_HEARTBEAT_GRACE_MS", default_value_t = 10_000)]
     heartbeat_grace_ms: u64,
-    /// Also maintain the recommendation views (`also_bought`, `user_purchases`; ADR 0015), which
-    /// the recommendation routes read (`erased_users` always runs). Off by default for now:
+    /// Also maintain the recommendation views (`also_bought`, `also_viewed`, `similar`,
+    /// `content`, `trending`, `user_purchases`, `user_views`; ADR 0015), which the
+    /// recommendation routes read (`erased_users` always runs). Off by default for now:
     /// at 100k events/s they take the pipeline past its 1 s freshness and decision targets
     /// (README, Numbers). `run --demo` turns them on. Part of the views every process over one
     /// log must run alike: switching it replays the log.

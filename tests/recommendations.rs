@@ -12,6 +12,7 @@ use emporium_schemas::accounts::UserErased;
 use emporium_schemas::catalog::ProductUpserted;
 use emporium_schemas::money::Money;
 use emporium_schemas::orders::{OrderCancelled, OrderLine, OrderPlaced, PaymentAuthorized};
+use emporium_schemas::shopper::ProductViewed;
 use emporium_schemas::stock::StockReceived;
 use serde_json::Value;
 
@@ -184,7 +185,41 @@ async fn a_purchase_shows_up_a_cancellation_takes_it_back_an_erased_user_vanishe
     let (_, answer) = shop.get("/v1/products/p-case/recommendations", None).await;
     assert_eq!(ids(&answer), Vec::<String>::new(), "{answer}");
 
-    // Bob asks to be forgotten: his purchase leaves every list, and he is 404.
+    // Bob and Carol browse: each product viewed in one session with the phone is its
+    // also-viewed (one session each: the one listed first leads).
+    for (user, product) in [
+        ("u-bob", "p-phone"),
+        ("u-bob", "p-case"),
+        ("u-carol", "p-phone"),
+        ("u-carol", "p-cable"),
+    ] {
+        shop.post(ProductViewed {
+            user_id: user.into(),
+            session_id: "s-1".into(),
+            product_id: product.into(),
+        })
+        .await;
+    }
+    let viewed = "/v1/products/p-phone/recommendations?kind=also_viewed";
+    let shown = shop
+        .until(viewed, None, |_, a| ids(a) == ["p-case", "p-cable"])
+        .await;
+    eprintln!("viewed → in also_viewed after {shown:?}");
+    // Alike in the catalogue: the same category, brand and price band.
+    let (_, answer) = shop
+        .get("/v1/products/p-phone/recommendations?kind=content", None)
+        .await;
+    assert_eq!(ids(&answer), ["p-case", "p-cable"], "{answer}");
+    // Carol bought nothing: her recommendations come from what she viewed.
+    let carol = support::token(&["--user", "u-carol"], dir.path());
+    shop.until("/v1/users/u-carol/recommendations", Some(&carol), |s, a| {
+        s == 200
+            && a["cold"] == Value::Bool(false)
+            && a["based_on_views"] == serde_json::json!(["p-cable", "p-phone"])
+    })
+    .await;
+
+    // Bob asks to be forgotten: his purchase and his session leave every list, and he is 404.
     shop.post(UserErased {
         user_id: "u-bob".into(),
         reason: "gdpr_request".into(),
@@ -196,6 +231,7 @@ async fn a_purchase_shows_up_a_cancellation_takes_it_back_an_erased_user_vanishe
     .await;
     let (_, answer) = shop.get("/v1/products/p-phone/recommendations", None).await;
     assert_eq!(ids(&answer), Vec::<String>::new(), "{answer}");
+    shop.until(viewed, None, |_, a| ids(a) == ["p-cable"]).await;
     let operator = support::token(&["--operator"], dir.path());
     let (status, _) = shop.get("/v1/orders/o-bob", Some(&operator)).await;
     assert_eq!(status, 404);

@@ -84,6 +84,8 @@ pub const PUBLIC_VIEWS: &[&str] = &[
     "also_bought",
     "similar",
     "trending",
+    "also_viewed",
+    "content",
 ];
 
 async fn get_view(

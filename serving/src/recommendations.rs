@@ -2,14 +2,15 @@
 //! ADR 0015).
 //!
 //! A product's recommendations come from the views the dataflows maintain: `also_bought`
-//! (bought in the same orders, by co-purchase count) and `similar` (bought by the same users, by
-//! cosine). A user's are composed at read time, as Amazon's item-to-item recommender does (its
-//! online cost depends on the user's history, not on the catalog or the customers): [`compose`]
-//! gathers the lists of the user's recent purchases, [`rerank`] weighs the best candidates by
-//! their popularity.
-//! Personal: the shopper's own token or the operator key. An erased user is 404; a user with no
-//! purchases yet gets an empty list (`cold: true`) until the content-based and trending lists
-//! exist.
+//! (bought in the same orders, by co-purchase count), `also_viewed` (viewed in the same
+//! sessions, by co-view count), `similar` (bought by the same users, by cosine) and `content`
+//! (alike in the catalogue: for products nobody bought or viewed yet). A user's are composed at
+//! read time, as Amazon's item-to-item recommender does (its online cost depends on the user's
+//! history, not on the catalog or the customers): [`compose`] gathers the lists of the user's
+//! recent purchases and views ([`USER_WALKS`]), [`rerank`] weighs the best candidates by their
+//! popularity, and a short answer is topped up with the day's trending products — all of it
+//! for a cold user (no purchases, no views).
+//! Personal: the shopper's own token or the operator key. An erased user is 404.
 //!
 //! Every candidate is checked against
 //! its product document at read time, so a product that has just gone out of stock or been
@@ -32,10 +33,32 @@ use crate::metrics;
 use crate::reply::{ApiError, Caller, Serving, erased, limit};
 
 /// The kinds of product recommendations served, each a maintained view of that name.
-pub const PRODUCT_KINDS: &[&str] = &["also_bought", "similar"];
+pub const PRODUCT_KINDS: &[&str] = &["also_bought", "also_viewed", "similar", "content"];
 
-/// The item-to-item lists a user's recommendations walk, with their weights in [`compose`].
-pub const USER_KINDS: &[(&str, f64)] = &[("also_bought", 1.0), ("similar", 1.0)];
+/// What a user's recommendations start from: their recent purchases (`user_purchases`) or
+/// their recent views (`user_views`), most recent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    Purchases,
+    Views,
+}
+
+/// The walks of a user's recommendations: from which basis, through which kind of list, with
+/// which weight in [`compose`] (the offline evaluation's choice: `benches/recs_evaluate.rs`).
+pub const USER_WALKS: &[(Basis, &str, f64)] = &[
+    (Basis::Purchases, "also_bought", 1.0),
+    (Basis::Purchases, "similar", 1.0),
+    (Basis::Views, "also_viewed", 1.0),
+    (Basis::Views, "content", 0.5),
+];
+
+/// One walk of [`compose`]: its weight and, per basis product (most recent first), that
+/// product's list, best first, with its scores.
+#[derive(Debug, Clone, Default)]
+pub struct Walk {
+    pub weight: f64,
+    pub lists: Vec<Vec<(String, f64)>>,
+}
 
 /// The candidates of a user's recommendations [`rerank`] weighs by popularity: the best of
 /// [`compose`]'s ranking.
@@ -74,30 +97,25 @@ pub fn rerank(ranked: Vec<(String, f64)>, popularity: &[Option<f64>]) -> Vec<(St
     out
 }
 
-/// A user's recommendations from their recent purchases (`basis`, most recent first) and, per
-/// kind of item-to-item list, each basis product's list (`lists[k][i]`: kind `k`'s list of
-/// `basis[i]`, best first, with its scores; `weights[k]` the kind's weight): every candidate
-/// scores `Σ weight_k · 1/(i + 1) · score / (the list's best score)` — recent purchases count
-/// more, and each list is scaled to its best so that co-purchase counts and cosines add up.
-/// Products of `basis` are left out. Best first, ties by product id. Shared with the offline
-/// evaluation (`benches/recs_evaluate.rs`), which measures what this ranking is worth.
-pub fn compose(
-    basis: &[String],
-    lists: &[Vec<Vec<(String, f64)>>],
-    weights: &[f64],
-) -> Vec<(String, f64)> {
+/// A user's recommendations from item-to-item `walks` (each a kind of list of the user's recent
+/// purchases or views: `walk.lists[i]` the list of the `i`-th most recent, best first, with its
+/// scores): every candidate scores `Σ weight · 1/(i + 1) · score / (the list's best score)` —
+/// recent products count more, and each list is scaled to its best so that co-purchase counts,
+/// co-view counts and cosines add up. Products of `exclude` (what the user bought) are left out.
+/// Best first, ties by product id. Shared with the offline evaluation
+/// (`benches/recs_evaluate.rs`), which measures what this ranking is worth.
+pub fn compose(walks: &[Walk], exclude: &[String]) -> Vec<(String, f64)> {
     let mut scores: HashMap<&str, f64> = HashMap::new();
-    for (kind, per_basis) in lists.iter().enumerate() {
-        let weight = weights.get(kind).copied().unwrap_or(1.0);
-        for (i, list) in per_basis.iter().enumerate().take(basis.len()) {
+    for walk in walks {
+        for (i, list) in walk.lists.iter().enumerate() {
             let best = list.iter().map(|(_, s)| *s).fold(0.0, f64::max);
             if best <= 0.0 {
                 continue;
             }
             let recency = 1.0 / (i + 1) as f64;
             for (product, score) in list {
-                if !basis.contains(product) {
-                    *scores.entry(product).or_default() += weight * recency * score / best;
+                if !exclude.contains(product) {
+                    *scores.entry(product).or_default() += walk.weight * recency * score / best;
                 }
             }
         }
@@ -149,7 +167,7 @@ fn include_unavailable(text: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-/// The recent purchases a user's recommendations start from.
+/// The recent purchases, and the recent views, a user's recommendations start from.
 pub const USER_BASIS: usize = 20;
 
 #[derive(Debug, Deserialize)]
@@ -183,18 +201,33 @@ pub(crate) async fn user_recommendations(
     if erased(&s, &user).await? {
         return Err(ApiError::not_found("user", &user));
     }
-    let doc = s.store.view("user_purchases", &user).await?;
-    let mut seq = doc.as_ref().map_or(0, |d| d.seq);
-    let mut bought: Vec<String> = doc
-        .and_then(|d| serde_json::from_slice::<History>(&d.json).ok())
-        .map(|h| h.recent_purchases)
-        .unwrap_or_default();
-    bought.truncate(USER_BASIS);
-    // Each kind's list of each recent purchase, read at once.
-    let mut lists = Vec::with_capacity(USER_KINDS.len());
-    for (kind, _) in USER_KINDS {
-        let docs = s.store.views_many(kind, &bought).await?;
-        let per_basis = docs
+    let (purchases, views) = futures::try_join!(
+        s.store.view("user_purchases", &user),
+        s.store.view("user_views", &user)
+    )?;
+    let mut seq = 0;
+    let mut history = |doc: Option<crate::store::Document>| -> Vec<String> {
+        let Some(doc) = doc else { return Vec::new() };
+        seq = seq.max(doc.seq);
+        let mut history = serde_json::from_slice::<History>(&doc.json)
+            .map(|h| h.recent_purchases.or(h.recent_views).unwrap_or_default())
+            .unwrap_or_default();
+        history.truncate(USER_BASIS);
+        history
+    };
+    let (bought, viewed) = (history(purchases), history(views));
+    // Each walk's lists of its basis, read at once.
+    let mut walks = Vec::with_capacity(USER_WALKS.len());
+    for (basis, kind, weight) in USER_WALKS {
+        let basis = match basis {
+            Basis::Purchases => &bought,
+            Basis::Views => &viewed,
+        };
+        if basis.is_empty() {
+            continue;
+        }
+        let docs = s.store.views_many(kind, basis).await?;
+        let lists = docs
             .into_iter()
             .map(|doc| {
                 doc.map(|d| {
@@ -203,11 +236,13 @@ pub(crate) async fn user_recommendations(
                 })
                 .unwrap_or_default()
             })
-            .collect::<Vec<_>>();
-        lists.push(per_basis);
+            .collect();
+        walks.push(Walk {
+            weight: *weight,
+            lists,
+        });
     }
-    let weights: Vec<f64> = USER_KINDS.iter().map(|(_, w)| *w).collect();
-    let mut ranked = compose(&bought, &lists, &weights);
+    let mut ranked = compose(&walks, &bought);
     ranked.truncate(RERANK_CANDIDATES);
     let ids: Vec<String> = ranked.iter().map(|(p, _)| p.clone()).collect();
     let popularity: Vec<Option<f64>> = s
@@ -220,14 +255,34 @@ pub(crate) async fn user_recommendations(
             Some(doc.popularity)
         })
         .collect();
-    let ranked = rerank(ranked, &popularity);
+    let mut ranked = rerank(ranked, &popularity);
+    // Too few of its own (a cold user, or products with no lists yet): topped up with the
+    // day's trending products, below every candidate of its own.
+    if ranked.len() < 2 * limit {
+        let trending = s.store.view("trending", ALL_CATEGORIES).await?;
+        if let Some(lists) =
+            trending.and_then(|d| serde_json::from_slice::<TrendingLists>(&d.json).ok())
+        {
+            for entry in lists.day {
+                if ranked.len() >= RERANK_CANDIDATES {
+                    break;
+                }
+                if !bought.contains(&entry.product_id)
+                    && !ranked.iter().any(|(p, _)| *p == entry.product_id)
+                {
+                    ranked.push((entry.product_id, 0.0));
+                }
+            }
+        }
+    }
     let out = available(&s, ranked, limit, include_unavailable).await?;
     metrics::read("user_recommendations", started.elapsed());
     Ok(Json(json!({
         "user_id": user,
         "seq": seq,
-        "cold": bought.is_empty(),
+        "cold": bought.is_empty() && viewed.is_empty(),
         "based_on": bought,
+        "based_on_views": viewed,
         "recommendations": out,
     }))
     .into_response())
@@ -243,9 +298,17 @@ fn candidates(json: &[u8], kind: &str) -> Vec<(String, f64)> {
                 list.map(|c| (c.product_id, c.orders as f64)).collect()
             })
             .unwrap_or_default(),
-        "similar" => serde_json::from_slice::<SimilarList>(json)
+        "also_viewed" => serde_json::from_slice::<AlsoViewedList>(json)
+            .map(|l| {
+                let list = l.also_viewed.into_iter();
+                list.map(|c| (c.product_id, c.sessions as f64)).collect()
+            })
+            .unwrap_or_default(),
+        "similar" | "content" => serde_json::from_slice::<ScoredList>(json)
             .map(|l| {
                 l.similar
+                    .or(l.content)
+                    .unwrap_or_default()
                     .into_iter()
                     .map(|c| (c.product_id, c.score))
                     .collect()
@@ -323,7 +386,7 @@ pub(crate) async fn product_recommendations(
         .unwrap_or_default()
         .into_iter()
         .map(|(p, score)| match kind {
-            "also_bought" => (p, Value::from(score as u64)),
+            "also_bought" | "also_viewed" => (p, Value::from(score as u64)),
             _ => (p, Value::from(score)),
         })
         .collect();
@@ -359,10 +422,24 @@ struct Scored {
     score: f64,
 }
 
-/// The stored `similar` document.
+/// An entry of a stored `also_viewed` list: the sessions that viewed both.
 #[derive(Deserialize)]
-struct SimilarList {
-    similar: Vec<Scored>,
+struct CoView {
+    product_id: String,
+    sessions: u64,
+}
+
+/// The stored `also_viewed` document.
+#[derive(Deserialize)]
+struct AlsoViewedList {
+    also_viewed: Vec<CoView>,
+}
+
+/// The stored `similar` or `content` document.
+#[derive(Deserialize)]
+struct ScoredList {
+    similar: Option<Vec<Scored>>,
+    content: Option<Vec<Scored>>,
 }
 
 /// The stored `trending` document: a list per window of [`TRENDING_WINDOWS`].
@@ -380,10 +457,11 @@ struct Popular {
     popularity: f64,
 }
 
-/// The stored `user_purchases` document.
+/// The stored `user_purchases` or `user_views` document.
 #[derive(Deserialize)]
 struct History {
-    recent_purchases: Vec<String>,
+    recent_purchases: Option<Vec<String>>,
+    recent_views: Option<Vec<String>>,
 }
 
 /// What an answer shows of a product document ([`crate::views::ProductView`]; the rest is

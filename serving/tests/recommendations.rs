@@ -110,6 +110,30 @@ async fn serve() -> (String, tempfile::TempDir, Authenticator) {
                     json!({"user_id": "alice", "recent_purchases": ["p-1", "p-2"]}),
                 ),
                 view(
+                    "also_viewed",
+                    "p-5",
+                    47,
+                    json!({"product_id": "p-5", "also_viewed": [
+                        {"product_id": "p-2", "sessions": 4},
+                        {"product_id": "p-1", "sessions": 2},
+                    ]}),
+                ),
+                view(
+                    "content",
+                    "p-lonely",
+                    48,
+                    json!({"product_id": "p-lonely", "content": [
+                        {"product_id": "p-5", "score": 5.0},
+                        {"product_id": "p-2", "score": 2.5},
+                    ]}),
+                ),
+                view(
+                    "user_views",
+                    "dave",
+                    49,
+                    json!({"user_id": "dave", "recent_views": ["p-lonely", "p-5"]}),
+                ),
+                view(
                     "erased_users",
                     "bob",
                     43,
@@ -283,7 +307,7 @@ async fn only_the_user_or_the_operator_and_an_erased_user_is_404() {
         (status, body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
-    // A user who bought nothing yet: cold, nothing to recommend from purchases.
+    // A user who neither bought nor viewed anything yet: cold, the day's trending products.
     let (status, body) = get_as(
         &base,
         "/v1/users/carol/recommendations",
@@ -291,8 +315,61 @@ async fn only_the_user_or_the_operator_and_an_erased_user_is_404() {
     )
     .await;
     assert_eq!(
-        (status, &body["cold"], ids(&body).len()),
-        (200, &json!(true), 0)
+        (status, &body["cold"], ids(&body)),
+        (200, &json!(true), vec!["p-1"])
+    );
+}
+
+#[tokio::test]
+async fn a_shopper_who_only_viewed_gets_the_lists_of_their_views() {
+    let (base, _dir, auth) = serve().await;
+    let token = auth.shopper_token("dave", std::time::Duration::from_secs(600));
+    let (status, body) = get_as(&base, "/v1/users/dave/recommendations", Some(&token)).await;
+    assert_eq!(status, 200, "{body}");
+    // Views p-lonely (recency 1) then p-5 (1/2). also_viewed (weight 1) of p-5, best 4: p-2
+    // 1/2 · 4/4, p-1 1/2 · 2/4; content (weight 1/2) of p-lonely, best 5: p-5 1/2 · 5/5, p-2
+    // 1/2 · 2.5/5. So p-2 0.75, p-5 0.5, p-1 0.25 (no popularity: not reweighed).
+    assert_eq!(ids(&body), ["p-2", "p-5", "p-1"]);
+    let score = |i: usize| body["recommendations"][i]["score"].as_f64();
+    assert_eq!(
+        (score(0), score(1), score(2)),
+        (Some(0.75), Some(0.5), Some(0.25))
+    );
+    assert_eq!(
+        (
+            &body["seq"],
+            &body["cold"],
+            &body["based_on"],
+            &body["based_on_views"]
+        ),
+        (
+            &json!(49),
+            &json!(false),
+            &json!([]),
+            &json!(["p-lonely", "p-5"])
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_product_has_its_co_viewed_and_content_lists() {
+    let (base, _dir, _) = serve().await;
+    let (status, body) = get(&base, "/v1/products/p-5/recommendations?kind=also_viewed").await;
+    assert_eq!((status, ids(&body)), (200, vec!["p-2", "p-1"]), "{body}");
+    assert_eq!(
+        (
+            &body["kind"],
+            &body["seq"],
+            &body["recommendations"][0]["score"]
+        ),
+        (&json!("also_viewed"), &json!(47), &json!(4))
+    );
+    // A product nobody bought has its content list.
+    let (status, body) = get(&base, "/v1/products/p-lonely/recommendations?kind=content").await;
+    assert_eq!((status, ids(&body)), (200, vec!["p-5", "p-2"]), "{body}");
+    assert_eq!(
+        (&body["seq"], &body["recommendations"][1]["score"]),
+        (&json!(48), &json!(2.5))
     );
 }
 
