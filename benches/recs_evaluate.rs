@@ -127,6 +127,9 @@ fn purchases(
     out
 }
 
+/// A walk of a user's recommendations: (basis, kind of list, weight), as `USER_WALKS`.
+type UserWalk = (Basis, &'static str, f64);
+
 /// Precision, recall and nDCG at [`K`] of one ranking against the products bought.
 fn judge(ranked: &[String], truth: &BTreeSet<String>) -> [f64; 3] {
     let hits: Vec<bool> = ranked.iter().take(K).map(|p| truth.contains(p)).collect();
@@ -338,7 +341,7 @@ fn main() {
             .collect::<Vec<_>>()
     };
     // (name, walks, reranked by popularity)
-    let methods: Vec<(&str, Vec<(Basis, &str, f64)>, bool)> = vec![
+    let methods: Vec<(&str, Vec<UserWalk>, bool)> = vec![
         ("popularity", Vec::new(), false),
         ("also_bought", walk("also_bought"), true),
         ("similar", walk("similar"), true),

@@ -494,9 +494,7 @@ fn fold_content(events: &[Event]) -> HashMap<String, Partners> {
                     }
                     let common = words_a.intersection(words_b).count() as u64;
                     let all = words_a.union(words_b).count() as u64;
-                    if all > 0 {
-                        score += 2000 * common / all;
-                    }
+                    score += (2000 * common).checked_div(all).unwrap_or(0);
                     score += match (band_a - band_b).abs() {
                         0 => 1000,
                         1 => 500,

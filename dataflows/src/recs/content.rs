@@ -69,6 +69,9 @@ pub struct ListedRow {
     pub attributes: Attributes,
 }
 
+/// A member of a leaf category's block: (newest first, product, its attributes).
+type Member = (std::cmp::Reverse<u64>, u32, Attributes);
+
 /// A product's neighbours, best first: (product id, score in thousandths).
 pub type Neighbours = Vec<(u32, u64)>;
 
@@ -105,9 +108,7 @@ pub fn score(a: &Attributes, b: &Attributes) -> u64 {
         .filter(|t| b.terms.binary_search(t).is_ok())
         .count() as u64;
     let union = (a.terms.len() + b.terms.len()) as u64 - common;
-    if union > 0 {
-        score += TERMS * common / union;
-    }
+    score += (TERMS * common).checked_div(union).unwrap_or(0);
     match (a.band - b.band).abs() {
         0 => score += SAME_BAND,
         1 => score += NEAR_BAND,
@@ -159,30 +160,27 @@ impl View for Content {
             .map(|(product, (seq, leaf, attributes))| {
                 (leaf, (std::cmp::Reverse(seq), product, attributes))
             })
-            .reduce_named(
-                "Block",
-                |_leaf, members: &[(&(std::cmp::Reverse<u64>, u32, Attributes), isize)], out| {
-                    // Newest first already: the first BLOCK_CAP are the block.
-                    let block: Vec<&(std::cmp::Reverse<u64>, u32, Attributes)> = members
+            .reduce_named("Block", |_leaf, members: &[(&Member, isize)], out| {
+                // Newest first already: the first BLOCK_CAP are the block.
+                let block: Vec<&Member> = members
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .take(BLOCK_CAP)
+                    .map(|(m, _)| *m)
+                    .collect();
+                for (_, a, attributes_a) in &block {
+                    let mut best: Neighbours = block
                         .iter()
-                        .filter(|(_, n)| *n > 0)
-                        .take(BLOCK_CAP)
-                        .map(|(m, _)| *m)
+                        .filter(|(_, b, _)| b != a)
+                        .map(|(_, b, attributes_b)| (*b, score(attributes_a, attributes_b)))
                         .collect();
-                    for (_, a, attributes_a) in &block {
-                        let mut best: Neighbours = block
-                            .iter()
-                            .filter(|(_, b, _)| b != a)
-                            .map(|(_, b, attributes_b)| (*b, score(attributes_a, attributes_b)))
-                            .collect();
-                        best.sort_unstable_by(|(b1, s1), (b2, s2)| s2.cmp(s1).then(b1.cmp(b2)));
-                        best.truncate(TOP_K);
-                        if !best.is_empty() {
-                            out.push(((*a, best), 1isize));
-                        }
+                    best.sort_unstable_by(|(b1, s1), (b2, s2)| s2.cmp(s1).then(b1.cmp(b2)));
+                    best.truncate(TOP_K);
+                    if !best.is_empty() {
+                        out.push(((*a, best), 1isize));
                     }
-                },
-            )
+                }
+            })
             .map(|(_leaf, (product, best))| (product, best))
             // One list per product at any time, also when a relisting moves it to another leaf.
             .reduce_named(
