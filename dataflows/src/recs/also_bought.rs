@@ -143,23 +143,8 @@ impl View for AlsoBought {
     fn maintain<'s>(
         rows: VecCollection<'s, u64, BoughtRow>,
     ) -> VecCollection<'s, u64, (u32, Partners)> {
-        let baskets = purchases(rows)
-            .map(|(order, (_user, product))| (order, product))
-            .reduce_named("Basket", |_order: &u32, products: &[(&u32, isize)], out| {
-                // Each product once (the input is consolidated), the first by id.
-                for (product, _) in products.iter().filter(|(_, n)| *n > 0).take(MAX_BASKET) {
-                    out.push((**product, 1isize));
-                }
-            })
-            .arrange_by_key_named("Baskets");
-        let pairs = baskets
-            .clone()
-            .join_core(baskets, |_order, a: &u32, b: &u32| {
-                (a != b).then_some((*a, *b))
-            })
-            .count()
-            .map(|(pair, n)| (pair, n.max(0) as u64));
-        super::top_k(pairs, TOP_K)
+        let baskets = purchases(rows).map(|(order, (_user, product))| (order, product));
+        super::co_occurring(baskets, MAX_BASKET, TOP_K)
     }
 
     fn document(product: &u32, partners: &Partners, ids: &Ids) -> serde_json::Value {

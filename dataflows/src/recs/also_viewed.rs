@@ -119,22 +119,8 @@ impl View for AlsoViewed {
                 _ => None,
             })
             .antijoin(erased)
-            .map(|(user, (session, product))| ((user, session), product))
-            .reduce_named("Session", |_session, products: &[(&u32, isize)], out| {
-                // Each product once, the first by id.
-                for (product, _) in products.iter().filter(|(_, n)| *n > 0).take(MAX_SESSION) {
-                    out.push((**product, 1isize));
-                }
-            })
-            .arrange_by_key_named("Sessions");
-        let pairs = sessions
-            .clone()
-            .join_core(sessions, |_session, a: &u32, b: &u32| {
-                (a != b).then_some((*a, *b))
-            })
-            .count()
-            .map(|(pair, n)| (pair, n.max(0) as u64));
-        super::top_k(pairs, TOP_K)
+            .map(|(user, (session, product))| ((user, session), product));
+        super::co_occurring(sessions, MAX_SESSION, TOP_K)
     }
 
     fn document(product: &u32, partners: &Partners, ids: &Ids) -> serde_json::Value {

@@ -12,7 +12,8 @@
 //! - [`user_views`]: what each user viewed lately (personal too);
 //! - [`erased_users`]: a tombstone per erased user, which every per-user route checks.
 //!
-//! Shared here: [`top_k`], the ranking every list uses, in two levels so that a product with
+//! Shared here: [`co_occurring`], the pair counts of *also bought* and *also viewed*, and
+//! [`top_k`], the ranking every list uses, in two levels so that a product with
 //! thousands of partners (a bestseller is in everyone's basket) re-ranks a sixteenth of them per
 //! change, not all.
 
@@ -42,6 +43,36 @@ pub const VIEWS: &[&str] = &[
     user_views::UserViews::NAME,
     content::Content::NAME,
 ];
+
+/// Per item, the `k` items most often in the same groups (ties: the smaller item first), with
+/// how many groups hold both: the co-occurrence lists of *also bought* (groups: orders) and
+/// *also viewed* (groups: sessions). `members` holds `(group, item)` once each; a group counts its
+/// first `cap` items (the smallest: for ids of [`crate::ids::Ids`], the ones named first), so
+/// one huge group adds at most `cap²` pairs.
+pub fn co_occurring<'s, G>(
+    members: VecCollection<'s, u64, (G, u32)>,
+    cap: usize,
+    k: usize,
+) -> VecCollection<'s, u64, (u32, Vec<(u32, u64)>)>
+where
+    G: ExchangeData + std::hash::Hash,
+{
+    let groups = members
+        .reduce_named("Group", move |_group: &G, items: &[(&u32, isize)], out| {
+            for (item, _) in items.iter().filter(|(_, n)| *n > 0).take(cap) {
+                out.push((**item, 1isize));
+            }
+        })
+        .arrange_by_key_named("Groups");
+    let pairs = groups
+        .clone()
+        .join_core(groups, |_group, a: &u32, b: &u32| {
+            (a != b).then_some((*a, *b))
+        })
+        .count()
+        .map(|(pair, n)| (pair, n.max(0) as u64));
+    top_k(pairs, k)
+}
 
 /// Buckets of the first level of [`top_k`].
 pub const TOP_K_BUCKETS: u64 = 16;
