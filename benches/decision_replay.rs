@@ -91,11 +91,16 @@ fn main() {
         ] {
             let ends = rt.block_on(log.end_offsets(EVENTS_TOPIC)).expect("ends");
             let total: u64 = ends.iter().sum();
-            let config = PipelineConfig {
+            let mut config = PipelineConfig {
                 workers,
                 checkpoint,
                 ..PipelineConfig::default()
             };
+            // The views `emporium run` runs by default: the recommendation views only with
+            // `--recommendations` (their cost is measured by `end_to_end` and `recs_maintenance`).
+            config
+                .views
+                .retain(|v| !emporium_dataflows::recs::VIEWS.contains(&v.name));
             let start = Instant::now();
             let pipeline = RunningPipeline::start(
                 Arc::clone(&log),
