@@ -550,7 +550,9 @@ fn reference_views(partitions: &[Vec<Event>]) -> Applied {
         }
     }
     let mut from_views = 0;
-    for count in decider.take_view_counts().into_iter().flat_map(|(_, c)| c) {
+    // Everyone's sums: the sums per session (for `also_viewed`, `user_views`) count them again.
+    let counts = decider.take_view_counts().into_iter().flat_map(|(_, c)| c);
+    for count in counts.filter(|c| c.session.is_none()) {
         assert_eq!(count.kind, EventKind::ProductViewed);
         from_views += u64::from(count.n);
         *interest
