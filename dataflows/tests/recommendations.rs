@@ -23,7 +23,7 @@ use emporium_dataflows::recs::similar::{self, ITEM_CAP, MIN_BUYERS, Similar, USE
 use emporium_dataflows::recs::trending::Trending;
 use emporium_dataflows::recs::user_purchases::{RECENT, UserPurchases};
 use emporium_dataflows::recs::user_views::{self, UserViews};
-use emporium_dataflows::view::{evaluate, evaluate_with_ids};
+use emporium_dataflows::view::{View, evaluate, evaluate_with_ids};
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::accounts::UserErased;
 use emporium_schemas::catalog::ProductUpserted;
@@ -113,30 +113,28 @@ fn listed(events: &[Event]) -> HashMap<String, usize> {
     first
 }
 
-/// The also-bought view over `events`, with names.
-fn also_bought(events: &[Event]) -> HashMap<String, Partners> {
-    let (got, ids) = evaluate_with_ids::<AlsoBought>(events);
+/// A product-list view (values: `(product id, score)`, best first) over `events`, with names.
+fn named_lists<V>(events: &[Event]) -> HashMap<String, Partners>
+where
+    V: View<Key = u32, Value = Vec<(u32, u64)>>,
+{
+    let (got, ids) = evaluate_with_ids::<V>(events);
     got.into_iter()
-        .map(|(product, partners)| {
-            let partners = partners.into_iter();
-            let named = partners.map(|(p, n)| (ids.name(p).to_owned(), n)).collect();
-            (ids.name(product).to_owned(), named)
+        .map(|(product, list)| {
+            let named = list.into_iter().map(|(p, n)| (ids.name(p).to_owned(), n));
+            (ids.name(product).to_owned(), named.collect())
         })
         .collect()
 }
 
+/// The also-bought view over `events`, with names.
+fn also_bought(events: &[Event]) -> HashMap<String, Partners> {
+    named_lists::<AlsoBought>(events)
+}
+
 /// The similar-products view over `events`, with names.
 fn similar(events: &[Event]) -> HashMap<String, Partners> {
-    let (got, ids) = evaluate_with_ids::<Similar>(events);
-    got.into_iter()
-        .map(|(product, neighbours)| {
-            let neighbours = neighbours.into_iter();
-            let named = neighbours
-                .map(|(p, n)| (ids.name(p).to_owned(), n))
-                .collect();
-            (ids.name(product).to_owned(), named)
-        })
-        .collect()
+    named_lists::<Similar>(events)
 }
 
 /// The expected similar products: each user's purchases at their latest payment, the user's
@@ -312,14 +310,7 @@ fn user_purchases(events: &[Event]) -> HashMap<String, Vec<String>> {
 
 /// The also-viewed view over `events`, with names.
 fn also_viewed(events: &[Event]) -> HashMap<String, Partners> {
-    let (got, ids) = evaluate_with_ids::<AlsoViewed>(events);
-    got.into_iter()
-        .map(|(product, partners)| {
-            let partners = partners.into_iter();
-            let named = partners.map(|(p, n)| (ids.name(p).to_owned(), n)).collect();
-            (ids.name(product).to_owned(), named)
-        })
-        .collect()
+    named_lists::<AlsoViewed>(events)
 }
 
 /// The user-views view over `events`, with names.
@@ -429,16 +420,7 @@ fn fold_user_views(events: &[Event]) -> HashMap<String, Vec<String>> {
 
 /// The content view over `events`, with names.
 fn content(events: &[Event]) -> HashMap<String, Partners> {
-    let (got, ids) = evaluate_with_ids::<Content>(events);
-    got.into_iter()
-        .map(|(product, neighbours)| {
-            let neighbours = neighbours.into_iter();
-            let named = neighbours
-                .map(|(p, n)| (ids.name(p).to_owned(), n))
-                .collect();
-            (ids.name(product).to_owned(), named)
-        })
-        .collect()
+    named_lists::<Content>(events)
 }
 
 /// The expected content neighbours: each product's latest listing; per leaf category (the
