@@ -4,8 +4,10 @@
 //! — is the pipeline's, the same for every view (ADR 0010):
 //!
 //! - the decider applies the events a view reads at the event-time watermark, each as a step of
-//!   its own, so a view's timestamps are the same `seq`s as every other change's and the same in
-//!   every run over the same log;
+//!   its own, so the rows a view gets are the same, in the same order, in every run over the same
+//!   log; they enter its dataflow a round at a time, at the round's last `seq`
+//!   ([`Installed::advance_to`]), so the dataflow evaluates a key once per round however many
+//!   steps touched it, and a document says the step it reflects;
 //! - the events a view only *counts* ([`View::counts`]: product views, four events in five) are
 //!   not steps: their readers send the decider only their product and time, the decider adds
 //!   them up per (type, product, hour of event time) over a second of decision time, and applies
@@ -100,11 +102,13 @@ pub trait View: 'static {
 /// ([`install`]), fed the events it reads at their `seq`, and drained of its changes.
 pub trait Installed {
     fn name(&self) -> &'static str;
-    /// Adds `event`'s rows at `seq` (worker 0 only; a no-op once closed).
+    /// Adds `event`'s rows, the `seq`-th step (worker 0 only; a no-op once closed). They enter
+    /// the dataflow at the next [`Installed::advance_to`].
     fn feed(&mut self, seq: u64, event: &Event);
     /// Adds the rows of counted events at `seq` (worker 0 only; a no-op once closed).
     fn feed_counts(&mut self, seq: u64, counts: &[Count]);
-    /// Promises no more rows before `next` and lets the dataflow run up to it.
+    /// Promises no more rows before `next` and lets the dataflow run up to it: the rows fed
+    /// since the last call enter together at `next − 1`, the round's last step.
     fn advance_to(&mut self, next: u64);
     /// Whether every output before `next` has arrived.
     fn passed(&self, next: u64) -> bool;
@@ -230,6 +234,7 @@ fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
         probe,
         latest,
         rows: HashMap::new(),
+        pending: Vec::new(),
         ids: Ids::default(),
         scratch: Vec::new(),
     }
@@ -241,6 +246,9 @@ struct Running<V: View> {
     latest: Rc<RefCell<Latest<V::Key, V::Value>>>,
     /// The input collection as fed so far, consolidated (for checkpoints).
     rows: HashMap<V::Row, isize>,
+    /// The rows fed since the last [`Installed::advance_to`], which enter the dataflow together
+    /// at the round's last `seq` (see [`Installed::advance_to`]).
+    pending: Vec<(V::Row, isize)>,
     /// The names its rows gave ids to (fed on worker 0 only, like the rows).
     ids: Ids,
     scratch: Vec<(V::Row, isize)>,
@@ -252,18 +260,19 @@ impl<V: View> Installed for Running<V> {
     }
 
     fn feed(&mut self, seq: u64, event: &Event) {
-        let Some(input) = &mut self.input else { return };
-        if !V::reads(event.kind()) {
+        if self.input.is_none() || !V::reads(event.kind()) {
             return;
         }
         V::rows(seq, event, &mut self.ids, &mut self.scratch);
         for (row, diff) in self.scratch.drain(..) {
-            add_row(&mut self.rows, input, row, seq, diff);
+            add_row(&mut self.rows, &mut self.pending, row, diff);
         }
     }
 
     fn feed_counts(&mut self, seq: u64, counts: &[Count]) {
-        let Some(input) = &mut self.input else { return };
+        if self.input.is_none() {
+            return;
+        }
         // Per session for the types it counts that way, everyone's sums for the others.
         let mine =
             |c: &&Count| V::counts(c.kind) && c.session.is_some() == V::counts_sessions(c.kind);
@@ -271,17 +280,25 @@ impl<V: View> Installed for Running<V> {
             let Some(row) = V::counted(seq, count, &mut self.ids) else {
                 continue;
             };
-            add_row(&mut self.rows, input, row, seq, count.n as isize);
+            add_row(&mut self.rows, &mut self.pending, row, count.n as isize);
         }
     }
 
     fn advance_to(&mut self, next: u64) {
-        if let Some(input) = &mut self.input
-            && next > *input.time()
-        {
-            input.advance_to(next);
-            input.flush();
+        let Some(input) = &mut self.input else { return };
+        // The round's rows all enter at its last `seq`: the dataflow evaluates each key once per
+        // round, not once per step that touched it (a busy product's list, a trending category,
+        // change at hundreds of steps in one round). Nothing reads the states between: a
+        // round's documents are taken once it has passed `next`, as of `next − 1`, which is what
+        // they reflect.
+        let at = next.saturating_sub(1).max(*input.time());
+        for (row, diff) in self.pending.drain(..) {
+            input.update_at(row, at, diff);
         }
+        if next > *input.time() {
+            input.advance_to(next);
+        }
+        input.flush();
     }
 
     fn passed(&self, next: u64) -> bool {
@@ -329,9 +346,8 @@ impl<V: View> Installed for Running<V> {
 /// Adds `row` `diff` times at `seq`: to the input and to the consolidated copy checkpoints take.
 fn add_row<R: ExchangeData + std::hash::Hash>(
     rows: &mut HashMap<R, isize>,
-    input: &mut InputSession<u64, R, isize>,
+    pending: &mut Vec<(R, isize)>,
     row: R,
-    seq: u64,
     diff: isize,
 ) {
     let n = rows.entry(row.clone()).or_insert(0);
@@ -339,7 +355,7 @@ fn add_row<R: ExchangeData + std::hash::Hash>(
     if *n == 0 {
         rows.remove(&row);
     }
-    input.update_at(row, seq, diff);
+    pending.push((row, diff));
 }
 
 /// The hour of event time of `at`, hours since the epoch: what counted events and the views'
