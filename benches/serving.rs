@@ -1,8 +1,9 @@
 //! The read API under load: `GET /v1/orders/{id}` with shoppers' bearer tokens (each request
 //! authenticated and authorized), `GET /v1/users/{id}/orders` (a page of 20) and
 //! `GET /v1/users/{id}/recommendations` (issue 25: a user's 5 recent purchases through their
-//! `also_bought` and `similar` lists of 30, composed at read time, the best 100 candidates
-//! reranked by their `product_popularity`, unavailable products left out), driven by
+//! `also_bought` and `similar` lists of 30 and 10 recent views through their `also_viewed` and
+//! `content` lists of 30, composed at read time, the best 100 candidates reranked by their
+//! `product_popularity`, unavailable products left out), driven by
 //! wrk over loopback against the real router and embedded store, in one run.
 //!
 //! Workload: the store holds `orders` order documents written by the same code path as the
@@ -10,8 +11,8 @@
 //! shoppers, each with its owner's token. Server and wrk share this machine's 2 cores.
 //! Target (issue 3): ≥ 50k req/s with p99 ≤ 5 ms. Recommendations (issue 25): p99 ≤ 5 ms at
 //! ≥ 20k req/s; the store also holds 100k products (one in five out of stock), each with an
-//! `also_bought` and a `similar` list of 30 and a popularity, and each shopper's
-//! `user_purchases`.
+//! `also_bought`, an `also_viewed`, a `similar` and a `content` list of 30 and a popularity, the
+//! whole catalogue's `trending` lists, and each shopper's `user_purchases` and `user_views`.
 //!
 //! The routes take turns, one wrk run each per round (`-- --runs N` rounds, 5 by default), so
 //! that on a shared machine whose speed drifts the routes and the no-op ceiling see the same
@@ -71,8 +72,8 @@ fn product(i: usize) -> ProductView {
 }
 
 /// The documents behind `GET /v1/users/{id}/recommendations`: every product with its
-/// `also_bought` and `similar` lists of 30 and its popularity, and each shopper's 5 recent
-/// purchases.
+/// `also_bought`, `also_viewed`, `similar` and `content` lists of 30 and its popularity, the
+/// whole catalogue's trending lists, and each shopper's 5 recent purchases and 10 recent views.
 fn recommendation_documents(products: usize) -> Vec<Upsert> {
     let view = |view: &str, key: String, json: serde_json::Value| Upsert::View {
         view: view.into(),
@@ -103,6 +104,23 @@ fn recommendation_documents(products: usize) -> Vec<Upsert> {
             .collect();
         let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "similar": neighbours});
         upserts.push(view("similar", format!("p-{i:07}"), doc));
+        let partners: Vec<serde_json::Value> = (0..30)
+            .map(|k| {
+                let j = (i * 15_485_863 + k * 7_919 + 5) % products;
+                serde_json::json!({"product_id": format!("p-{j:07}"), "sessions": 60 - k})
+            })
+            .collect();
+        let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "also_viewed": partners});
+        upserts.push(view("also_viewed", format!("p-{i:07}"), doc));
+        let alike: Vec<serde_json::Value> = (0..30)
+            .map(|k| {
+                let j = (i / 200 * 200 + (i + k + 1) % 200) % products;
+                let score = 6.0 - k as f64 / 10.0;
+                serde_json::json!({"product_id": format!("p-{j:07}"), "score": score})
+            })
+            .collect();
+        let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "content": alike});
+        upserts.push(view("content", format!("p-{i:07}"), doc));
         let popularity = 300.0 + (i % 97) as f64 / 16.0;
         let doc = serde_json::json!({"product_id": format!("p-{i:07}"), "popularity": popularity});
         upserts.push(view("product_popularity", format!("p-{i:07}"), doc));
@@ -113,8 +131,23 @@ fn recommendation_documents(products: usize) -> Vec<Upsert> {
             .map(|r| format!("p-{:07}", (u * 31 + r * 977) % products))
             .collect();
         let doc = serde_json::json!({"user_id": user, "recent_purchases": recent});
-        upserts.push(view("user_purchases", user, doc));
+        upserts.push(view("user_purchases", user.clone(), doc));
+        let viewed: Vec<String> = (0..10)
+            .map(|r| format!("p-{:07}", (u * 53 + r * 1_543) % products))
+            .collect();
+        let doc = serde_json::json!({"user_id": user, "recent_views": viewed});
+        upserts.push(view("user_views", user, doc));
     }
+    let top = |n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|k| {
+                let j = (k * 1_999) % products;
+                serde_json::json!({"product_id": format!("p-{j:07}"), "score": 40.0 - k as f64 / 4.0})
+            })
+            .collect()
+    };
+    let doc = serde_json::json!({"category": "*", "1h": top(50), "24h": top(50)});
+    upserts.push(view("trending", "*".into(), doc));
     upserts
 }
 

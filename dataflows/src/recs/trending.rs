@@ -14,9 +14,9 @@
 //! of a busy product change nothing downstream.
 //!
 //! A product belongs to the categories of its latest listing; ties go to the product listed
-//! first. Each list keeps its [`TOP_K`] best, ranked in three levels ([`TOP_K_LEVELS`]): with
-//! the two of the other lists, one change re-read a sixteenth of the catalogue in the whole
-//! catalogue's list (165k shop events/s alone, against 829k for *also bought*).
+//! first. Each list keeps its [`TOP_K`] best, ranked by [`super::top_k`] (an ordered set per
+//! list: in `reduce`s, even in three levels of buckets, each round re-read most of the
+//! catalogue in the whole catalogue's list; ADR 0015).
 
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind, Payload};
@@ -31,8 +31,6 @@ use crate::view::{Count, Ids, View};
 pub const ALL: &str = "*";
 /// Products kept per category and window.
 pub const TOP_K: usize = 50;
-/// The buckets of [`super::top_k_in_levels`]'s levels.
-pub const TOP_K_LEVELS: [u64; 2] = [256, 16];
 /// The windows: their names and half-lives in hours.
 pub const WINDOWS: [(&str, f64); 2] = [("1h", 1.0), ("24h", 24.0)];
 
@@ -189,9 +187,8 @@ impl View for Trending {
                     .into_iter()
                     .map(move |c| (((c, window), product), s))
             });
-        // The whole catalogue's list ranks every product: three levels keep each reduce's
-        // group a few hundred items.
-        super::top_k_in_levels(per_category, TOP_K, &TOP_K_LEVELS)
+        // The whole catalogue's list ranks every product: an ordered set per list.
+        super::top_k(per_category, TOP_K)
             .map(|((category, window), list)| (category, (window, list)))
             .reduce_named(
                 "Windows",
