@@ -10,7 +10,7 @@
 //! Ids follow first appearance, not the names' order: a view that breaks ties by id breaks them
 //! by which name the log named first (for products: which was listed first).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};

@@ -32,6 +32,7 @@ use std::rc::Rc;
 use differential_dataflow::input::InputSession;
 use differential_dataflow::{ExchangeData, Hashable, VecCollection};
 use emporium_schemas::{Event, EventKind};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use timely::dataflow::ProbeHandle;
@@ -233,7 +234,7 @@ fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
         input: Some(input),
         probe,
         latest,
-        rows: HashMap::new(),
+        rows: FxHashMap::default(),
         pending: Vec::new(),
         ids: Ids::default(),
         scratch: Vec::new(),
@@ -245,7 +246,7 @@ struct Running<V: View> {
     probe: ProbeHandle<u64>,
     latest: Rc<RefCell<Latest<V::Key, V::Value>>>,
     /// The input collection as fed so far, consolidated (for checkpoints).
-    rows: HashMap<V::Row, isize>,
+    rows: FxHashMap<V::Row, isize>,
     /// The rows fed since the last [`Installed::advance_to`], which enter the dataflow together
     /// at the round's last `seq` (see [`Installed::advance_to`]).
     pending: Vec<(V::Row, isize)>,
@@ -345,7 +346,7 @@ impl<V: View> Installed for Running<V> {
 
 /// Adds `row` `diff` times at `seq`: to the input and to the consolidated copy checkpoints take.
 fn add_row<R: ExchangeData + std::hash::Hash>(
-    rows: &mut HashMap<R, isize>,
+    rows: &mut FxHashMap<R, isize>,
     pending: &mut Vec<(R, isize)>,
     row: R,
     diff: isize,

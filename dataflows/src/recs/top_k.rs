@@ -20,7 +20,9 @@
 //! arrangement of their own.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
 use timely::container::CapacityContainerBuilder;
@@ -76,7 +78,7 @@ struct Ranking<I> {
 impl<I: Ord + Clone + std::hash::Hash> Default for Ranking<I> {
     fn default() -> Self {
         Self {
-            scores: HashMap::new(),
+            scores: HashMap::default(),
             order: BTreeSet::new(),
             emitted: Vec::new(),
         }
@@ -170,11 +172,11 @@ where
             by_key,
             name,
             move |_, _| {
-                let mut rankings: HashMap<K, Ranking<I>> = HashMap::new();
+                let mut rankings: HashMap<K, Ranking<I>> = HashMap::default();
                 // Updates not applied yet, by time, and a capability for the least time.
                 let mut pending: BTreeMap<u64, Vec<Update<K, I>>> = BTreeMap::new();
                 let mut held: Option<Capability<u64>> = None;
-                let mut per_key: HashMap<K, Vec<(I, u64, isize)>> = HashMap::new();
+                let mut per_key: HashMap<K, Vec<(I, u64, isize)>> = HashMap::default();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         if let Some(cap) = cap.retain_least(0)
