@@ -50,7 +50,11 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
         .route("/v1/users/{id}/orders", get(get_user_orders))
         .route("/v1/views/{view}/{key}", get(get_view))
         .route("/openapi.json", get(get_openapi))
-        .with_state(Serving { store, auth })
+        .with_state(Serving {
+            store,
+            auth,
+            popularity: Arc::default(),
+        })
 }
 
 fn json_bytes(body: Bytes) -> Response {

@@ -16,6 +16,8 @@ use crate::store::{Store, StoreError};
 pub(crate) struct Serving {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Authenticator,
+    /// The candidates' popularity the user recommendations rerank by, reused for a second.
+    pub(crate) popularity: Arc<crate::recommendations::PopularityCache>,
 }
 
 /// An error answer of the read API, sent in the one envelope (`emporium_ops::ApiError`):
