@@ -27,7 +27,8 @@
 //! new and changed titles and descriptions); and compares the rate kept up with the latest run
 //! without search (`end_to_end.json`: at most 10% lower); its report is `end_to_end_search`.
 //!
-//! `EMPORIUM_BENCH_RECS=1` adds the recommendation views (issue 25, ADR 0015), off by default
+//! `EMPORIUM_BENCH_RECS=1` adds the recommendation views (issue 25, ADR 0015; or a comma-separated
+//! list of some of them, e.g. `also_bought,user_purchases`, to see what each costs), off by default
 //! as in `emporium run` (`--recommendations`): their documents are in the round's store write,
 //! so freshness covers a purchase's *also bought*; the run (report `end_to_end_recs`) compares
 //! its rate kept up with the latest run without them (`end_to_end.json`: at most 10% lower).
@@ -88,11 +89,10 @@ struct Measured {
 /// the recommendation views only with `EMPORIUM_BENCH_RECS=1` (as `emporium run`).
 fn pipeline_config() -> PipelineConfig {
     let mut config = PipelineConfig::default();
-    if !recs_on() {
-        config
-            .views
-            .retain(|v| !emporium_dataflows::recs::VIEWS.contains(&v.name));
-    }
+    let asked = recs_asked().unwrap_or_default();
+    config.views.retain(|v| {
+        !emporium_dataflows::recs::VIEWS.contains(&v.name) || asked.iter().any(|a| a == v.name)
+    });
     if let Some(ms) = std::env::var("EMPORIUM_BENCH_LATENESS_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -623,9 +623,36 @@ fn search_on() -> bool {
     std::env::var("EMPORIUM_BENCH_SEARCH").is_ok_and(|v| v == "1")
 }
 
-/// Whether `EMPORIUM_BENCH_RECS` asks for the recommendation views.
+/// Whether `EMPORIUM_BENCH_RECS` asks for the recommendation views (`1`: all of them; or a
+/// comma-separated list of their names, to see what each costs).
 fn recs_on() -> bool {
-    std::env::var("EMPORIUM_BENCH_RECS").is_ok_and(|v| v == "1")
+    recs_asked().is_some()
+}
+
+/// The recommendation views `EMPORIUM_BENCH_RECS` asks for, if any.
+fn recs_asked() -> Option<Vec<String>> {
+    let v = std::env::var("EMPORIUM_BENCH_RECS").ok()?;
+    if v == "1" {
+        return Some(
+            emporium_dataflows::recs::VIEWS
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        );
+    }
+    let names: Vec<String> = v
+        .split(',')
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for n in &names {
+        assert!(
+            emporium_dataflows::recs::VIEWS.contains(&n.as_str()),
+            "EMPORIUM_BENCH_RECS: {n:?} is not a recommendation view (1, or some of {:?})",
+            emporium_dataflows::recs::VIEWS
+        );
+    }
+    (!names.is_empty()).then_some(names)
 }
 
 /// The highest rate kept up in the latest `<report>.json` (e.g. `end_to_end`, the run without

@@ -72,8 +72,38 @@ pub enum Change {
         view: &'static str,
         key: String,
         seq: u64,
-        document: Option<serde_json::Value>,
+        document: Option<Json>,
     },
+}
+
+/// A document as JSON text, written once where the view builds it; the store keeps it as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(String);
+
+impl Json {
+    /// `value` as JSON. A document is made of strings, numbers, lists and maps with string
+    /// keys, which always serialize; `null` if one did not.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
+        Self(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
+    }
+
+    /// Text that is JSON already (a stored document).
+    pub fn of_text(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0.into_bytes()
+    }
+
+    /// Parsed back: for the search sink, which reads two views' documents, and for tests.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 impl Change {

@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::{Exchange as _, Inspect, Probe};
 
-use crate::changes::Change;
+use crate::changes::{Change, Json};
 pub use crate::ids::Ids;
 use crate::latest::Latest;
 
@@ -92,6 +92,14 @@ pub trait View: 'static {
     /// The document the store keeps for a key's value (what the read API answers), with the
     /// names of the ids its rows used.
     fn document(key: &Self::Key, value: &Self::Value, ids: &Ids) -> serde_json::Value;
+
+    /// The same document as JSON text, which the pipeline hands to the store: [`View::document`]
+    /// written out, unless a view writes it straight from its value — one with many changed
+    /// documents per round (a ranked list per product) spares worker 0 a `serde_json::Value`
+    /// tree per document (a map per entry) and the store writer its serialization.
+    fn json(key: &Self::Key, value: &Self::Value, ids: &Ids) -> Json {
+        Json::of(&Self::document(key, value, ids))
+    }
 
     /// The store's key of `key`: its text, or the name of its id for a view keyed by [`Ids`].
     fn key_name(key: &Self::Key, _ids: &Ids) -> String {
@@ -315,7 +323,7 @@ impl<V: View> Installed for Running<V> {
                 view: V::NAME,
                 key: V::key_name(&key, &self.ids),
                 seq,
-                document: value.map(|v| V::document(&key, &v, &self.ids)),
+                document: value.map(|v| V::json(&key, &v, &self.ids)),
             })
             .collect()
     }

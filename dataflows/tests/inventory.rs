@@ -513,7 +513,9 @@ fn keyed(u: &Change) -> (String, u64, String) {
         } => (
             format!("v/{view}/{key}"),
             *seq,
-            serde_json::to_string(document),
+            Ok(document
+                .as_ref()
+                .map_or_else(|| "null".to_owned(), |d| d.as_str().to_owned())),
         ),
     };
     (key, seq, json.expect("views serialize"))

@@ -30,9 +30,9 @@ pub fn upsert(change: Change) -> Upsert {
             view: view.to_owned(),
             key,
             seq,
-            // A struct of plain values always serializes; `null`: the key left the view.
-            json: serde_json::to_vec(&document.unwrap_or(serde_json::Value::Null))
-                .unwrap_or_else(|_| b"null".to_vec())
+            // Written by the view already; `null`: the key left the view.
+            json: document
+                .map_or_else(|| b"null".to_vec(), |d| d.into_bytes())
                 .into(),
         },
     }

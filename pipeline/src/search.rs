@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use emporium_dataflows::changes::Change;
+use emporium_dataflows::changes::{Change, Json};
 use emporium_dataflows::popularity::ProductPopularity;
 use emporium_dataflows::search::SearchDocuments;
 use emporium_dataflows::view::View;
@@ -175,7 +175,7 @@ impl Feeder {
                     ..
                 } if *view == SEARCH_VIEW => {
                     match document {
-                        Some(json) => match SearchDocument::deserialize(json) {
+                        Some(json) => match serde_json::from_str::<SearchDocument>(json.as_str()) {
                             Ok(mut doc) => {
                                 // Its popularity is the popularity view's, already live.
                                 doc.popularity =
@@ -559,11 +559,14 @@ pub fn load_values(
 }
 
 /// The popularity in a `product_popularity` document (0: none, or unreadable).
-fn popularity_of(document: Option<&serde_json::Value>) -> f64 {
+fn popularity_of(document: Option<&Json>) -> f64 {
+    #[derive(Deserialize)]
+    struct Popular {
+        popularity: f64,
+    }
     document
-        .and_then(|d| d.get("popularity"))
-        .and_then(serde_json::Value::as_f64)
-        .unwrap_or(0.0)
+        .and_then(|d| serde_json::from_str::<Popular>(d.as_str()).ok())
+        .map_or(0.0, |p| p.popularity)
 }
 
 /// Sets every product's popularity from the store's `product_popularity`; gives how many.
@@ -578,7 +581,7 @@ fn load_popularity(
     let mut read = 0u64;
     scan_view(store, runtime, POPULARITY_VIEW, &mut |page| {
         for (key, doc) in page {
-            let document = serde_json::from_slice::<serde_json::Value>(&doc.json).ok();
+            let document = std::str::from_utf8(&doc.json).ok().map(Json::of_text);
             index.set_popularity(key, popularity_of(document.as_ref()));
             read += 1;
         }

@@ -32,10 +32,10 @@
 //! a large share of its baskets, a bestseller in a small share of everyone's, so counts put the
 //! complements first; [`crate::recs`]'s *similar* corrects for popularity where it matters.
 
+use crate::changes::Json;
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind, Payload};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::owners::sku_owners;
 use crate::view::{Ids, View};
@@ -148,13 +148,17 @@ impl View for AlsoBought {
     }
 
     fn document(product: &u32, partners: &Partners, ids: &Ids) -> serde_json::Value {
-        json!({
-            "product_id": ids.name(*product),
-            "also_bought": partners
-                .iter()
-                .map(|(p, orders)| json!({"product_id": ids.name(*p), "orders": orders}))
-                .collect::<Vec<_>>(),
-        })
+        Self::json(product, partners, ids).value()
+    }
+
+    /// `{"also_bought": [{"orders": n, "product_id": …}, …], "product_id": …}`.
+    fn json(product: &u32, partners: &Partners, ids: &Ids) -> Json {
+        super::list_json(
+            ids.name(*product),
+            "also_bought",
+            "orders",
+            partners.iter().map(|(p, orders)| (ids.name(*p), *orders)),
+        )
     }
 
     fn key_name(product: &u32, ids: &Ids) -> String {

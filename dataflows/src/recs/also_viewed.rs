@@ -21,11 +21,11 @@
 //! Session ids are not given [`Ids`] (there are as many as visits): a session is its user's id
 //! and a 64-bit hash of its `session_id` — the same in every run.
 
+use crate::changes::Json;
 use differential_dataflow::VecCollection;
 use differential_dataflow::hashable::Hashable;
 use emporium_schemas::{Event, EventKind, Payload};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::view::{Count, Ids, View};
 
@@ -124,13 +124,19 @@ impl View for AlsoViewed {
     }
 
     fn document(product: &u32, partners: &Partners, ids: &Ids) -> serde_json::Value {
-        json!({
-            "product_id": ids.name(*product),
-            "also_viewed": partners
+        Self::json(product, partners, ids).value()
+    }
+
+    /// `{"also_viewed": [{"product_id": …, "sessions": n}, …], "product_id": …}`.
+    fn json(product: &u32, partners: &Partners, ids: &Ids) -> Json {
+        super::list_json(
+            ids.name(*product),
+            "also_viewed",
+            "sessions",
+            partners
                 .iter()
-                .map(|(p, sessions)| json!({"product_id": ids.name(*p), "sessions": sessions}))
-                .collect::<Vec<_>>(),
-        })
+                .map(|(p, sessions)| (ids.name(*p), *sessions)),
+        )
     }
 
     fn key_name(product: &u32, ids: &Ids) -> String {

@@ -22,11 +22,11 @@
 //! and the lists: no pairs are kept, so memory grows with the catalogue, not its square.
 //! Products of a leaf beyond the cap get no list.
 
+use crate::changes::Json;
 use differential_dataflow::VecCollection;
 use differential_dataflow::hashable::Hashable;
 use emporium_schemas::{Event, EventKind, Payload};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::view::{Ids, View};
 
@@ -194,13 +194,19 @@ impl View for Content {
     }
 
     fn document(product: &u32, neighbours: &Neighbours, ids: &Ids) -> serde_json::Value {
-        json!({
-            "product_id": ids.name(*product),
-            "content": neighbours
+        Self::json(product, neighbours, ids).value()
+    }
+
+    /// `{"content": [{"product_id": …, "score": s}, …], "product_id": …}` (keys sorted).
+    fn json(product: &u32, neighbours: &Neighbours, ids: &Ids) -> Json {
+        super::list_json(
+            ids.name(*product),
+            "content",
+            "score",
+            neighbours
                 .iter()
-                .map(|(p, s)| json!({"product_id": ids.name(*p), "score": *s as f64 / SCALE}))
-                .collect::<Vec<_>>(),
-        })
+                .map(|(p, s)| (ids.name(*p), *s as f64 / SCALE)),
+        )
     }
 
     fn key_name(product: &u32, ids: &Ids) -> String {

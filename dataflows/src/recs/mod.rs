@@ -19,6 +19,9 @@
 
 use differential_dataflow::{ExchangeData, VecCollection};
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::changes::Json;
 use crate::view::View;
 
 pub mod also_bought;
@@ -73,3 +76,119 @@ where
 }
 
 pub use top_k::{top_k, top_k_counted};
+
+/// One entry of a ranked list's document, `{"product_id": …, "<score>": …}`.
+pub(crate) struct Entry<'a, S> {
+    pub(crate) product: &'a str,
+    pub(crate) score_name: &'static str,
+    pub(crate) score: S,
+}
+
+impl<S: Serialize> Serialize for Entry<'_, S> {
+    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        // Keys in sorted order, as `json!` wrote them before (its maps are sorted).
+        let mut map = z.serialize_map(Some(2))?;
+        if self.score_name < "product_id" {
+            map.serialize_entry(self.score_name, &self.score)?;
+            map.serialize_entry("product_id", self.product)?;
+        } else {
+            map.serialize_entry("product_id", self.product)?;
+            map.serialize_entry(self.score_name, &self.score)?;
+        }
+        map.end()
+    }
+}
+
+/// A document of two keys, `key_name` (a name) and `list_name` (a list), in sorted order.
+struct Keyed<'a, L> {
+    key_name: &'static str,
+    key: &'a str,
+    list_name: &'static str,
+    list: L,
+}
+
+impl<L: Serialize> Serialize for Keyed<'_, L> {
+    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        let mut map = z.serialize_map(Some(2))?;
+        if self.list_name < self.key_name {
+            map.serialize_entry(self.list_name, &self.list)?;
+            map.serialize_entry(self.key_name, self.key)?;
+        } else {
+            map.serialize_entry(self.key_name, self.key)?;
+            map.serialize_entry(self.list_name, &self.list)?;
+        }
+        map.end()
+    }
+}
+
+/// A product's ranked list as its document, written straight from the ids (no
+/// `serde_json::Value` tree: [`crate::view::View::json`]):
+/// `{"<list_name>": [{"product_id": …, "<score_name>": …}, …], "product_id": …}`.
+pub(crate) fn list_json<'a, S: Serialize>(
+    product: &'a str,
+    list_name: &'static str,
+    score_name: &'static str,
+    entries: impl Iterator<Item = (&'a str, S)>,
+) -> Json {
+    let list: Vec<Entry<'a, S>> = entries
+        .map(|(product, score)| Entry {
+            product,
+            score_name,
+            score,
+        })
+        .collect();
+    Json::of(&Keyed {
+        key_name: "product_id",
+        key: product,
+        list_name,
+        list,
+    })
+}
+
+/// A user's recent products as their document: `{"<list_name>": [ids…], "user_id": …}`.
+pub(crate) fn recent_json<'a>(
+    user: &'a str,
+    list_name: &'static str,
+    products: impl Iterator<Item = &'a str>,
+) -> Json {
+    Json::of(&Keyed {
+        key_name: "user_id",
+        key: user,
+        list_name,
+        list: products.collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// The documents written straight from the ids are the ones `json!` wrote, byte for byte
+    /// (keys sorted), escapes included.
+    #[test]
+    fn written_documents_are_what_json_wrote() {
+        let entries = [("p-1", 3u64), ("p-\"2\"", 1)];
+        let fast = super::list_json("p-0", "also_bought", "orders", entries.iter().copied());
+        let slow = json!({
+            "product_id": "p-0",
+            "also_bought": entries
+                .iter()
+                .map(|(p, n)| json!({"product_id": p, "orders": n}))
+                .collect::<Vec<_>>(),
+        });
+        assert_eq!(fast.as_str(), slow.to_string());
+        let scored = [("p-1", 0.5f64), ("p-2", 1.0 / 3.0)];
+        let fast = super::list_json("p-0", "similar", "score", scored.iter().copied());
+        let slow = json!({
+            "product_id": "p-0",
+            "similar": scored
+                .iter()
+                .map(|(p, s)| json!({"product_id": p, "score": s}))
+                .collect::<Vec<_>>(),
+        });
+        assert_eq!(fast.as_str(), slow.to_string());
+        let fast = super::recent_json("u-1", "recent_views", ["p-1", "p-2"].into_iter());
+        let slow = json!({"user_id": "u-1", "recent_views": ["p-1", "p-2"]});
+        assert_eq!(fast.as_str(), slow.to_string());
+    }
+}

@@ -23,9 +23,9 @@
 //! changes with each new user, which would re-rank every list at every first purchase (ADR 0015).
 //! Ties go to the product listed first.
 
+use crate::changes::Json;
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind};
-use serde_json::json;
 
 use super::also_bought::{AlsoBought, BoughtRow, paid_at, purchases};
 use crate::view::{Ids, View};
@@ -117,13 +117,19 @@ impl View for Similar {
     }
 
     fn document(product: &u32, neighbours: &Neighbours, ids: &Ids) -> serde_json::Value {
-        json!({
-            "product_id": ids.name(*product),
-            "similar": neighbours
+        Self::json(product, neighbours, ids).value()
+    }
+
+    /// `{"similar": [{"product_id": …, "score": s}, …], "product_id": …}` (keys sorted).
+    fn json(product: &u32, neighbours: &Neighbours, ids: &Ids) -> Json {
+        super::list_json(
+            ids.name(*product),
+            "similar",
+            "score",
+            neighbours
                 .iter()
-                .map(|(p, s)| json!({"product_id": ids.name(*p), "score": *s as f64 / SCALE}))
-                .collect::<Vec<_>>(),
-        })
+                .map(|(p, s)| (ids.name(*p), *s as f64 / SCALE)),
+        )
     }
 
     fn key_name(product: &u32, ids: &Ids) -> String {

@@ -20,8 +20,10 @@
 
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind, Payload};
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+
+use crate::changes::Json;
 
 use crate::owners::sku_owners;
 use crate::popularity::{ORDER_WEIGHT, POPULARITY_STEP, decayed_log2};
@@ -205,21 +207,46 @@ impl View for Trending {
     }
 
     fn document(category: &u32, lists: &Lists, ids: &Ids) -> serde_json::Value {
-        let mut doc = serde_json::Map::new();
-        doc.insert("category".into(), json!(ids.name(*category)));
-        for ((name, _), list) in WINDOWS.iter().zip(lists) {
-            let entries: Vec<serde_json::Value> = list
-                .iter()
-                .map(|(p, s)| {
-                    json!({"product_id": ids.name(*p), "score": *s as f64 / POPULARITY_STEP})
-                })
-                .collect();
-            doc.insert((*name).into(), json!(entries));
-        }
-        serde_json::Value::Object(doc)
+        Self::json(category, lists, ids).value()
+    }
+
+    /// `{"1h": [{"product_id": …, "score": s}, …], "24h": […], "category": …}`.
+    fn json(category: &u32, lists: &Lists, ids: &Ids) -> Json {
+        Json::of(&TrendingDoc {
+            category: ids.name(*category),
+            lists,
+            ids,
+        })
     }
 
     fn key_name(category: &u32, ids: &Ids) -> String {
         ids.name(*category).to_owned()
+    }
+}
+
+/// A category's document: its list per window (named as in [`WINDOWS`]: `1h` and `24h`, which
+/// sort before `category`), then its name.
+struct TrendingDoc<'a> {
+    category: &'a str,
+    lists: &'a Lists,
+    ids: &'a Ids,
+}
+
+impl Serialize for TrendingDoc<'_> {
+    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        let mut map = z.serialize_map(Some(WINDOWS.len() + 1))?;
+        for ((name, _), list) in WINDOWS.iter().zip(self.lists) {
+            let entries: Vec<super::Entry<'_, f64>> = list
+                .iter()
+                .map(|(p, s)| super::Entry {
+                    product: self.ids.name(*p),
+                    score_name: "score",
+                    score: *s as f64 / POPULARITY_STEP,
+                })
+                .collect();
+            map.serialize_entry(name, &entries)?;
+        }
+        map.serialize_entry("category", self.category)?;
+        map.end()
     }
 }

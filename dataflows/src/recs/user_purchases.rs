@@ -7,10 +7,10 @@
 //! An erased user (`user_erased`) has no document: nothing they bought is listed, before or after
 //! the erasure; their tombstone is [`super::erased_users`]'s (ADR 0015).
 
+use crate::changes::Json;
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::also_bought::{AlsoBought, BoughtRow, paid_at, purchases};
 use crate::view::{Ids, View};
@@ -67,8 +67,13 @@ impl View for UserPurchases {
     }
 
     fn document(user: &u32, purchases: &Purchases, ids: &Ids) -> serde_json::Value {
-        let products: Vec<&str> = purchases.0.iter().map(|p| ids.name(*p)).collect();
-        json!({"user_id": ids.name(*user), "recent_purchases": products})
+        Self::json(user, purchases, ids).value()
+    }
+
+    /// `{"recent_purchases": [ids…], "user_id": …}`.
+    fn json(user: &u32, purchases: &Purchases, ids: &Ids) -> Json {
+        let products = purchases.0.iter().map(|p| ids.name(*p));
+        super::recent_json(ids.name(*user), "recent_purchases", products)
     }
 
     fn key_name(user: &u32, ids: &Ids) -> String {

@@ -8,10 +8,10 @@
 //! (user, product, span), never a step per view. An erased user has no document, before or after
 //! the erasure.
 
+use crate::changes::Json;
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind, Payload};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::view::{Count, Ids, View};
 
@@ -119,8 +119,13 @@ impl View for UserViews {
     }
 
     fn document(user: &u32, viewed: &Viewed, ids: &Ids) -> serde_json::Value {
-        let products: Vec<&str> = viewed.0.iter().map(|p| ids.name(*p)).collect();
-        json!({"user_id": ids.name(*user), "recent_views": products})
+        Self::json(user, viewed, ids).value()
+    }
+
+    /// `{"recent_views": [ids…], "user_id": …}`.
+    fn json(user: &u32, viewed: &Viewed, ids: &Ids) -> Json {
+        let products = viewed.0.iter().map(|p| ids.name(*p));
+        super::recent_json(ids.name(*user), "recent_views", products)
     }
 
     fn key_name(user: &u32, ids: &Ids) -> String {
