@@ -76,33 +76,52 @@ pub enum Change {
     },
 }
 
-/// A document as JSON text, written once where the view builds it; the store keeps it as is.
+/// A document: JSON text where the view wrote it itself ([`crate::view::View::json`]), else the
+/// `serde_json::Value` of [`crate::view::View::document`], written out by the store writer (off
+/// worker 0, which builds the documents and is the pipeline's busiest thread).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Json(String);
+pub enum Json {
+    Text(String),
+    Value(serde_json::Value),
+}
 
 impl Json {
-    /// `value` as JSON. A document is made of strings, numbers, lists and maps with string
+    /// `value` as JSON text. A document is made of strings, numbers, lists and maps with string
     /// keys, which always serialize; `null` if one did not.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
-        Self(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
+        Self::Text(serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()))
     }
 
-    /// Text that is JSON already (a stored document).
-    pub fn of_text(text: &str) -> Self {
-        Self(text.to_owned())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
+    /// Its JSON text, for the store.
     pub fn into_bytes(self) -> Vec<u8> {
-        self.0.into_bytes()
+        match self {
+            Json::Text(text) => text.into_bytes(),
+            Json::Value(value) => serde_json::to_vec(&value).unwrap_or_else(|_| b"null".to_vec()),
+        }
     }
 
-    /// Parsed back: for the search sink, which reads two views' documents, and for tests.
+    /// Its JSON text.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Json::Text(text) => std::borrow::Cow::Borrowed(text),
+            Json::Value(value) => std::borrow::Cow::Owned(value.to_string()),
+        }
+    }
+
+    /// Read as a `T`: for the search sink, which reads two views' documents, and for tests.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match self {
+            Json::Text(text) => serde_json::from_str(text),
+            Json::Value(value) => T::deserialize(value),
+        }
+    }
+
+    /// As a `serde_json::Value` (`null` if its text is not JSON).
     pub fn value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+        match self {
+            Json::Value(value) => value.clone(),
+            Json::Text(_) => self.parse().unwrap_or(serde_json::Value::Null),
+        }
     }
 }
 

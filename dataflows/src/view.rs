@@ -98,7 +98,7 @@ pub trait View: 'static {
     /// documents per round (a ranked list per product) spares worker 0 a `serde_json::Value`
     /// tree per document (a map per entry) and the store writer its serialization.
     fn json(key: &Self::Key, value: &Self::Value, ids: &Ids) -> Json {
-        Json::of(&Self::document(key, value, ids))
+        Json::Value(Self::document(key, value, ids))
     }
 
     /// The store's key of `key`: its text, or the name of its id for a view keyed by [`Ids`].

@@ -515,7 +515,7 @@ fn keyed(u: &Change) -> (String, u64, String) {
             *seq,
             Ok(document
                 .as_ref()
-                .map_or_else(|| "null".to_owned(), |d| d.as_str().to_owned())),
+                .map_or_else(|| "null".to_owned(), |d| d.text().into_owned())),
         ),
     };
     (key, seq, json.expect("views serialize"))

@@ -175,7 +175,7 @@ impl Feeder {
                     ..
                 } if *view == SEARCH_VIEW => {
                     match document {
-                        Some(json) => match serde_json::from_str::<SearchDocument>(json.as_str()) {
+                        Some(json) => match json.parse::<SearchDocument>() {
                             Ok(mut doc) => {
                                 // Its popularity is the popularity view's, already live.
                                 doc.popularity =
@@ -565,7 +565,7 @@ fn popularity_of(document: Option<&Json>) -> f64 {
         popularity: f64,
     }
     document
-        .and_then(|d| serde_json::from_str::<Popular>(d.as_str()).ok())
+        .and_then(|d| d.parse::<Popular>().ok())
         .map_or(0.0, |p| p.popularity)
 }
 
@@ -581,7 +581,9 @@ fn load_popularity(
     let mut read = 0u64;
     scan_view(store, runtime, POPULARITY_VIEW, &mut |page| {
         for (key, doc) in page {
-            let document = std::str::from_utf8(&doc.json).ok().map(Json::of_text);
+            let document = std::str::from_utf8(&doc.json)
+                .ok()
+                .map(|text| Json::Text(text.to_owned()));
             index.set_popularity(key, popularity_of(document.as_ref()));
             read += 1;
         }

@@ -176,7 +176,7 @@ mod tests {
                 .map(|(p, n)| json!({"product_id": p, "orders": n}))
                 .collect::<Vec<_>>(),
         });
-        assert_eq!(fast.as_str(), slow.to_string());
+        assert_eq!(fast.text(), slow.to_string());
         let scored = [("p-1", 0.5f64), ("p-2", 1.0 / 3.0)];
         let fast = super::list_json("p-0", "similar", "score", scored.iter().copied());
         let slow = json!({
@@ -186,9 +186,9 @@ mod tests {
                 .map(|(p, s)| json!({"product_id": p, "score": s}))
                 .collect::<Vec<_>>(),
         });
-        assert_eq!(fast.as_str(), slow.to_string());
+        assert_eq!(fast.text(), slow.to_string());
         let fast = super::recent_json("u-1", "recent_views", ["p-1", "p-2"].into_iter());
         let slow = json!({"user_id": "u-1", "recent_views": ["p-1", "p-2"]});
-        assert_eq!(fast.as_str(), slow.to_string());
+        assert_eq!(fast.text(), slow.to_string());
     }
 }
