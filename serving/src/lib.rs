@@ -18,6 +18,7 @@
 pub mod api;
 pub use emporium_auth as auth;
 pub mod metrics;
+pub mod popularity;
 pub mod recommendations;
 mod reply;
 pub mod search;

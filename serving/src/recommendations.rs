@@ -21,7 +21,7 @@
 //! order, of the last event that changed it (ADR 0006), the same in every run over the same log.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -124,72 +124,6 @@ pub fn compose(walks: &[Walk], exclude: &[String]) -> Vec<(String, f64)> {
         scores.into_iter().map(|(p, s)| (p.to_owned(), s)).collect();
     ranked.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.cmp(b)));
     ranked
-}
-
-/// How long [`PopularityCache`] reuses a product's popularity.
-pub const POPULARITY_TTL: Duration = Duration::from_secs(1);
-
-/// Products whose popularity [`PopularityCache`] holds at most (it starts over past that).
-const POPULARITY_CACHE_MAX: usize = 1 << 18;
-
-/// The `product_popularity` of the candidates [`rerank`] weighs, read from the store and reused
-/// for [`POPULARITY_TTL`]: a user's answer weighs [`RERANK_CANDIDATES`] of them, most of its
-/// store reads, and the same products are candidates of many users. Popularity is a prior
-/// that moves in steps of 1/16 of a doubling; a second old is as good (the answer's `seq`
-/// is its lists', read fresh).
-#[derive(Default)]
-pub struct PopularityCache {
-    shards: [std::sync::Mutex<HashMap<String, (Instant, Option<f64>)>>; 16],
-}
-
-impl PopularityCache {
-    fn shard(&self, product: &str) -> &std::sync::Mutex<HashMap<String, (Instant, Option<f64>)>> {
-        let h = product
-            .bytes()
-            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-        &self.shards[h % self.shards.len()]
-    }
-
-    /// Each of `ranked`'s popularity (`log2` of its decayed interest; `None` without one), read
-    /// from the store for those not seen in the last [`POPULARITY_TTL`].
-    async fn of(
-        &self,
-        s: &Serving,
-        ranked: &[(String, f64)],
-    ) -> Result<Vec<Option<f64>>, ApiError> {
-        let now = Instant::now();
-        let mut out = vec![None; ranked.len()];
-        let mut missing = Vec::new();
-        for (i, (product, _)) in ranked.iter().enumerate() {
-            let cached = self
-                .shard(product)
-                .lock()
-                .ok()
-                .and_then(|m| m.get(product).copied());
-            match cached {
-                Some((at, value)) if now.duration_since(at) < POPULARITY_TTL => out[i] = value,
-                _ => missing.push(i),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let ids: Vec<String> = missing.iter().map(|i| ranked[*i].0.clone()).collect();
-        let docs = s.store.views_many("product_popularity", &ids).await?;
-        for ((i, id), doc) in missing.into_iter().zip(ids).zip(docs) {
-            let value = doc
-                .and_then(|d| serde_json::from_slice::<Popular>(&d.json).ok())
-                .map(|p| p.popularity);
-            out[i] = value;
-            if let Ok(mut m) = self.shard(&id).lock() {
-                if m.len() >= POPULARITY_CACHE_MAX / self.shards.len() {
-                    m.clear();
-                }
-                m.insert(id, (now, value));
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// Recommendations per answer unless `limit` says otherwise.
@@ -310,7 +244,7 @@ pub(crate) async fn user_recommendations(
     }
     let mut ranked = compose(&walks, &bought);
     ranked.truncate(RERANK_CANDIDATES);
-    let popularity = s.popularity.of(&s, &ranked).await?;
+    let popularity = s.popularity.of(s.store.as_ref(), &ranked).await?;
     let mut ranked = rerank(ranked, &popularity);
     // Too few of its own (a cold user, or products with no lists yet): topped up with the
     // day's trending products, below every candidate of its own.
@@ -505,12 +439,6 @@ struct TrendingLists {
     hour: Vec<Scored>,
     #[serde(rename = "24h")]
     day: Vec<Scored>,
-}
-
-/// The stored `product_popularity` document: `log2` of the product's decayed interest.
-#[derive(Deserialize)]
-struct Popular {
-    popularity: f64,
 }
 
 /// The stored `user_purchases` or `user_views` document.

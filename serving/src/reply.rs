@@ -17,7 +17,7 @@ pub(crate) struct Serving {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Authenticator,
     /// The candidates' popularity the user recommendations rerank by, reused for a second.
-    pub(crate) popularity: Arc<crate::recommendations::PopularityCache>,
+    pub(crate) popularity: Arc<crate::popularity::PopularityCache>,
 }
 
 /// An error answer of the read API, sent in the one envelope (`emporium_ops::ApiError`):

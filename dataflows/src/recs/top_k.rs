@@ -116,7 +116,7 @@ impl<I: Ord + Clone + std::hash::Hash> Ranking<I> {
 fn apply<I: Ord + Clone + std::hash::Hash>(
     ranking: &mut Ranking<I>,
     weigh: Weigh,
-    updates: &mut Vec<(I, u64, isize)>,
+    updates: &mut [(I, u64, isize)],
 ) {
     updates.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut at = 0;
