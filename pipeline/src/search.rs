@@ -558,12 +558,14 @@ pub fn load_values(
     Ok(read)
 }
 
+/// A `product_popularity` document: `log2` of the product's decayed interest.
+#[derive(Deserialize)]
+struct Popular {
+    popularity: f64,
+}
+
 /// The popularity in a `product_popularity` document (0: none, or unreadable).
 fn popularity_of(document: Option<&Json>) -> f64 {
-    #[derive(Deserialize)]
-    struct Popular {
-        popularity: f64,
-    }
     document
         .and_then(|d| d.parse::<Popular>().ok())
         .map_or(0.0, |p| p.popularity)
@@ -581,10 +583,8 @@ fn load_popularity(
     let mut read = 0u64;
     scan_view(store, runtime, POPULARITY_VIEW, &mut |page| {
         for (key, doc) in page {
-            let document = std::str::from_utf8(&doc.json)
-                .ok()
-                .map(|text| Json::Text(text.to_owned()));
-            index.set_popularity(key, popularity_of(document.as_ref()));
+            let popularity = serde_json::from_slice::<Popular>(&doc.json);
+            index.set_popularity(key, popularity.map_or(0.0, |p| p.popularity));
             read += 1;
         }
         progress(Progress::Popularity(read));
