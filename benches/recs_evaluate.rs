@@ -363,7 +363,7 @@ fn main() {
                     .unwrap_or_default()
             };
             let (purchased, seen) = (history(&recent), history(&viewed));
-            let walks: Vec<Walk> = walks
+            let walks: Vec<Walk<Vec<(String, f64)>>> = walks
                 .iter()
                 .map(|(basis, kind, weight)| {
                     let table = match *kind {
@@ -385,9 +385,16 @@ fn main() {
                     }
                 })
                 .collect();
-            let mut ranked = compose(&walks, &purchased);
+            let limit = if *reranked {
+                RERANK_CANDIDATES
+            } else {
+                usize::MAX
+            };
+            let mut ranked: Vec<(String, f64)> = compose(&walks, &purchased, limit)
+                .into_iter()
+                .map(|(p, s)| (p.to_owned(), s))
+                .collect();
             if *reranked {
-                ranked.truncate(RERANK_CANDIDATES);
                 let prior: Vec<Option<f64>> = ranked
                     .iter()
                     .map(|(p, _)| popularity.get(p).copied())

@@ -54,6 +54,7 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
             store,
             auth,
             popularity: Arc::default(),
+            lists: Arc::default(),
         })
 }
 

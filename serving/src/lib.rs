@@ -17,8 +17,10 @@
 
 pub mod api;
 pub use emporium_auth as auth;
+pub mod lists;
 pub mod metrics;
 pub mod popularity;
+mod recent;
 pub mod recommendations;
 mod reply;
 pub mod search;

@@ -20,15 +20,17 @@
 //! The answer carries the `seq` of the recommendation document: the rank, in the decider's total
 //! order, of the last event that changed it (ADR 0006), the same in every run over the same log.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::lists::List;
 use crate::metrics;
 use crate::reply::{ApiError, Caller, Serving, erased, limit};
 
@@ -55,9 +57,26 @@ pub const USER_WALKS: &[(Basis, &str, f64)] = &[
 /// One walk of [`compose`]: its weight and, per basis product (most recent first), that
 /// product's list, best first, with its scores.
 #[derive(Debug, Clone, Default)]
-pub struct Walk {
+pub struct Walk<L> {
     pub weight: f64,
-    pub lists: Vec<Vec<(String, f64)>>,
+    pub lists: Vec<L>,
+}
+
+/// A list [`compose`] walks: (product id, score), best first.
+pub trait Ranked {
+    fn ranked(&self) -> impl Iterator<Item = (&str, f64)> + '_;
+}
+
+impl Ranked for Vec<(String, f64)> {
+    fn ranked(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.iter().map(|(p, s)| (p.as_str(), *s))
+    }
+}
+
+impl Ranked for Arc<List> {
+    fn ranked(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.iter()
+    }
 }
 
 /// The candidates of a user's recommendations [`rerank`] weighs by popularity: the best of
@@ -74,11 +93,11 @@ pub const POPULARITY_POWER: f64 = 1.0;
 /// product id. The offline evaluation found the item-to-item lists alone below the popularity
 /// baseline — they say which products go with the user's, not which of those people buy — and
 /// this product of the two above it (`benches/recs_evaluate.rs`, ADR 0015).
-pub fn rerank(ranked: Vec<(String, f64)>, popularity: &[Option<f64>]) -> Vec<(String, f64)> {
+pub fn rerank<S: Ord>(ranked: Vec<(S, f64)>, popularity: &[Option<f64>]) -> Vec<(S, f64)> {
     let known = popularity.iter().flatten().copied();
     let top = known.clone().fold(f64::NEG_INFINITY, f64::max);
     let floor = known.fold(f64::INFINITY, f64::min) - 1.0;
-    let mut out: Vec<(String, f64)> = ranked
+    let mut out: Vec<(S, f64)> = ranked
         .into_iter()
         .take(RERANK_CANDIDATES)
         .enumerate()
@@ -102,27 +121,38 @@ pub fn rerank(ranked: Vec<(String, f64)>, popularity: &[Option<f64>]) -> Vec<(St
 /// scores): every candidate scores `Σ weight · 1/(i + 1) · score / (the list's best score)` —
 /// recent products count more, and each list is scaled to its best so that co-purchase counts,
 /// co-view counts and cosines add up. Products of `exclude` (what the user bought) are left out.
-/// Best first, ties by product id. Shared with the offline evaluation
+/// The best `limit`, best first, ties by product id. Shared with the offline evaluation
 /// (`benches/recs_evaluate.rs`), which measures what this ranking is worth.
-pub fn compose(walks: &[Walk], exclude: &[String]) -> Vec<(String, f64)> {
-    let mut scores: HashMap<&str, f64> = HashMap::new();
+pub fn compose<'a, L: Ranked>(
+    walks: &'a [Walk<L>],
+    exclude: &[String],
+    limit: usize,
+) -> Vec<(&'a str, f64)> {
+    let entries = walks.iter().map(|w| w.lists.len()).sum::<usize>() * 32;
+    let mut scores: FxHashMap<&'a str, f64> =
+        FxHashMap::with_capacity_and_hasher(entries, Default::default());
     for walk in walks {
         for (i, list) in walk.lists.iter().enumerate() {
-            let best = list.iter().map(|(_, s)| *s).fold(0.0, f64::max);
+            let best = list.ranked().map(|(_, s)| s).fold(0.0, f64::max);
             if best <= 0.0 {
                 continue;
             }
             let recency = 1.0 / (i + 1) as f64;
-            for (product, score) in list {
-                if !exclude.contains(product) {
-                    *scores.entry(product).or_default() += walk.weight * recency * score / best;
-                }
+            for (product, score) in list.ranked() {
+                *scores.entry(product).or_default() += walk.weight * recency * score / best;
             }
         }
     }
-    let mut ranked: Vec<(String, f64)> =
-        scores.into_iter().map(|(p, s)| (p.to_owned(), s)).collect();
-    ranked.sort_by(|(a, x), (b, y)| y.total_cmp(x).then_with(|| a.cmp(b)));
+    for product in exclude {
+        scores.remove(product.as_str());
+    }
+    let mut ranked: Vec<(&str, f64)> = scores.into_iter().collect();
+    let order = |(a, x): &(&str, f64), (b, y): &(&str, f64)| y.total_cmp(x).then_with(|| a.cmp(b));
+    if ranked.len() > limit {
+        ranked.select_nth_unstable_by(limit, order);
+        ranked.truncate(limit);
+    }
+    ranked.sort_unstable_by(order);
     ranked
 }
 
@@ -216,7 +246,7 @@ pub(crate) async fn user_recommendations(
         history
     };
     let (bought, viewed) = (history(purchases), history(views));
-    // Each walk's lists of its basis, read at once.
+    // Each walk's lists of its basis: those read in the last second reused (`ListCache`).
     let mut walks = Vec::with_capacity(USER_WALKS.len());
     for (basis, kind, weight) in USER_WALKS {
         let basis = match basis {
@@ -226,26 +256,20 @@ pub(crate) async fn user_recommendations(
         if basis.is_empty() {
             continue;
         }
-        let docs = s.store.views_many(kind, basis).await?;
-        let lists = docs
-            .into_iter()
-            .map(|doc| {
-                doc.map(|d| {
-                    seq = seq.max(d.seq);
-                    candidates(&d.json, kind)
-                })
-                .unwrap_or_default()
-            })
-            .collect();
+        let lists = s.lists.of(s.store.as_ref(), kind, basis).await?;
+        seq = lists.iter().fold(seq, |seq, l| seq.max(l.seq));
         walks.push(Walk {
             weight: *weight,
             lists,
         });
     }
-    let mut ranked = compose(&walks, &bought);
-    ranked.truncate(RERANK_CANDIDATES);
-    let popularity = s.popularity.of(s.store.as_ref(), &ranked).await?;
-    let mut ranked = rerank(ranked, &popularity);
+    let ranked = compose(&walks, &bought, RERANK_CANDIDATES);
+    let products: Vec<&str> = ranked.iter().map(|(p, _)| *p).collect();
+    let popularity = s.popularity.of(s.store.as_ref(), &products).await?;
+    let mut ranked: Vec<(String, f64)> = rerank(ranked, &popularity)
+        .into_iter()
+        .map(|(p, score)| (p.to_owned(), score))
+        .collect();
     // Too few of its own (a cold user, or products with no lists yet): topped up with the
     // day's trending products, below every candidate of its own.
     if ranked.len() < 2 * limit {
@@ -276,36 +300,6 @@ pub(crate) async fn user_recommendations(
         "recommendations": out,
     }))
     .into_response())
-}
-
-/// The entries of a stored list with their scores (`also_bought`: orders holding both;
-/// `similar`: the cosine), or none when it does not parse.
-fn candidates(json: &[u8], kind: &str) -> Vec<(String, f64)> {
-    match kind {
-        "also_bought" => serde_json::from_slice::<AlsoBoughtList>(json)
-            .map(|l| {
-                let list = l.also_bought.into_iter();
-                list.map(|c| (c.product_id, c.orders as f64)).collect()
-            })
-            .unwrap_or_default(),
-        "also_viewed" => serde_json::from_slice::<AlsoViewedList>(json)
-            .map(|l| {
-                let list = l.also_viewed.into_iter();
-                list.map(|c| (c.product_id, c.sessions as f64)).collect()
-            })
-            .unwrap_or_default(),
-        "similar" | "content" => serde_json::from_slice::<ScoredList>(json)
-            .map(|l| {
-                l.similar
-                    .or(l.content)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| (c.product_id, c.score))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
 }
 
 /// The first `limit` of `ranked` with a product document, each with its title, price and units
@@ -370,14 +364,15 @@ pub(crate) async fn product_recommendations(
     let doc = s.store.view(kind, &id).await?;
     let seq = doc.as_ref().map_or(0, |d| d.seq);
     // Co-purchase counts stay whole numbers in the answer.
-    let ranked: Vec<(String, Value)> = doc
+    let list = doc
         .as_ref()
-        .map(|d| candidates(&d.json, kind))
-        .unwrap_or_default()
-        .into_iter()
+        .map(|d| List::parse(kind, d.seq, &d.json))
+        .unwrap_or_default();
+    let ranked: Vec<(String, Value)> = list
+        .iter()
         .map(|(p, score)| match kind {
-            "also_bought" | "also_viewed" => (p, Value::from(score as u64)),
-            _ => (p, Value::from(score)),
+            "also_bought" | "also_viewed" => (p.to_owned(), Value::from(score as u64)),
+            _ => (p.to_owned(), Value::from(score)),
         })
         .collect();
     let out = available(&s, ranked, limit, include_unavailable).await?;
@@ -391,45 +386,11 @@ pub(crate) async fn product_recommendations(
     .into_response())
 }
 
-/// An entry of a stored `also_bought` list: the orders holding both.
-#[derive(Deserialize)]
-struct CoPurchase {
-    product_id: String,
-    orders: u64,
-}
-
-/// The stored `also_bought` document, as much of it as an answer needs.
-#[derive(Deserialize)]
-struct AlsoBoughtList {
-    also_bought: Vec<CoPurchase>,
-}
-
-/// An entry of a stored `similar` list (the cosine) or `trending` list (`log2` of the decayed
-/// interest).
+/// An entry of a stored `trending` list (`log2` of the decayed interest).
 #[derive(Deserialize)]
 struct Scored {
     product_id: String,
     score: f64,
-}
-
-/// An entry of a stored `also_viewed` list: the sessions that viewed both.
-#[derive(Deserialize)]
-struct CoView {
-    product_id: String,
-    sessions: u64,
-}
-
-/// The stored `also_viewed` document.
-#[derive(Deserialize)]
-struct AlsoViewedList {
-    also_viewed: Vec<CoView>,
-}
-
-/// The stored `similar` or `content` document.
-#[derive(Deserialize)]
-struct ScoredList {
-    similar: Option<Vec<Scored>>,
-    content: Option<Vec<Scored>>,
 }
 
 /// The stored `trending` document: a list per window of [`TRENDING_WINDOWS`].

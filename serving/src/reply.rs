@@ -18,6 +18,8 @@ pub(crate) struct Serving {
     pub(crate) auth: Authenticator,
     /// The candidates' popularity the user recommendations rerank by, reused for a second.
     pub(crate) popularity: Arc<crate::popularity::PopularityCache>,
+    /// The item-to-item lists the user recommendations walk, reused for a second.
+    pub(crate) lists: Arc<crate::lists::ListCache>,
 }
 
 /// An error answer of the read API, sent in the one envelope (`emporium_ops::ApiError`):

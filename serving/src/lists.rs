@@ -1,0 +1,213 @@
+//! The recommendation views' lists as the read routes use them ([`List`]: a product's
+//! `also_bought`, `also_viewed`, `similar` or `content` list, best first, with its scores), and
+//! those `GET /v1/users/{id}/recommendations` walks, reused for a second ([`ListCache`]).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::recent::Recent;
+use crate::recommendations::PRODUCT_KINDS;
+use crate::store::{Store, StoreError};
+
+/// A stored list, decoded once: its products' ids end to end in one string, and per entry
+/// where its id ends and its score (`also_bought`: the orders holding both; `also_viewed`: the
+/// sessions that viewed both; `similar`: the cosine; `content`: the attribute score).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct List {
+    /// The `seq` of the stored document (0 for a product without one).
+    pub seq: u64,
+    ids: String,
+    ends: Vec<u32>,
+    scores: Vec<f64>,
+}
+
+impl List {
+    /// The `kind` list stored as `json` with `seq`, or an empty one when it does not parse.
+    pub fn parse(kind: &str, seq: u64, json: &[u8]) -> Self {
+        let Ok(stored) = serde_json::from_slice::<Stored>(json) else {
+            return Self::default();
+        };
+        let entries = match kind {
+            "also_bought" => stored.also_bought,
+            "also_viewed" => stored.also_viewed,
+            "similar" => stored.similar,
+            "content" => stored.content,
+            _ => None,
+        }
+        .unwrap_or_default();
+        let mut list = Self {
+            seq,
+            ids: String::with_capacity(entries.iter().map(|e| e.product_id.len()).sum()),
+            ends: Vec::with_capacity(entries.len()),
+            scores: Vec::with_capacity(entries.len()),
+        };
+        for e in entries {
+            let Some(score) = e.orders.or(e.sessions).or(e.score) else {
+                continue;
+            };
+            list.ids.push_str(&e.product_id);
+            let Ok(end) = u32::try_from(list.ids.len()) else {
+                break;
+            };
+            list.ends.push(end);
+            list.scores.push(score);
+        }
+        list
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The entries, best first: (product id, score).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .zip(&self.scores)
+            .map(|((start, end), score)| (&self.ids[start as usize..*end as usize], *score))
+    }
+}
+
+/// The stored document of any of the four kinds, as much of it as a list needs.
+#[derive(Deserialize)]
+struct Stored<'a> {
+    #[serde(borrow)]
+    also_bought: Option<Vec<Entry<'a>>>,
+    #[serde(borrow)]
+    also_viewed: Option<Vec<Entry<'a>>>,
+    #[serde(borrow)]
+    similar: Option<Vec<Entry<'a>>>,
+    #[serde(borrow)]
+    content: Option<Vec<Entry<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow)]
+    product_id: Cow<'a, str>,
+    orders: Option<f64>,
+    sessions: Option<f64>,
+    score: Option<f64>,
+}
+
+/// How long [`ListCache`] reuses a list: a user's recommendations reflect item-to-item lists
+/// at most this old (the product route reads them fresh).
+pub const LIST_TTL: Duration = Duration::from_secs(1);
+
+/// The lists of each kind [`ListCache`] holds at most (about 40 MiB per kind at lists of 30).
+pub const LISTS_PER_KIND: usize = 1 << 16;
+
+/// The lists of [`PRODUCT_KINDS`] read for users' recommendations, decoded once and reused for
+/// [`LIST_TTL`]: an answer walks the lists of up to 20 recent purchases and 20 recent views,
+/// the same products are in many users' histories, and reading and decoding the lists cost
+/// most of an answer when read each time (`benches/serving.rs`, ADR 0015).
+pub struct ListCache {
+    kinds: Vec<Recent<Arc<List>>>,
+}
+
+impl Default for ListCache {
+    fn default() -> Self {
+        Self {
+            kinds: PRODUCT_KINDS
+                .iter()
+                .map(|_| Recent::new(LIST_TTL, LISTS_PER_KIND))
+                .collect(),
+        }
+    }
+}
+
+impl ListCache {
+    /// The `kind` list of each of `products` (empty for one without), read from the store for
+    /// those not read in the last [`LIST_TTL`].
+    pub(crate) async fn of(
+        &self,
+        store: &dyn Store,
+        kind: &str,
+        products: &[String],
+    ) -> Result<Vec<Arc<List>>, StoreError> {
+        let Some(recent) = PRODUCT_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map(|i| &self.kinds[i])
+        else {
+            return Ok(products.iter().map(|_| Arc::default()).collect());
+        };
+        let now = Instant::now();
+        let mut out: Vec<Arc<List>> = Vec::with_capacity(products.len());
+        let mut missing = Vec::new();
+        for (i, product) in products.iter().enumerate() {
+            match recent.get(product, now) {
+                Some(list) => out.push(list),
+                None => {
+                    out.push(Arc::default());
+                    missing.push(i);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<String> = missing.iter().map(|i| products[*i].clone()).collect();
+        let docs = store.views_many(kind, &ids).await?;
+        for ((i, id), doc) in missing.into_iter().zip(ids).zip(docs) {
+            let list =
+                Arc::new(doc.map_or_else(List::default, |d| List::parse(kind, d.seq, &d.json)));
+            recent.put(&id, Arc::clone(&list), now);
+            out[i] = list;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_parses_to_its_entries_in_order() {
+        let cases = [
+            (
+                "also_bought",
+                r#"{"product_id":"p-1","also_bought":[{"product_id":"p-2","orders":3},{"product_id":"p-30","orders":1}]}"#,
+                vec![("p-2", 3.0), ("p-30", 1.0)],
+            ),
+            (
+                "also_viewed",
+                r#"{"product_id":"p-1","also_viewed":[{"product_id":"p-3","sessions":9}]}"#,
+                vec![("p-3", 9.0)],
+            ),
+            (
+                "similar",
+                r#"{"product_id":"p-1","similar":[{"product_id":"p-\u00e9","score":0.5},{"product_id":"p-4","score":0.25}]}"#,
+                vec![("p-é", 0.5), ("p-4", 0.25)],
+            ),
+            (
+                "content",
+                r#"{"product_id":"p-1","content":[{"product_id":"p-5","score":6.5}]}"#,
+                vec![("p-5", 6.5)],
+            ),
+        ];
+        for (kind, json, want) in cases {
+            let list = List::parse(kind, 7, json.as_bytes());
+            assert_eq!(list.seq, 7);
+            assert_eq!(list.len(), want.len());
+            assert_eq!(list.iter().collect::<Vec<_>>(), want, "{kind}");
+        }
+    }
+
+    #[test]
+    fn another_kind_or_bad_json_is_an_empty_list() {
+        let json = br#"{"product_id":"p-1","also_bought":[{"product_id":"p-2","orders":3}]}"#;
+        assert!(List::parse("similar", 1, json).is_empty());
+        assert!(List::parse("also_bought", 1, b"{not json").is_empty());
+        assert!(List::parse("nonsense", 1, json).is_empty());
+    }
+}
