@@ -471,5 +471,31 @@ fn main() {
             _ => report.figure(p99_name, p99, "ms"),
         }
     }
+    // How often the user route reused a list or a popularity read in the last second, over
+    // every round (`emporium_serving_cache_lookups_total`).
+    let metrics = emporium_ops::metrics::render();
+    for cache in ["lists", "popularity"] {
+        let count = |result: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("emporium_serving_cache_lookups_total{"))
+                .filter(|l| l.contains(&format!("cache=\"{cache}\"")))
+                .filter(|l| l.contains(&format!("result=\"{result}\"")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let (hits, misses) = (count("hit"), count("miss"));
+        let share = hits / (hits + misses).max(1.0);
+        println!(
+            "   {cache} reused: {:.1}% of {:.0} lookups",
+            100.0 * share,
+            hits + misses
+        );
+        report.figure(
+            format!("user_recommendations.{cache}_reused"),
+            share,
+            "share",
+        );
+    }
     report.finish();
 }

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::recent::Recent;
-use crate::recommendations::PRODUCT_KINDS;
 use crate::store::{Store, StoreError};
+
+/// The kinds of product recommendations served, each a maintained view of that name.
+pub const PRODUCT_KINDS: &[&str] = &["also_bought", "also_viewed", "similar", "content"];
 
 /// A stored list, decoded once: its products' ids end to end in one string, and per entry
 /// where its id ends and its score (`also_bought`: the orders holding both; `also_viewed`: the
@@ -152,6 +154,7 @@ impl ListCache {
                 }
             }
         }
+        crate::metrics::cache("lists", products.len() - missing.len(), missing.len());
         if missing.is_empty() {
             return Ok(out);
         }

@@ -48,6 +48,7 @@ impl PopularityCache {
                 None => missing.push(i),
             }
         }
+        crate::metrics::cache("popularity", products.len() - missing.len(), missing.len());
         if missing.is_empty() {
             return Ok(out);
         }

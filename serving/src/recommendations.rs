@@ -34,8 +34,7 @@ use crate::lists::List;
 use crate::metrics;
 use crate::reply::{ApiError, Caller, Serving, erased, limit};
 
-/// The kinds of product recommendations served, each a maintained view of that name.
-pub const PRODUCT_KINDS: &[&str] = &["also_bought", "also_viewed", "similar", "content"];
+pub use crate::lists::PRODUCT_KINDS;
 
 /// What a user's recommendations start from: their recent purchases (`user_purchases`) or
 /// their recent views (`user_views`), most recent first.
