@@ -691,6 +691,30 @@ proptest! {
     }
 }
 
+/// Views crowding a few sessions with many products (more than a session keeps, more than a
+/// user's recent list holds), listed in any order, with erasures among them.
+fn crowded_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (0u8..40).prop_map(|product| Op::List { product, skus: vec![] }),
+        1 => (0u8..6).prop_map(Op::Erase),
+        30 => (0u8..3, 0u8..2, 0u8..40)
+            .prop_map(|(user, session, product)| Op::View { user, session, product }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn the_session_views_are_the_folds_of_crowded_sessions(
+        ops in prop::collection::vec(crowded_op(), 1..250)
+    ) {
+        let events: Vec<Event> = ops.into_iter().enumerate().map(|(i, op)| event(i, op)).collect();
+        prop_assert_eq!(also_viewed(&events), fold_also_viewed(&events), "also viewed");
+        prop_assert_eq!(user_views(&events), fold_user_views(&events), "user views");
+    }
+}
+
 /// A generated shop with cancellations, returns and erasures within its span.
 fn generated() -> Vec<Event> {
     let mut generator = Generator::new(GeneratorConfig {

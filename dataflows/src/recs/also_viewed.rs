@@ -102,25 +102,7 @@ impl View for AlsoViewed {
     fn maintain<'s>(
         rows: VecCollection<'s, u64, SessionRow>,
     ) -> VecCollection<'s, u64, (u32, Partners)> {
-        let erased = rows
-            .clone()
-            .flat_map(|row| match row {
-                SessionRow::Erased { user } => Some(user),
-                _ => None,
-            })
-            .distinct();
-        let sessions = rows
-            .flat_map(|row| match row {
-                SessionRow::Viewed {
-                    user,
-                    session,
-                    product,
-                } => Some((user, (session, product))),
-                _ => None,
-            })
-            .antijoin(erased)
-            .map(|(user, (session, product))| ((user, session), product));
-        super::co_occurring(sessions, MAX_SESSION, TOP_K)
+        super::top_k_counted(super::sessions::co_viewed_pairs(rows, MAX_SESSION), TOP_K)
     }
 
     fn document(product: &u32, partners: &Partners, ids: &Ids) -> serde_json::Value {

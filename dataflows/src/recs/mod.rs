@@ -27,6 +27,7 @@ use crate::view::View;
 pub mod also_bought;
 pub mod also_viewed;
 pub mod content;
+pub mod sessions;
 pub mod erased_users;
 pub mod similar;
 pub mod top_k;

@@ -87,35 +87,7 @@ impl View for UserViews {
     fn maintain<'s>(
         rows: VecCollection<'s, u64, RecentRow>,
     ) -> VecCollection<'s, u64, (u32, Viewed)> {
-        let erased = rows
-            .clone()
-            .flat_map(|row| match row {
-                RecentRow::Erased { user } => Some(user),
-                _ => None,
-            })
-            .distinct();
-        rows.flat_map(|row| match row {
-            RecentRow::Viewed { user, product, seq } => Some(((user, product), seq)),
-            _ => None,
-        })
-        // Per (user, product), its latest view: the per-user ranking then reads each product once.
-        .reduce_named("LatestView", |_key, seqs: &[(&u64, isize)], out| {
-            if let Some((seq, _)) = seqs.iter().rev().find(|(_, n)| *n > 0) {
-                out.push((**seq, 1isize));
-            }
-        })
-        .map(|((user, product), seq)| (user, (seq, product)))
-        .antijoin(erased)
-        .reduce_named("UserViews", |_user, items: &[(&(u64, u32), isize)], out| {
-            // In (seq, product) order: the latest last.
-            let list: Vec<u32> = items
-                .iter()
-                .rev()
-                .take(RECENT)
-                .map(|((_, product), _)| *product)
-                .collect();
-            out.push((Viewed(list), 1isize));
-        })
+        super::sessions::latest_viewed(rows, RECENT)
     }
 
     fn document(user: &u32, viewed: &Viewed, ids: &Ids) -> serde_json::Value {
