@@ -16,16 +16,11 @@
 //! their time, then applied one time after the other, a time's erasures first (a user's views
 //! at the time of their erasure do not count, as in the `antijoin` they replace).
 
-use std::collections::BTreeMap;
-
-use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
+use differential_dataflow::{Hashable, VecCollection};
 use rustc_hash::FxHashMap;
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::generic::Operator;
 
 use super::also_viewed::SessionRow;
+use super::in_order::in_time_order;
 use super::user_views::{RecentRow, Viewed};
 
 /// The multiset of ordered pairs `(a, b)`, `a ≠ b`, of products kept together in a session —
@@ -45,7 +40,8 @@ pub fn co_viewed_pairs<'s>(
     let user_of = |row: &SessionRow| match row {
         SessionRow::Viewed { user, .. } | SessionRow::Erased { user } => *user,
     };
-    in_time_order(rows, "CoViewedPairs", user_of, move |updates, out| {
+    let route = move |row: &SessionRow| user_of(row).hashed();
+    in_time_order(rows, "CoViewedPairs", route, move |updates, out| {
         // Erasures first: a user's views at the time of the erasure do not count.
         updates.sort_unstable_by_key(|(row, _)| !matches!(row, SessionRow::Erased { .. }));
         for (row, diff) in updates.drain(..) {
@@ -126,7 +122,8 @@ pub fn latest_viewed<'s>(
     };
     // Per user touched at a time, its list before the time.
     let mut before: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
-    in_time_order(rows, "LatestViewed", user_of, move |updates, out| {
+    let route = move |row: &RecentRow| user_of(row).hashed();
+    in_time_order(rows, "LatestViewed", route, move |updates, out| {
         // Erasures first, then the views oldest first, so each is the newest when it comes.
         updates.sort_unstable_by_key(|(row, _)| match row {
             RecentRow::Erased { .. } => (0, 0, 0),
@@ -185,72 +182,4 @@ pub fn latest_viewed<'s>(
             }
         }
     })
-}
-
-/// An operator over `input`'s updates, exchanged by `route` (each user's at one worker), that
-/// hands `logic` each time's updates once the frontier has passed it, in time order, and emits
-/// the updates `logic` gives at that time.
-fn in_time_order<'s, D, O, R, L>(
-    input: VecCollection<'s, u64, D>,
-    name: &str,
-    route: R,
-    mut logic: L,
-) -> VecCollection<'s, u64, O>
-where
-    D: ExchangeData,
-    O: ExchangeData,
-    R: Fn(&D) -> u32 + 'static,
-    L: FnMut(&mut Vec<(D, isize)>, &mut Vec<(O, isize)>) + 'static,
-{
-    let pact = Exchange::new(move |u: &(D, u64, isize)| route(&u.0).hashed());
-    input
-        .inner
-        .unary_frontier::<CapacityContainerBuilder<Vec<(O, u64, isize)>>, _, _, _>(
-            pact,
-            name,
-            move |_, _| {
-                // Updates not applied yet, by time, and a capability for the least time.
-                let mut pending: BTreeMap<u64, Vec<(D, isize)>> = BTreeMap::new();
-                let mut held: Option<Capability<u64>> = None;
-                let mut out: Vec<(O, isize)> = Vec::new();
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        if let Some(cap) = cap.retain_least(0)
-                            && held.as_ref().is_none_or(|h| cap.time() < h.time())
-                        {
-                            held = Some(cap);
-                        }
-                        for (row, time, diff) in data.drain(..) {
-                            pending.entry(time).or_default().push((row, diff));
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        let time = *entry.key();
-                        if frontier.less_equal(&time) {
-                            break;
-                        }
-                        let Some(cap) = held.as_ref().map(|h| h.delayed(&time)) else {
-                            break;
-                        };
-                        let mut updates = entry.remove();
-                        logic(&mut updates, &mut out);
-                        if !out.is_empty() {
-                            let mut session = output.session(&cap);
-                            for (update, diff) in out.drain(..) {
-                                session.give((update, time, diff));
-                            }
-                        }
-                    }
-                    match pending.first_key_value() {
-                        None => held = None,
-                        Some((time, _)) => {
-                            if let Some(h) = held.as_mut() {
-                                h.downgrade(time);
-                            }
-                        }
-                    }
-                }
-            },
-        )
-        .as_collection()
 }

@@ -24,11 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::generic::Operator;
+use differential_dataflow::{ExchangeData, Hashable, VecCollection};
+
+use super::in_order::in_time_order;
 
 /// A key's list: items best first, with their scores (ties: the smaller item first).
 pub type List<I> = Vec<(I, u64)>;
@@ -164,72 +162,31 @@ where
     K: ExchangeData + std::hash::Hash + Hashable<Output = u64>,
     I: ExchangeData + std::hash::Hash,
 {
-    type Update<K, I> = (((K, I), u64), u64, isize);
-    let by_key = Exchange::new(|u: &Update<K, I>| (u.0).0.0.hashed());
-    scored
-        .inner
-        .unary_frontier::<CapacityContainerBuilder<Vec<((K, List<I>), u64, isize)>>, _, _, _>(
-            by_key,
-            name,
-            move |_, _| {
-                let mut rankings: HashMap<K, Ranking<I>> = HashMap::default();
-                // Updates not applied yet, by time, and a capability for the least time.
-                let mut pending: BTreeMap<u64, Vec<Update<K, I>>> = BTreeMap::new();
-                let mut held: Option<Capability<u64>> = None;
-                let mut per_key: HashMap<K, Vec<(I, u64, isize)>> = HashMap::default();
-                move |(input, frontier), output| {
-                    input.for_each(|cap, data| {
-                        if let Some(cap) = cap.retain_least(0)
-                            && held.as_ref().is_none_or(|h| cap.time() < h.time())
-                        {
-                            held = Some(cap);
-                        }
-                        for update in data.drain(..) {
-                            pending.entry(update.1).or_default().push(update);
-                        }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        let time = *entry.key();
-                        if frontier.less_equal(&time) {
-                            break;
-                        }
-                        let Some(cap) = held.as_ref().map(|h| h.delayed(&time)) else {
-                            break;
-                        };
-                        for (((key, item), score), _, diff) in entry.remove() {
-                            per_key.entry(key).or_default().push((item, score, diff));
-                        }
-                        let mut session = output.session(&cap);
-                        for (key, mut updates) in per_key.drain() {
-                            let ranking = rankings.entry(key.clone()).or_default();
-                            apply(ranking, weigh, &mut updates);
-                            let best = ranking.best(k);
-                            let changed = best != ranking.emitted;
-                            let old = std::mem::replace(&mut ranking.emitted, best.clone());
-                            if ranking.scores.is_empty() {
-                                rankings.remove(&key);
-                            }
-                            if !changed {
-                                continue;
-                            }
-                            if !old.is_empty() {
-                                session.give(((key.clone(), old), time, -1));
-                            }
-                            if !best.is_empty() {
-                                session.give(((key, best), time, 1));
-                            }
-                        }
-                    }
-                    match pending.first_key_value() {
-                        None => held = None,
-                        Some((time, _)) => {
-                            if let Some(h) = held.as_mut() {
-                                h.downgrade(time);
-                            }
-                        }
-                    }
-                }
-            },
-        )
-        .as_collection()
+    let mut rankings: HashMap<K, Ranking<I>> = HashMap::default();
+    let mut per_key: HashMap<K, Vec<(I, u64, isize)>> = HashMap::default();
+    let route = |((key, _), _): &((K, I), u64)| key.hashed();
+    in_time_order(scored, name, route, move |updates, out| {
+        for (((key, item), score), diff) in updates.drain(..) {
+            per_key.entry(key).or_default().push((item, score, diff));
+        }
+        for (key, mut updates) in per_key.drain() {
+            let ranking = rankings.entry(key.clone()).or_default();
+            apply(ranking, weigh, &mut updates);
+            let best = ranking.best(k);
+            let changed = best != ranking.emitted;
+            let old = std::mem::replace(&mut ranking.emitted, best.clone());
+            if ranking.scores.is_empty() {
+                rankings.remove(&key);
+            }
+            if !changed {
+                continue;
+            }
+            if !old.is_empty() {
+                out.push(((key.clone(), old), -1));
+            }
+            if !best.is_empty() {
+                out.push(((key, best), 1));
+            }
+        }
+    })
 }
