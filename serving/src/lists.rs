@@ -108,7 +108,7 @@ pub const LIST_TTL: Duration = Duration::from_secs(1);
 pub const LISTS_PER_KIND: usize = 1 << 16;
 
 /// The lists of [`PRODUCT_KINDS`] read for users' recommendations, decoded once and reused for
-/// [`LIST_TTL`]: an answer walks the lists of up to 20 recent purchases and 20 recent views,
+/// [`LIST_TTL`]: an answer walks the lists of up to 10 recent purchases and 10 recent views,
 /// the same products are in many users' histories, and reading and decoding the lists cost
 /// most of an answer when read each time (`benches/serving.rs`, ADR 0015).
 pub struct ListCache {

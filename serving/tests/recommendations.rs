@@ -9,6 +9,7 @@ use std::sync::Arc;
 use emporium_schemas::money::Money;
 use emporium_serving::api;
 use emporium_serving::auth::{Authenticator, KeySet};
+use emporium_serving::recommendations::USER_BASIS;
 use emporium_serving::store::Store;
 use emporium_serving::store::embedded::EmbeddedStore;
 use emporium_serving::views::{ProductView, SkuAvailability, Upsert, WriteBatch};
@@ -108,6 +109,15 @@ async fn serve() -> (String, tempfile::TempDir, Authenticator) {
                     "alice",
                     41,
                     json!({"user_id": "alice", "recent_purchases": ["p-1", "p-2"]}),
+                ),
+                view(
+                    "user_purchases",
+                    "erin",
+                    41,
+                    json!({"user_id": "erin", "recent_purchases": [
+                        "p-1", "q-2", "q-3", "q-4", "q-5", "q-6", "q-7", "q-8", "q-9", "q-10",
+                        "p-2", "p-5",
+                    ]}),
                 ),
                 view(
                     "also_viewed",
@@ -293,6 +303,22 @@ async fn a_user_gets_their_purchases_lists_without_what_they_bought() {
     assert_eq!(ids(&body), ["p-3", "p-5", "p-4"]);
     let (status, body) = get_as(&base, &format!("{path}?limit=0"), Some(&token("alice"))).await;
     assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn the_latest_purchases_are_walked_and_every_kept_one_is_left_out() {
+    let (base, _dir, _auth) = serve().await;
+    let path = "/v1/users/erin/recommendations?include_unavailable=true";
+    let (status, body) = get_as(&base, path, Some("operator-key-of-the-tests")).await;
+    assert_eq!(status, 200, "{body}");
+    // The 10 latest are walked: p-1's list lends p-3, p-2, p-4, p-gone and p-5, but p-2 and p-5
+    // are among erin's older purchases (11th and 12th), so left out too.
+    assert_eq!(
+        body["based_on"].as_array().map(Vec::len),
+        Some(USER_BASIS),
+        "{body}"
+    );
+    assert_eq!(ids(&body), ["p-3", "p-4"]);
 }
 
 #[tokio::test]
