@@ -105,6 +105,15 @@ pub trait View: 'static {
     fn key_name(key: &Self::Key, _ids: &Ids) -> String {
         key.to_string()
     }
+
+    /// Drops from the consolidated input (`rows`: what a checkpoint holds and a resumed view
+    /// is fed) rows that can never again change what [`View::maintain`] gives, whatever rows
+    /// come next: a view whose input only grows and whose value keeps a bounded part of it
+    /// (the latest products a user viewed) bounds its checkpoint and this copy with it. The
+    /// dataflow is not told (it may keep the rows; its output is the same with or without
+    /// them). Called when the copy has doubled since the last call. Keeps everything by
+    /// default.
+    fn compact(_rows: &mut FxHashMap<Self::Row, isize>) {}
 }
 
 /// A view as the pipeline drives it, whatever its types: installed in a timely worker
@@ -244,6 +253,7 @@ fn build<V: View>(worker: &mut timely::worker::Worker) -> Running<V> {
         latest,
         rows: FxHashMap::default(),
         pending: Vec::new(),
+        compacted: 0,
         ids: Ids::default(),
         scratch: Vec::new(),
     }
@@ -258,6 +268,8 @@ struct Running<V: View> {
     /// The rows fed since the last [`Installed::advance_to`], which enter the dataflow together
     /// at the round's last `seq` (see [`Installed::advance_to`]).
     pending: Vec<(V::Row, isize)>,
+    /// How many `rows` there were after the last [`View::compact`].
+    compacted: usize,
     /// The names its rows gave ids to (fed on worker 0 only, like the rows).
     ids: Ids,
     scratch: Vec<(V::Row, isize)>,
@@ -308,6 +320,10 @@ impl<V: View> Installed for Running<V> {
             input.advance_to(next);
         }
         input.flush();
+        if self.rows.len() > 2 * self.compacted.max(COMPACT_FROM) {
+            V::compact(&mut self.rows);
+            self.compacted = self.rows.len();
+        }
     }
 
     fn passed(&self, next: u64) -> bool {
@@ -351,6 +367,9 @@ impl<V: View> Installed for Running<V> {
         self.input = None;
     }
 }
+
+/// Rows of a view's consolidated input below which [`View::compact`] is not worth calling.
+const COMPACT_FROM: usize = 1 << 16;
 
 /// Adds `row` `diff` times at `seq`: to the input and to the consolidated copy checkpoints take.
 fn add_row<R: ExchangeData + std::hash::Hash>(

@@ -11,6 +11,7 @@
 use crate::changes::Json;
 use differential_dataflow::VecCollection;
 use emporium_schemas::{Event, EventKind, Payload};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::view::{Count, Ids, View};
@@ -90,6 +91,44 @@ impl View for UserViews {
         super::sessions::latest_viewed(rows, RECENT)
     }
 
+    /// Keeps, per user, the latest view of each of their [`RECENT`] latest products — the only
+    /// rows [`super::sessions::latest_viewed`] can still list: views are only added, so a
+    /// product that fell out comes back only with a newer view — and nothing but the erasure
+    /// of an erased user.
+    fn compact(rows: &mut FxHashMap<RecentRow, isize>) {
+        let mut erased: FxHashSet<u32> = FxHashSet::default();
+        // Per user, its products' latest views.
+        let mut latest: FxHashMap<u32, FxHashMap<u32, u64>> = FxHashMap::default();
+        for row in rows.keys() {
+            match row {
+                RecentRow::Erased { user } => {
+                    erased.insert(*user);
+                }
+                RecentRow::Viewed { user, product, seq } => {
+                    let at = latest
+                        .entry(*user)
+                        .or_default()
+                        .entry(*product)
+                        .or_default();
+                    *at = (*at).max(*seq);
+                }
+            }
+        }
+        let mut kept: FxHashSet<(u32, u32, u64)> = FxHashSet::default();
+        for (user, products) in latest {
+            if erased.contains(&user) {
+                continue;
+            }
+            let mut views: Vec<(u64, u32)> = products.into_iter().map(|(p, s)| (s, p)).collect();
+            views.sort_unstable_by(|a, b| b.cmp(a));
+            kept.extend(views.into_iter().take(RECENT).map(|(s, p)| (user, p, s)));
+        }
+        rows.retain(|row, _| match row {
+            RecentRow::Erased { .. } => true,
+            RecentRow::Viewed { user, product, seq } => kept.contains(&(*user, *product, *seq)),
+        });
+    }
+
     fn document(user: &u32, viewed: &Viewed, ids: &Ids) -> serde_json::Value {
         Self::json(user, viewed, ids).value()
     }
@@ -102,5 +141,94 @@ impl View for UserViews {
 
     fn key_name(user: &u32, ids: &Ids) -> String {
         ids.name(*user).to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+
+    use differential_dataflow::input::InputSession;
+    use proptest::prelude::*;
+    use timely::dataflow::operators::{Inspect, Probe};
+
+    use super::*;
+
+    /// Each (user, list) output with its multiplicity.
+    type Counted = BTreeMap<(u32, Vec<u32>), isize>;
+
+    /// What `latest_viewed` lists per user at the end, fed `rows` at `seq` 1 then `later` one
+    /// `seq` each.
+    fn lists(rows: Vec<(RecentRow, isize)>, later: Vec<RecentRow>) -> BTreeMap<u32, Vec<u32>> {
+        timely::execute_directly(move |worker| {
+            let out: Rc<RefCell<Counted>> = Rc::default();
+            let mut input: InputSession<u64, RecentRow, isize> = InputSession::new();
+            let sink = Rc::clone(&out);
+            let probe = timely::dataflow::ProbeHandle::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                crate::recs::sessions::latest_viewed(input.to_collection(scope), RECENT)
+                    .inner
+                    .inspect(move |((user, Viewed(list)), _, diff)| {
+                        *sink.borrow_mut().entry((*user, list.clone())).or_default() += diff;
+                    })
+                    .probe_with(&probe);
+            });
+            input.advance_to(1);
+            for (row, diff) in rows {
+                input.update(row, diff);
+            }
+            for (i, row) in later.into_iter().enumerate() {
+                input.advance_to(2 + i as u64);
+                input.insert(row);
+            }
+            let end = *input.time() + 1;
+            input.advance_to(end);
+            input.flush();
+            while probe.less_than(&end) {
+                worker.step();
+            }
+            let out = out.borrow();
+            out.iter()
+                .filter(|(_, n)| **n != 0)
+                .map(|((user, list), _)| (*user, list.clone()))
+                .collect()
+        })
+    }
+
+    fn row() -> impl Strategy<Value = RecentRow> {
+        prop_oneof![
+            1 => (0u32..4).prop_map(|user| RecentRow::Erased { user }),
+            40 => (0u32..4, 0u32..40, 0u64..200)
+                .prop_map(|(user, product, seq)| RecentRow::Viewed { user, product, seq }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever comes next, the rows `compact` drops change nothing `latest_viewed` lists.
+        #[test]
+        fn compaction_drops_only_what_can_never_be_listed(
+            before in prop::collection::vec(row(), 0..300),
+            mut after in prop::collection::vec(row(), 0..60),
+        ) {
+            // Later views are later steps.
+            for row in &mut after {
+                if let RecentRow::Viewed { seq, .. } = row {
+                    *seq += 200;
+                }
+            }
+            let mut rows: FxHashMap<RecentRow, isize> = FxHashMap::default();
+            for row in before {
+                *rows.entry(row).or_default() += 1;
+            }
+            let all: Vec<(RecentRow, isize)> = rows.clone().into_iter().collect();
+            UserViews::compact(&mut rows);
+            let kept: Vec<(RecentRow, isize)> = rows.into_iter().collect();
+            prop_assert!(kept.len() <= all.len());
+            prop_assert_eq!(lists(kept, after.clone()), lists(all, after));
+        }
     }
 }
