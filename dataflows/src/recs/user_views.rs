@@ -97,36 +97,35 @@ impl View for UserViews {
     /// of an erased user.
     fn compact(rows: &mut FxHashMap<RecentRow, isize>) {
         let mut erased: FxHashSet<u32> = FxHashSet::default();
-        // Per user, its products' latest views.
-        let mut latest: FxHashMap<u32, FxHashMap<u32, u64>> = FxHashMap::default();
+        let mut views: Vec<(u32, u64, u32)> = Vec::with_capacity(rows.len());
         for row in rows.keys() {
             match row {
                 RecentRow::Erased { user } => {
                     erased.insert(*user);
                 }
-                RecentRow::Viewed { user, product, seq } => {
-                    let at = latest
-                        .entry(*user)
-                        .or_default()
-                        .entry(*product)
-                        .or_default();
-                    *at = (*at).max(*seq);
-                }
+                RecentRow::Viewed { user, product, seq } => views.push((*user, *seq, *product)),
             }
         }
-        let mut kept: FxHashSet<(u32, u32, u64)> = FxHashSet::default();
-        for (user, products) in latest {
-            if erased.contains(&user) {
-                continue;
+        // Per user, newest first, as `latest_viewed` lists them.
+        views.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+        let mut listed: Vec<u32> = Vec::with_capacity(RECENT);
+        let mut user = None;
+        for (u, seq, product) in views {
+            if user != Some(u) {
+                user = Some(u);
+                listed.clear();
             }
-            let mut views: Vec<(u64, u32)> = products.into_iter().map(|(p, s)| (s, p)).collect();
-            views.sort_unstable_by(|a, b| b.cmp(a));
-            kept.extend(views.into_iter().take(RECENT).map(|(s, p)| (user, p, s)));
+            let keep = !erased.contains(&u) && !listed.contains(&product) && listed.len() < RECENT;
+            if keep {
+                listed.push(product);
+            } else {
+                rows.remove(&RecentRow::Viewed {
+                    user: u,
+                    product,
+                    seq,
+                });
+            }
         }
-        rows.retain(|row, _| match row {
-            RecentRow::Erased { .. } => true,
-            RecentRow::Viewed { user, product, seq } => kept.contains(&(*user, *product, *seq)),
-        });
     }
 
     fn document(user: &u32, viewed: &Viewed, ids: &Ids) -> serde_json::Value {
@@ -227,7 +226,18 @@ mod tests {
             let all: Vec<(RecentRow, isize)> = rows.clone().into_iter().collect();
             UserViews::compact(&mut rows);
             let kept: Vec<(RecentRow, isize)> = rows.into_iter().collect();
-            prop_assert!(kept.len() <= all.len());
+            // At most a list's worth of views per user, none of an erased one.
+            let mut per_user: BTreeMap<u32, usize> = BTreeMap::new();
+            for (row, _) in &kept {
+                if let RecentRow::Viewed { user, .. } = row {
+                    *per_user.entry(*user).or_default() += 1;
+                }
+            }
+            for (user, n) in per_user {
+                prop_assert!(n <= RECENT, "user {} keeps {} views", user, n);
+                let erasure = RecentRow::Erased { user };
+                prop_assert!(!kept.iter().any(|(row, _)| *row == erasure), "user {} erased", user);
+            }
             prop_assert_eq!(lists(kept, after.clone()), lists(all, after));
         }
     }
