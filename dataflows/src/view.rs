@@ -13,8 +13,9 @@
 //!   them up per (type, product, hour of event time) over a second of decision time, and applies
 //!   each second's sums as one step when the watermark passes its end ([`Count`], ADR 0014) —
 //!   the same `seq`s in every run, at a cost per distinct product, not per event;
-//! - the view's state in a checkpoint is its input collection, consolidated ([`Installed::state`]);
-//!   a resumed pipeline loads it back at the checkpoint's `seq`;
+//! - the view's state in a checkpoint is its input collection, consolidated ([`Installed::state`]),
+//!   less the rows [`View::compact`] found can never change its value again; a resumed pipeline
+//!   loads it back at the checkpoint's `seq`;
 //! - what it emits is a [`Change::View`] per key whose value changed, with the JSON of
 //!   [`View::document`], which the pipeline writes to the store under the view's name and the read
 //!   API serves at `GET /v1/views/{name}/{key}`.
