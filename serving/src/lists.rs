@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -142,31 +142,12 @@ impl ListCache {
         else {
             return Ok(products.iter().map(|_| Arc::default()).collect());
         };
-        let now = Instant::now();
-        let mut out: Vec<Arc<List>> = Vec::with_capacity(products.len());
-        let mut missing = Vec::new();
-        for (i, product) in products.iter().enumerate() {
-            match recent.get(product, now) {
-                Some(list) => out.push(list),
-                None => {
-                    out.push(Arc::default());
-                    missing.push(i);
-                }
-            }
-        }
-        crate::metrics::cache("lists", products.len() - missing.len(), missing.len());
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let ids: Vec<String> = missing.iter().map(|i| products[*i].clone()).collect();
-        let docs = store.views_many(kind, &ids).await?;
-        for ((i, id), doc) in missing.into_iter().zip(ids).zip(docs) {
-            let list =
-                Arc::new(doc.map_or_else(List::default, |d| List::parse(kind, d.seq, &d.json)));
-            recent.put(&id, Arc::clone(&list), now);
-            out[i] = list;
-        }
-        Ok(out)
+        let decode = |doc: Option<crate::store::Document>| {
+            Arc::new(doc.map_or_else(List::default, |d| List::parse(kind, d.seq, &d.json)))
+        };
+        recent
+            .read_through("lists", store, kind, products, decode)
+            .await
     }
 }
 

@@ -1,7 +1,7 @@
 //! The candidates' popularity that `GET /v1/users/{id}/recommendations` reranks by, read from
 //! the store's `product_popularity` and reused for a second ([`PopularityCache`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -39,29 +39,13 @@ impl PopularityCache {
         store: &dyn Store,
         products: &[&str],
     ) -> Result<Vec<Option<f64>>, StoreError> {
-        let now = Instant::now();
-        let mut out = vec![None; products.len()];
-        let mut missing = Vec::new();
-        for (i, product) in products.iter().enumerate() {
-            match self.recent.get(product, now) {
-                Some(value) => out[i] = value,
-                None => missing.push(i),
-            }
-        }
-        crate::metrics::cache("popularity", products.len() - missing.len(), missing.len());
-        if missing.is_empty() {
-            return Ok(out);
-        }
-        let ids: Vec<String> = missing.iter().map(|i| products[*i].to_owned()).collect();
-        let docs = store.views_many("product_popularity", &ids).await?;
-        for ((i, id), doc) in missing.into_iter().zip(ids).zip(docs) {
-            let value = doc
-                .and_then(|d| serde_json::from_slice::<Popular>(&d.json).ok())
-                .map(|p| p.popularity);
-            out[i] = value;
-            self.recent.put(&id, value, now);
-        }
-        Ok(out)
+        let decode = |doc: Option<crate::store::Document>| {
+            doc.and_then(|d| serde_json::from_slice::<Popular>(&d.json).ok())
+                .map(|p| p.popularity)
+        };
+        self.recent
+            .read_through("popularity", store, "product_popularity", products, decode)
+            .await
     }
 }
 

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+use crate::store::{Document, Store, StoreError};
+
 /// One shard of [`Recent`]: per key, when its value was read and the value.
 type Shard<V> = Mutex<FxHashMap<Box<str>, (Instant, V)>>;
 
@@ -49,6 +51,49 @@ impl<V: Clone> Recent<V> {
             }
             _ => None,
         }
+    }
+
+    /// The value of each of `keys`: reused when read less than the `ttl` ago, else `decode`d
+    /// from its document in the store's `view` (`None`: no document), all those at once; the
+    /// lookups counted as `cache`'s hits and misses (`crate::metrics::cache`).
+    pub(crate) async fn read_through<K: AsRef<str>>(
+        &self,
+        cache: &'static str,
+        store: &dyn Store,
+        view: &str,
+        keys: &[K],
+        decode: impl Fn(Option<Document>) -> V,
+    ) -> Result<Vec<V>, StoreError>
+    where
+        V: Default,
+    {
+        let now = Instant::now();
+        let mut out: Vec<V> = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.get(key.as_ref(), now) {
+                Some(value) => out.push(value),
+                None => {
+                    out.push(V::default());
+                    missing.push(i);
+                }
+            }
+        }
+        crate::metrics::cache(cache, keys.len() - missing.len(), missing.len());
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<String> = missing
+            .iter()
+            .map(|i| keys[*i].as_ref().to_owned())
+            .collect();
+        let docs = store.views_many(view, &ids).await?;
+        for ((i, id), doc) in missing.into_iter().zip(ids).zip(docs) {
+            let value = decode(doc);
+            self.put(&id, value.clone(), now);
+            out[i] = value;
+        }
+        Ok(out)
     }
 
     /// `key`'s value, read at `now`.
