@@ -13,14 +13,15 @@
 //!   (not a sample of negatives); a method with fewer than 10 candidates is topped up with the
 //!   popularity ranking, so every method answers 10.
 //! - **Methods**: `popularity` (most bought in training); each item-to-item list alone —
-//!   `also_bought` and `similar` walked from the user's recent purchases, `also_viewed` and
+//!   `also_bought` walked from the user's recent purchases, `similar`, `also_viewed` and
 //!   `content` from their recent views — and `served` (all four, as
 //!   `GET /v1/users/{id}/recommendations` walks them: `USER_WALKS`), each composed by
 //!   `emporium_serving::recommendations::compose` and then `rerank`ed by the
 //!   `product_popularity` view, as the route does, over the views the pipeline maintains
 //!   (`emporium_dataflows::recs`, `popularity`) run over the training events; `served, not
 //!   reranked` (the composition alone: the measured alternative, not one of the targets'
-//!   methods); `als`: `scripts/recs_als.py`
+//!   methods) and `similar, from purchases` (*similar* walked from the recent purchases, as
+//!   before its vectors held views: likewise); `als`: `scripts/recs_als.py`
 //!   in a venv with `implicit` (`$EMPORIUM_RECS_VENV`, default `~/.cache/emporium/recs-venv`;
 //!   `scripts/test` makes it), on the same training purchases (skipped, and the target not
 //!   measured, without it).
@@ -354,6 +355,12 @@ fn main() {
             "served, not reranked",
             USER_WALKS.to_vec(),
             false,
+            USER_BASIS,
+        ),
+        (
+            "similar, from purchases",
+            vec![(Basis::Purchases, "similar", 1.0)],
+            true,
             USER_BASIS,
         ),
         ("served, 20 recent of each", USER_WALKS.to_vec(), true, 20),

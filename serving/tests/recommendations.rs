@@ -139,6 +139,12 @@ async fn serve() -> (String, tempfile::TempDir, Authenticator) {
                 ),
                 view(
                     "user_views",
+                    "alice",
+                    43,
+                    json!({"user_id": "alice", "recent_views": ["p-2"]}),
+                ),
+                view(
+                    "user_views",
                     "dave",
                     49,
                     json!({"user_id": "dave", "recent_views": ["p-lonely", "p-5"]}),
@@ -281,18 +287,29 @@ async fn a_user_gets_their_purchases_lists_without_what_they_bought() {
     let path = "/v1/users/alice/recommendations";
     let (status, body) = get_as(&base, path, Some(&token("alice"))).await;
     assert_eq!(status, 200, "{body}");
-    // Each list scaled to its best. p-1 (weight 1) lends, from also_bought (best 5), p-3 1,
-    // p-4 3/5, p-gone 2/5, p-5 1/5; p-2 (weight 1/2) lends, from also_bought (best 3: p-1), p-5
-    // 2/3 × 1/2, and from similar (best 0.5) p-5 1 × 1/2 and p-3 1/2 × 1/2. p-1 and p-2 are
-    // bought; p-3 is out of stock, p-4 discontinued, p-gone has no document.
+    // Each list scaled to its best. Purchases: p-1 (weight 1) lends, from also_bought (best 5),
+    // p-3 1, p-4 3/5, p-gone 2/5, p-5 1/5; p-2 (weight 1/2) lends, from also_bought (best 3:
+    // p-1), p-5 2/3 × 1/2. Views: p-2 (weight 1) lends, from similar (best 0.5), p-5 1 and p-3
+    // 1/2. p-1 and p-2 are bought; p-3 is out of stock, p-4 discontinued, p-gone has no
+    // document.
     assert_eq!(ids(&body), ["p-5"]);
     let score = body["recommendations"][0]["score"]
         .as_f64()
         .unwrap_or_default();
-    assert!((score - (0.2 + 1.0 / 3.0 + 0.5)).abs() < 1e-9, "{score}");
+    assert!((score - (0.2 + 1.0 / 3.0 + 1.0)).abs() < 1e-9, "{score}");
     assert_eq!(
-        (&body["seq"], &body["cold"], &body["based_on"]),
-        (&json!(44), &json!(false), &json!(["p-1", "p-2"]))
+        (
+            &body["seq"],
+            &body["cold"],
+            &body["based_on"],
+            &body["based_on_views"]
+        ),
+        (
+            &json!(44),
+            &json!(false),
+            &json!(["p-1", "p-2"]),
+            &json!(["p-2"])
+        )
     );
     let (_, body) = get_as(
         &base,
@@ -300,7 +317,7 @@ async fn a_user_gets_their_purchases_lists_without_what_they_bought() {
         Some("operator-key-of-the-tests"),
     )
     .await;
-    assert_eq!(ids(&body), ["p-3", "p-5", "p-4"]);
+    assert_eq!(ids(&body), ["p-5", "p-3", "p-4"]);
     let (status, body) = get_as(&base, &format!("{path}?limit=0"), Some(&token("alice"))).await;
     assert_eq!(status, 400, "{body}");
 }
