@@ -1,10 +1,10 @@
 //! The read API under load: `GET /v1/orders/{id}` with shoppers' bearer tokens (each request
 //! authenticated and authorized), `GET /v1/users/{id}/orders` (a page of 20) and
 //! `GET /v1/users/{id}/recommendations` (issue 25: a user's 5 recent purchases through their
-//! `also_bought` and `similar` lists of 30 and 10 recent views through their `also_viewed` and
-//! `content` lists of 30, composed at read time, the best 100 candidates reranked by their
-//! `product_popularity`, unavailable products left out), driven by
-//! wrk over loopback against the real router and embedded store, in one run.
+//! `also_bought` lists of 30 and 10 recent views through their `similar`, `also_viewed` and
+//! `content` lists of 30 — 35 lists, as the route's `USER_WALKS` walk them — composed at read
+//! time, the best 100 candidates reranked by their `product_popularity`, unavailable products
+//! left out), driven by wrk over loopback against the real router and embedded store, in one run.
 //!
 //! Workload: the store holds `orders` order documents written by the same code path as the
 //! dataflow (batches of 2,000); wrk (1 thread, 64 connections) requests random orders of 10,000

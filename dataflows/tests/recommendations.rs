@@ -137,43 +137,16 @@ fn similar(events: &[Event]) -> HashMap<String, Partners> {
     named_lists::<Similar>(events)
 }
 
-/// The expected similar products: each user's purchases at their latest payment and their 20
-/// latest viewed products at their latest view (none of an erased user), each product once at
-/// its latest of those; the user's latest 100 (ties: the product listed last first), each
-/// product's latest 500 users among those; per pair with at least 2 common users `k`, the
-/// cosine `k / √(n_a n_b)` in millionths, rounded; best 30 by score then the product listed
-/// first.
+/// The expected similar products: each user's purchases at their latest payment, the user's
+/// latest 100 (ties: the product listed last first), each product's latest 500 buyers among
+/// those; per pair with at least 2 common buyers `k`, the cosine `k / √(n_a n_b)` in
+/// millionths, rounded; best 30 by score then the product listed first.
 fn fold_similar(events: &[Event]) -> HashMap<String, Partners> {
-    let rank = named(events);
+    let rank = listed(events);
     let mut latest: HashMap<String, HashMap<String, usize>> = HashMap::new();
     for (_, user, product, seq) in counted(events) {
         let at = latest.entry(user).or_default().entry(product).or_insert(0);
         *at = (*at).max(seq);
-    }
-    let erased = erased_in(events);
-    let mut views: HashMap<String, HashMap<String, usize>> = HashMap::new();
-    for (i, e) in events.iter().enumerate() {
-        if let Payload::ProductViewed(v) = &e.payload
-            && !erased.contains(&v.user_id)
-        {
-            let products = views.entry(v.user_id.clone()).or_default();
-            products.insert(v.product_id.clone(), i + 1);
-        }
-    }
-    for (user, products) in views {
-        let mut products: Vec<(usize, usize, String)> = products
-            .into_iter()
-            .map(|(p, seq)| (seq, rank[&p], p))
-            .collect();
-        products.sort_by(|a, b| b.cmp(a));
-        for (seq, _, product) in products.into_iter().take(similar::VIEW_CAP) {
-            let at = latest
-                .entry(user.clone())
-                .or_default()
-                .entry(product)
-                .or_insert(0);
-            *at = (*at).max(seq);
-        }
     }
     let mut buyers: HashMap<String, Vec<(usize, String)>> = HashMap::new();
     for (user, products) in latest {
@@ -739,34 +712,6 @@ proptest! {
         let events: Vec<Event> = ops.into_iter().enumerate().map(|(i, op)| event(i, op)).collect();
         prop_assert_eq!(also_viewed(&events), fold_also_viewed(&events), "also viewed");
         prop_assert_eq!(user_views(&events), fold_user_views(&events), "user views");
-    }
-}
-
-/// Shoppers who view more products than *similar* keeps of their views, and buy some of them,
-/// with erasures among them.
-fn viewing_buyers_op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        2 => (0u8..40).prop_map(|product| Op::List { product, skus: vec![product] }),
-        // Mostly users who never shop, so that most shoppers live to the end.
-        1 => (0u8..16).prop_map(Op::Erase),
-        3 => (0u8..4, prop::collection::vec(0u8..40, 1..4))
-            .prop_map(|(user, skus)| Op::Order { user, skus }),
-        3 => (0u8..12).prop_map(Op::Pay),
-        1 => (0u8..12).prop_map(Op::Cancel),
-        40 => (0u8..4, 0u8..2, 0u8..40)
-            .prop_map(|(user, session, product)| Op::View { user, session, product }),
-    ]
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
-
-    #[test]
-    fn similar_is_the_fold_of_users_with_more_views_than_it_keeps(
-        ops in prop::collection::vec(viewing_buyers_op(), 300..600)
-    ) {
-        let events: Vec<Event> = ops.into_iter().enumerate().map(|(i, op)| event(i, op)).collect();
-        prop_assert_eq!(similar(&events), fold_similar(&events));
     }
 }
 

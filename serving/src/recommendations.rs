@@ -3,8 +3,7 @@
 //!
 //! A product's recommendations come from the views the dataflows maintain: `also_bought`
 //! (bought in the same orders, by co-purchase count), `also_viewed` (viewed in the same
-//! sessions, by co-view count), `similar` (bought or viewed by the same users, by cosine) and
-//! `content`
+//! sessions, by co-view count), `similar` (bought by the same users, by cosine) and `content`
 //! (alike in the catalogue: for products nobody bought or viewed yet). A user's are composed at
 //! read time, as Amazon's item-to-item recommender does (its online cost depends on the user's
 //! history, not on the catalog or the customers): [`compose`] gathers the lists of the user's

@@ -1,6 +1,5 @@
-//! The two views of product views, *also viewed* and *user views* (and *similar*'s views of a
-//! user), each as one operator over its users' own state, instead of differential `reduce`s and
-//! joins over every row ever seen.
+//! The two views of product views, *also viewed* and *user views*, each as one operator over
+//! its users' own state, instead of differential `reduce`s and joins over every row ever seen.
 //!
 //! Their input only grows: a shopper's view is never taken back, only every view of a user at
 //! once when the user is erased. So a session's first products (by id) never change once
@@ -17,7 +16,7 @@
 //! their time, then applied one time after the other, a time's erasures first (a user's views
 //! at the time of their erasure do not count, as in the `antijoin` they replace).
 
-use differential_dataflow::{ExchangeData, Hashable, VecCollection};
+use differential_dataflow::{Hashable, VecCollection};
 use rustc_hash::FxHashMap;
 
 use super::also_viewed::SessionRow;
@@ -111,55 +110,6 @@ pub fn latest_viewed<'s>(
     rows: VecCollection<'s, u64, RecentRow>,
     k: usize,
 ) -> VecCollection<'s, u64, (u32, Viewed)> {
-    latest_per_user(rows, k, "LatestViewed", |user, old, now, out| {
-        let (old, now): (Vec<u32>, Vec<u32>) = (
-            old.iter().map(|(_, p)| *p).collect(),
-            now.iter().map(|(_, p)| *p).collect(),
-        );
-        if now == old {
-            return;
-        }
-        if !old.is_empty() {
-            out.push(((user, Viewed(old)), -1));
-        }
-        if !now.is_empty() {
-            out.push(((user, Viewed(now)), 1));
-        }
-    })
-}
-
-/// The same products as [`latest_viewed`], one row each: `(user, (product, seq))`, the `seq` of
-/// the product's latest view — what *similar* counts of a user's views.
-pub fn latest_viewed_at<'s>(
-    rows: VecCollection<'s, u64, RecentRow>,
-    k: usize,
-) -> VecCollection<'s, u64, (u32, (u32, u64))> {
-    latest_per_user(rows, k, "LatestViewedAt", |user, old, now, out| {
-        for (seq, product) in old {
-            if !now.contains(&(*seq, *product)) {
-                out.push(((user, (*product, *seq)), -1));
-            }
-        }
-        for (seq, product) in now {
-            if !old.contains(&(*seq, *product)) {
-                out.push(((user, (*product, *seq)), 1));
-            }
-        }
-    })
-}
-
-/// Keeps per user their `k` latest `(seq, product)` (each product at its latest view), and at
-/// each time hands `emit` every touched user's list before and after the time.
-fn latest_per_user<'s, O, E>(
-    rows: VecCollection<'s, u64, RecentRow>,
-    k: usize,
-    name: &str,
-    mut emit: E,
-) -> VecCollection<'s, u64, O>
-where
-    O: ExchangeData,
-    E: FnMut(u32, &[(u64, u32)], &[(u64, u32)], &mut Vec<(O, isize)>) + 'static,
-{
     #[derive(Default)]
     struct User {
         erased: bool,
@@ -171,9 +121,9 @@ where
         RecentRow::Viewed { user, .. } | RecentRow::Erased { user } => *user,
     };
     // Per user touched at a time, its list before the time.
-    let mut before: FxHashMap<u32, Vec<(u64, u32)>> = FxHashMap::default();
+    let mut before: FxHashMap<u32, Vec<u32>> = FxHashMap::default();
     let route = move |row: &RecentRow| user_of(row).hashed();
-    in_time_order(rows, name, route, move |updates, out| {
+    in_time_order(rows, "LatestViewed", route, move |updates, out| {
         // Erasures first, then the views oldest first, so each is the newest when it comes.
         updates.sort_unstable_by_key(|(row, _)| match row {
             RecentRow::Erased { .. } => (0, 0, 0),
@@ -186,7 +136,9 @@ where
             }
             let user = user_of(&row);
             let u = users.entry(user).or_default();
-            before.entry(user).or_insert_with(|| u.latest.clone());
+            before
+                .entry(user)
+                .or_insert_with(|| u.latest.iter().map(|(_, p)| *p).collect());
             match row {
                 RecentRow::Erased { .. } => {
                     u.erased = true;
@@ -215,8 +167,19 @@ where
             }
         }
         for (user, old) in before.drain() {
-            let now = users.get(&user).map(|u| u.latest.as_slice()).unwrap_or(&[]);
-            emit(user, &old, now, out);
+            let now: Vec<u32> = users
+                .get(&user)
+                .map(|u| u.latest.iter().map(|(_, p)| *p).collect())
+                .unwrap_or_default();
+            if now == old {
+                continue;
+            }
+            if !old.is_empty() {
+                out.push(((user, Viewed(old)), -1));
+            }
+            if !now.is_empty() {
+                out.push(((user, Viewed(now)), 1));
+            }
         }
     })
 }

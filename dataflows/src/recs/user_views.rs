@@ -106,8 +106,25 @@ impl View for UserViews {
                 RecentRow::Viewed { user, product, seq } => views.push((*user, *seq, *product)),
             }
         }
-        for (user, seq, product) in views_never_listed(views, &erased, RECENT) {
-            rows.remove(&RecentRow::Viewed { user, product, seq });
+        // Per user, newest first, as `latest_viewed` lists them.
+        views.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+        let mut listed: Vec<u32> = Vec::with_capacity(RECENT);
+        let mut user = None;
+        for (u, seq, product) in views {
+            if user != Some(u) {
+                user = Some(u);
+                listed.clear();
+            }
+            let keep = !erased.contains(&u) && !listed.contains(&product) && listed.len() < RECENT;
+            if keep {
+                listed.push(product);
+            } else {
+                rows.remove(&RecentRow::Viewed {
+                    user: u,
+                    product,
+                    seq,
+                });
+            }
         }
     }
 
@@ -124,35 +141,6 @@ impl View for UserViews {
     fn key_name(user: &u32, ids: &Ids) -> String {
         ids.name(*user).to_owned()
     }
-}
-
-/// Of `views` (`(user, seq, product)`), those a list of each user's `k` latest products
-/// ([`super::sessions::latest_viewed`] and [`super::sessions::latest_viewed_at`]) can never
-/// hold again, whatever views come next: every view of an `erased` user, a product's views
-/// before its latest, and the products after a user's `k` latest — views are only added, so a
-/// product that fell out comes back only with a newer view. What the views over them drop
-/// from their checkpoints ([`View::compact`]).
-pub(crate) fn views_never_listed(
-    mut views: Vec<(u32, u64, u32)>,
-    erased: &FxHashSet<u32>,
-    k: usize,
-) -> Vec<(u32, u64, u32)> {
-    // Per user, newest first, as the lists order them.
-    views.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
-    let mut listed: Vec<u32> = Vec::with_capacity(k);
-    let mut user = None;
-    views.retain(|(u, _, product)| {
-        if user != Some(*u) {
-            user = Some(*u);
-            listed.clear();
-        }
-        let keep = !erased.contains(u) && !listed.contains(product) && listed.len() < k;
-        if keep {
-            listed.push(*product);
-        }
-        !keep
-    });
-    views
 }
 
 #[cfg(test)]
