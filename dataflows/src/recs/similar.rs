@@ -29,7 +29,7 @@
 //!
 //! **Purchases only, not views.** Vectors that also held each user's 20 latest viewed products
 //! (the "purchase and view vectors") were built and measured (ADR 0015, option S3;
-//! commit `c643e3e`): no better offline, and 13 times the cost, because nearly every view
+//! commit `c643e3e`): no better offline, and 16 times the cost, because nearly every view
 //! changes a product's user count and so every score of its pairs.
 
 use crate::changes::Json;
@@ -188,14 +188,10 @@ fn latest_users<'s>(
             now.sort_unstable();
             // Both sorted: the users that left, then the ones that came.
             let (mut i, mut j) = (0, 0);
-            while i < p.emitted.len() || j < now.len() {
+            loop {
                 match (p.emitted.get(i), now.get(j)) {
                     (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
-                    (Some(a), Some(b)) if a < b => {
-                        out.push(((product, *a), -1));
-                        i += 1;
-                    }
-                    (Some(a), None) => {
+                    (Some(a), b) if b.is_none_or(|b| a < b) => {
                         out.push(((product, *a), -1));
                         i += 1;
                     }
@@ -203,7 +199,7 @@ fn latest_users<'s>(
                         out.push(((product, *b), 1));
                         j += 1;
                     }
-                    (None, None) => break,
+                    _ => break,
                 }
             }
             if now.is_empty() && p.entries.is_empty() {
