@@ -13,15 +13,19 @@
 //!   (not a sample of negatives); a method with fewer than 10 candidates is topped up with the
 //!   popularity ranking, so every method answers 10.
 //! - **Methods**: `popularity` (most bought in training); each item-to-item list alone —
-//!   `also_bought` walked from the user's recent purchases, `similar`, `also_viewed` and
-//!   `content` from their recent views — and `served` (all four, as
-//!   `GET /v1/users/{id}/recommendations` walks them: `USER_WALKS`), each composed by
-//!   `emporium_serving::recommendations::compose` and then `rerank`ed by the
-//!   `product_popularity` view, as the route does, over the views the pipeline maintains
-//!   (`emporium_dataflows::recs`, `popularity`) run over the training events; `served, not
-//!   reranked` (the composition alone: the measured alternative, not one of the targets'
-//!   methods) and `similar, from purchases` (*similar* walked from the recent purchases, as
-//!   before its vectors held views: likewise); `als`: `scripts/recs_als.py`
+//!   `also_bought` walked from the user's recent purchases, `similar` and `also_viewed` from
+//!   their recent views —; `content`, content-based over the shopper (ADR 0015, option P2): the
+//!   `trending` lists of the leaf categories of their recent views and purchases (the route's
+//!   `category` walk), with the whole catalogue's trending list as one more walk (its prior,
+//!   weight [`CONTENT_PRIOR`]); and `served` (as `GET /v1/users/{id}/recommendations` walks
+//!   them: `USER_WALKS`), each composed by `emporium_serving::recommendations::compose` and then
+//!   `rerank`ed by the `product_popularity` view, as the route does, over the views the pipeline
+//!   maintains (`emporium_dataflows::recs`, `popularity`) run over the training events. Measured
+//!   alternatives (not the targets' methods): `served, not reranked`; `similar, from purchases`
+//!   (as before its vectors held views); `content` without its prior; the `content` lists
+//!   walked from the views (the `content` method until 2026-12-06, option P1); the served walks
+//!   with those lists (weight ½) for the category lists (the route until then); the served
+//!   ranking walking 20 and 5 recent products. `als`: `scripts/recs_als.py`
 //!   in a venv with `implicit` (`$EMPORIUM_RECS_VENV`, default `~/.cache/emporium/recs-venv`;
 //!   `scripts/test` makes it), on the same training purchases (skipped, and the target not
 //!   measured, without it).
@@ -41,16 +45,19 @@ use std::io::Write as _;
 use std::time::Instant;
 
 use chrono::Duration;
+use emporium_dataflows::popularity::POPULARITY_STEP;
 use emporium_dataflows::popularity::ProductPopularity;
 use emporium_dataflows::recs::also_bought::AlsoBought;
 use emporium_dataflows::recs::also_viewed::AlsoViewed;
 use emporium_dataflows::recs::content::Content;
 use emporium_dataflows::recs::similar::Similar;
+use emporium_dataflows::recs::trending::{ALL, Trending};
 use emporium_dataflows::recs::user_purchases::UserPurchases;
 use emporium_dataflows::recs::user_views::UserViews;
 use emporium_dataflows::view::evaluate_in_rounds;
 use emporium_generator::{Generator, GeneratorConfig};
 use emporium_schemas::{Event, Payload};
+use emporium_serving::lists::{CATEGORY, interest_shares};
 use emporium_serving::recommendations::{
     Basis, RERANK_CANDIDATES, USER_BASIS, USER_WALKS, Walk, compose, rerank,
 };
@@ -59,6 +66,8 @@ use support::*;
 const K: usize = 10;
 const TRAIN_DAYS: i64 = 42;
 const TEST_DAYS: i64 = 14;
+/// The weight of the whole catalogue's trending list in the `content` method: its prior.
+const CONTENT_PRIOR: f64 = 1.0;
 const SOURCE_BEAT: &str =
     "issue 25, offline evaluation: every personalised method beats popularity (nDCG@10)";
 const SOURCE_ALS: &str =
@@ -289,9 +298,38 @@ fn main() {
     let also_viewed = lists::<AlsoViewed>(&train_events, |v| {
         v.iter().map(|(p, n)| (*p, *n as f64)).collect()
     });
-    let content = lists::<Content>(&train_events, |v| {
+    let content_lists = lists::<Content>(&train_events, |v| {
         v.iter().map(|(p, s)| (*p, *s as f64)).collect()
     });
+    // The `category` walk's lists: each product's leaf category's trending list (a day's
+    // half-life), as `GET /v1/users/{id}/recommendations` reads them (`CATEGORY`); and the
+    // whole catalogue's, the `content` method's prior.
+    let trending = lists::<Trending>(&train_events, |v| {
+        v.get(1)
+            .map(|day| {
+                day.iter()
+                    .map(|(p, s)| (*p, *s as f64 / POPULARITY_STEP))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    let shares = |list: &Vec<(String, f64)>| -> Vec<(String, f64)> {
+        interest_shares(list.iter().map(|(p, s)| (p.as_str(), *s)))
+            .into_iter()
+            .map(|(p, s)| (p.to_owned(), s))
+            .collect()
+    };
+    let mut leaves: HashMap<&str, String> = HashMap::new();
+    for e in &train_events {
+        if let Payload::ProductUpserted(p) = &e.payload {
+            leaves.insert(p.product_id.as_str(), p.category_path.join("/"));
+        }
+    }
+    let category: HashMap<String, Vec<(String, f64)>> = leaves
+        .iter()
+        .filter_map(|(p, leaf)| Some(((*p).to_owned(), shares(trending.get(leaf)?))))
+        .collect();
+    let catalogue_trending = trending.get(ALL).map(shares).unwrap_or_default();
     let recent = lists::<UserPurchases>(&train_events, |v| v.0.iter().map(|p| (*p, 0.0)).collect());
     let viewed = lists::<UserViews>(&train_events, |v| v.0.iter().map(|p| (*p, 0.0)).collect());
     let (popularity, _) = evaluate_in_rounds::<ProductPopularity>(&train_events, 10_000);
@@ -325,7 +363,8 @@ fn main() {
         let dump = serde_json::json!({
             "train": train, "judged": judged, "popular": popular, "also_bought": also_bought,
             "similar": similar, "recent": recent, "catalog": catalog,
-            "also_viewed": also_viewed, "content": content, "viewed": viewed,
+            "also_viewed": also_viewed, "content": content_lists, "viewed": viewed,
+            "category": trending,
         });
         std::fs::write(&path, dump.to_string()).expect("write the dump");
     }
@@ -341,33 +380,75 @@ fn main() {
             .map(|(basis, k, _)| (*basis, *k, 1.0))
             .collect::<Vec<_>>()
     };
-    // (name, walks, reranked by popularity, recent purchases and views walked). The served
-    // ranking with fewer recent products too: what a shorter walk (fewer lists read per
-    // request) would cost.
-    let methods: Vec<(&str, Vec<UserWalk>, bool, usize)> = vec![
-        ("popularity", Vec::new(), false, USER_BASIS),
-        ("also_bought", walk("also_bought"), true, USER_BASIS),
-        ("similar", walk("similar"), true, USER_BASIS),
-        ("also_viewed", walk("also_viewed"), true, USER_BASIS),
-        ("content", walk("content"), true, USER_BASIS),
-        ("served", USER_WALKS.to_vec(), true, USER_BASIS),
+    let served_with = |kind: &'static str, weight: f64| {
+        let mut walks: Vec<UserWalk> = USER_WALKS
+            .iter()
+            .filter(|(_, k, _)| *k != CATEGORY)
+            .copied()
+            .collect();
+        walks.push((Basis::Views, kind, weight));
+        walks
+    };
+    let content = vec![
+        (Basis::Views, CATEGORY, 1.0),
+        (Basis::Purchases, CATEGORY, 1.0),
+    ];
+    // (name, walks, reranked by popularity, recent purchases and views walked, the weight of
+    // the catalogue's trending list as one more walk). The served ranking with fewer recent
+    // products too: what a shorter walk (fewer lists read per request) would cost.
+    let methods: Vec<(&str, Vec<UserWalk>, bool, usize, f64)> = vec![
+        ("popularity", Vec::new(), false, USER_BASIS, 0.0),
+        ("also_bought", walk("also_bought"), true, USER_BASIS, 0.0),
+        ("similar", walk("similar"), true, USER_BASIS, 0.0),
+        ("also_viewed", walk("also_viewed"), true, USER_BASIS, 0.0),
+        ("content", content.clone(), true, USER_BASIS, CONTENT_PRIOR),
+        ("served", USER_WALKS.to_vec(), true, USER_BASIS, 0.0),
         (
             "served, not reranked",
             USER_WALKS.to_vec(),
             false,
             USER_BASIS,
+            0.0,
         ),
         (
             "similar, from purchases",
             vec![(Basis::Purchases, "similar", 1.0)],
             true,
             USER_BASIS,
+            0.0,
         ),
-        ("served, 20 recent of each", USER_WALKS.to_vec(), true, 20),
-        ("served, 5 recent of each", USER_WALKS.to_vec(), true, 5),
+        ("content, without the prior", content, true, USER_BASIS, 0.0),
+        (
+            "content, the content lists",
+            vec![(Basis::Views, "content", 1.0)],
+            true,
+            USER_BASIS,
+            0.0,
+        ),
+        (
+            "served, the content lists for category",
+            served_with("content", 0.5),
+            true,
+            USER_BASIS,
+            0.0,
+        ),
+        (
+            "served, 20 recent of each",
+            USER_WALKS.to_vec(),
+            true,
+            20,
+            0.0,
+        ),
+        (
+            "served, 5 recent of each",
+            USER_WALKS.to_vec(),
+            true,
+            5,
+            0.0,
+        ),
     ];
     let mut scores: Vec<(&str, [f64; 3], usize)> = Vec::new();
-    for (name, walks, reranked, basis) in &methods {
+    for (name, walks, reranked, basis, prior) in &methods {
         let mut sum = [0.0; 3];
         let mut personal = 0;
         for (user, truth) in &judged {
@@ -379,14 +460,16 @@ fn main() {
                     .unwrap_or_default()
             };
             let (purchased, seen) = (history(&recent), history(&viewed));
-            let walks: Vec<Walk<Vec<(String, f64)>>> = walks
+            let mut walks: Vec<Walk<Vec<(String, f64)>>> = walks
                 .iter()
                 .map(|(basis, kind, weight)| {
                     let table = match *kind {
                         "also_bought" => &also_bought,
                         "similar" => &similar,
                         "also_viewed" => &also_viewed,
-                        _ => &content,
+                        "content" => &content_lists,
+                        CATEGORY => &category,
+                        other => panic!("no lists of kind {other}"),
                     };
                     let basis = match basis {
                         Basis::Purchases => &purchased,
@@ -401,6 +484,12 @@ fn main() {
                     }
                 })
                 .collect();
+            if *prior > 0.0 {
+                walks.push(Walk {
+                    weight: *prior,
+                    lists: vec![catalogue_trending.clone()],
+                });
+            }
             let limit = if *reranked {
                 RERANK_CANDIDATES
             } else {

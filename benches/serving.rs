@@ -1,18 +1,19 @@
 //! The read API under load: `GET /v1/orders/{id}` with shoppers' bearer tokens (each request
 //! authenticated and authorized), `GET /v1/users/{id}/orders` (a page of 20) and
 //! `GET /v1/users/{id}/recommendations` (issue 25: a user's 5 recent purchases through their
-//! `also_bought` lists of 30 and 10 recent views through their `similar`, `also_viewed` and
-//! `content` lists of 30 — 35 lists, as the route's `USER_WALKS` walk them — composed at read
-//! time, the best 100 candidates reranked by their `product_popularity`, unavailable products
-//! left out), driven by wrk over loopback against the real router and embedded store, in one run.
+//! `also_bought` lists of 30 and 10 recent views through their `similar` and `also_viewed`
+//! lists of 30 and their leaf categories' `trending` lists of 50 — as the route's `USER_WALKS`
+//! walk them — composed at read time, the best 100 candidates reranked by their
+//! `product_popularity`, unavailable products left out), driven by wrk over loopback against the real router and embedded store, in one run.
 //!
 //! Workload: the store holds `orders` order documents written by the same code path as the
 //! dataflow (batches of 2,000); wrk (1 thread, 64 connections) requests random orders of 10,000
 //! shoppers, each with its owner's token. Server and wrk share this machine's 2 cores.
 //! Target (issue 3): ≥ 50k req/s with p99 ≤ 5 ms. Recommendations (issue 25): p99 ≤ 5 ms at
-//! ≥ 20k req/s; the store also holds 100k products (one in five out of stock), each with an
-//! `also_bought`, an `also_viewed`, a `similar` and a `content` list of 30 and a popularity, the
-//! whole catalogue's `trending` lists, and each shopper's `user_purchases` and `user_views`.
+//! ≥ 20k req/s; the store also holds 100k products (one in five out of stock, in 40 leaf
+//! categories), each with an `also_bought`, an `also_viewed`, a `similar` and a `content` list
+//! of 30 and a popularity, the whole catalogue's and each leaf's `trending` lists, and each
+//! shopper's `user_purchases` and `user_views`.
 //!
 //! The routes take turns, one wrk run each per round (`-- --runs N` rounds, 5 by default), so
 //! that on a shared machine whose speed drifts the routes and the no-op ceiling see the same
@@ -53,6 +54,15 @@ const SOURCE_RECS: &str = "issue 25, Numbers: GET /v1/users/{id}/recommendations
 const TARGET_ORDER_LIST_P99_MS: f64 = 10.0;
 const SOURCE_ORDER_LIST: &str = "slos.md read paths, A user's order list, GET /v1/users/{id}/orders: latency p99 10 ms (first page)";
 
+/// Leaf categories of the recommendation workload, as many as the generator's.
+const LEAVES: usize = 40;
+
+/// The leaf category of product `i`: one of [`LEAVES`], `Top t/Sub s`.
+fn leaf(i: usize) -> String {
+    let s = i % LEAVES;
+    format!("Top {}/Sub {s}", s / 5)
+}
+
 /// Product `i` of the recommendation workload: one in five out of stock.
 fn product(i: usize) -> ProductView {
     let available = if i.is_multiple_of(5) { 0 } else { 10 };
@@ -60,7 +70,7 @@ fn product(i: usize) -> ProductView {
         product_id: format!("p-{i:07}"),
         title: format!("Wireless thing {i}"),
         brand: "Acme".into(),
-        category_path: vec!["Electronics".into(), "Audio".into()],
+        category_path: leaf(i).split('/').map(str::to_owned).collect(),
         price: Money::new(4_999, "USD"),
         discontinued: false,
         available,
@@ -73,7 +83,7 @@ fn product(i: usize) -> ProductView {
 
 /// The documents behind `GET /v1/users/{id}/recommendations`: every product with its
 /// `also_bought`, `also_viewed`, `similar` and `content` lists of 30 and its popularity, the
-/// whole catalogue's trending lists, and each shopper's 5 recent purchases and 10 recent views.
+/// whole catalogue's and each leaf category's trending lists, and each shopper's 5 recent purchases and 10 recent views.
 fn recommendation_documents(products: usize) -> Vec<Upsert> {
     let view = |view: &str, key: String, json: serde_json::Value| Upsert::View {
         view: view.into(),
@@ -148,6 +158,16 @@ fn recommendation_documents(products: usize) -> Vec<Upsert> {
     };
     let doc = serde_json::json!({"category": "*", "1h": top(50), "24h": top(50)});
     upserts.push(view("trending", "*".into(), doc));
+    for l in 0..LEAVES {
+        let top: Vec<serde_json::Value> = (0..50)
+            .map(|k| {
+                let j = (l + LEAVES * (k * 37 % (products / LEAVES))) % products;
+                serde_json::json!({"product_id": format!("p-{j:07}"), "score": 30.0 - k as f64 / 4.0})
+            })
+            .collect();
+        let doc = serde_json::json!({"category": leaf(l), "1h": top, "24h": top});
+        upserts.push(view("trending", leaf(l), doc));
+    }
     upserts
 }
 
@@ -474,7 +494,7 @@ fn main() {
     // How often the user route reused a list or a popularity read in the last second, over
     // every round (`emporium_serving_cache_lookups_total`).
     let metrics = emporium_ops::metrics::render();
-    for cache in ["lists", "popularity"] {
+    for cache in ["lists", "categories", "trending", "popularity"] {
         let count = |result: &str| -> f64 {
             metrics
                 .lines()

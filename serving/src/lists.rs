@@ -1,6 +1,7 @@
 //! The recommendation views' lists as the read routes use them ([`List`]: a product's
 //! `also_bought`, `also_viewed`, `similar` or `content` list, best first, with its scores), and
-//! those `GET /v1/users/{id}/recommendations` walks, reused for a second ([`ListCache`]).
+//! those `GET /v1/users/{id}/recommendations` walks, reused for a second ([`ListCache`]) — with
+//! the [`CATEGORY`] walk's: a product's leaf category's trending list.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::recent::Recent;
+use crate::recent::{Recent, Source};
 use crate::store::{Store, StoreError};
 
 /// The kinds of product recommendations served, each a maintained view of that name.
@@ -40,24 +41,13 @@ impl List {
             _ => None,
         }
         .unwrap_or_default();
-        let mut list = Self {
+        Self::from_entries(
             seq,
-            ids: String::with_capacity(entries.iter().map(|e| e.product_id.len()).sum()),
-            ends: Vec::with_capacity(entries.len()),
-            scores: Vec::with_capacity(entries.len()),
-        };
-        for e in entries {
-            let Some(score) = e.orders.or(e.sessions).or(e.score) else {
-                continue;
-            };
-            list.ids.push_str(&e.product_id);
-            let Ok(end) = u32::try_from(list.ids.len()) else {
-                break;
-            };
-            list.ends.push(end);
-            list.scores.push(score);
-        }
-        list
+            entries.iter().filter_map(|e| {
+                let score = e.orders.or(e.sessions).or(e.score)?;
+                Some((e.product_id.as_ref(), score))
+            }),
+        )
     }
 
     pub fn len(&self) -> usize {
@@ -100,6 +90,40 @@ struct Entry<'a> {
     score: Option<f64>,
 }
 
+/// The walk of `GET /v1/users/{id}/recommendations` whose list of a product is the `trending`
+/// list (a day's half-life) of the product's leaf category: the products people look at and buy
+/// in the categories of the user's recent products. Content-based (the category is a catalogue
+/// attribute; ADR 0015, option P2): the `content` lists rank by attributes alone, and ranked
+/// over the whole catalogue they miss what shoppers of those categories buy.
+pub const CATEGORY: &str = "category";
+
+/// The window of `trending` the [`CATEGORY`] walk reads: its lists' order in the document.
+const CATEGORY_WINDOW: &str = "24h";
+
+/// How long [`ListCache`] reuses a product's leaf category: it changes only when the product is
+/// listed again, and a stale one only shifts which categories a user's answer weighs.
+pub const CATEGORY_TTL: Duration = Duration::from_secs(60);
+
+/// Products whose leaf category [`ListCache`] holds at most.
+const CATEGORIES_MAX: usize = 1 << 18;
+
+/// A trending list's entries as a [`List`] the walk scales: each score the interest relative
+/// to the list's best (`2^(log2 − best log2)`, 1 for the best), so that interest adds up as
+/// co-purchase counts do. `entries`: (product id, `log2` of the decayed interest), best first.
+pub fn interest_shares<'a>(
+    entries: impl IntoIterator<Item = (&'a str, f64)>,
+) -> Vec<(&'a str, f64)> {
+    let entries: Vec<(&str, f64)> = entries.into_iter().collect();
+    let best = entries
+        .iter()
+        .map(|(_, s)| *s)
+        .fold(f64::NEG_INFINITY, f64::max);
+    entries
+        .into_iter()
+        .map(|(p, s)| (p, (s - best).exp2()))
+        .collect()
+}
+
 /// How long [`ListCache`] reuses a list: a user's recommendations reflect item-to-item lists
 /// at most this old (the product route reads them fresh).
 pub const LIST_TTL: Duration = Duration::from_secs(1);
@@ -113,6 +137,10 @@ pub const LISTS_PER_KIND: usize = 1 << 16;
 /// most of an answer when read each time (`benches/serving.rs`, ADR 0015).
 pub struct ListCache {
     kinds: Vec<Recent<Arc<List>>>,
+    /// Products' leaf categories (`A/B`), for the [`CATEGORY`] walk.
+    categories: Recent<Option<Arc<str>>>,
+    /// Leaf categories' trending lists, for the [`CATEGORY`] walk.
+    trending: Recent<Arc<List>>,
 }
 
 impl Default for ListCache {
@@ -122,7 +150,58 @@ impl Default for ListCache {
                 .iter()
                 .map(|_| Recent::new(LIST_TTL, LISTS_PER_KIND))
                 .collect(),
+            categories: Recent::new(CATEGORY_TTL, CATEGORIES_MAX),
+            trending: Recent::new(LIST_TTL, LISTS_PER_KIND),
         }
+    }
+}
+
+/// What a product document says of its category.
+#[derive(Deserialize)]
+struct Categorized {
+    category_path: Vec<String>,
+}
+
+/// The stored `trending` document's list of [`CATEGORY_WINDOW`], as much of it as a list needs.
+#[derive(Deserialize)]
+struct TrendingStored<'a> {
+    #[serde(borrow, rename = "24h")]
+    day: Vec<TrendingEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TrendingEntry<'a> {
+    #[serde(borrow)]
+    product_id: Cow<'a, str>,
+    score: f64,
+}
+
+impl List {
+    /// A stored `trending` document's [`CATEGORY_WINDOW`] list with `seq`, its scores as
+    /// [`interest_shares`]; an empty one when it does not parse.
+    pub fn parse_trending(seq: u64, json: &[u8]) -> Self {
+        debug_assert_eq!(CATEGORY_WINDOW, "24h");
+        let Ok(stored) = serde_json::from_slice::<TrendingStored>(json) else {
+            return Self::default();
+        };
+        let shares = interest_shares(stored.day.iter().map(|e| (e.product_id.as_ref(), e.score)));
+        Self::from_entries(seq, shares)
+    }
+
+    fn from_entries<'a>(seq: u64, entries: impl IntoIterator<Item = (&'a str, f64)>) -> Self {
+        let mut list = Self {
+            seq,
+            ..Self::default()
+        };
+        for (product, score) in entries {
+            list.ids.push_str(product);
+            let Ok(end) = u32::try_from(list.ids.len()) else {
+                break;
+            };
+            list.ends.push(end);
+            list.scores.push(score);
+        }
+        list
     }
 }
 
@@ -135,6 +214,9 @@ impl ListCache {
         kind: &str,
         products: &[String],
     ) -> Result<Vec<Arc<List>>, StoreError> {
+        if kind == CATEGORY {
+            return self.categories_of(store, products).await;
+        }
         let Some(recent) = PRODUCT_KINDS
             .iter()
             .position(|k| *k == kind)
@@ -146,8 +228,52 @@ impl ListCache {
             Arc::new(doc.map_or_else(List::default, |d| List::parse(kind, d.seq, &d.json)))
         };
         recent
-            .read_through("lists", store, kind, products, decode)
+            .read_through("lists", store, Source::View(kind), products, decode)
             .await
+    }
+
+    /// The [`CATEGORY`] list of each of `products`: its leaf category's trending list (empty
+    /// for a product without a document or a category, or a category without a list).
+    async fn categories_of(
+        &self,
+        store: &dyn Store,
+        products: &[String],
+    ) -> Result<Vec<Arc<List>>, StoreError> {
+        let leaf = |doc: Option<crate::store::Document>| {
+            let doc = doc?;
+            let path = serde_json::from_slice::<Categorized>(&doc.json)
+                .ok()?
+                .category_path;
+            (!path.is_empty()).then(|| Arc::from(path.join("/")))
+        };
+        let leaves = self
+            .categories
+            .read_through("categories", store, Source::Products, products, leaf)
+            .await?;
+        let mut distinct: Vec<&str> = leaves.iter().flatten().map(|c| c.as_ref()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let decode = |doc: Option<crate::store::Document>| {
+            Arc::new(doc.map_or_else(List::default, |d| List::parse_trending(d.seq, &d.json)))
+        };
+        let lists = self
+            .trending
+            .read_through(
+                "trending",
+                store,
+                Source::View("trending"),
+                &distinct,
+                decode,
+            )
+            .await?;
+        Ok(leaves
+            .iter()
+            .map(|leaf| {
+                leaf.as_ref()
+                    .and_then(|c| distinct.binary_search(&c.as_ref()).ok())
+                    .map_or_else(Arc::default, |i| lists[i].clone())
+            })
+            .collect())
     }
 }
 
@@ -185,6 +311,19 @@ mod tests {
             assert_eq!(list.len(), want.len());
             assert_eq!(list.iter().collect::<Vec<_>>(), want, "{kind}");
         }
+    }
+
+    #[test]
+    fn a_trending_list_is_its_days_shares_of_the_best() {
+        let json = br#"{"1h":[{"product_id":"p-9","score":9.0}],"24h":[{"product_id":"p-1","score":40.5},{"product_id":"p-2","score":39.5},{"product_id":"p-3","score":37.5}],"category":"A/B"}"#;
+        let list = List::parse_trending(3, json);
+        assert_eq!(list.seq, 3);
+        assert_eq!(
+            list.iter().collect::<Vec<_>>(),
+            [("p-1", 1.0), ("p-2", 0.5), ("p-3", 0.125)]
+        );
+        assert!(List::parse_trending(1, b"{}").is_empty());
+        assert!(interest_shares([]).is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::recent::Recent;
+use crate::recent::{Recent, Source};
 use crate::store::{Store, StoreError};
 
 /// How long [`PopularityCache`] reuses a product's popularity.
@@ -44,7 +44,13 @@ impl PopularityCache {
                 .map(|p| p.popularity)
         };
         self.recent
-            .read_through("popularity", store, "product_popularity", products, decode)
+            .read_through(
+                "popularity",
+                store,
+                Source::View("product_popularity"),
+                products,
+                decode,
+            )
             .await
     }
 }

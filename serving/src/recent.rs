@@ -23,6 +23,14 @@ pub(crate) struct Recent<V> {
     per_shard: usize,
 }
 
+/// Where [`Recent::read_through`] reads what it has not read lately: a maintained view's
+/// documents, or the product documents.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    View(&'a str),
+    Products,
+}
+
 /// Shards of a [`Recent`]: the two cores' requests rarely wait on each other.
 const SHARDS: usize = 16;
 
@@ -54,13 +62,13 @@ impl<V: Clone> Recent<V> {
     }
 
     /// The value of each of `keys`: reused when read less than the `ttl` ago, else `decode`d
-    /// from its document in the store's `view` (`None`: no document), all those at once; the
-    /// lookups counted as `cache`'s hits and misses (`crate::metrics::cache`).
+    /// from its document in `source` (`None`: no document), all those at once; the lookups
+    /// counted as `cache`'s hits and misses (`crate::metrics::cache`).
     pub(crate) async fn read_through<K: AsRef<str>>(
         &self,
         cache: &'static str,
         store: &dyn Store,
-        view: &str,
+        source: Source<'_>,
         keys: &[K],
         decode: impl Fn(Option<Document>) -> V,
     ) -> Result<Vec<V>, StoreError>
@@ -87,7 +95,10 @@ impl<V: Clone> Recent<V> {
             .iter()
             .map(|i| keys[*i].as_ref().to_owned())
             .collect();
-        let docs = store.views_many(view, &ids).await?;
+        let docs = match source {
+            Source::View(view) => store.views_many(view, &ids).await?,
+            Source::Products => store.products_many(&ids).await?,
+        };
         for ((i, id), doc) in missing.into_iter().zip(ids).zip(docs) {
             let value = decode(doc);
             self.put(&id, value.clone(), now);

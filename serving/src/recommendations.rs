@@ -50,7 +50,7 @@ pub const USER_WALKS: &[(Basis, &str, f64)] = &[
     (Basis::Purchases, "also_bought", 1.0),
     (Basis::Views, "similar", 1.0),
     (Basis::Views, "also_viewed", 1.0),
-    (Basis::Views, "content", 0.5),
+    (Basis::Views, crate::lists::CATEGORY, 1.0),
 ];
 
 /// One walk of [`compose`]: its weight and, per basis product (most recent first), that

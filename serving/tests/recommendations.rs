@@ -16,13 +16,18 @@ use emporium_serving::views::{ProductView, SkuAvailability, Upsert, WriteBatch};
 use serde_json::{Value, json};
 
 fn product(id: &str, available: i64, discontinued: bool) -> Upsert {
+    // p-5 and p-lonely are kitchen things, the rest just home (no trending list of its own).
+    let category_path = match id {
+        "p-5" | "p-lonely" => vec!["Home".into(), "Kitchen".into()],
+        _ => vec!["Home".into()],
+    };
     Upsert::Product {
         seq: 1,
         view: ProductView {
             product_id: id.into(),
             title: format!("Title of {id}"),
             brand: "Acme".into(),
-            category_path: vec!["Home".into()],
+            category_path,
             price: Money::new(1_999, "USD"),
             discontinued,
             available,
@@ -101,8 +106,11 @@ async fn serve() -> (String, tempfile::TempDir, Authenticator) {
                     "Home/Kitchen",
                     46,
                     json!({"category": "Home/Kitchen",
-                        "1h": [{"product_id": "p-2", "score": 2.0}],
-                        "24h": [{"product_id": "p-2", "score": 2.0}]}),
+                    "1h": [{"product_id": "p-2", "score": 2.0}],
+                    "24h": [
+                        {"product_id": "p-2", "score": 2.0},
+                        {"product_id": "p-1", "score": 1.0},
+                    ]}),
                 ),
                 view(
                     "user_purchases",
@@ -370,14 +378,13 @@ async fn a_shopper_who_only_viewed_gets_the_lists_of_their_views() {
     let (status, body) = get_as(&base, "/v1/users/dave/recommendations", Some(&token)).await;
     assert_eq!(status, 200, "{body}");
     // Views p-lonely (recency 1) then p-5 (1/2). also_viewed (weight 1) of p-5, best 4: p-2
-    // 1/2 · 4/4, p-1 1/2 · 2/4; content (weight 1/2) of p-lonely, best 5: p-5 1/2 · 5/5, p-2
-    // 1/2 · 2.5/5. So p-2 0.75, p-5 0.5, p-1 0.25 (no popularity: not reweighed).
-    assert_eq!(ids(&body), ["p-2", "p-5", "p-1"]);
+    // 1/2 · 4/4, p-1 1/2 · 2/4; category (weight 1): both are in Home/Kitchen, whose day list
+    // has p-2 (log2 2) and p-1 (log2 1): shares 1 and 1/2, so p-2 (1 + 1/2) · 1, p-1
+    // (1 + 1/2) · 1/2. p-lonely's content list is not walked. So p-2 2, p-1 1 (no
+    // popularity: not reweighed).
+    assert_eq!(ids(&body), ["p-2", "p-1"]);
     let score = |i: usize| body["recommendations"][i]["score"].as_f64();
-    assert_eq!(
-        (score(0), score(1), score(2)),
-        (Some(0.75), Some(0.5), Some(0.25))
-    );
+    assert_eq!((score(0), score(1)), (Some(2.0), Some(1.0)));
     assert_eq!(
         (
             &body["seq"],
