@@ -3,6 +3,7 @@
 
 mod alloc;
 mod dlq;
+mod features;
 mod generate;
 mod keys;
 mod lakehouse;
@@ -54,6 +55,8 @@ enum Command {
     RebuildLog(rebuild::RebuildArgs),
     /// Rebuild the search index from the store's search documents, with progress.
     Reindex(search::ReindexArgs),
+    /// List and describe the feature store's declared feature views (features/features.toml).
+    Features(features::FeaturesArgs),
     /// Mint bearer tokens: a shopper's for the read API, a producer's for ingest; print the operator
     /// key; or rotate the signing key.
     Token(token::TokenArgs),
@@ -93,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         Command::RebuildLog(args) => rebuild::main(args),
         Command::Reindex(args) => search::reindex(args),
         Command::Token(args) => token::main(args),
+        Command::Features(args) => features::main(args),
     };
     // Fenced by a newer decider (ADR 0012): a distinct exit code, so that a supervisor that
     // restarts failed processes can be told not to restart this one (which would take the role

@@ -36,6 +36,7 @@ pub mod changes;
 pub mod decider;
 pub mod decisions;
 pub mod event_time;
+pub mod features;
 pub mod ids;
 pub mod inventory;
 pub mod latest;
