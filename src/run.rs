@@ -71,6 +71,10 @@ pub struct RunArgs {
     /// Do not write the lakehouse (for a node whose lakehouse is an `emporium lakehouse` process).
     #[arg(long)]
     no_lakehouse: bool,
+    /// The feature declaration `/v1/features` serves instead of the built-in one
+    /// (features/features.toml); refused at start, with its line, when it is wrong.
+    #[arg(long, env = "EMPORIUM_FEATURES_FILE")]
+    features_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     lakehouse: crate::lakehouse::SinkArgs,
     #[command(flatten)]
@@ -92,6 +96,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn run(mut args: RunArgs) -> anyhow::Result<()> {
+    let features = emporium_features::declaration::load(args.features_file.as_deref())
+        .context("the feature declaration was refused")?;
     let log = crate::open::log(
         args.kafka.as_deref(),
         args.kafka_replication,
@@ -182,7 +188,7 @@ async fn run(mut args: RunArgs) -> anyhow::Result<()> {
     }
     let router = instrument(api::router(Arc::clone(&intake), auth.clone()), "ingest")
         .merge(instrument(
-            emporium_serving::api::router(Arc::clone(&store), auth.clone()),
+            emporium_serving::api::router_with_features(Arc::clone(&store), auth.clone(), features),
             "serving",
         ))
         .merge(instrument(

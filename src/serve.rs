@@ -20,6 +20,10 @@ pub struct ServeArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     store: crate::store::StoreArgs,
+    /// The feature declaration `/v1/features` serves instead of the built-in one
+    /// (features/features.toml); refused at start, with its line, when it is wrong.
+    #[arg(long, env = "EMPORIUM_FEATURES_FILE")]
+    features_file: Option<PathBuf>,
 }
 
 pub fn main(args: ServeArgs) -> anyhow::Result<()> {
@@ -27,6 +31,8 @@ pub fn main(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("emporium-http")
         .build()?;
+    let features = emporium_features::declaration::load(args.features_file.as_deref())
+        .context("the feature declaration was refused")?;
     rt.block_on(async move {
         let store = args.store.open(&args.data_dir).await?;
         let keys = crate::keys::load_or_create(&args.data_dir)?;
@@ -42,8 +48,11 @@ pub fn main(args: ServeArgs) -> anyhow::Result<()> {
         println!("  operations  GET {base}/healthz  {base}/readyz  {base}/metrics");
         let readiness = emporium_ops::Readiness::new()
             .with(Arc::new(crate::ops::StoreReachable(Arc::clone(&store))));
-        let router = emporium_ops::http::instrument(api::router(store, auth), "serving")
-            .merge(emporium_ops::router::router(readiness));
+        let router = emporium_ops::http::instrument(
+            api::router_with_features(store, auth, features),
+            "serving",
+        )
+        .merge(emporium_ops::router::router(readiness));
         // SIGTERM (a deployment's stop) or Ctrl-C: stop accepting, drain in-flight requests.
         let cancel = emporium_ops::shutdown::on_signal();
         emporium_ops::http::serve(listener, router, cancel)

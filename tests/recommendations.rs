@@ -157,6 +157,15 @@ async fn a_purchase_shows_up_a_cancellation_takes_it_back_an_erased_user_vanishe
         })
         .await;
     eprintln!("paid → in also_bought after {shown:?} (acknowledged to answered)");
+    // The feature store's `user` view counts Ann's paid order (issue 26).
+    let operator = support::token(&["--operator"], dir.path());
+    let orders_7d = |a: &Value| a["features"]["orders_7d"]["value"].clone();
+    let shown = shop
+        .until("/v1/features/user/u-ann", Some(&operator), |s, a| {
+            s == 200 && orders_7d(a) == serde_json::json!(1)
+        })
+        .await;
+    eprintln!("paid → in the user's features after {shown:?}");
     let (_, answer) = shop.get("/v1/products/p-case/recommendations", None).await;
     assert_eq!(ids(&answer), ["p-phone"], "{answer}");
     assert!(answer["seq"].as_u64().is_some_and(|s| s > 0), "{answer}");
@@ -184,6 +193,16 @@ async fn a_purchase_shows_up_a_cancellation_takes_it_back_an_erased_user_vanishe
     eprintln!("cancelled → taken back after {taken:?}");
     let (_, answer) = shop.get("/v1/products/p-case/recommendations", None).await;
     assert_eq!(ids(&answer), Vec::<String>::new(), "{answer}");
+    // And no longer in Ann's features; Bob's paid order is in his, with its amount.
+    shop.until("/v1/features/user/u-ann", Some(&operator), |_, a| {
+        orders_7d(a) == serde_json::json!(0)
+    })
+    .await;
+    shop.until("/v1/features/user/u-bob", Some(&operator), |_, a| {
+        orders_7d(a) == serde_json::json!(1)
+            && a["features"]["spend_7d_minor"]["value"] == serde_json::json!(2_000)
+    })
+    .await;
 
     // Bob and Carol browse: each product viewed in one session with the phone is its
     // also-viewed (one session each: the one listed first leads).
@@ -232,7 +251,14 @@ async fn a_purchase_shows_up_a_cancellation_takes_it_back_an_erased_user_vanishe
     let (_, answer) = shop.get("/v1/products/p-phone/recommendations", None).await;
     assert_eq!(ids(&answer), Vec::<String>::new(), "{answer}");
     shop.until(viewed, None, |_, a| ids(a) == ["p-cable"]).await;
-    let operator = support::token(&["--operator"], dir.path());
+    // Erased: no features either.
+    shop.until("/v1/features/user/u-bob", Some(&operator), |s, a| {
+        s == 200
+            && a["features"]["orders_7d"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("no value"))
+    })
+    .await;
     let (status, _) = shop.get("/v1/orders/o-bob", Some(&operator)).await;
     assert_eq!(status, 404);
     let (status, _) = shop.get("/v1/users/u-bob/orders", Some(&operator)).await;

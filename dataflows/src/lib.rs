@@ -66,5 +66,6 @@ pub fn views() -> Vec<view::Spec> {
         view::Spec::of::<recs::user_views::UserViews>(),
         view::Spec::of::<recs::content::Content>(),
         view::Spec::of::<recs::erased_users::ErasedUsers>(),
+        view::Spec::of::<features::user_activity::UserActivity>(),
     ]
 }

@@ -32,8 +32,27 @@ pub const DEFAULT_PAGE: usize = 20;
 /// The largest `limit` accepted.
 pub const MAX_PAGE: usize = 100;
 
-/// The routes of the read path, ready to be merged into the platform's router.
+/// The routes of the read path, ready to be merged into the platform's router, serving the
+/// built-in feature declaration.
 pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
+    let features = emporium_features::declaration::built_in().unwrap_or_else(|e| {
+        // The built-in declaration is checked by its crate's tests; were it refused, the
+        // feature routes would answer that no view is declared.
+        tracing::error!(error = %e, "the built-in feature declaration was refused");
+        emporium_features::Declarations {
+            source: e.file,
+            views: Vec::new(),
+        }
+    });
+    router_with_features(store, auth, features)
+}
+
+/// [`router`] serving the feature views of `features` (`--features-file`).
+pub fn router_with_features(
+    store: Arc<dyn Store>,
+    auth: Authenticator,
+    features: emporium_features::Declarations,
+) -> Router {
     Router::new()
         .route("/v1/products/{id}", get(get_product))
         .route(
@@ -49,12 +68,21 @@ pub fn router(store: Arc<dyn Store>, auth: Authenticator) -> Router {
         .route("/v1/orders/{id}", get(get_order))
         .route("/v1/users/{id}/orders", get(get_user_orders))
         .route("/v1/views/{view}/{key}", get(get_view))
+        .route(
+            "/v1/features/{view}/{entity_id}",
+            get(crate::features::get_features),
+        )
+        .route(
+            "/v1/features:batch",
+            axum::routing::post(crate::features::batch_features),
+        )
         .route("/openapi.json", get(get_openapi))
         .with_state(Serving {
             store,
             auth,
             popularity: Arc::default(),
             lists: Arc::default(),
+            features: Arc::new(features),
         })
 }
 

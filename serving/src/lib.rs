@@ -16,6 +16,7 @@
 //! of engines are in ADR 0006; the API and its auth in ADR 0007.
 
 pub mod api;
+pub mod features;
 pub use emporium_auth as auth;
 pub mod lists;
 pub mod metrics;

@@ -20,6 +20,8 @@ pub(crate) struct Serving {
     pub(crate) popularity: Arc<crate::popularity::PopularityCache>,
     /// The item-to-item lists the user recommendations walk, reused for a second.
     pub(crate) lists: Arc<crate::lists::ListCache>,
+    /// The declared feature views `/v1/features` serves.
+    pub(crate) features: Arc<emporium_features::Declarations>,
 }
 
 /// An error answer of the read API, sent in the one envelope (`emporium_ops::ApiError`):
