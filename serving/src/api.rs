@@ -82,6 +82,7 @@ pub fn router_with_features(
             auth,
             popularity: Arc::default(),
             lists: Arc::default(),
+            openapi: crate::features::openapi(OPENAPI, &features),
             features: Arc::new(features),
         })
 }
@@ -213,6 +214,6 @@ async fn get_user_orders(
     Ok(Json(json!({"user_id": user, "orders": page.orders, "next": page.next})).into_response())
 }
 
-async fn get_openapi() -> Response {
-    json_bytes(Bytes::from_static(OPENAPI.as_bytes()))
+async fn get_openapi(State(s): State<Serving>) -> Response {
+    json_bytes(s.openapi.clone())
 }

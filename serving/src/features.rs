@@ -40,8 +40,9 @@ pub(crate) struct FeaturesQuery {
 pub(crate) struct BatchRequest {
     view: String,
     entity_ids: Vec<String>,
+    /// All of the view's when left out (not `null`: the document says an array).
     #[serde(default)]
-    features: Option<Vec<String>>,
+    features: Vec<String>,
 }
 
 /// What a stored feature document holds, as much of it as an answer needs.
@@ -97,6 +98,47 @@ fn features(view: &FeatureView, asked: Option<Vec<String>>) -> Result<Vec<&str>,
             })
         })
         .collect()
+}
+
+/// The OpenAPI document `base` with the feature routes' view and feature names restricted to
+/// those `declared` (the document in the repository names the built-in declaration's): a
+/// request the document allows names a declared view and features. The features of every view
+/// are allowed in each (the document cannot tie them to the view named in the path); a feature
+/// of another view is still a 400 naming it. `base` itself when it does not parse.
+pub fn openapi(base: &str, declared: &Declarations) -> bytes::Bytes {
+    let Ok(mut doc) = serde_json::from_str::<Value>(base) else {
+        return bytes::Bytes::copy_from_slice(base.as_bytes());
+    };
+    let views: Vec<Value> = declared
+        .views
+        .iter()
+        .map(|v| v.name.clone().into())
+        .collect();
+    let mut names: Vec<&str> = declared
+        .views
+        .iter()
+        .flat_map(|v| v.features.iter().map(|f| f.name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let one = format!("(?:{})", names.join("|"));
+    let list = format!("^(?:{one}(?:,{one})*)?$");
+    let path = &mut doc["paths"]["/v1/features/{view}/{entity_id}"]["get"]["parameters"];
+    if let Some(parameters) = path.as_array_mut() {
+        for p in parameters {
+            match p["name"].as_str() {
+                Some("view") => p["schema"]["enum"] = views.clone().into(),
+                Some("features") => p["schema"]["pattern"] = list.clone().into(),
+                _ => {}
+            }
+        }
+    }
+    let batch = &mut doc["components"]["schemas"]["FeatureBatchRequest"]["properties"];
+    if batch.is_object() {
+        batch["view"]["enum"] = views.into();
+        batch["features"]["items"]["enum"] = names.into_iter().map(Value::from).collect();
+    }
+    bytes::Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_else(|_| base.as_bytes().to_vec()))
 }
 
 /// One entity's answer from its stored document (`None`: no value), judged stale at `now`.
@@ -171,9 +213,11 @@ pub(crate) async fn get_features(
     })?;
     let declared = Arc::clone(&s.features);
     let view = view(&declared, &name)?;
+    // `features=` (empty) asks for all, as leaving it out does.
     let asked = q
         .features
-        .map(|f| f.split(',').map(|n| n.trim().to_owned()).collect());
+        .filter(|f| !f.is_empty())
+        .map(|f| f.split(',').map(str::to_owned).collect());
     let features = features(view, asked)?;
     let started = Instant::now();
     let doc = s.store.view(view.dataflow.name, &entity_id).await?;
@@ -207,7 +251,7 @@ pub(crate) async fn batch_features(
     }
     let declared = Arc::clone(&s.features);
     let view = view(&declared, &req.view)?;
-    let features = features(view, req.features)?;
+    let features = features(view, Some(req.features))?;
     let started = Instant::now();
     let docs = s
         .store

@@ -22,6 +22,8 @@ pub(crate) struct Serving {
     pub(crate) lists: Arc<crate::lists::ListCache>,
     /// The declared feature views `/v1/features` serves.
     pub(crate) features: Arc<emporium_features::Declarations>,
+    /// `/openapi.json`, naming the declared feature views and features.
+    pub(crate) openapi: bytes::Bytes,
 }
 
 /// An error answer of the read API, sent in the one envelope (`emporium_ops::ApiError`):

@@ -118,6 +118,20 @@ async fn a_users_features_with_their_event_time_and_seq() {
         .unwrap_or_default();
     assert_eq!(names.len(), 2, "{body}");
     assert_eq!(body["features"]["returns_30d"], json!({"value": 1}));
+    // `features=` is all of them; an empty name among others is not a feature.
+    let (_, body) = get(&base, "/v1/features/user/u-1?features=", Some(OPERATOR)).await;
+    assert_eq!(
+        body["features"].as_object().map(|m| m.len()),
+        Some(6),
+        "{body}"
+    );
+    let (status, _) = get(
+        &base,
+        "/v1/features/user/u-1?features=orders_7d,",
+        Some(OPERATOR),
+    )
+    .await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]
@@ -208,6 +222,10 @@ async fn a_batch_answers_each_entity_in_order() {
             r#"{"view": "user", "entity_ids": ["u-1"], "colour": 1}"#,
             "colour",
         ),
+        (
+            r#"{"view": "user", "entity_ids": ["u-1"], "features": null}"#,
+            "null",
+        ),
     ] {
         let (status, answer) = post(&base, "/v1/features:batch", body).await;
         assert_eq!(status, 400, "{body}: {answer}");
@@ -236,4 +254,63 @@ async fn the_openapi_document_lists_the_feature_routes() {
             );
         }
     }
+    // The declared names, so that a request the document allows is one the route accepts.
+    let batch = &doc["components"]["schemas"]["FeatureBatchRequest"]["properties"];
+    assert_eq!(batch["view"]["enum"], json!(["user"]));
+    assert_eq!(
+        batch["features"]["items"]["enum"].as_array().map(Vec::len),
+        Some(6)
+    );
+}
+
+#[test]
+fn the_document_names_the_views_of_another_declaration() {
+    let text = r#"
+[[view]]
+name = "shopper_week"
+entity = "user"
+dataflow = "user_activity"
+ttl = "7d"
+description = "d"
+  [[view.feature]]
+  name = "orders_7d"
+  type = "int64"
+  description = "d"
+
+[[view]]
+name = "shopper_month"
+entity = "user"
+dataflow = "user_activity"
+ttl = "30d"
+description = "d"
+  [[view.feature]]
+  name = "spend_30d_minor"
+  type = "int64"
+  description = "d"
+"#;
+    let declared = emporium_features::declaration::parse("f.toml", text).expect("declaration");
+    let doc: Value = serde_json::from_slice(&emporium_serving::features::openapi(
+        api::OPENAPI,
+        &declared,
+    ))
+    .expect("json");
+    let parameters = doc["paths"]["/v1/features/{view}/{entity_id}"]["get"]["parameters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let schema = |name: &str| {
+        parameters
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        schema("view")["enum"],
+        json!(["shopper_week", "shopper_month"])
+    );
+    assert_eq!(
+        schema("features")["pattern"],
+        json!("^(?:(?:orders_7d|spend_30d_minor)(?:,(?:orders_7d|spend_30d_minor))*)?$")
+    );
 }
