@@ -64,12 +64,7 @@ fn describe(declared: &Declarations, name: &str) -> anyhow::Result<()> {
         bail!(
             "no feature view {name:?} in {}; declared: {}",
             declared.source,
-            declared
-                .views
-                .iter()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            declared.names()
         );
     };
     println!("{}: {}", v.name, v.description);

@@ -59,6 +59,15 @@ impl Declarations {
     pub fn view(&self, name: &str) -> Option<&FeatureView> {
         self.views.iter().find(|v| v.name == name)
     }
+
+    /// The views' names, joined by `, ` (for messages naming what is declared).
+    pub fn names(&self) -> String {
+        self.views
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl FeatureView {

@@ -67,12 +67,7 @@ fn view<'d>(declared: &'d Declarations, name: &str) -> Result<&'d FeatureView, A
     declared.view(name).ok_or_else(|| {
         ApiError::bad_request(format!(
             "unknown feature view {name:?}: declared: {}",
-            declared
-                .views
-                .iter()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            declared.names()
         ))
     })
 }
