@@ -15,6 +15,10 @@
 //! of 30 and a popularity, the whole catalogue's and each leaf's `trending` lists, and each
 //! shopper's `user_purchases` and `user_views`.
 //!
+//! The feature store (issue 26): `GET /v1/features/user/{id}` (one shopper's 6 features) and
+//! `POST /v1/features:batch` with 100 shoppers, with the operator key, over a `user_activity`
+//! document per shopper. Targets: p99 ≤ 5 ms single, ≤ 20 ms for a batch of 100.
+//!
 //! The routes take turns, one wrk run each per round (`-- --runs N` rounds, 5 by default), so
 //! that on a shared machine whose speed drifts the routes and the no-op ceiling see the same
 //! moments; the table gives each route's medians.
@@ -51,6 +55,11 @@ const SOURCE_ORDER: &str = "README Numbers, serving (serving): >= 50k req/s, p99
 const TARGET_RECS_REQ_PER_S: f64 = 20_000.0;
 const TARGET_RECS_P99_MS: f64 = 5.0;
 const SOURCE_RECS: &str = "issue 25, Numbers: GET /v1/users/{id}/recommendations p99 <= 5 ms at >= 20k req/s (wrk, like the serving bench)";
+const TARGET_FEATURES_P99_MS: f64 = 5.0;
+const TARGET_FEATURES_BATCH_P99_MS: f64 = 20.0;
+const SOURCE_FEATURES: &str = "issue 26, Numbers: online p99 <= 5 ms single, <= 20 ms for a batch of 100, req/s on 2 cores (wrk)";
+/// Entities per `POST /v1/features:batch` (issue 26's batch target).
+const FEATURE_BATCH: usize = 100;
 const TARGET_ORDER_LIST_P99_MS: f64 = 10.0;
 const SOURCE_ORDER_LIST: &str = "slos.md read paths, A user's order list, GET /v1/users/{id}/orders: latency p99 10 ms (first page)";
 
@@ -146,7 +155,16 @@ fn recommendation_documents(products: usize) -> Vec<Upsert> {
             .map(|r| format!("p-{:07}", (u * 53 + r * 1_543) % products))
             .collect();
         let doc = serde_json::json!({"user_id": user, "recent_views": viewed});
-        upserts.push(view("user_views", user, doc));
+        upserts.push(view("user_views", user.clone(), doc));
+        // The feature store's `user` view (issue 26), fresh: an hour old.
+        let at = (chrono::Utc::now() - chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let n = (u % 7) as i64;
+        let doc = serde_json::json!({"user_id": user, "event_time": at, "features": {
+            "orders_7d": n, "orders_30d": 3 * n, "spend_7d_minor": 4_999 * n,
+            "spend_30d_minor": 14_997 * n, "returns_7d": n / 3, "returns_30d": n / 2,
+        }});
+        upserts.push(view("user_activity", user, doc));
     }
     let top = |n: usize| -> Vec<serde_json::Value> {
         (0..n)
@@ -211,19 +229,28 @@ fn order(i: usize) -> OrderView {
 
 /// A wrk script that requests `paths` round-robin from a random start, each with its token.
 fn script(requests: &[(String, String)]) -> String {
+    script_with("GET", requests, &[])
+}
+
+/// [`script`] for `method`, the `i`-th request sending `bodies[i]` (JSON) when there are any.
+fn script_with(method: &str, requests: &[(String, String)], bodies: &[String]) -> String {
     let mut s = String::from("local reqs = {\n");
-    for (path, token) in requests {
-        s.push_str(&format!("  {{\"{path}\", \"Bearer {token}\"}},\n"));
+    for (i, (path, token)) in requests.iter().enumerate() {
+        let body = bodies
+            .get(i)
+            .map_or_else(|| "nil".to_owned(), |b| format!("{b:?}"));
+        s.push_str(&format!("  {{\"{path}\", \"Bearer {token}\", {body}}},\n"));
     }
     s.push_str(
         "}\nlocal i = 0\nfunction setup(thread) end\ninit = function(args) i = math.random(#reqs) end\n\
          request = function()\n  i = i % #reqs + 1\n  local r = reqs[i]\n  \
-         return wrk.format(\"GET\", r[1], {[\"Authorization\"] = r[2]})\nend\n\
+         return wrk.format(\"METHOD\", r[1], {[\"Authorization\"] = r[2], \
+         [\"Content-Type\"] = \"application/json\"}, r[3])\nend\n\
          done = function(summary, latency, requests)\n  \
          io.write(string.format(\"EMPORIUM %d %d %f %f %f\\n\", summary.requests, summary.errors.status, \
          latency:percentile(50), latency:percentile(99), summary.duration))\nend\n",
     );
-    s
+    s.replace("METHOD", method)
 }
 
 struct Load {
@@ -385,6 +412,27 @@ fn main() {
             (format!("/v1/users/{user}/recommendations"), token)
         })
         .collect();
+    // The feature store (issue 26): one shopper's features, and batches of 100, with the
+    // operator key.
+    let operator = "a-benchmark-operator-key".to_owned();
+    let by_user_features: Vec<(String, String)> = (0..10_000)
+        .map(|_| {
+            let user = format!("u-{:08}", next() % USERS);
+            (format!("/v1/features/user/{user}"), operator.clone())
+        })
+        .collect();
+    let batches: Vec<String> = (0..1_000)
+        .map(|_| {
+            let users: Vec<String> = (0..FEATURE_BATCH)
+                .map(|_| format!("u-{:08}", next() % USERS))
+                .collect();
+            serde_json::json!({"view": "user", "entity_ids": users}).to_string()
+        })
+        .collect();
+    let feature_batches: Vec<(String, String)> = batches
+        .iter()
+        .map(|_| ("/v1/features:batch".to_owned(), operator.clone()))
+        .collect();
     let noop: Vec<(String, String)> = vec![("/noop".into(), "none".into())];
     // (shown as, named in figures, requests)
     let routes = [
@@ -396,13 +444,23 @@ fn main() {
             "user_recommendations",
             &by_user_recs,
         ),
+        ("GET /v1/features/user/{id}", "features", &by_user_features),
+        (
+            "POST /v1/features:batch (100)",
+            "features_batch",
+            &feature_batches,
+        ),
     ];
     let scripts: Vec<tempfile::NamedTempFile> = routes
         .iter()
-        .map(|(_, _, requests)| {
+        .map(|(_, key, requests)| {
             let mut file = tempfile::NamedTempFile::new().expect("script file");
-            file.write_all(script(requests).as_bytes())
-                .expect("write script");
+            let text = if *key == "features_batch" {
+                script_with("POST", requests, &batches)
+            } else {
+                script(requests)
+            };
+            file.write_all(text.as_bytes()).expect("write script");
             file
         })
         .collect();
@@ -471,6 +529,22 @@ fn main() {
                 Op::AtMost,
                 TARGET_ORDER_P99_MS,
                 SOURCE_ORDER,
+            ),
+            "features" => report.target(
+                p99_name,
+                p99,
+                "ms",
+                Op::AtMost,
+                TARGET_FEATURES_P99_MS,
+                SOURCE_FEATURES,
+            ),
+            "features_batch" => report.target(
+                p99_name,
+                p99,
+                "ms",
+                Op::AtMost,
+                TARGET_FEATURES_BATCH_P99_MS,
+                SOURCE_FEATURES,
             ),
             "order_list" => report.target(
                 p99_name,
