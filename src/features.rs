@@ -45,7 +45,6 @@ fn list(declared: &Declarations) {
         "view", "entity", "join keys", "dataflow", "ttl"
     );
     for v in &declared.views {
-        let names: Vec<&str> = v.features.iter().map(|f| f.name.as_str()).collect();
         println!(
             "{:<16} {:<14} {:<20} {:<18} {:>6}  {}",
             v.name,
@@ -53,7 +52,7 @@ fn list(declared: &Declarations) {
             v.entity.keys().join(", "),
             v.dataflow.name,
             v.ttl_text,
-            names.join(", ")
+            v.names()
         );
     }
     println!("`emporium features describe VIEW` for a view's features.");

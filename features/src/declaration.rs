@@ -75,6 +75,15 @@ impl FeatureView {
     pub fn feature(&self, name: &str) -> Option<&Feature> {
         self.features.iter().find(|f| f.name == name)
     }
+
+    /// Its features' names, joined by `, ` (for listings and messages).
+    pub fn names(&self) -> String {
+        self.features
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Why a declaration was refused, and where.

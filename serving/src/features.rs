@@ -84,11 +84,7 @@ fn features(view: &FeatureView, asked: Option<Vec<String>>) -> Result<Vec<&str>,
                 ApiError::bad_request(format!(
                     "unknown feature {name:?} of view {:?}: it serves {}",
                     view.name,
-                    view.features
-                        .iter()
-                        .map(|f| f.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    view.names()
                 ))
             })
         })

@@ -97,9 +97,6 @@ struct Entry<'a> {
 /// over the whole catalogue they miss what shoppers of those categories buy.
 pub const CATEGORY: &str = "category";
 
-/// The window of `trending` the [`CATEGORY`] walk reads: its lists' order in the document.
-const CATEGORY_WINDOW: &str = "24h";
-
 /// How long [`ListCache`] reuses a product's leaf category: it changes only when the product is
 /// listed again, and a stale one only shifts which categories a user's answer weighs.
 pub const CATEGORY_TTL: Duration = Duration::from_secs(60);
@@ -162,7 +159,8 @@ struct Categorized {
     category_path: Vec<String>,
 }
 
-/// The stored `trending` document's list of [`CATEGORY_WINDOW`], as much of it as a list needs.
+/// The stored `trending` document's list the [`CATEGORY`] walk reads — a day's half-life
+/// (`24h`) — as much of it as a list needs.
 #[derive(Deserialize)]
 struct TrendingStored<'a> {
     #[serde(borrow, rename = "24h")]
@@ -177,10 +175,9 @@ struct TrendingEntry<'a> {
 }
 
 impl List {
-    /// A stored `trending` document's [`CATEGORY_WINDOW`] list with `seq`, its scores as
+    /// A stored `trending` document's day list (`24h`) with `seq`, its scores as
     /// [`interest_shares`]; an empty one when it does not parse.
     pub fn parse_trending(seq: u64, json: &[u8]) -> Self {
-        debug_assert_eq!(CATEGORY_WINDOW, "24h");
         let Ok(stored) = serde_json::from_slice::<TrendingStored>(json) else {
             return Self::default();
         };
